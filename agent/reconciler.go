@@ -1,0 +1,28 @@
+package agent
+
+import (
+	"context"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
+)
+
+// Reconciler brings one part of the DPU (storage, network) to the desired
+// state. The agent calls it with its state lock held, so calls never overlap.
+type Reconciler interface {
+	// Name is the component name shown in get_status ("storage", "network").
+	Name() string
+	// Validate checks the parts of d this reconciler owns, beyond the generic
+	// checks of state.Desired.Validate (e.g. a PF the card does not have).
+	// It must not change anything.
+	Validate(ctx context.Context, d *state.Desired) error
+	// Reconcile compares d with what the DPU holds and fixes only the
+	// difference: an unchanged d makes no mutating call. Items the agent
+	// created that are no longer in d are removed. Per-item failures are
+	// recorded for Observe and returned wrapped in an errdefs kind.
+	Reconcile(ctx context.Context, d *state.Desired) error
+	// Observe fills this reconciler's part of obs from the last reconcile.
+	Observe(ctx context.Context, obs *state.Observed)
+	// Health reports whether the component's backend (SPDK, OVSDB) is
+	// reachable now; nil means healthy.
+	Health(ctx context.Context) error
+}

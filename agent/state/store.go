@@ -1,0 +1,109 @@
+package state
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// FileName is the desired-state file inside state_dir.
+const FileName = "desired.json"
+
+// Store persists the desired state atomically: write a temp file in the same
+// directory, fsync it, rename it over the old file, fsync the directory. A
+// crash at any point leaves either the old or the new state, never a torn one.
+type Store struct {
+	dir string
+}
+
+// NewStore makes sure dir exists (0700: the state names volumes and ports).
+func NewStore(dir string) (*Store, error) {
+	if dir == "" {
+		return nil, errors.New("state_dir is empty")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create state_dir: %w", err)
+	}
+	return &Store{dir: dir}, nil
+}
+
+// Path is the state file's path.
+func (s *Store) Path() string { return filepath.Join(s.dir, FileName) }
+
+// Load returns the stored state, or an empty generation-0 state if none was
+// ever saved. Leftover temp files from an interrupted save are removed.
+func (s *Store) Load() (*Desired, error) {
+	if tmps, _ := filepath.Glob(filepath.Join(s.dir, "."+FileName+".tmp*")); len(tmps) > 0 {
+		for _, t := range tmps {
+			_ = os.Remove(t)
+		}
+	}
+	b, err := os.ReadFile(s.Path())
+	if errors.Is(err, fs.ErrNotExist) {
+		return &Desired{Volumes: []Volume{}, VIFs: []VIF{}}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read state: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	dec.DisallowUnknownFields()
+	var d Desired
+	if err := dec.Decode(&d); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", s.Path(), err)
+	}
+	if d.Volumes == nil {
+		d.Volumes = []Volume{}
+	}
+	if d.VIFs == nil {
+		d.VIFs = []VIF{}
+	}
+	return &d, nil
+}
+
+// Save writes d durably.
+func (s *Store) Save(d *Desired) error {
+	b, err := json.MarshalIndent(d, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode state: %w", err)
+	}
+	b = append(b, '\n')
+	f, err := os.CreateTemp(s.dir, "."+FileName+".tmp*")
+	if err != nil {
+		return fmt.Errorf("create temp state: %w", err)
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			_ = f.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(b); err != nil {
+		return fmt.Errorf("write temp state: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fsync temp state: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close temp state: %w", err)
+	}
+	if err := os.Rename(tmp, s.Path()); err != nil {
+		return fmt.Errorf("rename state: %w", err)
+	}
+	ok = true
+	if d, err := os.Open(s.dir); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return nil
+}
+
+// IsTemp reports whether name is one of Save's temp files (for tests/tools).
+func IsTemp(name string) bool { return strings.HasPrefix(filepath.Base(name), "."+FileName+".tmp") }

@@ -1,0 +1,127 @@
+// Package state holds the node's desired state (the contract between the
+// conductor and the agent, DESIGN.md §2), its validation and its durable store,
+// and the observed state that reconcilers report.
+package state
+
+import "encoding/json"
+
+// Function is a host-visible PCIe function: a PF, a VF of a PF, or an SF of a PF.
+// Exactly one of VF and SF may be set; neither means the PF itself.
+type Function struct {
+	PF int  `json:"pf"`
+	VF *int `json:"vf,omitempty"`
+	SF *int `json:"sf,omitempty"`
+}
+
+// IsSF reports whether f names a scalable function.
+func (f Function) IsSF() bool { return f.SF != nil }
+
+// Equal compares two functions by value.
+func (f Function) Equal(g Function) bool {
+	eq := func(a, b *int) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
+	return f.PF == g.PF && eq(f.VF, g.VF) && eq(f.SF, g.SF)
+}
+
+// IntPtr is a helper for building functions in code and tests.
+func IntPtr(i int) *int { return &i }
+
+// ConnectionInfo is Cinder's connection_info as Nova/Ironic hand it over.
+type ConnectionInfo struct {
+	DriverVolumeType string         `json:"driver_volume_type"`
+	Data             map[string]any `json:"data"`
+}
+
+// Volume is a Cinder volume the host must see as an NVMe namespace.
+type Volume struct {
+	VolumeID       string         `json:"volume_id"`
+	BootIndex      *int           `json:"boot_index,omitempty"`
+	ConnectionInfo ConnectionInfo `json:"connection_info"`
+	// Function is the host function whose NVMe controller carries the
+	// namespace; nil means PF 0 (the boot controller).
+	Function *Function `json:"function,omitempty"`
+}
+
+// VIF is a Neutron port the host must see as a NIC.
+type VIF struct {
+	PortID string `json:"port_id"`
+	MAC    string `json:"mac"`
+	// Function is the host function backing the NIC. A nil Function on input
+	// asks the agent to allocate an SF; the stored state always has one.
+	Function *Function `json:"function,omitempty"`
+	MTU      int       `json:"mtu,omitempty"`
+}
+
+// Desired is everything the node should have.
+type Desired struct {
+	Generation int64    `json:"generation"`
+	NodeUUID   string   `json:"node_uuid,omitempty"`
+	Volumes    []Volume `json:"volumes"`
+	VIFs       []VIF    `json:"vifs"`
+}
+
+// Clone returns a deep copy, so callers can edit without touching the
+// agent's current state.
+func (d *Desired) Clone() *Desired {
+	b, err := json.Marshal(d)
+	if err != nil {
+		panic(err) // Desired is plain data; marshal cannot fail
+	}
+	var c Desired
+	dec := json.NewDecoder(bytesReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&c); err != nil {
+		panic(err)
+	}
+	if c.Volumes == nil {
+		c.Volumes = []Volume{}
+	}
+	if c.VIFs == nil {
+		c.VIFs = []VIF{}
+	}
+	return &c
+}
+
+// Observed is what the reconcilers last saw on the DPU.
+type Observed struct {
+	Volumes []VolumeStatus `json:"volumes"`
+	VIFs    []VIFStatus    `json:"vifs"`
+}
+
+// Item states shown in VolumeStatus.State and VIFStatus.State.
+const (
+	StateAttached = "attached" // volume exposed to the host
+	StatePlugged  = "plugged"  // VIF on br-int and bound by OVN
+	StatePending  = "pending"  // in progress (e.g. waiting for ovn-installed)
+	StateError    = "error"    // last attempt failed; see LastError
+)
+
+// PathStatus is one NVMe-oF path of a backend controller.
+type PathStatus struct {
+	Transport string `json:"transport"`
+	Address   string `json:"address"`
+	Port      string `json:"port"`
+	State     string `json:"state"`
+}
+
+// VolumeStatus is the observed state of one volume.
+type VolumeStatus struct {
+	VolumeID   string       `json:"volume_id"`
+	State      string       `json:"state"`
+	Controller string       `json:"controller,omitempty"`
+	Bdev       string       `json:"bdev,omitempty"`
+	Paths      []PathStatus `json:"paths,omitempty"`
+	Function   *Function    `json:"function,omitempty"`
+	NSID       int          `json:"nsid,omitempty"`
+	LastError  string       `json:"last_error,omitempty"`
+}
+
+// VIFStatus is the observed state of one VIF.
+type VIFStatus struct {
+	PortID      string    `json:"port_id"`
+	State       string    `json:"state"`
+	Representor string    `json:"representor,omitempty"`
+	Function    *Function `json:"function,omitempty"`
+	OFPort      int       `json:"ofport,omitempty"`
+	Bound       bool      `json:"bound"`
+	LastError   string    `json:"last_error,omitempty"`
+}

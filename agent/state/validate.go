@@ -1,0 +1,200 @@
+package state
+
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/storage/nvmeof"
+)
+
+// Bounds on host functions. Drivers narrow these further (e.g. how many PFs a
+// card has); these only keep nonsense out of the stored state.
+const (
+	MaxPF  = 15
+	MaxVF  = 1023
+	MaxSF  = 65535
+	MinMTU = 68
+	MaxMTU = 9216
+)
+
+var uuidRe = regexp.MustCompile(`^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$`)
+
+// ValidUUID accepts the forms OpenStack accepts (dashed or not).
+func ValidUUID(s string) bool { return uuidRe.MatchString(s) }
+
+func invalid(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", errdefs.ErrInvalidArgument, fmt.Sprintf(format, a...))
+}
+
+// ValidateFunction checks the generic bounds of a host function.
+func ValidateFunction(f Function) error {
+	if f.PF < 0 || f.PF > MaxPF {
+		return invalid("function pf %d out of range 0..%d", f.PF, MaxPF)
+	}
+	if f.VF != nil && f.SF != nil {
+		return invalid("function may name a vf or an sf, not both")
+	}
+	if f.VF != nil && (*f.VF < 0 || *f.VF > MaxVF) {
+		return invalid("function vf %d out of range 0..%d", *f.VF, MaxVF)
+	}
+	if f.SF != nil && (*f.SF < 0 || *f.SF > MaxSF) {
+		return invalid("function sf %d out of range 0..%d", *f.SF, MaxSF)
+	}
+	return nil
+}
+
+// ValidateMAC accepts a unicast 48-bit MAC in colon form.
+func ValidateMAC(s string) error {
+	hw, err := net.ParseMAC(s)
+	if err != nil || len(hw) != 6 || strings.Count(s, ":") != 5 {
+		return invalid("mac %q is not a 48-bit MAC address like fa:16:3e:00:00:01", s)
+	}
+	if hw[0]&1 == 1 {
+		return invalid("mac %q is a multicast address", s)
+	}
+	return nil
+}
+
+// ValidateVolume checks one volume, including its Cinder connection info.
+func ValidateVolume(v Volume) error {
+	if !ValidUUID(v.VolumeID) {
+		return invalid("volume_id %q is not a UUID", v.VolumeID)
+	}
+	if v.BootIndex != nil && *v.BootIndex < 0 {
+		return invalid("volume %s: boot_index %d is negative", v.VolumeID, *v.BootIndex)
+	}
+	if v.ConnectionInfo.DriverVolumeType != "nvmeof" {
+		return invalid("volume %s: driver_volume_type %q is not supported (want nvmeof)", v.VolumeID, v.ConnectionInfo.DriverVolumeType)
+	}
+	if _, err := nvmeof.Parse(v.ConnectionInfo.Data); err != nil {
+		return fmt.Errorf("volume %s: %w", v.VolumeID, err)
+	}
+	if v.Function != nil {
+		if err := ValidateFunction(*v.Function); err != nil {
+			return fmt.Errorf("volume %s: %w", v.VolumeID, err)
+		}
+		if v.Function.IsSF() {
+			return invalid("volume %s: NVMe emulation is on a PF or VF, not an SF", v.VolumeID)
+		}
+	}
+	return nil
+}
+
+// ValidateVIF checks one VIF. A nil function is allowed (allocated later).
+func ValidateVIF(v VIF) error {
+	if !ValidUUID(v.PortID) {
+		return invalid("port_id %q is not a UUID", v.PortID)
+	}
+	if err := ValidateMAC(v.MAC); err != nil {
+		return fmt.Errorf("vif %s: %w", v.PortID, err)
+	}
+	if v.MTU != 0 && (v.MTU < MinMTU || v.MTU > MaxMTU) {
+		return invalid("vif %s: mtu %d out of range %d..%d", v.PortID, v.MTU, MinMTU, MaxMTU)
+	}
+	if v.Function != nil {
+		if err := ValidateFunction(*v.Function); err != nil {
+			return fmt.Errorf("vif %s: %w", v.PortID, err)
+		}
+	}
+	return nil
+}
+
+// Validate checks a whole desired state. It has no side effects.
+func (d *Desired) Validate() error {
+	if d.Generation < 0 {
+		return invalid("generation %d is negative", d.Generation)
+	}
+	if d.NodeUUID != "" && !ValidUUID(d.NodeUUID) {
+		return invalid("node_uuid %q is not a UUID", d.NodeUUID)
+	}
+	vols := map[string]bool{}
+	boots := map[int]string{}
+	for _, v := range d.Volumes {
+		if err := ValidateVolume(v); err != nil {
+			return err
+		}
+		id := strings.ToLower(v.VolumeID)
+		if vols[id] {
+			return invalid("volume %s listed twice", v.VolumeID)
+		}
+		vols[id] = true
+		if v.BootIndex != nil {
+			if other, dup := boots[*v.BootIndex]; dup {
+				return invalid("boot_index %d used by volumes %s and %s", *v.BootIndex, other, v.VolumeID)
+			}
+			boots[*v.BootIndex] = v.VolumeID
+		}
+	}
+	ports := map[string]bool{}
+	macs := map[string]string{}
+	var fns []VIF
+	for _, v := range d.VIFs {
+		if err := ValidateVIF(v); err != nil {
+			return err
+		}
+		id := strings.ToLower(v.PortID)
+		if ports[id] {
+			return invalid("port %s listed twice", v.PortID)
+		}
+		ports[id] = true
+		mac := strings.ToLower(v.MAC)
+		if other, dup := macs[mac]; dup {
+			return invalid("mac %s used by ports %s and %s", v.MAC, other, v.PortID)
+		}
+		macs[mac] = v.PortID
+		if v.Function != nil {
+			for _, o := range fns {
+				if o.Function.Equal(*v.Function) {
+					return invalid("ports %s and %s use the same host function", o.PortID, v.PortID)
+				}
+			}
+			fns = append(fns, v)
+		}
+	}
+	return nil
+}
+
+// AssignFunctions gives every VIF without a function an SF on PF 0: the one it
+// had in prev (so a port keeps its NIC across updates), else the lowest SF
+// number >= sfBase not used by another VIF. It edits next in place.
+func AssignFunctions(prev, next *Desired, sfBase int) error {
+	used := map[int]bool{}
+	for _, v := range next.VIFs {
+		if v.Function != nil && v.Function.SF != nil && v.Function.PF == 0 {
+			used[*v.Function.SF] = true
+		}
+	}
+	had := map[string]Function{}
+	if prev != nil {
+		for _, v := range prev.VIFs {
+			if v.Function != nil {
+				had[strings.ToLower(v.PortID)] = *v.Function
+			}
+		}
+	}
+	for i := range next.VIFs {
+		v := &next.VIFs[i]
+		if v.Function != nil {
+			continue
+		}
+		if f, ok := had[strings.ToLower(v.PortID)]; ok && f.IsSF() && f.PF == 0 && !used[*f.SF] {
+			f := f
+			v.Function = &f
+			used[*f.SF] = true
+			continue
+		}
+		n := sfBase
+		for used[n] {
+			n++
+		}
+		if n > MaxSF {
+			return invalid("no free SF number left for port %s", v.PortID)
+		}
+		used[n] = true
+		v.Function = &Function{PF: 0, SF: IntPtr(n)}
+	}
+	return nil
+}

@@ -1,0 +1,263 @@
+// Package config loads the agent's oslo.config-style INI files
+// (--config-file, repeatable, later wins; then --config-dir/*.conf in name
+// order) into a typed Config, and writes the sample file from the same table.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/ini.v1"
+)
+
+// Config is every option the agent reads. Each field's tags give its INI
+// name, default and help; Sample() renders them.
+type Config struct {
+	Default DefaultOpts `group:"DEFAULT"`
+	Rabbit  RabbitOpts  `group:"oslo_messaging_rabbit"`
+	Agent   AgentOpts   `group:"agent"`
+	DPU     DPUOpts     `group:"dpu"`
+	OVS     OVSOpts     `group:"ovs"`
+	SPDK    SPDKOpts    `group:"spdk"`
+	Storage StorageOpts `group:"storage"`
+	NVMf    NVMfOpts    `group:"spdk_nvmf"`
+	Ironic  IronicOpts  `group:"ironic"`
+}
+
+// DefaultOpts is [DEFAULT].
+type DefaultOpts struct {
+	TransportURL      string        `ini:"transport_url" default:"rabbit://" secret:"true" help:"oslo.messaging transport URL: rabbit://user:pass@host:port[,user:pass@host2:port2]/vhost[?option=value]. Query options override [oslo_messaging_rabbit]."`
+	NodeUUID          string        `ini:"node_uuid" help:"UUID of the Ironic node whose DPU this agent runs on. The RPC server listens as <topic>.<node_uuid>."`
+	StateDir          string        `ini:"state_dir" default:"/var/lib/ironic-dpu-agent" help:"Directory for the persisted desired state."`
+	ReconcileInterval time.Duration `ini:"reconcile_interval" default:"60s" help:"Period of the background reconcile (jittered by up to 20%)."`
+	Debug             bool          `ini:"debug" default:"false" help:"Log at debug level."`
+	HealthListen      string        `ini:"health_listen" default:"" help:"host:port for the /healthz and /metrics HTTP endpoint; empty disables it."`
+}
+
+// RabbitOpts is [oslo_messaging_rabbit]; names and defaults are oslo.messaging 14's.
+type RabbitOpts struct {
+	AMQPDurableQueues        bool    `ini:"amqp_durable_queues" default:"false" help:"Use durable queues and exchanges (oslo amqp_durable_queues)."`
+	AMQPAutoDelete           bool    `ini:"amqp_auto_delete" default:"false" help:"Auto-delete queues and exchanges (oslo amqp_auto_delete)."`
+	RabbitQuorumQueue        bool    `ini:"rabbit_quorum_queue" default:"false" help:"Declare the server queues as quorum queues (implies durable)."`
+	RabbitHAQueues           bool    `ini:"rabbit_ha_queues" default:"false" help:"Add x-ha-policy=all to the queues (classic mirrored queues)."`
+	RabbitTransientQueuesTTL int     `ini:"rabbit_transient_queues_ttl" default:"1800" help:"x-expires (seconds) of the fanout and reply queues; 0 disables it."`
+	SSL                      bool    `ini:"ssl" default:"false" help:"Connect over TLS (amqps)."`
+	SSLCAFile                string  `ini:"ssl_ca_file" default:"" help:"CA bundle to verify the broker."`
+	SSLCertFile              string  `ini:"ssl_cert_file" default:"" help:"Client certificate for TLS."`
+	SSLKeyFile               string  `ini:"ssl_key_file" default:"" help:"Client key for TLS."`
+	SSLEnforceHostname       bool    `ini:"ssl_enforce_hostname_verification" default:"false" help:"Verify the broker's certificate host name."`
+	HeartbeatTimeout         int     `ini:"heartbeat_timeout_threshold" default:"60" help:"AMQP heartbeat timeout in seconds (0 disables heartbeats)."`
+	RetryInterval            float64 `ini:"rabbit_retry_interval" default:"1" help:"Seconds before the first reconnect attempt."`
+	RetryBackoff             float64 `ini:"rabbit_retry_backoff" default:"2" help:"Seconds added to the reconnect delay after each failure (jittered)."`
+	IntervalMax              float64 `ini:"rabbit_interval_max" default:"30" help:"Upper bound of the reconnect delay in seconds."`
+}
+
+// AgentOpts is [agent].
+type AgentOpts struct {
+	Exchange          string `ini:"exchange" default:"ironic_dpu" help:"Control exchange of the agent's RPC. Never the conductor's own exchange with other flags."`
+	Topic             string `ini:"topic" default:"ironic-dpu-agent" help:"RPC topic; the server queue is <topic>.<node_uuid>."`
+	ListenSharedTopic bool   `ini:"listen_shared_topic" default:"false" help:"Also consume the shared <topic> queue (load-balanced across all agents; usually wrong)."`
+	SFBase            int    `ini:"sf_base" default:"1" help:"Lowest SF number the agent allocates for a VIF that names no host function."`
+}
+
+// DPUOpts is [dpu].
+type DPUOpts struct {
+	Driver string `ini:"driver" default:"sim" help:"DPU driver: bluefield, spdk-generic or sim."`
+}
+
+// OVSOpts is [ovs]; names follow Neutron's.
+type OVSOpts struct {
+	OVSDBConnection   string        `ini:"ovsdb_connection" default:"unix:/var/run/openvswitch/db.sock" help:"OVSDB server of the DPU's Open vSwitch."`
+	IntegrationBridge string        `ini:"integration_bridge" default:"br-int" help:"The OVN integration bridge."`
+	BindTimeout       time.Duration `ini:"bind_timeout" default:"10s" help:"How long plug_vif waits for ovn-installed before answering pending."`
+	SysfsRoot         string        `ini:"sysfs_root" default:"/sys" help:"Root of sysfs for representor lookup (tests use a fake tree)."`
+}
+
+// SPDKOpts is [spdk].
+type SPDKOpts struct {
+	RPCSocket  string        `ini:"rpc_socket" default:"/var/tmp/spdk.sock" help:"SPDK (or SNAP) JSON-RPC unix socket."`
+	RPCTimeout time.Duration `ini:"rpc_timeout" default:"30s" help:"Deadline of one SPDK JSON-RPC call."`
+}
+
+// StorageOpts is [storage].
+type StorageOpts struct {
+	HostNQN              string `ini:"host_nqn" default:"" help:"This DPU's NVMe host NQN, used for every attach and as the Ironic nqn volume connector."`
+	CtrlrLossTimeoutSec  int    `ini:"ctrlr_loss_timeout_sec" default:"-1" help:"bdev_nvme ctrlr_loss_timeout_sec: -1 retries forever (a cloud boot disk must not vanish)."`
+	ReconnectDelaySec    int    `ini:"reconnect_delay_sec" default:"5" help:"bdev_nvme reconnect_delay_sec."`
+	FastIOFailTimeoutSec int    `ini:"fast_io_fail_timeout_sec" default:"0" help:"bdev_nvme fast_io_fail_timeout_sec (0 = never fail I/O fast)."`
+	Multipath            string `ini:"multipath" default:"multipath" help:"bdev_nvme multipath mode for volumes with several portals: multipath or failover."`
+	ConfigDriveDir       string `ini:"config_drive_dir" default:"/var/lib/ironic-dpu-agent/config-drive" help:"Where config-drive images for bdev_aio namespaces live."`
+}
+
+// NVMfOpts is [spdk_nvmf] (upstream SPDK emulation).
+type NVMfOpts struct {
+	Transport     string `ini:"transport" default:"VFIOUSER" help:"Host-facing NVMe-oF transport of the emulated controllers."`
+	VFIOUserDir   string `ini:"vfio_user_dir" default:"/var/run/ironic-dpu-agent/vfio-user" help:"Where per-function VFIOUSER listener directories are made."`
+	ListenAddress string `ini:"listen_address" default:"" help:"traddr for a non-VFIOUSER transport (e.g. TCP for tests)."`
+	ListenPort    string `ini:"listen_port" default:"" help:"trsvcid for a non-VFIOUSER transport."`
+}
+
+// IronicOpts is [ironic]: optional pull of the node's state from the Ironic API.
+type IronicOpts struct {
+	APIURL            string `ini:"api_url" default:"" help:"Ironic API endpoint; empty disables pulling the desired state at start."`
+	AuthType          string `ini:"auth_type" default:"none" help:"none (noauth Ironic) or password (Keystone)."`
+	AuthURL           string `ini:"auth_url" default:"" help:"Keystone URL for auth_type=password."`
+	Username          string `ini:"username" default:"" help:"Service user for auth_type=password."`
+	Password          string `ini:"password" default:"" secret:"true" help:"Service user's password."`
+	ProjectName       string `ini:"project_name" default:"service" help:"Project for auth_type=password."`
+	UserDomainName    string `ini:"user_domain_name" default:"Default" help:"User domain for auth_type=password."`
+	ProjectDomainName string `ini:"project_domain_name" default:"Default" help:"Project domain for auth_type=password."`
+}
+
+// Defaults returns a Config with every default applied.
+func Defaults() *Config {
+	c := &Config{}
+	if err := walk(c, func(f field) error { return f.set(f.def) }); err != nil {
+		panic(err) // defaults are compile-time constants; a bad one is a programmer error
+	}
+	return c
+}
+
+// Load reads files (in order, later wins) then every *.conf in dirs.
+func Load(files []string, dirs []string) (*Config, error) {
+	var sources []any
+	for _, f := range files {
+		if _, err := os.Stat(f); err != nil {
+			return nil, fmt.Errorf("config file %s: %w", f, err)
+		}
+		sources = append(sources, f)
+	}
+	for _, d := range dirs {
+		matches, err := filepath.Glob(filepath.Join(d, "*.conf"))
+		if err != nil {
+			return nil, err
+		}
+		if st, err := os.Stat(d); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("config dir %s: not a directory", d)
+		}
+		sort.Strings(matches)
+		for _, m := range matches {
+			sources = append(sources, m)
+		}
+	}
+	c := Defaults()
+	if len(sources) == 0 {
+		return c, nil
+	}
+	f, err := ini.LoadSources(ini.LoadOptions{IgnoreInlineComment: true, Insensitive: false}, sources[0], sources[1:]...)
+	if err != nil {
+		return nil, fmt.Errorf("parse config: %w", err)
+	}
+	err = walk(c, func(fl field) error {
+		sec, err := f.GetSection(fl.group)
+		if err != nil || !sec.HasKey(fl.name) {
+			return nil
+		}
+		if err := fl.set(strings.TrimSpace(sec.Key(fl.name).String())); err != nil {
+			return fmt.Errorf("[%s] %s: %w", fl.group, fl.name, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Validate checks what the agent cannot run without.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Default.NodeUUID == "" {
+		errs = append(errs, errors.New("[DEFAULT] node_uuid is required"))
+	}
+	if c.Agent.Topic == "" || c.Agent.Exchange == "" {
+		errs = append(errs, errors.New("[agent] topic and exchange must not be empty"))
+	}
+	if c.Default.StateDir == "" {
+		errs = append(errs, errors.New("[DEFAULT] state_dir is required"))
+	}
+	switch c.Storage.Multipath {
+	case "multipath", "failover":
+	default:
+		errs = append(errs, fmt.Errorf("[storage] multipath %q must be multipath or failover", c.Storage.Multipath))
+	}
+	return errors.Join(errs...)
+}
+
+type field struct {
+	group, name, def, help string
+	secret                 bool
+	v                      reflect.Value
+}
+
+func (f field) set(s string) error {
+	switch f.v.Interface().(type) {
+	case string:
+		f.v.SetString(s)
+	case bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return fmt.Errorf("%q is not a boolean", s)
+		}
+		f.v.SetBool(b)
+	case int:
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("%q is not an integer", s)
+		}
+		f.v.SetInt(int64(n))
+	case float64:
+		n, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return fmt.Errorf("%q is not a number", s)
+		}
+		f.v.SetFloat(n)
+	case time.Duration:
+		d, err := parseDuration(s)
+		if err != nil {
+			return err
+		}
+		f.v.SetInt(int64(d))
+	default:
+		return fmt.Errorf("unsupported option type %s", f.v.Type())
+	}
+	return nil
+}
+
+// parseDuration accepts Go durations ("10s") and oslo-style plain seconds ("10").
+func parseDuration(s string) (time.Duration, error) {
+	if n, err := strconv.ParseFloat(s, 64); err == nil {
+		return time.Duration(n * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (e.g. 10s or 10)", s)
+	}
+	return d, nil
+}
+
+func walk(c *Config, fn func(field) error) error {
+	cv := reflect.ValueOf(c).Elem()
+	ct := cv.Type()
+	for i := 0; i < ct.NumField(); i++ {
+		group := ct.Field(i).Tag.Get("group")
+		sv := cv.Field(i)
+		st := sv.Type()
+		for j := 0; j < st.NumField(); j++ {
+			sf := st.Field(j)
+			f := field{group: group, name: sf.Tag.Get("ini"), def: sf.Tag.Get("default"),
+				help: sf.Tag.Get("help"), secret: sf.Tag.Get("secret") == "true", v: sv.Field(j)}
+			if err := fn(f); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

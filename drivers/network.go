@@ -1,0 +1,4 @@
+package drivers
+
+// NetworkDriver is the vendor half of VIF plugging. (Refined by the network work.)
+type NetworkDriver interface{}
