@@ -1,0 +1,53 @@
+"""Options of the dpu driver, registered on Ironic's global CONF.
+
+[dpu_agent] configures the RPC client that talks to the agents; [dpu] holds
+driver behaviour. Both are listed by list_opts() for oslo-config-generator.
+"""
+from oslo_config import cfg
+
+from ironic.conf import CONF
+
+agent_opts = [
+    cfg.StrOpt('transport_url', secret=True,
+               help='oslo.messaging transport URL of the DPU agents. '
+                    'Empty means Ironic\'s own [DEFAULT] transport_url. '
+                    'A separate vhost and user per DPU group is '
+                    'recommended: a DPU must not be able to publish to the '
+                    'conductor\'s queues.'),
+    cfg.StrOpt('exchange', default='ironic_dpu',
+               help='Control exchange of the agents. Never the conductor\'s '
+                    'own exchange.'),
+    cfg.StrOpt('topic', default='ironic-dpu-agent',
+               help='RPC topic; each agent listens as <topic>.<node uuid>.'),
+    cfg.IntOpt('timeout', default=60, min=1,
+               help='Seconds to wait for an agent\'s reply to a call.'),
+    cfg.IntOpt('call_monitor_timeout', default=30, min=0,
+               help='Seconds between agent heartbeats after which a call '
+                    'is considered lost (oslo call monitor); 0 disables it.'),
+    cfg.IntOpt('retry', default=2, min=-1,
+               help='Reconnect attempts to the broker per call before it '
+                    'fails (-1: forever, which would hold a conductor '
+                    'worker while the broker is down).'),
+    cfg.IntOpt('state_wait_timeout', default=60, min=0,
+               help='How long deploy waits for pending volumes and VIFs to '
+                    'converge before it judges the outcome.'),
+    cfg.FloatOpt('state_poll_interval', default=0.5, min=0.05,
+                 help='Seconds between get_state polls while waiting.'),
+]
+
+dpu_opts = [
+    cfg.BoolOpt('neutron_binding', default=False,
+                help='Bind each VIF\'s Neutron port to the DPU\'s OVN '
+                     'chassis (binding:vnic_type=baremetal, '
+                     'binding:profile.capabilities=["switchdev"], '
+                     'binding:host_id=<driver_info dpu_hostname>) on '
+                     'attach, and unbind on detach.'),
+]
+
+CONF.register_opts(agent_opts, group='dpu_agent')
+CONF.register_opts(dpu_opts, group='dpu')
+
+
+def list_opts():
+    """Entry point for oslo-config-generator."""
+    return [('dpu_agent', agent_opts), ('dpu', dpu_opts)]

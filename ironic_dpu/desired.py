@@ -1,0 +1,291 @@
+"""The node's desired state (DESIGN.md section 2), built from Ironic's DB,
+and pushing it to the agent.
+
+Sources:
+* volumes: the node's volume targets of type 'nvmeof'; properties are the
+  Cinder connection data (old: nqn/target_portal/target_port/
+  transport_type/ns_id, or new: target_nqn/vol_uuid/portals), as Nova or
+  an operator stores them; boot_index is passed through (0 = boot disk).
+* VIFs: every port with a VIF (internal_info tenant_vif_port_id, or the
+  legacy extra vif_port_id); MAC = port address. The host function comes
+  from, in order: port extra 'dpu_function' ({"pf": 0, "vf": 3}, or a
+  representor-style string "pf0vf3" / "pf0sf5" / "pf0"), then
+  local_link_connection port_id if it is such a name (Ironic's smart-NIC
+  convention: port_id = representor), else none (the agent allocates an
+  SF). MTU from port extra 'dpu_mtu'.
+
+What was last pushed (or should have been, when the agent was unreachable)
+is recorded in driver_internal_info 'dpu_desired_state', with the
+generation counter in 'dpu_generation', so the agent (or an operator) can
+pull it from the Ironic API.
+"""
+import re
+import time
+
+from oslo_log import log
+
+from ironic.common import exception as ir_exc
+from ironic.conf import CONF
+
+from ironic_dpu import agent_client
+from ironic_dpu import exception
+
+LOG = log.getLogger(__name__)
+
+VOLUME_TYPE = 'nvmeof'
+CONNECTOR_TYPE = 'nqn'
+TENANT_VIF_KEY = 'tenant_vif_port_id'
+GENERATION_KEY = 'dpu_generation'
+STATE_KEY = 'dpu_desired_state'
+
+_FUNC_RE = re.compile(r'^(?:c\d+)?pf(\d+)(?:(vf|sf)(\d+)|hpf)?$')
+_MAC_RE = re.compile(r'^([0-9a-f]{2}:){5}[0-9a-f]{2}$')
+
+
+def parse_function(value, where):
+    """Return the agent's function dict for value, or raise."""
+    if isinstance(value, str):
+        m = _FUNC_RE.match(value.strip())
+        if not m:
+            raise ir_exc.InvalidParameterValue(
+                '%s: %r is not a host function name such as pf0vf3, pf0sf5 '
+                'or pf0' % (where, value))
+        func = {'pf': int(m.group(1))}
+        if m.group(2):
+            func[m.group(2)] = int(m.group(3))
+        return func
+    if isinstance(value, dict):
+        keys = set(value)
+        if ('pf' not in keys or not keys <= {'pf', 'vf', 'sf'}
+                or {'vf', 'sf'} <= keys):
+            raise ir_exc.InvalidParameterValue(
+                '%s: %r must be {"pf": N} plus at most one of "vf"/"sf"'
+                % (where, value))
+        func = {}
+        for k in ('pf', 'vf', 'sf'):
+            if k in value:
+                v = value[k]
+                if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                    raise ir_exc.InvalidParameterValue(
+                        '%s: %s must be a non-negative integer, not %r'
+                        % (where, k, v))
+                func[k] = v
+        return func
+    raise ir_exc.InvalidParameterValue(
+        '%s: %r is not a host function' % (where, value))
+
+
+def port_vif_id(port):
+    return (port.internal_info.get(TENANT_VIF_KEY)
+            or port.extra.get('vif_port_id'))
+
+
+def port_function(port):
+    where = 'port %s' % port.uuid
+    if port.extra.get('dpu_function') is not None:
+        return parse_function(port.extra['dpu_function'],
+                              where + ' extra dpu_function')
+    llc_port = (port.local_link_connection or {}).get('port_id')
+    if isinstance(llc_port, str) and _FUNC_RE.match(llc_port):
+        return parse_function(llc_port, where + ' local_link_connection')
+    return None
+
+
+def vif_for_port(port, vif_id=None):
+    vif_id = vif_id or port_vif_id(port)
+    mac = (port.address or '').lower()
+    if not _MAC_RE.match(mac):
+        raise ir_exc.InvalidParameterValue(
+            'port %s has no usable MAC address (%r)' % (port.uuid,
+                                                         port.address))
+    vif = {'port_id': vif_id, 'mac': mac}
+    func = port_function(port)
+    if func is not None:
+        vif['function'] = func
+    mtu = port.extra.get('dpu_mtu')
+    if mtu is not None:
+        if isinstance(mtu, bool) or not isinstance(mtu, int) or mtu < 68:
+            raise ir_exc.InvalidParameterValue(
+                'port %s extra dpu_mtu must be an integer >= 68, not %r'
+                % (port.uuid, mtu))
+        vif['mtu'] = mtu
+    return vif
+
+
+def connection_data(target):
+    props = dict(target.properties or {})
+    # Accept a whole connection_info too ({"driver_volume_type", "data"}).
+    if isinstance(props.get('data'), dict) and 'driver_volume_type' in props:
+        props = dict(props['data'])
+    return props
+
+
+def validate_target(target):
+    where = 'volume target %s' % target.uuid
+    if target.volume_type != VOLUME_TYPE:
+        raise ir_exc.InvalidParameterValue(
+            "%s is of type '%s'; the dpu storage interface supports only "
+            "'%s'" % (where, target.volume_type, VOLUME_TYPE))
+    data = connection_data(target)
+    if not (data.get('nqn') or data.get('target_nqn')):
+        raise ir_exc.InvalidParameterValue(
+            '%s properties need the Cinder NVMe-oF connection data: nqn '
+            '(old format) or target_nqn (new format)' % where)
+    if not (data.get('target_portal') or data.get('portals')):
+        raise ir_exc.InvalidParameterValue(
+            '%s properties need target_portal (old format) or portals '
+            '(new format)' % where)
+
+
+def volume_for_target(target):
+    validate_target(target)
+    vol = {'volume_id': target.volume_id,
+           'connection_info': {'driver_volume_type': VOLUME_TYPE,
+                               'data': connection_data(target)}}
+    if target.boot_index is not None:
+        vol['boot_index'] = target.boot_index
+    return vol
+
+
+def build(task, volumes=True, vifs=True):
+    """The desired state of task.node; validates, touches nothing."""
+    vols = []
+    if volumes:
+        targets = sorted(task.volume_targets,
+                         key=lambda t: (t.boot_index is None,
+                                        t.boot_index or 0, t.volume_id))
+        vols = [volume_for_target(t) for t in targets]
+    nics = []
+    if vifs:
+        seen = set()
+        for port in task.ports:
+            vif_id = port_vif_id(port)
+            if not vif_id:
+                continue
+            if vif_id in seen:
+                raise ir_exc.InvalidParameterValue(
+                    'VIF %s is attached to more than one port' % vif_id)
+            seen.add(vif_id)
+            nics.append(vif_for_port(port, vif_id))
+    return {'node_uuid': task.node.uuid, 'volumes': vols, 'vifs': nics}
+
+
+def _next_generation(node, floor=0):
+    gen = max(int(node.driver_internal_info.get(GENERATION_KEY) or 0),
+              int(floor)) + 1
+    node.set_driver_internal_info(GENERATION_KEY, gen)
+    return gen
+
+
+def record(task, state):
+    """Store state as the node's desired state (without pushing it)."""
+    state = dict(state)
+    state['generation'] = _next_generation(task.node)
+    task.node.set_driver_internal_info(STATE_KEY, state)
+    task.node.save()
+    return state
+
+
+def push(task, state, client=None):
+    """Record state, then apply_state on the agent; return its answer.
+
+    An agent that holds a newer generation (edited by plug_vif or the
+    agent CLI) refuses ours with Conflict: bump past its generation once.
+    """
+    client = client or agent_client.AgentClient(task.node.uuid)
+    state = record(task, state)
+    try:
+        return client.apply_state(task.context, state)
+    except exception.DPUAgentError as e:
+        if getattr(e, 'remote_class', None) != 'Conflict':
+            raise
+        current = client.get_state(task.context) or {}
+        floor = (current.get('desired') or {}).get('generation') or 0
+        state['generation'] = _next_generation(task.node, floor)
+        task.node.set_driver_internal_info(STATE_KEY, state)
+        task.node.save()
+        LOG.info('Node %s: agent held generation %s; pushing again as %s',
+                 task.node.uuid, floor, state['generation'])
+        return client.apply_state(task.context, state)
+
+
+def note_item_change(task, vif=None, remove_vif=None):
+    """Keep the recorded state in step with a plug_vif/unplug_vif edit."""
+    state = dict(task.node.driver_internal_info.get(STATE_KEY) or
+                 build(task))
+    vifs = [v for v in state.get('vifs', [])
+            if v.get('port_id') not in (remove_vif, (vif or {}).get(
+                'port_id'))]
+    if vif:
+        vifs.append(vif)
+    state['vifs'] = vifs
+    return record(task, state)
+
+
+def failures(observed, want_volumes=(), want_vifs=()):
+    """Errors and pending items of the agent's observed state.
+
+    Pending: items the agent still reports as pending, wanted items it does
+    not report yet, and unwanted items it still reports (not detached yet).
+    """
+    errors, pending = [], []
+    observed = observed or {}
+    for kind, key, items, want in (
+            ('volume', 'volume_id', observed.get('volumes') or [],
+             set(want_volumes)),
+            ('VIF', 'port_id', observed.get('vifs') or [], set(want_vifs))):
+        seen = set()
+        for item in items:
+            ident = item.get(key)
+            seen.add(ident)
+            st = item.get('state')
+            if st == 'error':
+                errors.append('%s %s: %s' % (kind, ident,
+                                             item.get('last_error')
+                                             or 'error'))
+            elif st == 'pending' or ident not in want:
+                pending.append((kind, ident))
+        pending.extend((kind, ident) for ident in sorted(want - seen))
+    return errors, pending
+
+
+def wait_converged(task, state, result, client=None, sleep=time.sleep,
+                   clock=time.monotonic):
+    """Poll get_state until nothing is pending; raise on errors.
+
+    Volumes must be attached (the host boots from them). A VIF still
+    pending at the deadline is only logged: OVN binding may follow later
+    and the host can boot without it.
+    """
+    client = client or agent_client.AgentClient(task.node.uuid)
+    want_v = [v['volume_id'] for v in state['volumes']]
+    want_n = [v['port_id'] for v in state['vifs']]
+    deadline = clock() + CONF.dpu_agent.state_wait_timeout
+    observed = (result or {}).get('observed') or {}
+    while True:
+        errors, pending = failures(observed, want_v, want_n)
+        if errors:
+            raise exception.DPUStateError(node=task.node.uuid, method='',
+                                          error='; '.join(errors))
+        if not pending or clock() >= deadline:
+            break
+        sleep(CONF.dpu_agent.state_poll_interval)
+        observed = (client.get_state(task.context) or {}).get(
+            'observed') or {}
+    vols = [p for p in pending if p[0] == 'volume']
+    if vols:
+        raise exception.DPUStateError(
+            node=task.node.uuid, method='',
+            error='volumes not converged after %ss: %s' % (
+                CONF.dpu_agent.state_wait_timeout,
+                ', '.join(v for _, v in vols)))
+    for _, pid in pending:
+        if pid in want_n:
+            LOG.warning('Node %s: VIF %s is not bound yet (OVN); '
+                        'continuing', task.node.uuid, pid)
+        else:
+            raise exception.DPUStateError(
+                node=task.node.uuid, method='',
+                error='VIF %s still plugged after %ss' % (
+                    pid, CONF.dpu_agent.state_wait_timeout))
+    return observed

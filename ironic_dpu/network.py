@@ -1,0 +1,177 @@
+"""Network interface 'dpu': VIFs are representors plugged on the DPU.
+
+A VIF is stored on a free port like Ironic's flat/neutron interfaces do
+(port internal_info tenant_vif_port_id). On an ACTIVE node attach and
+detach hot-plug through the agent (plug_vif / unplug_vif), and
+port_changed (reached by `baremetal port set`) re-pushes the port's VIF.
+With [dpu] neutron_binding the Neutron port is bound to the DPU's OVN
+chassis (binding:host_id = driver_info dpu_hostname) so OVN lets the DPU
+claim it; a plain baremetal port would become an OVN external port.
+"""
+from oslo_log import log
+
+from ironic.common import exception as ir_exc
+from ironic.common import neutron
+from ironic.common import states
+from ironic.conf import CONF
+from ironic.drivers import base
+from ironic.drivers.modules.network import common
+from ironic import objects
+
+from ironic_dpu import agent_client
+from ironic_dpu import desired
+from ironic_dpu import exception
+
+LOG = log.getLogger(__name__)
+
+# Port fields whose change alters what the agent must plug.
+_VIF_FIELDS = {'address', 'extra', 'local_link_connection',
+               'physical_network'}
+
+
+def binding_attrs(node, port):
+    """Neutron port update binding the VIF to the DPU's OVN chassis."""
+    return {'port': {
+        'binding:vnic_type': 'baremetal',
+        'binding:host_id': node.driver_info['dpu_hostname'],
+        'binding:profile': {'capabilities': ['switchdev'],
+                            'ironic_node_uuid': node.uuid},
+        'mac_address': port.address}}
+
+
+class DPUNetwork(common.VIFPortIDMixin, base.NetworkInterface):
+
+    def get_properties(self):
+        return {'dpu_hostname': 'Hostname of the DPU\'s OVN chassis '
+                                '(its ovn-controller system hostname); '
+                                'required with [dpu] neutron_binding.'}
+
+    def validate(self, task):
+        if CONF.dpu.neutron_binding and not task.node.driver_info.get(
+                'dpu_hostname'):
+            raise ir_exc.MissingParameterValue(
+                'Node %s needs driver_info dpu_hostname (the DPU\'s OVN '
+                'chassis) when [dpu] neutron_binding is enabled'
+                % task.node.uuid)
+        for port in task.ports:
+            desired.port_function(port)
+
+    # -- Neutron binding (optional) --
+    def _bind(self, task, port, vif_id):
+        if not CONF.dpu.neutron_binding:
+            return
+        try:
+            neutron.update_neutron_port(task.context, vif_id,
+                                        binding_attrs(task.node, port))
+        except Exception as e:
+            raise ir_exc.NetworkError(
+                'Could not bind Neutron port %s to DPU chassis %s of node '
+                '%s: %s' % (vif_id, task.node.driver_info.get(
+                    'dpu_hostname'), task.node.uuid, e))
+
+    def _unbind(self, task, vif_id):
+        if not CONF.dpu.neutron_binding:
+            return
+        try:
+            neutron.unbind_neutron_port(vif_id, context=task.context)
+        except Exception as e:
+            LOG.warning('Could not unbind Neutron port %s of node %s: %s',
+                        vif_id, task.node.uuid, e)
+
+    # -- VIFs --
+    def vif_attach(self, task, vif_info):
+        vif_id = vif_info['id']
+        port = common.get_free_port_like_object(task, vif_id, set(),
+                                                vif_info)
+        if isinstance(port, objects.Portgroup):
+            raise ir_exc.VifInvalidForAttach(
+                node=task.node.uuid, vif=vif_id,
+                reason='the dpu network interface plugs VIFs on ports, not '
+                       'portgroups')
+        vif = desired.vif_for_port(port, vif_id)   # validate first
+        self._save_vif_to_port_like_obj(port, vif_id)
+        if task.node.provision_state != states.ACTIVE:
+            return
+        try:
+            self._bind(task, port, vif_id)
+            agent_client.AgentClient(task.node.uuid).plug_vif(
+                task.context, vif)
+        except Exception as e:
+            self._clear_vif_from_port_like_obj(port)
+            self._unbind(task, vif_id)
+            raise ir_exc.NetworkError(
+                'Could not hot-plug VIF %s on node %s: %s'
+                % (vif_id, task.node.uuid, e))
+        desired.note_item_change(task, vif=vif)
+
+    def vif_detach(self, task, vif_id):
+        port = self._get_port_like_obj_by_vif_id(task, vif_id)
+        if task.node.provision_state in (states.ACTIVE, states.DELETING):
+            try:
+                agent_client.AgentClient(task.node.uuid).unplug_vif(
+                    task.context, vif_id)
+            except exception.DPUAgentError as e:
+                raise ir_exc.NetworkError(
+                    'Could not unplug VIF %s from node %s: %s'
+                    % (vif_id, task.node.uuid, e))
+            desired.note_item_change(task, remove_vif=vif_id)
+        self._clear_vif_from_port_like_obj(port)
+        self._unbind(task, vif_id)
+
+    def port_changed(self, task, port_obj):
+        vif_id = desired.port_vif_id(port_obj)
+        changed = set(port_obj.obj_what_changed())
+        if (not vif_id or not changed & _VIF_FIELDS
+                or task.node.provision_state != states.ACTIVE):
+            return
+        vif = desired.vif_for_port(port_obj, vif_id)
+        try:
+            agent_client.AgentClient(task.node.uuid).plug_vif(
+                task.context, vif)
+        except exception.DPUAgentError as e:
+            raise ir_exc.NetworkError(
+                'Could not re-plug VIF %s of port %s: %s'
+                % (vif_id, port_obj.uuid, e))
+        desired.note_item_change(task, vif=vif)
+
+    def portgroup_changed(self, task, portgroup_obj):
+        """Portgroups are not used by the dpu interface."""
+
+    def configure_tenant_networks(self, task):
+        """Bind every VIF's Neutron port (plugging is done by deploy)."""
+        for port in task.ports:
+            vif_id = desired.port_vif_id(port)
+            if vif_id:
+                self._bind(task, port, vif_id)
+
+    def unconfigure_tenant_networks(self, task):
+        for port in task.ports:
+            vif_id = desired.port_vif_id(port)
+            if vif_id:
+                self._unbind(task, vif_id)
+
+    # No provisioning, cleaning, rescue or inspection networks: the host
+    # never boots a ramdisk.
+    def add_provisioning_network(self, task):
+        pass
+
+    def remove_provisioning_network(self, task):
+        pass
+
+    def add_cleaning_network(self, task):
+        pass
+
+    def remove_cleaning_network(self, task):
+        pass
+
+    def add_rescuing_network(self, task):
+        pass
+
+    def remove_rescuing_network(self, task):
+        pass
+
+    def add_inspection_network(self, task):
+        pass
+
+    def remove_inspection_network(self, task):
+        pass

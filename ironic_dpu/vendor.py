@@ -1,0 +1,41 @@
+"""Vendor interface 'dpu': operator entry points to the node's agent.
+
+* `baremetal node passthru call --http-method POST <node> sync_state`
+  re-pushes the desired state built from the node's current volume targets
+  and ports: this is how a volume target added to or removed from an
+  ACTIVE node is hot-plugged without rebooting the host (a power on or
+  reboot through Ironic does the same via the storage interface).
+* `baremetal node passthru call --http-method GET <node> agent_state`
+  returns the agent's get_status and get_state.
+"""
+from ironic.drivers import base
+
+from ironic_dpu import agent_client
+from ironic_dpu import desired
+
+
+class DPUVendor(base.VendorInterface):
+
+    def get_properties(self):
+        return {}
+
+    def validate(self, task, method=None, **kwargs):
+        if method == 'sync_state':
+            desired.build(task)
+
+    @base.passthru(['POST'], async_call=False,
+                   description='Push the node\'s desired state (volume '
+                               'targets and VIFs) to its DPU agent now; '
+                               'returns the agent\'s observed state.')
+    def sync_state(self, task, **kwargs):
+        state = desired.build(task)
+        client = agent_client.AgentClient(task.node.uuid)
+        result = desired.push(task, state, client=client)
+        return (result or {}).get('observed')
+
+    @base.passthru(['GET'], async_call=False, require_exclusive_lock=False,
+                   description='The DPU agent\'s status and state.')
+    def agent_state(self, task, **kwargs):
+        client = agent_client.AgentClient(task.node.uuid)
+        return {'status': client.get_status(task.context),
+                'state': client.get_state(task.context)}
