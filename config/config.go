@@ -38,7 +38,6 @@ type DefaultOpts struct {
 	StateDir          string        `ini:"state_dir" default:"/var/lib/ironic-dpu-agent" help:"Directory for the persisted desired state."`
 	ReconcileInterval time.Duration `ini:"reconcile_interval" default:"60s" help:"Period of the background reconcile (jittered by up to 20%)."`
 	Debug             bool          `ini:"debug" default:"false" help:"Log at debug level."`
-	HealthListen      string        `ini:"health_listen" default:"" help:"host:port for the /healthz and /metrics HTTP endpoint; empty disables it."`
 }
 
 // RabbitOpts is [oslo_messaging_rabbit]; names and defaults are oslo.messaging 14's.
@@ -260,4 +259,47 @@ func walk(c *Config, fn func(field) error) error {
 		}
 	}
 	return nil
+}
+
+// RedactURL hides the passwords of every host in a transport URL
+// ("rabbit://u:p@h1,u:p@h2/v" -> "rabbit://u:***@h1,u:***@h2/v").
+func RedactURL(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return raw
+	}
+	hosts, tail := rest, ""
+	if i := strings.IndexAny(rest, "/?"); i >= 0 {
+		hosts, tail = rest[:i], rest[i:]
+	}
+	parts := strings.Split(hosts, ",")
+	for i, h := range parts {
+		at := strings.LastIndex(h, "@")
+		if at < 0 {
+			continue
+		}
+		if user, _, hasPw := strings.Cut(h[:at], ":"); hasPw {
+			parts[i] = user + ":***" + h[at:]
+		}
+	}
+	return scheme + "://" + strings.Join(parts, ",") + tail
+}
+
+// LogFields returns every option as group.name=value for a start-up log line,
+// with secrets redacted.
+func (c *Config) LogFields() map[string]string {
+	out := map[string]string{}
+	_ = walk(c, func(f field) error {
+		v := fmt.Sprint(f.v.Interface())
+		if f.secret {
+			if f.name == "transport_url" {
+				v = RedactURL(v)
+			} else if v != "" {
+				v = "***"
+			}
+		}
+		out[f.group+"."+f.name] = v
+		return nil
+	})
+	return out
 }

@@ -17,7 +17,7 @@ func Sample() string {
 			fmt.Fprintf(&b, "\n[%s]\n", group)
 		}
 		fmt.Fprintf(&b, "\n# %s", wrap(f.help, 76))
-		fmt.Fprintf(&b, "\n# (%s) default: %q\n#%s = %s\n", f.v.Type(), f.def, f.name, f.def)
+		fmt.Fprintf(&b, "\n# (%s) default: %q\n#%s = %s\n", typeName(f.v.Type().String()), f.def, f.name, f.def)
 		return nil
 	})
 	return b.String()
@@ -39,4 +39,18 @@ func wrap(s string, width int) string {
 	}
 	lines = append(lines, line)
 	return strings.Join(lines, "\n# ")
+}
+
+func typeName(goType string) string {
+	switch goType {
+	case "bool":
+		return "boolean"
+	case "int":
+		return "integer"
+	case "float64":
+		return "floating point"
+	case "time.Duration":
+		return "duration, e.g. 10s or plain seconds"
+	}
+	return goType
 }

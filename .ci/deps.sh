@@ -1,0 +1,30 @@
+#!/bin/bash
+# Install everything the build, the tests and the demo need on a Debian
+# bookworm machine: Debian packages (RabbitMQ, oslo.messaging, OVS/OVN, Ironic
+# Zed, clients) and the Go modules. Idempotent and quick when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(rabbitmq-server python3-oslo.messaging openvswitch-switch ovn-central ovn-host
+      ironic-api ironic-conductor python3-ironicclient python3-openstackclient
+      jq curl shellcheck iproute2 iputils-ping procps psmisc make)
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+# No init system runs package services here: keep postinst scripts from
+# starting system-wide daemons (tests start private ones).
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod +x /usr/sbin/policy-rc.d
+fi
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 update -q
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}"
+fi
+export PATH="$PATH:/usr/local/go/bin"
+go mod download

@@ -1,0 +1,266 @@
+// Package agent is the daemon core: it owns the desired state, admits changes
+// from RPC (validate, persist, reconcile), runs the periodic and on-demand
+// reconcile loop, and reports status.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
+	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+)
+
+// Options wires an Agent.
+type Options struct {
+	NodeUUID    string
+	DriverName  string
+	Store       *state.Store
+	Reconcilers []Reconciler
+	// Interval is the period of the background reconcile (jittered).
+	Interval time.Duration
+	// SFBase is the lowest SF number allocated for VIFs that name no function.
+	SFBase int
+	// RPCHealth reports the RPC connection's health (nil = healthy); may be
+	// set later with SetRPCHealth once the server exists.
+	RPCHealth func() error
+	Logger    *zap.Logger
+}
+
+// Agent is the daemon core. Its methods are safe for concurrent use.
+type Agent struct {
+	opts Options
+	log  *zap.Logger
+
+	// opMu serialises admissions and reconciles: one change at a time.
+	opMu sync.Mutex
+
+	mu            sync.RWMutex // guards the fields below
+	desired       *state.Desired
+	lastReconcile time.Time
+	lastErr       error
+	reconciles    uint64
+	rpcHealth     func() error
+
+	trigger chan struct{}
+}
+
+// New loads the persisted desired state. It does not reconcile; Run does.
+func New(opts Options) (*Agent, error) {
+	if opts.Store == nil {
+		return nil, errors.New("agent: no state store")
+	}
+	if !state.ValidUUID(opts.NodeUUID) {
+		return nil, fmt.Errorf("agent: node_uuid %q is not a UUID", opts.NodeUUID)
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = time.Minute
+	}
+	d, err := opts.Store.Load()
+	if err != nil {
+		return nil, fmt.Errorf("agent: load desired state: %w", err)
+	}
+	a := &Agent{
+		opts:      opts,
+		log:       opts.Logger.With(zap.String("node_uuid", opts.NodeUUID)),
+		desired:   d,
+		rpcHealth: opts.RPCHealth,
+		trigger:   make(chan struct{}, 1),
+	}
+	a.log.Info("desired state loaded", zap.Int64("generation", d.Generation),
+		zap.Int("volumes", len(d.Volumes)), zap.Int("vifs", len(d.VIFs)))
+	return a, nil
+}
+
+// SetRPCHealth installs the RPC health probe (the server is built after the agent).
+func (a *Agent) SetRPCHealth(f func() error) {
+	a.mu.Lock()
+	a.rpcHealth = f
+	a.mu.Unlock()
+}
+
+// RequestReconcile asks the loop for a reconcile soon; it never blocks. Used
+// after reconnects to the broker, SPDK or OVSDB.
+func (a *Agent) RequestReconcile() {
+	select {
+	case a.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Run restores the persisted state at once, then reconciles on request and on
+// a jittered period until ctx is done.
+func (a *Agent) Run(ctx context.Context) error {
+	a.reconcileNow(ctx, "start")
+	timer := time.NewTimer(a.jittered())
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-a.trigger:
+			a.reconcileNow(ctx, "requested")
+		case <-timer.C:
+			a.reconcileNow(ctx, "periodic")
+			timer.Reset(a.jittered())
+		}
+	}
+}
+
+func (a *Agent) jittered() time.Duration {
+	// ±20% so a fleet of DPUs rebooted together does not hit SPDK/OVSDB in step.
+	f := 0.8 + 0.4*rand.Float64()
+	return time.Duration(float64(a.opts.Interval) * f)
+}
+
+func (a *Agent) reconcileNow(ctx context.Context, reason string) {
+	a.opMu.Lock()
+	defer a.opMu.Unlock()
+	if err := a.reconcileLocked(ctx); err != nil && ctx.Err() == nil {
+		a.log.Warn("reconcile incomplete", zap.String("reason", reason), zap.Error(err))
+	}
+}
+
+// reconcileLocked runs every reconciler against the current desired state.
+// Caller holds opMu.
+func (a *Agent) reconcileLocked(ctx context.Context) error {
+	d := a.Desired()
+	start := time.Now()
+	var errs []error
+	for _, r := range a.opts.Reconcilers {
+		if err := r.Reconcile(ctx, d); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", r.Name(), err))
+		}
+	}
+	err := errors.Join(errs...)
+	a.mu.Lock()
+	a.lastReconcile = time.Now()
+	a.lastErr = err
+	a.reconciles++
+	a.mu.Unlock()
+	a.log.Debug("reconciled", zap.Int64("generation", d.Generation), zap.Duration("took", time.Since(start)), zap.Error(err))
+	return err
+}
+
+// Desired returns a copy of the current desired state.
+func (a *Agent) Desired() *state.Desired {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.desired.Clone()
+}
+
+// View is what get_state and apply_state return.
+type View struct {
+	Desired  *state.Desired `json:"desired"`
+	Observed state.Observed `json:"observed"`
+}
+
+// State returns the desired and observed state.
+func (a *Agent) State(ctx context.Context) View {
+	v := View{Desired: a.Desired(), Observed: state.Observed{Volumes: []state.VolumeStatus{}, VIFs: []state.VIFStatus{}}}
+	for _, r := range a.opts.Reconcilers {
+		r.Observe(ctx, &v.Observed)
+	}
+	return v
+}
+
+// ApplyState replaces the desired state. Validation happens before anything
+// is persisted; once persisted, the state is reconciled and a reconcile error
+// is returned (the agent keeps retrying in the background).
+func (a *Agent) ApplyState(ctx context.Context, next *state.Desired) (View, error) {
+	a.opMu.Lock()
+	defer a.opMu.Unlock()
+	cur := a.Desired()
+	if next.Generation < cur.Generation {
+		return View{}, fmt.Errorf("%w: generation %d is older than the agent's generation %d", errdefs.ErrConflict, next.Generation, cur.Generation)
+	}
+	if next.Generation == cur.Generation && cur.Generation != 0 {
+		// A retry of the same generation is fine; other content under a used
+		// generation number means two writers disagree.
+		cand := next.Clone()
+		if err := state.AssignFunctions(cur, cand, a.opts.SFBase); err != nil || !sameContent(cur, cand) {
+			return View{}, fmt.Errorf("%w: generation %d was already applied with other content; send a newer generation", errdefs.ErrConflict, next.Generation)
+		}
+		err := a.reconcileLocked(ctx)
+		return a.State(ctx), err
+	}
+	if err := a.admitLocked(ctx, cur, next); err != nil {
+		return View{}, err
+	}
+	err := a.reconcileLocked(ctx)
+	return a.State(ctx), err
+}
+
+// edit applies fn to a copy of the desired state as a new generation.
+func (a *Agent) edit(ctx context.Context, fn func(d *state.Desired) error) error {
+	cur := a.Desired()
+	next := cur.Clone()
+	if err := fn(next); err != nil {
+		return err
+	}
+	if sameContent(cur, next) {
+		// Idempotent repeat: nothing to persist, but still make sure the DPU
+		// matches (it may have drifted).
+		return a.reconcileLocked(ctx)
+	}
+	next.Generation = cur.Generation + 1
+	if err := a.admitLocked(ctx, cur, next); err != nil {
+		return err
+	}
+	return a.reconcileLocked(ctx)
+}
+
+// admitLocked validates next (generic, then per reconciler), allocates host
+// functions, and persists it. Caller holds opMu.
+func (a *Agent) admitLocked(ctx context.Context, cur, next *state.Desired) error {
+	if next.NodeUUID != "" && !strings.EqualFold(next.NodeUUID, a.opts.NodeUUID) {
+		return fmt.Errorf("%w: state is for node %s but this agent serves node %s", errdefs.ErrInvalidArgument, next.NodeUUID, a.opts.NodeUUID)
+	}
+	next.NodeUUID = a.opts.NodeUUID
+	if next.Volumes == nil {
+		next.Volumes = []state.Volume{}
+	}
+	if next.VIFs == nil {
+		next.VIFs = []state.VIF{}
+	}
+	if err := next.Validate(); err != nil {
+		return err
+	}
+	if err := state.AssignFunctions(cur, next, a.opts.SFBase); err != nil {
+		return err
+	}
+	if err := next.Validate(); err != nil { // allocated functions must not collide
+		return err
+	}
+	for _, r := range a.opts.Reconcilers {
+		if err := r.Validate(ctx, next); err != nil {
+			return fmt.Errorf("%s: %w", r.Name(), err)
+		}
+	}
+	if err := a.opts.Store.Save(next); err != nil {
+		return fmt.Errorf("%w: persist desired state: %v", errdefs.ErrUnavailable, err)
+	}
+	a.mu.Lock()
+	a.desired = next
+	a.mu.Unlock()
+	a.log.Info("desired state admitted", zap.Int64("generation", next.Generation),
+		zap.Int("volumes", len(next.Volumes)), zap.Int("vifs", len(next.VIFs)))
+	return nil
+}
+
+func sameContent(a, b *state.Desired) bool {
+	x, y := a.Clone(), b.Clone()
+	x.Generation, y.Generation = 0, 0
+	x.NodeUUID, y.NodeUUID = "", ""
+	return equalJSON(x, y)
+}

@@ -1,0 +1,269 @@
+package agent_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/agent"
+	"github.com/ironic-dpu/ironic-dpu-agent/agent/agenttest"
+	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
+	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+)
+
+const node = "1be26c0b-03f2-4d2e-ae87-c02d7f33c123"
+
+func newAgent(t *testing.T, dir string, r *agenttest.Reconciler) *agent.Agent {
+	t.Helper()
+	st, err := state.NewStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := agent.New(agent.Options{NodeUUID: node, DriverName: "sim", Store: st, Reconcilers: []agent.Reconciler{r}, SFBase: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func call(t *testing.T, a *agent.Agent, method string, args string) (any, error) {
+	t.Helper()
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(args), &m); err != nil {
+		t.Fatal(err)
+	}
+	fn, ok := a.Methods()[method]
+	if !ok {
+		t.Fatalf("no method %s", method)
+	}
+	return fn(context.Background(), m)
+}
+
+const bootVol = `{"volume_id":"6f1c5e0a-3b7d-4c2e-9a41-2d8f7b9e0c11","boot_index":0,"connection_info":{"driver_volume_type":"nvmeof","data":{"nqn":"nqn.2010-10.org.openstack:volume-6f1c5e0a-3b7d-4c2e-9a41-2d8f7b9e0c11","target_portal":"127.0.0.1","target_port":4420,"transport_type":"tcp","ns_id":1}}}`
+const dataVol = `{"volume_id":"a2d4c6e8-1f3b-4d5a-8c7e-9b0a1c2d3e4f","connection_info":{"driver_volume_type":"nvmeof","data":{"target_nqn":"nqn.2010-10.org.openstack:volume-a2d4c6e8-1f3b-4d5a-8c7e-9b0a1c2d3e4f","vol_uuid":"a2d4c6e8-1f3b-4d5a-8c7e-9b0a1c2d3e4f","portals":[["127.0.0.1",4420,"tcp"],["127.0.0.1",4421,"tcp"]]}}}`
+const vif1 = `{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"fa:16:3e:00:00:01","function":{"pf":0,"vf":3},"mtu":1450}`
+
+func stateJSON(gen int, vols, vifs string) string {
+	return fmt.Sprintf(`{"state":{"generation":%d,"node_uuid":%q,"volumes":[%s],"vifs":[%s]}}`, gen, node, vols, vifs)
+}
+
+func TestApplyStatePersistsAndReconciles(t *testing.T) {
+	dir := t.TempDir()
+	r := &agenttest.Reconciler{}
+	a := newAgent(t, dir, r)
+	res, err := call(t, a, "apply_state", stateJSON(3, bootVol+","+dataVol, vif1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := res.(agent.View)
+	if v.Desired.Generation != 3 || len(v.Observed.Volumes) != 2 || len(v.Observed.VIFs) != 1 {
+		t.Fatalf("unexpected view %+v", v)
+	}
+	if r.Calls() != 1 {
+		t.Fatalf("reconciles = %d, want 1", r.Calls())
+	}
+	// A restarted agent sees the same state and generation.
+	b := newAgent(t, dir, &agenttest.Reconciler{})
+	got := b.Desired()
+	if got.Generation != 3 || len(got.Volumes) != 2 || got.VIFs[0].MTU != 1450 {
+		t.Fatalf("reloaded state %+v", got)
+	}
+	if *got.VIFs[0].Function.VF != 3 {
+		t.Fatalf("function lost: %+v", got.VIFs[0].Function)
+	}
+}
+
+func TestApplyStateGenerationRules(t *testing.T) {
+	r := &agenttest.Reconciler{}
+	a := newAgent(t, t.TempDir(), r)
+	if _, err := call(t, a, "apply_state", stateJSON(5, bootVol, "")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := call(t, a, "apply_state", stateJSON(4, "", ""))
+	if !errors.Is(err, errdefs.ErrConflict) || agent.ExceptionClass(err) != "Conflict" {
+		t.Fatalf("older generation: got %v", err)
+	}
+	// Same generation, same content: an idempotent retry.
+	if _, err := call(t, a, "apply_state", stateJSON(5, bootVol, "")); err != nil {
+		t.Fatalf("retry of same generation: %v", err)
+	}
+	// Same generation, other content: refused.
+	if _, err := call(t, a, "apply_state", stateJSON(5, "", "")); !errors.Is(err, errdefs.ErrConflict) {
+		t.Fatalf("same generation other content: got %v", err)
+	}
+	if g := a.Desired().Generation; g != 5 || len(a.Desired().Volumes) != 1 {
+		t.Fatalf("state changed by refused calls: gen %d", g)
+	}
+}
+
+func TestInvalidInputChangesNothing(t *testing.T) {
+	dir := t.TempDir()
+	r := &agenttest.Reconciler{}
+	a := newAgent(t, dir, r)
+	badVIF := `{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a02","mac":"fa:16:3e:00:00:02","function":{"pf":0,"vf":3}}`
+	twoBoots := `{"volume_id":"a2d4c6e8-1f3b-4d5a-8c7e-9b0a1c2d3e4f","boot_index":0,"connection_info":{"driver_volume_type":"nvmeof","data":{"target_nqn":"nqn.2010-10.org.openstack:v","portals":[["127.0.0.1",4420,"tcp"]]}}}`
+	cases := map[string][2]string{
+		"bad mac":            {"plug_vif", `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"fa:16:3e:00:00"}}`},
+		"multicast mac":      {"plug_vif", `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"01:16:3e:00:00:01"}}`},
+		"port not uuid":      {"plug_vif", `{"vif":{"port_id":"port-1","mac":"fa:16:3e:00:00:01"}}`},
+		"negative vf":        {"plug_vif", `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"fa:16:3e:00:00:01","function":{"pf":0,"vf":-1}}}`},
+		"huge sf":            {"plug_vif", `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"fa:16:3e:00:00:01","function":{"pf":0,"sf":99999999}}}`},
+		"vf and sf":          {"plug_vif", `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"fa:16:3e:00:00:01","function":{"pf":0,"vf":1,"sf":1}}}`},
+		"unknown field":      {"plug_vif", `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"fa:16:3e:00:00:01","colour":"red"}}`},
+		"unexpected kwarg":   {"plug_vif", `{"vif":` + vif1 + `,"force":true}`},
+		"missing kwarg":      {"plug_vif", `{}`},
+		"wrong type":         {"detach_volume", `{"volume_id":42}`},
+		"bad nqn":            {"attach_volume", `{"volume":{"volume_id":"a2d4c6e8-1f3b-4d5a-8c7e-9b0a1c2d3e4f","connection_info":{"driver_volume_type":"nvmeof","data":{"nqn":"not-an-nqn","target_portal":"127.0.0.1","target_port":4420}}}}`},
+		"port zero":          {"attach_volume", `{"volume":{"volume_id":"a2d4c6e8-1f3b-4d5a-8c7e-9b0a1c2d3e4f","connection_info":{"driver_volume_type":"nvmeof","data":{"nqn":"nqn.2010-10.org.openstack:v","target_portal":"127.0.0.1","target_port":0}}}}`},
+		"port too big":       {"attach_volume", `{"volume":{"volume_id":"a2d4c6e8-1f3b-4d5a-8c7e-9b0a1c2d3e4f","connection_info":{"driver_volume_type":"nvmeof","data":{"target_nqn":"nqn.2010-10.org.openstack:v","portals":[["127.0.0.1",65536,"tcp"]]}}}}`},
+		"unknown transport":  {"attach_volume", `{"volume":{"volume_id":"a2d4c6e8-1f3b-4d5a-8c7e-9b0a1c2d3e4f","connection_info":{"driver_volume_type":"nvmeof","data":{"nqn":"nqn.2010-10.org.openstack:v","target_portal":"127.0.0.1","target_port":4420,"transport_type":"fc"}}}}`},
+		"missing target":     {"attach_volume", `{"volume":{"volume_id":"a2d4c6e8-1f3b-4d5a-8c7e-9b0a1c2d3e4f","connection_info":{"driver_volume_type":"nvmeof","data":{"target_portal":"127.0.0.1","target_port":4420}}}}`},
+		"iscsi":              {"attach_volume", `{"volume":{"volume_id":"a2d4c6e8-1f3b-4d5a-8c7e-9b0a1c2d3e4f","connection_info":{"driver_volume_type":"iscsi","data":{}}}}`},
+		"duplicate boot":     {"apply_state", stateJSON(1, bootVol+","+twoBoots, "")},
+		"duplicate function": {"apply_state", stateJSON(1, "", vif1+","+badVIF)},
+		"other node":         {"apply_state", `{"state":{"generation":1,"node_uuid":"00000000-0000-4000-8000-000000000000","volumes":[],"vifs":[]}}`},
+		"state not object":   {"apply_state", `{"state":[1,2]}`},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := call(t, a, c[0], c[1])
+			if !errors.Is(err, errdefs.ErrInvalidArgument) {
+				t.Fatalf("got %v, want ErrInvalidArgument", err)
+			}
+			if agent.ExceptionClass(err) != "InvalidParameterValue" {
+				t.Fatalf("class %s", agent.ExceptionClass(err))
+			}
+		})
+	}
+	if r.Calls() != 0 || r.Validates != 0 {
+		t.Fatalf("bad input reached the reconciler: %d reconciles, %d validates", r.Calls(), r.Validates)
+	}
+	if _, err := os.Stat(dir + "/" + state.FileName); !os.IsNotExist(err) {
+		t.Fatalf("bad input was persisted: %v", err)
+	}
+}
+
+func TestConvenienceMethodsAreIdempotent(t *testing.T) {
+	r := &agenttest.Reconciler{}
+	a := newAgent(t, t.TempDir(), r)
+	for i := 0; i < 2; i++ {
+		res, err := call(t, a, "attach_volume", `{"volume":`+bootVol+`}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := res.(state.VolumeStatus); st.NSID != 1 || st.State != state.StateAttached {
+			t.Fatalf("status %+v", st)
+		}
+	}
+	if g := a.Desired().Generation; g != 1 {
+		t.Fatalf("generation %d after two identical attaches, want 1", g)
+	}
+	noFn := `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a02","mac":"fa:16:3e:00:00:02"}}`
+	for i := 0; i < 2; i++ {
+		res, err := call(t, a, "plug_vif", noFn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := res.(state.VIFStatus)
+		if st.Function == nil || st.Function.SF == nil || *st.Function.SF != 1 {
+			t.Fatalf("allocated function %+v, want sf 1", st.Function)
+		}
+	}
+	if g := a.Desired().Generation; g != 2 {
+		t.Fatalf("generation %d, want 2", g)
+	}
+	// A second SF-less VIF gets the next SF; the first keeps its own.
+	if _, err := call(t, a, "plug_vif", `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a03","mac":"fa:16:3e:00:00:03"}}`); err != nil {
+		t.Fatal(err)
+	}
+	d := a.Desired()
+	if *d.VIFs[0].Function.SF != 1 || *d.VIFs[1].Function.SF != 2 {
+		t.Fatalf("functions %+v %+v", d.VIFs[0].Function, d.VIFs[1].Function)
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := call(t, a, "unplug_vif", `{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a02"}`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := call(t, a, "detach_volume", `{"volume_id":"6f1c5e0a-3b7d-4c2e-9a41-2d8f7b9e0c11"}`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d = a.Desired()
+	if len(d.VIFs) != 1 || len(d.Volumes) != 0 || d.Generation != 5 {
+		t.Fatalf("after unplug/detach: %+v", d)
+	}
+}
+
+func TestReconcileErrorIsClassifiedAndStateKept(t *testing.T) {
+	r := &agenttest.Reconciler{NameValue: "storage"}
+	r.Set(fmt.Errorf("attach Nvme0: %w", errdefs.ErrStorage), nil, nil)
+	a := newAgent(t, t.TempDir(), r)
+	_, err := call(t, a, "attach_volume", `{"volume":`+bootVol+`}`)
+	if agent.ExceptionClass(err) != "StorageError" {
+		t.Fatalf("got %v (%s)", err, agent.ExceptionClass(err))
+	}
+	if len(a.Desired().Volumes) != 1 {
+		t.Fatal("desired state must keep the volume so the agent retries")
+	}
+	st := a.Status(context.Background())
+	if st.LastError == "" || st.Generation != 1 {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+func TestRunReconcilesAtStartOnRequestAndPeriodically(t *testing.T) {
+	r := &agenttest.Reconciler{}
+	st, _ := state.NewStore(t.TempDir())
+	a, err := agent.New(agent.Options{NodeUUID: node, Store: st, Reconcilers: []agent.Reconciler{r}, Interval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- a.Run(ctx) }()
+	waitFor(t, func() bool { return r.Calls() >= 1 })
+	a.RequestReconcile()
+	waitFor(t, func() bool { return r.Calls() >= 3 }) // request + at least one periodic
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not stop")
+	}
+}
+
+func TestStatusReportsComponentHealth(t *testing.T) {
+	r := &agenttest.Reconciler{NameValue: "network"}
+	r.Set(nil, nil, fmt.Errorf("ovsdb unreachable: %w", errdefs.ErrUnavailable))
+	a := newAgent(t, t.TempDir(), r)
+	a.SetRPCHealth(func() error { return nil })
+	res, err := call(t, a, "get_status", `{}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := res.(agent.Status)
+	if st.NodeUUID != node || st.RPCAPIVersion != "1.0" || st.Driver != "sim" || st.Healthy {
+		t.Fatalf("status %+v", st)
+	}
+	if !st.Components["rpc"].Healthy || st.Components["network"].Healthy || st.Components["network"].Detail == "" {
+		t.Fatalf("components %+v", st.Components)
+	}
+	if _, err := call(t, a, "get_status", `{"verbose":true}`); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("unexpected kwarg accepted: %v", err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

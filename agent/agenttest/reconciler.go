@@ -1,0 +1,101 @@
+// Package agenttest has a recording Reconciler for tests of the agent core
+// and of the RPC edge.
+package agenttest
+
+import (
+	"context"
+	"sync"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
+)
+
+// Reconciler records every call and reports the desired items as attached
+// and plugged. Set ReconcileErr/ValidateErr/HealthErr to inject failures.
+type Reconciler struct {
+	NameValue string
+
+	mu           sync.Mutex
+	ReconcileErr error
+	ValidateErr  error
+	HealthErr    error
+	Reconciles   []*state.Desired
+	Validates    int
+	last         *state.Desired
+	// Block, when set, is waited on inside Reconcile (to test slow calls).
+	Block chan struct{}
+}
+
+// Name implements agent.Reconciler.
+func (r *Reconciler) Name() string {
+	if r.NameValue == "" {
+		return "test"
+	}
+	return r.NameValue
+}
+
+// Validate implements agent.Reconciler.
+func (r *Reconciler) Validate(ctx context.Context, d *state.Desired) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.Validates++
+	return r.ValidateErr
+}
+
+// Reconcile implements agent.Reconciler.
+func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
+	r.mu.Lock()
+	block := r.Block
+	r.mu.Unlock()
+	if block != nil {
+		select {
+		case <-block:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.Reconciles = append(r.Reconciles, d.Clone())
+	r.last = d.Clone()
+	return r.ReconcileErr
+}
+
+// Observe implements agent.Reconciler.
+func (r *Reconciler) Observe(ctx context.Context, obs *state.Observed) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.last == nil {
+		return
+	}
+	for _, v := range r.last.Volumes {
+		nsid := 2
+		if v.BootIndex != nil && *v.BootIndex == 0 {
+			nsid = 1
+		}
+		obs.Volumes = append(obs.Volumes, state.VolumeStatus{VolumeID: v.VolumeID, State: state.StateAttached, NSID: nsid})
+	}
+	for _, v := range r.last.VIFs {
+		obs.VIFs = append(obs.VIFs, state.VIFStatus{PortID: v.PortID, State: state.StatePlugged, Function: v.Function, Bound: true})
+	}
+}
+
+// Health implements agent.Reconciler.
+func (r *Reconciler) Health(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.HealthErr
+}
+
+// Calls returns how many reconciles ran.
+func (r *Reconciler) Calls() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.Reconciles)
+}
+
+// Set changes the injected errors under the lock.
+func (r *Reconciler) Set(reconcileErr, validateErr, healthErr error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ReconcileErr, r.ValidateErr, r.HealthErr = reconcileErr, validateErr, healthErr
+}

@@ -1,0 +1,130 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/config"
+	"github.com/ironic-dpu/ironic-dpu-agent/rpcapi"
+)
+
+// Exit codes of `check`: a config problem stops at once; otherwise the code is
+// the sum of the unreachable components' bits.
+const (
+	CheckConfigInvalid = 1
+	CheckRabbitDown    = 2
+	CheckSPDKDown      = 4
+	CheckOVSDBDown     = 8
+)
+
+func checkCmd(g *globals) *cobra.Command {
+	var timeout time.Duration
+	c := &cobra.Command{
+		Use:   "check",
+		Short: "Validate the config and reach RabbitMQ, SPDK and OVSDB",
+		Long: `Validate the configuration, then try RabbitMQ (AMQP login), SPDK (spdk_get_version)
+and OVSDB (list_dbs). Exit code: 0 all good; 1 config invalid; otherwise the sum of
+2 (RabbitMQ unreachable), 4 (SPDK unreachable) and 8 (OVSDB unreachable).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := g.load()
+			if err == nil {
+				err = cfg.Validate()
+			}
+			if err != nil {
+				return &ExitError{Code: CheckConfigInvalid, Err: fmt.Errorf("config invalid: %w", err)}
+			}
+			fmt.Fprintf(g.stdout, "config: ok (node %s, driver %s)\n", cfg.Default.NodeUUID, cfg.DPU.Driver)
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			code := 0
+			report := func(name string, bit int, err error) {
+				if err != nil {
+					code |= bit
+					fmt.Fprintf(g.stdout, "%s: UNREACHABLE: %v\n", name, err)
+					return
+				}
+				fmt.Fprintf(g.stdout, "%s: ok\n", name)
+			}
+			report("rabbitmq "+config.RedactURL(cfg.Default.TransportURL), CheckRabbitDown, rpcapi.Probe(ctx, cfg.Default.TransportURL, cfg.Rabbit))
+			report("spdk "+cfg.SPDK.RPCSocket, CheckSPDKDown, probeSPDK(ctx, cfg.SPDK.RPCSocket))
+			report("ovsdb "+cfg.OVS.OVSDBConnection, CheckOVSDBDown, probeOVSDB(ctx, cfg.OVS.OVSDBConnection))
+			if code != 0 {
+				return &ExitError{Code: code, Err: errors.New("some components are unreachable")}
+			}
+			return nil
+		},
+	}
+	c.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "overall time limit for the reachability checks")
+	return c
+}
+
+// jsonRPC sends one JSON-RPC request on a fresh connection and decodes the
+// reply's result, enough for a reachability probe.
+func jsonRPC(ctx context.Context, network, addr string, req any) (json.RawMessage, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	if err := json.NewEncoder(conn).Encode(req); err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Result json.RawMessage `json:"result"`
+		Error  json.RawMessage `json:"error"`
+	}
+	if err := json.NewDecoder(bufio.NewReader(conn)).Decode(&resp); err != nil {
+		return nil, fmt.Errorf("no JSON-RPC reply: %w", err)
+	}
+	if len(resp.Error) > 0 && string(resp.Error) != "null" {
+		return nil, fmt.Errorf("error reply: %s", resp.Error)
+	}
+	return resp.Result, nil
+}
+
+func probeSPDK(ctx context.Context, sock string) error {
+	res, err := jsonRPC(ctx, "unix", sock, map[string]any{"jsonrpc": "2.0", "id": 1, "method": "spdk_get_version"})
+	if err != nil {
+		return err
+	}
+	var v struct{ Version string }
+	if json.Unmarshal(res, &v) != nil || v.Version == "" {
+		return fmt.Errorf("unexpected spdk_get_version result %s", res)
+	}
+	return nil
+}
+
+// probeOVSDB accepts OVS-style endpoints: unix:PATH, tcp:HOST:PORT.
+func probeOVSDB(ctx context.Context, endpoint string) error {
+	network, addr, ok := strings.Cut(endpoint, ":")
+	if !ok || (network != "unix" && network != "tcp") {
+		return fmt.Errorf("unsupported OVSDB endpoint %q (want unix:PATH or tcp:HOST:PORT)", endpoint)
+	}
+	res, err := jsonRPC(ctx, network, addr, map[string]any{"id": 1, "method": "list_dbs", "params": []any{}})
+	if err != nil {
+		return err
+	}
+	var dbs []string
+	if json.Unmarshal(res, &dbs) != nil {
+		return fmt.Errorf("unexpected list_dbs result %s", res)
+	}
+	for _, d := range dbs {
+		if d == "Open_vSwitch" {
+			return nil
+		}
+	}
+	return fmt.Errorf("server has no Open_vSwitch database (has %v)", dbs)
+}

@@ -1,0 +1,131 @@
+// Package daemon assembles the agent from its parts (driver, reconcilers,
+// RPC server) and runs them until the context ends.
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"go.uber.org/zap"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/agent"
+	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
+	"github.com/ironic-dpu/ironic-dpu-agent/config"
+	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/version"
+	"github.com/ironic-dpu/ironic-dpu-agent/rpcapi"
+)
+
+// Run serves the agent until ctx is done. Components that cannot reach their
+// backend (SPDK, OVSDB, the broker) start anyway, report unhealthy and retry.
+func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log = log.With(zap.String("node_uuid", cfg.Default.NodeUUID))
+	log.Info("starting ironic-dpu-agent", zap.String("version", version.String()),
+		zap.String("driver", cfg.DPU.Driver), zap.Any("config", cfg.LogFields()))
+
+	store, err := state.NewStore(cfg.Default.StateDir)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var a *agent.Agent
+	trigger := func() {
+		if a != nil {
+			a.RequestReconcile()
+		}
+	}
+	recs, closers, err := buildReconcilers(ctx, cfg, log, trigger)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, c := range closers {
+			c()
+		}
+	}()
+	a, err = agent.New(agent.Options{
+		NodeUUID:    cfg.Default.NodeUUID,
+		DriverName:  cfg.DPU.Driver,
+		Store:       store,
+		Reconcilers: recs,
+		Interval:    cfg.Default.ReconcileInterval,
+		SFBase:      cfg.Agent.SFBase,
+		Logger:      log,
+	})
+	if err != nil {
+		return err
+	}
+
+	disp := rpcapi.NewDispatcher(version.RPCAPIVersion, "")
+	for name, m := range a.Methods() {
+		disp.Register(name, adapt(m))
+	}
+	srv, err := rpcapi.NewServer(rpcapi.ServerConfig{
+		URL:          cfg.Default.TransportURL,
+		Rabbit:       cfg.Rabbit,
+		Target:       rpcapi.Target{Exchange: cfg.Agent.Exchange, Topic: cfg.Agent.Topic, Server: cfg.Default.NodeUUID},
+		ListenShared: cfg.Agent.ListenSharedTopic,
+		Dispatcher:   disp,
+		Classify:     Classify,
+		OnConnect:    a.RequestReconcile,
+		Logger:       log.Named("rpc"),
+	})
+	if err != nil {
+		return err
+	}
+	a.SetRPCHealth(func() error {
+		if !srv.Connected() {
+			return fmt.Errorf("not connected to the message broker: %w", errdefs.ErrUnavailable)
+		}
+		return nil
+	})
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Go(func() { errc <- a.Run(ctx) })
+	wg.Go(func() { errc <- srv.Run(ctx) })
+	// The first to stop (normally on ctx cancel) stops the other.
+	first := <-errc
+	cancel()
+	wg.Wait()
+	close(errc)
+	errs := []error{first}
+	for e := range errc {
+		errs = append(errs, e)
+	}
+	err = errors.Join(errs...)
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	log.Info("ironic-dpu-agent stopped", zap.Error(err))
+	return err
+}
+
+func adapt(m agent.Method) rpcapi.Handler {
+	return func(ctx context.Context, req *rpcapi.Request) (any, error) {
+		args := req.Args
+		if args == nil {
+			args = map[string]json.RawMessage{}
+		}
+		return m(ctx, args)
+	}
+}
+
+// Classify is the single place an error becomes the exception the Python
+// caller raises: dispatch errors keep oslo's classes, everything else maps to
+// an ironic.common.exception class by its errdefs kind.
+func Classify(err error) rpcapi.Failure {
+	var de *rpcapi.DispatchError
+	if errors.As(err, &de) {
+		return de.Failure
+	}
+	return rpcapi.Failure{Class: agent.ExceptionClass(err), Module: agent.ExceptionModule, Message: err.Error()}
+}

@@ -1,0 +1,295 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
+	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/version"
+)
+
+// Method is one RPC endpoint method: oslo keyword arguments in, JSON-able out.
+type Method func(ctx context.Context, args map[string]json.RawMessage) (any, error)
+
+// Methods returns the RPC API 1.0 endpoint methods by name.
+func (a *Agent) Methods() map[string]Method {
+	return map[string]Method{
+		"get_status":    a.rpcGetStatus,
+		"get_state":     a.rpcGetState,
+		"apply_state":   a.rpcApplyState,
+		"attach_volume": a.rpcAttachVolume,
+		"detach_volume": a.rpcDetachVolume,
+		"plug_vif":      a.rpcPlugVIF,
+		"unplug_vif":    a.rpcUnplugVIF,
+	}
+}
+
+// kwargs checks that args has exactly the named keyword arguments, like a
+// Python signature would, and decodes each into its target.
+func kwargs(method string, args map[string]json.RawMessage, names map[string]any) error {
+	for k := range args {
+		if _, ok := names[k]; !ok {
+			return fmt.Errorf("%w: %s() got an unexpected keyword argument '%s'", errdefs.ErrInvalidArgument, method, k)
+		}
+	}
+	keys := make([]string, 0, len(names))
+	for k := range names {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		raw, ok := args[k]
+		if !ok {
+			return fmt.Errorf("%w: %s() missing required argument '%s'", errdefs.ErrInvalidArgument, method, k)
+		}
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(names[k]); err != nil {
+			return fmt.Errorf("%w: %s(): argument '%s': %s", errdefs.ErrInvalidArgument, method, k, decodeMsg(err))
+		}
+	}
+	return nil
+}
+
+func decodeMsg(err error) string {
+	var te *json.UnmarshalTypeError
+	if ok := asType(err, &te); ok {
+		return fmt.Sprintf("field %q must be %s, not %s", te.Field, te.Type, te.Value)
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// Status is get_status's result.
+type Status struct {
+	NodeUUID      string               `json:"node_uuid"`
+	AgentVersion  string               `json:"agent_version"`
+	RPCAPIVersion string               `json:"rpc_api_version"`
+	Driver        string               `json:"driver"`
+	Generation    int64                `json:"generation"`
+	LastReconcile string               `json:"last_reconcile,omitempty"`
+	LastError     string               `json:"last_reconcile_error,omitempty"`
+	Reconciles    uint64               `json:"reconciles"`
+	Components    map[string]Component `json:"components"`
+	Healthy       bool                 `json:"healthy"`
+}
+
+// Component is one dependency's health.
+type Component struct {
+	Healthy bool   `json:"healthy"`
+	Detail  string `json:"detail,omitempty"`
+}
+
+// Status reports the agent's identity and each component's health.
+func (a *Agent) Status(ctx context.Context) Status {
+	a.mu.RLock()
+	st := Status{
+		NodeUUID:      a.opts.NodeUUID,
+		AgentVersion:  version.String(),
+		RPCAPIVersion: version.RPCAPIVersion,
+		Driver:        a.opts.DriverName,
+		Generation:    a.desired.Generation,
+		Reconciles:    a.reconciles,
+		Components:    map[string]Component{},
+		Healthy:       true,
+	}
+	if !a.lastReconcile.IsZero() {
+		st.LastReconcile = a.lastReconcile.UTC().Format(time.RFC3339Nano)
+	}
+	if a.lastErr != nil {
+		st.LastError = a.lastErr.Error()
+	}
+	rpcHealth := a.rpcHealth
+	a.mu.RUnlock()
+	check := func(name string, err error) {
+		c := Component{Healthy: err == nil}
+		if err != nil {
+			c.Detail = err.Error()
+			st.Healthy = false
+		}
+		st.Components[name] = c
+	}
+	if rpcHealth != nil {
+		check("rpc", rpcHealth())
+	}
+	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for _, r := range a.opts.Reconcilers {
+		check(r.Name(), r.Health(hctx))
+	}
+	return st
+}
+
+func (a *Agent) rpcGetStatus(ctx context.Context, args map[string]json.RawMessage) (any, error) {
+	if err := kwargs("get_status", args, nil); err != nil {
+		return nil, err
+	}
+	return a.Status(ctx), nil
+}
+
+func (a *Agent) rpcGetState(ctx context.Context, args map[string]json.RawMessage) (any, error) {
+	if err := kwargs("get_state", args, nil); err != nil {
+		return nil, err
+	}
+	return a.State(ctx), nil
+}
+
+func (a *Agent) rpcApplyState(ctx context.Context, args map[string]json.RawMessage) (any, error) {
+	var d state.Desired
+	if err := kwargs("apply_state", args, map[string]any{"state": &d}); err != nil {
+		return nil, err
+	}
+	v, err := a.ApplyState(ctx, &d)
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+func (a *Agent) rpcAttachVolume(ctx context.Context, args map[string]json.RawMessage) (any, error) {
+	var v state.Volume
+	if err := kwargs("attach_volume", args, map[string]any{"volume": &v}); err != nil {
+		return nil, err
+	}
+	return a.AttachVolume(ctx, v)
+}
+
+func (a *Agent) rpcDetachVolume(ctx context.Context, args map[string]json.RawMessage) (any, error) {
+	var id string
+	if err := kwargs("detach_volume", args, map[string]any{"volume_id": &id}); err != nil {
+		return nil, err
+	}
+	return a.DetachVolume(ctx, id)
+}
+
+func (a *Agent) rpcPlugVIF(ctx context.Context, args map[string]json.RawMessage) (any, error) {
+	var v state.VIF
+	if err := kwargs("plug_vif", args, map[string]any{"vif": &v}); err != nil {
+		return nil, err
+	}
+	return a.PlugVIF(ctx, v)
+}
+
+func (a *Agent) rpcUnplugVIF(ctx context.Context, args map[string]json.RawMessage) (any, error) {
+	var id string
+	if err := kwargs("unplug_vif", args, map[string]any{"port_id": &id}); err != nil {
+		return nil, err
+	}
+	return a.UnplugVIF(ctx, id)
+}
+
+// AttachVolume adds (or replaces) one volume in the desired state and returns
+// its observed status.
+func (a *Agent) AttachVolume(ctx context.Context, v state.Volume) (state.VolumeStatus, error) {
+	if err := state.ValidateVolume(v); err != nil {
+		return state.VolumeStatus{}, err
+	}
+	a.opMu.Lock()
+	defer a.opMu.Unlock()
+	err := a.edit(ctx, func(d *state.Desired) error {
+		for i := range d.Volumes {
+			if strings.EqualFold(d.Volumes[i].VolumeID, v.VolumeID) {
+				d.Volumes[i] = v
+				return nil
+			}
+		}
+		d.Volumes = append(d.Volumes, v)
+		return nil
+	})
+	return a.volumeStatus(ctx, v.VolumeID), err
+}
+
+// DetachVolume removes one volume; a volume that is not there is success.
+func (a *Agent) DetachVolume(ctx context.Context, id string) (state.VolumeStatus, error) {
+	if !state.ValidUUID(id) {
+		return state.VolumeStatus{}, fmt.Errorf("%w: volume_id %q is not a UUID", errdefs.ErrInvalidArgument, id)
+	}
+	a.opMu.Lock()
+	defer a.opMu.Unlock()
+	err := a.edit(ctx, func(d *state.Desired) error {
+		out := d.Volumes[:0]
+		for _, v := range d.Volumes {
+			if !strings.EqualFold(v.VolumeID, id) {
+				out = append(out, v)
+			}
+		}
+		d.Volumes = out
+		return nil
+	})
+	st := a.volumeStatus(ctx, id)
+	if st.State == "" {
+		st.State = "detached"
+	}
+	return st, err
+}
+
+// PlugVIF adds (or replaces) one VIF and returns its observed status.
+func (a *Agent) PlugVIF(ctx context.Context, v state.VIF) (state.VIFStatus, error) {
+	if err := state.ValidateVIF(v); err != nil {
+		return state.VIFStatus{}, err
+	}
+	a.opMu.Lock()
+	defer a.opMu.Unlock()
+	err := a.edit(ctx, func(d *state.Desired) error {
+		for i := range d.VIFs {
+			if strings.EqualFold(d.VIFs[i].PortID, v.PortID) {
+				if v.Function == nil {
+					v.Function = d.VIFs[i].Function // keep the NIC it has
+				}
+				d.VIFs[i] = v
+				return nil
+			}
+		}
+		d.VIFs = append(d.VIFs, v)
+		return nil
+	})
+	return a.vifStatus(ctx, v.PortID), err
+}
+
+// UnplugVIF removes one VIF; a VIF that is not there is success.
+func (a *Agent) UnplugVIF(ctx context.Context, id string) (state.VIFStatus, error) {
+	if !state.ValidUUID(id) {
+		return state.VIFStatus{}, fmt.Errorf("%w: port_id %q is not a UUID", errdefs.ErrInvalidArgument, id)
+	}
+	a.opMu.Lock()
+	defer a.opMu.Unlock()
+	err := a.edit(ctx, func(d *state.Desired) error {
+		out := d.VIFs[:0]
+		for _, v := range d.VIFs {
+			if !strings.EqualFold(v.PortID, id) {
+				out = append(out, v)
+			}
+		}
+		d.VIFs = out
+		return nil
+	})
+	st := a.vifStatus(ctx, id)
+	if st.State == "" {
+		st = state.VIFStatus{PortID: id, State: "unplugged"}
+	}
+	return st, err
+}
+
+func (a *Agent) volumeStatus(ctx context.Context, id string) state.VolumeStatus {
+	for _, s := range a.State(ctx).Observed.Volumes {
+		if strings.EqualFold(s.VolumeID, id) {
+			return s
+		}
+	}
+	return state.VolumeStatus{VolumeID: id}
+}
+
+func (a *Agent) vifStatus(ctx context.Context, id string) state.VIFStatus {
+	for _, s := range a.State(ctx).Observed.VIFs {
+		if strings.EqualFold(s.PortID, id) {
+			return s
+		}
+	}
+	return state.VIFStatus{PortID: id}
+}

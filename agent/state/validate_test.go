@@ -1,0 +1,41 @@
+package state_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
+	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+)
+
+func TestAssignFunctionsKeepsAndFills(t *testing.T) {
+	prev := &state.Desired{VIFs: []state.VIF{
+		{PortID: "0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01", MAC: "fa:16:3e:00:00:01", Function: &state.Function{PF: 0, SF: state.IntPtr(4)}},
+	}}
+	next := &state.Desired{VIFs: []state.VIF{
+		{PortID: "0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a02", MAC: "fa:16:3e:00:00:02"},
+		{PortID: "0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01", MAC: "fa:16:3e:00:00:01"},
+		{PortID: "0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a03", MAC: "fa:16:3e:00:00:03", Function: &state.Function{PF: 0, SF: state.IntPtr(1)}},
+	}}
+	if err := state.AssignFunctions(prev, next, 1); err != nil {
+		t.Fatal(err)
+	}
+	got := []int{*next.VIFs[0].Function.SF, *next.VIFs[1].Function.SF, *next.VIFs[2].Function.SF}
+	if got[0] != 2 || got[1] != 4 || got[2] != 1 {
+		t.Fatalf("sfs %v, want [2 4 1]", got)
+	}
+	if err := next.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestValidateFunctionBounds(t *testing.T) {
+	for _, f := range []state.Function{{PF: -1}, {PF: 16}, {PF: 0, VF: state.IntPtr(-2)}, {PF: 0, SF: state.IntPtr(1 << 20)}} {
+		if err := state.ValidateFunction(f); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Fatalf("%+v accepted", f)
+		}
+	}
+	if err := state.ValidateFunction(state.Function{PF: 1, VF: state.IntPtr(7)}); err != nil {
+		t.Fatal(err)
+	}
+}

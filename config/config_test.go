@@ -1,0 +1,111 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/config"
+)
+
+func write(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDefaults(t *testing.T) {
+	c := config.Defaults()
+	if c.Agent.Exchange != "ironic_dpu" || c.Agent.Topic != "ironic-dpu-agent" || c.DPU.Driver != "sim" ||
+		c.OVS.IntegrationBridge != "br-int" || c.SPDK.RPCSocket != "/var/tmp/spdk.sock" || c.Default.ReconcileInterval != time.Minute {
+		t.Fatalf("defaults %+v", c)
+	}
+}
+
+func TestLaterFilesWinAndDirIsRead(t *testing.T) {
+	dir := t.TempDir()
+	a := write(t, dir, "a.conf", "[DEFAULT]\nnode_uuid = 1be26c0b-03f2-4d2e-ae87-c02d7f33c123\ntransport_url = rabbit://u:p@h:5672/\n[agent]\ntopic = first\n[oslo_messaging_rabbit]\namqp_durable_queues = true\n")
+	b := write(t, dir, "b.conf", "[agent]\ntopic = second\n[ovs]\nbind_timeout = 3\n")
+	cd := filepath.Join(dir, "conf.d")
+	_ = os.Mkdir(cd, 0o700)
+	write(t, cd, "10-x.conf", "[dpu]\ndriver = bluefield\n")
+	write(t, cd, "ignored.txt", "[dpu]\ndriver = nope\n")
+	c, err := config.Load([]string{a, b}, []string{cd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Agent.Topic != "second" || !c.Rabbit.AMQPDurableQueues || c.DPU.Driver != "bluefield" || c.OVS.BindTimeout != 3*time.Second {
+		t.Fatalf("loaded %+v", c)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBadValuesAndMissingFile(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := config.Load([]string{filepath.Join(dir, "missing.conf")}, nil); err == nil {
+		t.Fatal("missing file accepted")
+	}
+	bad := write(t, dir, "bad.conf", "[oslo_messaging_rabbit]\nssl = maybe\n")
+	if _, err := config.Load([]string{bad}, nil); err == nil || !strings.Contains(err.Error(), "[oslo_messaging_rabbit] ssl") {
+		t.Fatalf("bad bool: %v", err)
+	}
+	if err := config.Defaults().Validate(); err == nil || !strings.Contains(err.Error(), "node_uuid") {
+		t.Fatalf("missing node_uuid not reported: %v", err)
+	}
+}
+
+func TestSampleListsEveryGroupAndParsesBack(t *testing.T) {
+	s := config.Sample()
+	for _, g := range []string{"[DEFAULT]", "[oslo_messaging_rabbit]", "[agent]", "[dpu]", "[ovs]", "[spdk]", "[storage]", "[spdk_nvmf]", "[ironic]", "#transport_url = rabbit://", "#exchange = ironic_dpu"} {
+		if !strings.Contains(s, g) {
+			t.Fatalf("sample lacks %s", g)
+		}
+	}
+	// Uncommenting every option gives back the defaults.
+	var b strings.Builder
+	for _, line := range strings.Split(s, "\n") {
+		if strings.HasPrefix(line, "#") && strings.Contains(line, " = ") && !strings.HasPrefix(line, "# ") {
+			line = strings.TrimPrefix(line, "#")
+		}
+		b.WriteString(line + "\n")
+	}
+	p := write(t, t.TempDir(), "s.conf", b.String())
+	c, err := config.Load([]string{p}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *c != *config.Defaults() {
+		t.Fatalf("sample defaults differ from code defaults")
+	}
+}
+
+func TestSampleIsCommitted(t *testing.T) {
+	got, err := os.ReadFile("../etc/ironic-dpu-agent/ironic-dpu-agent.conf.sample")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != config.Sample() {
+		t.Fatal("etc/ironic-dpu-agent/ironic-dpu-agent.conf.sample is stale: run make genconfig")
+	}
+}
+
+func TestSecretsRedacted(t *testing.T) {
+	if got := config.RedactURL("rabbit://ironic:s3cr3t@h1:5672,other:pw2@h2:5672/dpu?ssl=1"); got != "rabbit://ironic:***@h1:5672,other:***@h2:5672/dpu?ssl=1" {
+		t.Fatal(got)
+	}
+	c := config.Defaults()
+	c.Default.TransportURL = "rabbit://ironic:s3cr3t@h1:5672/"
+	c.Ironic.Password = "hunter2"
+	for k, v := range c.LogFields() {
+		if strings.Contains(v, "s3cr3t") || strings.Contains(v, "hunter2") {
+			t.Fatalf("%s leaks a secret: %s", k, v)
+		}
+	}
+}

@@ -1,0 +1,22 @@
+// Package version reports the agent's build version.
+package version
+
+import "runtime/debug"
+
+// Version is set at build time with -ldflags "-X .../internal/version.Version=...".
+var Version = ""
+
+// String returns the build version, falling back to the module version.
+func String() string {
+	if Version != "" {
+		return Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "0.1.0-dev"
+}
+
+// RPCAPIVersion is the agent's RPC API version (oslo compatibility rule:
+// same major, server minor >= requested).
+const RPCAPIVersion = "1.0"

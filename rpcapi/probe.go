@@ -1,0 +1,29 @@
+package rpcapi
+
+import (
+	"context"
+
+	"go.uber.org/zap"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/config"
+)
+
+// Probe logs in to a broker of rawURL and disconnects: a reachability check
+// for `ironic-dpu-agent check`.
+func Probe(ctx context.Context, rawURL string, o config.RabbitOpts) error {
+	u, err := ParseTransportURL(rawURL)
+	if err != nil {
+		return err
+	}
+	opts, _, err := u.ApplyQuery(o)
+	if err != nil {
+		return err
+	}
+	next := 0
+	s, err := openSession(ctx, u, opts, "ironic-dpu-agent:check", &next, zap.NewNop())
+	if err != nil {
+		return err
+	}
+	s.close()
+	return nil
+}
