@@ -1,0 +1,106 @@
+// Package sim is the simulated DPU driver for demos and CI. Its network half
+// names representors exactly like a BlueField (pf0vf3, pf0sf88) so that on
+// OVS's dummy datapath they are ordinary Interfaces ovn-controller binds; SFs
+// are "created" in memory with their MAC recorded.
+package sim
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
+	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/network/representor"
+)
+
+// DefaultPFs is how many PFs the simulated card has.
+const DefaultPFs = 2
+
+// Network is the sim drivers.NetworkDriver.
+type Network struct {
+	pfs int
+
+	mu  sync.Mutex
+	sfs map[string]string // representor -> MAC of SFs that exist
+}
+
+// NewNetwork returns a card with pfs PFs (DefaultPFs when pfs <= 0).
+func NewNetwork(pfs int) *Network {
+	if pfs <= 0 {
+		pfs = DefaultPFs
+	}
+	return &Network{pfs: pfs, sfs: map[string]string{}}
+}
+
+// ValidateFunction implements drivers.NetworkDriver.
+func (n *Network) ValidateFunction(f state.Function) error {
+	if err := state.ValidateFunction(f); err != nil {
+		return err
+	}
+	if f.PF >= n.pfs {
+		return fmt.Errorf("%w: function %s: the sim card has PFs 0..%d", errdefs.ErrInvalidArgument, representor.Name(f), n.pfs-1)
+	}
+	return nil
+}
+
+// Representor implements drivers.NetworkDriver: VFs and PFs always exist
+// (the host made them); SFs only after Prepare.
+func (n *Network) Representor(_ context.Context, f state.Function) (string, error) {
+	if err := n.ValidateFunction(f); err != nil {
+		return "", err
+	}
+	name := repName(f)
+	if f.IsSF() {
+		n.mu.Lock()
+		_, ok := n.sfs[name]
+		n.mu.Unlock()
+		if !ok {
+			return "", fmt.Errorf("%w: sf %s not created", errdefs.ErrNotFound, name)
+		}
+	}
+	return name, nil
+}
+
+// Prepare implements drivers.NetworkDriver.
+func (n *Network) Prepare(_ context.Context, f state.Function, mac string) (string, error) {
+	if err := n.ValidateFunction(f); err != nil {
+		return "", err
+	}
+	name := repName(f)
+	if f.IsSF() {
+		n.mu.Lock()
+		n.sfs[name] = mac
+		n.mu.Unlock()
+	}
+	return name, nil
+}
+
+// Release implements drivers.NetworkDriver.
+func (n *Network) Release(_ context.Context, f state.Function) error {
+	if f.IsSF() {
+		n.mu.Lock()
+		delete(n.sfs, repName(f))
+		n.mu.Unlock()
+	}
+	return nil
+}
+
+// SFs returns the SFs that exist now, representor -> MAC (for tests and status).
+func (n *Network) SFs() map[string]string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make(map[string]string, len(n.sfs))
+	for k, v := range n.sfs {
+		out[k] = v
+	}
+	return out
+}
+
+// repName is BlueField's representor name for f (the host PF's is pf<N>hpf).
+func repName(f state.Function) string {
+	if f.VF == nil && f.SF == nil {
+		return representor.Name(f) + "hpf"
+	}
+	return representor.Name(f)
+}

@@ -1,0 +1,47 @@
+package sim_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
+	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
+	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
+	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+)
+
+var _ drivers.NetworkDriver = (*sim.Network)(nil)
+
+func TestSimNetwork(t *testing.T) {
+	ctx := context.Background()
+	n := sim.NewNetwork(0)
+	vf := state.Function{PF: 0, VF: state.IntPtr(3)}
+	if got, err := n.Representor(ctx, vf); err != nil || got != "pf0vf3" {
+		t.Fatalf("vf3 = %q, %v", got, err)
+	}
+	if got, err := n.Representor(ctx, state.Function{PF: 1}); err != nil || got != "pf1hpf" {
+		t.Fatalf("pf1 = %q, %v", got, err)
+	}
+	sf := state.Function{PF: 0, SF: state.IntPtr(88)}
+	if _, err := n.Representor(ctx, sf); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("sf before Prepare: %v", err)
+	}
+	if got, err := n.Prepare(ctx, sf, "fa:16:3e:00:00:88"); err != nil || got != "pf0sf88" {
+		t.Fatalf("Prepare = %q, %v", got, err)
+	}
+	if m := n.SFs(); m["pf0sf88"] != "fa:16:3e:00:00:88" || len(m) != 1 {
+		t.Fatalf("SFs = %v", m)
+	}
+	if err := n.Release(ctx, sf); err != nil || len(n.SFs()) != 0 {
+		t.Fatalf("Release: %v, left %v", err, n.SFs())
+	}
+	for _, bad := range []state.Function{{PF: 2, SF: state.IntPtr(1)}, {PF: 0, VF: state.IntPtr(-1)}, {PF: 0, SF: state.IntPtr(1 << 20)}} {
+		if _, err := n.Prepare(ctx, bad, "fa:16:3e:00:00:01"); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("Prepare(%+v) = %v, want ErrInvalidArgument", bad, err)
+		}
+	}
+	if len(n.SFs()) != 0 {
+		t.Fatalf("invalid Prepare created SFs: %v", n.SFs())
+	}
+}

@@ -1,0 +1,157 @@
+// Package sf creates and removes scalable functions (SFs) on the DPU's
+// eswitch through devlink, the kernel's vendor-neutral API:
+//
+//	devlink port add pci/<uplink pci> flavour pcisf pfnum N sfnum K controller C
+//	devlink port function set <port> hw_addr <mac> state active
+//	devlink port function set <port> state inactive; devlink port del <port>
+package sf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"go.uber.org/zap"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
+	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/network/representor"
+)
+
+// Netlink is the part of vishvananda/netlink's devlink API the manager uses;
+// *netlink.Handle implements it, sftest fakes it.
+type Netlink interface {
+	DevLinkPortAdd(bus, device string, flavour uint16, attrs netlink.DevLinkPortAddAttrs) (*netlink.DevlinkPort, error)
+	DevLinkPortDel(bus, device string, portIndex uint32) error
+	DevlinkPortFnSet(bus, device string, portIndex uint32, attrs netlink.DevlinkPortFnSetAttrs) error
+	DevLinkGetAllPortList() ([]*netlink.DevlinkPort, error)
+}
+
+// Manager is the SF lifecycle on one eswitch.
+type Manager struct {
+	NL     Netlink
+	Finder representor.Finder
+	// Controller is the eswitch controller of the bare-metal host (1 on a
+	// BlueField in DPU mode); SFs are created on it so the host sees them.
+	Controller uint32
+	Log        *zap.Logger
+}
+
+// Create makes SF sfnum of PF pf exist with hw_addr mac and state active, and
+// returns its representor. An SF that already exists is only (re)configured.
+func (m *Manager) Create(ctx context.Context, pf, sfnum int, mac string) (string, error) {
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		return "", fmt.Errorf("%w: sf mac %q: %w", errdefs.ErrInvalidArgument, mac, err)
+	}
+	fn := state.Function{PF: pf, SF: &sfnum}
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	if rep, err := m.Finder.Lookup(fn); err == nil {
+		port, err := m.portOf(rep)
+		if err != nil {
+			return "", err
+		}
+		return rep, m.activate(port, hw)
+	} else if !errors.Is(err, errdefs.ErrNotFound) {
+		return "", err
+	}
+	pci, err := m.uplinkPCI(pf)
+	if err != nil {
+		return "", err
+	}
+	port, err := m.NL.DevLinkPortAdd("pci", pci, nl.DEVLINK_PORT_FLAVOUR_PCI_SF, netlink.DevLinkPortAddAttrs{
+		PfNumber: uint16(pf), SfNumber: uint32(sfnum), SfNumberValid: true,
+		Controller: m.Controller, ControllerValid: true,
+	})
+	if err != nil {
+		return "", fmt.Errorf("%w: devlink port add pci/%s pcisf pfnum %d sfnum %d: %w", errdefs.ErrNetwork, pci, pf, sfnum, err)
+	}
+	if err := m.activate(port, hw); err != nil {
+		// Leave nothing half-made behind.
+		if derr := m.NL.DevLinkPortDel(port.BusName, port.DeviceName, port.PortIndex); derr != nil {
+			m.Log.Warn("rollback of sf port failed", zap.Int("pf", pf), zap.Int("sf", sfnum), zap.Error(derr))
+		}
+		return "", err
+	}
+	if rep, err := m.Finder.Lookup(fn); err == nil {
+		return rep, nil
+	}
+	if port.NetdeviceName == "" {
+		return "", fmt.Errorf("%w: sf pf%dsf%d created but has no representor netdev", errdefs.ErrNetwork, pf, sfnum)
+	}
+	return port.NetdeviceName, nil
+}
+
+// Delete deactivates and removes SF sfnum of PF pf. A missing SF is success.
+func (m *Manager) Delete(ctx context.Context, pf, sfnum int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	rep, err := m.Finder.Lookup(state.Function{PF: pf, SF: &sfnum})
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	port, err := m.portOf(rep)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := m.NL.DevlinkPortFnSet(port.BusName, port.DeviceName, port.PortIndex, netlink.DevlinkPortFnSetAttrs{
+		FnAttrs: netlink.DevlinkPortFn{State: nl.DEVLINK_PORT_FN_STATE_INACTIVE}, StateValid: true,
+	}); err != nil {
+		return fmt.Errorf("%w: deactivate sf %s: %w", errdefs.ErrNetwork, rep, err)
+	}
+	if err := m.NL.DevLinkPortDel(port.BusName, port.DeviceName, port.PortIndex); err != nil {
+		return fmt.Errorf("%w: devlink port del %s/%s/%d: %w", errdefs.ErrNetwork, port.BusName, port.DeviceName, port.PortIndex, err)
+	}
+	return nil
+}
+
+func (m *Manager) activate(port *netlink.DevlinkPort, hw net.HardwareAddr) error {
+	if err := m.NL.DevlinkPortFnSet(port.BusName, port.DeviceName, port.PortIndex, netlink.DevlinkPortFnSetAttrs{
+		FnAttrs:     netlink.DevlinkPortFn{HwAddr: hw, State: nl.DEVLINK_PORT_FN_STATE_ACTIVE},
+		HwAddrValid: true, StateValid: true,
+	}); err != nil {
+		return fmt.Errorf("%w: devlink port function set %s/%s/%d hw_addr %s state active: %w",
+			errdefs.ErrNetwork, port.BusName, port.DeviceName, port.PortIndex, hw, err)
+	}
+	return nil
+}
+
+// portOf finds the devlink port whose netdev is rep. (netlink v1.3.1 does
+// not expose pfnum/sfnum of a port, so the netdev is the join key.)
+func (m *Manager) portOf(rep string) (*netlink.DevlinkPort, error) {
+	ports, err := m.NL.DevLinkGetAllPortList()
+	if err != nil {
+		return nil, fmt.Errorf("%w: devlink port list: %w", errdefs.ErrNetwork, err)
+	}
+	for _, p := range ports {
+		if p.NetdeviceName == rep && p.PortFlavour == nl.DEVLINK_PORT_FLAVOUR_PCI_SF {
+			return p, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: no devlink sf port has netdev %s", errdefs.ErrNotFound, rep)
+}
+
+func (m *Manager) uplinkPCI(pf int) (string, error) {
+	ports, err := m.Finder.Ports()
+	if err != nil {
+		return "", err
+	}
+	for _, p := range ports {
+		if p.Kind == representor.Uplink && p.PF == pf {
+			return m.Finder.PCIAddress(p.Netdev)
+		}
+	}
+	return "", fmt.Errorf("%w: no uplink representor for pf %d", errdefs.ErrNotFound, pf)
+}
