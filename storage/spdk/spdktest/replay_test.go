@@ -1,0 +1,257 @@
+package spdktest
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// step is one line of a transcript (testdata/*.jsonl, copied verbatim from
+// /work/shared/spdk-transcripts/v24.09).
+type step struct {
+	Step       string            `json:"step"`
+	Request    json.RawMessage   `json:"request"`
+	Response   json.RawMessage   `json:"response"`
+	RequestRaw *string           `json:"request_raw"`
+	ResponseRw *string           `json:"response_raw"`
+	Closed     *bool             `json:"connection_closed_by_spdk"`
+	Responses  []json.RawMessage `json:"responses"`
+}
+
+func loadSteps(t *testing.T, name string) []step {
+	t.Helper()
+	f, err := os.Open(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []step
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var s step
+		if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// normalise applies the README's rules: the run-dependent cntlid values and
+// the random uuids of AIO bdevs are blanked.
+func normalise(t *testing.T, raw []byte) any {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		t.Fatalf("not JSON: %s", raw)
+	}
+	var walk func(any)
+	walk = func(x any) {
+		switch y := x.(type) {
+		case map[string]any:
+			if _, ok := y["cntlid"]; ok {
+				y["cntlid"] = "<cntlid>"
+			}
+			if y["product_name"] == "AIO disk" {
+				y["uuid"], y["aliases"] = "<uuid>", "<uuid>"
+			}
+			for _, z := range y {
+				walk(z)
+			}
+		case []any:
+			for _, z := range y {
+				walk(z)
+			}
+		}
+	}
+	walk(v)
+	return v
+}
+
+type replayer struct {
+	t      *testing.T
+	sock   string
+	tmpdir string
+}
+
+func (r *replayer) dial() net.Conn {
+	c, err := net.Dial("unix", r.sock)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return c
+}
+
+func (r *replayer) subst(s string) string { return strings.ReplaceAll(s, "<tmpdir>", r.tmpdir) }
+func (r *replayer) unsubst(b []byte) []byte {
+	return bytes.ReplaceAll(b, []byte(r.tmpdir), []byte("<tmpdir>"))
+}
+
+// readRaw collects bytes until want bytes arrived (then a short grace period
+// for extra bytes), the peer closes, or the window ends.
+func readRaw(c net.Conn, want int, window time.Duration) (got []byte, closed bool) {
+	deadline := time.Now().Add(window)
+	buf := make([]byte, 1<<16)
+	for {
+		if want > 0 && len(got) >= want {
+			deadline = time.Now().Add(50 * time.Millisecond)
+			want = 0
+		}
+		_ = c.SetReadDeadline(deadline)
+		n, err := c.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return got, false
+			}
+			return got, errors.Is(err, io.EOF) || err != nil
+		}
+	}
+}
+
+func (r *replayer) run(s step) {
+	t := r.t
+	c := r.dial()
+	defer c.Close()
+	switch {
+	case s.RequestRaw != nil && s.Responses != nil: // pipelined
+		if _, err := c.Write([]byte(r.subst(*s.RequestRaw))); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := readRaw(c, len(r.subst(*s.ResponseRw)), 3*time.Second)
+		got = r.unsubst(got)
+		dec := json.NewDecoder(bytes.NewReader(got))
+		for i, want := range s.Responses {
+			var g json.RawMessage
+			if err := dec.Decode(&g); err != nil {
+				t.Fatalf("%s: response %d: %v (got %q)", s.Step, i, err, got)
+			}
+			if !reflect.DeepEqual(normalise(t, g), normalise(t, want)) {
+				t.Errorf("%s: response %d (arrival order)\n got %s\nwant %s", s.Step, i, g, want)
+			}
+		}
+	case s.RequestRaw != nil: // raw / malformed
+		if _, err := c.Write([]byte(r.subst(*s.RequestRaw))); err != nil {
+			t.Fatal(err)
+		}
+		want := *s.ResponseRw
+		window := time.Second
+		if want != "" && !*s.Closed {
+			window = 2 * time.Second
+		}
+		got, closed := readRaw(c, len(r.subst(want)), window)
+		if want == "" {
+			window = 200 * time.Millisecond
+		}
+		if g := string(r.unsubst(got)); g != want {
+			t.Errorf("%s: raw reply\n got %q\nwant %q", s.Step, g, want)
+		}
+		if closed != *s.Closed {
+			t.Errorf("%s: connection closed = %v, want %v", s.Step, closed, *s.Closed)
+		}
+	default:
+		req := r.subst(string(s.Request))
+		var compactReq bytes.Buffer
+		if err := json.Compact(&compactReq, []byte(req)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write(compactReq.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		line, err := bufio.NewReader(c).ReadBytes('\n')
+		if err != nil {
+			t.Fatalf("%s: read: %v", s.Step, err)
+		}
+		line = r.unsubst(line)
+		// Wire format: compact, keys jsonrpc, id, then result|error, one "\n".
+		var buf bytes.Buffer
+		_ = json.Compact(&buf, line)
+		if !bytes.Equal(append(buf.Bytes(), '\n'), line) || !bytes.HasPrefix(line, []byte(`{"jsonrpc":"2.0","id":`)) {
+			t.Errorf("%s: reply not in SPDK's compact form: %q", s.Step, line)
+		}
+		if !reflect.DeepEqual(normalise(t, line), normalise(t, s.Response)) {
+			t.Errorf("%s:\n got %s\nwant %s", s.Step, line, s.Response)
+		}
+	}
+}
+
+// TestTranscriptReplay replays every line of both transcripts: instance A
+// (the Cinder target) and instance B (the DPU), B reaching A as a peer.
+func TestTranscriptReplay(t *testing.T) {
+	tmp := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(tmp, "vfio-user", "pf0"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "config-drive.img"), make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := New(Options{})
+	if err := a.Start(filepath.Join(tmp, "a.sock")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Stop() })
+	b := New(Options{Peers: []*Emulator{a}})
+	if err := b.Start(filepath.Join(tmp, "b.sock")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Stop() })
+
+	ra := &replayer{t: t, sock: filepath.Join(tmp, "a.sock"), tmpdir: tmp}
+	steps := loadSteps(t, "a-setup.jsonl")
+	if len(steps) != 17 {
+		t.Fatalf("a-setup has %d steps, want 17", len(steps))
+	}
+	for _, s := range steps {
+		ra.run(s)
+	}
+	rb := &replayer{t: t, sock: filepath.Join(tmp, "b.sock"), tmpdir: tmp}
+	steps = loadSteps(t, "b-dpu.jsonl")
+	if len(steps) != 105 {
+		t.Fatalf("b-dpu has %d steps, want 105", len(steps))
+	}
+	for _, s := range steps {
+		rb.run(s)
+	}
+	if b.Calls("bdev_nvme_attach_controller") == 0 || b.MutatingCalls() == 0 {
+		t.Error("call counters did not move")
+	}
+}
+
+// TestMethodsSubsetOfReal checks rpc_get_methods lists only methods a real
+// SPDK v24.09 has, plus the SNAP ones.
+func TestMethodsSubsetOfReal(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("testdata", "methods.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Response struct {
+			Result []string `json:"result"`
+		} `json:"response"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	real := map[string]bool{}
+	for _, n := range m.Response.Result {
+		real[n] = true
+	}
+	e := New(Options{})
+	for _, n := range e.methods {
+		if !real[n] && !strings.HasPrefix(n, "nvme_") && n != "emulation_function_list" {
+			t.Errorf("emulator serves %s, which SPDK v24.09 does not have", n)
+		}
+	}
+}
