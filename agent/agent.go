@@ -72,7 +72,7 @@ func New(opts Options) (*Agent, error) {
 	}
 	a := &Agent{
 		opts:      opts,
-		log:       opts.Logger.With(zap.String("node_uuid", opts.NodeUUID)),
+		log:       opts.Logger,
 		desired:   d,
 		rpcHealth: opts.RPCHealth,
 		trigger:   make(chan struct{}, 1),
