@@ -1,0 +1,138 @@
+import json
+from unittest import mock
+
+import oslo_messaging as messaging
+from oslo_messaging._drivers import common as om_common
+
+from ironic.conf import CONF
+
+from ironic_dpu import agent_client
+from ironic_dpu import exception
+from ironic_dpu.tests import base
+
+
+def remote(cls, module, message):
+    """The exception oslo raises in the caller for a Go agent's failure."""
+    data = json.dumps({'class': cls, 'module': module, 'message': message,
+                       'tb': ['agent.go:42\n'], 'args': [message],
+                       'kwargs': {}})
+    return om_common.deserialize_remote_exception(
+        data, agent_client.ALLOWED_EXMODS)
+
+
+class ClientWiringTests(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.transport = mock.sentinel.transport
+        p = mock.patch.object(messaging, 'get_rpc_client', autospec=True)
+        self.get_client = p.start()
+        self.addCleanup(p.stop)
+        self.prepared = self.get_client.return_value.prepare.return_value
+
+    def test_target_options_and_context(self):
+        CONF.set_override('timeout', 17, group='dpu_agent')
+        CONF.set_override('call_monitor_timeout', 9, group='dpu_agent')
+        CONF.set_override('retry', 1, group='dpu_agent')
+        self.prepared.call.return_value = {'observed': {}}
+        task = base.FakeTask(self.node())
+        client = agent_client.AgentClient(base.NODE_UUID, self.transport)
+        client.apply_state(task.context, {'generation': 1})
+        transport, target = self.get_client.call_args.args
+        self.assertIs(self.transport, transport)
+        self.assertEqual(('ironic_dpu', 'ironic-dpu-agent', base.NODE_UUID, '1.0'),
+                         (target.exchange, target.topic, target.server,
+                          target.version))
+        opts = self.get_client.call_args.kwargs['transport_options']
+        self.assertTrue(opts.at_least_once)
+        self.get_client.return_value.prepare.assert_called_once_with(
+            timeout=17, call_monitor_timeout=9, retry=1)
+        ctxt, method = self.prepared.call.call_args.args
+        self.assertEqual('apply_state', method)
+        self.assertEqual({'state': {'generation': 1}},
+                         self.prepared.call.call_args.kwargs)
+        # request ids only: never the token Ironic's context carries
+        self.assertEqual({'request_id': 'req-abc',
+                          'global_request_id': 'req-global'}, ctxt)
+
+    def test_method_names_and_kwargs(self):
+        client = agent_client.AgentClient(base.NODE_UUID, self.transport)
+        calls = [(client.get_status, (), 'get_status', {}),
+                 (client.get_state, (), 'get_state', {}),
+                 (client.attach_volume, ({'volume_id': 'v'},), 'attach_volume',
+                  {'volume': {'volume_id': 'v'}}),
+                 (client.detach_volume, ('v',), 'detach_volume', {'volume_id': 'v'}),
+                 (client.plug_vif, ({'port_id': 'p'},), 'plug_vif',
+                  {'vif': {'port_id': 'p'}}),
+                 (client.unplug_vif, ('p',), 'unplug_vif', {'port_id': 'p'})]
+        for fn, args, method, kwargs in calls:
+            fn(None, *args)
+            self.assertEqual(method, self.prepared.call.call_args.args[1])
+            self.assertEqual(kwargs, self.prepared.call.call_args.kwargs)
+
+    def test_zero_call_monitor_means_none(self):
+        CONF.set_override('call_monitor_timeout', 0, group='dpu_agent')
+        CONF.set_override('retry', -1, group='dpu_agent')
+        agent_client.AgentClient(base.NODE_UUID, self.transport).get_status(None)
+        self.get_client.return_value.prepare.assert_called_once_with(
+            timeout=60, call_monitor_timeout=None, retry=None)
+
+    def test_own_transport_url(self):
+        CONF.set_override('transport_url', 'rabbit://dpu:pw@10.0.0.1:5672/dpu',
+                          group='dpu_agent')
+        with mock.patch.object(agent_client, '_transport', None), \
+                mock.patch.object(messaging, 'get_rpc_transport',
+                                  autospec=True) as grt:
+            agent_client.AgentClient(base.NODE_UUID).get_status(None)
+            agent_client.get_transport()
+        grt.assert_called_once_with(
+            CONF, url='rabbit://dpu:pw@10.0.0.1:5672/dpu',
+            allowed_remote_exmods=['ironic.common.exception'])
+
+
+class TranslateTests(base.TestCase):
+
+    def translate(self, exc, method='apply_state'):
+        client = agent_client.AgentClient(base.NODE_UUID, mock.sentinel.t)
+        with mock.patch.object(messaging, 'get_rpc_client') as grc:
+            grc.return_value.prepare.return_value.call.side_effect = exc
+            return self.raises(exception.DPUAgentError, client.call, None, method)
+
+    def test_undeliverable(self):
+        e = self.translate(messaging.MessageUndeliverable(
+            Exception('NO_ROUTE'), 'ironic_dpu', 'ironic-dpu-agent.x', {}))
+        self.assertIsInstance(e, exception.DPUAgentUnreachable)
+        self.assertEqual(
+            'DPU agent on node %s unreachable (no agent listening on exchange '
+            'ironic_dpu, topic ironic-dpu-agent.%s): apply_state was not '
+            'delivered' % (base.NODE_UUID, base.NODE_UUID), str(e))
+
+    def test_timeout(self):
+        e = self.translate(messaging.MessagingTimeout('Timed out waiting'))
+        self.assertIsInstance(e, exception.DPUAgentUnreachable)
+        self.assertIn('no reply within 60s', str(e))
+
+    def test_remote_ironic_exception_keeps_agent_text(self):
+        exc = remote('StorageError', 'ironic.common.exception',
+                     'attach vol-a: connection refused by 10.0.0.5:4420')
+        e = self.translate(exc)
+        self.assertNotIsInstance(e, exception.DPUAgentUnreachable)
+        self.assertEqual('DPU agent of node %s failed apply_state: attach '
+                         'vol-a: connection refused by 10.0.0.5:4420'
+                         % base.NODE_UUID, str(e))
+        self.assertEqual('StorageError', e.remote_class)
+
+    def test_remote_conflict_class(self):
+        e = self.translate(remote('Conflict', 'ironic.common.exception',
+                                  'generation 3 is older than 5'))
+        self.assertEqual('Conflict', e.remote_class)
+
+    def test_no_such_method(self):
+        exc = remote('NoSuchMethod', 'oslo_messaging.rpc.dispatcher',
+                     'Endpoint does not support RPC method frobnicate')
+        e = self.translate(exc, method='frobnicate')
+        self.assertIn('the agent does not support it (NoSuchMethod', str(e))
+
+    def test_unknown_module(self):
+        e = self.translate(remote('AgentError', 'dpuagent.errors', 'boom'))
+        self.assertIn('AgentError: boom', str(e))

@@ -1,0 +1,328 @@
+from unittest import mock
+
+from ironic.common import boot_devices
+from ironic.common import exception as ir_exc
+from ironic.common import states
+from ironic.conductor import utils as manager_utils
+from ironic.conf import CONF
+from ironic.drivers.modules import fake
+from ironic.drivers.modules.network import noop as noop_net
+from ironic.drivers.modules.storage import noop as noop_storage
+
+from ironic_dpu import agent_client
+from ironic_dpu import boot
+from ironic_dpu import deploy
+from ironic_dpu import exception
+from ironic_dpu import hardware
+from ironic_dpu import network
+from ironic_dpu import storage
+from ironic_dpu import vendor
+from ironic_dpu.tests import base
+
+ATTACHED = {'observed': {'volumes': [{'volume_id': 'boot', 'state': 'attached'}],
+                         'vifs': [{'port_id': 'vif-1', 'state': 'plugged'}]}}
+
+
+def unreachable():
+    return exception.DPUAgentUnreachable(node='n', reason='no agent listening',
+                                         exchange='e', topic='t', error='x')
+
+
+def agent_error(text, cls='StorageError'):
+    e = exception.DPUAgentError(node='n', method='apply_state', error=text)
+    e.remote_class = cls
+    return e
+
+
+class AgentTestCase(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        p = mock.patch.object(agent_client, 'AgentClient', autospec=True)
+        self.client_cls = p.start()
+        self.addCleanup(p.stop)
+        self.client = self.client_cls.return_value
+        self.client.apply_state.return_value = ATTACHED
+        self.client.get_state.return_value = ATTACHED
+        for name in ('node_power_action', 'node_set_boot_device'):
+            p = mock.patch.object(manager_utils, name, autospec=True)
+            setattr(self, name, p.start())
+            self.addCleanup(p.stop)
+
+    def make_task(self, **node_kw):
+        return base.FakeTask(self.node(**node_kw),
+                             [self.port(vif='vif-1'),
+                              self.port(address='52:54:00:12:34:02')],
+                             [self.target('boot', boot_index=0)],
+                             [self.connector()])
+
+
+class DeployTests(AgentTestCase):
+
+    def test_deploy_pushes_then_boots_from_disk(self):
+        task = self.make_task()
+        order = mock.Mock()
+        self.client.apply_state.side_effect = lambda *a: (order.push(), ATTACHED)[1]
+        self.node_set_boot_device.side_effect = lambda *a, **k: order.boot()
+        self.node_power_action.side_effect = lambda *a, **k: order.power(a[1])
+        self.assertIsNone(deploy.DPUDeploy().deploy(task))
+        self.assertEqual([mock.call.push(), mock.call.boot(),
+                          mock.call.power(states.POWER_ON)], order.mock_calls)
+        state = self.client.apply_state.call_args.args[1]
+        self.assertEqual(['boot'], [v['volume_id'] for v in state['volumes']])
+        self.assertEqual(['vif-1'], [v['port_id'] for v in state['vifs']])
+        self.assertEqual(1, state['generation'])
+        self.node_set_boot_device.assert_called_once_with(
+            task, boot_devices.DISK, persistent=True)
+        self.client_cls.assert_called_with(base.NODE_UUID)
+        task.driver.network.configure_tenant_networks.assert_called_once_with(task)
+
+    def test_deploy_reboots_a_running_host(self):
+        task = self.make_task(power_state=states.POWER_ON)
+        deploy.DPUDeploy().deploy(task)
+        self.node_power_action.assert_called_once_with(task, states.REBOOT)
+
+    def test_deploy_fails_before_power_on(self):
+        task = self.make_task()
+        self.client.apply_state.side_effect = unreachable()
+        self.assertRaises(exception.DPUAgentUnreachable,
+                          deploy.DPUDeploy().deploy, task)
+        self.node_power_action.assert_not_called()
+        self.node_set_boot_device.assert_not_called()
+
+    def test_deploy_fails_on_volume_error(self):
+        task = self.make_task()
+        self.client.apply_state.return_value = {'observed': {'volumes': [
+            {'volume_id': 'boot', 'state': 'error', 'last_error': 'no route'}]}}
+        e = self.raises(exception.DPUStateError, deploy.DPUDeploy().deploy, task)
+        self.assertIn('volume boot: no route', str(e))
+        self.node_power_action.assert_not_called()
+
+    def test_deploy_step_is_core(self):
+        steps = deploy.DPUDeploy().get_deploy_steps(mock.Mock())
+        self.assertEqual([('deploy', 'deploy', 100)],
+                         [(s['interface'], s['step'], s['priority'])
+                          for s in steps])
+
+    def test_tear_down(self):
+        task = self.make_task(provision_state=states.DELETING)
+        self.client.apply_state.return_value = {'observed': {'volumes': [],
+                                                             'vifs': []}}
+        self.assertEqual(states.DELETED, deploy.DPUDeploy().tear_down(task))
+        state = self.client.apply_state.call_args.args[1]
+        self.assertEqual(([], []), (state['volumes'], state['vifs']))
+        self.node_power_action.assert_called_once_with(task, states.POWER_OFF)
+        task.driver.network.unconfigure_tenant_networks.assert_called_once_with(task)
+
+    def test_tear_down_agent_error_keeps_power(self):
+        task = self.make_task(provision_state=states.DELETING)
+        self.client.apply_state.side_effect = agent_error('detach failed')
+        self.assertRaises(exception.DPUAgentError,
+                          deploy.DPUDeploy().tear_down, task)
+        self.node_power_action.assert_not_called()
+
+    def test_take_over_tolerates_unreachable(self):
+        task = self.make_task(provision_state=states.ACTIVE)
+        self.client.apply_state.side_effect = unreachable()
+        deploy.DPUDeploy().take_over(task)
+        self.assertEqual(1, task.node.driver_internal_info['dpu_desired_state']
+                         ['generation'])
+
+    def test_validate_requires_boot_volume(self):
+        task = self.make_task()
+        task.volume_targets = [self.target('data')]
+        e = self.raises(ir_exc.InvalidParameterValue,
+                        deploy.DPUDeploy().validate, task)
+        self.assertIn('no boot volume', str(e))
+        task.volume_targets = [self.target('boot', boot_index=0)]
+        deploy.DPUDeploy().validate(task)
+        task.driver.storage.validate.assert_called_once_with(task)
+
+
+class BootTests(AgentTestCase):
+
+    def test_prepare_instance(self):
+        task = self.make_task()
+        boot.DPUBoot().prepare_instance(task)
+        self.node_set_boot_device.assert_called_once_with(
+            task, boot_devices.DISK, persistent=True)
+        boot.DPUBoot().validate(task)
+
+
+class StorageTests(AgentTestCase):
+
+    def test_validate(self):
+        s = storage.DPUStorage()
+        task = self.make_task()
+        s.validate(task)
+        task.volume_connectors = [self.connector(ctype='iqn', cid='iqn.x')]
+        self.assertRaises(ir_exc.StorageError, s.validate, task)
+        task.volume_connectors = [self.connector(cid='host-1')]
+        self.assertRaises(ir_exc.InvalidParameterValue, s.validate, task)
+        task.volume_targets = [self.target('x', volume_type='iscsi')]
+        self.assertRaises(ir_exc.InvalidParameterValue, s.validate, task)
+        self.assertFalse(s.should_write_image(task))
+
+    def test_attach_pushes_everything(self):
+        task = self.make_task(provision_state=states.ACTIVE)
+        storage.DPUStorage().attach_volumes(task)
+        state = self.client.apply_state.call_args.args[1]
+        self.assertEqual((['boot'], ['vif-1']),
+                         ([v['volume_id'] for v in state['volumes']],
+                          [v['port_id'] for v in state['vifs']]))
+
+    def test_detach_keeps_vifs(self):
+        task = self.make_task(provision_state=states.ACTIVE)
+        storage.DPUStorage().detach_volumes(task)
+        state = self.client.apply_state.call_args.args[1]
+        self.assertEqual([], state['volumes'])
+        self.assertEqual(['vif-1'], [v['port_id'] for v in state['vifs']])
+
+    def test_unreachable_is_recorded_not_raised(self):
+        task = self.make_task(provision_state=states.ACTIVE)
+        self.client.apply_state.side_effect = unreachable()
+        with self.assertLogs('ironic_dpu.storage', 'WARNING') as logs:
+            storage.DPUStorage().attach_volumes(task)
+        self.assertIn('recorded but not applied', logs.output[0])
+        rec = task.node.driver_internal_info['dpu_desired_state']
+        self.assertEqual(['boot'], [v['volume_id'] for v in rec['volumes']])
+
+    def test_agent_error_is_storage_error(self):
+        task = self.make_task(provision_state=states.ACTIVE)
+        self.client.apply_state.side_effect = agent_error('bad portal')
+        e = self.raises(ir_exc.StorageError, storage.DPUStorage().attach_volumes,
+                        task)
+        self.assertIn('bad portal', str(e))
+
+
+class NetworkTests(AgentTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.net = network.DPUNetwork()
+
+    def test_attach_inactive_only_records(self):
+        task = self.make_task(provision_state=states.AVAILABLE)
+        self.net.vif_attach(task, {'id': 'vif-2'})
+        self.assertEqual('vif-2', task.ports[1].internal_info['tenant_vif_port_id'])
+        self.client.plug_vif.assert_not_called()
+        self.assertEqual([{'id': 'vif-1'}, {'id': 'vif-2'}], self.net.vif_list(task))
+
+    def test_attach_active_hot_plugs(self):
+        task = self.make_task(provision_state=states.ACTIVE)
+        task.ports[1].extra = {'dpu_function': 'pf0vf2'}
+        self.net.vif_attach(task, {'id': 'vif-2'})
+        self.client.plug_vif.assert_called_once_with(
+            task.context, {'port_id': 'vif-2', 'mac': '52:54:00:12:34:02',
+                           'function': {'pf': 0, 'vf': 2}})
+        rec = task.node.driver_internal_info['dpu_desired_state']
+        self.assertEqual(['vif-1', 'vif-2'], [v['port_id'] for v in rec['vifs']])
+
+    def test_attach_failure_rolls_back(self):
+        task = self.make_task(provision_state=states.ACTIVE)
+        self.client.plug_vif.side_effect = agent_error('no representor', 'NotFound')
+        e = self.raises(ir_exc.NetworkError, self.net.vif_attach, task, {'id': 'vif-2'})
+        self.assertIn('no representor', str(e))
+        self.assertNotIn('tenant_vif_port_id', task.ports[1].internal_info)
+
+    def test_attach_no_free_port(self):
+        task = self.make_task(provision_state=states.ACTIVE)
+        task.ports = task.ports[:1]
+        self.assertRaises(ir_exc.NoFreePhysicalPorts, self.net.vif_attach,
+                          task, {'id': 'vif-2'})
+        self.assertRaises(ir_exc.VifAlreadyAttached, self.net.vif_attach,
+                          task, {'id': 'vif-1'})
+
+    def test_detach_active_unplugs(self):
+        task = self.make_task(provision_state=states.ACTIVE)
+        self.net.vif_detach(task, 'vif-1')
+        self.client.unplug_vif.assert_called_once_with(task.context, 'vif-1')
+        self.assertNotIn('tenant_vif_port_id', task.ports[0].internal_info)
+
+    def test_detach_failure_keeps_vif(self):
+        task = self.make_task(provision_state=states.ACTIVE)
+        self.client.unplug_vif.side_effect = unreachable()
+        self.assertRaises(ir_exc.NetworkError, self.net.vif_detach, task, 'vif-1')
+        self.assertEqual('vif-1', task.ports[0].internal_info['tenant_vif_port_id'])
+
+    def test_detach_inactive(self):
+        task = self.make_task(provision_state=states.AVAILABLE)
+        self.net.vif_detach(task, 'vif-1')
+        self.client.unplug_vif.assert_not_called()
+        self.assertRaises(ir_exc.VifNotAttached, self.net.vif_detach, task, 'vif-1')
+
+    def test_port_changed_replugs(self):
+        task = self.make_task(provision_state=states.ACTIVE)
+        port = task.ports[0]
+        port.extra = {'dpu_function': 'pf0sf7'}
+        self.net.port_changed(task, port)
+        self.client.plug_vif.assert_called_once_with(
+            task.context, {'port_id': 'vif-1', 'mac': '52:54:00:12:34:01',
+                           'function': {'pf': 0, 'sf': 7}})
+
+    def test_port_changed_ignored(self):
+        task = self.make_task(provision_state=states.ACTIVE)
+        task.ports[0].pxe_enabled = False           # not a VIF field
+        self.net.port_changed(task, task.ports[0])
+        task.ports[1].extra = {'dpu_function': 'pf0vf1'}   # no VIF
+        self.net.port_changed(task, task.ports[1])
+        task = self.make_task(provision_state=states.AVAILABLE)
+        task.ports[0].extra = {'dpu_function': 'pf0vf1'}   # not active
+        self.net.port_changed(task, task.ports[0])
+        self.client.plug_vif.assert_not_called()
+
+    @mock.patch('ironic.common.neutron.update_neutron_port', autospec=True)
+    def test_neutron_binding(self, update):
+        CONF.set_override('neutron_binding', True, group='dpu')
+        task = self.make_task(provision_state=states.ACTIVE)
+        self.assertRaises(ir_exc.MissingParameterValue, self.net.validate, task)
+        task.node.driver_info = {'dpu_hostname': 'dpu-chassis-1'}
+        self.net.validate(task)
+        self.net.vif_attach(task, {'id': 'vif-2'})
+        update.assert_called_once_with(task.context, 'vif-2', {'port': {
+            'binding:vnic_type': 'baremetal',
+            'binding:host_id': 'dpu-chassis-1',
+            'binding:profile': {'capabilities': ['switchdev'],
+                                'ironic_node_uuid': base.NODE_UUID},
+            'mac_address': '52:54:00:12:34:02'}})
+
+    @mock.patch('ironic.common.neutron.update_neutron_port', autospec=True)
+    def test_no_neutron_by_default(self, update):
+        task = self.make_task(provision_state=states.ACTIVE)
+        self.net.vif_attach(task, {'id': 'vif-2'})
+        self.net.configure_tenant_networks(task)
+        update.assert_not_called()
+
+
+class VendorTests(AgentTestCase):
+
+    def test_sync_state(self):
+        task = self.make_task(provision_state=states.ACTIVE)
+        task.volume_targets.append(self.target('data-2'))
+        obs = vendor.DPUVendor().sync_state(task)
+        self.assertEqual(ATTACHED['observed'], obs)
+        state = self.client.apply_state.call_args.args[1]
+        self.assertEqual(['boot', 'data-2'], [v['volume_id'] for v in state['volumes']])
+
+    def test_agent_state(self):
+        task = self.make_task(provision_state=states.ACTIVE)
+        self.client.get_status.return_value = {'agent_version': '0.1'}
+        out = vendor.DPUVendor().agent_state(task)
+        self.assertEqual({'status': {'agent_version': '0.1'}, 'state': ATTACHED}, out)
+        self.assertIn('sync_state', vendor.DPUVendor().vendor_routes)
+
+
+class HardwareTests(base.TestCase):
+
+    def test_interfaces(self):
+        hw = hardware.DPUHardware()
+        self.assertEqual([deploy.DPUDeploy], hw.supported_deploy_interfaces)
+        self.assertEqual([boot.DPUBoot], hw.supported_boot_interfaces)
+        self.assertEqual([storage.DPUStorage, noop_storage.NoopStorage],
+                         hw.supported_storage_interfaces)
+        self.assertEqual([network.DPUNetwork, noop_net.NoopNetwork],
+                         hw.supported_network_interfaces)
+        self.assertIn(fake.FakePower, hw.supported_power_interfaces)
+        self.assertIn(fake.FakeManagement, hw.supported_management_interfaces)
+        self.assertEqual(['IPMIPower', 'RedfishPower', 'FakePower'],
+                         [c.__name__ for c in hw.supported_power_interfaces])

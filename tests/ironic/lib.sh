@@ -1,0 +1,310 @@
+#!/bin/bash
+# Harness library for the Ironic end-to-end suite and benchmark (sourced).
+# Starts private daemons (RabbitMQ, OVS/OVN with the dummy datapath, the SPDK
+# emulator, ironic-api + ironic-conductor with the dpu hardware type, and the
+# Go agent) on loopback / unix sockets under one temp dir, and stops each by
+# the PID it recorded. Nothing is skipped: a missing binary is a failure.
+# shellcheck disable=SC2034   # variables are used by the sourcing scripts
+
+PY=/usr/bin/python3          # Debian's python: the pyenv one cannot import ironic
+TH_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+th_log() { printf '[%6.2fs] %s\n' "$(th_elapsed)" "$*" >&2; }
+th_die() { th_log "FATAL: $*"; exit 1; }
+th_elapsed() { awk -v s="$TH_T0" -v e="$(date +%s.%N)" 'BEGIN{printf "%.2f", e-s}'; }
+
+th_require() {
+  local b missing=()
+  for b in "$@"; do command -v "$b" >/dev/null 2>&1 || missing+=("$b"); done
+  [ ${#missing[@]} -eq 0 ] || th_die "required binaries missing: ${missing[*]} (apt-get install rabbitmq-server openvswitch-switch ovn-central ovn-host ironic-api ironic-conductor python3-openstackclient python3-ironicclient jq curl)"
+}
+
+# Pick a base port with 25 free ports above it (RabbitMQ uses P..P+20).
+th_free_base() {
+  $PY - <<'PYEOF'
+import random, socket
+for _ in range(200):
+    base = random.randrange(20000, 32000, 25)
+    ok = True
+    for p in range(base, base + 25):
+        s = socket.socket()
+        try:
+            s.bind(('127.0.0.1', p))
+        except OSError:
+            ok = False
+        finally:
+            s.close()
+        if not ok:
+            break
+    if ok:
+        print(base)
+        raise SystemExit(0)
+raise SystemExit(1)
+PYEOF
+}
+
+th_init() {
+  TH_T0=$(date +%s.%N)
+  th_require "$PY" /usr/lib/rabbitmq/bin/rabbitmq-server epmd ovsdb-tool ovsdb-server ovs-vswitchd \
+    ovs-vsctl ovn-nbctl ovn-sbctl ovn-northd ovn-controller ironic-api ironic-conductor \
+    ironic-dbsync openstack jq curl go
+  BASE=${TH_BASE:-$(mktemp -d /tmp/ironic-dpu-e2e.XXXXXX)}
+  mkdir -p "$BASE"/{pids,log,bin}
+  local p; p=$(th_free_base) || th_die "no free port range"
+  RMQ_PORT=$p; IRONIC_API_PORT=$((p + 21)); SPDK_NVMF_PORT=$((p + 22))
+  TRANSPORT_URL="rabbit://guest:guest@127.0.0.1:$RMQ_PORT/"
+  API="http://127.0.0.1:$IRONIC_API_PORT"
+  export XDG_CACHE_HOME=$BASE/cache          # stevedore's entry-point cache
+  export OS_AUTH_TYPE=none OS_ENDPOINT=$API OS_BAREMETAL_API_VERSION=1.78
+  th_log "base $BASE, rabbit $RMQ_PORT, ironic api $IRONIC_API_PORT"
+}
+
+# th_spawn NAME CMD... : start in its own session, record the PID.
+th_spawn() {
+  local name=$1; shift
+  setsid "$@" > "$BASE/log/$name.out" 2>&1 < /dev/null &
+  echo $! > "$BASE/pids/$name"
+}
+
+th_pid() { cat "$BASE/pids/$1" 2>/dev/null; }
+th_alive() { local p; p=$(th_pid "$1"); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+
+# th_stop NAME [SECONDS]: SIGTERM, then SIGKILL of its process group.
+th_stop() {
+  local name=$1 secs=${2:-20} pid i
+  pid=$(th_pid "$name") || return 0
+  [ -n "$pid" ] || return 0
+  if kill -TERM "$pid" 2>/dev/null; then
+    for ((i = 0; i < secs * 10; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL -- "-$pid" 2>/dev/null
+  fi
+  # ironic-api forks a worker in the same session; stop what is left of it.
+  kill -KILL -- "-$pid" 2>/dev/null
+  rm -f "$BASE/pids/$name"
+}
+
+th_wait() {   # th_wait SECONDS DESCRIPTION CMD... : poll every 0.1 s
+  local secs=$1 what=$2 i; shift 2
+  for ((i = 0; i < secs * 10; i++)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  th_log "timeout after ${secs}s waiting for $what"; return 1
+}
+
+# ---------------------------------------------------------------- RabbitMQ
+rabbit_env() {
+  local r=$BASE/rmq
+  mkdir -p "$r"/{home,mnesia,log,etc}
+  : > "$r/etc/rabbitmq-env.conf"
+  echo '[].' > "$r/etc/enabled_plugins"
+  cat > "$r/etc/rabbitmq.conf" <<CONF
+listeners.tcp.default = 127.0.0.1:$RMQ_PORT
+loopback_users.guest = true
+log.console = false
+log.file.level = info
+disk_free_limit.absolute = 50MB
+CONF
+  RMQ_ENV=(HOME="$r/home" RABBITMQ_CONF_ENV_FILE="$r/etc/rabbitmq-env.conf"
+    RABBITMQ_CONFIG_FILE="$r/etc/rabbitmq.conf" RABBITMQ_ENABLED_PLUGINS_FILE="$r/etc/enabled_plugins"
+    RABBITMQ_MNESIA_BASE="$r/mnesia" RABBITMQ_LOG_BASE="$r/log" RABBITMQ_PID_FILE="$r/rabbit.pid"
+    RABBITMQ_NODENAME="rmqdpu$RMQ_PORT@localhost" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+    RABBITMQ_NODE_PORT="$RMQ_PORT" RABBITMQ_DIST_PORT="$((RMQ_PORT + 1))"
+    ERL_EPMD_PORT="$((RMQ_PORT + 2))" ERL_EPMD_ADDRESS=127.0.0.1
+    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+    RABBITMQ_CTL_DIST_PORT_MIN="$((RMQ_PORT + 10))" RABBITMQ_CTL_DIST_PORT_MAX="$((RMQ_PORT + 20))")
+}
+
+rabbit_up() {
+  rabbit_env
+  th_spawn rabbit env "${RMQ_ENV[@]}" /usr/lib/rabbitmq/bin/rabbitmq-server
+  local i
+  for ((i = 0; i < 600; i++)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$RMQ_PORT") 2>/dev/null; then th_log "rabbit up"; return 0; fi
+    th_alive rabbit || { tail -30 "$BASE/log/rabbit.out" >&2; th_die "rabbit died"; }
+    sleep 0.1
+  done
+  th_die "rabbit did not open $RMQ_PORT"
+}
+
+rabbit_down() {
+  local beam
+  beam=$(cat "$BASE/rmq/rabbit.pid" 2>/dev/null)
+  if [ -n "$beam" ] && kill -TERM "$beam" 2>/dev/null; then
+    th_wait 15 "rabbit exit" bash -c "! kill -0 $beam" || kill -KILL "$beam" 2>/dev/null
+  fi
+  th_stop rabbit 5
+  epmd -port "$((RMQ_PORT + 2))" -kill >/dev/null 2>&1 || true
+}
+
+# ---------------------------------------------------------------- OVS / OVN
+# Unprivileged-style stack (research/ovs-ovn.md 4.3): dummy datapath, every
+# daemon in the foreground under th_spawn, unix sockets in $BASE/ovn.
+OVN_SYSTEM_ID=dpu-chassis-1
+ovn_env() {
+  OVN_DIR=$BASE/ovn
+  export OVS_RUNDIR=$OVN_DIR OVS_LOGDIR=$OVN_DIR OVS_DBDIR=$OVN_DIR OVS_SYSCONFDIR=$OVN_DIR \
+    OVN_RUNDIR=$OVN_DIR OVN_LOGDIR=$OVN_DIR OVN_DBDIR=$OVN_DIR OVN_SYSCONFDIR=$OVN_DIR
+  OVSDB=unix:$OVN_DIR/db.sock NBDB=unix:$OVN_DIR/ovnnb_db.sock SBDB=unix:$OVN_DIR/ovnsb_db.sock
+}
+vsctl() { ovs-vsctl --db="$OVSDB" --timeout=10 "$@"; }
+nbctl() { ovn-nbctl --db="$NBDB" --timeout=10 "$@"; }
+sbctl() { ovn-sbctl --db="$SBDB" --timeout=10 "$@"; }
+
+ovn_up() {
+  ovn_env; mkdir -p "$OVN_DIR"
+  ovsdb-tool create "$OVN_DIR/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+  ovsdb-tool create "$OVN_DIR/ovnnb_db.db" /usr/share/ovn/ovn-nb.ovsschema
+  ovsdb-tool create "$OVN_DIR/ovnsb_db.db" /usr/share/ovn/ovn-sb.ovsschema
+  th_spawn ovsdb-server ovsdb-server "$OVN_DIR/conf.db" --remote="punix:$OVN_DIR/db.sock" \
+    --remote=db:Open_vSwitch,Open_vSwitch,manager_options --unixctl="$OVN_DIR/ovsdb-server.ctl" --no-chdir
+  local n
+  for n in ovnnb_db ovnsb_db; do
+    th_spawn "$n" ovsdb-server "$OVN_DIR/$n.db" --remote="punix:$OVN_DIR/$n.sock" \
+      --unixctl="$OVN_DIR/$n.ctl" --no-chdir
+  done
+  for n in db ovnnb_db ovnsb_db; do th_wait 10 "$n.sock" test -S "$OVN_DIR/$n.sock" || th_die "ovsdb $n"; done
+  vsctl --no-wait init; nbctl init; sbctl init
+  th_spawn ovs-vswitchd ovs-vswitchd --enable-dummy=override --disable-system "$OVSDB" \
+    --unixctl="$OVN_DIR/ovs-vswitchd.ctl" --no-chdir
+  th_spawn ovn-northd ovn-northd --ovnnb-db="$NBDB" --ovnsb-db="$SBDB" --unixctl="$OVN_DIR/ovn-northd.ctl" --no-chdir
+  vsctl add-br br-int -- set Bridge br-int datapath_type=dummy fail-mode=secure other-config:disable-in-band=true
+  vsctl set Open_vSwitch . external_ids:system-id=$OVN_SYSTEM_ID external_ids:hostname=$OVN_SYSTEM_ID \
+    external_ids:ovn-remote="$SBDB" external_ids:ovn-encap-type=geneve external_ids:ovn-encap-ip=127.0.0.1 \
+    external_ids:ovn-bridge=br-int external_ids:ovn-bridge-datapath-type=dummy
+  th_spawn ovn-controller ovn-controller "$OVSDB" --no-chdir
+  th_wait 30 "chassis $OVN_SYSTEM_ID" bash -c \
+    "[ \"\$(ovn-sbctl --db=$SBDB --bare --columns=name find Chassis name=$OVN_SYSTEM_ID)\" = $OVN_SYSTEM_ID ]" \
+    || th_die "ovn-controller did not register"
+  nbctl ls-add tenant-net
+  th_log "ovs/ovn up"
+}
+
+ovn_down() {
+  local n
+  for n in ovn-controller ovn-northd ovs-vswitchd ovnsb_db ovnnb_db ovsdb-server; do th_stop "$n" 10; done
+}
+
+# The Neutron side, without Neutron: the logical switch port a Neutron port
+# would be; requested-chassis like neutron's OVN driver sets for a port bound
+# to the DPU chassis (research/ovs-ovn.md 1.6).
+ovn_lsp_add() {   # PORT_ID MAC
+  nbctl lsp-add tenant-net "$1" -- lsp-set-addresses "$1" "$2" \
+    -- lsp-set-options "$1" requested-chassis=$OVN_SYSTEM_ID
+}
+
+# ---------------------------------------------------------------- Go binaries
+go_build() {   # builds the agent and the SPDK emulator into $BASE/bin
+  (cd "$TH_REPO" && go build -o "$BASE/bin/ironic-dpu-agent" ./cmd/ironic-dpu-agent) \
+    > "$BASE/log/go-build.out" 2>&1 || { cat "$BASE/log/go-build.out" >&2; th_die "go build ./cmd/ironic-dpu-agent failed"; }
+  (cd "$TH_REPO" && go build -o "$BASE/bin/spdk-emulator" ./cmd/spdk-emulator) \
+    >> "$BASE/log/go-build.out" 2>&1 || { cat "$BASE/log/go-build.out" >&2; th_die "go build ./cmd/spdk-emulator failed"; }
+  th_log "agent and spdk-emulator built"
+}
+
+# ---------------------------------------------------------------- Ironic
+ironic_conf() {
+  IRONIC_DIR=$BASE/ironic; mkdir -p "$IRONIC_DIR"/{log,state,lock}
+  cat > "$IRONIC_DIR/ironic.conf" <<CONF
+[DEFAULT]
+host = dpu-test-conductor
+auth_strategy = noauth
+rpc_transport = oslo
+transport_url = $TRANSPORT_URL
+state_path = $IRONIC_DIR/state
+log_dir = $IRONIC_DIR/log
+debug = ${IRONIC_DEBUG:-false}
+enabled_hardware_types = dpu,fake-hardware
+enabled_bios_interfaces = no-bios,fake
+enabled_boot_interfaces = dpu,fake
+enabled_console_interfaces = no-console,fake
+enabled_deploy_interfaces = dpu,fake
+enabled_inspect_interfaces = no-inspect,fake
+enabled_management_interfaces = fake
+enabled_network_interfaces = dpu,noop
+enabled_power_interfaces = fake
+enabled_raid_interfaces = no-raid,fake
+enabled_rescue_interfaces = no-rescue,fake
+enabled_storage_interfaces = dpu,noop
+enabled_vendor_interfaces = dpu,no-vendor,fake
+default_storage_interface = dpu
+default_network_interface = dpu
+
+[api]
+host_ip = 127.0.0.1
+port = $IRONIC_API_PORT
+api_workers = 1
+
+[conductor]
+automated_clean = false
+sync_power_state_interval = -1
+heartbeat_interval = 5
+
+[database]
+connection = sqlite:///$IRONIC_DIR/ironic.sqlite
+
+[dhcp]
+dhcp_provider = none
+
+[oslo_concurrency]
+lock_path = $IRONIC_DIR/lock
+
+[dpu_agent]
+# same broker here; production: a separate vhost for the DPUs
+transport_url = $TRANSPORT_URL
+timeout = 30
+call_monitor_timeout = 10
+state_wait_timeout = ${DPU_STATE_WAIT:-20}
+state_poll_interval = 0.2
+
+[dpu]
+neutron_binding = false
+CONF
+}
+
+ironic_up() {
+  ironic_conf
+  local conf=$IRONIC_DIR/ironic.conf
+  $PY /usr/bin/ironic-dbsync --config-file "$conf" create_schema > "$BASE/log/dbsync.out" 2>&1 \
+    || { cat "$BASE/log/dbsync.out" >&2; th_die "ironic-dbsync failed"; }
+  th_spawn ironic-conductor env PYTHONPATH="$TH_REPO" $PY /usr/bin/ironic-conductor --config-file "$conf"
+  th_spawn ironic-api env PYTHONPATH="$TH_REPO" $PY /usr/bin/ironic-api --config-file "$conf"
+  local i hosts
+  for ((i = 0; i < 600; i++)); do
+    hosts=$(curl -sf -H 'X-OpenStack-Ironic-API-Version: latest' "$API/v1/drivers/dpu" 2>/dev/null | jq -r '.hosts | length' 2>/dev/null)
+    [ "${hosts:-0}" -ge 1 ] && { th_log "ironic up (dpu hardware type registered)"; return 0; }
+    th_alive ironic-conductor || { tail -40 "$IRONIC_DIR"/log/*.log "$BASE/log/ironic-conductor.out" >&2; th_die "ironic-conductor died"; }
+    th_alive ironic-api || { tail -40 "$BASE/log/ironic-api.out" >&2; th_die "ironic-api died"; }
+    sleep 0.1
+  done
+  th_die "ironic did not register the dpu hardware type in 60 s"
+}
+
+ironic_down() { th_stop ironic-api 10; th_stop ironic-conductor 20; }
+
+# REST helpers (the CLI's --wait polls every 10 s; poll ourselves).
+IRONIC_H=(-H 'Content-Type: application/json' -H 'X-OpenStack-Ironic-API-Version: 1.78')
+api() {   # api METHOD PATH [JSON]
+  if [ $# -ge 3 ]; then curl -sS -f "${IRONIC_H[@]}" -X "$1" "$API/v1$2" -d "$3"
+  else curl -sS -f "${IRONIC_H[@]}" -X "$1" "$API/v1$2"; fi
+}
+node_field() { api GET "/nodes/$1" | jq -r ".$2"; }
+bm() { openstack --os-auth-type none --os-endpoint "$API" --os-baremetal-api-version 1.78 baremetal "$@"; }
+
+# wait_state NODE WANTED [SECONDS]: poll provision_state; fail fast on *failed/error.
+wait_state() {
+  local node=$1 want=$2 secs=${3:-60} i st ps
+  for ((i = 0; i < secs * 20; i++)); do
+    st=$(api GET "/nodes/$node?fields=provision_state,target_provision_state,last_error") || return 1
+    ps=$(jq -r .provision_state <<<"$st")
+    if [ "$ps" = "$want" ] && [ "$(jq -r .target_provision_state <<<"$st")" = null ]; then return 0; fi
+    case "$ps" in *failed|error) [ "$want" = "$ps" ] || { th_log "node $node -> $ps: $(jq -r .last_error <<<"$st")"; return 1; } ;; esac
+    sleep 0.05
+  done
+  th_log "timeout: node $node still $ps (want $want)"; return 1
+}
+
+wait_power() {   # NODE power on|power off
+  local i
+  for ((i = 0; i < 600; i++)); do
+    [ "$(node_field "$1" power_state)" = "$2" ] && [ "$(node_field "$1" target_power_state)" = null ] && return 0
+    sleep 0.05
+  done; return 1
+}
