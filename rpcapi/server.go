@@ -1,0 +1,526 @@
+package rpcapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.uber.org/zap"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/config"
+	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+)
+
+// DefaultExchange is the agent's own control exchange (never the conductor's).
+const DefaultExchange = "ironic_dpu"
+
+// Target names where an RPC goes, like oslo_messaging.Target.
+type Target struct {
+	Exchange  string
+	Topic     string
+	Server    string
+	Namespace string
+	Version   string
+	Fanout    bool
+}
+
+// ServerConfig configures an RPC server.
+type ServerConfig struct {
+	URL    string
+	Rabbit config.RabbitOpts
+	// Target: Topic and Server are required; Exchange defaults to DefaultExchange.
+	Target Target
+	// ListenShared also consumes the shared <topic> queue (load-balanced).
+	ListenShared bool
+	Dispatcher   *Dispatcher
+	// Classify maps a handler error to its wire Failure. DispatchErrors never
+	// reach it. Nil means DefaultClassify (builtins.RuntimeError).
+	Classify func(error) Failure
+	// OnConnect runs after every (re)connect once consuming; keep it short
+	// (e.g. trigger a reconcile).
+	OnConnect func()
+	Logger    *zap.Logger
+
+	// MaxMessageBytes bounds a request body (default 4 MiB); larger calls get
+	// an error reply.
+	MaxMessageBytes int
+	// MaxConcurrent bounds handlers running at once (default 64).
+	MaxConcurrent int
+	// ShutdownGrace is how long Run waits for in-flight calls on shutdown (default 10 s).
+	ShutdownGrace time.Duration
+	// ReplyRetryTimeout is oslo's kombu_missing_consumer_retry_timeout (default 60 s).
+	ReplyRetryTimeout time.Duration
+	// DedupeSize is the number of remembered _unique_ids (default 4096).
+	DedupeSize int
+}
+
+// Server is an oslo.messaging-compatible RPC server.
+type Server struct {
+	cfg         ServerConfig
+	url         *TransportURL
+	opts        config.RabbitOpts
+	log         *zap.Logger
+	fanoutQueue string
+	seen        *dedupe
+	connected   atomic.Bool
+	running     atomic.Bool
+
+	mu       sync.Mutex
+	sess     *session
+	sessSet  chan struct{} // closed when sess becomes non-nil
+	inflight sync.WaitGroup
+}
+
+// NewServer validates cfg; nothing touches the network until Run.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if cfg.Target.Topic == "" || cfg.Target.Server == "" {
+		return nil, fmt.Errorf("rpc server: topic and server are required: %w", errdefs.ErrInvalidArgument)
+	}
+	if cfg.Dispatcher == nil {
+		return nil, fmt.Errorf("rpc server: no dispatcher: %w", errdefs.ErrInvalidArgument)
+	}
+	if cfg.Target.Exchange == "" {
+		cfg.Target.Exchange = DefaultExchange
+	}
+	if cfg.Classify == nil {
+		cfg.Classify = DefaultClassify
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = 4 << 20
+	}
+	if cfg.MaxConcurrent <= 0 {
+		cfg.MaxConcurrent = 64
+	}
+	if cfg.ShutdownGrace <= 0 {
+		cfg.ShutdownGrace = 10 * time.Second
+	}
+	if cfg.ReplyRetryTimeout <= 0 {
+		cfg.ReplyRetryTimeout = 60 * time.Second
+	}
+	u, err := ParseTransportURL(cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	opts, unknown, err := u.ApplyQuery(cfg.Rabbit)
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger.With(zap.String("transport_url", u.Redacted()), zap.String("topic", cfg.Target.Topic), zap.String("server", cfg.Target.Server))
+	if len(unknown) > 0 {
+		log.Warn("ignoring unknown transport_url options", zap.Strings("options", unknown))
+	}
+	return &Server{
+		cfg: cfg, url: u, opts: opts, log: log,
+		fanoutQueue: cfg.Target.Topic + "_fanout_" + newID(),
+		seen:        newDedupe(cfg.DedupeSize),
+		sessSet:     make(chan struct{}),
+	}, nil
+}
+
+// Connected reports whether the server is consuming right now.
+func (s *Server) Connected() bool { return s.connected.Load() }
+
+// ServerQueue is the name of the per-server queue (<topic>.<server>).
+func (s *Server) ServerQueue() string { return s.cfg.Target.Topic + "." + s.cfg.Target.Server }
+
+// FanoutQueue is this server's fanout queue name.
+func (s *Server) FanoutQueue() string { return s.fanoutQueue }
+
+func (s *Server) setSession(sess *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sess = sess
+	if sess != nil {
+		close(s.sessSet)
+	} else {
+		s.sessSet = make(chan struct{})
+	}
+}
+
+// waitSession returns the live session, waiting for a reconnect if needed.
+func (s *Server) waitSession(ctx context.Context) (*session, error) {
+	for {
+		s.mu.Lock()
+		sess, ch := s.sess, s.sessSet
+		s.mu.Unlock()
+		if sess != nil {
+			return sess, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("no broker connection: %w", errdefs.ErrUnavailable)
+		}
+	}
+}
+
+// Run serves until ctx is done, reconnecting with backoff. On return the
+// consumers are cancelled, in-flight calls have replied (or ShutdownGrace
+// passed) and the fanout queue is deleted.
+func (s *Server) Run(ctx context.Context) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return fmt.Errorf("rpc server already running: %w", errdefs.ErrConflict)
+	}
+	defer s.running.Store(false)
+	// handlers outlive ctx by up to ShutdownGrace so they can still reply
+	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hcancel()
+	sem := make(chan struct{}, s.cfg.MaxConcurrent)
+	next, attempt := 0, 0
+	for {
+		sess, err := openSession(ctx, s.url, s.opts, "ironic-dpu-agent:"+s.cfg.Target.Server, &next, s.log)
+		if err == nil {
+			var ch *amqp.Channel
+			var dels []<-chan amqp.Delivery
+			ch, dels, err = s.setup(sess)
+			if err == nil {
+				attempt = 0
+				s.setSession(sess)
+				s.connected.Store(true)
+				s.log.Info("rpc server consuming", zap.String("queue", s.ServerQueue()), zap.String("fanout_queue", s.fanoutQueue))
+				if s.cfg.OnConnect != nil {
+					s.cfg.OnConnect()
+				}
+				s.consume(ctx, hctx, sess, dels, sem)
+				s.connected.Store(false)
+				if ctx.Err() != nil {
+					s.shutdown(sess, ch, hcancel)
+					return nil
+				}
+				s.setSession(nil)
+				sess.close()
+				s.log.Warn("broker connection lost; reconnecting")
+			} else {
+				sess.close()
+			}
+		}
+		if ctx.Err() != nil {
+			hcancel() // not connected: pending replies cannot be sent anyway
+			s.inflight.Wait()
+			return nil
+		}
+		if err != nil {
+			s.log.Warn("rpc server not connected", zap.Error(err), zap.Int("attempt", attempt))
+		}
+		if sleepCtx(ctx, retryDelay(s.opts, attempt)) != nil {
+			hcancel()
+			s.inflight.Wait()
+			return nil
+		}
+		attempt++
+	}
+}
+
+// setup declares oslo's server topology and starts the consumers.
+func (s *Server) setup(sess *session) (*amqp.Channel, []<-chan amqp.Delivery, error) {
+	ch, err := sess.conn.Channel()
+	if err != nil {
+		return nil, nil, fmt.Errorf("open channel: %v: %w", err, errdefs.ErrUnavailable)
+	}
+	t, o := s.cfg.Target, s.opts
+	d := durable(o)
+	if err := ch.ExchangeDeclare(t.Exchange, amqp.ExchangeTopic, d, o.AMQPAutoDelete, false, false, nil); err != nil {
+		return nil, nil, declareErr(s.log, "exchange", t.Exchange, err)
+	}
+	type q struct {
+		name, key, exchange string
+		durable, autoDelete bool
+		args                amqp.Table
+	}
+	qs := []q{{s.ServerQueue(), s.ServerQueue(), t.Exchange, d, o.AMQPAutoDelete, serverQueueArgs(o)}}
+	if s.cfg.ListenShared {
+		qs = append(qs, q{t.Topic, t.Topic, t.Exchange, d, o.AMQPAutoDelete, serverQueueArgs(o)})
+	}
+	fanoutEx := t.Topic + "_fanout"
+	if err := ch.ExchangeDeclare(fanoutEx, amqp.ExchangeFanout, false, true, false, false, nil); err != nil {
+		return nil, nil, declareErr(s.log, "exchange", fanoutEx, err)
+	}
+	qs = append(qs, q{s.fanoutQueue, t.Topic, fanoutEx, false, false, transientQueueArgs(o)})
+	var dels []<-chan amqp.Delivery
+	for _, q := range qs {
+		if _, err := ch.QueueDeclare(q.name, q.durable, q.autoDelete, false, false, q.args); err != nil {
+			return nil, nil, declareErr(s.log, "queue", q.name, err)
+		}
+		if err := ch.QueueBind(q.name, q.key, q.exchange, false, nil); err != nil {
+			return nil, nil, fmt.Errorf("bind %s: %v: %w", q.name, err, errdefs.ErrUnavailable)
+		}
+		dc, err := ch.Consume(q.name, q.name, false, false, false, false, nil)
+		if err != nil {
+			return nil, nil, fmt.Errorf("consume %s: %v: %w", q.name, err, errdefs.ErrUnavailable)
+		}
+		dels = append(dels, dc)
+	}
+	return ch, dels, nil
+}
+
+// consume feeds deliveries to handlers until ctx ends or the connection is lost.
+func (s *Server) consume(ctx, hctx context.Context, sess *session, dels []<-chan amqp.Delivery, sem chan struct{}) {
+	merged := make(chan amqp.Delivery)
+	done := make(chan struct{})
+	var fwd sync.WaitGroup
+	for _, dc := range dels {
+		fwd.Add(1)
+		go func() { // ends when the consumer is cancelled or the channel closes
+			defer fwd.Done()
+			for d := range dc {
+				select {
+				case merged <- d:
+				case <-done:
+					// not taken: it was not acked either; oslo semantics are at-most-once
+					_ = d.Nack(false, true)
+				}
+			}
+		}()
+	}
+	allClosed := make(chan struct{})
+	go func() { fwd.Wait(); close(allClosed) }()
+	defer func() {
+		close(done)
+		if ctx.Err() == nil {
+			<-allClosed // connection lost: forwarders end with their channels
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sess.lost:
+			return
+		case <-allClosed:
+			return
+		case d := <-merged:
+			// ack on receipt, like oslo: at-most-once, never redelivered
+			if err := d.Ack(false); err != nil {
+				s.log.Warn("discarding RPC request: ack failed", zap.Error(err))
+				continue
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			s.inflight.Add(1)
+			go func() { // owned by Run via s.inflight
+				defer s.inflight.Done()
+				defer func() { <-sem }()
+				s.process(hctx, d)
+			}()
+		}
+	}
+}
+
+func (s *Server) shutdown(sess *session, ch *amqp.Channel, hcancel context.CancelFunc) {
+	for _, name := range []string{s.ServerQueue(), s.cfg.Target.Topic, s.fanoutQueue} {
+		_ = ch.Cancel(name, false)
+	}
+	waited := make(chan struct{})
+	go func() { s.inflight.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(s.cfg.ShutdownGrace):
+		s.log.Warn("shutdown grace expired; abandoning in-flight calls")
+		hcancel()
+		<-waited
+	}
+	if dch, err := sess.conn.Channel(); err == nil {
+		if _, err := dch.QueueDelete(s.fanoutQueue, false, false, false); err != nil {
+			s.log.Warn("could not delete fanout queue", zap.String("queue", s.fanoutQueue), zap.Error(err))
+		}
+	}
+	s.setSession(nil)
+	sess.close()
+	s.log.Info("rpc server stopped")
+}
+
+// process handles one delivery; it never panics the server.
+func (s *Server) process(ctx context.Context, d amqp.Delivery) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic while handling RPC request", zap.Any("panic", r))
+		}
+	}()
+	in, err := s.decode(d)
+	if err != nil {
+		var msgID, replyQ string
+		if in != nil {
+			msgID, replyQ = in.MsgID, in.ReplyQ
+		}
+		s.log.Warn("rejecting malformed RPC message", zap.Error(err), zap.String("msg_id", msgID), zap.Int("bytes", len(d.Body)))
+		if msgID != "" && replyQ != "" {
+			f := malformedFailure(err)
+			s.reply(ctx, in, nil, &f)
+		}
+		return
+	}
+	if !s.seen.firstTime(in.UniqueID) {
+		s.log.Info("ignoring duplicate message", zap.String("unique_id", in.UniqueID), zap.String("method", in.Method))
+		return
+	}
+	log := s.log.With(zap.String("method", in.Method), zap.String("msg_id", in.MsgID))
+	if rid, ok := in.Context["request_id"].(string); ok {
+		log = log.With(zap.String("request_id", rid))
+	}
+	isCall := in.MsgID != "" && in.ReplyQ != ""
+	stopBeats := func() {}
+	if iv := heartbeatInterval(in.MonitorTimeout); isCall && iv > 0 {
+		stopBeats = runHeartbeats(ctx, iv, func(ctx context.Context) {
+			body, err := EncodeReply(in.MsgID, nil, nil, false)
+			if err == nil {
+				err = s.publishOnce(ctx, in.ReplyQ, body)
+			}
+			if err != nil && ctx.Err() == nil {
+				log.Warn("call-monitor heartbeat failed", zap.Error(err))
+			}
+		})
+	}
+	start := time.Now()
+	result, herr := s.cfg.Dispatcher.Dispatch(ctx, &in.Request)
+	stopBeats()
+	if herr != nil {
+		log.Info("rpc method failed", zap.Error(herr), zap.Duration("took", time.Since(start)))
+	} else {
+		log.Debug("rpc method done", zap.Duration("took", time.Since(start)))
+	}
+	if !isCall {
+		return
+	}
+	if herr != nil {
+		var de *DispatchError
+		f := DefaultClassify(herr)
+		if !errors.As(herr, &de) {
+			f = s.cfg.Classify(herr)
+		}
+		s.reply(ctx, in, nil, &f)
+		return
+	}
+	raw, err := json.Marshal(result)
+	if err != nil {
+		f := Failure{Class: "ValueError", Module: "builtins", Message: "cannot encode result: " + err.Error()}
+		s.reply(ctx, in, nil, &f)
+		return
+	}
+	s.reply(ctx, in, raw, nil)
+}
+
+// decode checks size and content type and parses the request; on error the
+// returned incoming carries whatever reply address could be recovered.
+func (s *Server) decode(d amqp.Delivery) (*incoming, error) {
+	if len(d.Body) > s.cfg.MaxMessageBytes {
+		in := &incoming{}
+		in.MsgID, in.ReplyQ = replyInfoFromBody(d.Body)
+		return in, fmt.Errorf("message of %d bytes exceeds the %d byte limit: %w", len(d.Body), s.cfg.MaxMessageBytes, ErrMalformed)
+	}
+	if d.ContentType != contentType {
+		in := &incoming{}
+		in.MsgID, in.ReplyQ = replyInfoFromBody(d.Body)
+		return in, fmt.Errorf("content type %q is not %s: %w", d.ContentType, contentType, ErrMalformed)
+	}
+	fields, err := DecodeEnvelope(d.Body)
+	if err != nil {
+		in := &incoming{}
+		in.MsgID, in.ReplyQ = replyInfoFromBody(d.Body)
+		return in, err
+	}
+	in, err := parseRequest(fields)
+	if err != nil {
+		in.MsgID, in.ReplyQ = replyInfo(fields)
+		return in, err
+	}
+	return in, nil
+}
+
+func (s *Server) reply(ctx context.Context, in *incoming, result json.RawMessage, f *Failure) {
+	body, err := EncodeReply(in.MsgID, result, f, true)
+	if err != nil {
+		s.log.Error("cannot encode reply", zap.Error(err))
+		fb := Failure{Class: "ValueError", Module: "builtins", Message: "cannot encode reply"}
+		if body, err = EncodeReply(in.MsgID, nil, &fb, true); err != nil {
+			return
+		}
+	}
+	if err := s.sendReply(ctx, in.ReplyQ, body); err != nil {
+		s.log.Warn("reply not delivered", zap.String("msg_id", in.MsgID), zap.String("reply_q", in.ReplyQ), zap.Error(err))
+	}
+}
+
+// sendReply publishes to ("", replyQ) with mandatory=true, retrying every
+// 0.25 s while the reply queue is missing and across reconnects, for up to
+// ReplyRetryTimeout like oslo.
+func (s *Server) sendReply(ctx context.Context, replyQ string, body []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReplyRetryTimeout)
+	defer cancel()
+	for {
+		sess, err := s.waitSession(ctx)
+		if err != nil {
+			return err
+		}
+		err = sess.publish(ctx, "", replyQ, true, publishing(body, 0))
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		if !errors.Is(err, ErrMessageUndeliverable) && sess.alive() {
+			s.log.Debug("reply publish failed; retrying", zap.Error(err))
+		}
+		if sleepCtx(ctx, 250*time.Millisecond) != nil {
+			return err
+		}
+	}
+}
+
+// publishOnce sends a heartbeat; a lost heartbeat is harmless.
+func (s *Server) publishOnce(ctx context.Context, replyQ string, body []byte) error {
+	s.mu.Lock()
+	sess := s.sess
+	s.mu.Unlock()
+	if sess == nil {
+		return fmt.Errorf("no broker connection: %w", errdefs.ErrUnavailable)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return sess.publish(ctx, "", replyQ, true, publishing(body, 0))
+}
+
+// heartbeatInterval mirrors oslo's _watchdog: int(_timeout)/2 seconds, and
+// no heartbeats at all when _timeout is null or the interval is under 1 s.
+func heartbeatInterval(t *float64) time.Duration {
+	if t == nil {
+		return 0
+	}
+	iv := float64(int64(*t)) / 2
+	if iv < 1 {
+		return 0
+	}
+	return time.Duration(iv * float64(time.Second))
+}
+
+// runHeartbeats calls beat every interval until the returned stop is
+// called; stop waits for the goroutine so no heartbeat follows the reply.
+func runHeartbeats(ctx context.Context, interval time.Duration, beat func(context.Context)) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				beat(ctx)
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
