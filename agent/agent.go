@@ -31,7 +31,11 @@ type Options struct {
 	// RPCHealth reports the RPC connection's health (nil = healthy); may be
 	// set later with SetRPCHealth once the server exists.
 	RPCHealth func() error
-	Logger    *zap.Logger
+	// Pull, when set, fetches the node's desired state from Ironic. Run
+	// calls it after restoring the persisted state and adopts a newer
+	// generation; it retries on each periodic tick until one pull succeeds.
+	Pull   func(ctx context.Context) (*state.Desired, error)
+	Logger *zap.Logger
 }
 
 // Agent is the daemon core. Its methods are safe for concurrent use.
@@ -102,6 +106,7 @@ func (a *Agent) RequestReconcile() {
 // a jittered period until ctx is done.
 func (a *Agent) Run(ctx context.Context) error {
 	a.reconcileNow(ctx, "start")
+	pulled := a.opts.Pull == nil || a.pull(ctx)
 	timer := time.NewTimer(a.jittered())
 	defer timer.Stop()
 	for {
@@ -111,10 +116,34 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-a.trigger:
 			a.reconcileNow(ctx, "requested")
 		case <-timer.C:
+			if !pulled {
+				pulled = a.pull(ctx)
+			}
 			a.reconcileNow(ctx, "periodic")
 			timer.Reset(a.jittered())
 		}
 	}
+}
+
+// pull adopts Ironic's recorded desired state when it is newer than ours. It
+// reports whether the pull itself succeeded.
+func (a *Agent) pull(ctx context.Context) bool {
+	d, err := a.opts.Pull(ctx)
+	if err != nil {
+		a.log.Warn("could not pull the desired state from Ironic; will retry", zap.Error(err))
+		return false
+	}
+	cur := a.Desired()
+	if d == nil || d.Generation <= cur.Generation {
+		a.log.Info("desired state is current with Ironic", zap.Int64("generation", cur.Generation))
+		return true
+	}
+	a.log.Info("adopting newer desired state from Ironic", zap.Int64("generation", d.Generation), zap.Int64("had", cur.Generation))
+	if _, err := a.ApplyState(ctx, d); err != nil {
+		// Invalid recorded state is final; a reconcile error is retried by the loop.
+		a.log.Warn("applying the state pulled from Ironic", zap.Error(err))
+	}
+	return true
 }
 
 func (a *Agent) jittered() time.Duration {

@@ -267,3 +267,32 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestRunAdoptsNewerStateFromIronic(t *testing.T) {
+	r := &agenttest.Reconciler{}
+	st, _ := state.NewStore(t.TempDir())
+	pulls := 0
+	pull := func(ctx context.Context) (*state.Desired, error) {
+		pulls++
+		if pulls == 1 {
+			return nil, fmt.Errorf("ironic down: %w", errdefs.ErrUnavailable)
+		}
+		return &state.Desired{Generation: 9, NodeUUID: node, VIFs: []state.VIF{{PortID: "0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01", MAC: "fa:16:3e:00:00:01"}}}, nil
+	}
+	a, err := agent.New(agent.Options{NodeUUID: node, Store: st, Reconcilers: []agent.Reconciler{r}, Interval: 20 * time.Millisecond, Pull: pull, SFBase: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = a.Run(ctx) }()
+	waitFor(t, func() bool { return a.Desired().Generation == 9 })
+	d := a.Desired()
+	if len(d.VIFs) != 1 || d.VIFs[0].Function == nil || *d.VIFs[0].Function.SF != 1 {
+		t.Fatalf("adopted state %+v", d)
+	}
+	// Persisted, like any other admitted state.
+	if got, _ := st.Load(); got.Generation != 9 {
+		t.Fatalf("pulled state not persisted: %d", got.Generation)
+	}
+}

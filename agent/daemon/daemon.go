@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent"
+	"github.com/ironic-dpu/ironic-dpu-agent/agent/ironicsync"
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
@@ -51,7 +52,16 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 			c()
 		}
 	}()
+	var pull func(context.Context) (*state.Desired, error)
+	if cfg.Ironic.APIURL != "" {
+		src, err := ironicsync.New(ctx, cfg.Ironic, cfg.Default.NodeUUID)
+		if err != nil {
+			return err
+		}
+		pull = src.Fetch
+	}
 	a, err = agent.New(agent.Options{
+		Pull:        pull,
 		NodeUUID:    cfg.Default.NodeUUID,
 		DriverName:  cfg.DPU.Driver,
 		Store:       store,

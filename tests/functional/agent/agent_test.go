@@ -6,11 +6,14 @@ package agent_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -227,3 +230,39 @@ func TestAgentOverOsloMessaging(t *testing.T) {
 }
 
 type jsonObj = map[string]any
+
+func TestCLIStatusAndCheckAgainstRealBroker(t *testing.T) {
+	p := startAgent(t, filepath.Join(t.TempDir(), "state"))
+	waitServing(t, client(t))
+
+	cmd := exec.Command(bin, "status", "--config-file", p.ConfigFile, "--timeout", "10s")
+	out, err := cmd.Output()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	var st map[string]any
+	if jerr := json.Unmarshal(out, &st); jerr != nil {
+		t.Fatalf("status printed %q: %v", out, jerr)
+	}
+	want := 0
+	if st["healthy"] != true {
+		want = 3
+	}
+	if st["node_uuid"] != node || code != want {
+		t.Fatalf("status exit %d (want %d): %v", code, want, st)
+	}
+
+	// Broker reachable, SPDK and OVSDB sockets absent: 4 + 8.
+	cmd = exec.Command(bin, "check", "--config-file", p.ConfigFile, "--timeout", "5s")
+	out, err = cmd.CombinedOutput()
+	if !errors.As(err, &ee) || ee.ExitCode() != 12 {
+		t.Fatalf("check: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "rabbitmq rabbit://guest:***@") || !strings.Contains(string(out), "spdk") {
+		t.Fatalf("check output:\n%s", out)
+	}
+}

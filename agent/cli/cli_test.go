@@ -1,0 +1,82 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/agent/cli"
+	"github.com/ironic-dpu/ironic-dpu-agent/config"
+)
+
+func run(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := cli.Execute(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestVersionAndGenconfig(t *testing.T) {
+	code, out, _ := run("version")
+	if code != 0 || !strings.Contains(out, "rpc api 1.0") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+	code, out, _ = run("genconfig")
+	if code != 0 || out != config.Sample() {
+		t.Fatalf("genconfig to stdout differs from the sample (code %d)", code)
+	}
+	p := filepath.Join(t.TempDir(), "s.conf")
+	if code, _, _ = run("genconfig", "-o", p); code != 0 {
+		t.Fatal("genconfig -o failed")
+	}
+	if b, _ := os.ReadFile(p); string(b) != config.Sample() {
+		t.Fatal("genconfig -o wrote something else")
+	}
+}
+
+func TestBadConfigIsAClearError(t *testing.T) {
+	code, _, errOut := run("serve", "--config-file", "/nonexistent/agent.conf")
+	if code != 1 || !strings.Contains(errOut, "/nonexistent/agent.conf") {
+		t.Fatalf("missing file: %d %q", code, errOut)
+	}
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.conf")
+	_ = os.WriteFile(bad, []byte("[DEFAULT]\nreconcile_interval = soon\n"), 0o600)
+	code, _, errOut = run("serve", "--config-file", bad)
+	if code != 1 || !strings.Contains(errOut, "reconcile_interval") {
+		t.Fatalf("bad value: %d %q", code, errOut)
+	}
+	noNode := filepath.Join(dir, "nonode.conf")
+	_ = os.WriteFile(noNode, []byte("[DEFAULT]\nstate_dir = "+dir+"\n"), 0o600)
+	code, _, errOut = run("serve", "--config-file", noNode)
+	if code != 1 || !strings.Contains(errOut, "node_uuid is required") {
+		t.Fatalf("no node: %d %q", code, errOut)
+	}
+	code, out, _ := run("check", "--config-file", noNode)
+	if code != cli.CheckConfigInvalid || !strings.Contains(out+errOut, "node_uuid") {
+		t.Fatalf("check with invalid config: %d", code)
+	}
+}
+
+func TestCheckReportsEachUnreachableComponent(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "a.conf")
+	_ = os.WriteFile(cfg, []byte(`[DEFAULT]
+node_uuid = 1be26c0b-03f2-4d2e-ae87-c02d7f33c123
+state_dir = `+dir+`
+transport_url = rabbit://guest:s3cret@127.0.0.1:1/
+[spdk]
+rpc_socket = `+dir+`/none.sock
+[ovs]
+ovsdb_connection = unix:`+dir+`/none.db.sock
+`), 0o600)
+	code, out, errOut := run("check", "--config-file", cfg, "--timeout", "3s")
+	if code != cli.CheckRabbitDown|cli.CheckSPDKDown|cli.CheckOVSDBDown {
+		t.Fatalf("exit %d, want 14\n%s%s", code, out, errOut)
+	}
+	if strings.Contains(out+errOut, "s3cret") {
+		t.Fatal("check printed the broker password")
+	}
+}

@@ -1,0 +1,99 @@
+// Package ironicsync pulls a node's desired state from the Ironic API, so an
+// agent that starts after a DPU reboot catches up with what the conductor
+// decided while it was away (casts lost, attach-before-power-on ordering)
+// without the conductor having to retry.
+package ironicsync
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack"
+	"github.com/gophercloud/gophercloud/v2/openstack/baremetal/noauth"
+	"github.com/gophercloud/gophercloud/v2/openstack/baremetal/v1/nodes"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
+	"github.com/ironic-dpu/ironic-dpu-agent/config"
+	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+)
+
+// StateKey is where the dpu driver records the node's desired state in
+// driver_internal_info (ironic_dpu/desired.py).
+const StateKey = "dpu_desired_state"
+
+// Source reads one node's desired state from Ironic.
+type Source struct {
+	client *gophercloud.ServiceClient
+	node   string
+}
+
+// New builds a client for cfg; it does not contact Ironic yet.
+func New(ctx context.Context, cfg config.IronicOpts, node string) (*Source, error) {
+	if cfg.APIURL == "" {
+		return nil, fmt.Errorf("%w: [ironic] api_url is not set", errdefs.ErrInvalidArgument)
+	}
+	var (
+		client *gophercloud.ServiceClient
+		err    error
+	)
+	switch cfg.AuthType {
+	case "none", "noauth", "":
+		client, err = noauth.NewBareMetalNoAuth(noauth.EndpointOpts{IronicEndpoint: strings.TrimSuffix(cfg.APIURL, "/") + "/v1"})
+	case "password":
+		var provider *gophercloud.ProviderClient
+		provider, err = openstack.AuthenticatedClient(ctx, gophercloud.AuthOptions{
+			IdentityEndpoint: cfg.AuthURL, Username: cfg.Username, Password: cfg.Password,
+			TenantName: cfg.ProjectName, DomainName: cfg.UserDomainName, AllowReauth: true,
+			Scope: &gophercloud.AuthScope{ProjectName: cfg.ProjectName, DomainName: cfg.ProjectDomainName},
+		})
+		if err == nil {
+			client, err = openstack.NewBareMetalV1(provider, gophercloud.EndpointOpts{})
+			if err == nil {
+				client.Endpoint = strings.TrimSuffix(cfg.APIURL, "/") + "/v1/"
+			}
+		}
+	default:
+		return nil, fmt.Errorf("%w: [ironic] auth_type %q: want none or password", errdefs.ErrInvalidArgument, cfg.AuthType)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ironic client: %w", err)
+	}
+	return &Source{client: client, node: node}, nil
+}
+
+// Fetch returns the node's recorded desired state, or nil if the driver has
+// recorded none.
+func (s *Source) Fetch(ctx context.Context) (*state.Desired, error) {
+	n, err := nodes.Get(ctx, s.client, s.node).Extract()
+	if err != nil {
+		if gophercloud.ResponseCodeIs(err, 404) {
+			return nil, fmt.Errorf("%w: node %s is not known to Ironic", errdefs.ErrNotFound, s.node)
+		}
+		return nil, fmt.Errorf("%w: get node %s from Ironic: %v", errdefs.ErrUnavailable, s.node, err)
+	}
+	raw, ok := n.DriverInternalInfo[StateKey]
+	if !ok || raw == nil {
+		return nil, nil
+	}
+	return Decode(raw)
+}
+
+// Decode turns the recorded value (a JSON object) into a desired state.
+func Decode(raw any) (*state.Desired, error) {
+	b, err := json.Marshal(raw)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	dec.DisallowUnknownFields()
+	var d state.Desired
+	if err := dec.Decode(&d); err != nil {
+		return nil, fmt.Errorf("%w: driver_internal_info.%s: %v", errdefs.ErrInvalidArgument, StateKey, err)
+	}
+	return &d, nil
+}

@@ -1,0 +1,60 @@
+package ironicsync_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/agent/ironicsync"
+	"github.com/ironic-dpu/ironic-dpu-agent/config"
+	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+)
+
+const node = "1be26c0b-03f2-4d2e-ae87-c02d7f33c123"
+
+// A recorded Ironic node GET (noauth), trimmed to the fields that matter.
+const nodeJSON = `{"uuid":"` + node + `","driver":"dpu","provision_state":"active",
+ "driver_internal_info":{"dpu_generation":1700000000123,"dpu_desired_state":{"generation":1700000000123,"node_uuid":"` + node + `",
+  "volumes":[{"volume_id":"6f1c5e0a-3b7d-4c2e-9a41-2d8f7b9e0c11","boot_index":0,"connection_info":{"driver_volume_type":"nvmeof","data":{"nqn":"nqn.2010-10.org.openstack:volume-6f1c5e0a","target_portal":"127.0.0.1","target_port":4420,"transport_type":"tcp","ns_id":1}}}],
+  "vifs":[{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"fa:16:3e:00:00:01","function":{"pf":0,"vf":3}}]}}}`
+
+func TestFetch(t *testing.T) {
+	var paths []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		paths = append(paths, r.URL.Path)
+		switch r.URL.Path {
+		case "/v1/nodes/" + node:
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(nodeJSON))
+		default:
+			http.Error(w, `{"error_message":"not found"}`, http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	src, err := ironicsync.New(context.Background(), config.IronicOpts{APIURL: srv.URL, AuthType: "none"}, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := src.Fetch(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Generation != 1700000000123 || len(d.Volumes) != 1 || *d.Volumes[0].BootIndex != 0 || *d.VIFs[0].Function.VF != 3 {
+		t.Fatalf("decoded %+v", d)
+	}
+	if err := d.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := ironicsync.New(context.Background(), config.IronicOpts{APIURL: srv.URL}, "00000000-0000-4000-8000-000000000000")
+	if _, err := other.Fetch(context.Background()); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("unknown node: %v", err)
+	}
+}
+
+func TestDecodeRejectsUnknownFields(t *testing.T) {
+	if _, err := ironicsync.Decode(map[string]any{"generation": 1, "disks": []any{}}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("got %v", err)
+	}
+}
