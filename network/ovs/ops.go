@@ -2,6 +2,7 @@ package ovs
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/ovn-kubernetes/libovsdb/ovsdb"
@@ -296,4 +297,43 @@ func ovsMap(m map[string]string) ovsdb.OvsMap {
 		g[k] = v
 	}
 	return ovsdb.OvsMap{GoMap: g}
+}
+
+// Forget drops port name (and its interfaces) from the snapshot, after a
+// transaction removed it, so later plans in the same reconcile see it gone
+// (the cache may not have caught up yet).
+func (s *Snapshot) Forget(name string) {
+	pu, ok := s.portByName[name]
+	if !ok {
+		return
+	}
+	if p := s.Ports[pu]; p != nil {
+		for _, iu := range p.Interfaces {
+			if f := s.Interfaces[iu]; f != nil {
+				delete(s.ifaceByName, f.Name)
+			}
+			delete(s.Interfaces, iu)
+		}
+	}
+	if b := s.Bridges[s.portBridge[pu]]; b != nil {
+		b.Ports = slices.DeleteFunc(slices.Clone(b.Ports), func(u string) bool { return u == pu })
+	}
+	delete(s.Ports, pu)
+	delete(s.portBridge, pu)
+	delete(s.portByName, name)
+}
+
+// Replaced names the ports a plug of spec removes: its own previous port and
+// stale ports claiming the same iface-id.
+func (s *Snapshot) Replaced(spec IfaceSpec) []string {
+	var out []string
+	if _, ok := s.portByName[spec.Name]; ok {
+		out = append(out, spec.Name)
+	}
+	for _, pu := range s.stale(spec) {
+		if p := s.Ports[pu]; p != nil {
+			out = append(out, p.Name)
+		}
+	}
+	return out
 }
