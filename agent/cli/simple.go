@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 
@@ -38,4 +39,10 @@ func genconfigCmd(g *globals) *cobra.Command {
 	}
 	c.Flags().StringVarP(&out, "output", "o", "-", "output file (- for stdout)")
 	return c
+}
+
+func readAll(f *os.File) ([]byte, error) {
+	var b bytes.Buffer
+	_, err := b.ReadFrom(f)
+	return b.Bytes(), err
 }

@@ -2,8 +2,10 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -12,11 +14,57 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/rpcapi"
 )
 
+// rpcFlags are the flags of every command that talks to a running agent.
+type rpcFlags struct {
+	node    string
+	timeout time.Duration
+}
+
+func (f *rpcFlags) add(c *cobra.Command) {
+	c.Flags().StringVar(&f.node, "node", "", "node UUID of the agent to ask (default: [DEFAULT] node_uuid)")
+	c.Flags().DurationVar(&f.timeout, "timeout", 30*time.Second, "RPC timeout")
+}
+
+// callAgent calls method on the agent serving f.node, like the conductor
+// does: fail fast when no agent listens, and print the JSON answer.
+func (g *globals) callAgent(ctx context.Context, f *rpcFlags, method string, args map[string]any) (json.RawMessage, error) {
+	cfg, err := g.load()
+	if err != nil {
+		return nil, err
+	}
+	node := f.node
+	if node == "" {
+		node = cfg.Default.NodeUUID
+	}
+	if node == "" {
+		return nil, fmt.Errorf("no node: give --node or set [DEFAULT] node_uuid")
+	}
+	cl, err := rpcapi.NewClient(ctx, rpcapi.ClientConfig{
+		URL: cfg.Default.TransportURL, Rabbit: cfg.Rabbit, Exchange: cfg.Agent.Exchange,
+		Name: "ironic-dpu-agent-cli", Timeout: f.timeout, Logger: zap.NewNop(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	res, err := cl.Call(ctx, rpcapi.Target{Exchange: cfg.Agent.Exchange, Topic: cfg.Agent.Topic, Server: node},
+		method, args, rpcapi.CallOptions{Timeout: f.timeout, AtLeastOnce: true,
+			Context: map[string]any{"request_id": "req-ironic-dpu-agent-cli"}})
+	if err != nil {
+		return nil, fmt.Errorf("agent for node %s: %s: %w", node, method, err)
+	}
+	var out bytes.Buffer
+	if err := json.Indent(&out, res, "", "  "); err != nil {
+		return nil, err
+	}
+	fmt.Fprintln(g.stdout, out.String())
+	return res, nil
+}
+
 func statusCmd(g *globals) *cobra.Command {
 	var (
-		node    string
-		timeout time.Duration
-		full    bool
+		f    rpcFlags
+		full bool
 	)
 	c := &cobra.Command{
 		Use:   "status",
@@ -27,51 +75,81 @@ Exit code 0 when the agent answered and is healthy, 3 when it answered unhealthy
 1 when it could not be reached.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
-			if node == "" {
-				node = cfg.Default.NodeUUID
-			}
-			if node == "" {
-				return fmt.Errorf("no node: give --node or set [DEFAULT] node_uuid")
-			}
-			ctx := cmd.Context()
-			cl, err := rpcapi.NewClient(ctx, rpcapi.ClientConfig{
-				URL: cfg.Default.TransportURL, Rabbit: cfg.Rabbit, Exchange: cfg.Agent.Exchange,
-				Name: "ironic-dpu-agent-status", Timeout: timeout, Logger: zap.NewNop(),
-			})
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
 			method := "get_status"
 			if full {
 				method = "get_state"
 			}
-			res, err := cl.Call(ctx, rpcapi.Target{Exchange: cfg.Agent.Exchange, Topic: cfg.Agent.Topic, Server: node},
-				method, map[string]any{}, rpcapi.CallOptions{Timeout: timeout, AtLeastOnce: true,
-					Context: map[string]any{"request_id": "req-status-cli"}})
+			res, err := g.callAgent(cmd.Context(), &f, method, map[string]any{})
 			if err != nil {
-				return fmt.Errorf("agent for node %s: %w", node, err)
-			}
-			var out bytes.Buffer
-			if err := json.Indent(&out, res, "", "  "); err != nil {
 				return err
 			}
-			fmt.Fprintln(g.stdout, out.String())
 			if !full {
 				var st struct{ Healthy bool }
 				if json.Unmarshal(res, &st) == nil && !st.Healthy {
-					return &ExitError{Code: 3, Err: fmt.Errorf("agent for node %s reports unhealthy components", node)}
+					return &ExitError{Code: 3, Err: fmt.Errorf("agent reports unhealthy components")}
 				}
 			}
 			return nil
 		},
 	}
-	c.Flags().StringVar(&node, "node", "", "node UUID of the agent to ask (default: [DEFAULT] node_uuid)")
-	c.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "RPC timeout")
+	f.add(c)
 	c.Flags().BoolVar(&full, "state", false, "print get_state (desired and observed state) instead")
 	return c
+}
+
+// editCmds are the operator's direct edits of a running agent's desired
+// state; the conductor normally does this through apply_state.
+func editCmds(g *globals) []*cobra.Command {
+	fileArg := func(use, short, method, kwarg string) *cobra.Command {
+		var f rpcFlags
+		c := &cobra.Command{
+			Use:   use + " FILE",
+			Short: short,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				var v any
+				b, err := readFileOrStdin(args[0])
+				if err == nil {
+					dec := json.NewDecoder(bytes.NewReader(b))
+					dec.UseNumber()
+					err = dec.Decode(&v)
+				}
+				if err != nil {
+					return fmt.Errorf("%s: %w", args[0], err)
+				}
+				_, err = g.callAgent(cmd.Context(), &f, method, map[string]any{kwarg: v})
+				return err
+			},
+		}
+		f.add(c)
+		return c
+	}
+	idArg := func(use, short, method, kwarg string) *cobra.Command {
+		var f rpcFlags
+		c := &cobra.Command{
+			Use:   use + " ID",
+			Short: short,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				_, err := g.callAgent(cmd.Context(), &f, method, map[string]any{kwarg: args[0]})
+				return err
+			},
+		}
+		f.add(c)
+		return c
+	}
+	return []*cobra.Command{
+		fileArg("apply", "Replace the desired state with the JSON state in FILE (- for stdin)", "apply_state", "state"),
+		fileArg("attach", "Attach the volume described by the JSON in FILE", "attach_volume", "volume"),
+		idArg("detach", "Detach volume ID", "detach_volume", "volume_id"),
+		fileArg("plug", "Plug the VIF described by the JSON in FILE", "plug_vif", "vif"),
+		idArg("unplug", "Unplug the VIF of Neutron port ID", "unplug_vif", "port_id"),
+	}
+}
+
+func readFileOrStdin(name string) ([]byte, error) {
+	if name == "-" {
+		return readAll(os.Stdin)
+	}
+	return os.ReadFile(name)
 }

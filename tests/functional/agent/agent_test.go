@@ -256,6 +256,21 @@ func TestCLIStatusAndCheckAgainstRealBroker(t *testing.T) {
 		t.Fatalf("status exit %d (want %d): %v", code, want, st)
 	}
 
+	// Operator edits: apply a state from stdin, detach a volume that is not there.
+	cmd = exec.Command(bin, "apply", "--config-file", p.ConfigFile, "-")
+	cmd.Stdin = strings.NewReader(`{"generation": 7, "volumes": [], "vifs": []}`)
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), `"generation": 7`) {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	out, err = exec.Command(bin, "detach", "--config-file", p.ConfigFile, "6f1c5e0a-3b7d-4c2e-9a41-2d8f7b9e0c11").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"detached"`) {
+		t.Fatalf("detach: %v\n%s", err, out)
+	}
+	out, err = exec.Command(bin, "unplug", "--config-file", p.ConfigFile, "not-a-uuid").CombinedOutput()
+	if !errors.As(err, &ee) || !strings.Contains(string(out), "InvalidParameterValue") {
+		t.Fatalf("unplug of a bad id: %v\n%s", err, out)
+	}
+
 	// Broker reachable, SPDK and OVSDB sockets absent: 4 + 8.
 	cmd = exec.Command(bin, "check", "--config-file", p.ConfigFile, "--timeout", "5s")
 	out, err = cmd.CombinedOutput()
