@@ -79,7 +79,7 @@ func newReconcilerTimeout(t *testing.T, e *ovn.Env, node string, drv drivers.Net
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r, err := network.New(ctx, network.Options{
-		Config: config.OVSOpts{OVSDBConnection: e.OVSDB, IntegrationBridge: e.Bridge, BindTimeout: bind},
+		Config:   config.OVSOpts{OVSDBConnection: e.OVSDB, IntegrationBridge: e.Bridge, BindTimeout: bind},
 		NodeUUID: node, Driver: h.drv, Trigger: func() { h.triggers.Add(1) },
 		Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
 	})
@@ -129,7 +129,9 @@ func uuidN(prefix byte) string {
 	return fmt.Sprintf("%c%07x-0000-4000-8000-%012x", prefix, n, n)
 }
 
-func macN(n int) string { return fmt.Sprintf("fa:16:3e:%02x:%02x:%02x", (n>>16)&0xff, (n>>8)&0xff, n&0xff) }
+func macN(n int) string {
+	return fmt.Sprintf("fa:16:3e:%02x:%02x:%02x", (n>>16)&0xff, (n>>8)&0xff, n&0xff)
+}
 
 // addLSP creates a logical switch port named port on switch ls (created on
 // first use), as Neutron's OVN driver would.
