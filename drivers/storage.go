@@ -1,4 +1,113 @@
 package drivers
 
-// StorageDriver is the vendor half of volume exposure. (Refined by the storage work.)
-type StorageDriver interface{}
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
+)
+
+// HostNamespace is an SPDK bdev the host sees as an NVMe namespace.
+type HostNamespace struct {
+	NSID int    `json:"nsid"`
+	Bdev string `json:"bdev"`
+	// UUID is the namespace UUID shown to the host; "" lets the emulation
+	// layer derive it from the bdev (for a remote volume: the remote
+	// namespace's UUID, which keeps the boot disk's identity).
+	UUID string `json:"uuid,omitempty"`
+}
+
+// HostController is the emulated NVMe controller of one host function, as
+// the emulation layer holds it.
+type HostController struct {
+	Function state.Function `json:"function"`
+	// ID names the controller for the driver: the subsystem NQN (SPDK nvmf)
+	// or the SNAP ctrl_id.
+	ID string `json:"id"`
+	// Active is true once the host can see the controller (listener added,
+	// SNAP controller resumed).
+	Active     bool            `json:"active"`
+	Namespaces []HostNamespace `json:"namespaces"`
+}
+
+// StorageDriver is the vendor half of volume exposure: turning SPDK bdevs
+// into namespaces of an emulated NVMe controller on a host PCIe function. The
+// generic half (Cinder connection info, bdev_nvme backend, what to add or
+// remove) lives in storage/. The storage reconciler calls these methods only
+// after reading the current state with Controllers, so that every call is a
+// real change; implementations still treat "already done" as success where
+// the backend says so unambiguously. Calls for different functions may run
+// concurrently; calls for one function never overlap.
+type StorageDriver interface {
+	// ValidateFunction checks that volumes can be exposed on f, without
+	// side effects. Errors wrap errdefs.ErrInvalidArgument or
+	// errdefs.ErrNotSupported.
+	ValidateFunction(f state.Function) error
+	// Controllers lists the host controllers this agent created (recognised
+	// by name), read-only.
+	Controllers(ctx context.Context) ([]HostController, error)
+	// EnsureController creates f's controller, not yet visible to the host,
+	// when cur (what Controllers returned for f) is nil, and returns it.
+	EnsureController(ctx context.Context, f state.Function, cur *HostController) (HostController, error)
+	// AddNamespace exposes ns on c (hot-plug when c is active).
+	AddNamespace(ctx context.Context, c HostController, ns HostNamespace) error
+	// RemoveNamespace hot-unplugs nsid from c; a missing nsid is success.
+	RemoveNamespace(ctx context.Context, c HostController, nsid int) error
+	// Activate makes c visible to the host unless c.Active already.
+	Activate(ctx context.Context, c HostController) error
+	// RemoveController deletes c and whatever it still exposes.
+	RemoveController(ctx context.Context, c HostController) error
+}
+
+// HostNQNPrefix is the prefix of the NVMe subsystem NQNs the agent creates.
+const HostNQNPrefix = "nqn.2024-01.io.openstack.ironic-dpu:node-"
+
+// FunctionName is the short name of a host function: pf0, pf0vf3, pf0sf88.
+func FunctionName(f state.Function) string {
+	switch {
+	case f.VF != nil:
+		return fmt.Sprintf("pf%dvf%d", f.PF, *f.VF)
+	case f.SF != nil:
+		return fmt.Sprintf("pf%dsf%d", f.PF, *f.SF)
+	}
+	return fmt.Sprintf("pf%d", f.PF)
+}
+
+// ParseFunctionName reverses FunctionName for PFs and VFs.
+func ParseFunctionName(s string) (state.Function, bool) {
+	rest, ok := strings.CutPrefix(s, "pf")
+	if !ok {
+		return state.Function{}, false
+	}
+	pfs, vfs, hasVF := strings.Cut(rest, "vf")
+	pf, err := strconv.Atoi(pfs)
+	if err != nil || pf < 0 || strconv.Itoa(pf) != pfs {
+		return state.Function{}, false
+	}
+	f := state.Function{PF: pf}
+	if hasVF {
+		vf, err := strconv.Atoi(vfs)
+		if err != nil || vf < 0 || strconv.Itoa(vf) != vfs {
+			return state.Function{}, false
+		}
+		f.VF = &vf
+	}
+	return f, true
+}
+
+// HostSubsystemNQN is the NQN of the emulated controller of function f of
+// node nodeUUID: nqn.2024-01.io.openstack.ironic-dpu:node-<uuid>:pf0.
+func HostSubsystemNQN(nodeUUID string, f state.Function) string {
+	return HostNQNPrefix + strings.ToLower(nodeUUID) + ":" + FunctionName(f)
+}
+
+// ParseHostSubsystemNQN returns the function of one of this node's NQNs.
+func ParseHostSubsystemNQN(nodeUUID, nqn string) (state.Function, bool) {
+	rest, ok := strings.CutPrefix(nqn, HostNQNPrefix+strings.ToLower(nodeUUID)+":")
+	if !ok {
+		return state.Function{}, false
+	}
+	return ParseFunctionName(rest)
+}

@@ -45,6 +45,7 @@ type Emulator struct {
 	mu      sync.Mutex // guards everything below
 	st      *state
 	calls   map[string]int
+	reqs    map[string][]json.RawMessage
 	inject  map[string][]rpcError
 	remotes []RemoteSubsystem
 	ln      net.Listener
@@ -52,6 +53,8 @@ type Emulator struct {
 	stop    chan struct{}
 	path    string
 	methods []string
+	// notifications counts requests without id (a client bug with SPDK).
+	notifications int
 
 	wg sync.WaitGroup // accept loop, connections, async replies
 }
@@ -70,7 +73,7 @@ func New(opts Options) *Emulator {
 	if opts.SNAPVFs == 0 {
 		opts.SNAPVFs = 8
 	}
-	e := &Emulator{opts: opts, calls: map[string]int{}, inject: map[string][]rpcError{}}
+	e := &Emulator{opts: opts, calls: map[string]int{}, reqs: map[string][]json.RawMessage{}, inject: map[string][]rpcError{}}
 	e.remotes = append(e.remotes, opts.Remotes...)
 	e.methods = methodNames()
 	e.st = newState()
@@ -200,11 +203,27 @@ func (e *Emulator) MutatingCalls() int {
 	return n
 }
 
-// ResetCalls zeroes the counters.
+// ResetCalls zeroes the counters and forgets the recorded params.
 func (e *Emulator) ResetCalls() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.calls = map[string]int{}
+	e.reqs = map[string][]json.RawMessage{}
+}
+
+// Params returns the params of every call of method since the last
+// ResetCalls, in arrival order (nil entries for calls without params).
+func (e *Emulator) Params(method string) []json.RawMessage {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]json.RawMessage(nil), e.reqs[method]...)
+}
+
+// Notifications counts requests that came without an id.
+func (e *Emulator) Notifications() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.notifications
 }
 
 // InjectError makes the next call of method fail with code/message, before
@@ -368,6 +387,11 @@ func (e *Emulator) handleRaw(w *connWriter, raw json.RawMessage, stop chan struc
 	if hasParams && string(params) == "null" {
 		params, hasParams = nil, false
 	}
+	if !hasID {
+		e.mu.Lock()
+		e.notifications++
+		e.mu.Unlock()
+	}
 	result, err := e.dispatch(method, params, hasParams)
 	if fn, ok := result.(async); ok {
 		e.wg.Add(1)
@@ -431,6 +455,7 @@ func compact(v any) []byte {
 func (e *Emulator) dispatch(method string, params json.RawMessage, hasParams bool) (any, error) {
 	e.mu.Lock()
 	e.calls[method]++
+	e.reqs[method] = append(e.reqs[method], append(json.RawMessage(nil), params...))
 	if errs := e.inject[method]; len(errs) > 0 {
 		e.inject[method] = errs[1:]
 		e.mu.Unlock()

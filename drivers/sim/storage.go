@@ -1,0 +1,28 @@
+package sim
+
+import (
+	"go.uber.org/zap"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/drivers/spdkgeneric"
+	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
+)
+
+// DefaultStoragePort is the loopback TCP port of the sim host controllers
+// when [spdk_nvmf] listen_port is empty.
+const DefaultStoragePort = "4430"
+
+// NewStorage returns the sim drivers.StorageDriver: upstream SPDK emulation
+// with a TCP listener on 127.0.0.1 instead of VFIOUSER, so every host
+// controller and namespace is plain nvmf state that the SPDK emulator (or a
+// real SPDK) shows, and nothing needs PCIe. PFs 0..DefaultPFs-1 and their VFs
+// are accepted; each function gets its own subsystem.
+func NewStorage(client *spdk.Client, nodeUUID, listenPort string, log *zap.Logger) (*spdkgeneric.Storage, error) {
+	if listenPort == "" {
+		listenPort = DefaultStoragePort
+	}
+	return spdkgeneric.NewStorage(spdkgeneric.Options{
+		Client: client, NodeUUID: nodeUUID, Transport: "TCP",
+		ListenAddress: "127.0.0.1", ListenPort: listenPort,
+		MaxPF: DefaultPFs - 1, AllowVFs: true, Logger: log,
+	})
+}

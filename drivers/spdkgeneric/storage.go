@@ -1,0 +1,231 @@
+// Package spdkgeneric is the storage driver for upstream SPDK (emulation
+// "spdk-nvmf"): each host function gets an NVMe-oF subsystem whose listener is
+// the host-facing transport — VFIOUSER (a vfio-user socket directory that a
+// PCIe emulation layer or QEMU connects to) or, for tests and the sim driver,
+// TCP on loopback. Volumes are namespaces of that subsystem.
+package spdkgeneric
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
+	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
+	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
+)
+
+// Options configure the driver; Transport and the listen fields are [spdk_nvmf]'s.
+type Options struct {
+	Client   *spdk.Client
+	NodeUUID string
+	// Transport is VFIOUSER (default) or TCP.
+	Transport string
+	// VFIOUserDir holds one listener directory per function (VFIOUSER).
+	VFIOUserDir string
+	// ListenAddress and ListenPort are the TCP listener (TCP).
+	ListenAddress, ListenPort string
+	// MaxPF bounds the PFs volumes may use (default 0: PF 0 only, which is
+	// what a vfio-user server exposes per directory; VFs are not emulated).
+	MaxPF int
+	// AllowVFs lets volumes use VFs (each gets its own subsystem); the sim
+	// driver sets it, a vfio-user deployment usually has PFs only.
+	AllowVFs bool
+	Logger   *zap.Logger
+}
+
+// Storage is the spdk-nvmf drivers.StorageDriver.
+type Storage struct {
+	o   Options
+	log *zap.Logger
+}
+
+// NewStorage checks the options and returns the driver; it makes no SPDK call.
+func NewStorage(o Options) (*Storage, error) {
+	if o.Client == nil {
+		return nil, fmt.Errorf("%w: spdkgeneric: no SPDK client", errdefs.ErrInvalidArgument)
+	}
+	if !state.ValidUUID(o.NodeUUID) {
+		return nil, fmt.Errorf("%w: spdkgeneric: node uuid %q", errdefs.ErrInvalidArgument, o.NodeUUID)
+	}
+	o.Transport = strings.ToUpper(o.Transport)
+	switch o.Transport {
+	case "", "VFIOUSER":
+		o.Transport = "VFIOUSER"
+		if o.VFIOUserDir == "" {
+			return nil, fmt.Errorf("%w: spdkgeneric: [spdk_nvmf] vfio_user_dir is empty", errdefs.ErrInvalidArgument)
+		}
+	case "TCP":
+		if o.ListenAddress == "" || o.ListenPort == "" {
+			return nil, fmt.Errorf("%w: spdkgeneric: TCP needs [spdk_nvmf] listen_address and listen_port", errdefs.ErrInvalidArgument)
+		}
+	default:
+		return nil, fmt.Errorf("%w: spdkgeneric: host transport %q (want VFIOUSER or TCP)", errdefs.ErrNotSupported, o.Transport)
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	return &Storage{o: o, log: o.Logger}, nil
+}
+
+// ValidateFunction implements drivers.StorageDriver.
+func (s *Storage) ValidateFunction(f state.Function) error {
+	if err := state.ValidateFunction(f); err != nil {
+		return err
+	}
+	if f.SF != nil || (f.VF != nil && !s.o.AllowVFs) {
+		return fmt.Errorf("%w: spdk-nvmf exposes volumes on PFs only, not %s", errdefs.ErrNotSupported, drivers.FunctionName(f))
+	}
+	if f.PF > s.o.MaxPF {
+		return fmt.Errorf("%w: spdk-nvmf: pf %d out of range 0..%d", errdefs.ErrInvalidArgument, f.PF, s.o.MaxPF)
+	}
+	return nil
+}
+
+func (s *Storage) listener(f state.Function) spdk.ListenAddress {
+	if s.o.Transport == "TCP" {
+		return spdk.ListenAddress{Trtype: "TCP", Adrfam: adrfam(s.o.ListenAddress), Traddr: s.o.ListenAddress, Trsvcid: s.o.ListenPort}
+	}
+	return spdk.ListenAddress{Trtype: "VFIOUSER", Traddr: filepath.Join(s.o.VFIOUserDir, drivers.FunctionName(f)), Trsvcid: "0"}
+}
+
+func adrfam(addr string) string {
+	if strings.Contains(addr, ":") {
+		return "IPv6"
+	}
+	return "IPv4"
+}
+
+// Controllers implements drivers.StorageDriver with one nvmf_get_subsystems.
+func (s *Storage) Controllers(ctx context.Context) ([]drivers.HostController, error) {
+	subs, err := s.o.Client.GetSubsystems(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	var out []drivers.HostController
+	for _, sub := range subs {
+		f, ok := drivers.ParseHostSubsystemNQN(s.o.NodeUUID, sub.NQN)
+		if !ok {
+			continue
+		}
+		c := drivers.HostController{Function: f, ID: sub.NQN}
+		want := s.listener(f)
+		for _, l := range sub.ListenAddresses {
+			if strings.EqualFold(l.Trtype, want.Trtype) && l.Traddr == want.Traddr && l.Trsvcid == want.Trsvcid {
+				c.Active = true
+			}
+		}
+		for _, ns := range sub.Namespaces {
+			c.Namespaces = append(c.Namespaces, drivers.HostNamespace{NSID: ns.NSID, Bdev: ns.BdevName, UUID: ns.UUID})
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// EnsureController implements drivers.StorageDriver: transport (if missing)
+// and subsystem; the listener comes with Activate, after the namespaces.
+func (s *Storage) EnsureController(ctx context.Context, f state.Function, cur *drivers.HostController) (drivers.HostController, error) {
+	if cur != nil {
+		return *cur, nil
+	}
+	trs, err := s.o.Client.GetTransports(ctx)
+	if err != nil {
+		return drivers.HostController{}, err
+	}
+	have := false
+	for _, t := range trs {
+		have = have || strings.EqualFold(t.Trtype, s.o.Transport)
+	}
+	if !have {
+		if err := s.o.Client.CreateTransport(ctx, s.o.Transport); err != nil {
+			return drivers.HostController{}, err
+		}
+	}
+	nqn := drivers.HostSubsystemNQN(s.o.NodeUUID, f)
+	err = s.o.Client.CreateSubsystem(ctx, spdk.CreateSubsystemParams{
+		NQN: nqn, AllowAnyHost: true, SerialNumber: serial(s.o.NodeUUID, f), ModelNumber: "Ironic DPU NVMe",
+	})
+	if err != nil {
+		return drivers.HostController{}, err
+	}
+	s.log.Info("created host NVMe subsystem", zap.String("nqn", nqn))
+	return drivers.HostController{Function: f, ID: nqn}, nil
+}
+
+// serial is a stable 20-character serial number per node and function.
+func serial(node string, f state.Function) string {
+	s := strings.ToUpper(strings.ReplaceAll(node, "-", ""))
+	fn := strings.ToUpper(drivers.FunctionName(f))
+	if len(s) > 20-len(fn) {
+		s = s[:20-len(fn)]
+	}
+	return s + fn
+}
+
+// AddNamespace implements drivers.StorageDriver.
+func (s *Storage) AddNamespace(ctx context.Context, c drivers.HostController, ns drivers.HostNamespace) error {
+	// No uuid/nguid: SPDK derives both from the bdev, i.e. the remote
+	// namespace, so the host sees the volume's own identity.
+	got, err := s.o.Client.AddNamespace(ctx, c.ID, spdk.Namespace{NSID: ns.NSID, BdevName: ns.Bdev})
+	if err != nil {
+		return err
+	}
+	if got != ns.NSID {
+		return fmt.Errorf("%w: nvmf_subsystem_add_ns gave nsid %d, asked for %d", errdefs.ErrStorage, got, ns.NSID)
+	}
+	return nil
+}
+
+// RemoveNamespace implements drivers.StorageDriver.
+func (s *Storage) RemoveNamespace(ctx context.Context, c drivers.HostController, nsid int) error {
+	err := s.o.Client.RemoveNamespace(ctx, c.ID, nsid)
+	if spdk.HasCode(err, spdk.CodeInvalidParams) {
+		// -32602 also means "no such nsid"; re-read to tell.
+		subs, rerr := s.o.Client.GetSubsystems(ctx, c.ID)
+		if rerr != nil {
+			return err
+		}
+		for _, sub := range subs {
+			for _, n := range sub.Namespaces {
+				if n.NSID == nsid {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return err
+}
+
+// Activate implements drivers.StorageDriver: the listener.
+func (s *Storage) Activate(ctx context.Context, c drivers.HostController) error {
+	if c.Active {
+		return nil
+	}
+	l := s.listener(c.Function)
+	if l.Trtype == "VFIOUSER" {
+		if err := os.MkdirAll(l.Traddr, 0o750); err != nil {
+			return fmt.Errorf("%w: vfio-user dir: %w", errdefs.ErrStorage, err)
+		}
+	}
+	return s.o.Client.AddListener(ctx, c.ID, l)
+}
+
+// RemoveController implements drivers.StorageDriver: deleting the subsystem
+// drops its listener and namespaces too.
+func (s *Storage) RemoveController(ctx context.Context, c drivers.HostController) error {
+	if err := s.o.Client.DeleteSubsystem(ctx, c.ID); err != nil {
+		if _, gerr := s.o.Client.GetSubsystems(ctx, c.ID); spdk.HasCode(gerr, spdk.CodeENODEV) {
+			return nil // already gone
+		}
+		return err
+	}
+	s.log.Info("deleted host NVMe subsystem", zap.String("nqn", c.ID))
+	return nil
+}

@@ -1,0 +1,145 @@
+package spdk_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
+	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk/spdktest"
+)
+
+const hostNQN = "nqn.2014-08.org.nvmexpress:uuid:0d5e8f2a-4b6c-4d7e-8f90-a1b2c3d4e5f6"
+
+func TestCallTypedResultAndError(t *testing.T) {
+	e := spdktest.StartT(t, spdktest.Options{})
+	c := spdk.NewUnix(e.Socket(), nil)
+	defer c.Close()
+	ctx := context.Background()
+	v, err := c.GetVersion(ctx)
+	if err != nil || v.Version != "SPDK v24.09" || v.Fields.Minor != 9 {
+		t.Fatalf("version = %+v, %v", v, err)
+	}
+	err = c.Call(ctx, "bdev_nvme_detach_controller", map[string]string{"name": "nope"}, nil)
+	var se *spdk.Error
+	if !errors.As(err, &se) || se.Code != -19 || se.Message != "No such device" {
+		t.Fatalf("err = %v", err)
+	}
+	if !errors.Is(err, errdefs.ErrStorage) || errors.Is(err, errdefs.ErrUnavailable) {
+		t.Fatalf("err kind = %v", errdefs.Kind(err))
+	}
+	// The positive +22 of v24.09 becomes ErrNotFound in the helper.
+	if _, err := c.GetControllers(ctx, "nope"); !errors.Is(err, errdefs.ErrNotFound) || !spdk.HasCode(err, 22) {
+		t.Fatalf("GetControllers(nope) = %v", err)
+	}
+	if err := c.Call(ctx, "spdk_get_version", 42, nil); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("scalar params accepted: %v", err)
+	}
+	if e.Notifications() != 0 {
+		t.Fatalf("client sent %d notifications", e.Notifications())
+	}
+}
+
+func TestUnavailableAndRedial(t *testing.T) {
+	dir := t.TempDir()
+	c := spdk.NewUnix(filepath.Join(dir, "missing.sock"), nil)
+	defer c.Close()
+	ctx := context.Background()
+	if _, err := c.GetVersion(ctx); !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Fatalf("no socket: %v", err)
+	}
+
+	e := spdktest.StartT(t, spdktest.Options{})
+	c2 := spdk.NewUnix(e.Socket(), nil)
+	defer c2.Close()
+	if _, err := c2.GetVersion(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sock := e.Socket()
+	if err := e.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.GetVersion(ctx); !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Fatalf("stopped SPDK: %v", err)
+	}
+	if err := e.Start(sock); err != nil {
+		t.Fatal(err)
+	}
+	// The client re-dials by itself; the restarted SPDK is empty.
+	if _, err := c2.GetVersion(ctx); err != nil {
+		t.Fatalf("after restart: %v", err)
+	}
+	if cs, err := c2.GetControllers(ctx, ""); err != nil || len(cs) != 0 {
+		t.Fatalf("restarted emulator not empty: %v %v", cs, err)
+	}
+}
+
+func TestDeadlineKeepsConnectionUsable(t *testing.T) {
+	e := spdktest.StartT(t, spdktest.Options{})
+	c := spdk.NewUnix(e.Socket(), nil)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	// bdev_get_bdevs waits 2 s for a missing bdev: the context ends first.
+	err := c.Call(ctx, "bdev_get_bdevs", map[string]any{"name": "nope", "timeout": 2000}, nil)
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, errdefs.ErrUnavailable) || time.Since(start) > time.Second {
+		t.Fatalf("err = %v after %v", err, time.Since(start))
+	}
+	// The late reply is dropped by id; the next call works at once.
+	if _, err := c.GetVersion(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestConcurrentOutOfOrder runs slow (asynchronous) and fast calls on one
+// client at once: replies arrive out of order and must reach their callers.
+func TestConcurrentOutOfOrder(t *testing.T) {
+	e := spdktest.StartT(t, spdktest.Options{AttachLatency: 30 * time.Millisecond})
+	for i := 0; i < 8; i++ {
+		e.AddRemote(spdktest.CinderVolume(fmt.Sprintf("00000000-0000-4000-8000-%012d", i), hostNQN, "4420"))
+	}
+	c := spdk.NewUnix(e.Socket(), nil)
+	defer c.Close()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := 0; i < 8; i++ {
+		wg.Add(2)
+		go func(i int) {
+			defer wg.Done()
+			name := fmt.Sprintf("vol%d", i)
+			names, err := c.AttachController(ctx, spdk.AttachControllerParams{
+				Name: name, Trtype: "tcp", Adrfam: "ipv4", Traddr: "127.0.0.1", Trsvcid: "4420",
+				Subnqn: fmt.Sprintf("nqn.2010-10.org.openstack:volume-00000000-0000-4000-8000-%012d", i), Hostnqn: hostNQN, Multipath: "multipath",
+			})
+			if err != nil || len(names) != 1 || names[0] != name+"n1" {
+				errs <- fmt.Errorf("attach %s: %v %v", name, names, err)
+			}
+		}(i)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 5; j++ {
+				if _, err := c.GetVersion(ctx); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if cs, err := c.GetControllers(ctx, ""); err != nil || len(cs) != 8 {
+		t.Fatalf("controllers = %d, %v", len(cs), err)
+	}
+	if e.Calls("spdk_get_version") != 40 || e.Notifications() != 0 {
+		t.Fatalf("calls = %v", e.CallCounts())
+	}
+}
