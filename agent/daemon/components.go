@@ -2,15 +2,70 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 
 	"go.uber.org/zap"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent"
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
+	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
+	"github.com/ironic-dpu/ironic-dpu-agent/drivers/bluefield"
+	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
+	"github.com/ironic-dpu/ironic-dpu-agent/drivers/spdkgeneric"
+	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/network"
+	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 )
 
+// driverNames are the [dpu] driver values the agent knows.
+const driverNames = "sim, bluefield, spdk-generic"
+
+// buildDriver selects the DPU vendor driver: the only place vendor packages
+// are named. Adding a vendor is one package plus one case here.
+func buildDriver(cfg *config.Config, client *spdk.Client, log *zap.Logger) (*drivers.Driver, error) {
+	node := cfg.Default.NodeUUID
+	switch cfg.DPU.Driver {
+	case "sim":
+		st, err := sim.NewStorage(client, node, cfg.NVMf.ListenPort, log.Named("sim"))
+		if err != nil {
+			return nil, err
+		}
+		return &drivers.Driver{Name: "sim", Network: sim.NewNetwork(sim.DefaultPFs), Storage: st}, nil
+	case "bluefield":
+		st, err := bluefield.NewStorage(bluefield.StorageOptions{Client: client, NodeUUID: node, Logger: log.Named("bluefield")})
+		if err != nil {
+			return nil, err
+		}
+		return &drivers.Driver{Name: "bluefield", Network: bluefield.NewNetwork(cfg.OVS.SysfsRoot, log.Named("bluefield")), Storage: st}, nil
+	case "spdk-generic", "spdk-nvmf":
+		st, err := spdkgeneric.NewStorage(spdkgeneric.Options{
+			Client: client, NodeUUID: node, Transport: cfg.NVMf.Transport, VFIOUserDir: cfg.NVMf.VFIOUserDir,
+			ListenAddress: cfg.NVMf.ListenAddress, ListenPort: cfg.NVMf.ListenPort, Logger: log.Named("spdk-generic"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		// Representors of a generic switchdev NIC follow the same sysfs
+		// phys_port_name rules as BlueField's.
+		return &drivers.Driver{Name: "spdk-generic", Network: bluefield.NewNetwork(cfg.OVS.SysfsRoot, log.Named("spdk-generic")), Storage: st}, nil
+	}
+	return nil, fmt.Errorf("%w: [dpu] driver %q: want one of %s", errdefs.ErrInvalidArgument, cfg.DPU.Driver, driverNames)
+}
+
 // buildReconcilers builds the DPU driver and the storage and network
-// reconcilers. Returned closers stop their background work.
+// reconcilers. None of them needs its backend to be up; the returned closers
+// stop their background work.
 func buildReconcilers(ctx context.Context, cfg *config.Config, log *zap.Logger, trigger func()) ([]agent.Reconciler, []func(), error) {
-	return nil, nil, nil
+	client := spdk.NewUnix(cfg.SPDK.RPCSocket, log.Named("spdk"))
+	drv, err := buildDriver(cfg, client, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	net, err := network.New(ctx, network.Options{
+		Config: cfg.OVS, NodeUUID: cfg.Default.NodeUUID, Driver: drv.Network, Trigger: trigger, Logger: log,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return []agent.Reconciler{net}, []func(){net.Close, func() { _ = client.Close() }}, nil
 }

@@ -144,23 +144,35 @@ func TestAgentOverOsloMessaging(t *testing.T) {
 		}
 	})
 
-	t.Run("apply_state round trip", func(t *testing.T) {
+	t.Run("serves while SPDK and OVSDB are down", func(t *testing.T) {
+		for _, name := range []string{"storage", "network"} {
+			c, _ := comps[name].(map[string]any)
+			if c == nil || c["healthy"] != false || c["detail"] == "" {
+				t.Fatalf("component %s should be reported unhealthy: %v", name, comps)
+			}
+		}
+		if st["healthy"] != false {
+			t.Fatalf("agent reported healthy with SPDK and OVSDB down: %v", st)
+		}
+		// The state is accepted and persisted; reconciling it needs the
+		// backends, so the caller learns that it is not done yet.
+		err := c.Call(osloclient.Req{Method: "apply_state", Args: map[string]any{
+			"state": map[string]any{"generation": 5, "node_uuid": node, "volumes": []any{}, "vifs": []any{}}}}, nil)
+		if re := remoteErr(t, err); re.Class != "TemporaryFailure" || re.Module != "ironic.common.exception" {
+			t.Fatalf("apply_state with backends down: %+v", re)
+		}
 		var view struct {
 			Desired struct {
-				Generation int       `json:"generation"`
-				NodeUUID   string    `json:"node_uuid"`
-				VIFs       []jsonObj `json:"vifs"`
-				Volumes    []jsonObj `json:"volumes"`
+				Generation int    `json:"generation"`
+				NodeUUID   string `json:"node_uuid"`
 			} `json:"desired"`
 			Observed map[string]any `json:"observed"`
 		}
-		err := c.Call(osloclient.Req{Method: "apply_state", Args: map[string]any{
-			"state": map[string]any{"generation": 5, "node_uuid": node, "volumes": []any{}, "vifs": []any{}}}}, &view)
-		if err != nil {
+		if err := c.Call(osloclient.Req{Method: "get_state"}, &view); err != nil {
 			t.Fatal(err)
 		}
 		if view.Desired.Generation != 5 || view.Desired.NodeUUID != node || view.Observed == nil {
-			t.Fatalf("apply_state answer %+v", view)
+			t.Fatalf("get_state after apply: %+v", view)
 		}
 	})
 
@@ -259,12 +271,13 @@ func TestCLIStatusAndCheckAgainstRealBroker(t *testing.T) {
 	// Operator edits: apply a state from stdin, detach a volume that is not there.
 	cmd = exec.Command(bin, "apply", "--config-file", p.ConfigFile, "-")
 	cmd.Stdin = strings.NewReader(`{"generation": 7, "volumes": [], "vifs": []}`)
-	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), `"generation": 7`) {
+	// OVSDB and SPDK are down here: accepted, but not reconciled yet.
+	if out, err := cmd.CombinedOutput(); !errors.As(err, &ee) || !strings.Contains(string(out), "TemporaryFailure") {
 		t.Fatalf("apply: %v\n%s", err, out)
 	}
-	out, err = exec.Command(bin, "detach", "--config-file", p.ConfigFile, "6f1c5e0a-3b7d-4c2e-9a41-2d8f7b9e0c11").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), `"detached"`) {
-		t.Fatalf("detach: %v\n%s", err, out)
+	out, err = exec.Command(bin, "status", "--state", "--config-file", p.ConfigFile).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"generation": 7`) {
+		t.Fatalf("status --state: %v\n%s", err, out)
 	}
 	out, err = exec.Command(bin, "unplug", "--config-file", p.ConfigFile, "not-a-uuid").CombinedOutput()
 	if !errors.As(err, &ee) || !strings.Contains(string(out), "InvalidParameterValue") {
