@@ -8,10 +8,18 @@
 * `baremetal node passthru call --http-method GET <node> agent_state`
   returns the agent's get_status and get_state.
 """
+from ironic.common import exception as ir_exc
 from ironic.drivers import base
 
 from ironic_dpu import agent_client
 from ironic_dpu import desired
+from ironic_dpu import exception
+
+
+def _api_error(e):
+    # Only ironic.common.exception classes cross the conductor-to-API RPC
+    # intact; anything else reaches the user as an opaque RemoteError.
+    return ir_exc.VendorPassthruException(str(e))
 
 
 class DPUVendor(base.VendorInterface):
@@ -30,12 +38,18 @@ class DPUVendor(base.VendorInterface):
     def sync_state(self, task, **kwargs):
         state = desired.build(task)
         client = agent_client.AgentClient(task.node.uuid)
-        result = desired.push(task, state, client=client)
+        try:
+            result = desired.push(task, state, client=client)
+        except exception.DPUAgentError as e:
+            raise _api_error(e)
         return (result or {}).get('observed')
 
     @base.passthru(['GET'], async_call=False, require_exclusive_lock=False,
                    description='The DPU agent\'s status and state.')
     def agent_state(self, task, **kwargs):
         client = agent_client.AgentClient(task.node.uuid)
-        return {'status': client.get_status(task.context),
-                'state': client.get_state(task.context)}
+        try:
+            return {'status': client.get_status(task.context),
+                    'state': client.get_state(task.context)}
+        except exception.DPUAgentError as e:
+            raise _api_error(e)

@@ -311,6 +311,16 @@ class VendorTests(AgentTestCase):
         self.assertEqual({'status': {'agent_version': '0.1'}, 'state': ATTACHED}, out)
         self.assertIn('sync_state', vendor.DPUVendor().vendor_routes)
 
+    def test_errors_cross_the_api(self):
+        task = self.make_task(provision_state=states.ACTIVE)
+        self.client.apply_state.side_effect = unreachable()
+        e = self.raises(ir_exc.VendorPassthruException,
+                        vendor.DPUVendor().sync_state, task)
+        self.assertIn('unreachable', str(e))
+        self.client.get_status.side_effect = agent_error('down')
+        self.assertRaises(ir_exc.VendorPassthruException,
+                          vendor.DPUVendor().agent_state, task)
+
 
 class HardwareTests(base.TestCase):
 

@@ -194,7 +194,7 @@ ovn_lsp_add() {   # PORT_ID MAC
 go_build() {   # builds the agent and the SPDK emulator into $BASE/bin
   (cd "$TH_REPO" && go build -o "$BASE/bin/ironic-dpu-agent" ./cmd/ironic-dpu-agent) \
     > "$BASE/log/go-build.out" 2>&1 || { cat "$BASE/log/go-build.out" >&2; th_die "go build ./cmd/ironic-dpu-agent failed"; }
-  (cd "$TH_REPO" && go build -o "$BASE/bin/spdk-emulator" ./cmd/spdk-emulator) \
+  (cd "$TH_REPO" && go build -o "$BASE/bin/spdk-emulator" "${TH_SPDK_PKG:-./cmd/spdk-emulator}") \
     >> "$BASE/log/go-build.out" 2>&1 || { cat "$BASE/log/go-build.out" >&2; th_die "go build ./cmd/spdk-emulator failed"; }
   th_log "agent and spdk-emulator built"
 }

@@ -1,0 +1,288 @@
+#!/bin/bash
+# shellcheck source-path=SCRIPTDIR
+# End-to-end suite: real Debian ironic-api + ironic-conductor (sqlite, noauth)
+# with the dpu hardware type, a private RabbitMQ, OVS/OVN (dummy datapath),
+# the SPDK emulator and the real Go agent (sim driver). User-facing steps use
+# the `openstack baremetal` CLI; states are polled over REST.
+# Usage: tests/ironic/e2e.sh            (TH_KEEP=1 keeps the temp dir)
+# Last line: "N passed, M failed"; exit status non-zero on any failure.
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+
+PASSED=0; FAILED=0; FAILURES=()
+run_case() {   # run_case NAME FUNCTION
+  local name=$1 t0=$SECONDS
+  th_log "=== $name"
+  if "$2"; then PASSED=$((PASSED + 1)); th_log "PASS $name ($((SECONDS - t0))s)"
+  else FAILED=$((FAILED + 1)); FAILURES+=("$name"); th_log "FAIL $name ($((SECONDS - t0))s)"; fi
+}
+expect() {     # expect DESCRIPTION CMD... : log and fail the case if CMD fails
+  local what=$1; shift
+  if "$@"; then return 0; fi
+  th_log "  expectation failed: $what"; return 1
+}
+
+cleanup() {
+  set +e
+  local n
+  for n in "$BASE"/pids/agent-*; do [ -e "$n" ] && th_stop "$(basename "$n")" 10; done
+  ironic_down; th_stop spdk 5; ovn_down; rabbit_down
+  if [ "${TH_KEEP:-0}" = 1 ] || [ "$FAILED" -gt 0 ]; then th_log "logs kept in $BASE"; else rm -rf "$BASE"; fi
+}
+
+# ---------------------------------------------------------------- fixtures
+uuidgen_() { cat /proc/sys/kernel/random/uuid; }
+NODE1=$(uuidgen_); NODE2=$(uuidgen_)
+VIF1=$(uuidgen_); VIF2=$(uuidgen_)
+BOOT_VOL=$(uuidgen_); DATA_VOL=$(uuidgen_); DATA2_VOL=$(uuidgen_); BAD_VOL=$(uuidgen_)
+NQN_BASE=nqn.2010-10.org.openstack
+CINDER_IP=192.0.2.10        # the "storage array" the emulator pretends to reach
+
+spdk_up() {
+  cat > "$BASE/spdk-remotes.json" <<JSON
+[
+ {"nqn": "$NQN_BASE:volume-$BOOT_VOL", "allow_any_host": true,
+  "listeners": [{"trtype": "TCP", "adrfam": "IPv4", "traddr": "$CINDER_IP", "trsvcid": "4420"}],
+  "namespaces": [{"nsid": 1, "uuid": "$BOOT_VOL", "num_blocks": 2097152}]},
+ {"nqn": "$NQN_BASE:volume-$DATA_VOL", "allow_any_host": true,
+  "listeners": [{"trtype": "TCP", "adrfam": "IPv4", "traddr": "$CINDER_IP", "trsvcid": "4420"}],
+  "namespaces": [{"nsid": 1, "uuid": "$DATA_VOL", "num_blocks": 1048576}]},
+ {"nqn": "$NQN_BASE:volume-$DATA2_VOL", "allow_any_host": true,
+  "listeners": [{"trtype": "TCP", "adrfam": "IPv4", "traddr": "$CINDER_IP", "trsvcid": "4420"}],
+  "namespaces": [{"nsid": 1, "uuid": "$DATA2_VOL", "num_blocks": 524288}]}
+]
+JSON
+  rm -f "$BASE/spdk.sock"
+  th_spawn spdk "$BASE/bin/spdk-emulator" --socket "$BASE/spdk.sock" --remotes "$BASE/spdk-remotes.json"
+  th_wait 10 "spdk emulator socket" test -S "$BASE/spdk.sock" || { cat "$BASE/log/spdk.out" >&2; return 1; }
+}
+
+agent_conf() {   # NODE
+  local d=$BASE/agent-$1
+  mkdir -p "$d/state"
+  cat > "$d/agent.conf" <<CONF
+[DEFAULT]
+transport_url = $TRANSPORT_URL
+node_uuid = $1
+state_dir = $d/state
+reconcile_interval = 5s
+debug = true
+
+[dpu]
+driver = sim
+
+[ovs]
+ovsdb_connection = $OVSDB
+integration_bridge = br-int
+bind_timeout = 5s
+
+[spdk]
+rpc_socket = $BASE/spdk.sock
+
+[storage]
+host_nqn = nqn.2014-08.org.nvmexpress:uuid:$1
+
+[spdk_nvmf]
+transport = TCP
+listen_address = 127.0.0.1
+listen_port = $SPDK_NVMF_PORT
+CONF
+}
+
+agent_start() {   # NODE
+  [ -f "$BASE/agent-$1/agent.conf" ] || agent_conf "$1"
+  th_spawn "agent-$1" "$BASE/bin/ironic-dpu-agent" serve --config-file "$BASE/agent-$1/agent.conf"
+  # ready = it answers get_status over RPC
+  th_wait 30 "agent $1 answering" agent_cli "$1" status || { tail -20 "$BASE/log/agent-$1.out" >&2; return 1; }
+}
+agent_stop() { th_stop "agent-$1" 15; }
+agent_cli() { local n=$1; shift; "$BASE/bin/ironic-dpu-agent" "$@" --config-file "$BASE/agent-$n/agent.conf"; }
+agent_state() { agent_cli "$1" status --state 2>>"$BASE/log/agent-cli.err"; }
+
+# jq predicates over the agent's get_state
+vol_attached() {  # NODE VOLUME_ID [NSID]
+  local js; js=$(agent_state "$1") || return 1
+  jq -e --arg v "$2" --arg ns "${3:-}" '.observed.volumes[] | select(.volume_id == $v)
+     | select(.state == "attached") | select($ns == "" or (.nsid | tostring) == $ns)' <<<"$js" >/dev/null
+}
+vol_absent() { local js; js=$(agent_state "$1") || return 1
+  jq -e --arg v "$2" '[.observed.volumes[]? | select(.volume_id == $v)] | length == 0' <<<"$js" >/dev/null; }
+no_volumes() { local js; js=$(agent_state "$1") || return 1
+  jq -e '(.observed.volumes // []) | length == 0' <<<"$js" >/dev/null; }
+vif_plugged() {   # NODE PORT_ID : plugged and bound per the agent
+  local js; js=$(agent_state "$1") || return 1
+  jq -e --arg p "$2" '.observed.vifs[] | select(.port_id == $p) | select(.state == "plugged" and .bound == true)' <<<"$js" >/dev/null
+}
+vif_absent() { local js; js=$(agent_state "$1") || return 1
+  jq -e --arg p "$2" '[.observed.vifs[]? | select(.port_id == $p)] | length == 0' <<<"$js" >/dev/null; }
+# OVN/OVS side, independent of the agent's word
+ovs_iface_uuid() { vsctl --bare --columns=_uuid find Interface "external_ids:iface-id=$1"; }
+ovn_bound() {     # PORT_ID: ovn-installed on the OVS Interface and LSP up in NB
+  [ "$(vsctl --bare --columns=external_ids find Interface "external_ids:iface-id=$1" | tr ' ' '\n' | grep -c '^ovn-installed="\?true"\?$')" -ge 1 ] \
+    && [ "$(nbctl lsp-get-up "$1")" = up ]
+}
+ovs_gone() { [ -z "$(ovs_iface_uuid "$1")" ]; }
+
+enroll_node() {   # UUID NAME MAC1 MAC2
+  bm node create --driver dpu --uuid "$1" --name "$2" \
+    --deploy-interface dpu --boot-interface dpu --storage-interface dpu \
+    --network-interface dpu --vendor-interface dpu \
+    --power-interface fake --management-interface fake >/dev/null || return 1
+  # The CLI only offers Ironic's in-tree connector types; the API takes 'nqn'.
+  api POST /volume/connectors "$(jq -nc --arg n "$1" '{node_uuid:$n, type:"nqn", connector_id:("nqn.2014-08.org.nvmexpress:uuid:" + $n)}')" >/dev/null || return 1
+  bm port create "$3" --node "$1" --extra dpu_function=pf0vf1 >/dev/null || return 1
+  bm port create "$4" --node "$1" --extra dpu_function=pf0vf2 >/dev/null || return 1
+}
+# Boot volume in Cinder's old NVMe-oF format, through the CLI.
+add_boot_target() {   # NODE VOLUME_ID
+  bm volume target create --node "$1" --type nvmeof --boot-index 0 --volume-id "$2" \
+    --property "nqn=$NQN_BASE:volume-$2" --property target_portal=$CINDER_IP \
+    --property target_port=4420 --property transport_type=tcp --property ns_id=1 >/dev/null
+}
+# Data volume in the new format (portals is a list: the CLI's --property
+# cannot express it, so this one goes through the REST API like Nova would).
+add_data_target() {   # NODE VOLUME_ID BOOT_INDEX
+  api POST /volume/targets "$(jq -nc --arg n "$1" --arg v "$2" --argjson bi "$3" --arg nqn "$NQN_BASE:volume-$2" --arg ip $CINDER_IP \
+    '{node_uuid:$n, volume_type:"nvmeof", volume_id:$v, boot_index:$bi,
+      properties:{target_nqn:$nqn, vol_uuid:$v, portals:[[$ip, "4420", "tcp"]]}}')" >/dev/null
+}
+make_available() {    # NODE
+  bm node manage "$1" && wait_state "$1" manageable 30 && bm node provide "$1" && wait_state "$1" available 30
+}
+
+# ---------------------------------------------------------------- cases
+case_deploy() {
+  enroll_node "$NODE1" n1 52:54:00:00:01:01 52:54:00:00:01:02 || return 1
+  add_boot_target "$NODE1" "$BOOT_VOL" || return 1
+  add_data_target "$NODE1" "$DATA_VOL" 1 || return 1
+  make_available "$NODE1" || return 1
+  ovn_lsp_add "$VIF1" 52:54:00:00:01:01         # what Neutron would create
+  bm node vif attach n1 "$VIF1" || return 1     # not active yet: recorded only
+  agent_start "$NODE1" || return 1
+  local t0=$SECONDS
+  bm node deploy n1 || return 1
+  wait_state "$NODE1" active 90 || return 1
+  th_log "  deploy -> active in $((SECONDS - t0))s"
+  expect "power on" [ "$(node_field "$NODE1" power_state)" = "power on" ] &&
+  expect "boot volume nsid 1" vol_attached "$NODE1" "$BOOT_VOL" 1 &&
+  expect "data volume attached" vol_attached "$NODE1" "$DATA_VOL" &&
+  expect "VIF1 plugged+bound (agent)" th_wait 15 "VIF1 bound" vif_plugged "$NODE1" "$VIF1" &&
+  expect "VIF1 bound in OVN" ovn_bound "$VIF1" &&
+  expect "desired state recorded in driver_internal_info" \
+    [ "$(api GET "/nodes/$NODE1" | jq -r '.driver_internal_info.dpu_desired_state.volumes | length')" = 2 ]
+}
+
+case_vif_hotplug() {
+  local vif1_before; vif1_before=$(ovs_iface_uuid "$VIF1")
+  ovn_lsp_add "$VIF2" 52:54:00:00:01:02
+  bm node vif attach n1 "$VIF2" || return 1
+  expect "VIF2 plugged+bound (agent)" th_wait 15 "VIF2 bound" vif_plugged "$NODE1" "$VIF2" &&
+  expect "VIF2 bound in OVN" th_wait 10 "VIF2 ovn-installed" ovn_bound "$VIF2" &&
+  expect "vif list shows both" [ "$(bm node vif list n1 -f value -c ID | sort | xargs)" = "$(printf '%s\n' "$VIF1" "$VIF2" | sort | xargs)" ] || return 1
+  bm node vif detach n1 "$VIF2" || return 1
+  expect "VIF2 unplugged (agent)" th_wait 10 "VIF2 gone" vif_absent "$NODE1" "$VIF2" &&
+  expect "VIF2 gone from br-int" th_wait 10 "VIF2 port gone" ovs_gone "$VIF2" &&
+  expect "VIF1 untouched (same Interface row)" [ "$(ovs_iface_uuid "$VIF1")" = "$vif1_before" ] &&
+  expect "VIF1 still bound" ovn_bound "$VIF1" &&
+  expect "power untouched" [ "$(node_field "$NODE1" power_state)" = "power on" ]
+}
+
+case_volume_hotplug() {
+  # Add: create the target (Ironic allows it on a powered-on node) and ask
+  # the driver to sync: hot-plug without rebooting the host.
+  add_data_target "$NODE1" "$DATA2_VOL" 2 || return 1
+  bm node passthru call --http-method POST n1 sync_state >/dev/null || return 1
+  expect "data2 hot-plugged" th_wait 15 "data2 attached" vol_attached "$NODE1" "$DATA2_VOL" &&
+  expect "boot still nsid 1" vol_attached "$NODE1" "$BOOT_VOL" 1 &&
+  expect "host stayed on" [ "$(node_field "$NODE1" power_state)" = "power on" ] || return 1
+  # Remove: Ironic only deletes volume targets of a powered-off node, so the
+  # operator path is power off (detaches) / delete / power on (attaches).
+  bm node power off n1 && wait_power "$NODE1" "power off" || return 1
+  expect "volumes detached at power off" th_wait 15 "boot detached" vol_absent "$NODE1" "$BOOT_VOL" &&
+  expect "VIF kept at power off" vif_plugged "$NODE1" "$VIF1" || return 1
+  local t; t=$(bm volume target list --node n1 -f json | jq -r --arg v "$DATA2_VOL" '.[] | select(."Volume ID" == $v) | .UUID')
+  bm volume target delete "$t" || return 1
+  bm node power on n1 && wait_power "$NODE1" "power on" || return 1
+  expect "boot back as nsid 1" th_wait 15 "boot attached" vol_attached "$NODE1" "$BOOT_VOL" 1 &&
+  expect "data back" vol_attached "$NODE1" "$DATA_VOL" &&
+  expect "data2 gone" vol_absent "$NODE1" "$DATA2_VOL"
+}
+
+case_restore_after_dpu_down() {
+  local gen_before; gen_before=$(agent_state "$NODE1" | jq -r .desired.generation)
+  agent_stop "$NODE1"
+  # A DPU reboot also loses SPDK's configuration: restart it empty.
+  th_stop spdk 5; spdk_up || return 1
+  bm node power off n1 && wait_power "$NODE1" "power off" || return 1
+  bm node power on n1 && wait_power "$NODE1" "power on" || return 1
+  expect "power actions did not fail" [ "$(node_field "$NODE1" last_error)" = null ] || return 1
+  agent_start "$NODE1" || return 1
+  expect "boot restored as nsid 1" th_wait 30 "boot restored" vol_attached "$NODE1" "$BOOT_VOL" 1 &&
+  expect "data restored" vol_attached "$NODE1" "$DATA_VOL" &&
+  expect "VIF1 still plugged" th_wait 15 "VIF1" vif_plugged "$NODE1" "$VIF1" &&
+  expect "restored from its own state (generation $gen_before)" \
+    [ "$(agent_state "$NODE1" | jq -r .desired.generation)" = "$gen_before" ]
+}
+
+case_undeploy() {
+  bm node undeploy n1 || return 1
+  wait_state "$NODE1" available 60 || return 1
+  expect "no volumes" th_wait 10 "volumes gone" no_volumes "$NODE1" &&
+  expect "no VIFs" vif_absent "$NODE1" "$VIF1" &&
+  expect "VIF1 port gone from br-int" ovs_gone "$VIF1" &&
+  expect "power off" [ "$(node_field "$NODE1" power_state)" = "power off" ]
+}
+
+case_agent_missing() {
+  enroll_node "$NODE2" n2 52:54:00:00:02:01 52:54:00:00:02:02 || return 1
+  add_boot_target "$NODE2" "$(uuidgen_)" || return 1
+  make_available "$NODE2" || return 1
+  local t0; t0=$(date +%s)
+  bm node deploy n2 || return 1
+  wait_state "$NODE2" "deploy failed" 60 || return 1
+  local err; err=$(node_field "$NODE2" last_error)
+  th_log "  last_error: $err"
+  expect "fails fast (<15 s)" [ $(($(date +%s) - t0)) -lt 15 ] &&
+  expect "last_error names the unreachable agent" grep -q "DPU agent on node $NODE2 unreachable (no agent listening" <<<"$err" &&
+  expect "host not powered on" [ "$(node_field "$NODE2" power_state)" = "power off" ]
+}
+
+case_agent_error() {
+  # NODE1 is available again; give it a data volume with a transport the
+  # agent refuses, and deploy.
+  api POST /volume/targets "$(jq -nc --arg n "$NODE1" --arg v "$BAD_VOL" \
+    '{node_uuid:$n, volume_type:"nvmeof", volume_id:$v, boot_index:3,
+      properties:{nqn:"nqn.2010-10.org.openstack:volume-bad", target_portal:"192.0.2.10",
+                  target_port:"4420", transport_type:"carrier-pigeon"}}')" >/dev/null || return 1
+  bm node deploy n1 || return 1
+  wait_state "$NODE1" "deploy failed" 60 || return 1
+  local err; err=$(node_field "$NODE1" last_error)
+  th_log "  last_error: $err"
+  expect "last_error carries the agent's text" grep -q 'carrier-pigeon' <<<"$err" &&
+  expect "names the DPU agent" grep -q "DPU agent of node $NODE1 failed apply_state" <<<"$err" &&
+  expect "host not powered on" [ "$(node_field "$NODE1" power_state)" = "power off" ]
+}
+
+main() {
+  th_init
+  trap cleanup EXIT
+  rabbit_up
+  ovn_up
+  go_build
+  spdk_up || th_die "spdk emulator did not start"
+  ironic_up
+  run_case "1 deploy: boot+data volumes and a VIF, node active" case_deploy
+  run_case "2 vif attach/detach on an active node (hot-plug)" case_vif_hotplug
+  run_case "3 data volume add (sync_state hot-plug) and remove (power cycle)" case_volume_hotplug
+  run_case "4 power off/on while the agent is down; agent restores by itself" case_restore_after_dpu_down
+  run_case "5 undeploy: volumes detached, VIFs unplugged, available" case_undeploy
+  run_case "6a agent not running: deploy fails fast with a clear last_error" case_agent_missing
+  run_case "6b agent refuses bad connection data: deploy failed with its text" case_agent_error
+  [ ${#FAILURES[@]} -eq 0 ] || th_log "failed: ${FAILURES[*]}"
+  cleanup; trap - EXIT
+  echo "$PASSED passed, $FAILED failed"
+  [ "$FAILED" -eq 0 ]
+}
+main "$@"
