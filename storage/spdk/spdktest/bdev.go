@@ -84,6 +84,7 @@ type state struct {
 	snapSubs   map[string]*snapSubsystem
 	snapCtrls  []*snapCtrl
 	snapNextID int
+	lvstores   []*lvstore // lvol.go
 }
 
 func newState() *state {
@@ -689,6 +690,9 @@ func (s *state) bdevJSON(b *bdev) bdevJSON {
 			Zcopy: true, Abort: true, Copy: true}
 		j.MemoryDomains = []memDomain{{"system", 1}, {"SPDK_ACCEL_DMA_DEVICE", 2}}
 		j.DriverSpecific = struct{}{}
+	case "lvol":
+		j.IOTypes = ioTypes{Read: true, Write: true, Unmap: true, Flush: true, Reset: true, WriteZeroes: true, SeekHole: true, SeekData: true}
+		j.DriverSpecific = s.lvolDriverSpecific(b)
 	case "aio":
 		j.IOTypes = ioTypes{Read: true, Write: true, Flush: true, Reset: true, WriteZeroes: true}
 		j.DriverSpecific = map[string]any{"aio": struct {
