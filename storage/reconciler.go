@@ -103,7 +103,6 @@ type item struct {
 	bdev  string
 	nsid  int
 	err   error
-	paths []state.PathStatus
 }
 
 // Validate implements agent.Reconciler: everything that can be checked

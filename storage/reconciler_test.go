@@ -1,0 +1,558 @@
+package storage_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/agent"
+	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
+	"github.com/ironic-dpu/ironic-dpu-agent/config"
+	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
+	"github.com/ironic-dpu/ironic-dpu-agent/drivers/bluefield"
+	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
+	"github.com/ironic-dpu/ironic-dpu-agent/drivers/spdkgeneric"
+	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/storage"
+	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
+	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk/spdktest"
+)
+
+const (
+	nodeUUID = "1be26c0b-03f2-4d2e-ae87-c02d7f33c123"
+	hostNQN  = "nqn.2014-08.org.nvmexpress:uuid:0d5e8f2a-4b6c-4d7e-8f90-a1b2c3d4e5f6"
+	bootID   = "6f1c5e0a-3b7d-4c2e-9a41-2d8f7b9e0c11"
+	data1ID  = "a2d4c6e8-1f3b-4d5a-8c7e-9b0a1c2d3e4f"
+	data2ID  = "c0ffee00-1111-4222-8333-444455556666"
+)
+
+var _ agent.Reconciler = (*storage.Reconciler)(nil)
+
+var pf0NQN = drivers.HostSubsystemNQN(nodeUUID, state.Function{PF: 0})
+
+func storageOpts() config.StorageOpts {
+	return config.StorageOpts{HostNQN: hostNQN, CtrlrLossTimeoutSec: -1, ReconnectDelaySec: 5, FastIOFailTimeoutSec: 0, Multipath: "multipath"}
+}
+
+// newEmu starts an emulator that serves the three test volumes: the boot
+// volume on two portals, the data disks on one.
+func newEmu(t *testing.T) *spdktest.Emulator {
+	return spdktest.StartT(t, spdktest.Options{Remotes: []spdktest.RemoteSubsystem{
+		spdktest.CinderVolume(bootID, hostNQN, "4420", "4421"),
+		spdktest.CinderVolume(data1ID, hostNQN, "4420"),
+		spdktest.CinderVolume(data2ID, hostNQN, "4420", "4421"),
+	}})
+}
+
+type rig struct {
+	t   *testing.T
+	emu *spdktest.Emulator
+	cl  *spdk.Client
+	r   *storage.Reconciler
+}
+
+func newRig(t *testing.T, emu *spdktest.Emulator, mk func(*spdk.Client) drivers.StorageDriver) *rig {
+	t.Helper()
+	cl := spdk.NewUnix(emu.Socket(), nil)
+	t.Cleanup(func() { _ = cl.Close() })
+	r, err := storage.New(storage.Options{Client: cl, Storage: storageOpts(), NodeUUID: nodeUUID, Driver: mk(cl)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rig{t: t, emu: emu, cl: cl, r: r}
+}
+
+func simDriver(t *testing.T) func(*spdk.Client) drivers.StorageDriver {
+	return func(cl *spdk.Client) drivers.StorageDriver {
+		d, err := sim.NewStorage(cl, nodeUUID, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+}
+
+// Connection info in Cinder's two formats.
+func newFormat(id string, ports ...int) state.ConnectionInfo {
+	var portals []any
+	for _, p := range ports {
+		portals = append(portals, []any{"127.0.0.1", float64(p), "tcp"})
+	}
+	return state.ConnectionInfo{DriverVolumeType: "nvmeof", Data: map[string]any{
+		"target_nqn": "nqn.2010-10.org.openstack:volume-" + id, "vol_uuid": id, "portals": portals,
+	}}
+}
+
+func oldFormat(id string, port int) state.ConnectionInfo {
+	return state.ConnectionInfo{DriverVolumeType: "nvmeof", Data: map[string]any{
+		"nqn": "nqn.2010-10.org.openstack:volume-" + id, "target_portal": "127.0.0.1",
+		"target_port": float64(port), "transport_type": "tcp", "ns_id": float64(1),
+	}}
+}
+
+func desired(vols ...state.Volume) *state.Desired {
+	return &state.Desired{Generation: 1, NodeUUID: nodeUUID, Volumes: vols, VIFs: []state.VIF{}}
+}
+
+func bootVol() state.Volume {
+	return state.Volume{VolumeID: bootID, BootIndex: state.IntPtr(0), ConnectionInfo: newFormat(bootID, 4420, 4421)}
+}
+func data1() state.Volume {
+	return state.Volume{VolumeID: data1ID, ConnectionInfo: oldFormat(data1ID, 4420)}
+}
+func data2() state.Volume {
+	return state.Volume{VolumeID: data2ID, BootIndex: state.IntPtr(1), ConnectionInfo: newFormat(data2ID, 4420)}
+}
+
+func (g *rig) reconcile(d *state.Desired) {
+	g.t.Helper()
+	if err := g.r.Reconcile(context.Background(), d); err != nil {
+		g.t.Fatalf("reconcile: %v", err)
+	}
+}
+
+// mutations runs f and returns how many mutating SPDK calls it made.
+func (g *rig) mutations(f func()) int {
+	g.emu.ResetCalls()
+	f()
+	return g.emu.MutatingCalls()
+}
+
+func (g *rig) namespaces(nqn string) map[int]string {
+	g.t.Helper()
+	subs, err := g.cl.GetSubsystems(context.Background(), nqn)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	out := map[int]string{}
+	for _, ns := range subs[0].Namespaces {
+		out[ns.NSID] = ns.BdevName
+	}
+	return out
+}
+
+func (g *rig) controllers() map[string]spdk.NVMeController {
+	g.t.Helper()
+	cs, err := g.cl.GetControllers(context.Background(), "")
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	out := map[string]spdk.NVMeController{}
+	for _, c := range cs {
+		out[c.Name] = c
+	}
+	return out
+}
+
+func (g *rig) observe() map[string]state.VolumeStatus {
+	var obs state.Observed
+	g.r.Observe(context.Background(), &obs)
+	out := map[string]state.VolumeStatus{}
+	for _, v := range obs.Volumes {
+		out[v.VolumeID] = v
+	}
+	return out
+}
+
+func sameMap(a, b map[int]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestAttachHotplugDetachSim(t *testing.T) {
+	emu := newEmu(t)
+	g := newRig(t, emu, simDriver(t))
+	ctx := context.Background()
+	if err := g.r.Health(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// Boot volume (2 portals, multipath) and two data disks, both formats.
+	all := desired(bootVol(), data1(), data2())
+	n := g.mutations(func() { g.reconcile(all) })
+	if got := emu.Calls("bdev_nvme_attach_controller"); got != 4 {
+		t.Errorf("attach calls = %d, want 4 (2 portals + 1 + 1)", got)
+	}
+	// Every attach names this DPU's host NQN, the multipath mode and the
+	// reconnect policy explicitly.
+	for _, raw := range emu.Params("bdev_nvme_attach_controller") {
+		var p map[string]any
+		_ = json.Unmarshal(raw, &p)
+		if p["hostnqn"] != hostNQN || p["multipath"] != "multipath" || p["ctrlr_loss_timeout_sec"] != float64(-1) ||
+			p["reconnect_delay_sec"] != float64(5) || p["fast_io_fail_timeout_sec"] != float64(0) {
+			t.Errorf("attach params %s", raw)
+		}
+	}
+	if n == 0 {
+		t.Fatal("no mutating call on first reconcile")
+	}
+	wantNS := map[int]string{1: "idpu-" + bootID + "n1", 2: "idpu-" + data1ID + "n1", 3: "idpu-" + data2ID + "n1"}
+	if got := g.namespaces(pf0NQN); !sameMap(got, wantNS) {
+		t.Fatalf("pf0 namespaces = %v, want %v", got, wantNS)
+	}
+	subs, _ := g.cl.GetSubsystems(ctx, pf0NQN)
+	if l := subs[0].ListenAddresses; len(l) != 1 || l[0].Trtype != "TCP" || l[0].Traddr != "127.0.0.1" || l[0].Trsvcid != sim.DefaultStoragePort {
+		t.Fatalf("listener = %+v", l)
+	}
+	// The host sees the volume's own uuid on the boot namespace.
+	for _, ns := range subs[0].Namespaces {
+		if ns.NSID == 1 && ns.UUID != bootID {
+			t.Errorf("boot namespace uuid = %s", ns.UUID)
+		}
+	}
+	if c := g.controllers()["idpu-"+bootID]; len(c.Ctrlrs) != 2 {
+		t.Fatalf("boot controller paths = %+v", c)
+	}
+	obs := g.observe()
+	b := obs[bootID]
+	if b.State != state.StateAttached || b.NSID != 1 || b.Controller != "idpu-"+bootID || b.Bdev != "idpu-"+bootID+"n1" ||
+		b.Function == nil || !b.Function.Equal(state.Function{PF: 0}) || len(b.Paths) != 2 || b.Paths[0].State != "enabled" || b.Paths[1].State != "enabled" {
+		t.Fatalf("boot status = %+v", b)
+	}
+	if obs[data1ID].NSID != 2 || obs[data2ID].NSID != 3 || obs[data1ID].State != state.StateAttached {
+		t.Fatalf("data status = %+v", obs)
+	}
+
+	// Same state again, and a fresh reconciler (agent restart): no change.
+	if n := g.mutations(func() { g.reconcile(all) }); n != 0 {
+		t.Fatalf("unchanged reconcile made %d mutating calls: %v", n, emu.CallCounts())
+	}
+	g2 := newRig(t, emu, simDriver(t))
+	if n := g2.mutations(func() { g2.reconcile(all) }); n != 0 {
+		t.Fatalf("restarted agent made %d mutating calls: %v", n, emu.CallCounts())
+	}
+	if obs := g2.observe(); obs[data2ID].NSID != 3 || len(obs) != 3 {
+		t.Fatalf("restarted agent observe = %+v", obs)
+	}
+
+	// Hot-unplug data disk 1: its namespace goes, then its controller; the
+	// others keep their nsids.
+	less := desired(bootVol(), data2())
+	emu.ResetCalls()
+	g.reconcile(less)
+	if emu.Calls("nvmf_subsystem_remove_ns") != 1 || emu.Calls("bdev_nvme_detach_controller") != 1 || emu.MutatingCalls() != 2 {
+		t.Fatalf("hot-unplug calls = %v", emu.CallCounts())
+	}
+	if got := g.namespaces(pf0NQN); !sameMap(got, map[int]string{1: wantNS[1], 3: wantNS[3]}) {
+		t.Fatalf("after unplug = %v", got)
+	}
+	if _, ok := g.controllers()["idpu-"+data1ID]; ok {
+		t.Fatal("data1 controller still attached")
+	}
+	if n := g.mutations(func() { g.reconcile(less) }); n != 0 {
+		t.Fatalf("repeat unplug made %d mutating calls", n)
+	}
+	// Hot-plug it back: next free nsid, no other change.
+	g.reconcile(all)
+	if got := g.namespaces(pf0NQN); got[2] != wantNS[2] || len(got) != 3 {
+		t.Fatalf("after re-plug = %v", got)
+	}
+
+	// Detach all, twice.
+	g.reconcile(desired())
+	if g.namespaces(pf0NQN) != nil || len(g.controllers()) != 0 {
+		t.Fatalf("detach all left %v %v", g.namespaces(pf0NQN), g.controllers())
+	}
+	if n := g.mutations(func() { g.reconcile(desired()) }); n != 0 {
+		t.Fatalf("repeat detach-all made %d mutating calls", n)
+	}
+	if obs := g.observe(); len(obs) != 0 {
+		t.Fatalf("observe after detach all = %+v", obs)
+	}
+}
+
+func TestSPDKRestartConverges(t *testing.T) {
+	emu := newEmu(t)
+	g := newRig(t, emu, simDriver(t))
+	ctx := context.Background()
+	all := desired(bootVol(), data1(), data2())
+	g.reconcile(all)
+	before := g.namespaces(pf0NQN)
+
+	sock := emu.Socket()
+	if err := emu.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.r.Health(ctx); !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Fatalf("health with SPDK down = %v", err)
+	}
+	if err := g.r.Reconcile(ctx, all); !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Fatalf("reconcile with SPDK down = %v", err)
+	}
+	if obs := g.observe(); obs[bootID].State != state.StateError || obs[bootID].LastError == "" {
+		t.Fatalf("observe with SPDK down = %+v", obs[bootID])
+	}
+	// A constructor with SPDK down still works.
+	if _, err := storage.New(storage.Options{Client: spdk.NewUnix(sock, nil), Storage: storageOpts(), NodeUUID: nodeUUID,
+		Driver: simDriver(t)(g.cl)}); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := emu.Start(sock); err != nil { // empty again
+		t.Fatal(err)
+	}
+	if err := g.r.Health(ctx); err != nil {
+		t.Fatal(err)
+	}
+	g.reconcile(all)
+	if got := g.namespaces(pf0NQN); !sameMap(got, before) {
+		t.Fatalf("after SPDK restart %v, want %v", got, before)
+	}
+	if n := g.mutations(func() { g.reconcile(all) }); n != 0 {
+		t.Fatalf("converged state still mutated %d", n)
+	}
+}
+
+func TestBadInputMakesNoCall(t *testing.T) {
+	emu := newEmu(t)
+	g := newRig(t, emu, simDriver(t))
+	mod := func(f func(d map[string]any)) state.Volume {
+		v := bootVol()
+		v.ConnectionInfo = newFormat(bootID, 4420)
+		f(v.ConnectionInfo.Data)
+		return v
+	}
+	cases := map[string]*state.Desired{
+		"bad target nqn":    desired(mod(func(d map[string]any) { d["target_nqn"] = "iqn.bogus" })),
+		"unknown transport": desired(mod(func(d map[string]any) { d["portals"] = []any{[]any{"127.0.0.1", float64(4420), "fc"}} })),
+		"port 0":            desired(mod(func(d map[string]any) { d["portals"] = []any{[]any{"127.0.0.1", float64(0), "tcp"}} })),
+		"port 65536":        desired(mod(func(d map[string]any) { d["portals"] = []any{[]any{"127.0.0.1", float64(65536), "tcp"}} })),
+		"missing target":    desired(mod(func(d map[string]any) { delete(d, "target_nqn") })),
+		"no portals":        desired(mod(func(d map[string]any) { delete(d, "portals") })),
+		"duplicate boot_index": desired(bootVol(), state.Volume{VolumeID: data1ID, BootIndex: state.IntPtr(0),
+			ConnectionInfo: newFormat(data1ID, 4420)}),
+		"boot on a vf": desired(state.Volume{VolumeID: bootID, BootIndex: state.IntPtr(0), ConnectionInfo: newFormat(bootID, 4420),
+			Function: &state.Function{PF: 0, VF: state.IntPtr(1)}}),
+		"pf the card lacks": desired(state.Volume{VolumeID: data1ID, ConnectionInfo: newFormat(data1ID, 4420), Function: &state.Function{PF: 7}}),
+		"other host nqn": desired(mod(func(d map[string]any) {
+			d["host_nqn"] = "nqn.2014-08.org.nvmexpress:uuid:deadbeef-0000-4000-8000-000000000000"
+		})),
+		"other node": {Generation: 1, NodeUUID: "00000000-0000-4000-8000-000000000001", Volumes: []state.Volume{bootVol()}},
+	}
+	for name, d := range cases {
+		emu.ResetCalls()
+		err := g.r.Reconcile(context.Background(), d)
+		if !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("%s: err = %v, want ErrInvalidArgument", name, err)
+		}
+		if verr := g.r.Validate(context.Background(), d); !errors.Is(verr, errdefs.ErrInvalidArgument) {
+			t.Errorf("%s: Validate = %v", name, verr)
+		}
+		if n := emu.TotalCalls(); n != 0 {
+			t.Errorf("%s: %d SPDK calls: %v", name, n, emu.CallCounts())
+		}
+	}
+	// A shared target NQN is refused as unsupported, also before any call.
+	emu.ResetCalls()
+	shared := data1()
+	shared.ConnectionInfo = oldFormat(bootID, 4420)
+	if err := g.r.Reconcile(context.Background(), desired(bootVol(), shared)); !errors.Is(err, errdefs.ErrNotSupported) || emu.TotalCalls() != 0 {
+		t.Errorf("shared target: %v, %d calls", err, emu.TotalCalls())
+	}
+	// No host NQN configured: volumes are refused, an empty state is fine.
+	cl := spdk.NewUnix(emu.Socket(), nil)
+	defer cl.Close()
+	opts := storageOpts()
+	opts.HostNQN = ""
+	r, err := storage.New(storage.Options{Client: cl, Storage: opts, NodeUUID: nodeUUID, Driver: simDriver(t)(cl)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emu.ResetCalls()
+	if err := r.Reconcile(context.Background(), desired(bootVol())); !errors.Is(err, errdefs.ErrInvalidArgument) || emu.TotalCalls() != 0 {
+		t.Fatalf("no host_nqn: %v, %d calls", err, emu.TotalCalls())
+	}
+	if err := r.Validate(context.Background(), desired()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDegradedAndFailedVolumes(t *testing.T) {
+	// Only port 4420 of the boot volume answers; the target does not know data1 (-5).
+	emu := spdktest.StartT(t, spdktest.Options{Remotes: []spdktest.RemoteSubsystem{spdktest.CinderVolume(bootID, hostNQN, "4420")}})
+	g := newRig(t, emu, simDriver(t))
+	err := g.r.Reconcile(context.Background(), desired(bootVol(), data1()))
+	if !errors.Is(err, errdefs.ErrStorage) || !strings.Contains(err.Error(), data1ID) || strings.Contains(err.Error(), "volume "+bootID) {
+		t.Fatalf("err = %v", err)
+	}
+	obs := g.observe()
+	b := obs[bootID]
+	if b.State != state.StateAttached || b.NSID != 1 || len(b.Paths) != 2 || b.Paths[0].State != "enabled" || b.Paths[1].State != "detached" {
+		t.Fatalf("degraded boot = %+v", b)
+	}
+	if d := obs[data1ID]; d.State != state.StateError || !strings.Contains(d.LastError, "Input/output error") || d.NSID != 0 {
+		t.Fatalf("failed data1 = %+v", d)
+	}
+	// The missing path comes back once the target listens on it.
+	emu.RemoveRemote(spdktest.CinderVolume(bootID, hostNQN).NQN)
+	emu.AddRemote(spdktest.CinderVolume(bootID, hostNQN, "4420", "4421"))
+	emu.AddRemote(spdktest.CinderVolume(data1ID, hostNQN, "4420"))
+	g.reconcile(desired(bootVol(), data1()))
+	if obs := g.observe(); obs[bootID].Paths[1].State != "enabled" || obs[data1ID].State != state.StateAttached {
+		t.Fatalf("recovered = %+v", obs)
+	}
+}
+
+func TestExternalDetachIsRepaired(t *testing.T) {
+	emu := newEmu(t)
+	g := newRig(t, emu, simDriver(t))
+	all := desired(bootVol(), data2())
+	g.reconcile(all)
+	// Someone detaches the boot backend: SPDK drops the exported namespace too.
+	if err := g.cl.DetachController(context.Background(), spdk.DetachControllerParams{Name: "idpu-" + bootID}); err != nil {
+		t.Fatal(err)
+	}
+	if ns := g.namespaces(pf0NQN); len(ns) != 1 {
+		t.Fatalf("quirk: namespaces after backend detach = %v", ns)
+	}
+	g.reconcile(all)
+	if ns := g.namespaces(pf0NQN); ns[1] != "idpu-"+bootID+"n1" || len(ns) != 2 {
+		t.Fatalf("repaired = %v", ns)
+	}
+}
+
+func TestBluefieldSNAP(t *testing.T) {
+	emu := newEmu(t)
+	g := newRig(t, emu, func(cl *spdk.Client) drivers.StorageDriver {
+		d, err := bluefield.NewStorage(bluefield.StorageOptions{Client: cl, NodeUUID: nodeUUID, PFs: 1, VFs: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	})
+	vfData := data2()
+	vfData.Function = &state.Function{PF: 0, VF: state.IntPtr(2)}
+	all := desired(bootVol(), data1(), vfData)
+	g.reconcile(all)
+	for _, m := range []string{"nvme_subsystem_create", "nvme_controller_create", "nvme_controller_resume"} {
+		if emu.Calls(m) != 2 {
+			t.Errorf("%s called %d times, want 2 (pf0, pf0vf2)", m, emu.Calls(m))
+		}
+	}
+	if emu.Calls("nvme_namespace_create") != 3 || emu.Calls("nvme_controller_attach_ns") != 3 {
+		t.Errorf("namespace calls = %v", emu.CallCounts())
+	}
+	var ctrls []struct {
+		NQN        string `json:"nqn"`
+		PFIndex    int    `json:"pf_index"`
+		VFIndex    *int   `json:"vf_index"`
+		Suspended  bool   `json:"suspended"`
+		Namespaces []struct {
+			NSID int    `json:"nsid"`
+			Bdev string `json:"bdev"`
+		} `json:"namespaces"`
+	}
+	if err := g.cl.Call(context.Background(), "nvme_controller_list", nil, &ctrls); err != nil || len(ctrls) != 2 {
+		t.Fatalf("controllers = %+v %v", ctrls, err)
+	}
+	for _, c := range ctrls {
+		if c.Suspended {
+			t.Errorf("%s still suspended", c.NQN)
+		}
+		if c.VFIndex == nil && (len(c.Namespaces) != 2 || c.Namespaces[0].NSID != 1 || c.Namespaces[0].Bdev != "idpu-"+bootID+"n1") {
+			t.Errorf("pf0 namespaces = %+v", c.Namespaces)
+		}
+		if c.VFIndex != nil && (*c.VFIndex != 2 || len(c.Namespaces) != 1 || c.Namespaces[0].NSID != 1) {
+			t.Errorf("vf2 = %+v", c)
+		}
+	}
+	if n := g.mutations(func() { g.reconcile(all) }); n != 0 {
+		t.Fatalf("unchanged SNAP reconcile made %d mutating calls: %v", n, emu.CallCounts())
+	}
+	// Unplug the VF disk: its controller and subsystem go (no volume left there).
+	emu.ResetCalls()
+	g.reconcile(desired(bootVol(), data1()))
+	if emu.Calls("nvme_controller_destroy") != 1 || emu.Calls("nvme_subsystem_destroy") != 1 || emu.Calls("bdev_nvme_detach_controller") != 1 {
+		t.Fatalf("unplug calls = %v", emu.CallCounts())
+	}
+	g.reconcile(desired())
+	if err := g.cl.Call(context.Background(), "nvme_controller_list", nil, &ctrls); err != nil || len(ctrls) != 0 {
+		t.Fatalf("left over: %+v", ctrls)
+	}
+	if n := g.mutations(func() { g.reconcile(desired()) }); n != 0 {
+		t.Fatal("repeat detach-all mutated")
+	}
+	// The card has no VF 9 and SNAP cannot use SFs.
+	bad := data2()
+	bad.Function = &state.Function{PF: 0, VF: state.IntPtr(9)}
+	if err := g.r.Validate(context.Background(), desired(bad)); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("vf 9: %v", err)
+	}
+}
+
+func TestSPDKNvmfVFIOUser(t *testing.T) {
+	emu := newEmu(t)
+	dir := t.TempDir()
+	g := newRig(t, emu, func(cl *spdk.Client) drivers.StorageDriver {
+		d, err := spdkgeneric.NewStorage(spdkgeneric.Options{Client: cl, NodeUUID: nodeUUID, VFIOUserDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	})
+	g.reconcile(desired(bootVol()))
+	subs, err := g.cl.GetSubsystems(context.Background(), pf0NQN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := subs[0].ListenAddresses
+	if len(l) != 1 || l[0].Trtype != "VFIOUSER" || l[0].Traddr != filepath.Join(dir, "pf0") {
+		t.Fatalf("listener = %+v", l)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "pf0")); err != nil || !fi.IsDir() {
+		t.Fatal("vfio-user dir not made")
+	}
+	if emu.Calls("nvmf_create_transport") != 1 {
+		t.Fatalf("transport calls = %d", emu.Calls("nvmf_create_transport"))
+	}
+	// VFs are not emulated by this driver.
+	v := data1()
+	v.Function = &state.Function{PF: 0, VF: state.IntPtr(1)}
+	if err := g.r.Validate(context.Background(), desired(v)); !errors.Is(err, errdefs.ErrNotSupported) {
+		t.Fatalf("vf: %v", err)
+	}
+}
+
+func TestConfigDrive(t *testing.T) {
+	emu := newEmu(t)
+	g := newRig(t, emu, simDriver(t))
+	img := filepath.Join(t.TempDir(), "config-drive.img")
+	if err := os.WriteFile(img, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g.r.SetConfigDrive(img)
+	d := desired(bootVol())
+	g.reconcile(d)
+	if ns := g.namespaces(pf0NQN); ns[1] != "idpu-"+bootID+"n1" || ns[2] != storage.ConfigDriveBdev {
+		t.Fatalf("namespaces = %v", ns)
+	}
+	bs, err := g.cl.GetBdevs(context.Background(), storage.ConfigDriveBdev)
+	if err != nil || bs[0].NumBlocks != 2048 || bs[0].DriverSpecific.AIO == nil || bs[0].DriverSpecific.AIO.Filename != img {
+		t.Fatalf("aio bdev = %+v %v", bs, err)
+	}
+	if n := g.mutations(func() { g.reconcile(d) }); n != 0 {
+		t.Fatalf("unchanged config drive mutated %d", n)
+	}
+	g.r.SetConfigDrive("")
+	g.reconcile(d)
+	if ns := g.namespaces(pf0NQN); len(ns) != 1 {
+		t.Fatalf("config drive still exposed: %v", ns)
+	}
+	if _, err := g.cl.GetBdevs(context.Background(), storage.ConfigDriveBdev); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("aio bdev not deleted: %v", err)
+	}
+}
