@@ -14,6 +14,7 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/spdkgeneric"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/network"
+	"github.com/ironic-dpu/ironic-dpu-agent/storage"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 )
 
@@ -67,5 +68,12 @@ func buildReconcilers(ctx context.Context, cfg *config.Config, log *zap.Logger, 
 	if err != nil {
 		return nil, nil, err
 	}
-	return []agent.Reconciler{net}, []func(){net.Close, func() { _ = client.Close() }}, nil
+	st, err := storage.New(storage.Options{
+		Client: client, Storage: cfg.Storage, NodeUUID: cfg.Default.NodeUUID, Driver: drv.Storage, Logger: log,
+	})
+	if err != nil {
+		net.Close()
+		return nil, nil, err
+	}
+	return []agent.Reconciler{st, net}, []func(){net.Close, func() { _ = client.Close() }}, nil
 }
