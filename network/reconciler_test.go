@@ -1,0 +1,107 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/agent"
+	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
+	"github.com/ironic-dpu/ironic-dpu-agent/config"
+	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
+	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+)
+
+var _ agent.Reconciler = (*Reconciler)(nil)
+
+const nodeUUID = "6a3c2b1e-0000-4000-8000-000000000001"
+
+func TestNewReturnsPromptlyWhenOVSDBIsDown(t *testing.T) {
+	ctx := context.Background()
+	start := time.Now()
+	r, err := New(ctx, Options{
+		Config:   config.OVSOpts{OVSDBConnection: "unix:" + filepath.Join(t.TempDir(), "none.sock"), IntegrationBridge: "br-int", BindTimeout: time.Second},
+		NodeUUID: nodeUUID, Driver: sim.NewNetwork(0), Logger: zaptest.NewLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("New took %v with OVSDB down", d)
+	}
+	if err := r.Health(ctx); !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Errorf("Health = %v, want ErrUnavailable", err)
+	}
+	d := &state.Desired{VIFs: []state.VIF{{PortID: "11111111-2222-3333-4444-555555555555", MAC: "fa:16:3e:00:00:01",
+		Function: &state.Function{PF: 0, SF: state.IntPtr(1)}}}}
+	if err := r.Reconcile(ctx, d); !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Errorf("Reconcile = %v, want ErrUnavailable", err)
+	}
+	var obs state.Observed
+	r.Observe(ctx, &obs)
+	if len(obs.VIFs) != 1 || obs.VIFs[0].State != state.StateError || obs.VIFs[0].LastError == "" {
+		t.Errorf("Observe = %+v", obs.VIFs)
+	}
+	done := make(chan struct{})
+	go func() { r.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not stop the connection goroutine")
+	}
+}
+
+func TestNewRejectsBadOptions(t *testing.T) {
+	good := Options{Config: config.OVSOpts{OVSDBConnection: "unix:/x", IntegrationBridge: "br-int"}, NodeUUID: nodeUUID, Driver: sim.NewNetwork(0)}
+	for name, mut := range map[string]func(*Options){
+		"no driver": func(o *Options) { o.Driver = nil },
+		"bad node":  func(o *Options) { o.NodeUUID = "node-1" },
+		"no bridge": func(o *Options) { o.Config.IntegrationBridge = "" },
+	} {
+		o := good
+		mut(&o)
+		if _, err := New(context.Background(), o); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func TestValidateUsesDriver(t *testing.T) {
+	r := &Reconciler{drv: sim.NewNetwork(2)}
+	vif := func(f state.Function) *state.Desired {
+		return &state.Desired{VIFs: []state.VIF{{PortID: "11111111-2222-3333-4444-555555555555", MAC: "fa:16:3e:00:00:01", Function: &f}}}
+	}
+	if err := r.Validate(context.Background(), vif(state.Function{PF: 1, VF: state.IntPtr(3)})); err != nil {
+		t.Errorf("pf1vf3: %v", err)
+	}
+	if err := r.Validate(context.Background(), vif(state.Function{PF: 2, VF: state.IntPtr(3)})); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("unknown pf: %v", err)
+	}
+	// A VIF without a function is fine to validate (the agent assigns an SF)
+	// but Reconcile refuses it.
+	d := &state.Desired{VIFs: []state.VIF{{PortID: "11111111-2222-3333-4444-555555555555", MAC: "fa:16:3e:00:00:01"}}}
+	if err := r.Validate(context.Background(), d); err != nil {
+		t.Errorf("nil function: %v", err)
+	}
+	if err := r.Reconcile(context.Background(), d); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("Reconcile nil function: %v", err)
+	}
+}
+
+func TestFunctionKeyRoundTrip(t *testing.T) {
+	for _, f := range []state.Function{{PF: 0}, {PF: 1, VF: state.IntPtr(3)}, {PF: 0, SF: state.IntPtr(88)}} {
+		got, ok := parseFunctionKey(functionKey(f))
+		if !ok || !got.Equal(f) {
+			t.Errorf("%s -> %+v %v", functionKey(f), got, ok)
+		}
+	}
+	for _, bad := range []string{"", "p0", "c1pf0vf1", "eth0"} {
+		if _, ok := parseFunctionKey(bad); ok {
+			t.Errorf("parseFunctionKey(%q) ok", bad)
+		}
+	}
+}
