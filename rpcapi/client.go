@@ -133,21 +133,10 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 func (c *Client) readReplies(dels <-chan amqp.Delivery, done chan struct{}) {
 	defer close(done)
 	for d := range dels {
-		fields, err := DecodeEnvelope(d.Body)
+		m, err := decodeReply(d.Body)
 		if err != nil {
 			c.log.Warn("dropping malformed reply", zap.Error(err))
 			continue
-		}
-		var m replyMsg
-		m.MsgID, _ = optString(fields, "_msg_id")
-		m.Result = fields["result"]
-		_ = json.Unmarshal(fields["ending"], &m.Ending)
-		if raw, ok := fields["failure"]; ok && !isNull(raw) {
-			var f string
-			if json.Unmarshal(raw, &f) != nil {
-				f = string(raw) // tolerate an object from a non-conforming server
-			}
-			m.Failure = &f
 		}
 		c.pmu.Lock()
 		ch := c.pending[m.MsgID]
@@ -157,11 +146,33 @@ func (c *Client) readReplies(dels <-chan amqp.Delivery, done chan struct{}) {
 			continue
 		}
 		select {
-		case ch <- &m:
+		case ch <- m:
 		default:
 			c.log.Warn("reply dropped: caller not keeping up", zap.String("msg_id", m.MsgID))
 		}
 	}
+}
+
+// decodeReply parses a reply body.
+func decodeReply(body []byte) (*replyMsg, error) {
+	fields, err := DecodeEnvelope(body)
+	if err != nil {
+		return nil, err
+	}
+	m := &replyMsg{}
+	if m.MsgID, err = optString(fields, "_msg_id"); err != nil {
+		return nil, err
+	}
+	m.Result = fields["result"]
+	_ = json.Unmarshal(fields["ending"], &m.Ending)
+	if raw, ok := fields["failure"]; ok && !isNull(raw) {
+		var f string
+		if json.Unmarshal(raw, &f) != nil {
+			f = string(raw) // tolerate an object from a non-conforming server
+		}
+		m.Failure = &f
+	}
+	return m, nil
 }
 
 // Close stops the client. Calls in progress fail.
@@ -326,7 +337,7 @@ func (c *Client) Call(ctx context.Context, t Target, method string, args any, o 
 	c.mu.Lock()
 	lost := c.sess.lost
 	c.mu.Unlock()
-	var final json.RawMessage
+	var acc replyAccumulator
 	for {
 		select {
 		case <-ctx.Done():
@@ -338,26 +349,42 @@ func (c *Client) Call(ctx context.Context, t Target, method string, args any, o 
 		case <-lost:
 			return nil, fmt.Errorf("broker connection lost while waiting for message ID %s: %w", msgID, errdefs.ErrUnavailable)
 		case r := <-ch:
-			if r.Failure != nil {
-				re, err := parseFailure(*r.Failure)
-				if err != nil {
-					return nil, err
-				}
-				return nil, re
+			res, done, heartbeat, err := acc.add(r)
+			if err != nil || done {
+				return res, err
 			}
-			if !isNull(r.Result) {
-				final = r.Result
-			} else if !r.Ending && mt != nil {
+			if heartbeat && mt != nil {
 				mt.Reset(o.CallMonitorTimeout)
-			}
-			if r.Ending {
-				if final == nil {
-					final = json.RawMessage("null")
-				}
-				return final, nil
 			}
 		}
 	}
+}
+
+// replyAccumulator is oslo's ReplyWaiter loop: a failure ends the call, the
+// last non-null result wins, ending=false without a result is a heartbeat,
+// and ending=true finishes (so old two-message replies work too).
+type replyAccumulator struct{ final json.RawMessage }
+
+func (a *replyAccumulator) add(r *replyMsg) (result json.RawMessage, done, heartbeat bool, err error) {
+	if r.Failure != nil {
+		re, err := parseFailure(*r.Failure)
+		if err != nil {
+			return nil, true, false, err
+		}
+		return nil, true, false, re
+	}
+	if !isNull(r.Result) {
+		a.final = r.Result
+	} else if !r.Ending {
+		heartbeat = true
+	}
+	if r.Ending {
+		if a.final == nil {
+			a.final = json.RawMessage("null")
+		}
+		return a.final, true, false, nil
+	}
+	return nil, false, heartbeat, nil
 }
 
 // IsRemote reports whether err is a remote failure of the given class.
