@@ -121,8 +121,6 @@ func remoteErr(t *testing.T, err error) *osloclient.RemoteErr {
 	return re
 }
 
-const vif = `{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"fa:16:3e:00:00:01","function":{"pf":0,"vf":3}}`
-
 func TestAgentOverOsloMessaging(t *testing.T) {
 	stateDir := filepath.Join(t.TempDir(), "state")
 	p := startAgent(t, stateDir)
@@ -241,7 +239,6 @@ func TestAgentOverOsloMessaging(t *testing.T) {
 	})
 }
 
-type jsonObj = map[string]any
 
 func TestCLIStatusAndCheckAgainstRealBroker(t *testing.T) {
 	p := startAgent(t, filepath.Join(t.TempDir(), "state"))
