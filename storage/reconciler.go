@@ -100,9 +100,9 @@ type item struct {
 	boot     bool
 	file     string // config drive image
 
-	bdev  string
-	nsid  int
-	err   error
+	bdev string
+	nsid int
+	err  error
 }
 
 // Validate implements agent.Reconciler: everything that can be checked

@@ -86,6 +86,7 @@ type Client struct {
 	network, address string
 	log              *zap.Logger
 	dialTimeout      time.Duration
+	callTimeout      atomic.Int64 // nanoseconds; 0 = only the caller's ctx
 	nextID           atomic.Uint64
 
 	mu   sync.Mutex // guards conn and closed
@@ -105,6 +106,10 @@ func New(network, address string, log *zap.Logger) *Client {
 
 // NewUnix is New("unix", path, log).
 func NewUnix(path string, log *zap.Logger) *Client { return New("unix", path, log) }
+
+// SetCallTimeout bounds every call ([spdk] rpc_timeout) on top of the
+// caller's context; 0 removes the bound.
+func (c *Client) SetCallTimeout(d time.Duration) { c.callTimeout.Store(int64(d)) }
 
 // Address returns the socket the client dials.
 func (c *Client) Address() string { return c.address }
@@ -139,6 +144,11 @@ func (c *Client) Call(ctx context.Context, method string, params any, result any
 		return fmt.Errorf("spdk %s: encode params: %w: %w", method, errdefs.ErrInvalidArgument, err)
 	}
 	msg := bytes.TrimRight(buf.Bytes(), "\n")
+	if d := time.Duration(c.callTimeout.Load()); d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
 
 	cn, err := c.getConn(ctx)
 	if err != nil {

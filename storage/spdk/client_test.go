@@ -95,6 +95,12 @@ func TestDeadlineKeepsConnectionUsable(t *testing.T) {
 	if _, err := c.GetVersion(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	// The client-wide bound ([spdk] rpc_timeout) applies without a ctx deadline.
+	c.SetCallTimeout(30 * time.Millisecond)
+	err = c.Call(context.Background(), "bdev_get_bdevs", map[string]any{"name": "nope", "timeout": 2000}, nil)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("call timeout: %v", err)
+	}
 }
 
 // TestConcurrentOutOfOrder runs slow (asynchronous) and fast calls on one

@@ -32,6 +32,9 @@ type Options struct {
 	// bdev_nvme_attach_controller, which SPDK handles asynchronously (a
 	// pipelined later request is answered first). Default 2ms; negative = 0.
 	AttachLatency time.Duration
+	// Debug adds spdktest_get_call_counts and spdktest_reset_call_counts,
+	// so tests can read the counters of an emulator run as a process.
+	Debug bool
 	// SNAPPFs and SNAPVFs size the emulated NVMe functions SNAP can put a
 	// controller on (default 2 PFs with 8 VFs each).
 	SNAPPFs, SNAPVFs int
@@ -226,6 +229,22 @@ func (e *Emulator) Notifications() int {
 	return e.notifications
 }
 
+// LoadRemotes reads a JSON list of RemoteSubsystem (the --remotes file of
+// cmd/spdk-emulator).
+func LoadRemotes(path string) ([]RemoteSubsystem, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var rs []RemoteSubsystem
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rs); err != nil {
+		return nil, fmt.Errorf("spdktest: %s: %w", path, err)
+	}
+	return rs, nil
+}
+
 // InjectError makes the next call of method fail with code/message, before
 // any side effect (for testing error paths the real SPDK rarely shows).
 func (e *Emulator) InjectError(method string, code int, message string) {
@@ -233,6 +252,9 @@ func (e *Emulator) InjectError(method string, code int, message string) {
 	defer e.mu.Unlock()
 	e.inject[method] = append(e.inject[method], rpcError{code, message})
 }
+
+// IsReadOnly reports whether method never changes state.
+func IsReadOnly(method string) bool { return readOnly[method] }
 
 var readOnly = map[string]bool{
 	"spdk_get_version": true, "rpc_get_methods": true, "bdev_get_bdevs": true,
@@ -453,6 +475,15 @@ func compact(v any) []byte {
 }
 
 func (e *Emulator) dispatch(method string, params json.RawMessage, hasParams bool) (any, error) {
+	if e.opts.Debug {
+		switch method {
+		case "spdktest_get_call_counts":
+			return e.CallCounts(), nil
+		case "spdktest_reset_call_counts":
+			e.ResetCalls()
+			return true, nil
+		}
+	}
 	e.mu.Lock()
 	e.calls[method]++
 	e.reqs[method] = append(e.reqs[method], append(json.RawMessage(nil), params...))

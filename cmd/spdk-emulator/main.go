@@ -1,0 +1,40 @@
+// Command spdk-emulator serves the strict SPDK/SNAP JSON-RPC emulator of
+// storage/spdk/spdktest on a unix socket, for the demo and for tests that
+// kill and restart it. It stops on SIGTERM or SIGINT.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk/spdktest"
+)
+
+func main() {
+	sock := flag.String("socket", "/var/tmp/spdk.sock", "unix socket to serve")
+	remotes := flag.String("remotes", "", "JSON file listing the reachable remote NVMe-oF subsystems")
+	debug := flag.Bool("debug-methods", false, "serve spdktest_get_call_counts and spdktest_reset_call_counts")
+	flag.Parse()
+	opts := spdktest.Options{Debug: *debug}
+	var err error
+	if *remotes != "" {
+		if opts.Remotes, err = spdktest.LoadRemotes(*remotes); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+	e := spdktest.New(opts)
+	if err := e.Start(*sock); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Printf("spdk-emulator listening on %s\n", *sock)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	<-ctx.Done()
+	_ = e.Stop()
+}
