@@ -239,7 +239,6 @@ func TestAgentOverOsloMessaging(t *testing.T) {
 	})
 }
 
-
 func TestCLIStatusAndCheckAgainstRealBroker(t *testing.T) {
 	p := startAgent(t, filepath.Join(t.TempDir(), "state"))
 	waitServing(t, client(t))
