@@ -15,6 +15,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/ovn-kubernetes/libovsdb/ovsdb"
+
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
@@ -162,6 +164,41 @@ func parseFunctionKey(s string) (state.Function, bool) {
 	return f, true
 }
 
+// maxInflight bounds concurrent plug transactions.
+const maxInflight = 16
+
+type plugJob struct {
+	idx   int
+	spec  ovs.IfaceSpec
+	ops   []ovsdb.Operation
+	sent  time.Time
+	took  time.Duration
+	iface string // UUID of the inserted Interface
+	err   error
+}
+
+func (r *Reconciler) transactAll(ctx context.Context, jobs []plugJob) {
+	sem := make(chan struct{}, maxInflight)
+	var wg sync.WaitGroup
+	for k := range jobs {
+		j := &jobs[k]
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			j.sent = time.Now()
+			res, err := r.ovs.Transact(ctx, j.ops)
+			j.took = time.Since(j.sent)
+			if err != nil {
+				j.err = err
+				return
+			}
+			j.iface = res[ovs.PlugIfaceOp(j.ops)].UUID.GoUUID
+		}()
+	}
+	wg.Wait()
+}
+
 // Reconcile implements agent.Reconciler. It reads OVSDB through the client's
 // cache, removes this node's ports that are no longer desired, plugs missing
 // or changed VIFs (one transaction each), and waits up to [ovs] bind_timeout
@@ -238,6 +275,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
 		sent  time.Time
 	}
 	var waits []pending
+	var jobs []plugJob
 	for i, v := range d.VIFs {
 		if statuses[i].lastErr != "" {
 			continue
@@ -270,18 +308,23 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
 			fail(i, err)
 			continue
 		}
-		sent := time.Now()
-		res, err := r.ovs.Transact(ctx, ops)
-		if err != nil {
-			fail(i, err)
+		jobs = append(jobs, plugJob{idx: i, spec: spec, ops: ops})
+	}
+	// All plans come from one snapshot, so the transactions are independent
+	// (a row two of them delete is simply gone for the second): pipeline
+	// them, which lets ovsdb-server, vswitchd and ovn-controller batch work.
+	r.transactAll(ctx, jobs)
+	for _, j := range jobs {
+		if j.err != nil {
+			fail(j.idx, j.err)
 			continue
 		}
-		for _, name := range snap.Replaced(spec) {
+		for _, name := range snap.Replaced(j.spec) {
 			snap.Forget(name)
 		}
-		r.log.Info("plugged vif", zap.String("port_id", v.PortID), zap.String("representor", spec.Name),
-			zap.String("function", spec.Function), zap.Duration("txn", time.Since(sent)))
-		waits = append(waits, pending{idx: i, iface: res[ovs.PlugIfaceOp(ops)].UUID.GoUUID, sent: sent})
+		r.log.Info("plugged vif", zap.String("port_id", d.VIFs[j.idx].PortID), zap.String("representor", j.spec.Name),
+			zap.String("function", j.spec.Function), zap.Duration("txn", j.took))
+		waits = append(waits, pending{idx: j.idx, iface: j.iface, sent: j.sent})
 	}
 
 	// 4. Wait (bounded) for ovn-controller to bind what was just plugged.

@@ -34,6 +34,10 @@ type Client struct {
 	cl      client.Client // nil while disconnected
 	changed chan struct{} // closed and replaced on every Interface change
 	lastErr error
+	// installed holds Interface UUIDs carrying ovn-installed=true and when
+	// the cache first saw that, maintained from cache events so waiters need
+	// not scan the cache.
+	installed map[string]time.Time
 
 	txns atomic.Uint64
 }
@@ -46,7 +50,7 @@ func NewClient(endpoint string, log *zap.Logger, onConnect func()) *Client {
 	if onConnect == nil {
 		onConnect = func() {}
 	}
-	return &Client{endpoint: endpoint, log: log, onConnect: onConnect, changed: make(chan struct{}),
+	return &Client{endpoint: endpoint, log: log, onConnect: onConnect, changed: make(chan struct{}), installed: map[string]time.Time{},
 		lastErr: fmt.Errorf("%w: ovsdb %s: not connected yet", errdefs.ErrUnavailable, endpoint)}
 }
 
@@ -127,10 +131,14 @@ func (c *Client) connect(ctx context.Context) (client.Client, error) {
 	if err := cl.Connect(cctx); err != nil {
 		return nil, err
 	}
+	// A new connection starts with an empty cache that replays every row.
+	c.mu.Lock()
+	c.installed = map[string]time.Time{}
+	c.mu.Unlock()
 	cl.Cache().AddEventHandler(&cache.EventHandlerFuncs{
-		AddFunc:    func(table string, _ model.Model) { c.onEvent(table) },
-		UpdateFunc: func(table string, _, _ model.Model) { c.onEvent(table) },
-		DeleteFunc: func(table string, _ model.Model) { c.onEvent(table) },
+		AddFunc:    func(_ string, m model.Model) { c.onEvent(m, false) },
+		UpdateFunc: func(_ string, _, m model.Model) { c.onEvent(m, false) },
+		DeleteFunc: func(_ string, m model.Model) { c.onEvent(m, true) },
 	})
 	// Only the columns we read: Interface statistics change every few
 	// seconds and would wake every waiter for nothing.
@@ -147,8 +155,23 @@ func (c *Client) connect(ctx context.Context) (client.Client, error) {
 	return cl, nil
 }
 
-func (c *Client) onEvent(table string) {
-	if table == vswitchd.InterfaceTable {
+func (c *Client) onEvent(m model.Model, deleted bool) {
+	i, ok := m.(*vswitchd.Interface)
+	if !ok {
+		return
+	}
+	now := time.Now()
+	c.mu.Lock()
+	_, was := c.installed[i.UUID]
+	is := !deleted && i.ExternalIDs[KeyOVNInstalled] == "true"
+	switch {
+	case is && !was:
+		c.installed[i.UUID] = now
+	case !is && was:
+		delete(c.installed, i.UUID)
+	}
+	c.mu.Unlock()
+	if is != was {
 		c.notify()
 	}
 }
@@ -268,21 +291,19 @@ func (c *Client) Interface(ctx context.Context, uuid string) (*Iface, error) {
 }
 
 // WaitInstalled waits until every Interface UUID in uuids carries
-// ovn-installed=true, or ctx ends. It returns, per UUID, when it was first
-// seen installed (zero time: not installed before ctx ended).
+// ovn-installed=true, or ctx ends. It returns, per UUID, when the cache first
+// saw it installed (missing: not installed before ctx ended).
 func (c *Client) WaitInstalled(ctx context.Context, uuids []string) map[string]time.Time {
 	done := make(map[string]time.Time, len(uuids))
 	for {
-		_, changed, _ := c.current()
-		now := time.Now()
+		c.mu.RLock()
+		changed := c.changed
 		for _, u := range uuids {
-			if _, ok := done[u]; ok {
-				continue
-			}
-			if f, err := c.Interface(ctx, u); err == nil && f.Installed() {
-				done[u] = now
+			if t, ok := c.installed[u]; ok {
+				done[u] = t
 			}
 		}
+		c.mu.RUnlock()
 		if len(done) == len(uuids) {
 			return done
 		}
