@@ -150,16 +150,25 @@ func (c *Client) Call(ctx context.Context, method string, params any, result any
 		defer cancel()
 	}
 
-	cn, err := c.getConn(ctx)
-	if err != nil {
-		return fmt.Errorf("spdk %s: %w", method, err)
-	}
 	ch := make(chan response, 1)
-	if err := cn.send(ctx, id, msg, ch); err != nil {
-		// A write on a connection SPDK already closed (restart): forget it so
-		// the next call re-dials.
+	var cn *conn
+	for attempt := 0; ; attempt++ {
+		var fresh bool
+		var err error
+		cn, fresh, err = c.getConn(ctx)
+		if err != nil {
+			return fmt.Errorf("spdk %s: %w", method, err)
+		}
+		err = cn.send(ctx, id, msg, ch)
+		if err == nil {
+			break
+		}
+		// The write failed on a connection SPDK had already closed (it
+		// restarted): nothing was delivered, so re-dial once and resend.
 		c.drop(cn)
-		return fmt.Errorf("spdk %s: %w", method, err)
+		if fresh || attempt > 0 {
+			return fmt.Errorf("spdk %s: %w", method, err)
+		}
 	}
 	select {
 	case <-ctx.Done():
@@ -210,23 +219,25 @@ func checkParams(p any) error {
 	return fmt.Errorf("params must be a struct, map, slice or array, not %s", v.Kind())
 }
 
-func (c *Client) getConn(ctx context.Context) (*conn, error) {
+// getConn returns the live connection, dialling if needed; fresh is true
+// for a new one.
+func (c *Client) getConn(ctx context.Context) (cn *conn, fresh bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return nil, fmt.Errorf("%w: client closed", errdefs.ErrUnavailable)
+		return nil, false, fmt.Errorf("%w: client closed", errdefs.ErrUnavailable)
 	}
 	if c.conn != nil && !c.conn.isDone() {
-		return c.conn, nil
+		return c.conn, false, nil
 	}
 	d := net.Dialer{Timeout: c.dialTimeout}
 	nc, err := d.DialContext(ctx, c.network, c.address)
 	if err != nil {
-		return nil, fmt.Errorf("%w: dial SPDK at %s: %w", errdefs.ErrUnavailable, c.address, err)
+		return nil, false, fmt.Errorf("%w: dial SPDK at %s: %w", errdefs.ErrUnavailable, c.address, err)
 	}
 	c.conn = newConn(nc, c.log)
 	c.log.Debug("connected to SPDK", zap.String("socket", c.address))
-	return c.conn, nil
+	return c.conn, true, nil
 }
 
 func (c *Client) drop(cn *conn) {

@@ -437,6 +437,12 @@ func bdevNVMeAttach(e *Emulator, params json.RawMessage, _ bool) (any, error) {
 			if nb == 0 {
 				nb = 131072
 			}
+			if ns.UUID != "" && e.st.bdev(ns.UUID) != nil {
+				// SPDK: "Unable to add uuid:... alias ... already exists" —
+				// an instance attaching its own export of a bdev without an
+				// explicit namespace uuid gets no bdev (research §2.4).
+				continue
+			}
 			b := &bdev{name: fmt.Sprintf("%sn%d", name, ns.NSID), uuid: ns.UUID, product: "NVMe disk",
 				blockSize: bs, numBlocks: nb, kind: "nvme", ctrlr: name, nsid: ns.NSID}
 			if ns.UUID != "" {
