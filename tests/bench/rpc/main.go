@@ -1,0 +1,275 @@
+// Command rpc benchmarks the Go RPC server against a trivial Python
+// oslo.messaging server, both called by the same Python oslo.messaging client
+// on the same private broker in one run. It prints calls/s, p50 and p99 for
+// sequential and 16 concurrent callers, the Go/Python ratios, and the idle
+// RSS of both servers. Figures, not assertions.
+//
+// Usage (from the repository root): go run ./tests/bench/rpc
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/rabbitmq"
+)
+
+const python = "/usr/bin/python3"
+
+func main() {
+	seqN := flag.Int("n", 500, "sequential calls per server")
+	concN := flag.Int("concurrent-n", 2000, "calls per server with -c callers")
+	conc := flag.Int("c", 16, "concurrent callers (threads)")
+	procs := flag.Int("procs", 4, "client processes the concurrent callers are spread over (the Python client is GIL-bound)")
+	flag.Parse()
+	if err := run(*seqN, *concN, *conc, *procs); err != nil {
+		fmt.Fprintln(os.Stderr, "bench rpc:", err)
+		os.Exit(1)
+	}
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// startProc runs a server process and waits for its READY line.
+func startProc(env []string, name string, args ...string) (*proc, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	ready := make(chan struct{})
+	go func() { // ends when the process closes stdout
+		defer close(p.done)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if sc.Text() == "READY" {
+				close(ready)
+			}
+		}
+	}()
+	select {
+	case <-ready:
+		return p, nil
+	case <-p.done:
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("%s exited before READY", name)
+	case <-time.After(30 * time.Second):
+		p.stop()
+		return nil, fmt.Errorf("%s not ready in 30 s", name)
+	}
+}
+
+func (p *proc) stop() {
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	_ = p.cmd.Wait()
+}
+
+func (p *proc) rssMiB() float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return -1
+}
+
+type result struct {
+	calls, errors int
+	seconds       float64
+	lat           []float64
+}
+
+// cpuSeconds is the process's user+system CPU time so far.
+func (p *proc) cpuSeconds() float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:]) // fields from 3 (state) on
+	ut, _ := strconv.ParseFloat(f[11], 64)                   // field 14
+	st, _ := strconv.ParseFloat(f[12], 64)                   // field 15
+	return (ut + st) / 100                                   // USER_HZ is 100 on Linux
+}
+
+func (r result) rate() float64 { return float64(r.calls) / r.seconds }
+func (r result) pct(p float64) float64 {
+	if len(r.lat) == 0 {
+		return 0
+	}
+	return r.lat[min(len(r.lat)-1, int(float64(len(r.lat))*p))]
+}
+
+// bench runs procs client processes with c/procs threads each, n calls in total.
+func bench(url, client, server string, n, c, procs int) (result, error) {
+	procs = max(1, min(procs, c))
+	type out struct {
+		r   result
+		err error
+	}
+	outs := make(chan out, procs)
+	for i := range procs {
+		pn := n/procs + btoi(i < n%procs)
+		pc := c/procs + btoi(i < c%procs)
+		go func() { r, err := benchOne(url, client, server, pn, pc); outs <- out{r, err} }()
+	}
+	var total result
+	for range procs {
+		o := <-outs
+		if o.err != nil {
+			return result{}, o.err
+		}
+		total.calls += o.r.calls
+		total.errors += o.r.errors
+		total.seconds = max(total.seconds, o.r.seconds)
+		total.lat = append(total.lat, o.r.lat...)
+	}
+	slices.Sort(total.lat)
+	return total, nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func benchOne(url, client, server string, n, c int) (result, error) {
+	script, _ := json.Marshal(map[string]any{"bench": map[string]any{"server": server, "method": "get_status", "n": n, "concurrency": c}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, python, client)
+	cmd.Env = append(os.Environ(), "TRANSPORT_URL="+url)
+	cmd.Stdin = bytes.NewReader(script)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	outb, err := cmd.Output()
+	if err != nil {
+		return result{}, fmt.Errorf("oslo_client.py: %w: %s", err, stderr.String())
+	}
+	var line struct {
+		Bench struct {
+			Calls   int       `json:"calls"`
+			NErrors int       `json:"n_errors"`
+			Errors  []string  `json:"errors"`
+			Seconds float64   `json:"seconds"`
+			Lat     []float64 `json:"latencies_ms"`
+		} `json:"bench"`
+	}
+	if err := json.Unmarshal(bytes.TrimSpace(outb), &line); err != nil {
+		return result{}, fmt.Errorf("client output: %w", err)
+	}
+	if line.Bench.NErrors > 0 {
+		fmt.Fprintf(os.Stderr, "  %d errors, e.g. %v\n", line.Bench.NErrors, line.Bench.Errors)
+	}
+	return result{calls: line.Bench.Calls, errors: line.Bench.NErrors, seconds: line.Bench.Seconds, lat: line.Bench.Lat}, nil
+}
+
+func run(seqN, concN, conc, procs int) error {
+	if _, err := os.Stat(python); err != nil {
+		return fmt.Errorf("%s: %w (apt-get install python3-oslo.messaging)", python, err)
+	}
+	root, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	client := filepath.Join(root, "tests/python/oslo_client.py")
+	pyServer := filepath.Join(root, "tests/python/oslo_server.py")
+	if _, err := os.Stat(client); err != nil {
+		return fmt.Errorf("run from the repository root: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "bench-rpc-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	goBin := filepath.Join(dir, "goserver")
+	build := exec.Command("go", "build", "-o", goBin, "./tests/bench/rpc/goserver")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("build goserver: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	b, err := rabbitmq.Start(ctx, filepath.Join(dir, "rabbit"))
+	if err != nil {
+		return err
+	}
+	defer b.Stop()
+	env := []string{"TRANSPORT_URL=" + b.URL()}
+	py, err := startProc(env, python, pyServer, "bench-py", "ironic-dpu-agent", "ironic_dpu")
+	if err != nil {
+		return err
+	}
+	defer py.stop()
+	gs, err := startProc(env, goBin, "bench-go")
+	if err != nil {
+		return err
+	}
+	defer gs.stop()
+	time.Sleep(time.Second) // let both settle before reading idle RSS
+	goIdle, pyIdle := gs.rssMiB(), py.rssMiB()
+
+	fmt.Printf("RPC benchmark: Python oslo.messaging 14 client -> server answering get_status (broker %s)\n", b.Addr())
+	fmt.Printf("%-24s %9s %8s %8s %13s %6s\n", "case", "calls/s", "p50 ms", "p99 ms", "server CPU/call", "errors")
+	for _, c := range []struct {
+		name     string
+		n, c, pr int
+	}{{"sequential", seqN, 1, 1}, {fmt.Sprintf("%d concurrent/%d procs", conc, procs), concN, conc, procs}} {
+		var pyR, goR result
+		var pyCPU, goCPU float64
+		for _, s := range []struct {
+			label, server string
+			p             *proc
+			dst           *result
+			cpu           *float64
+		}{{"python", "bench-py", py, &pyR, &pyCPU}, {"go", "bench-go", gs, &goR, &goCPU}} {
+			cpu0 := s.p.cpuSeconds()
+			r, err := bench(b.URL(), client, s.server, c.n, c.c, c.pr)
+			if err != nil {
+				return err
+			}
+			*s.dst = r
+			*s.cpu = (s.p.cpuSeconds() - cpu0) / float64(max(1, r.calls)) * 1e6
+			fmt.Printf("%-24s %9.0f %8.2f %8.2f %10.0f us %6d\n", c.name+" "+s.label, r.rate(), r.pct(0.50), r.pct(0.99), *s.cpu, r.errors)
+		}
+		fmt.Printf("%-24s throughput x%.2f (target >= 3), p99 x%.2f of Python's (target <= 0.5), server CPU per call x%.2f\n",
+			"  go/python", goR.rate()/pyR.rate(), goR.pct(0.99)/pyR.pct(0.99), goCPU/pyCPU)
+	}
+	fmt.Printf("idle RSS: go server %.1f MiB, python server %.1f MiB (x%.2f); after load: go %.1f MiB\n",
+		goIdle, pyIdle, goIdle/pyIdle, gs.rssMiB())
+	return nil
+}
