@@ -191,12 +191,22 @@ ovn_lsp_add() {   # PORT_ID MAC
 }
 
 # ---------------------------------------------------------------- Go binaries
-go_build() {   # builds the agent and the SPDK emulator into $BASE/bin
-  (cd "$TH_REPO" && go build -o "$BASE/bin/ironic-dpu-agent" ./cmd/ironic-dpu-agent) \
-    > "$BASE/log/go-build.out" 2>&1 || { cat "$BASE/log/go-build.out" >&2; th_die "go build ./cmd/ironic-dpu-agent failed"; }
-  (cd "$TH_REPO" && go build -o "$BASE/bin/spdk-emulator" "${TH_SPDK_PKG:-./cmd/spdk-emulator}") \
-    >> "$BASE/log/go-build.out" 2>&1 || { cat "$BASE/log/go-build.out" >&2; th_die "go build ./cmd/spdk-emulator failed"; }
-  th_log "agent and spdk-emulator built"
+# Builds the agent and the SPDK emulator into $BASE/bin, or uses prebuilt
+# ones: IRONIC_DPU_AGENT_BIN / SPDK_EMULATOR_BIN (e.g. from `make build`).
+go_build() {
+  local name pkg var
+  for name in ironic-dpu-agent spdk-emulator; do
+    var=IRONIC_DPU_AGENT_BIN; pkg=./cmd/ironic-dpu-agent
+    [ "$name" = spdk-emulator ] && { var=SPDK_EMULATOR_BIN; pkg=${TH_SPDK_PKG:-./cmd/spdk-emulator}; }
+    if [ -n "${!var:-}" ]; then
+      [ -x "${!var}" ] || th_die "$var=${!var} is not executable"
+      ln -sf "$(cd "$(dirname "${!var}")" && pwd)/$(basename "${!var}")" "$BASE/bin/$name"
+      continue
+    fi
+    (cd "$TH_REPO" && go build -o "$BASE/bin/$name" "$pkg") >> "$BASE/log/go-build.out" 2>&1 \
+      || { cat "$BASE/log/go-build.out" >&2; th_die "go build $pkg failed"; }
+  done
+  th_log "agent and spdk-emulator ready"
 }
 
 # ---------------------------------------------------------------- Ironic

@@ -1,0 +1,180 @@
+#!/bin/bash
+# devstack plugin for ironic-dpu-agent: builds and installs the agent and the
+# SPDK emulator, installs the ironic_dpu driver, enables the dpu hardware type
+# and interfaces in ironic.conf, writes the agent's config and systemd unit,
+# and (optionally) enrolls a dpu node for a single-node devstack where the
+# devstack host's OVS/OVN plays the DPU with the sim driver.
+# Lint: bash -n devstack/plugin.sh && shellcheck -x devstack/plugin.sh devstack/settings
+
+# Appends ITEM to a comma-separated ironic.conf list option if missing.
+function _ironic_dpu_add_to_list {
+    local section=$1 option=$2 item=$3 current
+    current=$(iniget "$IRONIC_CONF_FILE" "$section" "$option")
+    if [[ -z "$current" ]]; then
+        iniset "$IRONIC_CONF_FILE" "$section" "$option" "$item"
+    elif [[ ",$current," != *",$item,"* ]]; then
+        iniset "$IRONIC_CONF_FILE" "$section" "$option" "$current,$item"
+    fi
+}
+
+function install_ironic_dpu {
+    echo_summary "Building ironic-dpu-agent and the SPDK emulator"
+    (cd "$IRONIC_DPU_DIR" && "$IRONIC_DPU_GO" build -trimpath -o "$IRONIC_DPU_DIR/bin/ironic-dpu-agent" ./cmd/ironic-dpu-agent) \
+        || die $LINENO "go build of ironic-dpu-agent failed"
+    (cd "$IRONIC_DPU_DIR" && "$IRONIC_DPU_GO" build -trimpath -o "$IRONIC_DPU_DIR/bin/spdk-emulator" ./cmd/spdk-emulator) \
+        || die $LINENO "go build of spdk-emulator failed"
+    sudo install -m 0755 "$IRONIC_DPU_DIR/bin/ironic-dpu-agent" "$IRONIC_DPU_AGENT_BIN"
+    sudo install -m 0755 "$IRONIC_DPU_DIR/bin/spdk-emulator" "$IRONIC_DPU_SPDK_EMULATOR_BIN"
+
+    echo_summary "Installing the ironic_dpu driver"
+    # setup.cfg carries the entry points (ironic.hardware.types dpu, ...).
+    setup_develop "$IRONIC_DPU_DIR"
+}
+
+function configure_ironic_dpu_conductor {
+    echo_summary "Enabling the dpu hardware type in $IRONIC_CONF_FILE"
+    _ironic_dpu_add_to_list DEFAULT enabled_hardware_types dpu
+    _ironic_dpu_add_to_list DEFAULT enabled_deploy_interfaces dpu
+    _ironic_dpu_add_to_list DEFAULT enabled_boot_interfaces dpu
+    _ironic_dpu_add_to_list DEFAULT enabled_storage_interfaces dpu
+    _ironic_dpu_add_to_list DEFAULT enabled_network_interfaces dpu
+    _ironic_dpu_add_to_list DEFAULT enabled_vendor_interfaces dpu
+    _ironic_dpu_add_to_list DEFAULT enabled_power_interfaces "$IRONIC_DPU_POWER_INTERFACE"
+    _ironic_dpu_add_to_list DEFAULT enabled_management_interfaces "$IRONIC_DPU_MANAGEMENT_INTERFACE"
+
+    if [[ -n "$IRONIC_DPU_TRANSPORT_URL" ]]; then
+        iniset "$IRONIC_CONF_FILE" dpu_agent transport_url "$IRONIC_DPU_TRANSPORT_URL"
+    fi
+    iniset "$IRONIC_CONF_FILE" dpu_agent exchange ironic_dpu
+    iniset "$IRONIC_CONF_FILE" dpu_agent topic ironic-dpu-agent
+
+    local binding=$IRONIC_DPU_NEUTRON_BINDING
+    if [[ "$binding" == auto ]]; then
+        binding=False
+        if is_service_enabled neutron q-svc; then binding=True; fi
+    fi
+    iniset "$IRONIC_CONF_FILE" dpu neutron_binding "$binding"
+}
+
+function _ironic_dpu_transport_url {
+    if [[ -n "$IRONIC_DPU_TRANSPORT_URL" ]]; then
+        echo "$IRONIC_DPU_TRANSPORT_URL"
+    else
+        get_transport_url
+    fi
+}
+
+function configure_ironic_dpu_agent {
+    local node_uuid=${1:-}
+    echo_summary "Writing $IRONIC_DPU_CONF"
+    sudo install -d -m 0700 "$IRONIC_DPU_CONF_DIR" "$IRONIC_DPU_CONF_DIR/conf.d" "$IRONIC_DPU_STATE_DIR"
+    sudo install -m 0600 "$IRONIC_DPU_DIR/etc/ironic-dpu-agent/ironic-dpu-agent.conf.sample" "$IRONIC_DPU_CONF"
+    sudo chown "$STACK_USER" "$IRONIC_DPU_CONF"
+    iniset "$IRONIC_DPU_CONF" DEFAULT transport_url "$(_ironic_dpu_transport_url)"
+    iniset "$IRONIC_DPU_CONF" DEFAULT state_dir "$IRONIC_DPU_STATE_DIR"
+    if [[ -n "$node_uuid" ]]; then
+        iniset "$IRONIC_DPU_CONF" DEFAULT node_uuid "$node_uuid"
+        iniset "$IRONIC_DPU_CONF" storage host_nqn "nqn.2014-08.org.nvmexpress:uuid:$node_uuid"
+    fi
+    iniset "$IRONIC_DPU_CONF" agent exchange ironic_dpu
+    iniset "$IRONIC_DPU_CONF" agent topic ironic-dpu-agent
+    iniset "$IRONIC_DPU_CONF" dpu driver "$IRONIC_DPU_DRIVER"
+    iniset "$IRONIC_DPU_CONF" ovs ovsdb_connection "$IRONIC_DPU_OVSDB"
+    iniset "$IRONIC_DPU_CONF" ovs integration_bridge "$IRONIC_DPU_BRIDGE"
+    iniset "$IRONIC_DPU_CONF" spdk rpc_socket "$IRONIC_DPU_SPDK_SOCKET"
+    iniset "$IRONIC_DPU_CONF" spdk_nvmf transport TCP
+    iniset "$IRONIC_DPU_CONF" spdk_nvmf listen_address 127.0.0.1
+    iniset "$IRONIC_DPU_CONF" spdk_nvmf listen_port "$IRONIC_DPU_NVMF_PORT"
+    # Let the agent pull the recorded desired state at start (noauth only
+    # when Ironic runs without Keystone).
+    iniset "$IRONIC_DPU_CONF" ironic api_url "$IRONIC_SERVICE_PROTOCOL://$IRONIC_SERVICE_HOST/baremetal"
+    if is_service_enabled keystone; then
+        iniset "$IRONIC_DPU_CONF" ironic auth_type password
+        iniset "$IRONIC_DPU_CONF" ironic auth_url "$KEYSTONE_SERVICE_URI/v3"
+        iniset "$IRONIC_DPU_CONF" ironic username ironic
+        iniset "$IRONIC_DPU_CONF" ironic password "$SERVICE_PASSWORD"
+        iniset "$IRONIC_DPU_CONF" ironic project_name "$SERVICE_PROJECT_NAME"
+    fi
+}
+
+function install_ironic_dpu_units {
+    echo_summary "Installing the systemd units"
+    # The agent's unit is etc/ironic-dpu-agent.service; only paths change.
+    sed -e "s|/usr/bin/ironic-dpu-agent|$IRONIC_DPU_AGENT_BIN|g" \
+        -e "s|/etc/ironic-dpu-agent|$IRONIC_DPU_CONF_DIR|g" \
+        "$IRONIC_DPU_DIR/etc/ironic-dpu-agent.service" \
+        | sudo tee "/etc/systemd/system/$IRONIC_DPU_UNIT" > /dev/null
+    if [[ "$IRONIC_DPU_RUN_SPDK_EMULATOR" == True ]]; then
+        sudo tee /etc/systemd/system/ironic-dpu-spdk-emulator.service > /dev/null <<UNIT
+[Unit]
+Description=SPDK JSON-RPC emulator standing in for SPDK on the devstack "DPU"
+Before=$IRONIC_DPU_UNIT
+
+[Service]
+ExecStart=$IRONIC_DPU_SPDK_EMULATOR_BIN --socket $IRONIC_DPU_SPDK_SOCKET
+Restart=on-failure
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+    fi
+    $SYSTEMCTL daemon-reload
+}
+
+function enroll_ironic_dpu_node {
+    echo_summary "Enrolling dpu node $IRONIC_DPU_NODE_NAME"
+    local uuid
+    uuid=$(openstack baremetal node show "$IRONIC_DPU_NODE_NAME" -f value -c uuid 2>/dev/null || true)
+    if [[ -z "$uuid" ]]; then
+        uuid=$(openstack baremetal node create --driver dpu --name "$IRONIC_DPU_NODE_NAME" \
+            --deploy-interface dpu --boot-interface dpu --storage-interface dpu \
+            --network-interface dpu --vendor-interface dpu \
+            --power-interface "$IRONIC_DPU_POWER_INTERFACE" \
+            --management-interface "$IRONIC_DPU_MANAGEMENT_INTERFACE" \
+            --driver-info "dpu_hostname=$IRONIC_DPU_HOSTNAME" -f value -c uuid)
+    fi
+    echo "$uuid"
+}
+
+function start_ironic_dpu {
+    if [[ "$IRONIC_DPU_RUN_SPDK_EMULATOR" == True ]]; then
+        $SYSTEMCTL enable --now ironic-dpu-spdk-emulator.service
+    fi
+    $SYSTEMCTL enable --now "$IRONIC_DPU_UNIT"
+}
+
+function stop_ironic_dpu {
+    $SYSTEMCTL stop "$IRONIC_DPU_UNIT" || true
+    $SYSTEMCTL stop ironic-dpu-spdk-emulator.service || true
+}
+
+function cleanup_ironic_dpu {
+    stop_ironic_dpu
+    sudo rm -f "/etc/systemd/system/$IRONIC_DPU_UNIT" /etc/systemd/system/ironic-dpu-spdk-emulator.service
+    sudo rm -f "$IRONIC_DPU_AGENT_BIN" "$IRONIC_DPU_SPDK_EMULATOR_BIN"
+    sudo rm -rf "$IRONIC_DPU_CONF_DIR" "$IRONIC_DPU_STATE_DIR"
+    $SYSTEMCTL daemon-reload
+}
+
+if is_service_enabled ironic-dpu-agent; then
+    if [[ "$1" == "stack" && "$2" == "install" ]]; then
+        install_ironic_dpu
+    elif [[ "$1" == "stack" && "$2" == "post-config" ]]; then
+        configure_ironic_dpu_conductor
+        configure_ironic_dpu_agent
+        install_ironic_dpu_units
+    elif [[ "$1" == "stack" && "$2" == "extra" ]]; then
+        # Ironic (and its conductor with the dpu type) is up by now.
+        if [[ "$IRONIC_DPU_ENROLL_NODE" == True ]]; then
+            node_uuid=$(enroll_ironic_dpu_node)
+            configure_ironic_dpu_agent "$node_uuid"
+        fi
+        start_ironic_dpu
+    fi
+    if [[ "$1" == "unstack" ]]; then
+        stop_ironic_dpu
+    fi
+    if [[ "$1" == "clean" ]]; then
+        cleanup_ironic_dpu
+    fi
+fi
