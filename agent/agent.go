@@ -26,6 +26,10 @@ type Options struct {
 	Reconcilers []Reconciler
 	// Interval is the period of the background reconcile (jittered).
 	Interval time.Duration
+	// HealthInterval is how often component health is probed; a component
+	// that comes back (SPDK or OVSDB restarted) triggers a reconcile at once
+	// instead of at the next period. Default 5s.
+	HealthInterval time.Duration
 	// SFBase is the lowest SF number allocated for VIFs that name no function.
 	SFBase int
 	// RPCHealth reports the RPC connection's health (nil = healthy); may be
@@ -70,6 +74,9 @@ func New(opts Options) (*Agent, error) {
 	if opts.Interval <= 0 {
 		opts.Interval = time.Minute
 	}
+	if opts.HealthInterval <= 0 {
+		opts.HealthInterval = 5 * time.Second
+	}
 	d, err := opts.Store.Load()
 	if err != nil {
 		return nil, fmt.Errorf("agent: load desired state: %w", err)
@@ -109,12 +116,19 @@ func (a *Agent) Run(ctx context.Context) error {
 	pulled := a.opts.Pull == nil || a.pull(ctx)
 	timer := time.NewTimer(a.jittered())
 	defer timer.Stop()
+	health := time.NewTicker(a.opts.HealthInterval)
+	defer health.Stop()
+	down := map[string]bool{}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-a.trigger:
 			a.reconcileNow(ctx, "requested")
+		case <-health.C:
+			if a.recovered(ctx, down) {
+				a.reconcileNow(ctx, "component recovered")
+			}
 		case <-timer.C:
 			if !pulled {
 				pulled = a.pull(ctx)
@@ -123,6 +137,23 @@ func (a *Agent) Run(ctx context.Context) error {
 			timer.Reset(a.jittered())
 		}
 	}
+}
+
+// recovered probes every component and reports whether one that was down
+// is up again; down carries the previous probe's results.
+func (a *Agent) recovered(ctx context.Context, down map[string]bool) bool {
+	hctx, cancel := context.WithTimeout(ctx, a.opts.HealthInterval)
+	defer cancel()
+	back := false
+	for _, r := range a.opts.Reconcilers {
+		err := r.Health(hctx)
+		if err == nil && down[r.Name()] {
+			a.log.Info("component is reachable again; reconciling", zap.String("component", r.Name()))
+			back = true
+		}
+		down[r.Name()] = err != nil
+	}
+	return back
 }
 
 // pull adopts Ironic's recorded desired state when it is newer than ours. It

@@ -296,3 +296,28 @@ func TestRunAdoptsNewerStateFromIronic(t *testing.T) {
 		t.Fatalf("pulled state not persisted: %d", got.Generation)
 	}
 }
+
+func TestComponentRecoveryTriggersReconcile(t *testing.T) {
+	r := &agenttest.Reconciler{NameValue: "storage"}
+	r.Set(nil, nil, fmt.Errorf("spdk down: %w", errdefs.ErrUnavailable))
+	st, _ := state.NewStore(t.TempDir())
+	a, err := agent.New(agent.Options{NodeUUID: node, Store: st, Reconcilers: []agent.Reconciler{r},
+		Interval: time.Hour, HealthInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = a.Run(ctx) }()
+	waitFor(t, func() bool { return r.Calls() == 1 }) // the start reconcile
+	time.Sleep(50 * time.Millisecond)
+	if r.Calls() != 1 {
+		t.Fatalf("reconciled %d times while the component stayed down", r.Calls())
+	}
+	r.Set(nil, nil, nil)
+	waitFor(t, func() bool { return r.Calls() == 2 })
+	time.Sleep(50 * time.Millisecond)
+	if r.Calls() != 2 {
+		t.Fatalf("kept reconciling after recovery: %d", r.Calls())
+	}
+}

@@ -37,6 +37,7 @@ type DefaultOpts struct {
 	NodeUUID          string        `ini:"node_uuid" help:"UUID of the Ironic node whose DPU this agent runs on. The RPC server listens as <topic>.<node_uuid>."`
 	StateDir          string        `ini:"state_dir" default:"/var/lib/ironic-dpu-agent" help:"Directory for the persisted desired state."`
 	ReconcileInterval time.Duration `ini:"reconcile_interval" default:"60s" help:"Period of the background reconcile (jittered by up to 20%)."`
+	HealthInterval    time.Duration `ini:"health_interval" default:"5s" help:"How often SPDK and OVSDB reachability is probed; a component that comes back triggers a reconcile at once."`
 	Debug             bool          `ini:"debug" default:"false" help:"Log at debug level."`
 }
 

@@ -58,6 +58,7 @@ func buildDriver(cfg *config.Config, client *spdk.Client, log *zap.Logger) (*dri
 // stop their background work.
 func buildReconcilers(ctx context.Context, cfg *config.Config, log *zap.Logger, trigger func()) ([]agent.Reconciler, []func(), error) {
 	client := spdk.NewUnix(cfg.SPDK.RPCSocket, log.Named("spdk"))
+	client.SetCallTimeout(cfg.SPDK.RPCTimeout)
 	drv, err := buildDriver(cfg, client, log)
 	if err != nil {
 		return nil, nil, err

@@ -61,14 +61,15 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		pull = src.Fetch
 	}
 	a, err = agent.New(agent.Options{
-		Pull:        pull,
-		NodeUUID:    cfg.Default.NodeUUID,
-		DriverName:  cfg.DPU.Driver,
-		Store:       store,
-		Reconcilers: recs,
-		Interval:    cfg.Default.ReconcileInterval,
-		SFBase:      cfg.Agent.SFBase,
-		Logger:      log,
+		Pull:           pull,
+		NodeUUID:       cfg.Default.NodeUUID,
+		DriverName:     cfg.DPU.Driver,
+		Store:          store,
+		Reconcilers:    recs,
+		Interval:       cfg.Default.ReconcileInterval,
+		HealthInterval: cfg.Default.HealthInterval,
+		SFBase:         cfg.Agent.SFBase,
+		Logger:         log,
 	})
 	if err != nil {
 		return err
