@@ -255,7 +255,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
 				continue
 			}
 			if !wantFn[key] {
-				continue // the whole controller goes below
+				kept = append(kept, ns) // the whole controller goes below, with these
+				continue
 			}
 			r.log.Info("removing namespace", zap.String("function", key), zap.Int("nsid", ns.NSID), zap.String("bdev", ns.Bdev))
 			if err := r.o.Driver.RemoveNamespace(ctx, *hc, ns.NSID); err != nil {

@@ -161,6 +161,16 @@ func (g *rig) observe() map[string]state.VolumeStatus {
 	return out
 }
 
+func mutatingOrder(e *spdktest.Emulator) []string {
+	var out []string
+	for _, m := range e.Methods() {
+		if !spdktest.IsReadOnly(m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 func sameMap(a, b map[int]string) bool {
 	if len(a) != len(b) {
 		return false
@@ -246,6 +256,11 @@ func TestAttachHotplugDetachSim(t *testing.T) {
 	g.reconcile(less)
 	if emu.Calls("nvmf_subsystem_remove_ns") != 1 || emu.Calls("bdev_nvme_detach_controller") != 1 || emu.MutatingCalls() != 2 {
 		t.Fatalf("hot-unplug calls = %v", emu.CallCounts())
+	}
+	// Host side first: the namespace leaves the live controller, then the
+	// backend goes.
+	if seq := mutatingOrder(emu); strings.Join(seq, ",") != "nvmf_subsystem_remove_ns,bdev_nvme_detach_controller" {
+		t.Fatalf("unplug order = %v", seq)
 	}
 	if got := g.namespaces(pf0NQN); !sameMap(got, map[int]string{1: wantNS[1], 3: wantNS[3]}) {
 		t.Fatalf("after unplug = %v", got)
@@ -476,8 +491,8 @@ func TestBluefieldSNAP(t *testing.T) {
 	// Unplug the VF disk: its controller and subsystem go (no volume left there).
 	emu.ResetCalls()
 	g.reconcile(desired(bootVol(), data1()))
-	if emu.Calls("nvme_controller_destroy") != 1 || emu.Calls("nvme_subsystem_destroy") != 1 || emu.Calls("bdev_nvme_detach_controller") != 1 {
-		t.Fatalf("unplug calls = %v", emu.CallCounts())
+	if seq := strings.Join(mutatingOrder(emu), ","); seq != "nvme_controller_detach_ns,nvme_namespace_destroy,nvme_controller_destroy,nvme_subsystem_destroy,bdev_nvme_detach_controller" {
+		t.Fatalf("SNAP unplug order = %s", seq)
 	}
 	g.reconcile(desired())
 	if err := g.cl.Call(context.Background(), "nvme_controller_list", nil, &ctrls); err != nil || len(ctrls) != 0 {

@@ -49,6 +49,7 @@ type Emulator struct {
 	st      *state
 	calls   map[string]int
 	reqs    map[string][]json.RawMessage
+	order   []string // methods in arrival order
 	inject  map[string][]rpcError
 	remotes []RemoteSubsystem
 	ln      net.Listener
@@ -212,6 +213,14 @@ func (e *Emulator) ResetCalls() {
 	defer e.mu.Unlock()
 	e.calls = map[string]int{}
 	e.reqs = map[string][]json.RawMessage{}
+	e.order = nil
+}
+
+// Methods returns the methods called since the last ResetCalls, in arrival order.
+func (e *Emulator) Methods() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.order...)
 }
 
 // Params returns the params of every call of method since the last
@@ -487,6 +496,7 @@ func (e *Emulator) dispatch(method string, params json.RawMessage, hasParams boo
 	e.mu.Lock()
 	e.calls[method]++
 	e.reqs[method] = append(e.reqs[method], append(json.RawMessage(nil), params...))
+	e.order = append(e.order, method)
 	if errs := e.inject[method]; len(errs) > 0 {
 		e.inject[method] = errs[1:]
 		e.mu.Unlock()

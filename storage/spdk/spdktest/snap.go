@@ -149,6 +149,9 @@ func snapSubsystemDestroy(e *Emulator, params json.RawMessage, _ bool) (any, err
 			return nil, errEBUSY
 		}
 	}
+	if len(s.namespaces) > 0 { // strict: namespaces are destroyed first
+		return nil, errEBUSY
+	}
 	delete(e.st.snapSubs, s.nqn)
 	return true, nil
 }
