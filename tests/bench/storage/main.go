@@ -47,14 +47,15 @@ func main() {
 	n := flag.Int("volumes", 64, "volumes to attach")
 	par := flag.Int("parallel", 8, "reconciler attach parallelism")
 	lat := flag.Duration("attach-latency", 2*time.Millisecond, "emulated completion time of a successful attach")
+	runs := flag.Int("runs", 5, "bulk repetitions (the median is printed)")
 	flag.Parse()
-	if err := run(*n, *par, *lat); err != nil {
+	if err := run(*n, *par, *runs, *lat); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n, par int, lat time.Duration) error {
+func run(n, par, runs int, lat time.Duration) error {
 	dir, err := os.MkdirTemp("", "spdkbench")
 	if err != nil {
 		return err
@@ -77,42 +78,53 @@ func run(n, par int, lat time.Duration) error {
 	defer b.cl.Close()
 	ctx := context.Background()
 
-	fmt.Printf("storage bench: %d volumes, reconciler parallelism %d, emulated attach latency %v\n", n, par, lat)
-	// Bulk: all volumes in one reconcile.
-	r, err := b.reconciler()
-	if err != nil {
-		return err
-	}
-	b.emu.ResetCalls()
-	t0 := time.Now()
-	if err := r.Reconcile(ctx, b.desired(n)); err != nil {
-		return err
-	}
-	bulk := time.Since(t0)
-	recCalls := b.emu.CallCounts()
-	t0 = time.Now()
-	b.emu.ResetCalls()
-	if err := r.Reconcile(ctx, b.desired(n)); err != nil {
-		return err
-	}
-	noop, noopMut, noopCalls := time.Since(t0), b.emu.MutatingCalls(), b.emu.TotalCalls()
+	fmt.Printf("storage bench: %d volumes, reconciler parallelism %d, emulated attach latency %v, bulk runs %d (median)\n", n, par, lat, runs)
+	// Bulk: all volumes in one reconcile, against an empty SPDK each run;
+	// the floor sends the same calls on an empty SPDK too.
+	var bulks, floors []time.Duration
+	var recCalls, floorCalls map[string]int
+	var noop time.Duration
+	var noopMut, noopCalls int
+	for run := 0; run < runs; run++ {
+		if err := b.restart(); err != nil {
+			return err
+		}
+		r, err := b.reconciler()
+		if err != nil {
+			return err
+		}
+		b.emu.ResetCalls()
+		t0 := time.Now()
+		if err := r.Reconcile(ctx, b.desired(n)); err != nil {
+			return err
+		}
+		bulks = append(bulks, time.Since(t0))
+		recCalls = b.emu.CallCounts()
+		b.emu.ResetCalls()
+		t0 = time.Now()
+		if err := r.Reconcile(ctx, b.desired(n)); err != nil {
+			return err
+		}
+		noop, noopMut, noopCalls = time.Since(t0), b.emu.MutatingCalls(), b.emu.TotalCalls()
 
-	if err := b.restart(); err != nil {
-		return err
+		if err := b.restart(); err != nil {
+			return err
+		}
+		b.emu.ResetCalls()
+		t0 = time.Now()
+		if err := b.floor(ctx, 0, n, true); err != nil {
+			return err
+		}
+		floors = append(floors, time.Since(t0))
+		floorCalls = b.emu.CallCounts()
 	}
-	b.emu.ResetCalls()
-	t0 = time.Now()
-	if err := b.floor(ctx, 0, n, true); err != nil {
-		return err
-	}
-	floorBulk := time.Since(t0)
-	floorCalls := b.emu.CallCounts()
+	bulk, floorBulk := pct(bulks, 50), pct(floors, 50)
 
 	// Incremental: one volume more per reconcile (hot-plug one at a time).
 	if err := b.restart(); err != nil {
 		return err
 	}
-	r, err = b.reconciler()
+	r, err := b.reconciler()
 	if err != nil {
 		return err
 	}
