@@ -54,7 +54,9 @@ type Agent struct {
 	desired       *state.Desired
 	lastReconcile time.Time
 	lastErr       error
+	lastDuration  time.Duration
 	reconciles    uint64
+	failures      uint64
 	rpcHealth     func() error
 
 	trigger chan struct{}
@@ -206,7 +208,11 @@ func (a *Agent) reconcileLocked(ctx context.Context) error {
 	a.mu.Lock()
 	a.lastReconcile = time.Now()
 	a.lastErr = err
+	a.lastDuration = time.Since(start)
 	a.reconciles++
+	if err != nil {
+		a.failures++
+	}
 	a.mu.Unlock()
 	a.log.Debug("reconciled", zap.Int64("generation", d.Generation), zap.Duration("took", time.Since(start)), zap.Error(err))
 	return err

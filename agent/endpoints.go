@@ -76,6 +76,8 @@ type Status struct {
 	LastReconcile string               `json:"last_reconcile,omitempty"`
 	LastError     string               `json:"last_reconcile_error,omitempty"`
 	Reconciles    uint64               `json:"reconciles"`
+	Failures      uint64               `json:"reconcile_failures"`
+	LastDuration  float64              `json:"last_reconcile_seconds"`
 	Components    map[string]Component `json:"components"`
 	Healthy       bool                 `json:"healthy"`
 }
@@ -96,6 +98,8 @@ func (a *Agent) Status(ctx context.Context) Status {
 		Driver:        a.opts.DriverName,
 		Generation:    a.desired.Generation,
 		Reconciles:    a.reconciles,
+		Failures:      a.failures,
+		LastDuration:  a.lastDuration.Seconds(),
 		Components:    map[string]Component{},
 		Healthy:       true,
 	}

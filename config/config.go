@@ -38,6 +38,7 @@ type DefaultOpts struct {
 	StateDir          string        `ini:"state_dir" default:"/var/lib/ironic-dpu-agent" help:"Directory for the persisted desired state."`
 	ReconcileInterval time.Duration `ini:"reconcile_interval" default:"60s" help:"Period of the background reconcile (jittered by up to 20%)."`
 	HealthInterval    time.Duration `ini:"health_interval" default:"5s" help:"How often SPDK and OVSDB reachability is probed; a component that comes back triggers a reconcile at once."`
+	HealthListen      string        `ini:"health_listen" default:"" help:"host:port of the HTTP /healthz and /metrics endpoint; empty disables it."`
 	Debug             bool          `ini:"debug" default:"false" help:"Log at debug level."`
 }
 

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent"
+	"github.com/ironic-dpu/ironic-dpu-agent/agent/httpapi"
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/ironicsync"
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
@@ -100,9 +101,12 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	})
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	wg.Go(func() { errc <- a.Run(ctx) })
 	wg.Go(func() { errc <- srv.Run(ctx) })
+	if cfg.Default.HealthListen != "" {
+		wg.Go(func() { errc <- httpapi.Serve(ctx, cfg.Default.HealthListen, a, log) })
+	}
 	// The first to stop (normally on ctx cancel) stops the other.
 	first := <-errc
 	cancel()

@@ -9,6 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,12 +61,25 @@ func run(m *testing.M) int {
 
 // startAgent runs the agent with nothing but the broker reachable: SPDK and
 // OVSDB point at sockets that do not exist.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+var healthAddr string
+
 func startAgent(t *testing.T, stateDir string) *agentproc.Proc {
 	t.Helper()
 	dir := t.TempDir()
+	healthAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfg := filepath.Join(dir, "agent.conf")
 	err := agentproc.WriteConfig(cfg, map[string]map[string]string{
-		"DEFAULT": {"transport_url": broker.URL(), "node_uuid": node, "state_dir": stateDir, "reconcile_interval": "2s"},
+		"DEFAULT": {"transport_url": broker.URL(), "node_uuid": node, "state_dir": stateDir, "reconcile_interval": "2s", "health_listen": healthAddr},
 		"dpu":     {"driver": "sim"},
 		"spdk":    {"rpc_socket": filepath.Join(dir, "no-spdk.sock")},
 		"ovs":     {"ovsdb_connection": "unix:" + filepath.Join(dir, "no-ovsdb.sock")},
@@ -135,6 +151,13 @@ func TestAgentOverOsloMessaging(t *testing.T) {
 		t.Fatalf("rpc component: %v", comps)
 	}
 
+	t.Run("password never logged", func(t *testing.T) {
+		log := p.Log()
+		if !strings.Contains(log, "rabbit://guest:***@") || strings.Contains(log, "guest:guest") {
+			t.Fatalf("transport_url not redacted in the log:\n%s", log)
+		}
+	})
+
 	t.Run("ping", func(t *testing.T) {
 		var pong string
 		if err := c.Call(osloclient.Req{Method: "oslo_rpc_server_ping"}, &pong); err != nil || pong != "pong" {
@@ -152,9 +175,24 @@ func TestAgentOverOsloMessaging(t *testing.T) {
 		if st["healthy"] != false {
 			t.Fatalf("agent reported healthy with SPDK and OVSDB down: %v", st)
 		}
+		resp, err := http.Get("http://" + healthAddr + "/healthz")
+		if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("/healthz with backends down: %v %v", resp, err)
+		}
+		resp.Body.Close()
+		resp, err = http.Get("http://" + healthAddr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(m), `ironic_dpu_agent_component_healthy{component="storage"} 0`) ||
+			!strings.Contains(string(m), `ironic_dpu_agent_component_healthy{component="rpc"} 1`) {
+			t.Fatalf("/metrics:\n%s", m)
+		}
 		// The state is accepted and persisted; reconciling it needs the
 		// backends, so the caller learns that it is not done yet.
-		err := c.Call(osloclient.Req{Method: "apply_state", Args: map[string]any{
+		err = c.Call(osloclient.Req{Method: "apply_state", Args: map[string]any{
 			"state": map[string]any{"generation": 5, "node_uuid": node, "volumes": []any{}, "vifs": []any{}}}}, nil)
 		if re := remoteErr(t, err); re.Class != "TemporaryFailure" || re.Module != "ironic.common.exception" {
 			t.Fatalf("apply_state with backends down: %+v", re)
