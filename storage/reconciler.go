@@ -227,7 +227,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
 		if it.ctrl == "" {
 			continue
 		}
-		if cands := snap.bdevs[it.ctrl]; snap.ctrls[it.ctrl] != nil && len(cands) > 0 {
+		cur := snap.ctrls[it.ctrl]
+		if cur != nil && r.be.Stale(cur, it.target) {
+			continue // re-attached below; its namespace goes first
+		}
+		if cands := snap.bdevs[it.ctrl]; cur != nil && len(cands) > 0 {
 			if b, err := backend.SelectBdev(it.ctrl, it.target, cands); err == nil {
 				it.bdev = b.Name
 			}
@@ -421,7 +425,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
 // ensureItem attaches the backend (if needed) and adds the namespace (if
 // needed); it reports whether it changed anything.
 func (r *Reconciler) ensureItem(ctx context.Context, it *item, snap *snapshot) (bool, error) {
-	changed := false
+	changed, fresh := false, false
 	if it.file != "" {
 		if !snap.names[ConfigDriveBdev] {
 			if err := r.be.EnsureAIO(ctx, ConfigDriveBdev, it.file, false); err != nil {
@@ -435,7 +439,8 @@ func (r *Reconciler) ensureItem(ctx context.Context, it *item, snap *snapshot) (
 		if err != nil {
 			return changed, err
 		}
-		if res.Bdevs != nil || it.bdev == "" {
+		fresh = res.Bdevs != nil
+		if fresh || it.bdev == "" {
 			bdev, err := r.pickBdev(ctx, it, res.Bdevs)
 			if err != nil {
 				return changed, err
@@ -444,9 +449,13 @@ func (r *Reconciler) ensureItem(ctx context.Context, it *item, snap *snapshot) (
 		}
 	}
 	hc := snap.hcs[fnKey(it.fn)]
-	for _, ns := range hc.Namespaces {
-		if ns.Bdev == it.bdev && ns.NSID == it.nsid {
-			return changed, nil
+	// A controller attached just now has fresh bdevs: whatever namespace
+	// showed the old ones went with them (SPDK hot-removes it).
+	if !fresh {
+		for _, ns := range hc.Namespaces {
+			if ns.Bdev == it.bdev && ns.NSID == it.nsid {
+				return changed, nil
+			}
 		}
 	}
 	r.log.Info("exposing volume", zap.String("volume", it.volumeID), zap.String("bdev", it.bdev),

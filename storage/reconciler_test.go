@@ -440,15 +440,59 @@ func TestExternalDetachIsRepaired(t *testing.T) {
 	}
 }
 
-func TestBluefieldSNAP(t *testing.T) {
+// TestRetargetedVolume: Cinder moved a volume to another subsystem (e.g. a
+// migration): the backend is re-attached and the namespace comes back at the
+// same nsid.
+func TestRetargetedVolume(t *testing.T) {
 	emu := newEmu(t)
-	g := newRig(t, emu, func(cl *spdk.Client) drivers.StorageDriver {
+	moved := "nqn.2010-10.org.openstack:volume-moved"
+	r := spdktest.CinderVolume(data2ID, hostNQN, "4420")
+	r.NQN = moved
+	emu.AddRemote(r)
+	g := newRig(t, emu, simDriver(t))
+	g.reconcile(desired(bootVol(), data2()))
+	v := data2()
+	v.ConnectionInfo.Data["target_nqn"] = moved
+	emu.ResetCalls()
+	g.reconcile(desired(bootVol(), v))
+	if ns := g.namespaces(pf0NQN); ns[2] != "idpu-"+data2ID+"n1" || len(ns) != 2 {
+		t.Fatalf("namespaces = %v", ns)
+	}
+	if c := g.controllers()["idpu-"+data2ID]; c.Ctrlrs[0].Trid.Subnqn != moved {
+		t.Fatalf("controller = %+v", c)
+	}
+	if seq := strings.Join(mutatingOrder(emu), ","); seq != "nvmf_subsystem_remove_ns,bdev_nvme_detach_controller,bdev_nvme_attach_controller,nvmf_subsystem_add_ns" {
+		t.Fatalf("retarget calls = %s", seq)
+	}
+
+	// The same with SNAP.
+	emu2 := newEmu(t)
+	emu2.AddRemote(r)
+	g2 := newRig(t, emu2, snapDriver(t))
+	g2.reconcile(desired(bootVol(), data2()))
+	emu2.ResetCalls()
+	g2.reconcile(desired(bootVol(), v))
+	if seq := strings.Join(mutatingOrder(emu2), ","); seq != "nvme_controller_detach_ns,nvme_namespace_destroy,bdev_nvme_detach_controller,bdev_nvme_attach_controller,nvme_namespace_create,nvme_controller_attach_ns" {
+		t.Fatalf("SNAP retarget calls = %s", seq)
+	}
+	if st := g2.observe()[data2ID]; st.State != state.StateAttached || st.NSID != 2 {
+		t.Fatalf("SNAP retarget status = %+v", st)
+	}
+}
+
+func snapDriver(t *testing.T) func(*spdk.Client) drivers.StorageDriver {
+	return func(cl *spdk.Client) drivers.StorageDriver {
 		d, err := bluefield.NewStorage(bluefield.StorageOptions{Client: cl, NodeUUID: nodeUUID, PFs: 1, VFs: 4})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return d
-	})
+	}
+}
+
+func TestBluefieldSNAP(t *testing.T) {
+	emu := newEmu(t)
+	g := newRig(t, emu, snapDriver(t))
 	vfData := data2()
 	vfData.Function = &state.Function{PF: 0, VF: state.IntPtr(2)}
 	all := desired(bootVol(), data1(), vfData)

@@ -143,17 +143,24 @@ type Result struct {
 	Changed    bool
 }
 
+// Stale reports whether controller cur reaches another subsystem or uses
+// another host NQN than target t needs: it must be detached and re-attached.
+func (b *Backend) Stale(cur *spdk.NVMeController, t nvmeof.Target) bool {
+	for _, p := range Paths(cur) {
+		if p.Trid.Subnqn != t.NQN || p.HostNQN != b.o.HostNQN {
+			return true
+		}
+	}
+	return false
+}
+
 // Ensure makes controller name reach target t on every portal. cur is the
 // controller as last read (nil = absent). A controller pointing at another
 // subsystem or host NQN is detached and re-attached.
 func (b *Backend) Ensure(ctx context.Context, name string, t nvmeof.Target, cur *spdk.NVMeController) (Result, error) {
 	var res Result
 	if cur != nil {
-		stale := false
-		for _, p := range Paths(cur) {
-			stale = stale || p.Trid.Subnqn != t.NQN || p.HostNQN != b.o.HostNQN
-		}
-		if stale {
+		if b.Stale(cur, t) {
 			b.log.Info("volume target changed; re-attaching", zap.String("controller", name))
 			if err := b.Detach(ctx, name); err != nil {
 				return res, err
