@@ -39,6 +39,9 @@ type Options struct {
 	Logger   *zap.Logger
 }
 
+// MaxNamespaces is the namespace limit of each host subsystem.
+const MaxNamespaces = 256
+
 // Storage is the spdk-nvmf drivers.StorageDriver.
 type Storage struct {
 	o   Options
@@ -150,6 +153,8 @@ func (s *Storage) EnsureController(ctx context.Context, f state.Function, cur *d
 	nqn := drivers.HostSubsystemNQN(s.o.NodeUUID, f)
 	err = s.o.Client.CreateSubsystem(ctx, spdk.CreateSubsystemParams{
 		NQN: nqn, AllowAnyHost: true, SerialNumber: serial(s.o.NodeUUID, f), ModelNumber: "Ironic DPU NVMe",
+		// SPDK's default of 32 would cap the data disks of one host.
+		MaxNamespaces: MaxNamespaces,
 	})
 	if err != nil {
 		return drivers.HostController{}, err
