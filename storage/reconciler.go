@@ -45,9 +45,12 @@ type Reconciler struct {
 	be  *backend.Backend
 	log *zap.Logger
 
-	mu          sync.Mutex // guards status and configDrive
+	mu          sync.Mutex // guards status, lastNSID and configDrive
 	status      []state.VolumeStatus
 	configDrive string
+	// lastNSID remembers where each volume was exposed, so that a restarted
+	// (empty) SPDK gets every namespace back at the nsid the host knew.
+	lastNSID map[string]int
 }
 
 // New checks the options. It makes no SPDK call and does not fail when SPDK
@@ -338,6 +341,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
 			used[key][ns.NSID] = true
 		}
 	}
+	r.mu.Lock()
+	last := r.lastNSID
+	r.mu.Unlock()
+	for _, it := range items { // first the nsids the host knew
+		key := fnKey(it.fn)
+		if n := last[it.volumeID+"/"+key]; it.nsid == 0 && used[key] != nil && n != 0 && !used[key][n] && it.volumeID != "" &&
+			(it.boot == (n == 1) || key != fnKey(pf0)) {
+			it.nsid = n
+			used[key][n] = true
+		}
+	}
 	for _, it := range items {
 		key := fnKey(it.fn)
 		if it.nsid != 0 || used[key] == nil {
@@ -523,8 +537,17 @@ func (r *Reconciler) record(items []*item, ctrls map[string]*spdk.NVMeController
 		}
 		out = append(out, st)
 	}
+	last := map[string]int{}
+	for _, it := range items {
+		if it.volumeID != "" && it.err == nil && it.nsid != 0 {
+			last[it.volumeID+"/"+fnKey(it.fn)] = it.nsid
+		}
+	}
 	r.mu.Lock()
 	r.status = out
+	if ctrls != nil { // a reconcile that could read SPDK
+		r.lastNSID = last
+	}
 	r.mu.Unlock()
 }
 

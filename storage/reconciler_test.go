@@ -295,8 +295,14 @@ func TestSPDKRestartConverges(t *testing.T) {
 	g := newRig(t, emu, simDriver(t))
 	ctx := context.Background()
 	all := desired(bootVol(), data1(), data2())
+	// History: data2 first, then data1, so data1 holds nsid 3, which is not
+	// the order of the list; a restarted SPDK must give the same nsids back.
+	g.reconcile(desired(bootVol(), data2()))
 	g.reconcile(all)
 	before := g.namespaces(pf0NQN)
+	if before[3] != "idpu-"+data1ID+"n1" {
+		t.Fatalf("setup: %v", before)
+	}
 
 	sock := emu.Socket()
 	if err := emu.Stop(); err != nil {
