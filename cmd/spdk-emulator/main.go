@@ -1,6 +1,5 @@
-// Command spdk-emulator serves the strict SPDK/SNAP JSON-RPC emulator of
-// storage/spdk/spdktest on a unix socket, for the demo and for tests that
-// kill and restart it. It stops on SIGTERM or SIGINT.
+// Command spdk-emulator serves storage/spdk/spdktest (strict SPDK/SNAP JSON-RPC
+// emulator) on a unix socket for the demo and kill/restart tests; SIGTERM stops it.
 package main
 
 import (
@@ -22,13 +21,13 @@ func main() {
 	opts := spdktest.Options{Debug: *debug}
 	var err error
 	if *remotes != "" {
-		if opts.Remotes, err = spdktest.LoadRemotes(*remotes); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
+		opts.Remotes, err = spdktest.LoadRemotes(*remotes)
 	}
 	e := spdktest.New(opts)
-	if err := e.Start(*sock); err != nil {
+	if err == nil {
+		err = e.Start(*sock)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
