@@ -38,8 +38,9 @@ type HostController struct {
 // remove) lives in storage/. The storage reconciler calls these methods only
 // after reading the current state with Controllers, so that every call is a
 // real change; implementations still treat "already done" as success where
-// the backend says so unambiguously. Calls for different functions may run
-// concurrently; calls for one function never overlap.
+// the backend says so unambiguously. AddNamespace may run concurrently for
+// different nsids (also of one controller); the other methods are called
+// one at a time.
 type StorageDriver interface {
 	// ValidateFunction checks that volumes can be exposed on f, without
 	// side effects. Errors wrap errdefs.ErrInvalidArgument or
