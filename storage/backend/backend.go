@@ -80,6 +80,19 @@ func (b *Backend) CheckConfig() error {
 	if !nvmeof.ValidNQN(b.o.HostNQN) {
 		return fmt.Errorf("%w: [storage] host_nqn %q is not a valid NQN", errdefs.ErrInvalidArgument, b.o.HostNQN)
 	}
+	// bdev_nvme's rule (it answers -22 otherwise, on every attach).
+	loss, delay, fast := b.o.CtrlrLossTimeoutSec, b.o.ReconnectDelaySec, b.o.FastIOFailTimeoutSec
+	ok := loss >= -1 && delay >= 0 && fast >= 0
+	if delay == 0 {
+		ok = ok && loss == 0 && fast == 0
+	} else {
+		ok = ok && (loss == -1 || loss >= delay) && (fast == 0 || (fast >= delay && (loss == -1 || fast < loss)))
+	}
+	if !ok {
+		return fmt.Errorf("%w: [storage] ctrlr_loss_timeout_sec %d, reconnect_delay_sec %d, fast_io_fail_timeout_sec %d: "+
+			"need reconnect_delay <= fast_io_fail < ctrlr_loss (or -1), and all 0 when reconnect_delay is 0",
+			errdefs.ErrInvalidArgument, loss, delay, fast)
+	}
 	return nil
 }
 

@@ -40,6 +40,20 @@ func TestAttachParamsAndConfig(t *testing.T) {
 		*p.CtrlrLossTimeoutSec != -1 || *p.ReconnectDelaySec != 5 || *p.FastIOFailTimeoutSec != 10 {
 		t.Fatalf("params = %+v", p)
 	}
+	for _, bad := range [][3]int{{3, 5, 0}, {-1, 5, 3}, {30, 5, 30}, {-1, 0, 0}, {-2, 5, 0}} {
+		bb, _ := backend.New(backend.Options{Client: c, HostNQN: "nqn.2014-08.org.nvmexpress:uuid:0d5e8f2a-4b6c-4d7e-8f90-a1b2c3d4e5f6",
+			CtrlrLossTimeoutSec: bad[0], ReconnectDelaySec: bad[1], FastIOFailTimeoutSec: bad[2]})
+		if err := bb.CheckConfig(); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("timeouts %v accepted", bad)
+		}
+	}
+	for _, good := range [][3]int{{-1, 5, 0}, {30, 5, 10}, {0, 0, 0}, {-1, 5, 5}} {
+		bb, _ := backend.New(backend.Options{Client: c, HostNQN: "nqn.2014-08.org.nvmexpress:uuid:0d5e8f2a-4b6c-4d7e-8f90-a1b2c3d4e5f6",
+			CtrlrLossTimeoutSec: good[0], ReconnectDelaySec: good[1], FastIOFailTimeoutSec: good[2]})
+		if err := bb.CheckConfig(); err != nil {
+			t.Errorf("timeouts %v refused: %v", good, err)
+		}
+	}
 	nob, _ := backend.New(backend.Options{Client: c})
 	if err := nob.CheckConfig(); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("empty host nqn: %v", err)
