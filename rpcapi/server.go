@@ -326,9 +326,14 @@ func (s *Server) shutdown(sess *session, ch *amqp.Channel, hcancel context.Cance
 	select {
 	case <-waited:
 	case <-time.After(s.cfg.ShutdownGrace):
-		s.log.Warn("shutdown grace expired; abandoning in-flight calls")
+		s.log.Warn("shutdown grace expired; cancelling in-flight calls")
 		hcancel()
-		<-waited
+		select {
+		case <-waited:
+		case <-time.After(time.Second):
+			// a handler that ignores its context cannot be stopped; do not hang the agent's exit for it
+			s.log.Error("in-flight calls ignore cancellation; leaving them behind")
+		}
 	}
 	if dch, err := sess.conn.Channel(); err == nil {
 		if _, err := dch.QueueDelete(s.fanoutQueue, false, false, false); err != nil {

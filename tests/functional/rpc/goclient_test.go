@@ -92,7 +92,7 @@ func TestGoClientToPythonServer(t *testing.T) {
 // The Go client against the Go server: heartbeats, fanout and remote errors.
 func TestGoClientToGoServer(t *testing.T) {
 	t.Parallel()
-	casts := make(chan string, 10)
+	casts := make(chan string, 100)
 	startServer(t, rpcapi.ServerConfig{Target: rpcapi.Target{Server: "node-go"}, Dispatcher: testDispatcher(casts), Classify: agentClassify})
 	c := newClient(t)
 	ctx := context.Background()

@@ -13,8 +13,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -103,6 +103,7 @@ func startServer(t *testing.T, cfg rpcapi.ServerConfig) *rpcapi.Server {
 				t.Errorf("server Run: %v", err)
 			}
 		case <-time.After(20 * time.Second):
+			_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1) // show where it hangs
 			t.Errorf("server did not stop")
 		}
 	})
@@ -173,9 +174,7 @@ func runPyClient(t *testing.T, script map[string]any) []pyResult {
 
 // pyServer is a running tests/python/oslo_server.py.
 type pyServer struct {
-	mu    sync.Mutex
-	casts []string
-	got   chan string
+	got chan string // remember() casts, as JSON
 }
 
 func startPyServer(t *testing.T, name string) *pyServer {
