@@ -281,3 +281,37 @@ func TestTopologyFlags(t *testing.T) {
 		t.Error("fanout queue still exists after shutdown")
 	}
 }
+
+// A reply whose queue does not exist yet is returned by the broker
+// (mandatory) and retried every 0.25 s until the queue appears.
+func TestReplyRetriedUntilQueueExists(t *testing.T) {
+	t.Parallel()
+	d := rpcapi.NewDispatcher("1.0", "")
+	d.Register("echo", func(ctx context.Context, req *rpcapi.Request) (any, error) { return "late", nil })
+	startServer(t, rpcapi.ServerConfig{Target: rpcapi.Target{Server: "node-late"}, Dispatcher: d})
+	p := newRawPeer(t)
+	replyQ := "reply_late_" + strings.ReplaceAll(t.Name(), "/", "_")
+	p.publish(t, topic+".node-late", "application/json", envelope(map[string]any{
+		"method": "echo", "args": map[string]any{}, "_msg_id": "late-1", "_reply_q": replyQ, "_timeout": nil, "_unique_id": "late-1-u"}))
+	time.Sleep(1500 * time.Millisecond) // several returned attempts
+	ch, err := p.conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(replyQ, false, true, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	dels, err := ch.Consume(replyQ, "", true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-dels:
+		fields, err := rpcapi.DecodeEnvelope(m.Body)
+		if err != nil || string(fields["result"]) != `"late"` || string(fields["_msg_id"]) != `"late-1"` {
+			t.Errorf("late reply: %s %v", m.Body, err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("reply not retried after the queue appeared")
+	}
+}
