@@ -165,7 +165,7 @@ func parseFunctionKey(s string) (state.Function, bool) {
 }
 
 // maxInflight bounds concurrent plug transactions.
-const maxInflight = 16
+const maxInflight = 8
 
 type plugJob struct {
 	idx   int
