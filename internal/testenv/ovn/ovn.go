@@ -202,6 +202,16 @@ func (e *Env) KillOVSDB() error {
 	return e.stopProc("ovsdb-server", syscall.SIGKILL)
 }
 
+// TransactOffline applies a JSON-RPC transaction ("[\"Open_vSwitch\", ops...]")
+// directly to the Open_vSwitch database file with ovsdb-tool, while
+// ovsdb-server is down: a change no connected client ever sees as an event.
+func (e *Env) TransactOffline(ctx context.Context, txn string) (string, error) {
+	if e.PID("ovsdb-server") != 0 {
+		return "", errors.New("testenv/ovn: TransactOffline needs ovsdb-server stopped (KillOVSDB)")
+	}
+	return e.run(ctx, "ovsdb-tool", "transact", filepath.Join(e.Dir, "conf.db"), txn)
+}
+
 // Stop stops every daemon by PID, newest first, SIGTERM then SIGKILL.
 // In netdev mode it also removes the tap devices vswitchd leaves behind.
 func (e *Env) Stop() {

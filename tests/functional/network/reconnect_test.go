@@ -27,7 +27,19 @@ func TestOVSDBRestartConverges(t *testing.T) {
 	}
 	triggers := h.triggers.Load()
 
+	portUUID, err := env.Vsctl(ctx, "get", "Port", "pf1sf700", "_uuid")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := env.KillOVSDB(); err != nil {
+		t.Fatal(err)
+	}
+	// While the server is down, a's rows vanish behind the client's back
+	// (libovsdb would never get a DELETE for them).
+	if _, err := env.TransactOffline(ctx, `["Open_vSwitch",
+		{"op":"mutate","table":"Bridge","where":[["name","==","`+env.Bridge+`"]],"mutations":[["ports","delete",["uuid","`+strings.TrimSpace(portUUID)+`"]]]},
+		{"op":"delete","table":"Port","where":[["name","==","pf1sf700"]]},
+		{"op":"delete","table":"Interface","where":[["name","==","pf1sf700"]]}]`); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "Health to report the outage", func() bool { return h.r.Health(ctx) != nil })
@@ -49,15 +61,24 @@ func TestOVSDBRestartConverges(t *testing.T) {
 	if err := h.r.Health(ctx); err != nil {
 		t.Fatalf("Health after reconnect = %v", err)
 	}
-	// What the agent does on the trigger: reconcile the current desired state.
-	if err := h.reconcile(b); err != nil {
+	// What the agent does on the trigger: reconcile the current desired
+	// state, which now wants a back as well as b. a's rows were lost while
+	// disconnected; a fresh snapshot sees that and re-plugs it.
+	n := h.r.Transactions()
+	if err := h.reconcile(a, b); err != nil {
 		t.Fatal(err)
 	}
-	if st := h.observe()[b.PortID]; st.State != state.StatePlugged || !st.Bound {
-		t.Fatalf("b after reconnect = %+v", st)
+	if got := h.r.Transactions() - n; got != 2 {
+		t.Errorf("convergence sent %d transactions, want 2 (re-plug a, plug b)", got)
+	}
+	obs := h.observe()
+	for _, v := range []state.VIF{a, b} {
+		if st := obs[v.PortID]; st.State != state.StatePlugged || !st.Bound {
+			t.Fatalf("%s after reconnect = %+v", st.Representor, st)
+		}
 	}
 	out, err := env.Vsctl(ctx, "list-ports", env.Bridge)
-	if err != nil || strings.Contains(out, "pf1sf700") || !strings.Contains(out, "pf1sf701") {
+	if err != nil || !strings.Contains(out, "pf1sf700") || !strings.Contains(out, "pf1sf701") {
 		t.Fatalf("ports after convergence: %q %v", out, err)
 	}
 	if err := h.reconcile(); err != nil {
