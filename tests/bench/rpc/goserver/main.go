@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -27,6 +28,17 @@ func main() {
 func run() error {
 	if len(os.Args) != 2 {
 		return fmt.Errorf("usage: goserver SERVER_NAME")
+	}
+	if path := os.Getenv("BENCH_CPUPROFILE"); path != "" { // for looking into the server's cost per call
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
