@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,6 +59,9 @@ type Env struct {
 	mu    sync.Mutex
 	procs map[string]*proc
 	order []string
+	// taps the netdev datapath creates in the root namespace; only those
+	// that did not exist before Start are removed by Stop.
+	taps []string
 }
 
 type proc struct {
@@ -97,6 +101,17 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 		NBDB:  "unix:" + filepath.Join(d, "ovnnb_db.sock"),
 		SBDB:  "unix:" + filepath.Join(d, "ovnsb_db.sock"),
 		procs: map[string]*proc{},
+	}
+	if e.Datapath == "netdev" {
+		// vswitchd makes a tap per bridge plus "ovs-netdev"; never adopt (and
+		// later delete) a device that belongs to someone else.
+		if _, err := net.InterfaceByName(e.Bridge); err == nil {
+			return nil, fmt.Errorf("testenv/ovn: a netdev named %s already exists; pick another Options.Bridge", e.Bridge)
+		}
+		e.taps = []string{e.Bridge}
+		if _, err := net.InterfaceByName("ovs-netdev"); err != nil {
+			e.taps = append(e.taps, "ovs-netdev")
+		}
 	}
 	if err := e.start(ctx); err != nil {
 		e.Stop()
@@ -213,7 +228,7 @@ func (e *Env) TransactOffline(ctx context.Context, txn string) (string, error) {
 }
 
 // Stop stops every daemon by PID, newest first, SIGTERM then SIGKILL.
-// In netdev mode it also removes the tap devices vswitchd leaves behind.
+// In netdev mode it also removes the tap devices vswitchd made.
 func (e *Env) Stop() {
 	e.mu.Lock()
 	names := append([]string(nil), e.order...)
@@ -221,9 +236,8 @@ func (e *Env) Stop() {
 	for i := len(names) - 1; i >= 0; i-- {
 		_ = e.stopProc(names[i], syscall.SIGTERM)
 	}
-	if e.Datapath == "netdev" {
-		for _, dev := range []string{e.Bridge, "ovs-netdev"} {
-			// Only ever deletes these fixed names, which the netdev datapath made.
+	for _, dev := range e.taps {
+		if _, err := net.InterfaceByName(dev); err == nil {
 			_ = exec.Command("ip", "link", "del", dev).Run()
 		}
 	}

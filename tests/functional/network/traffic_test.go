@@ -57,7 +57,7 @@ func TestTwoHostsPingThroughOVN(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = ipCmd("netns", "del", hosts[1].ns) })
 
-	e := ovn.New(t, ovn.Options{Datapath: "netdev", SystemID: "dpu-chassis-netdev"})
+	e := ovn.New(t, ovn.Options{Datapath: "netdev", SystemID: "dpu-chassis-netdev", Bridge: fmt.Sprintf("br-idpa%d", id)})
 	for i := range hosts {
 		h := &hosts[i]
 		h.vif = state.VIF{PortID: uuidN('9'), MAC: macN(0x900 + i), Function: vf(0, 901+i)}
