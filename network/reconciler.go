@@ -296,17 +296,19 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
 			statuses[i].installed = snap.Iface(spec.Name).Installed()
 			continue
 		}
+		// Plan first: a conflict (representor on another bridge) must not
+		// touch the function either.
+		ops, err := snap.PlugOps(bridge, spec)
+		if err != nil {
+			fail(i, err)
+			continue
+		}
 		if !prepared {
 			// Re-apply the function's settings (an SF's MAC may have changed).
 			if _, err := r.drv.Prepare(ctx, *v.Function, v.MAC); err != nil {
 				fail(i, err)
 				continue
 			}
-		}
-		ops, err := snap.PlugOps(bridge, spec)
-		if err != nil {
-			fail(i, err)
-			continue
 		}
 		jobs = append(jobs, plugJob{idx: i, spec: spec, ops: ops})
 	}
