@@ -261,23 +261,24 @@ func (c *Client) message(t Target, method string, args any, o CallOptions) (map[
 	return m, nil
 }
 
-func (c *Client) publish(ctx context.Context, t Target, m map[string]any, mandatory bool, expiration time.Duration) error {
+// publish sends m and returns the session it went out on.
+func (c *Client) publish(ctx context.Context, t Target, m map[string]any, mandatory bool, expiration time.Duration) (*session, error) {
 	exchange, kind, key, err := c.route(t)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	body, err := EncodeEnvelope(m)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sess, err := c.session(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := c.declareExchange(sess, exchange, kind); err != nil {
-		return err
+		return nil, err
 	}
-	return sess.publish(ctx, exchange, key, mandatory, publishing(body, expiration))
+	return sess, sess.publish(ctx, exchange, key, mandatory, publishing(body, expiration))
 }
 
 // Cast sends a one-way message (fanout when t.Fanout); it returns once the
@@ -287,7 +288,8 @@ func (c *Client) Cast(ctx context.Context, t Target, method string, args any, o 
 	if err != nil {
 		return err
 	}
-	return c.publish(ctx, t, m, o.AtLeastOnce && !t.Fanout, 0)
+	_, err = c.publish(ctx, t, m, o.AtLeastOnce && !t.Fanout, 0)
+	return err
 }
 
 // Call sends a request and waits for the reply with oslo's semantics: the
@@ -329,14 +331,12 @@ func (c *Client) Call(ctx context.Context, t Target, method string, args any, o 
 		monitor = mt.C
 	}
 	pctx, cancel := context.WithTimeout(ctx, timeout)
-	err = c.publish(pctx, t, m, o.AtLeastOnce, timeout)
+	sess, err := c.publish(pctx, t, m, o.AtLeastOnce, timeout)
 	cancel()
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	lost := c.sess.lost
-	c.mu.Unlock()
+	lost := sess.lost // replies come back on the connection the request left on
 	var acc replyAccumulator
 	for {
 		select {

@@ -387,7 +387,7 @@ func (s *Server) process(ctx context.Context, d amqp.Delivery) {
 		})
 	}
 	start := time.Now()
-	result, herr := s.cfg.Dispatcher.Dispatch(ctx, &in.Request)
+	result, herr := s.dispatch(ctx, &in.Request)
 	stopBeats()
 	if herr != nil {
 		log.Info("rpc method failed", zap.Error(herr), zap.Duration("took", time.Since(start)))
@@ -413,6 +413,18 @@ func (s *Server) process(ctx context.Context, d amqp.Delivery) {
 		return
 	}
 	s.reply(ctx, in, raw, nil)
+}
+
+// dispatch runs the handler; a panic becomes an error so the caller still
+// gets a reply instead of a timeout.
+func (s *Server) dispatch(ctx context.Context, req *Request) (result any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic in RPC handler", zap.String("method", req.Method), zap.Any("panic", r), zap.Stack("stack"))
+			result, err = nil, fmt.Errorf("internal error in %s: %v", req.Method, r)
+		}
+	}()
+	return s.cfg.Dispatcher.Dispatch(ctx, req)
 }
 
 // decode checks size and content type and parses the request; on error the

@@ -54,6 +54,7 @@ func testDispatcher(casts chan<- string) *rpcapi.Dispatcher {
 		}
 		return nil, nil
 	})
+	d.Register("panics", func(ctx context.Context, req *rpcapi.Request) (any, error) { panic("handler bug") })
 	d.Register("_private", func(ctx context.Context, req *rpcapi.Request) (any, error) { return "leaked", nil })
 	return d
 }
@@ -93,9 +94,10 @@ func TestPythonClientToGoServer(t *testing.T) {
 			{"op": "fanout", "method": "remember", "args": map[string]any{"item": "fanout-1"}},
 			{"op": "call", "server": "no-such-agent", "method": "echo", "at_least_once": true, "timeout": 10},
 			{"op": "call", "server": "node-py", "method": "echo", "version": "1.3", "args": map[string]any{"after": "errors"}},
+			{"op": "call", "server": "node-py", "method": "panics", "timeout": 10},
 		},
 	})
-	if len(res) != 10 {
+	if len(res) != 11 {
 		t.Fatalf("got %d results: %+v", len(res), res)
 	}
 
@@ -150,6 +152,10 @@ func TestPythonClientToGoServer(t *testing.T) {
 	}
 	if !res[9].OK {
 		t.Errorf("call after errors failed: %+v", res[9])
+	}
+	// a panicking handler still answers (builtins.RuntimeError), it does not time out
+	if r := res[10]; r.OK || r.ExcClass != "RuntimeError" || !strings.Contains(r.Message, "handler bug") {
+		t.Errorf("panic: %+v", r)
 	}
 }
 
