@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -68,7 +69,8 @@ func transientQueueArgs(o config.RabbitOpts) amqp.Table {
 		t["x-ha-policy"] = "all"
 	}
 	if o.RabbitTransientQueuesTTL > 0 {
-		t["x-expires"] = int32(o.RabbitTransientQueuesTTL * 1000)
+		ms := min(int64(o.RabbitTransientQueuesTTL)*1000, math.MaxInt32) // AMQP 'I' field
+		t["x-expires"] = int32(ms)
 	}
 	return t
 }

@@ -204,7 +204,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		if ctx.Err() != nil {
 			hcancel() // not connected: pending replies cannot be sent anyway
-			s.inflight.Wait()
+			s.waitInflight(0, hcancel)
 			return nil
 		}
 		if err != nil {
@@ -212,7 +212,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		if sleepCtx(ctx, retryDelay(s.opts, attempt)) != nil {
 			hcancel()
-			s.inflight.Wait()
+			s.waitInflight(0, hcancel)
 			return nil
 		}
 		attempt++
@@ -318,23 +318,14 @@ func (s *Server) consume(ctx, hctx context.Context, sess *session, dels []<-chan
 }
 
 func (s *Server) shutdown(sess *session, ch *amqp.Channel, hcancel context.CancelFunc) {
-	for _, name := range []string{s.ServerQueue(), s.cfg.Target.Topic, s.fanoutQueue} {
-		_ = ch.Cancel(name, false)
+	tags := []string{s.ServerQueue(), s.fanoutQueue} // consumer tag = queue name
+	if s.cfg.ListenShared {
+		tags = append(tags, s.cfg.Target.Topic)
 	}
-	waited := make(chan struct{})
-	go func() { s.inflight.Wait(); close(waited) }()
-	select {
-	case <-waited:
-	case <-time.After(s.cfg.ShutdownGrace):
-		s.log.Warn("shutdown grace expired; cancelling in-flight calls")
-		hcancel()
-		select {
-		case <-waited:
-		case <-time.After(time.Second):
-			// a handler that ignores its context cannot be stopped; do not hang the agent's exit for it
-			s.log.Error("in-flight calls ignore cancellation; leaving them behind")
-		}
+	for _, tag := range tags {
+		_ = ch.Cancel(tag, false)
 	}
+	s.waitInflight(s.cfg.ShutdownGrace, hcancel)
 	if dch, err := sess.conn.Channel(); err == nil {
 		if _, err := dch.QueueDelete(s.fanoutQueue, false, false, false); err != nil {
 			s.log.Warn("could not delete fanout queue", zap.String("queue", s.fanoutQueue), zap.Error(err))
@@ -343,6 +334,28 @@ func (s *Server) shutdown(sess *session, ch *amqp.Channel, hcancel context.Cance
 	s.setSession(nil)
 	sess.close()
 	s.log.Info("rpc server stopped")
+}
+
+// waitInflight waits up to grace for running handlers, then cancels them and
+// waits one more second: a handler that ignores its context cannot be
+// stopped, and must not hang the agent's exit.
+func (s *Server) waitInflight(grace time.Duration, hcancel context.CancelFunc) {
+	waited := make(chan struct{})
+	go func() { s.inflight.Wait(); close(waited) }() // ends when the last handler does
+	select {
+	case <-waited:
+		return
+	case <-time.After(grace):
+	}
+	if grace > 0 {
+		s.log.Warn("shutdown grace expired; cancelling in-flight calls")
+	}
+	hcancel()
+	select {
+	case <-waited:
+	case <-time.After(time.Second):
+		s.log.Error("in-flight calls ignore cancellation; leaving them behind")
+	}
 }
 
 // process handles one delivery; it never panics the server.
