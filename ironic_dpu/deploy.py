@@ -7,13 +7,13 @@ DPU's emulated NVMe controller.
 """
 from oslo_log import log
 
-from ironic.common import boot_devices
 from ironic.common import exception as ir_exc
 from ironic.common import states
 from ironic.conductor import utils as manager_utils
 from ironic.drivers import base
 
 from ironic_dpu import agent_client
+from ironic_dpu import boot
 from ironic_dpu import desired
 from ironic_dpu import exception
 
@@ -49,8 +49,7 @@ class DPUDeploy(base.DeployInterface):
         result = desired.push(task, state, client=client)
         state = node.driver_internal_info[desired.STATE_KEY]
         desired.wait_converged(task, state, result, client=client)
-        manager_utils.node_set_boot_device(task, boot_devices.DISK,
-                                           persistent=True)
+        boot.set_boot_disk(task)
         # Reboot a host that is already on so it enumerates the new disk.
         if node.power_state == states.POWER_ON:
             manager_utils.node_power_action(task, states.REBOOT)

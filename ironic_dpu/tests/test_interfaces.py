@@ -50,11 +50,14 @@ class AgentTestCase(base.TestCase):
             self.addCleanup(p.stop)
 
     def make_task(self, **node_kw):
-        return base.FakeTask(self.node(**node_kw),
+        task = base.FakeTask(self.node(**node_kw),
                              [self.port(vif='vif-1'),
                               self.port(address='52:54:00:12:34:02')],
                              [self.target('boot', boot_index=0)],
                              [self.connector()])
+        task.driver.management.get_supported_boot_devices.return_value = [
+            boot_devices.PXE, boot_devices.DISK]
+        return task
 
 
 class DeployTests(AgentTestCase):
@@ -147,6 +150,15 @@ class BootTests(AgentTestCase):
         self.node_set_boot_device.assert_called_once_with(
             task, boot_devices.DISK, persistent=True)
         boot.DPUBoot().validate(task)
+
+    def test_management_without_disk(self):
+        task = self.make_task()
+        task.driver.management.get_supported_boot_devices.return_value = [
+            boot_devices.PXE]
+        with self.assertLogs('ironic_dpu.boot', 'WARNING'):
+            deploy.DPUDeploy().deploy(task)
+        self.node_set_boot_device.assert_not_called()
+        self.node_power_action.assert_called_once_with(task, states.POWER_ON)
 
 
 class StorageTests(AgentTestCase):

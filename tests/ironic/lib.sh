@@ -62,7 +62,7 @@ th_init() {
 # th_spawn NAME CMD... : start in its own session, record the PID.
 th_spawn() {
   local name=$1; shift
-  setsid "$@" > "$BASE/log/$name.out" 2>&1 < /dev/null &
+  setsid "$@" >> "$BASE/log/$name.out" 2>&1 < /dev/null &
   echo $! > "$BASE/pids/$name"
 }
 
@@ -300,21 +300,26 @@ bm() { openstack --os-auth-type none --os-endpoint "$API" --os-baremetal-api-ver
 
 # wait_state NODE WANTED [SECONDS]: poll provision_state; fail fast on *failed/error.
 wait_state() {
-  local node=$1 want=$2 secs=${3:-60} i st ps
-  for ((i = 0; i < secs * 20; i++)); do
+  local node=$1 want=$2 secs=${3:-60} st ps tps end=$((SECONDS + ${3:-60}))
+  while [ $SECONDS -le $end ]; do
     st=$(api GET "/nodes/$node?fields=provision_state,target_provision_state,last_error") || return 1
-    ps=$(jq -r .provision_state <<<"$st")
-    if [ "$ps" = "$want" ] && [ "$(jq -r .target_provision_state <<<"$st")" = null ]; then return 0; fi
-    case "$ps" in *failed|error) [ "$want" = "$ps" ] || { th_log "node $node -> $ps: $(jq -r .last_error <<<"$st")"; return 1; } ;; esac
-    sleep 0.05
+    ps=$(jq -r .provision_state <<<"$st"); tps=$(jq -r .target_provision_state <<<"$st")
+    if [ "$ps" = "$want" ]; then
+      # a failed state keeps its target; a stable state has none
+      case "$ps" in *failed|error) return 0 ;; esac
+      [ "$tps" = null ] && return 0
+    fi
+    case "$ps" in *failed|error) th_log "node $node -> $ps: $(jq -r .last_error <<<"$st")"; return 1 ;; esac
+    sleep 0.1
   done
-  th_log "timeout: node $node still $ps (want $want)"; return 1
+  th_log "timeout after ${secs}s: node $node still $ps (want $want)"; return 1
 }
 
-wait_power() {   # NODE power on|power off
-  local i
-  for ((i = 0; i < 600; i++)); do
-    [ "$(node_field "$1" power_state)" = "$2" ] && [ "$(node_field "$1" target_power_state)" = null ] && return 0
-    sleep 0.05
-  done; return 1
+wait_power() {   # NODE "power on"|"power off"
+  local st end=$((SECONDS + 30))
+  while [ $SECONDS -le $end ]; do
+    st=$(api GET "/nodes/$1?fields=power_state,target_power_state") || return 1
+    [ "$(jq -r '.power_state + "/" + (.target_power_state // "none")' <<<"$st")" = "$2/none" ] && return 0
+    sleep 0.1
+  done; th_log "timeout: node $1 power not $2"; return 1
 }
