@@ -1,0 +1,52 @@
+#!/bin/bash
+# shellcheck source-path=SCRIPTDIR
+# Whole-OpenStack end-to-end suite: the user's own `openstack` commands on a
+# private noauth OpenStack Zed (Nova + ironic driver, Neutron ML2/OVN, Cinder
+# SPDK/NVMe-TCP, Glance, Placement, Ironic with the project's dpu hardware
+# type) and the real Go agent (sim driver) on the "DPU" chassis. Every flow is
+# asserted from OpenStack's own APIs and from OVN / OVS / SPDK state.
+# Usage: tests/openstack/e2e.sh      (OS_KEEP=1 keeps the temp dir and logs)
+# Last line: "N passed, M failed"; exit status non-zero on any failure.
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+# shellcheck source=flows.sh
+. "$HERE/flows.sh"
+
+PASSED=0; FAILED=0; FAILURES=()
+run_case() {   # run_case NAME FUNCTION
+  local name=$1 t0; t0=$(os_now)
+  os_log "=== $name"
+  if "$2"; then PASSED=$((PASSED + 1)); os_log "PASS $name ($(os_since "$t0")s)"
+  else FAILED=$((FAILED + 1)); FAILURES+=("$name"); os_log "FAIL $name ($(os_since "$t0")s)"; fi
+}
+
+cleanup() {
+  set +e
+  [ -n "${BASE:-}" ] || return 0
+  stack_down
+  if [ "${OS_KEEP:-0}" = 1 ] || [ "$FAILED" -gt 0 ]; then os_log "logs kept in $BASE"; else rm -rf "$BASE"; fi
+}
+
+main() {
+  trap cleanup EXIT
+  if ! stack_up; then
+    FAILED=$((FAILED + 1)); os_log "stack-up failed"
+  else
+    run_case "0 setup: net01, image, flavor; dpu node enrolled and schedulable; agent up" case_setup
+    if [ "$FAILED" -eq 0 ]; then
+      run_case "1 server create --image --network net01: ACTIVE, port plugged by the agent, bound in OVN, ACTIVE" case_network_boot
+      run_case "2 volume create --image; server create --volume: ACTIVE, boot volume nsid 1 via Cinder's target" case_boot_from_volume
+      run_case "3 server add/remove port: hot-plug and unplug, first port untouched" case_port_hotplug
+      run_case "4 security group on the bare-metal port: OVN port group + ACLs" case_security_group
+      run_case "6 bare-metal port reaches a VM port on net01 (same switch, ovn-trace)" case_trace_to_vm
+      run_case "5 server delete: volume available again, ports unplugged, node available" case_delete
+    fi
+  fi
+  [ ${#FAILURES[@]} -eq 0 ] || os_log "failed: ${FAILURES[*]}"
+  cleanup; trap - EXIT
+  echo "$PASSED passed, $FAILED failed"
+  [ "$FAILED" -eq 0 ]
+}
+main "$@"

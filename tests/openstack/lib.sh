@@ -1,0 +1,765 @@
+#!/bin/bash
+# Harness library for the whole-OpenStack end-to-end suite and benchmark
+# (sourced). Brings up, under one temp dir and on loopback / unix sockets
+# only, a private noauth OpenStack Zed from Debian: RabbitMQ, PostgreSQL, OVN
+# with one DPU chassis, Neutron ML2/OVN, Glance, Placement, Nova (ironic virt
+# driver), Ironic (the project's dpu hardware type), Cinder (its SPDK driver,
+# NVMe/TCP), the SPDK emulator pair (Cinder's target + the DPU's SPDK) and the
+# Go agent (sim driver). Every daemon is stopped by the PID it recorded.
+# Recipes, settings and their reasons: research/openstack-full-stack.md.
+# Nothing is skipped: a missing binary or package is a failure.
+# shellcheck disable=SC2034   # variables are used by the sourcing scripts
+
+PY=/usr/bin/python3          # Debian's python: the pyenv one cannot import OpenStack
+OS_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+OS_REPO=$(cd "$OS_HERE/../.." && pwd)
+# Where ironic_dpu/ and its dist-info live (override to test a patched driver).
+IRONIC_DPU_ROOT=${IRONIC_DPU_ROOT:-$OS_REPO}
+PGBIN=/usr/lib/postgresql/15/bin
+DPU_HOST=dpu1                  # the DPU's OVN chassis hostname (Neutron binding host)
+DPU_CHASSIS=dpu-chassis-1      # its OVN system-id
+OS_APT="rabbitmq-server postgresql-15 openvswitch-switch ovn-central ovn-host neutron-server placement-api \
+nova-api nova-conductor nova-scheduler nova-compute-ironic cinder-api cinder-scheduler cinder-volume glance-api \
+ironic-api ironic-conductor python3-openstackclient python3-ironicclient jq curl"
+
+os_log() { printf '[%6.1fs] %s\n' "$(os_elapsed)" "$*" >&2; }
+os_die() { os_log "FATAL: $*"; exit 1; }
+os_elapsed() { awk -v s="$OS_T0" -v e="$(date +%s.%N)" 'BEGIN{printf "%.1f", e-s}'; }
+os_now() { date +%s.%N; }
+os_since() { awk -v s="$1" -v e="$(date +%s.%N)" 'BEGIN{printf "%.2f", e-s}'; }
+
+os_require() {
+  local b missing=()
+  for b in "$PY" /usr/lib/rabbitmq/bin/rabbitmq-server epmd "$PGBIN/initdb" "$PGBIN/pg_ctl" "$PGBIN/psql" \
+    ovsdb-tool ovsdb-server ovs-vswitchd ovs-vsctl ovn-nbctl ovn-sbctl ovn-northd ovn-controller ovn-trace \
+    /usr/bin/neutron-server /usr/bin/neutron-db-manage /usr/bin/glance-api /usr/bin/glance-manage \
+    /usr/bin/placement-api /usr/bin/placement-manage /usr/bin/uwsgi /usr/bin/nova-api /usr/bin/nova-conductor \
+    /usr/bin/nova-scheduler /usr/bin/nova-compute /usr/bin/nova-manage /usr/bin/cinder-api /usr/bin/cinder-scheduler \
+    /usr/bin/cinder-volume /usr/bin/cinder-manage /usr/bin/ironic-api /usr/bin/ironic-conductor /usr/bin/ironic-dbsync \
+    openstack jq curl go setsid; do
+    command -v "$b" >/dev/null 2>&1 || missing+=("$b")
+  done
+  [ -f /usr/lib/uwsgi/plugins/python3_plugin.so ] || missing+=(uwsgi-plugin-python3)
+  [ ${#missing[@]} -eq 0 ] || os_die "missing: ${missing[*]} (apt-get install --no-install-recommends $OS_APT)"
+}
+
+# Pick a base port with 40 free ports above it.
+os_free_base() {
+  $PY - <<'PYEOF'
+import random, socket
+for _ in range(200):
+    base = random.randrange(20000, 32000, 40)
+    ok = True
+    for p in range(base, base + 40):
+        s = socket.socket()
+        try:
+            s.bind(('127.0.0.1', p))
+        except OSError:
+            ok = False
+        finally:
+            s.close()
+        if not ok:
+            break
+    if ok:
+        print(base)
+        raise SystemExit(0)
+raise SystemExit(1)
+PYEOF
+}
+
+os_init() {
+  OS_T0=$(os_now)
+  os_require
+  BASE=${OS_BASE:-$(mktemp -d /tmp/ironic-dpu-os.XXXXXX)}
+  chmod 755 "$BASE"          # the private PostgreSQL runs as user postgres
+  mkdir -p "$BASE"/{pids,log,bin}
+  local p; p=$(os_free_base) || os_die "no free port range"
+  RMQ_PORT=$p                # RabbitMQ uses P..P+20
+  NEUTRON_PORT=$((p + 21)) GLANCE_PORT=$((p + 22)) PLACEMENT_PORT=$((p + 23)) IRONIC_API_PORT=$((p + 24))
+  CINDER_PORT=$((p + 25)) NOVA_PORT=$((p + 26)) SPDK_HTTP_PORT=$((p + 27))
+  NVMF_PORT=$((p + 28))      # Cinder's NVMe/TCP target (emulated: no socket is opened)
+  HOST_NVMF_PORT=$((p + 29)) # the sim driver's host-facing controllers (emulated too)
+  OS_GOCACHE=$(go env GOCACHE)               # before XDG_CACHE_HOME moves it
+  export XDG_CACHE_HOME=$BASE/cache          # stevedore's entry-point cache
+  local v
+  for v in RMQ_PORT NEUTRON_PORT GLANCE_PORT PLACEMENT_PORT IRONIC_API_PORT CINDER_PORT NOVA_PORT \
+    SPDK_HTTP_PORT NVMF_PORT HOST_NVMF_PORT; do echo "$v=${!v}"; done > "$BASE/ports.sh"
+  os_vars
+  os_log "base $BASE, ports $p..$((p + 29))"
+}
+
+# os_vars: everything derived from BASE and the ports.
+os_vars() {
+  TRANSPORT_URL="rabbit://guest:guest@127.0.0.1:$RMQ_PORT/"
+  PG_SOCK=$BASE/pg/sock
+  OVN_DIR=$BASE/ovn OVSDB=unix:$BASE/ovn/db.sock NBDB=unix:$BASE/ovn/ovnnb_db.sock SBDB=unix:$BASE/ovn/ovnsb_db.sock
+  SPDK_DIR=$BASE/spdk SPDK_PASS=$BASE/spdk/http.pass
+  NEUTRON=http://127.0.0.1:$NEUTRON_PORT NOVA=http://127.0.0.1:$NOVA_PORT/v2.1
+  IRONIC=http://127.0.0.1:$IRONIC_API_PORT CINDER=http://127.0.0.1:$CINDER_PORT/v3/admin
+  PLACEMENT=http://127.0.0.1:$PLACEMENT_PORT GLANCE=http://127.0.0.1:$GLANCE_PORT
+  export OS_CLIENT_CONFIG_FILE=$BASE/clouds.yaml OS_CLOUD=noauth
+}
+
+# os_attach DIR: use a stack that another shell brought up (debugging).
+os_attach() {
+  OS_T0=$(os_now); BASE=$1
+  # shellcheck disable=SC1091
+  . "$BASE/ports.sh"; os_vars
+  export XDG_CACHE_HOME=$BASE/cache
+}
+
+# os_spawn NAME [ENV=V...] CMD... : own session, record the PID.
+os_spawn() {
+  local name=$1; shift
+  setsid env "$@" > "$BASE/log/$name.out" 2>&1 < /dev/null &
+  echo $! > "$BASE/pids/$name"
+}
+
+# alive = exists and is not a zombie (PID 1 may reap orphans lazily).
+os_pid_alive() { [ -r "/proc/$1/stat" ] && [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)" != Z ]; }
+os_alive() { local p; p=$(cat "$BASE/pids/$1" 2>/dev/null) && [ -n "$p" ] && os_pid_alive "$p"; }
+
+# os_stop NAME... : SIGTERM to all, wait up to 20 s, then SIGKILL each one's
+# process group (setsid made the PID the group leader; workers share it).
+os_stop() {
+  local n pid i pids=()
+  for n in "$@"; do
+    pid=$(cat "$BASE/pids/$n" 2>/dev/null) || continue
+    rm -f "$BASE/pids/$n"
+    [ -n "$pid" ] || continue
+    kill -TERM "$pid" 2>/dev/null
+    pids+=("$pid")
+  done
+  for ((i = 0; i < 200; i++)); do
+    local any=0
+    for pid in "${pids[@]}"; do os_pid_alive "$pid" && any=1; done
+    [ $any = 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null; done
+  return 0
+}
+
+os_wait() {   # os_wait SECONDS DESCRIPTION CMD... : poll every 0.1 s
+  local secs=$1 what=$2 i; shift 2
+  for ((i = 0; i < secs * 10; i++)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  os_log "timeout after ${secs}s waiting for $what"; return 1
+}
+
+# ---------------------------------------------------------------- RabbitMQ
+rabbit_up() {
+  local r=$BASE/rmq
+  mkdir -p "$r"/{home,mnesia,log,etc}
+  : > "$r/etc/rabbitmq-env.conf"
+  echo '[].' > "$r/etc/enabled_plugins"
+  cat > "$r/etc/rabbitmq.conf" <<CONF
+listeners.tcp.default = 127.0.0.1:$RMQ_PORT
+loopback_users.guest = true
+log.console = false
+log.file.level = info
+disk_free_limit.absolute = 50MB
+CONF
+  os_spawn rabbit HOME="$r/home" RABBITMQ_CONF_ENV_FILE="$r/etc/rabbitmq-env.conf" \
+    RABBITMQ_CONFIG_FILE="$r/etc/rabbitmq.conf" RABBITMQ_ENABLED_PLUGINS_FILE="$r/etc/enabled_plugins" \
+    RABBITMQ_MNESIA_BASE="$r/mnesia" RABBITMQ_LOG_BASE="$r/log" RABBITMQ_PID_FILE="$r/rabbit.pid" \
+    RABBITMQ_NODENAME="rmqos$RMQ_PORT@localhost" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+    RABBITMQ_NODE_PORT="$RMQ_PORT" RABBITMQ_DIST_PORT="$((RMQ_PORT + 1))" \
+    ERL_EPMD_PORT="$((RMQ_PORT + 2))" ERL_EPMD_ADDRESS=127.0.0.1 \
+    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
+    RABBITMQ_CTL_DIST_PORT_MIN="$((RMQ_PORT + 10))" RABBITMQ_CTL_DIST_PORT_MAX="$((RMQ_PORT + 20))" \
+    /usr/lib/rabbitmq/bin/rabbitmq-server
+  local i
+  for ((i = 0; i < 600; i++)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$RMQ_PORT") 2>/dev/null; then return 0; fi
+    os_alive rabbit || { tail -30 "$BASE/log/rabbit.out" >&2; os_log "rabbit died"; return 1; }
+    sleep 0.1
+  done
+  os_log "rabbit did not open $RMQ_PORT"; return 1
+}
+
+rabbit_down() {
+  local beam i
+  beam=$(cat "$BASE/rmq/rabbit.pid" 2>/dev/null)
+  if [ -n "$beam" ] && kill -TERM "$beam" 2>/dev/null; then
+    for ((i = 0; i < 150; i++)); do os_pid_alive "$beam" || break; sleep 0.1; done
+    os_pid_alive "$beam" && kill -KILL "$beam" 2>/dev/null
+  fi
+  os_stop rabbit
+  ERL_EPMD_PORT=$((RMQ_PORT + 2)) epmd -port "$((RMQ_PORT + 2))" -kill >/dev/null 2>&1 || true
+}
+
+# ---------------------------------------------------------------- PostgreSQL
+pg_up() {   # private cluster, unix socket only, trust auth, no fsync
+  local d=$BASE/pg
+  mkdir -p "$d/sock"; chown -R postgres:postgres "$d"; chmod 700 "$d"
+  su postgres -s /bin/sh -c "$PGBIN/initdb -D $d/data -A trust -U postgres --no-sync -E UTF8 --locale=C.UTF-8" \
+    > "$BASE/log/pg-initdb.out" 2>&1 || { cat "$BASE/log/pg-initdb.out" >&2; return 1; }
+  cat >> "$d/data/postgresql.conf" <<CONF
+listen_addresses = ''
+unix_socket_directories = '$d/sock'
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+max_connections = 300
+shared_buffers = 64MB
+CONF
+  su postgres -s /bin/sh -c "$PGBIN/pg_ctl -D $d/data -l $d/postgres.log -w start" > /dev/null || return 1
+  head -1 "$d/data/postmaster.pid" > "$BASE/pids/postgres"
+  su postgres -s /bin/sh -c "$PGBIN/psql -h $d/sock -U postgres -qc 'CREATE ROLE os SUPERUSER LOGIN'" || return 1
+  local db
+  for db in neutron placement nova_api nova_cell0 nova cinder; do
+    "$PGBIN/psql" -h "$PG_SOCK" -U os -d postgres -qc "CREATE DATABASE $db" || return 1
+  done
+}
+pg_down() {
+  [ -f "$BASE/pg/data/postmaster.pid" ] || return 0
+  su postgres -s /bin/sh -c "$PGBIN/pg_ctl -D $BASE/pg/data -m fast -w stop" > /dev/null 2>&1
+  os_stop postgres
+}
+pgdb() { echo "postgresql+psycopg2://os@/$1?host=$PG_SOCK"; }
+
+# ---------------------------------------------------------------- OVS / OVN
+# OVN central + the DPU's own OVS (dummy datapath) and ovn-controller.
+vsctl() { ovs-vsctl --db="$OVSDB" --timeout=10 "$@"; }
+nbctl() { ovn-nbctl --db="$NBDB" --timeout=10 "$@"; }
+sbctl() { ovn-sbctl --db="$SBDB" --timeout=10 "$@"; }
+
+ovn_up() {
+  export OVS_RUNDIR=$OVN_DIR OVS_LOGDIR=$OVN_DIR OVS_DBDIR=$OVN_DIR OVS_SYSCONFDIR=$OVN_DIR \
+    OVN_RUNDIR=$OVN_DIR OVN_LOGDIR=$OVN_DIR OVN_DBDIR=$OVN_DIR OVN_SYSCONFDIR=$OVN_DIR
+  mkdir -p "$OVN_DIR"
+  ovsdb-tool create "$OVN_DIR/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+  ovsdb-tool create "$OVN_DIR/ovnnb_db.db" /usr/share/ovn/ovn-nb.ovsschema
+  ovsdb-tool create "$OVN_DIR/ovnsb_db.db" /usr/share/ovn/ovn-sb.ovsschema
+  os_spawn ovsdb-server ovsdb-server "$OVN_DIR/conf.db" --remote="punix:$OVN_DIR/db.sock" \
+    --unixctl="$OVN_DIR/ovsdb-server.ctl" --no-chdir
+  local n
+  for n in ovnnb_db ovnsb_db; do
+    os_spawn "$n" ovsdb-server "$OVN_DIR/$n.db" --remote="punix:$OVN_DIR/$n.sock" --unixctl="$OVN_DIR/$n.ctl" --no-chdir
+  done
+  for n in db ovnnb_db ovnsb_db; do os_wait 10 "$n.sock" test -S "$OVN_DIR/$n.sock" || return 1; done
+  vsctl --no-wait init; nbctl init; sbctl init
+  os_spawn ovs-vswitchd ovs-vswitchd --enable-dummy=override --disable-system "$OVSDB" \
+    --unixctl="$OVN_DIR/ovs-vswitchd.ctl" --no-chdir
+  os_spawn ovn-northd ovn-northd --ovnnb-db="$NBDB" --ovnsb-db="$SBDB" --unixctl="$OVN_DIR/ovn-northd.ctl" --no-chdir
+  vsctl add-br br-int -- set Bridge br-int datapath_type=dummy fail-mode=secure other-config:disable-in-band=true
+  vsctl set Open_vSwitch . external_ids:system-id=$DPU_CHASSIS external_ids:hostname=$DPU_HOST \
+    external_ids:ovn-remote="$SBDB" external_ids:ovn-encap-type=geneve external_ids:ovn-encap-ip=127.0.0.1 \
+    external_ids:ovn-bridge=br-int external_ids:ovn-bridge-datapath-type=dummy
+  os_spawn ovn-controller ovn-controller "$OVSDB" --no-chdir
+  os_wait 30 "chassis $DPU_CHASSIS" bash -c \
+    "[ \"\$(ovn-sbctl --db=$SBDB --bare --columns=hostname find Chassis name=$DPU_CHASSIS)\" = $DPU_HOST ]"
+}
+ovn_down() { os_stop ovn-controller ovn-northd ovs-vswitchd; os_stop ovnsb_db ovnnb_db ovsdb-server; }
+
+# ---------------------------------------------------------------- Go binaries
+go_build() {
+  local pkg
+  for pkg in cmd/ironic-dpu-agent tests/openstack/spdkpair; do
+    (cd "$OS_REPO" && GOCACHE=$OS_GOCACHE go build -o "$BASE/bin/$(basename $pkg)" "./$pkg") >> "$BASE/log/go-build.out" 2>&1 \
+      || { cat "$BASE/log/go-build.out" >&2; os_log "go build ./$pkg failed"; return 1; }
+  done
+}
+
+# ---------------------------------------------------------------- SPDK pair
+spdk_rpc() {   # spdk_rpc METHOD [PARAMS-JSON] : through Cinder's HTTP front (the target)
+  local body; body=$(jq -nc --arg m "$1" --argjson p "${2:-null}" '{jsonrpc:"2.0",id:1,method:$m} + (if $p == null then {} else {params:$p} end)')
+  curl -sf -u "spdk:$(cat "$SPDK_PASS")" -d "$body" "http://127.0.0.1:$SPDK_HTTP_PORT/"
+}
+dpu_spdk_rpc() {   # dpu_spdk_rpc METHOD [PARAMS-JSON] : the DPU's SPDK (unix socket)
+  local body; body=$(jq -nc --arg m "$1" --argjson p "${2:-null}" '{jsonrpc:"2.0",id:1,method:$m} + (if $p == null then {} else {params:$p} end)')
+  $PY -c 'import json,socket,sys
+s=socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(sys.argv[1]); s.sendall(sys.argv[2].encode())
+buf=b""; d=json.JSONDecoder()
+while True:
+    c=s.recv(65536)
+    if not c: break
+    buf+=c
+    try: v,_=d.raw_decode(buf.decode()); print(json.dumps(v)); break
+    except ValueError: pass' "$SPDK_DIR/dpu.sock" "$body"
+}
+
+spdk_up() {
+  mkdir -p "$SPDK_DIR"; umask 077
+  head -c 18 /dev/urandom | base64 > "$SPDK_PASS"; umask 022
+  os_spawn spdk "$BASE/bin/spdkpair" -target-socket "$SPDK_DIR/target.sock" -dpu-socket "$SPDK_DIR/dpu.sock" \
+    -http "127.0.0.1:$SPDK_HTTP_PORT" -password-file "$SPDK_PASS"
+  os_wait 10 "spdk http front" spdk_rpc spdk_get_version || { cat "$BASE/log/spdk.out" >&2; return 1; }
+  # The storage array: an 8 GiB malloc bdev (the emulator keeps no data),
+  # lvstore lvs0 and the NVMe/TCP transport, as an operator sets up SPDK for
+  # Cinder (the driver only tries RDMA itself).
+  spdk_rpc bdev_malloc_create '{"name":"Malloc0","num_blocks":2097152,"block_size":4096}' >/dev/null &&
+  spdk_rpc bdev_lvol_create_lvstore '{"bdev_name":"Malloc0","lvs_name":"lvs0"}' >/dev/null &&
+  spdk_rpc nvmf_create_transport '{"trtype":"TCP"}' | jq -e '.result == true' >/dev/null
+}
+
+# ---------------------------------------------------------------- configs
+neutron_conf() {
+  local d=$BASE/neutron; mkdir -p "$d"/{log,state,lock}
+  cp /etc/neutron/api-paste.ini "$d/api-paste.ini"
+  cat > "$d/neutron.conf" <<CONF
+[DEFAULT]
+core_plugin = ml2
+# the OVN MaintenanceWorker crashes without the router plugin
+service_plugins = ovn-router
+auth_strategy = noauth
+api_paste_config = $d/api-paste.ini
+bind_host = 127.0.0.1
+bind_port = $NEUTRON_PORT
+api_workers = 1
+rpc_workers = 0
+rpc_state_report_workers = 0
+transport_url = $TRANSPORT_URL
+notify_nova_on_port_status_changes = false
+notify_nova_on_port_data_changes = false
+state_path = $d/state
+log_dir = $d/log
+debug = false
+dhcp_agent_notification = false
+
+[database]
+connection = $(pgdb neutron)
+
+[ml2]
+type_drivers = geneve,flat,vlan
+tenant_network_types = geneve
+mechanism_drivers = ovn
+extension_drivers = port_security
+overlay_ip_version = 4
+
+[ml2_type_geneve]
+vni_ranges = 1:65536
+max_header_size = 38
+
+[ml2_type_flat]
+flat_networks = *
+
+[ovn]
+ovn_nb_connection = $NBDB
+ovn_sb_connection = $SBDB
+ovn_metadata_enabled = false
+enable_distributed_floating_ip = false
+dns_servers =
+
+[oslo_concurrency]
+lock_path = $d/lock
+CONF
+}
+
+glance_conf() {
+  local d=$BASE/glance; mkdir -p "$d"/{log,images,staging,lock}
+  cp /etc/glance/glance-api-paste.ini "$d/"
+  cat > "$d/glance-api.conf" <<CONF
+[DEFAULT]
+bind_host = 127.0.0.1
+bind_port = $GLANCE_PORT
+workers = 1
+log_dir = $d/log
+enabled_backends = file1:file
+[database]
+connection = sqlite:///$d/glance.sqlite
+[paste_deploy]
+# empty flavor = the unauthenticated-context pipeline
+flavor =
+config_file = $d/glance-api-paste.ini
+[glance_store]
+default_backend = file1
+[file1]
+filesystem_store_datadir = $d/images
+[os_glance_staging_store]
+filesystem_store_datadir = $d/staging
+[os_glance_tasks_store]
+filesystem_store_datadir = $d/staging
+[oslo_concurrency]
+lock_path = $d/lock
+CONF
+}
+
+placement_conf() {
+  local d=$BASE/placement; mkdir -p "$d"/log
+  cat > "$d/placement.conf" <<CONF
+[DEFAULT]
+log_dir = $d/log
+[api]
+auth_strategy = noauth2
+[placement_database]
+connection = $(pgdb placement)
+CONF
+}
+
+ironic_conf() {
+  local d=$BASE/ironic; mkdir -p "$d"/{log,state,lock}
+  cat > "$d/ironic.conf" <<CONF
+[DEFAULT]
+host = os-e2e-conductor
+auth_strategy = noauth
+rpc_transport = oslo
+transport_url = $TRANSPORT_URL
+state_path = $d/state
+log_dir = $d/log
+debug = false
+enabled_hardware_types = dpu
+enabled_bios_interfaces = no-bios
+enabled_boot_interfaces = dpu
+enabled_console_interfaces = no-console
+enabled_deploy_interfaces = dpu
+enabled_inspect_interfaces = no-inspect
+enabled_management_interfaces = fake
+enabled_network_interfaces = dpu,noop
+enabled_power_interfaces = fake
+enabled_raid_interfaces = no-raid
+enabled_rescue_interfaces = no-rescue
+enabled_storage_interfaces = dpu,noop
+enabled_vendor_interfaces = dpu,no-vendor
+default_network_interface = dpu
+default_storage_interface = dpu
+
+[api]
+host_ip = 127.0.0.1
+port = $IRONIC_API_PORT
+api_workers = 1
+
+[conductor]
+automated_clean = false
+sync_power_state_interval = -1
+heartbeat_interval = 5
+
+[database]
+connection = sqlite:///$d/ironic.sqlite
+
+[dhcp]
+dhcp_provider = none
+
+[neutron]
+auth_type = none
+endpoint_override = $NEUTRON
+
+[glance]
+auth_type = none
+endpoint_override = $GLANCE
+
+[cinder]
+auth_type = none
+endpoint_override = $CINDER
+
+[oslo_concurrency]
+lock_path = $d/lock
+
+[dpu_agent]
+# same broker here; production: a separate vhost for the DPUs
+transport_url = $TRANSPORT_URL
+timeout = 30
+call_monitor_timeout = 10
+state_wait_timeout = 20
+state_poll_interval = 0.2
+
+[dpu]
+# bind each VIF's Neutron port to the DPU's OVN chassis (driver_info dpu_hostname)
+neutron_binding = true
+CONF
+}
+
+cinder_conf() {
+  local d=$BASE/cinder; mkdir -p "$d"/{log,state,lock}
+  # noauth pipeline + the filter that maps X-Service-Token to the service role
+  sed -e 's/ noauth_include_project_id apiv3/ noauth_include_project_id servicetoken apiv3/' \
+    /etc/cinder/api-paste.ini > "$d/api-paste.ini"
+  printf '\n[filter:servicetoken]\npaste.filter_factory = noauth_token:cinder_filter_factory\n' >> "$d/api-paste.ini"
+  cat > "$d/cinder.conf" <<CONF
+[DEFAULT]
+host = cinder-1
+transport_url = $TRANSPORT_URL
+auth_strategy = noauth_include_project_id
+# noauth project ids come from the token "user:project" ("admin"); the default regex allows hex only
+project_id_regex = [0-9a-zA-Z_\-]+
+api_paste_config = $d/api-paste.ini
+osapi_volume_listen = 127.0.0.1
+osapi_volume_listen_port = $CINDER_PORT
+osapi_volume_workers = 1
+my_ip = 127.0.0.1
+state_path = $d/state
+log_dir = $d/log
+debug = false
+enabled_backends = spdk
+glance_api_servers = $GLANCE
+backend_stats_polling_interval = 10
+
+[database]
+connection = $(pgdb cinder)
+
+[oslo_concurrency]
+lock_path = $d/lock
+
+[oslo_messaging_notifications]
+driver = noop
+
+[nova]
+# fixed endpoint + token: there is no service catalog
+auth_type = admin_token
+endpoint = $NOVA
+token = admin:admin
+
+[spdk]
+volume_driver = cinder.volume.drivers.spdk.SPDKDriver
+volume_backend_name = SPDK
+target_helper = spdk-nvmeof
+target_protocol = nvmet_tcp
+target_ip_address = 127.0.0.1
+target_port = $NVMF_PORT
+target_prefix = nqn.2016-06.io.spdk
+nvmet_ns_id = 1
+spdk_rpc_ip = 127.0.0.1
+spdk_rpc_port = $SPDK_HTTP_PORT
+spdk_rpc_username = spdk
+spdk_rpc_password = $(cat "$SPDK_PASS")
+spdk_rpc_protocol = http
+CONF
+  chmod 600 "$d/cinder.conf"
+}
+
+nova_conf() {
+  local d=$BASE/nova; mkdir -p "$d"/{log,state,lock,instances}
+  # noauth2 pipeline + the filter that puts X-Auth-Token into the context
+  sed -e 's/ noauth2 osapi_compute_app_v21/ noauth2 injecttoken osapi_compute_app_v21/' \
+      -e 's/ noauth2 legacy_v2_compatible/ noauth2 injecttoken legacy_v2_compatible/' \
+      /etc/nova/api-paste.ini > "$d/api-paste.ini"
+  printf '\n[filter:injecttoken]\npaste.filter_factory = noauth_token:filter_factory\n' >> "$d/api-paste.ini"
+  cat > "$d/nova.conf" <<CONF
+[DEFAULT]
+host = nova-ironic-1
+transport_url = $TRANSPORT_URL
+compute_driver = ironic.IronicDriver
+my_ip = 127.0.0.1
+state_path = $d/state
+instances_path = $d/instances
+log_dir = $d/log
+debug = false
+enabled_apis = osapi_compute
+osapi_compute_listen = 127.0.0.1
+osapi_compute_listen_port = $NOVA_PORT
+osapi_compute_workers = 1
+reserved_host_memory_mb = 0
+reserved_host_disk_mb = 0
+# see new ironic nodes within seconds, not a minute
+update_resources_interval = 5
+periodic_fuzzy_delay = 0
+ram_allocation_ratio = 1.0
+disk_allocation_ratio = 1.0
+cpu_allocation_ratio = 1.0
+
+[api]
+auth_strategy = noauth2
+
+[wsgi]
+api_paste_config = $d/api-paste.ini
+
+[api_database]
+connection = $(pgdb nova_api)
+
+[database]
+connection = $(pgdb nova)
+
+[conductor]
+workers = 1
+
+[scheduler]
+workers = 1
+discover_hosts_in_cells_interval = 2
+
+[filter_scheduler]
+track_instance_changes = false
+
+[placement]
+# placement's noauth2 wants a token
+auth_type = admin_token
+endpoint = $PLACEMENT
+token = admin
+endpoint_override = $PLACEMENT
+
+[ironic]
+auth_type = none
+endpoint_override = $IRONIC
+api_retry_interval = 1
+
+[neutron]
+auth_type = none
+endpoint_override = $NEUTRON
+
+[glance]
+endpoint_override = $GLANCE
+
+[cinder]
+endpoint_template = http://127.0.0.1:$CINDER_PORT/v3/%(project_id)s
+auth_type = none
+
+[service_user]
+# cinder lets only services delete in-use attachments
+send_service_user_token = true
+auth_type = admin_token
+endpoint = $NOVA
+token = nova-service
+
+[oslo_concurrency]
+lock_path = $d/lock
+
+[oslo_messaging_notifications]
+driver = noop
+
+[vnc]
+enabled = false
+
+[spice]
+enabled = false
+
+[serial_console]
+enabled = false
+CONF
+}
+
+clouds_yaml() {
+  cat > "$BASE/clouds.yaml" <<Y
+clouds:
+  noauth:
+    auth_type: admin_token
+    auth:
+      endpoint: $NOVA
+      token: "admin:admin"
+    compute_endpoint_override: $NOVA
+    network_endpoint_override: $NEUTRON
+    image_endpoint_override: $GLANCE
+    baremetal_endpoint_override: $IRONIC
+    placement_endpoint_override: $PLACEMENT
+    volume_endpoint_override: $CINDER
+    block_storage_endpoint_override: $CINDER
+    baremetal_api_version: "1.78"
+Y
+}
+
+# ---------------------------------------------------------------- services
+schemas() {   # 3 parallel chains (CPU bound); nova's is the long pole
+  local N="$PY /usr/bin/nova-manage --config-file $BASE/nova/nova.conf" p1 p2 p3 rc=0
+  $PY /usr/bin/neutron-db-manage --config-file "$BASE/neutron/neutron.conf" upgrade heads > "$BASE/log/db-neutron.out" 2>&1 & p1=$!
+  { $N api_db sync && $N cell_v2 map_cell0 --database_connection "$(pgdb nova_cell0)" &&
+    $N cell_v2 create_cell --name cell1 && $N db sync; } > "$BASE/log/db-nova.out" 2>&1 & p2=$!
+  { $PY /usr/bin/cinder-manage --config-file "$BASE/cinder/cinder.conf" db sync &&
+    $PY /usr/bin/placement-manage --config-file "$BASE/placement/placement.conf" db sync &&
+    $PY /usr/bin/glance-manage --config-file "$BASE/glance/glance-api.conf" db_sync &&
+    $PY /usr/bin/ironic-dbsync --config-file "$BASE/ironic/ironic.conf" create_schema; } > "$BASE/log/db-small.out" 2>&1 & p3=$!
+  wait $p1 || { tail -20 "$BASE/log/db-neutron.out" >&2; rc=1; }
+  wait $p2 || { tail -20 "$BASE/log/db-nova.out" >&2; rc=1; }
+  wait $p3 || { tail -20 "$BASE/log/db-small.out" >&2; rc=1; }
+  return $rc
+}
+
+# The paste filters (pymod/) for nova and cinder; ironic_dpu + its dist-info.
+PYPATH_OS() { echo "$OS_HERE/pymod"; }
+PYPATH_IRONIC() { echo "$IRONIC_DPU_ROOT"; }
+
+services_up() {
+  os_spawn neutron-server $PY /usr/bin/neutron-server --config-file "$BASE/neutron/neutron.conf"
+  os_spawn glance-api $PY /usr/bin/glance-api --config-file "$BASE/glance/glance-api.conf"
+  os_spawn placement /usr/bin/uwsgi --plugins python3 --http-socket "127.0.0.1:$PLACEMENT_PORT" \
+    --wsgi-file /usr/bin/placement-api --master --processes 1 --threads 4 --die-on-term --enable-threads \
+    --lazy-apps --env "OS_PLACEMENT_CONFIG_DIR=$BASE/placement" --logto "$BASE/placement/log/uwsgi.log"
+  local s
+  for s in conductor api; do
+    os_spawn "ironic-$s" PYTHONPATH="$(PYPATH_IRONIC)" $PY "/usr/bin/ironic-$s" --config-file "$BASE/ironic/ironic.conf"
+  done
+  for s in api scheduler volume; do
+    os_spawn "cinder-$s" PYTHONPATH="$(PYPATH_OS)" $PY "/usr/bin/cinder-$s" --config-file "$BASE/cinder/cinder.conf"
+  done
+  os_wait 60 placement curl -sf -o /dev/null "$PLACEMENT/" || return 1
+  for s in api conductor scheduler compute; do
+    os_spawn "nova-$s" PYTHONPATH="$(PYPATH_OS)" $PY "/usr/bin/nova-$s" --config-file "$BASE/nova/nova.conf"
+  done
+  local i n
+  for ((i = 0; i < 1200; i++)); do
+    for s in neutron-server glance-api placement ironic-conductor ironic-api cinder-api cinder-scheduler \
+      cinder-volume nova-api nova-conductor nova-scheduler nova-compute; do
+      os_alive "$s" || { tail -30 "$BASE/log/$s.out" >&2; os_log "$s died"; return 1; }
+    done
+    ready=1
+    curl -sf -o /dev/null "$NEUTRON/v2.0/networks" || ready=0
+    curl -sf -o /dev/null "$GLANCE/v2/images" || ready=0
+    n=$(curl -sf -H 'X-OpenStack-Ironic-API-Version: latest' "$IRONIC/v1/drivers/dpu" 2>/dev/null | jq -r '.hosts | length' 2>/dev/null)
+    [ "${n:-0}" -ge 1 ] || ready=0
+    n=$(curl -sf -H 'X-Auth-Token: admin:admin' -H 'OpenStack-API-Version: volume 3.0' "$CINDER/os-services" 2>/dev/null \
+      | jq '[.services[] | select(.state=="up")] | length' 2>/dev/null)
+    [ "${n:-0}" -ge 2 ] || ready=0
+    n=$(curl -sf -H 'X-Auth-Token: admin:admin' "$NOVA/os-services" 2>/dev/null \
+      | jq '[.services[] | select(.state=="up")] | length' 2>/dev/null)
+    [ "${n:-0}" -ge 3 ] || ready=0
+    [ $ready = 1 ] && return 0
+    sleep 0.2
+  done
+  os_log "services not ready in 240 s"; return 1
+}
+
+services_down() {
+  os_stop nova-api nova-compute nova-scheduler nova-conductor cinder-api cinder-volume cinder-scheduler \
+    ironic-api ironic-conductor glance-api neutron-server placement
+}
+
+# ---------------------------------------------------------------- the agent
+agent_conf() {   # NODE_UUID
+  local d=$BASE/agent; mkdir -p "$d/state"
+  cat > "$d/agent.conf" <<CONF
+[DEFAULT]
+transport_url = $TRANSPORT_URL
+node_uuid = $1
+state_dir = $d/state
+reconcile_interval = 10s
+
+[dpu]
+driver = sim
+
+[ovs]
+ovsdb_connection = $OVSDB
+integration_bridge = br-int
+bind_timeout = 5s
+
+[spdk]
+rpc_socket = $SPDK_DIR/dpu.sock
+
+[storage]
+host_nqn = nqn.2014-08.org.nvmexpress:uuid:$1
+
+[spdk_nvmf]
+transport = TCP
+listen_address = 127.0.0.1
+listen_port = $HOST_NVMF_PORT
+CONF
+}
+agent_start() {
+  os_spawn agent "$BASE/bin/ironic-dpu-agent" serve --config-file "$BASE/agent/agent.conf"
+  os_wait 30 "agent answering get_status" agent_cli status || { tail -20 "$BASE/log/agent.out" >&2; return 1; }
+}
+agent_cli() { "$BASE/bin/ironic-dpu-agent" "$@" --config-file "$BASE/agent/agent.conf"; }
+agent_state() { agent_cli status --state 2>>"$BASE/log/agent-cli.err"; }
+
+# ---------------------------------------------------------------- whole stack
+stack_up() {
+  os_init
+  rabbit_up > "$BASE/log/rabbit-up.out" 2>&1 & local rpid=$!
+  go_build || return 1
+  pg_up || { os_log "postgres failed"; return 1; }
+  ovn_up || { os_log "OVN failed"; return 1; }
+  spdk_up || { os_log "SPDK emulator failed"; return 1; }
+  os_log "postgres, OVN (chassis $DPU_CHASSIS/$DPU_HOST), SPDK pair up"
+  neutron_conf; glance_conf; placement_conf; ironic_conf; cinder_conf; nova_conf; clouds_yaml
+  schemas || { os_log "schema creation failed"; return 1; }
+  wait $rpid || { cat "$BASE/log/rabbit-up.out" >&2; os_log "rabbit failed"; return 1; }
+  os_log "schemas created, rabbit up"
+  services_up || return 1
+  os_log "stack ready"
+}
+
+stack_down() {
+  set +e
+  os_stop agent
+  services_down
+  os_stop spdk
+  ovn_down
+  pg_down
+  rabbit_down
+}

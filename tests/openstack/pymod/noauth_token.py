@@ -1,0 +1,47 @@
+"""Paste filters for the noauth test cloud (no Keystone).
+
+filter_factory (nova, after 'noauth2'): nova's NoAuthMiddleware builds a
+RequestContext without an auth_token, so nova's calls to glance and cinder on
+behalf of the user fail with keystoneauth 'AuthorizationFailure: No valid
+authentication is available'. It copies the request's X-Auth-Token
+("user:project"), which the noauth glance/cinder accept, into the context.
+
+cinder_filter_factory (cinder, after 'noauth_include_project_id'): a caller
+that sent an X-Service-Token (nova does with [service_user]
+send_service_user_token) gets the 'service' role, as keystonemiddleware would
+give it. Without it cinder's attachment delete asks nova through the service
+catalog, which does not exist here (EndpointNotFound, HTTP 500).
+"""
+import webob.dec
+
+
+class InjectToken(object):
+    def __init__(self, app):
+        self.app = app
+
+    @webob.dec.wsgify
+    def __call__(self, req):
+        ctx = req.environ.get('nova.context')
+        if ctx is not None and not ctx.auth_token:
+            ctx.auth_token = req.headers.get('X-Auth-Token')
+        return req.get_response(self.app)
+
+
+def filter_factory(global_conf, **local_conf):
+    return InjectToken
+
+
+class CinderServiceRoles(object):
+    def __init__(self, app):
+        self.app = app
+
+    @webob.dec.wsgify
+    def __call__(self, req):
+        ctx = req.environ.get('cinder.context')
+        if ctx is not None and req.headers.get('X-Service-Token'):
+            ctx.service_roles = ['service']
+        return req.get_response(self.app)
+
+
+def cinder_filter_factory(global_conf, **local_conf):
+    return CinderServiceRoles
