@@ -126,12 +126,15 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 		return nil, fmt.Errorf("reply queue %s: %w", c.replyQ, err)
 	}
 	c.sess, c.declared, c.readDone = sess, map[string]bool{}, make(chan struct{})
-	go c.readReplies(dels, c.readDone) // ends when the connection closes
+	go c.readReplies(sess, dels, c.readDone) // ends when the connection closes
 	return sess, nil
 }
 
-func (c *Client) readReplies(dels <-chan amqp.Delivery, done chan struct{}) {
+func (c *Client) readReplies(sess *session, dels <-chan amqp.Delivery, done chan struct{}) {
 	defer close(done)
+	// the consumer can also end alone (reply queue deleted): drop the
+	// connection so the next call reconnects and redeclares it
+	defer func() { _ = sess.conn.Close() }()
 	for d := range dels {
 		m, err := decodeReply(d.Body)
 		if err != nil {
