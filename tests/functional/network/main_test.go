@@ -141,6 +141,8 @@ func addLSP(t *testing.T, e *ovn.Env, ls, port, mac, ip string) {
 	if _, err := e.Nbctl(ctx, "--may-exist", "ls-add", ls, "--", "lsp-add", ls, port, "--", "lsp-set-addresses", port, mac+" "+ip); err != nil {
 		t.Fatal(err)
 	}
+	// The stack outlives the test (TestMain); -count=N must not find old ports.
+	t.Cleanup(func() { _, _ = e.Nbctl(context.Background(), "--if-exists", "ls-del", ls) })
 }
 
 func sf(pf, n int) *state.Function { return &state.Function{PF: pf, SF: state.IntPtr(n)} }
