@@ -68,25 +68,25 @@ class AgentClient(object):
             exchange=CONF.dpu_agent.exchange, topic=CONF.dpu_agent.topic,
             server=node_uuid, version=RPC_API_VERSION)
 
-    def _client(self):
+    def _client(self, timeout=None):
         transport = self._transport or get_transport()
         client = messaging.get_rpc_client(
             transport, self.target,
             transport_options=messaging.TransportOptions(at_least_once=True))
         cm = CONF.dpu_agent.call_monitor_timeout or None
         retry = CONF.dpu_agent.retry
-        return client.prepare(timeout=CONF.dpu_agent.timeout,
+        return client.prepare(timeout=timeout or CONF.dpu_agent.timeout,
                               call_monitor_timeout=cm,
                               retry=None if retry < 0 else retry)
 
-    def call(self, context, method, **kwargs):
+    def call(self, context, method, timeout=None, **kwargs):
         try:
-            return self._client().call(sanitised_context(context), method,
-                                       **kwargs)
+            return self._client(timeout).call(sanitised_context(context),
+                                              method, **kwargs)
         except Exception as exc:
-            raise self._translate(method, exc) from exc
+            raise self._translate(method, exc, timeout) from exc
 
-    def _translate(self, method, exc):
+    def _translate(self, method, exc, timeout=None):
         where = {'node': self.node_uuid, 'exchange': self.target.exchange,
                  'topic': '%s.%s' % (self.target.topic, self.node_uuid)}
         if isinstance(exc, messaging.MessageUndeliverable):
@@ -95,7 +95,8 @@ class AgentClient(object):
                 % method, **where)
         elif isinstance(exc, messaging.MessagingTimeout):
             err = exception.DPUAgentUnreachable(
-                reason='no reply within %ss' % CONF.dpu_agent.timeout,
+                reason='no reply within %ss' % (timeout or
+                                                CONF.dpu_agent.timeout),
                 error=str(exc), **where)
         elif isinstance(exc, messaging.MessageDeliveryFailure):
             err = exception.DPUAgentUnreachable(
@@ -115,6 +116,11 @@ class AgentClient(object):
         err.remote_class = type(exc).__name__.replace('_Remote', '')
         LOG.warning('%s', err)
         return err
+
+    def ping(self, context):
+        """oslo's built-in liveness check, with a short timeout."""
+        return self.call(context, 'oslo_rpc_server_ping',
+                         timeout=CONF.dpu_agent.ping_timeout)
 
     # The agent's API (fixed contract; keyword names matter).
     def get_status(self, context):

@@ -4,15 +4,17 @@ Volume targets: volume_type 'nvmeof', properties = Cinder's connection
 data. Connectors: type 'nqn' (the DPU's host NQN, what Cinder must allow).
 Ironic calls attach_volumes before powering an ACTIVE node on and
 detach_volumes after powering it off. A DPU powered from the host may be
-down exactly then, so an unreachable agent only gets the state recorded in
-driver_internal_info (the agent restores its own persisted state at boot,
-or pulls it); only an error answered by the agent fails the power action.
+down exactly then, so an agent that does not answer a short ping only gets
+the state recorded in driver_internal_info (the agent restores its own
+persisted state at boot, or pulls the recorded one from the Ironic API);
+only an error answered by the agent fails the power action.
 """
 from oslo_log import log
 
 from ironic.common import exception as ir_exc
 from ironic.drivers import base
 
+from ironic_dpu import agent_client
 from ironic_dpu import desired
 from ironic_dpu import exception
 
@@ -47,9 +49,14 @@ class DPUStorage(base.StorageInterface):
         return False
 
     def _push(self, task, state, what):
+        client = agent_client.AgentClient(task.node.uuid)
         try:
-            return desired.push(task, state)
+            # A dead DPU's queue outlives it: ping with a short timeout
+            # rather than leave a full-timeout apply_state queued for it.
+            client.ping(task.context)
+            return desired.push(task, state, client=client)
         except exception.DPUAgentUnreachable as e:
+            desired.record(task, state)
             LOG.warning('%s for node %s recorded but not applied now: %s. '
                         'The agent restores it when it starts.',
                         what, task.node.uuid, e)

@@ -70,6 +70,14 @@ class ClientWiringTests(base.TestCase):
             self.assertEqual(method, self.prepared.call.call_args.args[1])
             self.assertEqual(kwargs, self.prepared.call.call_args.kwargs)
 
+    def test_ping_is_short(self):
+        CONF.set_override('ping_timeout', 3, group='dpu_agent')
+        agent_client.AgentClient(base.NODE_UUID, self.transport).ping(None)
+        self.assertEqual(3, self.get_client.return_value.prepare.call_args
+                         .kwargs['timeout'])
+        self.assertEqual('oslo_rpc_server_ping',
+                         self.prepared.call.call_args.args[1])
+
     def test_zero_call_monitor_means_none(self):
         CONF.set_override('call_monitor_timeout', 0, group='dpu_agent')
         CONF.set_override('retry', -1, group='dpu_agent')

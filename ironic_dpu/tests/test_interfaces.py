@@ -199,6 +199,15 @@ class StorageTests(AgentTestCase):
         rec = task.node.driver_internal_info['dpu_desired_state']
         self.assertEqual(['boot'], [v['volume_id'] for v in rec['volumes']])
 
+    def test_dead_dpu_does_not_get_a_queued_call(self):
+        task = self.make_task(provision_state=states.ACTIVE)
+        self.client.ping.side_effect = unreachable()
+        storage.DPUStorage().detach_volumes(task)
+        self.client.apply_state.assert_not_called()
+        rec = task.node.driver_internal_info['dpu_desired_state']
+        self.assertEqual(([], ['vif-1']), (rec['volumes'],
+                                           [v['port_id'] for v in rec['vifs']]))
+
     def test_agent_error_is_storage_error(self):
         task = self.make_task(provision_state=states.ACTIVE)
         self.client.apply_state.side_effect = agent_error('bad portal')
