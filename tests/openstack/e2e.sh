@@ -25,6 +25,8 @@ run_case() {   # run_case NAME FUNCTION
 cleanup() {
   set +e
   [ -n "${BASE:-}" ] || return 0
+  # OS_KEEP_UP=1 leaves the cloud running for debugging (os_attach BASE).
+  if [ "${OS_KEEP_UP:-0}" = 1 ]; then os_log "stack left running in $BASE"; return 0; fi
   stack_down
   if [ "${OS_KEEP:-0}" = 1 ] || [ "$FAILED" -gt 0 ]; then os_log "logs kept in $BASE"; else rm -rf "$BASE"; fi
 }

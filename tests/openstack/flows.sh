@@ -2,7 +2,7 @@
 # The user's flows (sourced by e2e.sh and the benchmark, after lib.sh).
 # User-facing steps use the `openstack` CLI; waiting is done by polling the
 # REST APIs (each CLI call costs ~2 s of Python start-up).
-# shellcheck disable=SC2034,SC2153   # variables are shared with lib.sh and the sourcing scripts
+# shellcheck disable=SC2034,SC2153,SC2016   # variables are shared with lib.sh and the sourcing scripts
 
 IMAGE=cirros-fake FLAVOR=bm.small NET=net01
 NODE=""
@@ -79,6 +79,7 @@ agent_vif() {   # PORT -> the agent's observed VIF (JSON) or nothing
 agent_vif_bound() { agent_vif "$1" | jq -e 'select(.state == "plugged" and .bound == true)' >/dev/null; }
 agent_vif_gone() { [ -z "$(agent_vif "$1")" ] && agent_state >/dev/null; }
 agent_vol() { agent_state | jq -c --arg v "$1" '.observed.volumes[]? | select(.volume_id == $v)'; }
+agent_vol_nsid() { agent_vol "$1" | jq -e --argjson n "$2" 'select(.state == "attached" and .nsid == $n)' >/dev/null; }
 agent_vol_gone() { [ -z "$(agent_vol "$1")" ] && agent_state >/dev/null; }
 
 # The port is wired end to end: Neutron binding to the DPU, OVN LSP pinned to
@@ -156,4 +157,125 @@ case_network_boot() {
   os_wait 30 "port ACTIVE" port_active "$PORT1"; T_PORT1=$(os_since "$t0")
   os_log "  bm-01 ACTIVE after ${T_ACTIVE1}s, its port ACTIVE after ${T_PORT1}s"
   port_wired "$PORT1"
+}
+
+iface_uuid() { vsctl --bare --columns=_uuid find Interface "external_ids:iface-id=$1"; }
+
+SG="" PORT2="" IF1_BEFORE=""
+case_port_add() {
+  SG=$(openstack security group create sg-web -f value -c id) &&
+  openstack security group rule create --ingress --protocol tcp --dst-port 22 sg-web -f value -c id > /dev/null &&
+  PORT2=$(openstack port create --network "$NET" --security-group sg-web port02 -f value -c id) || return 1
+  IF1_BEFORE=$(iface_uuid "$PORT1")
+  openstack server add port bm-01 port02 || return 1
+  port_wired "$PORT2" &&
+  expect "first port's OVS Interface untouched" [ "$(iface_uuid "$PORT1")" = "$IF1_BEFORE" ] &&
+  expect "first port still ACTIVE" port_active "$PORT1"
+}
+
+case_security_group() {
+  local pg lsp
+  pg=pg_${SG//-/_}
+  lsp=$(nbctl --bare --columns=_uuid find Logical_Switch_Port "name=$PORT2")
+  expect "port02 is in OVN port group $pg" grep -qw "$lsp" <<<"$(nbctl --bare --columns=ports find Port_Group "name=$pg")" &&
+  expect "ACL allowing tcp/22 to the port group" grep -Eq "to-lport .*outport == @$pg && ip4 && ip4.src == 0.0.0.0/0 && tcp && tcp.dst == 22.* allow-related" \
+    <<<"$(nbctl acl-list "$pg")" &&
+  expect "drop ACLs for the bare-metal port (neutron_pg_drop)" grep -qw "$lsp" \
+    <<<"$(nbctl --bare --columns=ports find Port_Group name=neutron_pg_drop)" &&
+  expect "the ACL is compiled into SB logical flows" grep -q "outport == @$pg && ip4 && ip4.src == 0.0.0.0/0 && tcp && tcp.dst == 22" \
+    <<<"$(sbctl lflow-list)"
+}
+
+case_port_remove() {
+  openstack server remove port bm-01 port02 || return 1
+  port_unwired "$PORT2" &&
+  expect "port02 unbound in Neutron" os_wait 20 "port02 unbound" bash -c \
+    "[ \"\$(curl -sf $NEUTRON/v2.0/ports/$PORT2 | jq -r '.port.\"binding:host_id\"')\" = '' ]" &&
+  expect "first port's OVS Interface untouched" [ "$(iface_uuid "$PORT1")" = "$IF1_BEFORE" ] &&
+  expect "first port still ACTIVE and installed" port_active "$PORT1" &&
+  expect "first port still ovn-installed" ovs_installed "$PORT1" &&
+  expect "agent still has the first port" agent_vif_bound "$PORT1"
+}
+
+case_trace_to_vm() {
+  local vm ls1 ls2 mac1 ip1 macv ipv out
+  vm=$(openstack port create --network "$NET" vm-port -f value -c id) || return 1
+  ls1=$(nbctl lsp-get-ls "$PORT1" | awk '{print $1}'); ls2=$(nbctl lsp-get-ls "$vm" | awk '{print $1}')
+  expect "bare-metal port and VM port on one logical switch" [ -n "$ls1" ] && [ "$ls1" = "$ls2" ] || return 1
+  mac1=$(port_field "$PORT1" mac_address); ip1=$(nt "/ports/$PORT1" | jq -r '.port.fixed_ips[0].ip_address')
+  macv=$(port_field "$vm" mac_address); ipv=$(nt "/ports/$vm" | jq -r '.port.fixed_ips[0].ip_address')
+  local dp; dp=$(nbctl get Logical_Switch "$ls1" name | tr -d '"')
+  trace() {   # SRC_MAC -> ovn-trace of a new ICMP echo from the bare-metal port to the VM port
+    ovn-trace --db="$SBDB" --minimal --ct=new --ct=new "$dp" \
+      "inport == \"$PORT1\" && eth.src == $1 && eth.dst == $macv && ip4.src == $ip1 && ip4.dst == $ipv && ip.ttl == 64 && icmp4.type == 8"
+  }
+  out=$(trace "$mac1"); echo "$out" > "$BASE/log/ovn-trace.out"
+  # ovn-trace names ports by their Neutron name when they have one
+  expect "ovn-trace: a new ICMP echo from the bare-metal port is output to the VM port (log/ovn-trace.out)" \
+    grep -Eq "output\(\"($vm|vm-port)\"\)" <<<"$out" &&
+  expect "ovn-trace: the same from a spoofed MAC is dropped (port security)" \
+    bash -c '! grep -q output <<<"$1"' _ "$(trace 52:54:00:00:00:99)" &&
+  expect "the bare-metal port's MAC is the Ironic port's" [ "$mac1" = "$MAC1" ]
+}
+
+case_delete_network_boot() {
+  local t0; t0=$(os_now)
+  openstack server delete --wait bm-01 || return 1
+  os_log "  bm-01 deleted after $(os_since "$t0")s"
+  port_unwired "$PORT1" &&
+  expect "Nova removed the port and its LSP" os_wait 20 "LSP gone" lsp_gone "$PORT1" &&
+  expect "node available and schedulable again" os_wait 90 "node free" node_free
+}
+
+SID2="" VOL="" PORTB="" T_ACTIVE2="" T_PORT2="" TGT_NQN=""
+case_boot_from_volume() {
+  local t0 tgt ctrl
+  t0=$(os_now)
+  VOL=$(openstack volume create --image "$IMAGE" --size 1 vol01 -f value -c id) || return 1
+  expect "vol01 available" os_wait 120 "volume available" volume_is "$VOL" available || return 1
+  os_log "  vol01 available after $(os_since "$t0")s"
+  t0=$(os_now)
+  SID2=$(openstack server create --flavor "$FLAVOR" --volume vol01 --network "$NET" bm-02 -f value -c id) || return 1
+  expect "bm-02 ACTIVE" wait_server "$SID2" ACTIVE 120 || return 1
+  T_ACTIVE2=$(os_since "$t0")
+  PORTB=$(port_of "$SID2")
+  os_wait 30 "port ACTIVE" port_active "$PORTB"; T_PORT2=$(os_since "$t0")
+  os_log "  bm-02 ACTIVE after ${T_ACTIVE2}s, its port ACTIVE after ${T_PORT2}s"
+  tgt=$(ir GET "/volume/targets?node=$NODE&detail=true" | jq -c '.targets[0]')
+  echo "$tgt" > "$BASE/log/volume-target.json"
+  TGT_NQN=$(jq -r .properties.nqn <<<"$tgt")
+  expect "Ironic volume target: nvmeof, boot_index 0, vol01, Cinder's legacy NVMe/TCP data" \
+    jq -e --arg v "$VOL" --arg p "$NVMF_PORT" '.volume_type == "nvmeof" and .boot_index == 0 and .volume_id == $v
+      and .properties.transport_type == "tcp" and .properties.target_port == $p and (.properties.nqn | startswith("nqn."))' \
+      <<<"$tgt" >/dev/null &&
+  expect "vol01 in-use by bm-02 in Cinder" [ "$(cv "/volumes/$VOL" | jq -r '.volume.status + " " + .volume.attachments[0].server_id')" = "in-use $SID2" ] &&
+  expect "agent: vol01 attached as nsid 1" os_wait 15 "agent volume" agent_vol_nsid "$VOL" 1 &&
+  ctrl=$(dpu_spdk_rpc bdev_nvme_get_controllers | jq -c --arg n "$TGT_NQN" '[.result[] | select(.ctrlrs[].trid.subnqn == $n)]') &&
+  echo "$ctrl" > "$BASE/log/dpu-controllers.json" &&
+  expect "DPU SPDK: a controller connected to Cinder's target $TGT_NQN on 127.0.0.1:$NVMF_PORT" \
+    jq -e --arg p "$NVMF_PORT" 'length == 1 and (.[0].ctrlrs[0] | .state == "enabled" and .trid.trtype == "TCP"
+      and .trid.traddr == "127.0.0.1" and .trid.trsvcid == $p)' <<<"$ctrl" >/dev/null &&
+  expect "target SPDK exports vol01's lvol in $TGT_NQN" target_exports "$TGT_NQN" "$VOL" &&
+  port_wired "$PORTB"
+}
+
+target_exports() {   # NQN VOLUME_ID: the subsystem's namespace is the lvol lvs0/volume-<id>
+  local bdev
+  bdev=$(spdk_rpc nvmf_get_subsystems | jq -r --arg n "$1" '.result[] | select(.nqn == $n) | .namespaces[0].bdev_name')
+  [ -n "$bdev" ] && spdk_rpc bdev_get_bdevs "{\"name\":\"$bdev\"}" | jq -e --arg a "lvs0/volume-$2" '.result[0].aliases | index($a)' >/dev/null
+}
+target_gone() { ! spdk_rpc nvmf_get_subsystems | jq -e --arg n "$1" '.result[] | select(.nqn == $n)' >/dev/null; }
+dpu_ctrl_gone() { dpu_spdk_rpc bdev_nvme_get_controllers | jq -e --arg n "$1" '[.result[] | select(.ctrlrs[].trid.subnqn == $n)] | length == 0' >/dev/null; }
+
+case_delete() {
+  local t0; t0=$(os_now)
+  openstack server delete --wait bm-02 || return 1
+  os_log "  bm-02 deleted after $(os_since "$t0")s"
+  expect "vol01 available again in Cinder" os_wait 60 "volume available" volume_is "$VOL" available &&
+  expect "agent: vol01 detached" os_wait 20 "agent detach" agent_vol_gone "$VOL" &&
+  expect "DPU SPDK: controller to $TGT_NQN gone" os_wait 10 "ctrl gone" dpu_ctrl_gone "$TGT_NQN" &&
+  expect "Cinder's target no longer exports $TGT_NQN" os_wait 20 "export gone" target_gone "$TGT_NQN" &&
+  expect "Ironic volume target removed" [ "$(ir GET "/volume/targets?node=$NODE" | jq '.targets | length')" = 0 ] &&
+  port_unwired "$PORTB" &&
+  expect "node available and schedulable again" os_wait 90 "node free" node_free
 }

@@ -296,7 +296,10 @@ spdk_up() {
 # ---------------------------------------------------------------- configs
 neutron_conf() {
   local d=$BASE/neutron; mkdir -p "$d"/{log,state,lock}
-  cp /etc/neutron/api-paste.ini "$d/api-paste.ini"
+  # noauth pipeline + the filter that takes the project from the token (pymod/)
+  sed -e 's/ request_id fake_project_id / request_id tokenproject fake_project_id /' \
+    /etc/neutron/api-paste.ini > "$d/api-paste.ini"
+  printf '\n[filter:tokenproject]\npaste.filter_factory = noauth_token:neutron_filter_factory\n' >> "$d/api-paste.ini"
   cat > "$d/neutron.conf" <<CONF
 [DEFAULT]
 core_plugin = ml2
@@ -656,7 +659,7 @@ PYPATH_OS() { echo "$OS_HERE/pymod"; }
 PYPATH_IRONIC() { echo "$IRONIC_DPU_ROOT"; }
 
 services_up() {
-  os_spawn neutron-server $PY /usr/bin/neutron-server --config-file "$BASE/neutron/neutron.conf"
+  os_spawn neutron-server PYTHONPATH="$(PYPATH_OS)" $PY /usr/bin/neutron-server --config-file "$BASE/neutron/neutron.conf"
   os_spawn glance-api $PY /usr/bin/glance-api --config-file "$BASE/glance/glance-api.conf"
   os_spawn placement /usr/bin/uwsgi --plugins python3 --http-socket "127.0.0.1:$PLACEMENT_PORT" \
     --wsgi-file /usr/bin/placement-api --master --processes 1 --threads 4 --die-on-term --enable-threads \

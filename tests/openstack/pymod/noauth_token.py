@@ -45,3 +45,32 @@ class CinderServiceRoles(object):
 
 def cinder_filter_factory(global_conf, **local_conf):
     return CinderServiceRoles
+
+
+class NeutronTokenProject(object):
+    """For neutron with auth_strategy=noauth: scope the request to the project
+    named by the token "user:project" (X-Auth-Token), with the admin role, as
+    keystonemiddleware would for that user. Neutron's own noauth filter puts
+    every request into 'fake_project_id', so a port made by `openstack port
+    create` would belong to another project than the server's, and Nova would
+    refuse it ("Port ... not usable for instance"). Requests without a token
+    (Ironic's and Nova's service calls) keep neutron's fake admin project."""
+    def __init__(self, app):
+        self.app = app
+
+    @webob.dec.wsgify
+    def __call__(self, req):
+        token = req.headers.get('X-Auth-Token') or ''
+        if ':' in token:
+            user, project = token.split(':', 1)
+            req.headers['X-User-Id'] = user
+            req.headers['X-Project-Id'] = project
+            req.headers['X-Roles'] = 'admin'
+            from neutron_lib import context   # only inside neutron-server
+            req.environ['neutron.context'] = context.Context.from_environ(
+                req.environ).elevated()
+        return req.get_response(self.app)
+
+
+def neutron_filter_factory(global_conf, **local_conf):
+    return NeutronTokenProject
