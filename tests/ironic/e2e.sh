@@ -38,68 +38,19 @@ NODE1=$(uuidgen_); NODE2=$(uuidgen_)
 VIF1=$(uuidgen_); VIF2=$(uuidgen_)
 BOOT_VOL=$(uuidgen_); DATA_VOL=$(uuidgen_); DATA2_VOL=$(uuidgen_); BAD_VOL=$(uuidgen_)
 NQN_BASE=nqn.2010-10.org.openstack
-CINDER_IP=192.0.2.10        # the "storage array" the emulator pretends to reach
 
-spdk_up() {
-  cat > "$BASE/spdk-remotes.json" <<JSON
-[
- {"nqn": "$NQN_BASE:volume-$BOOT_VOL", "allow_any_host": true,
-  "listeners": [{"trtype": "TCP", "adrfam": "IPv4", "traddr": "$CINDER_IP", "trsvcid": "4420"}],
-  "namespaces": [{"nsid": 1, "uuid": "$BOOT_VOL", "num_blocks": 2097152}]},
- {"nqn": "$NQN_BASE:volume-$DATA_VOL", "allow_any_host": true,
-  "listeners": [{"trtype": "TCP", "adrfam": "IPv4", "traddr": "$CINDER_IP", "trsvcid": "4420"}],
-  "namespaces": [{"nsid": 1, "uuid": "$DATA_VOL", "num_blocks": 1048576}]},
- {"nqn": "$NQN_BASE:volume-$DATA2_VOL", "allow_any_host": true,
-  "listeners": [{"trtype": "TCP", "adrfam": "IPv4", "traddr": "$CINDER_IP", "trsvcid": "4420"}],
-  "namespaces": [{"nsid": 1, "uuid": "$DATA2_VOL", "num_blocks": 524288}]}
-]
-JSON
-  rm -f "$BASE/spdk.sock"
-  th_spawn spdk "$BASE/bin/spdk-emulator" --socket "$BASE/spdk.sock" --remotes "$BASE/spdk-remotes.json"
-  th_wait 10 "spdk emulator socket" test -S "$BASE/spdk.sock" || { cat "$BASE/log/spdk.out" >&2; return 1; }
+# SPDK remotes: the "storage array" holding the three volumes.
+write_remotes() {
+  local v
+  {
+    echo '['
+    for v in "$BOOT_VOL" "$DATA_VOL" "$DATA2_VOL"; do
+      [ "$v" = "$BOOT_VOL" ] || echo ','
+      remote_json "$NQN_BASE:volume-$v" "$v"
+    done
+    echo ']'
+  } > "$BASE/spdk-remotes.json"
 }
-
-agent_conf() {   # NODE
-  local d=$BASE/agent-$1
-  mkdir -p "$d/state"
-  cat > "$d/agent.conf" <<CONF
-[DEFAULT]
-transport_url = $TRANSPORT_URL
-node_uuid = $1
-state_dir = $d/state
-reconcile_interval = 5s
-debug = true
-
-[dpu]
-driver = sim
-
-[ovs]
-ovsdb_connection = $OVSDB
-integration_bridge = br-int
-bind_timeout = 5s
-
-[spdk]
-rpc_socket = $BASE/spdk.sock
-
-[storage]
-host_nqn = nqn.2014-08.org.nvmexpress:uuid:$1
-
-[spdk_nvmf]
-transport = TCP
-listen_address = 127.0.0.1
-listen_port = $SPDK_NVMF_PORT
-CONF
-}
-
-agent_start() {   # NODE
-  [ -f "$BASE/agent-$1/agent.conf" ] || agent_conf "$1"
-  th_spawn "agent-$1" "$BASE/bin/ironic-dpu-agent" serve --config-file "$BASE/agent-$1/agent.conf"
-  # ready = it answers get_status over RPC
-  th_wait 30 "agent $1 answering" agent_cli "$1" status || { tail -20 "$BASE/log/agent-$1.out" >&2; return 1; }
-}
-agent_stop() { th_stop "agent-$1" 15; }
-agent_cli() { local n=$1; shift; "$BASE/bin/ironic-dpu-agent" "$@" --config-file "$BASE/agent-$n/agent.conf"; }
-agent_state() { agent_cli "$1" status --state 2>>"$BASE/log/agent-cli.err"; }
 
 # jq predicates over the agent's get_state
 vol_attached() {  # NODE VOLUME_ID [NSID]
@@ -276,6 +227,7 @@ main() {
   rabbit_up
   ovn_up
   go_build
+  write_remotes
   spdk_up || th_die "spdk emulator did not start"
   ironic_up
   run_case "1 deploy: boot+data volumes and a VIF, node active" case_deploy

@@ -209,6 +209,60 @@ go_build() {
   th_log "agent and spdk-emulator ready"
 }
 
+# ---------------------------------------------------------------- SPDK emulator
+CINDER_IP=192.0.2.10        # the "storage array" the emulator pretends to reach
+remote_json() {   # NQN UUID : one reachable remote subsystem with one namespace
+  jq -nc --arg nqn "$1" --arg u "$2" --arg ip "$CINDER_IP" \
+    '{nqn:$nqn, allow_any_host:true, namespaces:[{nsid:1, uuid:$u, num_blocks:1048576}],
+      listeners:[{trtype:"TCP", adrfam:"IPv4", traddr:$ip, trsvcid:"4420"}]}'
+}
+spdk_up() {   # serves $BASE/spdk.sock with the remotes in $BASE/spdk-remotes.json
+  rm -f "$BASE/spdk.sock"
+  th_spawn spdk "$BASE/bin/spdk-emulator" --socket "$BASE/spdk.sock" --remotes "$BASE/spdk-remotes.json"
+  th_wait 10 "spdk emulator socket" test -S "$BASE/spdk.sock" || { cat "$BASE/log/spdk.out" >&2; return 1; }
+}
+
+# ---------------------------------------------------------------- agent (sim driver)
+agent_conf() {   # NODE
+  local d=$BASE/agent-$1
+  mkdir -p "$d/state"
+  cat > "$d/agent.conf" <<CONF
+[DEFAULT]
+transport_url = $TRANSPORT_URL
+node_uuid = $1
+state_dir = $d/state
+reconcile_interval = 5s
+debug = true
+
+[dpu]
+driver = sim
+
+[ovs]
+ovsdb_connection = $OVSDB
+integration_bridge = br-int
+bind_timeout = 5s
+
+[spdk]
+rpc_socket = $BASE/spdk.sock
+
+[storage]
+host_nqn = nqn.2014-08.org.nvmexpress:uuid:$1
+
+[spdk_nvmf]
+transport = TCP
+listen_address = 127.0.0.1
+listen_port = $SPDK_NVMF_PORT
+CONF
+}
+agent_cli() { local n=$1; shift; "$BASE/bin/ironic-dpu-agent" "$@" --config-file "$BASE/agent-$n/agent.conf"; }
+agent_state() { agent_cli "$1" status --state 2>>"$BASE/log/agent-cli.err"; }
+agent_start() {   # NODE : ready once it answers get_status over RPC
+  [ -f "$BASE/agent-$1/agent.conf" ] || agent_conf "$1"
+  th_spawn "agent-$1" "$BASE/bin/ironic-dpu-agent" serve --config-file "$BASE/agent-$1/agent.conf"
+  th_wait 30 "agent $1 answering" agent_cli "$1" status || { tail -20 "$BASE/log/agent-$1.out" >&2; return 1; }
+}
+agent_stop() { th_stop "agent-$1" 15; }
+
 # ---------------------------------------------------------------- Ironic
 ironic_conf() {
   IRONIC_DIR=$BASE/ironic; mkdir -p "$IRONIC_DIR"/{log,state,lock}
