@@ -57,7 +57,9 @@ type Agent struct {
 	lastDuration  time.Duration
 	reconciles    uint64
 	failures      uint64
-	rpcHealth     func() error
+	// health is the last background probe of each component (nil = healthy).
+	health    map[string]error
+	rpcHealth func() error
 
 	trigger chan struct{}
 }
@@ -114,13 +116,13 @@ func (a *Agent) RequestReconcile() {
 // Run restores the persisted state at once, then reconciles on request and on
 // a jittered period until ctx is done.
 func (a *Agent) Run(ctx context.Context) error {
+	a.recovered(ctx) // first health probe
 	a.reconcileNow(ctx, "start")
 	pulled := a.opts.Pull == nil || a.pull(ctx)
 	timer := time.NewTimer(a.jittered())
 	defer timer.Stop()
 	health := time.NewTicker(a.opts.HealthInterval)
 	defer health.Stop()
-	down := map[string]bool{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -128,7 +130,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-a.trigger:
 			a.reconcileNow(ctx, "requested")
 		case <-health.C:
-			if a.recovered(ctx, down) {
+			if a.recovered(ctx) {
 				a.reconcileNow(ctx, "component recovered")
 			}
 		case <-timer.C:
@@ -141,19 +143,31 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
-// recovered probes every component and reports whether one that was down
-// is up again; down carries the previous probe's results.
-func (a *Agent) recovered(ctx context.Context, down map[string]bool) bool {
+// probe asks every component for its health.
+func (a *Agent) probe(ctx context.Context) map[string]error {
 	hctx, cancel := context.WithTimeout(ctx, a.opts.HealthInterval)
 	defer cancel()
-	back := false
+	out := make(map[string]error, len(a.opts.Reconcilers))
 	for _, r := range a.opts.Reconcilers {
-		err := r.Health(hctx)
-		if err == nil && down[r.Name()] {
-			a.log.Info("component is reachable again; reconciling", zap.String("component", r.Name()))
+		out[r.Name()] = r.Health(hctx)
+	}
+	return out
+}
+
+// recovered probes every component, records the result for Status, and
+// reports whether one that was down is up again.
+func (a *Agent) recovered(ctx context.Context) bool {
+	now := a.probe(ctx)
+	a.mu.Lock()
+	prev := a.health
+	a.health = now
+	a.mu.Unlock()
+	back := false
+	for name, err := range now {
+		if was, seen := prev[name]; err == nil && seen && was != nil {
+			a.log.Info("component is reachable again; reconciling", zap.String("component", name))
 			back = true
 		}
-		down[r.Name()] = err != nil
 	}
 	return back
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"time"
@@ -110,6 +111,7 @@ func (a *Agent) Status(ctx context.Context) Status {
 		st.LastError = a.lastErr.Error()
 	}
 	rpcHealth := a.rpcHealth
+	probed := maps.Clone(a.health)
 	a.mu.RUnlock()
 	check := func(name string, err error) {
 		c := Component{Healthy: err == nil}
@@ -122,10 +124,14 @@ func (a *Agent) Status(ctx context.Context) Status {
 	if rpcHealth != nil {
 		check("rpc", rpcHealth())
 	}
-	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
+	// Component health comes from the background probe (every
+	// HealthInterval), so a busy caller never hammers SPDK or OVSDB; before
+	// the first probe it is measured here.
+	if probed == nil {
+		probed = a.probe(ctx)
+	}
 	for _, r := range a.opts.Reconcilers {
-		check(r.Name(), r.Health(hctx))
+		check(r.Name(), probed[r.Name()])
 	}
 	return st
 }

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -79,6 +80,41 @@ func startProc(env []string, name string, args ...string) (*proc, error) {
 	case <-time.After(30 * time.Second):
 		p.stop()
 		return nil, fmt.Errorf("%s not ready in 30 s", name)
+	}
+}
+
+// goNode is the agent's node UUID (its RPC server name).
+const goNode = "1be26c0b-03f2-4d2e-ae87-c02d7f33c123"
+
+// startAgent runs `agent serve` and waits until it answers get_status.
+func startAgent(ctx context.Context, url, bin, conf string) (*proc, error) {
+	cmd := exec.Command(bin, "serve", "--config-file", conf)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	cl, err := rpcapi.NewClient(ctx, rpcapi.ClientConfig{URL: url, Rabbit: config.Defaults().Rabbit, Name: "bench-wait"})
+	if err != nil {
+		p.stop()
+		return nil, err
+	}
+	defer cl.Close()
+	for {
+		_, err := cl.Call(ctx, rpcapi.Target{Topic: "ironic-dpu-agent", Server: goNode}, "get_status", nil,
+			rpcapi.CallOptions{Timeout: 2 * time.Second, AtLeastOnce: true})
+		if err == nil {
+			return p, nil
+		}
+		select {
+		case <-p.done:
+			return nil, fmt.Errorf("agent exited before answering: %v", err)
+		case <-ctx.Done():
+			p.stop()
+			return nil, fmt.Errorf("agent not answering: %w", err)
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }
 
@@ -251,11 +287,13 @@ func run(seqN, concN, conc, procs int) error {
 	}
 	defer os.RemoveAll(dir)
 
-	goBin := filepath.Join(dir, "goserver")
-	build := exec.Command("go", "build", "-o", goBin, "./tests/bench/rpc/goserver")
+	// The Go side is the real agent binary answering its real get_status
+	// (which probes SPDK and OVSDB health on every call; both are absent here).
+	goBin := filepath.Join(dir, "ironic-dpu-agent")
+	build := exec.Command("go", "build", "-o", goBin, "./cmd/ironic-dpu-agent")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
-		return fmt.Errorf("build goserver: %w", err)
+		return fmt.Errorf("build agent: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -270,7 +308,19 @@ func run(seqN, concN, conc, procs int) error {
 		return err
 	}
 	defer py.stop()
-	gs, err := startProc(env, goBin, "bench-go")
+	agentConf := filepath.Join(dir, "agent.conf")
+	if err := os.WriteFile(agentConf, []byte(fmt.Sprintf(`[DEFAULT]
+transport_url = %s
+node_uuid = %s
+state_dir = %s
+[spdk]
+rpc_socket = %s
+[ovs]
+ovsdb_connection = unix:%s
+`, b.URL(), goNode, filepath.Join(dir, "state"), filepath.Join(dir, "no-spdk.sock"), filepath.Join(dir, "no-ovsdb.sock"))), 0o600); err != nil {
+		return err
+	}
+	gs, err := startAgent(ctx, b.URL(), goBin, agentConf)
 	if err != nil {
 		return err
 	}
@@ -291,7 +341,7 @@ func run(seqN, concN, conc, procs int) error {
 			p             *proc
 			dst           *result
 			cpu           *float64
-		}{{"python", "bench-py", py, &pyR, &pyCPU}, {"go", "bench-go", gs, &goR, &goCPU}} {
+		}{{"python", "bench-py", py, &pyR, &pyCPU}, {"go", goNode, gs, &goR, &goCPU}} {
 			cpu0 := s.p.cpuSeconds()
 			r, err := bench(b.URL(), client, s.server, c.n, c.c, c.pr)
 			if err != nil {
@@ -318,7 +368,7 @@ func run(seqN, concN, conc, procs int) error {
 		p             *proc
 		dst           *result
 		cpu           *float64
-	}{{"python", "bench-py", py, &goPy, &goPyCPU}, {"go", "bench-go", gs, &goGo, &goGoCPU}} {
+	}{{"python", "bench-py", py, &goPy, &goPyCPU}, {"go", goNode, gs, &goGo, &goGoCPU}} {
 		cpu0 := s.p.cpuSeconds()
 		r := goBench(gc, s.server, concN, conc)
 		*s.dst = r
@@ -327,7 +377,7 @@ func run(seqN, concN, conc, procs int) error {
 	}
 	fmt.Printf("%-24s throughput x%.2f, p99 x%.2f of Python's, server CPU per call x%.2f\n",
 		"  go/python", goGo.rate()/goPy.rate(), goGo.pct(0.99)/goPy.pct(0.99), goGoCPU/goPyCPU)
-	fmt.Printf("idle RSS: go server %.1f MiB, python server %.1f MiB (x%.2f); after load: go %.1f MiB\n",
+	fmt.Printf("idle RSS: go agent %.1f MiB (target <= 20), python server %.1f MiB (x%.2f); after load: go %.1f MiB\n",
 		goIdle, pyIdle, goIdle/pyIdle, gs.rssMiB())
 	return nil
 }
