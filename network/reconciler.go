@@ -296,6 +296,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
 			statuses[i].installed = snap.Iface(spec.Name).Installed()
 			continue
 		}
+		if snap.MTUOnly(bridge, spec) {
+			if _, err := r.ovs.Transact(ctx, snap.MTUOps(spec)); err != nil {
+				fail(i, err)
+				continue
+			}
+			r.log.Info("changed vif mtu in place", zap.String("port_id", v.PortID), zap.String("representor", spec.Name), zap.Int("mtu", spec.MTU))
+			statuses[i].installed = snap.Iface(spec.Name).Installed()
+			continue
+		}
 		// Plan first: a conflict (representor on another bridge) must not
 		// touch the function either.
 		ops, err := snap.PlugOps(bridge, spec)

@@ -182,6 +182,31 @@ func (s *Snapshot) Matches(bridge string, spec IfaceSpec) bool {
 	return len(s.stale(spec)) == 0
 }
 
+// MTUOnly reports whether the rows for spec differ from it in mtu_request
+// alone: then MTUOps changes the MTU in place, and the host's NIC does not
+// flap the way a port replacement would make it.
+func (s *Snapshot) MTUOnly(bridge string, spec IfaceSpec) bool {
+	f := s.Iface(spec.Name)
+	if f == nil || f.MTURequest == spec.MTU {
+		return false
+	}
+	cur := spec
+	cur.MTU = f.MTURequest
+	return s.Matches(bridge, cur)
+}
+
+// MTUOps sets spec's mtu_request on the existing Interface (empty when
+// spec.MTU is 0).
+func (s *Snapshot) MTUOps(spec IfaceSpec) []ovsdb.Operation {
+	set := []any{}
+	if spec.MTU > 0 {
+		set = append(set, spec.MTU)
+	}
+	return []ovsdb.Operation{{Op: ovsdb.OperationUpdate, Table: "Interface",
+		Where: []ovsdb.Condition{uuidIs(s.Iface(spec.Name).UUID)},
+		Row:   ovsdb.Row{"mtu_request": ovsdb.OvsSet{GoSet: set}}}}
+}
+
 // stale returns ports other than spec.Name whose interface claims spec's iface-id.
 func (s *Snapshot) stale(spec IfaceSpec) []string {
 	var out []string

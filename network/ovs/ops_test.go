@@ -171,3 +171,23 @@ func TestUnplugOps(t *testing.T) {
 		t.Errorf("ops = %s\nwant %s", got, want)
 	}
 }
+
+func TestMTUOnlyChangeIsAnInPlaceUpdate(t *testing.T) {
+	sp := spec()
+	cur := Iface{UUID: "i-rep", Name: sp.Name, MTURequest: 1450, ExternalIDs: map[string]string{
+		"iface-id": sp.IfaceID, "attached-mac": sp.MAC, "iface-status": "active", "ironic-node-uuid": node,
+		"ironic-dpu-function": "pf0sf88", "ovn-installed": "true"}}
+	s := fixture(cur)
+	sp.MTU = 9000
+	if !s.MTUOnly("br-int", sp) {
+		t.Fatal("an MTU-only change must not replace the port")
+	}
+	ops := s.MTUOps(sp)
+	if len(ops) != 1 || ops[0].Op != ovsdb.OperationUpdate || ops[0].Row["mtu_request"].(ovsdb.OvsSet).GoSet[0] != 9000 {
+		t.Fatalf("ops %+v", ops)
+	}
+	sp.MAC = "fa:16:3e:00:00:09"
+	if s.MTUOnly("br-int", sp) {
+		t.Fatal("a MAC change is not MTU-only")
+	}
+}

@@ -392,6 +392,23 @@ func TestNetworkOverRPC(t *testing.T) {
 		t.Fatalf("pf0vf3: %q", out)
 	}
 
+	// An MTU change is applied in place: same Interface row, no flap.
+	uuidOf := func() string {
+		out, _ := stack.Vsctl(ctx, "--bare", "--columns=_uuid", "find", "Interface", "name=pf0vf3")
+		return strings.TrimSpace(out)
+	}
+	was := uuidOf()
+	vif1["mtu"] = 9000
+	if err := c.Call(osloclient.Req{Method: "plug_vif", Args: map[string]any{"vif": vif1}}, &st); err != nil {
+		t.Fatal(err)
+	}
+	if now := uuidOf(); now != was || !st.Bound {
+		t.Fatalf("MTU change replaced the interface (%s -> %s) or unbound it: %+v", was, now, st)
+	}
+	if out, _ := stack.Vsctl(ctx, "get", "Interface", "pf0vf3", "mtu_request"); strings.TrimSpace(out) != "9000" {
+		t.Fatalf("mtu_request %q", out)
+	}
+
 	// Hot-plug a second NIC with no function: the agent allocates an SF.
 	if err := c.Call(osloclient.Req{Method: "plug_vif", Args: map[string]any{"vif": map[string]any{"port_id": port2, "mac": "fa:16:3e:00:00:02"}}}, &st); err != nil {
 		t.Fatal(err)
