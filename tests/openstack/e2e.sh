@@ -38,12 +38,14 @@ main() {
   else
     run_case "0 setup: net01, image, flavor; dpu node enrolled and schedulable; agent up" case_setup
     if [ "$FAILED" -eq 0 ]; then
-      run_case "1 server create --image --network net01: ACTIVE, port plugged by the agent, bound in OVN, ACTIVE" case_network_boot
-      run_case "2 volume create --image; server create --volume: ACTIVE, boot volume nsid 1 via Cinder's target" case_boot_from_volume
-      run_case "3 server add/remove port: hot-plug and unplug, first port untouched" case_port_hotplug
-      run_case "4 security group on the bare-metal port: OVN port group + ACLs" case_security_group
-      run_case "6 bare-metal port reaches a VM port on net01 (same switch, ovn-trace)" case_trace_to_vm
-      run_case "5 server delete: volume available again, ports unplugged, node available" case_delete
+      run_case "1 server create --image --network net01: ACTIVE; agent plugs the port, OVN binds it on the DPU, ACTIVE" case_network_boot
+      run_case "3a server add port (with a security group): hot-plugged and bound, first port untouched" case_port_add
+      run_case "4 the port's security group is an OVN port group with ACLs (NB + SB logical flows)" case_security_group
+      run_case "3b server remove port: unplugged and unbound, first port untouched" case_port_remove
+      run_case "6 bare-metal port reaches a VM port on net01: same switch, ovn-trace output (spoofed MAC dropped)" case_trace_to_vm
+      run_case "5a server delete (network boot): port unplugged, LSP gone, node available" case_delete_network_boot
+      run_case "2 volume create --image; server create --volume: ACTIVE, nsid 1 on the DPU from Cinder's target" case_boot_from_volume
+      run_case "5b server delete (boot from volume): volume available, detached on DPU and target, unplugged, node available" case_delete
     fi
   fi
   [ ${#FAILURES[@]} -eq 0 ] || os_log "failed: ${FAILURES[*]}"

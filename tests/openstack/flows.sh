@@ -252,9 +252,10 @@ case_boot_from_volume() {
   expect "agent: vol01 attached as nsid 1" os_wait 15 "agent volume" agent_vol_nsid "$VOL" 1 &&
   ctrl=$(dpu_spdk_rpc bdev_nvme_get_controllers | jq -c --arg n "$TGT_NQN" '[.result[] | select(.ctrlrs[].trid.subnqn == $n)]') &&
   echo "$ctrl" > "$BASE/log/dpu-controllers.json" &&
-  expect "DPU SPDK: a controller connected to Cinder's target $TGT_NQN on 127.0.0.1:$NVMF_PORT" \
-    jq -e --arg p "$NVMF_PORT" 'length == 1 and (.[0].ctrlrs[0] | .state == "enabled" and .trid.trtype == "TCP"
-      and .trid.traddr == "127.0.0.1" and .trid.trsvcid == $p)' <<<"$ctrl" >/dev/null &&
+  expect "DPU SPDK: a controller to Cinder's target $TGT_NQN on 127.0.0.1:$NVMF_PORT with the DPU's host NQN" \
+    jq -e --arg p "$NVMF_PORT" --arg h "nqn.2014-08.org.nvmexpress:uuid:$NODE" 'length == 1 and (.[0].ctrlrs[0] |
+      .state == "enabled" and .trid.trtype == "TCP" and .trid.traddr == "127.0.0.1" and .trid.trsvcid == $p
+      and .host.nqn == $h)' <<<"$ctrl" >/dev/null &&
   expect "target SPDK exports vol01's lvol in $TGT_NQN" target_exports "$TGT_NQN" "$VOL" &&
   port_wired "$PORTB"
 }
