@@ -712,6 +712,7 @@ transport_url = $TRANSPORT_URL
 node_uuid = $1
 state_dir = $d/state
 reconcile_interval = 10s
+debug = ${AGENT_DEBUG:-false}
 
 [dpu]
 driver = sim

@@ -1,0 +1,121 @@
+#!/bin/bash
+# shellcheck source-path=SCRIPTDIR
+# Benchmark (not a test): on the whole-OpenStack test cloud of
+# tests/openstack, how long a bare-metal server takes from the create request
+# to ACTIVE and to its Neutron port ACTIVE, and the agent's share of each,
+# for the network-boot (--image) and boot-from-volume cases.
+#
+# The agent's share is measured in the same run from its own log: for each
+# desired state it admitted during the create, the duration of the reconcile
+# that applied it ("reconciled ... took", agent debug log). The rest is
+# OpenStack (API, scheduler, Ironic conductor, Cinder, Neutron, OVN).
+# Creates go through the REST APIs (no CLI start-up in the figures).
+# Usage: tests/bench/openstack/bench.sh      (BENCH_RUNS=N, default 3)
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../../openstack/lib.sh
+. "$HERE/../../openstack/lib.sh"
+# shellcheck source=../../openstack/flows.sh
+. "$HERE/../../openstack/flows.sh"
+RUNS=${BENCH_RUNS:-3}
+export AGENT_DEBUG=true
+
+cleanup() { set +e; [ -n "${BASE:-}" ] && { stack_down; [ "${OS_KEEP:-0}" = 1 ] || rm -rf "$BASE"; }; }
+trap cleanup EXIT
+
+nova_post() { curl -sf "${NOVA_H[@]}" -H 'Content-Type: application/json' -X POST "$NOVA$1" -d "$2"; }
+nova_delete() { curl -sf "${NOVA_H[@]}" -X DELETE "$NOVA/servers/$1"; }
+
+# one_run KIND BODY -> appends "kind t0 t_active t_port" (epoch seconds) to $BASE/bench.raw
+one_run() {
+  local kind=$1 body=$2 t0 sid port ta tp i
+  t0=$(os_now)
+  sid=$(nova_post /servers "$body" | jq -r .server.id) || return 1
+  for ((i = 0; i < 1200; i++)); do
+    case $(server_field "$sid" status) in
+      ACTIVE) ta=$(os_now); break ;;
+      ERROR) os_log "$kind: server ERROR: $(nv "/servers/$sid" | jq -c .server.fault.message)"; return 1 ;;
+    esac
+    sleep 0.05
+  done
+  [ -n "${ta:-}" ] || return 1
+  port=$(port_of "$sid")
+  for ((i = 0; i < 600; i++)); do port_active "$port" && { tp=$(os_now); break; }; sleep 0.05; done
+  [ -n "${tp:-}" ] || return 1
+  echo "$kind $t0 $ta $tp" >> "$BASE/bench.raw"
+  nova_delete "$sid" && wait_server_gone "$sid" 120 && os_wait 120 "node free" node_free
+}
+
+report() {
+  $PY - "$BASE/bench.raw" "$BASE/log/agent.out" <<'PYEOF'
+import datetime, json, statistics, sys
+
+runs = [l.split() for l in open(sys.argv[1]) if l.strip()]
+log = []
+for line in open(sys.argv[2]):
+    try:
+        e = json.loads(line)
+    except ValueError:
+        continue
+    e['t'] = datetime.datetime.strptime(e['ts'], '%Y-%m-%dT%H:%M:%S.%fZ').replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+    log.append(e)
+
+def took(v):
+    return float(v) if not isinstance(v, str) else float(v.rstrip('s'))
+
+def agent_share(t0, t1):
+    """Seconds the agent spent applying the desired states admitted in [t0, t1]."""
+    total = 0.0
+    for i, e in enumerate(log):
+        if e.get('msg') != 'desired state admitted' or not t0 <= e['t'] <= t1:
+            continue
+        for f in log[i + 1:]:
+            if f.get('msg') == 'reconciled' and f.get('generation') == e.get('generation'):
+                total += took(f['took'])
+                break
+    return total
+
+rows = {}
+for kind, t0, ta, tp in runs:
+    t0, ta, tp = float(t0), float(ta), float(tp)
+    rows.setdefault(kind, []).append((ta - t0, tp - t0, agent_share(t0, ta), agent_share(t0, tp)))
+
+print('%-16s %4s %12s %12s %12s %14s %14s' % ('case', 'runs', 'to ACTIVE s', 'to port s',
+                                              'agent s', 'agent/ACTIVE', 'agent/port'))
+for kind, r in rows.items():
+    med = [statistics.median(x[i] for x in r) for i in range(4)]
+    print('%-16s %4d %12.2f %12.2f %12.3f %13.1f%% %13.1f%%' % (
+        kind, len(r), med[0], med[1], med[2], 100 * med[2] / med[0], 100 * med[3] / med[1]))
+    print('%-16s      all runs (to ACTIVE / to port / agent): %s' % ('', ', '.join(
+        '%.2f/%.2f/%.3f' % (a, b, c) for a, b, c, _ in r)))
+if 'network-boot' in rows and 'boot-from-volume' in rows:
+    nb = statistics.median(x[0] for x in rows['network-boot'])
+    bfv = statistics.median(x[0] for x in rows['boot-from-volume'])
+    print('boot-from-volume / network-boot time to ACTIVE: %.2fx' % (bfv / nb))
+PYEOF
+}
+
+main() {
+  stack_up || os_die "stack-up failed"
+  case_setup || os_die "setup failed"
+  local net img flavor vol i
+  net=$(nt "/networks?name=$NET" | jq -r '.networks[0].id')
+  img=$(curl -sf "$GLANCE/v2/images?name=$IMAGE" | jq -r '.images[0].id')
+  flavor=$(nv "/flavors" | jq -r --arg f "$FLAVOR" '.flavors[] | select(.name == $f) | .id')
+  vol=$(curl -sf "${CINDER_H[@]}" -H 'Content-Type: application/json' -X POST "$CINDER/volumes" \
+    -d "$(jq -nc --arg i "$img" '{volume:{size:1, name:"bench-vol", imageRef:$i}}')" | jq -r .volume.id)
+  os_wait 120 "bench volume" volume_is "$vol" available || os_die "volume not available"
+  os_log "stack + setup ready; $RUNS runs per case"
+  for ((i = 1; i <= RUNS; i++)); do
+    one_run network-boot "$(jq -nc --arg n "$net" --arg i "$img" --arg f "$flavor" \
+      '{server:{name:"bench-nb", flavorRef:$f, imageRef:$i, networks:[{uuid:$n}]}}')" || os_die "network-boot run $i failed"
+    one_run boot-from-volume "$(jq -nc --arg n "$net" --arg v "$vol" --arg f "$flavor" \
+      '{server:{name:"bench-bfv", flavorRef:$f, networks:[{uuid:$n}],
+        block_device_mapping_v2:[{boot_index:0, uuid:$v, source_type:"volume", destination_type:"volume", delete_on_termination:false}]}}')" \
+      || os_die "boot-from-volume run $i failed"
+    os_log "run $i done"
+  done
+  report
+}
+main "$@"
