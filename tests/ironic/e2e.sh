@@ -66,6 +66,12 @@ vif_plugged() {   # NODE PORT_ID : plugged and bound per the agent
   local js; js=$(agent_state "$1") || return 1
   jq -e --arg p "$2" '.observed.vifs[] | select(.port_id == $p) | select(.state == "plugged" and .bound == true)' <<<"$js" >/dev/null
 }
+agent_gen_is() { [ "$(agent_state "$1" | jq -r .desired.generation)" = "$2" ]; }
+vif_on() {        # NODE PORT_ID PF VF : plugged on that host function
+  local js; js=$(agent_state "$1") || return 1
+  jq -e --arg p "$2" --argjson pf "$3" --argjson vf "$4" '.observed.vifs[] | select(.port_id == $p)
+     | select(.state == "plugged" and .function.pf == $pf and .function.vf == $vf)' <<<"$js" >/dev/null
+}
 vif_absent() { local js; js=$(agent_state "$1") || return 1
   jq -e --arg p "$2" '[.observed.vifs[]? | select(.port_id == $p)] | length == 0' <<<"$js" >/dev/null; }
 # OVN/OVS side, independent of the agent's word
@@ -132,6 +138,11 @@ case_vif_hotplug() {
   expect "VIF2 plugged+bound (agent)" th_wait 15 "VIF2 bound" vif_plugged "$NODE1" "$VIF2" &&
   expect "VIF2 bound in OVN" th_wait 10 "VIF2 ovn-installed" ovn_bound "$VIF2" &&
   expect "vif list shows both" [ "$(bm node vif list n1 -f value -c ID | sort | xargs)" = "$(printf '%s\n' "$VIF1" "$VIF2" | sort | xargs)" ] || return 1
+  # port set on the active node re-plugs the port's VIF on another function
+  local p2; p2=$(api GET "/ports?address=52:54:00:00:01:02" | jq -r '.ports[0].uuid')
+  bm port set "$p2" --extra dpu_function=pf0vf5 || return 1
+  expect "VIF2 moved to pf0vf5" th_wait 15 "VIF2 on pf0vf5" vif_on "$NODE1" "$VIF2" 0 5 &&
+  expect "VIF2 bound again" th_wait 10 "VIF2 ovn-installed" ovn_bound "$VIF2" || return 1
   bm node vif detach n1 "$VIF2" || return 1
   expect "VIF2 unplugged (agent)" th_wait 10 "VIF2 gone" vif_absent "$NODE1" "$VIF2" &&
   expect "VIF2 gone from br-int" th_wait 10 "VIF2 port gone" ovs_gone "$VIF2" &&
@@ -180,6 +191,23 @@ case_restore_after_dpu_down() {
   expect "VIF1 still plugged" th_wait 15 "VIF1" vif_plugged "$NODE1" "$VIF1" &&
   expect "restored from its own state (generation $gen_before)" \
     [ "$(agent_state "$NODE1" | jq -r .desired.generation)" = "$gen_before" ]
+}
+
+case_catch_up_from_ironic() {
+  # While the DPU is down the conductor decides something (power off
+  # detaches the volumes) that the agent never hears; with [ironic] api_url
+  # the agent pulls the recorded state at start and catches up.
+  agent_stop "$NODE1"
+  bm node power off n1 && wait_power "$NODE1" "power off" || return 1
+  local gen; gen=$(api GET "/nodes/$NODE1" | jq -r .driver_internal_info.dpu_desired_state.generation)
+  printf '\n[ironic]\napi_url = %s\nauth_type = none\n' "$API" >> "$BASE/agent-$NODE1/agent.conf"
+  agent_start "$NODE1" || return 1
+  expect "agent adopted the recorded generation $gen" th_wait 15 "generation $gen" agent_gen_is "$NODE1" "$gen" &&
+  expect "boot volume detached as recorded" th_wait 15 "boot detached" vol_absent "$NODE1" "$BOOT_VOL" &&
+  expect "VIF1 kept" vif_plugged "$NODE1" "$VIF1" || return 1
+  bm node power on n1 && wait_power "$NODE1" "power on" || return 1
+  expect "boot back as nsid 1 at power on" th_wait 15 "boot attached" vol_attached "$NODE1" "$BOOT_VOL" 1 &&
+  expect "data back" vol_attached "$NODE1" "$DATA_VOL"
 }
 
 case_undeploy() {
@@ -234,6 +262,7 @@ main() {
   run_case "2 vif attach/detach on an active node (hot-plug)" case_vif_hotplug
   run_case "3 data volume add (sync_state hot-plug) and remove (power cycle)" case_volume_hotplug
   run_case "4 power off/on while the agent is down; agent restores by itself" case_restore_after_dpu_down
+  run_case "4b DPU down during power off; agent catches up from the Ironic API" case_catch_up_from_ironic
   run_case "5 undeploy: volumes detached, VIFs unplugged, available" case_undeploy
   run_case "6a agent not running: deploy fails fast with a clear last_error" case_agent_missing
   run_case "6b agent refuses bad connection data: deploy failed with its text" case_agent_error

@@ -372,8 +372,10 @@ wait_state() {
 wait_power() {   # NODE "power on"|"power off"
   local st end=$((SECONDS + 30))
   while [ $SECONDS -le $end ]; do
-    st=$(api GET "/nodes/$1?fields=power_state,target_power_state") || return 1
-    [ "$(jq -r '.power_state + "/" + (.target_power_state // "none")' <<<"$st")" = "$2/none" ] && return 0
+    # reservation: the power action (and the storage hooks that run after
+    # the power state is saved) is finished only once the lock is released
+    st=$(api GET "/nodes/$1?fields=power_state,target_power_state,reservation") || return 1
+    [ "$(jq -r '.power_state + "/" + (.target_power_state // "none") + "/" + (.reservation // "free")' <<<"$st")" = "$2/none/free" ] && return 0
     sleep 0.1
   done; th_log "timeout: node $1 power not $2"; return 1
 }
