@@ -22,6 +22,18 @@ run_case() {   # run_case NAME FUNCTION
   else FAILED=$((FAILED + 1)); FAILURES+=("$name"); os_log "FAIL $name ($(os_since "$t0")s)"; fi
 }
 
+SUMMARY_DONE=0
+summary() { SUMMARY_DONE=1; echo "$PASSED passed, $FAILED failed"; }
+# On an early exit (os_die: a missing binary, a daemon that died) the trap
+# still stops everything and prints the summary line, as a failure.
+on_exit() {
+  local rc=$?
+  [ "$SUMMARY_DONE" = 1 ] || FAILED=$((FAILED + 1))
+  cleanup
+  if [ "$SUMMARY_DONE" = 0 ]; then summary; exit 1; fi
+  exit "$rc"
+}
+
 cleanup() {
   set +e
   [ -n "${BASE:-}" ] || return 0
@@ -29,10 +41,11 @@ cleanup() {
   if [ "${OS_KEEP_UP:-0}" = 1 ]; then os_log "stack left running in $BASE"; return 0; fi
   stack_down
   if [ "${OS_KEEP:-0}" = 1 ] || [ "$FAILED" -gt 0 ]; then os_log "logs kept in $BASE"; else rm -rf "$BASE"; fi
+  BASE=""
 }
 
 main() {
-  trap cleanup EXIT
+  trap on_exit EXIT
   if ! stack_up; then
     FAILED=$((FAILED + 1)); os_log "stack-up failed"
   else
@@ -50,7 +63,7 @@ main() {
   fi
   [ ${#FAILURES[@]} -eq 0 ] || os_log "failed: ${FAILURES[*]}"
   cleanup; trap - EXIT
-  echo "$PASSED passed, $FAILED failed"
+  summary
   [ "$FAILED" -eq 0 ]
 }
 main "$@"

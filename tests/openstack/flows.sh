@@ -97,6 +97,9 @@ port_wired() {   # PORT
   rep=$(ovs_iface "$p") &&
   expect "representor for $p in br-int named like pf0vfN (got '$rep')" grep -Eq '^pf0vf[0-9]+$' <<<"$rep" &&
   expect "representor on br-int" vsctl port-to-br "$rep" >/dev/null &&
+  expect "interface $rep owned by the agent of node $NODE (ironic-node-uuid), attached-mac = Neutron MAC" \
+    [ "$(vsctl get Interface "$rep" external_ids:ironic-node-uuid external_ids:attached-mac | tr -d '"' | xargs)" = \
+      "$NODE $(port_field "$p" mac_address)" ] &&
   expect "iface $rep ovn-installed" os_wait 10 "ovn-installed" ovs_installed "$p" &&
   expect "SB Port_Binding claimed by $DPU_CHASSIS" [ "$(sb_chassis_of "$p")" = "$DPU_CHASSIS" ] &&
   expect "agent reports $p plugged and bound" os_wait 15 "agent bound" agent_vif_bound "$p"
@@ -167,6 +170,8 @@ case_port_add() {
   openstack security group rule create --ingress --protocol tcp --dst-port 22 sg-web -f value -c id > /dev/null &&
   PORT2=$(openstack port create --network "$NET" --security-group sg-web port02 -f value -c id) || return 1
   IF1_BEFORE=$(iface_uuid "$PORT1")
+  expect "port02 DOWN and not on the DPU before the attach" port_down "$PORT2" &&
+  expect "port02 has no OVS interface yet" ovs_gone "$PORT2" || return 1
   openstack server add port bm-01 port02 || return 1
   port_wired "$PORT2" &&
   expect "first port's OVS Interface untouched" [ "$(iface_uuid "$PORT1")" = "$IF1_BEFORE" ] &&
@@ -189,6 +194,7 @@ case_security_group() {
 case_port_remove() {
   openstack server remove port bm-01 port02 || return 1
   port_unwired "$PORT2" &&
+  expect "port02 DOWN again" os_wait 20 "port02 DOWN" port_down "$PORT2" &&
   expect "port02 unbound in Neutron" os_wait 20 "port02 unbound" bash -c \
     "[ \"\$(curl -sf $NEUTRON/v2.0/ports/$PORT2 | jq -r '.port.\"binding:host_id\"')\" = '' ]" &&
   expect "first port's OVS Interface untouched" [ "$(iface_uuid "$PORT1")" = "$IF1_BEFORE" ] &&

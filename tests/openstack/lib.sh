@@ -253,9 +253,16 @@ ovn_up() {
 ovn_down() { os_stop ovn-controller ovn-northd ovs-vswitchd; os_stop ovnsb_db ovnnb_db ovsdb-server; }
 
 # ---------------------------------------------------------------- Go binaries
+# Builds the agent and spdkpair into $BASE/bin, or uses a prebuilt agent:
+# IRONIC_DPU_AGENT_BIN (e.g. from `make build`, as tests/ironic does).
 go_build() {
+  if [ -n "${IRONIC_DPU_AGENT_BIN:-}" ]; then
+    [ -x "$IRONIC_DPU_AGENT_BIN" ] || { os_log "IRONIC_DPU_AGENT_BIN=$IRONIC_DPU_AGENT_BIN is not executable"; return 1; }
+    ln -sf "$IRONIC_DPU_AGENT_BIN" "$BASE/bin/ironic-dpu-agent"
+  fi
   local pkg
   for pkg in cmd/ironic-dpu-agent tests/openstack/spdkpair; do
+    [ -e "$BASE/bin/$(basename $pkg)" ] && continue
     (cd "$OS_REPO" && GOCACHE=$OS_GOCACHE go build -o "$BASE/bin/$(basename $pkg)" "./$pkg") >> "$BASE/log/go-build.out" 2>&1 \
       || { cat "$BASE/log/go-build.out" >&2; os_log "go build ./$pkg failed"; return 1; }
   done
