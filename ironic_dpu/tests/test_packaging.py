@@ -16,7 +16,7 @@ def setup_cfg_entry_points():
     cp = configparser.ConfigParser()
     cp.read(os.path.join(ROOT, 'setup.cfg'))
     out = {}
-    for group, text in cp['entry_points'].items():
+    for group, text in cp['options.entry_points'].items():
         for line in text.strip().splitlines():
             name, _, target = line.partition('=')
             out.setdefault(group, {})[name.strip()] = target.strip()
