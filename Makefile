@@ -35,7 +35,7 @@ python-unit: ## unit tests of the ironic_dpu driver with Debian's python3
 	$(PY) -m unittest discover -s ironic_dpu/tests -t .
 
 e2e: build ## Ironic end to end: real ironic-api/conductor, RabbitMQ, OVS/OVN, agent
-	bash tests/ironic/e2e.sh
+	IRONIC_DPU_AGENT_BIN=$(BIN)/ironic-dpu-agent SPDK_EMULATOR_BIN=$(BIN)/spdk-emulator bash tests/ironic/e2e.sh
 
 e2e-openstack: ## whole-OpenStack suite (Nova, Neutron, Cinder): not built yet
 	@echo "e2e-openstack: not implemented yet (issue 6)" >&2; exit 1
@@ -66,7 +66,7 @@ bench: build ## benchmarks: ratios against a baseline measured in the same run
 	$(GO) run ./tests/bench/rpc
 	$(GO) run ./tests/bench/network
 	$(GO) run ./tests/bench/storage
-	bash tests/bench/ironic/bench.sh
+	bash tests/bench/ironic/run.sh
 
 demo: deps build ## bring up a local stack and run the agent's job end to end
 	bash tests/demo/demo.sh

@@ -62,6 +62,8 @@ func New(ctx context.Context, cfg config.IronicOpts, node string) (*Source, erro
 	if err != nil {
 		return nil, fmt.Errorf("ironic client: %w", err)
 	}
+	// Ironic hides driver_internal_info below API microversion 1.3.
+	client.Microversion = "1.3"
 	return &Source{client: client, node: node}, nil
 }
 

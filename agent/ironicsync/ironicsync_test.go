@@ -26,6 +26,11 @@ func TestFetch(t *testing.T) {
 		paths = append(paths, r.URL.Path)
 		switch r.URL.Path {
 		case "/v1/nodes/" + node:
+			// Like Ironic: driver_internal_info only from microversion 1.3.
+			if r.Header.Get("X-OpenStack-Ironic-API-Version") != "1.3" {
+				_, _ = w.Write([]byte(`{"uuid":"` + node + `","driver":"dpu"}`))
+				return
+			}
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write([]byte(nodeJSON))
 		default:
