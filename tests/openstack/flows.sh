@@ -162,10 +162,17 @@ case_network_boot() {
   port_wired "$PORT1"
 }
 
+# Later flows build on earlier ones: fail (not pass vacuously) without them.
+need_bm01() {
+  expect "bm-01 from flow 1 is ACTIVE with a port" \
+    bash -c '[ -n "$1" ] && [ -n "$2" ]' _ "$SID1" "$PORT1" && [ "$(server_field "$SID1" status)" = ACTIVE ]
+}
+
 iface_uuid() { vsctl --bare --columns=_uuid find Interface "external_ids:iface-id=$1"; }
 
 SG="" PORT2="" IF1_BEFORE=""
 case_port_add() {
+  need_bm01 || return 1
   SG=$(openstack security group create sg-web -f value -c id) &&
   openstack security group rule create --ingress --protocol tcp --dst-port 22 sg-web -f value -c id > /dev/null &&
   PORT2=$(openstack port create --network "$NET" --security-group sg-web port02 -f value -c id) || return 1
@@ -180,6 +187,8 @@ case_port_add() {
 
 case_security_group() {
   local pg lsp
+  expect "port02 from flow 3a is attached to bm-01 (bound to $DPU_HOST)" \
+    [ -n "$PORT2" ] && [ "$(port_field "$PORT2" binding:host_id)" = "$DPU_HOST" ] || return 1
   pg=pg_${SG//-/_}
   lsp=$(nbctl --bare --columns=_uuid find Logical_Switch_Port "name=$PORT2")
   expect "port02 is in OVN port group $pg" grep -qw "$lsp" <<<"$(nbctl --bare --columns=ports find Port_Group "name=$pg")" &&
@@ -192,6 +201,7 @@ case_security_group() {
 }
 
 case_port_remove() {
+  need_bm01 && expect "port02 from flow 3a" [ -n "$PORT2" ] || return 1
   openstack server remove port bm-01 port02 || return 1
   port_unwired "$PORT2" &&
   expect "port02 DOWN again" os_wait 20 "port02 DOWN" port_down "$PORT2" &&
@@ -205,6 +215,7 @@ case_port_remove() {
 
 case_trace_to_vm() {
   local vm ls1 ls2 mac1 ip1 macv ipv out
+  need_bm01 || return 1
   vm=$(openstack port create --network "$NET" vm-port -f value -c id) || return 1
   ls1=$(nbctl lsp-get-ls "$PORT1" | awk '{print $1}'); ls2=$(nbctl lsp-get-ls "$vm" | awk '{print $1}')
   expect "bare-metal port and VM port on one logical switch" [ -n "$ls1" ] && [ "$ls1" = "$ls2" ] || return 1
@@ -225,8 +236,11 @@ case_trace_to_vm() {
 }
 
 case_delete_network_boot() {
-  local t0; t0=$(os_now)
-  openstack server delete --wait bm-01 || return 1
+  local t0 had=0; t0=$(os_now)
+  need_bm01 && had=1
+  # delete bm-01 in any state, so that flow 2 gets the node back
+  [ -n "$SID1" ] && { openstack server delete --wait bm-01 || return 1; }
+  [ $had = 1 ] || return 1
   os_log "  bm-01 deleted after $(os_since "$t0")s"
   port_unwired "$PORT1" &&
   expect "Nova removed the port and its LSP" os_wait 20 "LSP gone" lsp_gone "$PORT1" &&
@@ -276,6 +290,7 @@ dpu_ctrl_gone() { dpu_spdk_rpc bdev_nvme_get_controllers | jq -e --arg n "$1" '[
 
 case_delete() {
   local t0; t0=$(os_now)
+  expect "bm-02 and vol01 from flow 2" [ -n "$SID2" ] && [ -n "$VOL" ] && [ -n "$PORTB" ] && [ -n "$TGT_NQN" ] || return 1
   openstack server delete --wait bm-02 || return 1
   os_log "  bm-02 deleted after $(os_since "$t0")s"
   expect "vol01 available again in Cinder" os_wait 60 "volume available" volume_is "$VOL" available &&
