@@ -69,7 +69,7 @@ bench: build ## benchmarks: ratios against a baseline measured in the same run
 	bash tests/bench/ironic/run.sh
 
 demo: deps build ## bring up a local stack and run the agent's job end to end
-	bash tests/demo/demo.sh
+	IRONIC_DPU_AGENT_BIN=$(BIN)/ironic-dpu-agent SPDK_EMULATOR_BIN=$(BIN)/spdk-emulator bash tests/demo/demo.sh
 
 clean:
 	rm -rf $(BIN)

@@ -7,7 +7,7 @@
 # Usage: tests/ironic/e2e.sh            (TH_KEEP=1 keeps the temp dir)
 # Last line: "N passed, M failed"; exit status non-zero on any failure.
 set -uo pipefail
-HERE=$(cd "$(dirname "$0")" && pwd)
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
 
@@ -271,4 +271,5 @@ main() {
   echo "$PASSED passed, $FAILED failed"
   [ "$FAILED" -eq 0 ]
 }
-main "$@"
+# Sourced by tests/demo/demo.sh for its fixtures; run the suite when executed.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi
