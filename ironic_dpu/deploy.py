@@ -29,7 +29,13 @@ class DPUDeploy(base.DeployInterface):
 
     def validate(self, task):
         state = desired.build(task)
-        if not any(v.get('boot_index') == 0 for v in state['volumes']):
+        # An image-based instance (Nova --image sets instance_info
+        # image_source) boots what the host's own disk or firmware holds; the
+        # DPU still serves its NICs and any data volumes. Without an image
+        # the host boots its nvmeof boot volume (boot_index 0).
+        image_boot = bool(task.node.instance_info.get('image_source'))
+        if not image_boot and not any(v.get('boot_index') == 0
+                                      for v in state['volumes']):
             raise ir_exc.InvalidParameterValue(
                 'Node %s has no boot volume: the dpu deploy interface boots '
                 'from a volume target of type nvmeof with boot_index 0'

@@ -141,6 +141,17 @@ class DeployTests(AgentTestCase):
         deploy.DPUDeploy().validate(task)
         task.driver.storage.validate.assert_called_once_with(task)
 
+    def test_validate_image_instance_needs_no_boot_volume(self):
+        # Nova's `server create --image`: the DPU serves NICs (and data
+        # volumes); the host boots what its own disk or firmware holds.
+        task = self.make_task()
+        task.volume_targets = []
+        task.node.instance_info = {'image_source': 'glance-image-uuid'}
+        deploy.DPUDeploy().validate(task)
+        task.node.instance_info = {}
+        self.raises(ir_exc.InvalidParameterValue,
+                    deploy.DPUDeploy().validate, task)
+
 
 class BootTests(AgentTestCase):
 
