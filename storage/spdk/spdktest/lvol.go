@@ -43,17 +43,6 @@ func (l *lvstore) free() int64 {
 	return l.total - used
 }
 
-// Registered here so the emulator's core files stay untouched.
-func init() {
-	handlers["bdev_lvol_create_lvstore"] = bdevLvolCreateLvstore
-	handlers["bdev_lvol_delete_lvstore"] = bdevLvolDeleteLvstore
-	handlers["bdev_lvol_get_lvstores"] = bdevLvolGetLvstores
-	handlers["bdev_lvol_create"] = bdevLvolCreate
-	handlers["bdev_lvol_delete"] = bdevLvolDelete
-	handlers["bdev_lvol_resize"] = bdevLvolResize
-	readOnly["bdev_lvol_get_lvstores"] = true
-}
-
 // lvstoreBy finds an lvstore by uuid xor name, SPDK's
 // vbdev_get_lvol_store_by_uuid_xor_name: both or neither is -EINVAL,
 // unknown is -ENODEV.

@@ -29,6 +29,14 @@ type subsystem struct {
 
 // handlers is the method table. It is never modified after initialisation.
 var handlers = map[string]handler{
+	// lvol.go: what Cinder's SPDK driver calls on its target.
+	"bdev_lvol_create_lvstore": bdevLvolCreateLvstore,
+	"bdev_lvol_delete_lvstore": bdevLvolDeleteLvstore,
+	"bdev_lvol_get_lvstores":   bdevLvolGetLvstores,
+	"bdev_lvol_create":         bdevLvolCreate,
+	"bdev_lvol_delete":         bdevLvolDelete,
+	"bdev_lvol_resize":         bdevLvolResize,
+
 	"spdk_get_version":               spdkGetVersion,
 	"rpc_get_methods":                rpcGetMethods,
 	"bdev_nvme_attach_controller":    bdevNVMeAttach,

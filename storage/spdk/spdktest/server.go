@@ -269,7 +269,7 @@ var readOnly = map[string]bool{
 	"spdk_get_version": true, "rpc_get_methods": true, "bdev_get_bdevs": true,
 	"bdev_nvme_get_controllers": true, "nvmf_get_subsystems": true, "nvmf_get_transports": true,
 	"nvme_subsystem_list": true, "nvme_namespace_list": true, "nvme_controller_list": true,
-	"emulation_function_list": true,
+	"emulation_function_list": true, "bdev_lvol_get_lvstores": true,
 }
 
 func (e *Emulator) acceptLoop(ln net.Listener, stop chan struct{}) {
