@@ -37,8 +37,8 @@ python-unit: ## unit tests of the ironic_dpu driver with Debian's python3
 e2e: build ## Ironic end to end: real ironic-api/conductor, RabbitMQ, OVS/OVN, agent
 	IRONIC_DPU_AGENT_BIN=$(BIN)/ironic-dpu-agent SPDK_EMULATOR_BIN=$(BIN)/spdk-emulator bash tests/ironic/e2e.sh
 
-e2e-openstack: ## whole-OpenStack suite (Nova, Neutron, Cinder): not built yet
-	@echo "e2e-openstack: not implemented yet (issue 6)" >&2; exit 1
+e2e-openstack: build ## whole OpenStack Zed (Nova, Neutron ML2/OVN, Cinder, Glance, Placement, Ironic) with the dpu driver and the agent
+	IRONIC_DPU_AGENT_BIN=$(BIN)/ironic-dpu-agent bash tests/openstack/e2e.sh
 
 lint: ## gofmt, go vet, staticcheck, shellcheck, python byte-compile
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -60,13 +60,14 @@ check-generated: ## fail if the sample config or the OVSDB models drifted
 	  for f in $$tmp/*.go; do if ! diff -q $$f network/ovs/vswitchd/$$(basename $$f) >/dev/null; then \
 	    echo "network/ovs/vswitchd/$$(basename $$f) is stale: run go generate ./network/ovs/vswitchd"; rm -rf $$tmp; exit 1; fi; done; rm -rf $$tmp
 
-test: lint check-generated unit python-unit functional fuzz e2e ## everything CI runs
+test: lint check-generated unit python-unit functional fuzz e2e e2e-openstack ## everything CI runs
 
 bench: build ## benchmarks: ratios against a baseline measured in the same run
 	$(GO) run ./tests/bench/rpc
 	$(GO) run ./tests/bench/network
 	$(GO) run ./tests/bench/storage
 	bash tests/bench/ironic/run.sh
+	bash tests/bench/openstack/bench.sh
 
 demo: deps build ## bring up a local stack and run the agent's job end to end
 	IRONIC_DPU_AGENT_BIN=$(BIN)/ironic-dpu-agent SPDK_EMULATOR_BIN=$(BIN)/spdk-emulator bash tests/demo/demo.sh
