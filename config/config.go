@@ -263,39 +263,16 @@ func walk(c *Config, fn func(field) error) error {
 	return nil
 }
 
-// RedactURL hides the passwords of every host in a transport URL
-// ("rabbit://u:p@h1,u:p@h2/v" -> "rabbit://u:***@h1,u:***@h2/v").
-func RedactURL(raw string) string {
-	scheme, rest, ok := strings.Cut(raw, "://")
-	if !ok {
-		return raw
-	}
-	hosts, tail := rest, ""
-	if i := strings.IndexAny(rest, "/?"); i >= 0 {
-		hosts, tail = rest[:i], rest[i:]
-	}
-	parts := strings.Split(hosts, ",")
-	for i, h := range parts {
-		at := strings.LastIndex(h, "@")
-		if at < 0 {
-			continue
-		}
-		if user, _, hasPw := strings.Cut(h[:at], ":"); hasPw {
-			parts[i] = user + ":***" + h[at:]
-		}
-	}
-	return scheme + "://" + strings.Join(parts, ",") + tail
-}
-
 // LogFields returns every option as group.name=value for a start-up log line,
-// with secrets redacted.
-func (c *Config) LogFields() map[string]string {
+// with secrets redacted: URLs through redactURL (which knows the transport
+// URL syntax), other secrets replaced whole.
+func (c *Config) LogFields(redactURL func(string) string) map[string]string {
 	out := map[string]string{}
 	_ = walk(c, func(f field) error {
 		v := fmt.Sprint(f.v.Interface())
 		if f.secret {
 			if f.name == "transport_url" {
-				v = RedactURL(v)
+				v = redactURL(v)
 			} else if v != "" {
 				v = "***"
 			}

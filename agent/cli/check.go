@@ -12,7 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/rpcapi"
 )
 
@@ -54,7 +53,7 @@ and OVSDB (list_dbs). Exit code: 0 all good; 1 config invalid; otherwise the sum
 				}
 				fmt.Fprintf(g.stdout, "%s: ok\n", name)
 			}
-			report("rabbitmq "+config.RedactURL(cfg.Default.TransportURL), CheckRabbitDown, rpcapi.Probe(ctx, cfg.Default.TransportURL, cfg.Rabbit))
+			report("rabbitmq "+rpcapi.RedactURL(cfg.Default.TransportURL), CheckRabbitDown, rpcapi.Probe(ctx, cfg.Default.TransportURL, cfg.Rabbit))
 			report("spdk "+cfg.SPDK.RPCSocket, CheckSPDKDown, probeSPDK(ctx, cfg.SPDK.RPCSocket))
 			report("ovsdb "+cfg.OVS.OVSDBConnection, CheckOVSDBDown, probeOVSDB(ctx, cfg.OVS.OVSDBConnection))
 			if code != 0 {

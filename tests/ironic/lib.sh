@@ -20,28 +20,7 @@ th_require() {
 }
 
 # Pick a base port with 25 free ports above it (RabbitMQ uses P..P+20).
-th_free_base() {
-  $PY - <<'PYEOF'
-import random, socket
-for _ in range(200):
-    base = random.randrange(20000, 32000, 25)
-    ok = True
-    for p in range(base, base + 25):
-        s = socket.socket()
-        try:
-            s.bind(('127.0.0.1', p))
-        except OSError:
-            ok = False
-        finally:
-            s.close()
-        if not ok:
-            break
-    if ok:
-        print(base)
-        raise SystemExit(0)
-raise SystemExit(1)
-PYEOF
-}
+th_free_base() { $PY "$TH_REPO/tests/python/free_ports.py" 25; }
 
 th_init() {
   TH_T0=$(date +%s.%N)

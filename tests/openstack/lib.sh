@@ -44,28 +44,7 @@ os_require() {
 }
 
 # Pick a base port with 40 free ports above it.
-os_free_base() {
-  $PY - <<'PYEOF'
-import random, socket
-for _ in range(200):
-    base = random.randrange(20000, 32000, 40)
-    ok = True
-    for p in range(base, base + 40):
-        s = socket.socket()
-        try:
-            s.bind(('127.0.0.1', p))
-        except OSError:
-            ok = False
-        finally:
-            s.close()
-        if not ok:
-            break
-    if ok:
-        print(base)
-        raise SystemExit(0)
-raise SystemExit(1)
-PYEOF
-}
+os_free_base() { $PY "$OS_REPO/tests/python/free_ports.py" 40; }
 
 os_init() {
   OS_T0=$(os_now)
