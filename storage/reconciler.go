@@ -6,8 +6,12 @@ package storage
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"maps"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -19,6 +23,7 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/atomicfile"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/backend"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/nvmeof"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
@@ -34,6 +39,10 @@ type Options struct {
 	NodeUUID string
 	Driver   drivers.StorageDriver
 	Logger   *zap.Logger
+	// NSIDFile, when set, persists where each volume was exposed, so that
+	// after an agent restart *and* an SPDK restart every namespace still
+	// comes back at the nsid the running host knows.
+	NSIDFile string
 	// Parallel bounds how many volumes are attached at once (default 8):
 	// a real attach takes 60-170 ms, mostly waiting for the target.
 	Parallel int
@@ -76,7 +85,43 @@ func New(o Options) (*Reconciler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Reconciler{o: o, be: be, log: o.Logger.With(zap.String("component", "storage"))}, nil
+	r := &Reconciler{o: o, be: be, log: o.Logger.With(zap.String("component", "storage"))}
+	r.lastNSID = r.loadNSIDs()
+	return r, nil
+}
+
+// loadNSIDs reads NSIDFile; a missing or unreadable file means no memory
+// (nsids are then allocated afresh), never a failure to start.
+func (r *Reconciler) loadNSIDs() map[string]int {
+	if r.o.NSIDFile == "" {
+		return nil
+	}
+	b, err := os.ReadFile(r.o.NSIDFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	var m map[string]int
+	if err == nil {
+		err = json.Unmarshal(b, &m)
+	}
+	if err != nil {
+		r.log.Warn("ignoring the remembered nsids", zap.String("file", r.o.NSIDFile), zap.Error(err))
+		return nil
+	}
+	return m
+}
+
+func (r *Reconciler) saveNSIDs(m map[string]int) {
+	if r.o.NSIDFile == "" {
+		return
+	}
+	b, err := json.Marshal(m)
+	if err == nil {
+		err = atomicfile.Write(r.o.NSIDFile, b, 0o600)
+	}
+	if err != nil {
+		r.log.Warn("could not persist the nsids", zap.String("file", r.o.NSIDFile), zap.Error(err))
+	}
 }
 
 // Name implements agent.Reconciler.
@@ -545,10 +590,14 @@ func (r *Reconciler) record(items []*item, ctrls map[string]*spdk.NVMeController
 	}
 	r.mu.Lock()
 	r.status = out
-	if ctrls != nil { // a reconcile that could read SPDK
+	changed := ctrls != nil && !maps.Equal(r.lastNSID, last) // only a reconcile that could read SPDK
+	if changed {
 		r.lastNSID = last
 	}
 	r.mu.Unlock()
+	if changed {
+		r.saveNSIDs(last)
+	}
 }
 
 // Observe implements agent.Reconciler from the last reconcile (no SPDK call).

@@ -621,3 +621,58 @@ func TestConfigDrive(t *testing.T) {
 		t.Fatalf("aio bdev not deleted: %v", err)
 	}
 }
+
+// An agent restart and an SPDK restart together (a DPU crash) must still give
+// the running host every namespace back at its nsid: the reconciler's memory
+// of nsids survives in NSIDFile.
+func TestAgentAndSPDKRestartKeepNSIDs(t *testing.T) {
+	emu := newEmu(t)
+	file := filepath.Join(t.TempDir(), "nsids.json")
+	mk := func() *storage.Reconciler {
+		cl := spdk.NewUnix(emu.Socket(), nil)
+		t.Cleanup(func() { _ = cl.Close() })
+		r, err := storage.New(storage.Options{Client: cl, Storage: storageOpts(), NodeUUID: nodeUUID,
+			Driver: simDriver(t)(cl), NSIDFile: file})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	g := &rig{t: t, emu: emu, r: mk()}
+	g.cl = spdk.NewUnix(emu.Socket(), nil)
+	t.Cleanup(func() { _ = g.cl.Close() })
+	all := desired(bootVol(), data1(), data2())
+	g.reconcile(desired(bootVol(), data2()))
+	g.reconcile(all) // data1 gets nsid 3, out of list order
+	before := g.namespaces(pf0NQN)
+	if before[3] != "idpu-"+data1ID+"n1" {
+		t.Fatalf("setup: %v", before)
+	}
+	sock := emu.Socket()
+	if err := emu.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := emu.Start(sock); err != nil {
+		t.Fatal(err)
+	}
+	g.r = mk() // the agent restarted too
+	g.reconcile(all)
+	if got := g.namespaces(pf0NQN); !sameMap(got, before) {
+		t.Fatalf("after agent+SPDK restart %v, want %v", got, before)
+	}
+	// Without the file the same history renumbers the disks: the test can fail.
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	if err := emu.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := emu.Start(sock); err != nil {
+		t.Fatal(err)
+	}
+	g.r = mk()
+	g.reconcile(all)
+	if got := g.namespaces(pf0NQN); sameMap(got, before) {
+		t.Fatalf("control: without remembered nsids the layout should differ, got %v", got)
+	}
+}

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 
 	"go.uber.org/zap"
 
@@ -71,6 +72,7 @@ func buildReconcilers(ctx context.Context, cfg *config.Config, log *zap.Logger, 
 	}
 	st, err := storage.New(storage.Options{
 		Client: client, Storage: cfg.Storage, NodeUUID: cfg.Default.NodeUUID, Driver: drv.Storage, Logger: log,
+		NSIDFile: filepath.Join(cfg.Default.StateDir, "nsids.json"),
 	})
 	if err != nil {
 		net.Close()

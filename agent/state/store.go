@@ -8,15 +8,15 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/atomicfile"
 )
 
 // FileName is the desired-state file inside state_dir.
 const FileName = "desired.json"
 
-// Store persists the desired state atomically: write a temp file in the same
-// directory, fsync it, rename it over the old file, fsync the directory. A
-// crash at any point leaves either the old or the new state, never a torn one.
+// Store persists the desired state atomically (internal/atomicfile): a crash
+// at any point leaves either the old or the new state, never a torn one.
 type Store struct {
 	dir string
 }
@@ -38,7 +38,7 @@ func (s *Store) Path() string { return filepath.Join(s.dir, FileName) }
 // Load returns the stored state, or an empty generation-0 state if none was
 // ever saved. Leftover temp files from an interrupted save are removed.
 func (s *Store) Load() (*Desired, error) {
-	if tmps, _ := filepath.Glob(filepath.Join(s.dir, "."+FileName+".tmp*")); len(tmps) > 0 {
+	if tmps, _ := filepath.Glob(atomicfile.TempPrefix(s.Path()) + "*"); len(tmps) > 0 {
 		for _, t := range tmps {
 			_ = os.Remove(t)
 		}
@@ -72,38 +72,5 @@ func (s *Store) Save(d *Desired) error {
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)
 	}
-	b = append(b, '\n')
-	f, err := os.CreateTemp(s.dir, "."+FileName+".tmp*")
-	if err != nil {
-		return fmt.Errorf("create temp state: %w", err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(b); err != nil {
-		return fmt.Errorf("write temp state: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync temp state: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close temp state: %w", err)
-	}
-	if err := os.Rename(tmp, s.Path()); err != nil {
-		return fmt.Errorf("rename state: %w", err)
-	}
-	ok = true
-	if d, err := os.Open(s.dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return nil
+	return atomicfile.Write(s.Path(), append(b, '\n'), 0o600)
 }
-
-// IsTemp reports whether name is one of Save's temp files (for tests/tools).
-func IsTemp(name string) bool { return strings.HasPrefix(filepath.Base(name), "."+FileName+".tmp") }
