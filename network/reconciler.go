@@ -309,6 +309,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
 		// touch the function either.
 		ops, err := snap.PlugOps(bridge, spec)
 		if err != nil {
+			if prepared {
+				// The SF was made for this plug only; do not leave it behind.
+				if rerr := r.drv.Release(ctx, *v.Function); rerr != nil {
+					err = fmt.Errorf("%w (and releasing the new function: %v)", err, rerr)
+				}
+			}
 			fail(i, err)
 			continue
 		}

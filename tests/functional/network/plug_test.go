@@ -168,6 +168,19 @@ func TestIdempotencyStaleAndConflict(t *testing.T) {
 	if out, _ := env.Vsctl(ctx, "port-to-br", "pf1vf7"); strings.TrimSpace(out) != "br-other" {
 		t.Errorf("pf1vf7 moved to %q", out)
 	}
+	// The same conflict for an SF the plug had to create: refused, and the
+	// new SF is released again rather than left behind on the card.
+	if _, err := env.Vsctl(ctx, "add-port", "br-other", "pf1sf9"); err != nil {
+		t.Fatal(err)
+	}
+	port4, mac4 := uuidN('d'), macN(0x203)
+	err = h.reconcile(v, v2, state.VIF{PortID: port4, MAC: mac4, Function: sf(1, 9)})
+	if !isKind(err, errdefs.ErrConflict) {
+		t.Fatalf("SF on another bridge: err = %v, want ErrConflict", err)
+	}
+	if sfs := h.drv.(*sim.Network).SFs(); sfs["pf1sf9"] != "" {
+		t.Errorf("SF created for a refused plug was left behind: %v", sfs)
+	}
 	if err := h.reconcile(); err != nil {
 		t.Fatal(err)
 	}
