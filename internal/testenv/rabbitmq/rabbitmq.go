@@ -85,7 +85,7 @@ func freeBase() (int, error) {
 	for range 200 {
 		p := 40000 + rand.IntN(20000)
 		ok := true
-		for _, q := range []int{p, p + 1, p + 2, p + 10, p + 20} {
+		for _, q := range []int{p, p + 1, p + 2, p + 3, p + 10, p + 20} {
 			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(q))
 			if err != nil {
 				ok = false
@@ -99,6 +99,23 @@ func freeBase() (int, error) {
 	}
 	return 0, errors.New("no free port range for rabbitmq")
 }
+
+// EnableTLS adds an AMQPS listener on Port+3 with the given PEM files (the
+// broker does not ask for client certificates). Call it before Start.
+func (b *Broker) EnableTLS(certFile, keyFile, caFile string) error {
+	f, err := os.OpenFile(filepath.Join(b.Dir, "etc/rabbitmq.conf"), os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = fmt.Fprintf(f, "listeners.ssl.default = 127.0.0.1:%d\nssl_options.cacertfile = %s\n"+
+		"ssl_options.certfile = %s\nssl_options.keyfile = %s\nssl_options.verify = verify_none\n"+
+		"ssl_options.fail_if_no_peer_cert = false\n", b.TLSPort(), caFile, certFile, keyFile)
+	return err
+}
+
+// TLSPort is the AMQPS port EnableTLS configures.
+func (b *Broker) TLSPort() int { return b.Port + 3 }
 
 // URL is the transport_url of this broker.
 func (b *Broker) URL() string { return fmt.Sprintf("rabbit://guest:guest@127.0.0.1:%d/", b.Port) }
