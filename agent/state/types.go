@@ -3,7 +3,10 @@
 // and the observed state that reconcilers report.
 package state
 
-import "encoding/json"
+import (
+	"bytes"
+	"encoding/json"
+)
 
 // Function is a host-visible PCIe function: a PF, a VF of a PF, or an SF of a PF.
 // Exactly one of VF and SF may be set; neither means the PF itself.
@@ -67,7 +70,7 @@ func (d *Desired) Clone() *Desired {
 		panic(err) // Desired is plain data; marshal cannot fail
 	}
 	var c Desired
-	dec := json.NewDecoder(bytesReader(b))
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	if err := dec.Decode(&c); err != nil {
 		panic(err)
