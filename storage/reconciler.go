@@ -583,12 +583,19 @@ func (r *Reconciler) record(items []*item, ctrls map[string]*spdk.NVMeController
 		out = append(out, st)
 	}
 	last := map[string]int{}
+	r.mu.Lock()
 	for _, it := range items {
-		if it.volumeID != "" && it.err == nil && it.nsid != 0 {
-			last[it.volumeID+"/"+fnKey(it.fn)] = it.nsid
+		key := it.volumeID + "/" + fnKey(it.fn)
+		switch {
+		case it.volumeID == "":
+		case it.err == nil && it.nsid != 0:
+			last[key] = it.nsid
+		case it.err != nil && r.lastNSID[key] != 0:
+			// Still wanted but failing (its target unreachable after a
+			// crash): keep the nsid the host knew for when it comes back.
+			last[key] = r.lastNSID[key]
 		}
 	}
-	r.mu.Lock()
 	r.status = out
 	changed := ctrls != nil && !maps.Equal(r.lastNSID, last) // only a reconcile that could read SPDK
 	if changed {

@@ -676,3 +676,50 @@ func TestAgentAndSPDKRestartKeepNSIDs(t *testing.T) {
 		t.Fatalf("control: without remembered nsids the layout should differ, got %v", got)
 	}
 }
+
+// A DPU crash after which one volume's target is briefly unreachable must
+// not make the agent forget that volume's nsid: once the target is back, the
+// host gets it at the nsid it knew, not the lowest free one.
+func TestFailedVolumeKeepsRememberedNSID(t *testing.T) {
+	emu := newEmu(t)
+	file := filepath.Join(t.TempDir(), "nsids.json")
+	mk := func() *storage.Reconciler {
+		cl := spdk.NewUnix(emu.Socket(), nil)
+		t.Cleanup(func() { _ = cl.Close() })
+		r, err := storage.New(storage.Options{Client: cl, Storage: storageOpts(), NodeUUID: nodeUUID,
+			Driver: simDriver(t)(cl), NSIDFile: file})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	g := &rig{t: t, emu: emu, r: mk()}
+	g.cl = spdk.NewUnix(emu.Socket(), nil)
+	t.Cleanup(func() { _ = g.cl.Close() })
+	// data2 takes nsid 2, data1 nsid 3; then data2 goes: data1 keeps 3.
+	g.reconcile(desired(bootVol(), data2()))
+	g.reconcile(desired(bootVol(), data2(), data1()))
+	two := desired(bootVol(), data1())
+	g.reconcile(two)
+	if ns := g.namespaces(pf0NQN); ns[3] != "idpu-"+data1ID+"n1" || len(ns) != 2 {
+		t.Fatalf("setup: %v", ns)
+	}
+	sock := emu.Socket()
+	if err := emu.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := emu.Start(sock); err != nil {
+		t.Fatal(err)
+	}
+	emu.RemoveRemote(spdktest.CinderVolume(data1ID, hostNQN).NQN)
+	g.r = mk() // the agent restarted too
+	if err := g.r.Reconcile(context.Background(), two); err == nil || !strings.Contains(err.Error(), data1ID) {
+		t.Fatalf("reconcile with data1's target gone = %v", err)
+	}
+	emu.AddRemote(spdktest.CinderVolume(data1ID, hostNQN, "4420"))
+	g.r = mk() // and once more, so only the file carries the memory
+	g.reconcile(two)
+	if ns := g.namespaces(pf0NQN); ns[3] != "idpu-"+data1ID+"n1" || len(ns) != 2 {
+		t.Fatalf("data1 after its target came back: %v, want it at nsid 3", ns)
+	}
+}
