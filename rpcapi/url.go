@@ -48,6 +48,11 @@ func ParseTransportURL(raw string) (*TransportURL, error) {
 	default:
 		return nil, fmt.Errorf("transport_url: unsupported scheme %q: %w", scheme, errdefs.ErrInvalidArgument)
 	}
+	// An '@' past the host part means a password with an unencoded '/' or
+	// '?' split the URL early: refuse it without echoing any of it.
+	if i := strings.IndexAny(rest, "/?"); i >= 0 && strings.Contains(rest[i:], "@") {
+		return nil, fmt.Errorf("transport_url: '@' after the host part; percent-encode '/', '?' and '@' in user names and passwords: %w", errdefs.ErrInvalidArgument)
+	}
 	u := &TransportURL{Scheme: scheme, Query: url.Values{}}
 	if i := strings.IndexByte(rest, '?'); i >= 0 {
 		q, err := url.ParseQuery(rest[i+1:])
@@ -101,12 +106,12 @@ func parseHost(s string) (Host, error) {
 	if strings.HasPrefix(s, "[") { // [v6]:port
 		end := strings.IndexByte(s, ']')
 		if end < 0 {
-			return h, fmt.Errorf("transport_url: bad IPv6 host %q: %w", s, errdefs.ErrInvalidArgument)
+			return h, fmt.Errorf("transport_url: bad IPv6 host: %w", errdefs.ErrInvalidArgument)
 		}
 		host = s[1:end]
 		if rest := s[end+1:]; rest != "" {
 			if !strings.HasPrefix(rest, ":") {
-				return h, fmt.Errorf("transport_url: bad host %q: %w", s, errdefs.ErrInvalidArgument)
+				return h, fmt.Errorf("transport_url: bad host: %w", errdefs.ErrInvalidArgument)
 			}
 			port = rest[1:]
 		}
@@ -120,7 +125,8 @@ func parseHost(s string) (Host, error) {
 	if port != "" {
 		p, err := strconv.Atoi(port)
 		if err != nil || p <= 0 || p > 65535 {
-			return h, fmt.Errorf("transport_url: bad port %q: %w", port, errdefs.ErrInvalidArgument)
+			// not echoed: a mis-split password can land here
+			return h, fmt.Errorf("transport_url: bad port: %w", errdefs.ErrInvalidArgument)
 		}
 		h.Port = p
 	}

@@ -88,6 +88,30 @@ func TestRedaction(t *testing.T) {
 	if _, err := ParseTransportURL("rabbit://u:Top%zzSecret@h/"); err == nil || strings.Contains(err.Error(), "Secret") {
 		t.Errorf("bad escape error leaks or passes: %v", err)
 	}
+	// Unencoded '/' or '?' in a password (base64 passwords have '/') ends
+	// the host part early; the password must not reach the error, the
+	// redacted form or the unknown-option names.
+	for _, raw := range []string{
+		"rabbit://u:Top/Secret@h:5672/",
+		"rabbit://u:Top?Secret@h:5672/",
+		"rabbit://u:1234/Secret@h:5672/",
+		"rabbit://u:1234?Secret@h:5672/",
+		"rabbit://u:[Top/Secret@h:5672/",
+		"rabbit://u:Top]x/Secret@h:5672/",
+	} {
+		u, err := ParseTransportURL(raw)
+		if err == nil {
+			_, unknown, _ := u.ApplyQuery(config.Defaults().Rabbit)
+			t.Errorf("%s: accepted as %s (unknown options %v)", RedactURL(raw), u.Redacted(), unknown)
+			continue
+		}
+		if !errors.Is(err, errdefs.ErrInvalidArgument) || strings.Contains(err.Error(), "Top") || strings.Contains(err.Error(), "Secret") || strings.Contains(err.Error(), "1234") {
+			t.Errorf("password leaked or wrong kind: %v", err)
+		}
+		if s := RedactURL(raw); strings.Contains(s, "Secret") || strings.Contains(s, "Top") {
+			t.Errorf("password leaked: %s", s)
+		}
+	}
 }
 
 func TestRetryDelay(t *testing.T) {
