@@ -252,6 +252,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
 		case errors.Is(err, errdefs.ErrNotFound):
 			unresolved[k] = true
 		default:
+			// Not knowing the representor is no reason to unplug what
+			// this function has now (step 2): that would drop the host's NIC.
+			unresolved[k] = true
 			fail(i, err)
 		}
 	}
