@@ -42,6 +42,9 @@ type Options struct {
 	Logger *zap.Logger
 }
 
+// pullTimeout bounds one pull from the Ironic API.
+const pullTimeout = 30 * time.Second
+
 // Agent is the daemon core. Its methods are safe for concurrent use.
 type Agent struct {
 	opts Options
@@ -175,7 +178,11 @@ func (a *Agent) recovered(ctx context.Context) bool {
 // pull adopts Ironic's recorded desired state when it is newer than ours. It
 // reports whether the pull itself succeeded.
 func (a *Agent) pull(ctx context.Context) bool {
-	d, err := a.opts.Pull(ctx)
+	// Bounded: the loop waits for it, and an Ironic API that accepts but
+	// never answers must not stop the reconciles (retried next period).
+	pctx, cancel := context.WithTimeout(ctx, min(a.opts.Interval, pullTimeout))
+	d, err := a.opts.Pull(pctx)
+	cancel()
 	if err != nil {
 		a.log.Warn("could not pull the desired state from Ironic; will retry", zap.Error(err))
 		return false

@@ -321,3 +321,27 @@ func TestComponentRecoveryTriggersReconcile(t *testing.T) {
 		t.Fatalf("kept reconciling after recovery: %d", r.Calls())
 	}
 }
+
+// An Ironic API that accepts the connection but never answers must not
+// stall the reconcile loop (an SPDK restart would then never be repaired).
+func TestHangingPullDoesNotStallTheLoop(t *testing.T) {
+	r := &agenttest.Reconciler{}
+	st, _ := state.NewStore(t.TempDir())
+	pulls := make(chan struct{}, 100)
+	pull := func(ctx context.Context) (*state.Desired, error) {
+		pulls <- struct{}{}
+		<-ctx.Done() // hangs until the agent gives up on it
+		return nil, ctx.Err()
+	}
+	a, err := agent.New(agent.Options{NodeUUID: node, Store: st, Reconcilers: []agent.Reconciler{r},
+		Interval: 50 * time.Millisecond, Pull: pull})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, func() bool { return r.Calls() >= 1 })
+	waitFor(t, func() bool { return r.Calls() >= 3 && len(pulls) >= 2 }) // periodic reconciles go on; the pull is retried
+}
