@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
@@ -27,50 +28,75 @@ const StateKey = "dpu_desired_state"
 
 // Source reads one node's desired state from Ironic.
 type Source struct {
+	node string
+	// connect builds the client; with password auth it contacts Keystone,
+	// so it runs on the first Fetch, not in New: Keystone being down at
+	// DPU boot must not keep the agent (RPC, reconciles) from starting.
+	connect func(ctx context.Context) (*gophercloud.ServiceClient, error)
+
+	mu     sync.Mutex
 	client *gophercloud.ServiceClient
-	node   string
 }
 
-// New builds a client for cfg; it does not contact Ironic yet.
+// New builds a client for cfg; it contacts neither Ironic nor Keystone yet.
 func New(ctx context.Context, cfg config.IronicOpts, node string) (*Source, error) {
 	if cfg.APIURL == "" {
 		return nil, fmt.Errorf("%w: [ironic] api_url is not set", errdefs.ErrInvalidArgument)
 	}
-	var (
-		client *gophercloud.ServiceClient
-		err    error
-	)
+	endpoint := strings.TrimSuffix(cfg.APIURL, "/") + "/v1"
+	var connect func(ctx context.Context) (*gophercloud.ServiceClient, error)
 	switch cfg.AuthType {
 	case "none", "noauth", "":
-		client, err = noauth.NewBareMetalNoAuth(noauth.EndpointOpts{IronicEndpoint: strings.TrimSuffix(cfg.APIURL, "/") + "/v1"})
+		connect = func(context.Context) (*gophercloud.ServiceClient, error) {
+			return noauth.NewBareMetalNoAuth(noauth.EndpointOpts{IronicEndpoint: endpoint})
+		}
 	case "password":
-		var provider *gophercloud.ProviderClient
-		provider, err = openstack.AuthenticatedClient(ctx, gophercloud.AuthOptions{
-			IdentityEndpoint: cfg.AuthURL, Username: cfg.Username, Password: cfg.Password,
-			TenantName: cfg.ProjectName, DomainName: cfg.UserDomainName, AllowReauth: true,
-			Scope: &gophercloud.AuthScope{ProjectName: cfg.ProjectName, DomainName: cfg.ProjectDomainName},
-		})
-		if err == nil {
-			client, err = openstack.NewBareMetalV1(provider, gophercloud.EndpointOpts{})
-			if err == nil {
-				client.Endpoint = strings.TrimSuffix(cfg.APIURL, "/") + "/v1/"
+		connect = func(ctx context.Context) (*gophercloud.ServiceClient, error) {
+			provider, err := openstack.AuthenticatedClient(ctx, gophercloud.AuthOptions{
+				IdentityEndpoint: cfg.AuthURL, Username: cfg.Username, Password: cfg.Password,
+				TenantName: cfg.ProjectName, DomainName: cfg.UserDomainName, AllowReauth: true,
+				Scope: &gophercloud.AuthScope{ProjectName: cfg.ProjectName, DomainName: cfg.ProjectDomainName},
+			})
+			if err != nil {
+				return nil, err
 			}
+			client, err := openstack.NewBareMetalV1(provider, gophercloud.EndpointOpts{})
+			if err != nil {
+				return nil, err
+			}
+			client.Endpoint = endpoint + "/"
+			return client, nil
 		}
 	default:
 		return nil, fmt.Errorf("%w: [ironic] auth_type %q: want none or password", errdefs.ErrInvalidArgument, cfg.AuthType)
 	}
+	return &Source{node: node, connect: connect}, nil
+}
+
+func (s *Source) serviceClient(ctx context.Context) (*gophercloud.ServiceClient, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.client != nil {
+		return s.client, nil
+	}
+	client, err := s.connect(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("ironic client: %w", err)
+		return nil, fmt.Errorf("%w: ironic client: %v", errdefs.ErrUnavailable, err)
 	}
 	// Ironic hides driver_internal_info below API microversion 1.3.
 	client.Microversion = "1.3"
-	return &Source{client: client, node: node}, nil
+	s.client = client
+	return client, nil
 }
 
 // Fetch returns the node's recorded desired state, or nil if the driver has
 // recorded none.
 func (s *Source) Fetch(ctx context.Context) (*state.Desired, error) {
-	n, err := nodes.Get(ctx, s.client, s.node).Extract()
+	client, err := s.serviceClient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n, err := nodes.Get(ctx, client, s.node).Extract()
 	if err != nil {
 		if gophercloud.ResponseCodeIs(err, 404) {
 			return nil, fmt.Errorf("%w: node %s is not known to Ironic", errdefs.ErrNotFound, s.node)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/ironicsync"
@@ -61,5 +62,55 @@ func TestFetch(t *testing.T) {
 func TestDecodeRejectsUnknownFields(t *testing.T) {
 	if _, err := ironicsync.Decode(map[string]any{"generation": 1, "disks": []any{}}); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// Keystone being down when the agent starts must not stop it from starting:
+// New contacts nobody, Fetch fails (and is retried), and succeeds once
+// Keystone is back.
+func TestPasswordAuthIsLazy(t *testing.T) {
+	var keystoneUp atomic.Bool
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	mux.HandleFunc("/identity/v3/auth/tokens", func(w http.ResponseWriter, r *http.Request) {
+		if !keystoneUp.Load() {
+			http.Error(w, `{"error":{"code":503}}`, http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("X-Subject-Token", "tok")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(`{"token":{"expires_at":"2099-01-01T00:00:00.000000Z","methods":["password"],
+		 "catalog":[{"type":"baremetal","name":"ironic","id":"x","endpoints":[{"id":"e","interface":"public","region":"RegionOne","region_id":"RegionOne","url":"` + srv.URL + `/baremetal"}]}]}}`))
+	})
+	mux.HandleFunc("/baremetal/", func(w http.ResponseWriter, r *http.Request) { // version discovery
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"name":"OpenStack Ironic API","versions":[{"id":"v1","status":"CURRENT","version":"1.81","min_version":"1.1","links":[{"href":"` + srv.URL + `/baremetal/v1/","rel":"self"}]}],"default_version":{"id":"v1","status":"CURRENT","version":"1.81","min_version":"1.1","links":[{"href":"` + srv.URL + `/baremetal/v1/","rel":"self"}]}}`))
+	})
+	mux.HandleFunc("/baremetal/v1/nodes/"+node, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Auth-Token") != "tok" {
+			http.Error(w, "unauthenticated", http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(nodeJSON))
+	})
+	src, err := ironicsync.New(context.Background(), config.IronicOpts{APIURL: srv.URL + "/baremetal", AuthType: "password",
+		AuthURL: srv.URL + "/identity/v3", Username: "ironic", Password: "pw", ProjectName: "service",
+		UserDomainName: "Default", ProjectDomainName: "Default"}, node)
+	if err != nil {
+		t.Fatalf("New must not need Keystone: %v", err)
+	}
+	if _, err := src.Fetch(context.Background()); !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Fatalf("Fetch with Keystone down: %v", err)
+	}
+	keystoneUp.Store(true)
+	d, err := src.Fetch(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Generation != 1700000000123 {
+		t.Fatalf("decoded %+v", d)
 	}
 }
