@@ -175,6 +175,9 @@ type plugJob struct {
 	took  time.Duration
 	iface string // UUID of the inserted Interface
 	err   error
+	// prepared: the SF was created for this plug, so a failed transaction
+	// must release it (no row would name it for a later unplug).
+	prepared bool
 }
 
 func (r *Reconciler) transactAll(ctx context.Context, jobs []plugJob) {
@@ -328,7 +331,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
 				continue
 			}
 		}
-		jobs = append(jobs, plugJob{idx: i, spec: spec, ops: ops})
+		jobs = append(jobs, plugJob{idx: i, spec: spec, ops: ops, prepared: prepared})
 	}
 	// All plans come from one snapshot, so the transactions are independent
 	// (a row two of them delete is simply gone for the second): pipeline
@@ -336,6 +339,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
 	r.transactAll(ctx, jobs)
 	for _, j := range jobs {
 		if j.err != nil {
+			if j.prepared {
+				if rerr := r.drv.Release(ctx, *d.VIFs[j.idx].Function); rerr != nil {
+					j.err = fmt.Errorf("%w (and releasing the new function: %v)", j.err, rerr)
+				}
+			}
 			fail(j.idx, j.err)
 			continue
 		}
