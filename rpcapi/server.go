@@ -265,11 +265,16 @@ func (s *Server) setup(sess *session) (*amqp.Channel, []<-chan amqp.Delivery, er
 func (s *Server) consume(ctx, hctx context.Context, sess *session, dels []<-chan amqp.Delivery, sem chan struct{}) {
 	merged := make(chan amqp.Delivery)
 	done := make(chan struct{})
+	// A broker-side basic.cancel (queue deleted, its cluster node gone)
+	// closes one delivery channel while the connection lives on.
+	oneClosed := make(chan struct{})
+	var closeOnce sync.Once
 	var fwd sync.WaitGroup
 	for _, dc := range dels {
 		fwd.Add(1)
 		go func() { // ends when the consumer is cancelled or the channel closes
 			defer fwd.Done()
+			defer closeOnce.Do(func() { close(oneClosed) })
 			for d := range dc {
 				select {
 				case merged <- d:
@@ -294,7 +299,12 @@ func (s *Server) consume(ctx, hctx context.Context, sess *session, dels []<-chan
 			return
 		case <-sess.lost:
 			return
-		case <-allClosed:
+		case <-oneClosed:
+			if ctx.Err() == nil && sess.alive() {
+				// like oslo on ConsumerCancelled: reconnect and redeclare
+				s.log.Warn("broker cancelled a consumer; reconnecting")
+				_ = sess.conn.Close() // ends the other consumers too
+			}
 			return
 		case d := <-merged:
 			// ack on receipt, like oslo: at-most-once, never redelivered
