@@ -203,11 +203,15 @@ func (f field) set(s string) error {
 	case string:
 		f.v.SetString(s)
 	case bool:
-		b, err := strconv.ParseBool(s)
-		if err != nil {
+		// oslo.config's BoolOpt spellings (yes/on/y too), any case
+		switch strings.ToLower(s) {
+		case "1", "t", "true", "on", "y", "yes":
+			f.v.SetBool(true)
+		case "0", "f", "false", "off", "n", "no":
+			f.v.SetBool(false)
+		default:
 			return fmt.Errorf("%q is not a boolean", s)
 		}
-		f.v.SetBool(b)
 	case int:
 		n, err := strconv.Atoi(s)
 		if err != nil {

@@ -111,3 +111,21 @@ func TestSecretsRedacted(t *testing.T) {
 		}
 	}
 }
+
+// oslo.config BoolOpt spellings: a config copied from a Python service
+// (ssl = yes, amqp_durable_queues = on, debug = True) must load.
+func TestOsloBooleans(t *testing.T) {
+	dir := t.TempDir()
+	p := write(t, dir, "a.conf", "[DEFAULT]\ndebug = True\n[oslo_messaging_rabbit]\nssl = yes\namqp_durable_queues = on\nrabbit_ha_queues = Y\nrabbit_quorum_queue = no\namqp_auto_delete = off\n")
+	c, err := config.Load([]string{p}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Default.Debug || !c.Rabbit.SSL || !c.Rabbit.AMQPDurableQueues || !c.Rabbit.RabbitHAQueues || c.Rabbit.RabbitQuorumQueue || c.Rabbit.AMQPAutoDelete {
+		t.Fatalf("booleans %+v %+v", c.Default, c.Rabbit)
+	}
+	bad := write(t, dir, "b.conf", "[oslo_messaging_rabbit]\nssl = maybe\n")
+	if _, err := config.Load([]string{bad}, nil); err == nil {
+		t.Fatal("ssl = maybe accepted")
+	}
+}
