@@ -88,6 +88,12 @@ func New(opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: load desired state: %w", err)
 	}
+	// Another node's state (node_uuid changed, state_dir kept) would expose
+	// that node's volumes and ports to this host: touch nothing, say why.
+	if d.NodeUUID != "" && !strings.EqualFold(d.NodeUUID, opts.NodeUUID) {
+		return nil, fmt.Errorf("%w: agent: %s holds the desired state of node %s, but this agent serves node %s; move it away to start empty",
+			errdefs.ErrConflict, opts.Store.Path(), d.NodeUUID, opts.NodeUUID)
+	}
 	a := &Agent{
 		opts:      opts,
 		log:       opts.Logger,

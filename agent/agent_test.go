@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -344,4 +345,24 @@ func TestHangingPullDoesNotStallTheLoop(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 	waitFor(t, func() bool { return r.Calls() >= 1 })
 	waitFor(t, func() bool { return r.Calls() >= 3 && len(pulls) >= 2 }) // periodic reconciles go on; the pull is retried
+}
+
+// A state_dir kept across a node_uuid change holds another node's volumes
+// and ports; reconciling them would expose them to this host.
+func TestRefusesAnotherNodesPersistedState(t *testing.T) {
+	dir := t.TempDir()
+	a := newAgent(t, dir, &agenttest.Reconciler{})
+	if _, err := call(t, a, "apply_state", stateJSON(3, bootVol, vif1)); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := state.NewStore(dir)
+	r := &agenttest.Reconciler{}
+	_, err := agent.New(agent.Options{NodeUUID: "00000000-0000-4000-8000-000000000000", Store: st, Reconcilers: []agent.Reconciler{r}})
+	if !errors.Is(err, errdefs.ErrConflict) {
+		t.Fatalf("agent for another node started on this state: %v", err)
+	}
+	// Same node, other spelling: still ours.
+	if _, err := agent.New(agent.Options{NodeUUID: strings.ToUpper(node), Store: st, Reconcilers: []agent.Reconciler{r}}); err != nil {
+		t.Fatal(err)
+	}
 }
