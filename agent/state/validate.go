@@ -175,6 +175,8 @@ func AssignFunctions(prev, next *Desired, sfBase int) error {
 			}
 		}
 	}
+	// Kept SFs first: a new port listed before an existing one must not
+	// take its SF (that would move a running host's NIC).
 	for i := range next.VIFs {
 		v := &next.VIFs[i]
 		if v.Function != nil {
@@ -184,6 +186,11 @@ func AssignFunctions(prev, next *Desired, sfBase int) error {
 			f := f
 			v.Function = &f
 			used[*f.SF] = true
+		}
+	}
+	for i := range next.VIFs {
+		v := &next.VIFs[i]
+		if v.Function != nil {
 			continue
 		}
 		n := sfBase

@@ -39,3 +39,29 @@ func TestValidateFunctionBounds(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The conductor sends VIFs without functions, in Ironic's port order; a new
+// port listed before existing ones must not take their SFs (that would move
+// a running host's NICs to other SFs).
+func TestAssignFunctionsNewPortFirstKeepsExistingSFs(t *testing.T) {
+	const a, x, y = "0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01", "0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a02", "0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a03"
+	prev := &state.Desired{VIFs: []state.VIF{
+		{PortID: a, MAC: "fa:16:3e:00:00:01", Function: &state.Function{PF: 0, SF: state.IntPtr(1)}},
+		{PortID: x, MAC: "fa:16:3e:00:00:02", Function: &state.Function{PF: 0, SF: state.IntPtr(2)}},
+	}}
+	next := &state.Desired{VIFs: []state.VIF{
+		{PortID: y, MAC: "fa:16:3e:00:00:03"},
+		{PortID: a, MAC: "fa:16:3e:00:00:01"},
+		{PortID: x, MAC: "fa:16:3e:00:00:02"},
+	}}
+	if err := state.AssignFunctions(prev, next, 1); err != nil {
+		t.Fatal(err)
+	}
+	got := []int{*next.VIFs[0].Function.SF, *next.VIFs[1].Function.SF, *next.VIFs[2].Function.SF}
+	if got[0] != 3 || got[1] != 1 || got[2] != 2 {
+		t.Fatalf("sfs %v, want [3 1 2]: existing ports keep their SFs", got)
+	}
+	if err := next.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
