@@ -38,12 +38,11 @@ type Options struct {
 	// Pull, when set, fetches the node's desired state from Ironic. Run
 	// calls it after restoring the persisted state and adopts a newer
 	// generation; it retries on each periodic tick until one pull succeeds.
-	Pull   func(ctx context.Context) (*state.Desired, error)
-	Logger *zap.Logger
+	Pull func(ctx context.Context) (*state.Desired, error)
+	// PullTimeout bounds one Pull (default 30s): the loop waits for it.
+	PullTimeout time.Duration
+	Logger      *zap.Logger
 }
-
-// pullTimeout bounds one pull from the Ironic API.
-const pullTimeout = 30 * time.Second
 
 // Agent is the daemon core. Its methods are safe for concurrent use.
 type Agent struct {
@@ -80,6 +79,9 @@ func New(opts Options) (*Agent, error) {
 	}
 	if opts.Interval <= 0 {
 		opts.Interval = time.Minute
+	}
+	if opts.PullTimeout <= 0 {
+		opts.PullTimeout = 30 * time.Second
 	}
 	if opts.HealthInterval <= 0 {
 		opts.HealthInterval = 5 * time.Second
@@ -186,7 +188,7 @@ func (a *Agent) recovered(ctx context.Context) bool {
 func (a *Agent) pull(ctx context.Context) bool {
 	// Bounded: the loop waits for it, and an Ironic API that accepts but
 	// never answers must not stop the reconciles (retried next period).
-	pctx, cancel := context.WithTimeout(ctx, min(a.opts.Interval, pullTimeout))
+	pctx, cancel := context.WithTimeout(ctx, a.opts.PullTimeout)
 	d, err := a.opts.Pull(pctx)
 	cancel()
 	if err != nil {

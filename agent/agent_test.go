@@ -335,7 +335,7 @@ func TestHangingPullDoesNotStallTheLoop(t *testing.T) {
 		return nil, ctx.Err()
 	}
 	a, err := agent.New(agent.Options{NodeUUID: node, Store: st, Reconcilers: []agent.Reconciler{r},
-		Interval: 50 * time.Millisecond, Pull: pull})
+		Interval: 50 * time.Millisecond, Pull: pull, PullTimeout: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
