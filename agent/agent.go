@@ -128,8 +128,17 @@ func (a *Agent) RequestReconcile() {
 // a jittered period until ctx is done.
 func (a *Agent) Run(ctx context.Context) error {
 	a.recovered(ctx) // first health probe
+	pulled := a.opts.Pull == nil
+	if !pulled && a.Desired().Generation == 0 {
+		// No state of our own (new DPU, wiped state_dir): ask Ironic before
+		// anything else, so a running host's disks and NICs are not judged
+		// against an empty state.
+		pulled = a.pull(ctx)
+	}
 	a.reconcileNow(ctx, "start")
-	pulled := a.opts.Pull == nil || a.pull(ctx)
+	if !pulled {
+		pulled = a.pull(ctx)
+	}
 	timer := time.NewTimer(a.jittered())
 	defer timer.Stop()
 	health := time.NewTicker(a.opts.HealthInterval)
@@ -226,6 +235,13 @@ func (a *Agent) reconcileNow(ctx context.Context, reason string) {
 // Caller holds opMu.
 func (a *Agent) reconcileLocked(ctx context.Context) error {
 	d := a.Desired()
+	if d.Generation == 0 {
+		// Generation 0 means "never told" (admitted states start at 1), not
+		// "nothing": leave whatever the DPU holds alone until a desired state
+		// arrives over RPC or from Ironic.
+		a.log.Info("no desired state yet; leaving the DPU as it is")
+		return nil
+	}
 	start := time.Now()
 	var errs []error
 	for _, r := range a.opts.Reconcilers {
@@ -275,6 +291,9 @@ func (a *Agent) State(ctx context.Context) View {
 func (a *Agent) ApplyState(ctx context.Context, next *state.Desired) (View, error) {
 	a.opMu.Lock()
 	defer a.opMu.Unlock()
+	if next.Generation < 1 {
+		return View{}, fmt.Errorf("%w: generation must be 1 or more (0 means no desired state)", errdefs.ErrInvalidArgument)
+	}
 	cur := a.Desired()
 	if next.Generation < cur.Generation {
 		return View{}, fmt.Errorf("%w: generation %d is older than the agent's generation %d", errdefs.ErrConflict, next.Generation, cur.Generation)

@@ -216,9 +216,19 @@ func TestReconcileErrorIsClassifiedAndStateKept(t *testing.T) {
 	}
 }
 
+// seeded is a store that already holds a generation-1 state.
+func seeded(t *testing.T) *state.Store {
+	t.Helper()
+	st, _ := state.NewStore(t.TempDir())
+	if err := st.Save(&state.Desired{Generation: 1, NodeUUID: node, Volumes: []state.Volume{}, VIFs: []state.VIF{}}); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 func TestRunReconcilesAtStartOnRequestAndPeriodically(t *testing.T) {
 	r := &agenttest.Reconciler{}
-	st, _ := state.NewStore(t.TempDir())
+	st := seeded(t)
 	a, err := agent.New(agent.Options{NodeUUID: node, Store: st, Reconcilers: []agent.Reconciler{r}, Interval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -301,7 +311,7 @@ func TestRunAdoptsNewerStateFromIronic(t *testing.T) {
 func TestComponentRecoveryTriggersReconcile(t *testing.T) {
 	r := &agenttest.Reconciler{NameValue: "storage"}
 	r.Set(nil, nil, fmt.Errorf("spdk down: %w", errdefs.ErrUnavailable))
-	st, _ := state.NewStore(t.TempDir())
+	st := seeded(t)
 	a, err := agent.New(agent.Options{NodeUUID: node, Store: st, Reconcilers: []agent.Reconciler{r},
 		Interval: time.Hour, HealthInterval: 10 * time.Millisecond})
 	if err != nil {
@@ -327,7 +337,7 @@ func TestComponentRecoveryTriggersReconcile(t *testing.T) {
 // stall the reconcile loop (an SPDK restart would then never be repaired).
 func TestHangingPullDoesNotStallTheLoop(t *testing.T) {
 	r := &agenttest.Reconciler{}
-	st, _ := state.NewStore(t.TempDir())
+	st := seeded(t)
 	pulls := make(chan struct{}, 100)
 	pull := func(ctx context.Context) (*state.Desired, error) {
 		pulls <- struct{}{}
@@ -364,5 +374,44 @@ func TestRefusesAnotherNodesPersistedState(t *testing.T) {
 	// Same node, other spelling: still ours.
 	if _, err := agent.New(agent.Options{NodeUUID: strings.ToUpper(node), Store: st, Reconcilers: []agent.Reconciler{r}}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// An agent that was never told anything (new DPU, wiped state_dir) leaves the
+// DPU alone: generation 0 is "unknown", not "empty". With Ironic configured it
+// pulls before its first reconcile.
+func TestNoDesiredStateTouchesNothingAndPullsFirst(t *testing.T) {
+	r := &agenttest.Reconciler{}
+	st, _ := state.NewStore(t.TempDir())
+	a, err := agent.New(agent.Options{NodeUUID: node, Store: st, Reconcilers: []agent.Reconciler{r}, Interval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { _ = a.Run(ctx) }()
+	time.Sleep(150 * time.Millisecond) // start + several periods
+	cancel()
+	if r.Calls() != 0 {
+		t.Fatalf("reconciled %d times with no desired state", r.Calls())
+	}
+	if _, err := call(t, a, "apply_state", stateJSON(0, "", "")); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("generation 0 accepted: %v", err)
+	}
+
+	r2 := &agenttest.Reconciler{}
+	st2, _ := state.NewStore(t.TempDir())
+	pulled := &state.Desired{Generation: 4, NodeUUID: node, VIFs: []state.VIF{{PortID: "0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01", MAC: "fa:16:3e:00:00:01"}}}
+	b, err := agent.New(agent.Options{NodeUUID: node, Store: st2, Reconcilers: []agent.Reconciler{r2}, Interval: time.Hour, SFBase: 1,
+		Pull: func(context.Context) (*state.Desired, error) { return pulled.Clone(), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	go func() { _ = b.Run(ctx2) }()
+	waitFor(t, func() bool { return r2.Calls() >= 1 })
+	first := r2.Seen()[0]
+	if first.Generation != 4 || len(first.VIFs) != 1 {
+		t.Fatalf("first reconcile saw %+v, want the pulled state", first)
 	}
 }

@@ -99,3 +99,10 @@ func (r *Reconciler) Set(reconcileErr, validateErr, healthErr error) {
 	defer r.mu.Unlock()
 	r.ReconcileErr, r.ValidateErr, r.HealthErr = reconcileErr, validateErr, healthErr
 }
+
+// Seen returns the desired states Reconcile was called with, in order.
+func (r *Reconciler) Seen() []*state.Desired {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*state.Desired(nil), r.Reconciles...)
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 
@@ -38,9 +39,11 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	var a *agent.Agent
+	// The reconcilers need a trigger before the agent that owns them exists;
+	// their connection goroutines may fire it at any time, hence atomic.
+	var built atomic.Pointer[agent.Agent]
 	trigger := func() {
-		if a != nil {
+		if a := built.Load(); a != nil {
 			a.RequestReconcile()
 		}
 	}
@@ -61,7 +64,7 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		}
 		pull = src.Fetch
 	}
-	a, err = agent.New(agent.Options{
+	a, err := agent.New(agent.Options{
 		Pull:           pull,
 		NodeUUID:       cfg.Default.NodeUUID,
 		DriverName:     cfg.DPU.Driver,
@@ -75,6 +78,7 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	built.Store(a)
 
 	disp := rpcapi.NewDispatcher(version.RPCAPIVersion, "")
 	for name, m := range a.Methods() {
