@@ -246,7 +246,7 @@ func (a *Agent) reconcileLocked(ctx context.Context) error {
 	var errs []error
 	for _, r := range a.opts.Reconcilers {
 		if err := r.Reconcile(ctx, d); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", r.Name(), err))
+			errs = append(errs, &componentError{name: r.Name(), err: err})
 		}
 	}
 	err := errors.Join(errs...)
@@ -315,8 +315,41 @@ func (a *Agent) ApplyState(ctx context.Context, next *state.Desired) (View, erro
 	return a.State(ctx), err
 }
 
-// edit applies fn to a copy of the desired state as a new generation.
-func (a *Agent) edit(ctx context.Context, fn func(d *state.Desired) error) error {
+// Component names of the reconcilers, as single-item edits report them.
+const (
+	ComponentStorage = "storage"
+	ComponentNetwork = "network"
+)
+
+// componentError is one reconciler's failure inside a reconcile.
+type componentError struct {
+	name string
+	err  error
+}
+
+func (e *componentError) Error() string { return e.name + ": " + e.err.Error() }
+func (e *componentError) Unwrap() error { return e.err }
+
+// only keeps the failures of component from a reconcile error: a plug_vif
+// must not fail because SPDK is down (the storage failure is still recorded
+// in the status and retried).
+func only(component string, err error) error {
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return err
+	}
+	var keep []error
+	for _, e := range joined.Unwrap() {
+		if ce, ok := e.(*componentError); !ok || ce.name == component {
+			keep = append(keep, e)
+		}
+	}
+	return errors.Join(keep...)
+}
+
+// edit applies fn to a copy of the desired state as a new generation and
+// reconciles; it reports the failures of component only.
+func (a *Agent) edit(ctx context.Context, component string, fn func(d *state.Desired) error) error {
 	cur := a.Desired()
 	next := cur.Clone()
 	if err := fn(next); err != nil {
@@ -325,13 +358,17 @@ func (a *Agent) edit(ctx context.Context, fn func(d *state.Desired) error) error
 	if sameContent(cur, next) {
 		// Idempotent repeat: nothing to persist, but still make sure the DPU
 		// matches (it may have drifted).
-		return a.reconcileLocked(ctx)
+		return only(component, a.reconcileLocked(ctx))
 	}
-	next.Generation = cur.Generation + 1
+	if cur.Generation == 0 {
+		next.Generation = 1
+	} else {
+		next.Generation = cur.Generation + 1
+	}
 	if err := a.admitLocked(ctx, cur, next); err != nil {
 		return err
 	}
-	return a.reconcileLocked(ctx)
+	return only(component, a.reconcileLocked(ctx))
 }
 
 // admitLocked validates next (generic, then per reconciler), allocates host

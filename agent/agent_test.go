@@ -415,3 +415,31 @@ func TestNoDesiredStateTouchesNothingAndPullsFirst(t *testing.T) {
 		t.Fatalf("first reconcile saw %+v, want the pulled state", first)
 	}
 }
+
+// A single-item edit reports its own component's failure only: plugging a
+// NIC does not fail because SPDK is down (that failure stays in the status).
+func TestEditReportsOnlyItsComponent(t *testing.T) {
+	stor := &agenttest.Reconciler{NameValue: agent.ComponentStorage}
+	stor.Set(fmt.Errorf("spdk down: %w", errdefs.ErrUnavailable), nil, nil)
+	net := &agenttest.Reconciler{NameValue: agent.ComponentNetwork}
+	st, _ := state.NewStore(t.TempDir())
+	a, err := agent.New(agent.Options{NodeUUID: node, Store: st, Reconcilers: []agent.Reconciler{stor, net}, SFBase: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := call(t, a, "plug_vif", `{"vif":`+vif1+`}`); err != nil {
+		t.Fatalf("plug_vif failed because of storage: %v", err)
+	}
+	if st := a.Status(context.Background()); !strings.Contains(st.LastError, "spdk down") {
+		t.Fatalf("storage failure not kept in the status: %+v", st)
+	}
+	_, err = call(t, a, "attach_volume", `{"volume":`+bootVol+`}`)
+	if agent.ExceptionClass(err) != "TemporaryFailure" || !strings.Contains(err.Error(), "storage: spdk down") {
+		t.Fatalf("attach_volume: %v", err)
+	}
+	// apply_state still reports everything.
+	_, err = call(t, a, "apply_state", stateJSON(9, bootVol, vif1))
+	if err == nil {
+		t.Fatal("apply_state hid the storage failure")
+	}
+}

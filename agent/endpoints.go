@@ -202,7 +202,7 @@ func (a *Agent) AttachVolume(ctx context.Context, v state.Volume) (state.VolumeS
 	}
 	a.opMu.Lock()
 	defer a.opMu.Unlock()
-	err := a.edit(ctx, func(d *state.Desired) error {
+	err := a.edit(ctx, ComponentStorage, func(d *state.Desired) error {
 		for i := range d.Volumes {
 			if strings.EqualFold(d.Volumes[i].VolumeID, v.VolumeID) {
 				d.Volumes[i] = v
@@ -222,7 +222,7 @@ func (a *Agent) DetachVolume(ctx context.Context, id string) (state.VolumeStatus
 	}
 	a.opMu.Lock()
 	defer a.opMu.Unlock()
-	err := a.edit(ctx, func(d *state.Desired) error {
+	err := a.edit(ctx, ComponentStorage, func(d *state.Desired) error {
 		out := d.Volumes[:0]
 		for _, v := range d.Volumes {
 			if !strings.EqualFold(v.VolumeID, id) {
@@ -246,7 +246,7 @@ func (a *Agent) PlugVIF(ctx context.Context, v state.VIF) (state.VIFStatus, erro
 	}
 	a.opMu.Lock()
 	defer a.opMu.Unlock()
-	err := a.edit(ctx, func(d *state.Desired) error {
+	err := a.edit(ctx, ComponentNetwork, func(d *state.Desired) error {
 		for i := range d.VIFs {
 			if strings.EqualFold(d.VIFs[i].PortID, v.PortID) {
 				if v.Function == nil {
@@ -269,7 +269,7 @@ func (a *Agent) UnplugVIF(ctx context.Context, id string) (state.VIFStatus, erro
 	}
 	a.opMu.Lock()
 	defer a.opMu.Unlock()
-	err := a.edit(ctx, func(d *state.Desired) error {
+	err := a.edit(ctx, ComponentNetwork, func(d *state.Desired) error {
 		out := d.VIFs[:0]
 		for _, v := range d.VIFs {
 			if !strings.EqualFold(v.PortID, id) {
