@@ -8,6 +8,8 @@
 
 PY=/usr/bin/python3          # Debian's python: the pyenv one cannot import ironic
 TH_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=tests/lib/rabbit.sh
+. "$TH_REPO/tests/lib/rabbit.sh"
 
 th_log() { printf '[%6.2fs] %s\n' "$(th_elapsed)" "$*" >&2; }
 th_die() { th_log "FATAL: $*"; exit 1; }
@@ -69,27 +71,7 @@ th_wait() {   # th_wait SECONDS DESCRIPTION CMD... : poll every 0.1 s
 }
 
 # ---------------------------------------------------------------- RabbitMQ
-rabbit_env() {
-  local r=$BASE/rmq
-  mkdir -p "$r"/{home,mnesia,log,etc}
-  : > "$r/etc/rabbitmq-env.conf"
-  echo '[].' > "$r/etc/enabled_plugins"
-  cat > "$r/etc/rabbitmq.conf" <<CONF
-listeners.tcp.default = 127.0.0.1:$RMQ_PORT
-loopback_users.guest = true
-log.console = false
-log.file.level = info
-disk_free_limit.absolute = 50MB
-CONF
-  RMQ_ENV=(HOME="$r/home" RABBITMQ_CONF_ENV_FILE="$r/etc/rabbitmq-env.conf"
-    RABBITMQ_CONFIG_FILE="$r/etc/rabbitmq.conf" RABBITMQ_ENABLED_PLUGINS_FILE="$r/etc/enabled_plugins"
-    RABBITMQ_MNESIA_BASE="$r/mnesia" RABBITMQ_LOG_BASE="$r/log" RABBITMQ_PID_FILE="$r/rabbit.pid"
-    RABBITMQ_NODENAME="rmqdpu$RMQ_PORT@localhost" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
-    RABBITMQ_NODE_PORT="$RMQ_PORT" RABBITMQ_DIST_PORT="$((RMQ_PORT + 1))"
-    ERL_EPMD_PORT="$((RMQ_PORT + 2))" ERL_EPMD_ADDRESS=127.0.0.1
-    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
-    RABBITMQ_CTL_DIST_PORT_MIN="$((RMQ_PORT + 10))" RABBITMQ_CTL_DIST_PORT_MAX="$((RMQ_PORT + 20))")
-}
+rabbit_env() { rabbit_env_for "$BASE/rmq" "$RMQ_PORT" "rmqdpu$RMQ_PORT@localhost"; }
 
 rabbit_up() {
   rabbit_env

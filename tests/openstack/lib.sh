@@ -13,6 +13,8 @@
 PY=/usr/bin/python3          # Debian's python: the pyenv one cannot import OpenStack
 OS_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OS_REPO=$(cd "$OS_HERE/../.." && pwd)
+# shellcheck source=tests/lib/rabbit.sh
+. "$OS_REPO/tests/lib/rabbit.sh"
 # Where ironic_dpu/ and its dist-info live (override to test a patched driver).
 IRONIC_DPU_ROOT=${IRONIC_DPU_ROOT:-$OS_REPO}
 PGBIN=/usr/lib/postgresql/15/bin
@@ -127,26 +129,8 @@ os_wait() {   # os_wait SECONDS DESCRIPTION CMD... : poll every 0.1 s
 
 # ---------------------------------------------------------------- RabbitMQ
 rabbit_up() {
-  local r=$BASE/rmq
-  mkdir -p "$r"/{home,mnesia,log,etc}
-  : > "$r/etc/rabbitmq-env.conf"
-  echo '[].' > "$r/etc/enabled_plugins"
-  cat > "$r/etc/rabbitmq.conf" <<CONF
-listeners.tcp.default = 127.0.0.1:$RMQ_PORT
-loopback_users.guest = true
-log.console = false
-log.file.level = info
-disk_free_limit.absolute = 50MB
-CONF
-  os_spawn rabbit HOME="$r/home" RABBITMQ_CONF_ENV_FILE="$r/etc/rabbitmq-env.conf" \
-    RABBITMQ_CONFIG_FILE="$r/etc/rabbitmq.conf" RABBITMQ_ENABLED_PLUGINS_FILE="$r/etc/enabled_plugins" \
-    RABBITMQ_MNESIA_BASE="$r/mnesia" RABBITMQ_LOG_BASE="$r/log" RABBITMQ_PID_FILE="$r/rabbit.pid" \
-    RABBITMQ_NODENAME="rmqos$RMQ_PORT@localhost" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
-    RABBITMQ_NODE_PORT="$RMQ_PORT" RABBITMQ_DIST_PORT="$((RMQ_PORT + 1))" \
-    ERL_EPMD_PORT="$((RMQ_PORT + 2))" ERL_EPMD_ADDRESS=127.0.0.1 \
-    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
-    RABBITMQ_CTL_DIST_PORT_MIN="$((RMQ_PORT + 10))" RABBITMQ_CTL_DIST_PORT_MAX="$((RMQ_PORT + 20))" \
-    /usr/lib/rabbitmq/bin/rabbitmq-server
+  rabbit_env_for "$BASE/rmq" "$RMQ_PORT" "rmqos$RMQ_PORT@localhost"
+  os_spawn rabbit "${RMQ_ENV[@]}" /usr/lib/rabbitmq/bin/rabbitmq-server
   local i
   for ((i = 0; i < 600; i++)); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$RMQ_PORT") 2>/dev/null; then return 0; fi

@@ -1,0 +1,30 @@
+#!/bin/bash
+# Sourced by the shell harnesses: a private RabbitMQ's files and environment
+# (research/openstack-stack.md §1): own HOME (Erlang cookie), config, mnesia,
+# ports P (AMQP), P+1 (distribution), P+2 (epmd), P+10..20 (CLI tools), all on
+# loopback, never the system broker's /etc or /var files.
+# shellcheck disable=SC2034   # RMQ_ENV is used by the sourcing scripts
+
+# rabbit_env_for DIR PORT NODENAME: writes DIR/etc/* and sets the array
+# RMQ_ENV to the variables rabbitmq-server and rabbitmqctl need.
+rabbit_env_for() {
+  local r=$1 port=$2 node=$3
+  mkdir -p "$r"/{home,mnesia,log,etc}
+  : > "$r/etc/rabbitmq-env.conf"          # so /etc/rabbitmq/rabbitmq-env.conf is not read
+  echo '[].' > "$r/etc/enabled_plugins"   # no management plugin: faster, no extra port
+  cat > "$r/etc/rabbitmq.conf" <<CONF
+listeners.tcp.default = 127.0.0.1:$port
+loopback_users.guest = true
+log.console = false
+log.file.level = info
+disk_free_limit.absolute = 50MB
+CONF
+  RMQ_ENV=(HOME="$r/home" RABBITMQ_CONF_ENV_FILE="$r/etc/rabbitmq-env.conf"
+    RABBITMQ_CONFIG_FILE="$r/etc/rabbitmq.conf" RABBITMQ_ENABLED_PLUGINS_FILE="$r/etc/enabled_plugins"
+    RABBITMQ_MNESIA_BASE="$r/mnesia" RABBITMQ_LOG_BASE="$r/log" RABBITMQ_PID_FILE="$r/rabbit.pid"
+    RABBITMQ_NODENAME="$node" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+    RABBITMQ_NODE_PORT="$port" RABBITMQ_DIST_PORT="$((port + 1))"
+    ERL_EPMD_PORT="$((port + 2))" ERL_EPMD_ADDRESS=127.0.0.1
+    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+    RABBITMQ_CTL_DIST_PORT_MIN="$((port + 10))" RABBITMQ_CTL_DIST_PORT_MAX="$((port + 20))")
+}
