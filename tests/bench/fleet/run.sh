@@ -1,0 +1,175 @@
+#!/bin/bash
+# shellcheck source-path=SCRIPTDIR
+# Fleet benchmark: one ironic-conductor + one RabbitMQ driving N DPU agents
+# deployed at once, against N fake-hardware nodes deployed at once in the
+# same run (Ironic's own cost: the baseline).
+#
+# Each dpu node: boot + data volume, one VIF; its agent (sim driver) has its
+# own SPDK emulator (an agent owns every idpu-* controller of its SPDK, as on
+# a real DPU, so agents cannot share one) and all agents share one OVS/OVN
+# br-int: ports carry their node's external_ids and each node gets its own
+# VF (pf0vf<i>), so representor names never collide.
+# Prints deploy-all time and its ratio to the baseline, per-node p50/p95,
+# failures, and the agents' RSS (mean/max); asserts nothing about time.
+# Usage: FLEET_N=100 tests/bench/fleet/run.sh   (default N 100, ROUNDS 1;
+#        IRONIC_DPU_AGENT_BIN / SPDK_EMULATOR_BIN reuse prebuilt binaries)
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../../ironic/lib.sh
+. "$HERE/../../ironic/lib.sh"
+N=${FLEET_N:-100}
+ROUNDS=${FLEET_ROUNDS:-1}
+DRIVER=$TH_REPO/tests/python/fleet_bench.py
+
+# th_stop NAME-1..N in parallel (a bare `wait` would wait for the daemons too).
+stop_all() {   # PREFIX SECONDS
+  local i pids=()
+  for ((i = 1; i <= N; i++)); do th_stop "$1-$i" "$2" & pids+=($!); done
+  wait "${pids[@]}"
+}
+
+fleet_stop() {
+  stop_all agent 10
+  ironic_down
+  stop_all spdk 5
+  ovn_down; rabbit_down
+}
+
+uuid() { cat /proc/sys/kernel/random/uuid; }
+
+# spec.json (what fleet_bench.py enrolls) and nodes.txt (i uuid boot data vif mac).
+make_spec() {
+  local i u b d v mac
+  : > "$BASE/nodes.txt"
+  for ((i = 1; i <= N; i++)); do
+    u=$(uuid); b=$(uuid); d=$(uuid); v=$(uuid)
+    mac=$(printf '52:54:00:10:%02x:%02x' $((i / 256)) $((i % 256)))
+    echo "$i $u $b $d $v $mac" >> "$BASE/nodes.txt"
+  done
+  for ((i = 1; i <= N; i++)); do uuid; done > "$BASE/baseline.txt"
+  jq -n --arg api "$API" --arg ip "$CINDER_IP" --rawfile nodes "$BASE/nodes.txt" --rawfile base "$BASE/baseline.txt" '
+    {api: $api, cinder_ip: $ip, baseline: ($base | split("\n") | map(select(. != ""))),
+     dpu: [$nodes | split("\n")[] | select(. != "") | split(" ")
+           | {uuid: .[1], boot: .[2], data: .[3], vif: .[4], mac: .[5], function: ("pf0vf" + .[0])}]}' > "$BASE/spec.json"
+}
+
+# One emulator per agent, serving that node's two remote volumes.
+spdk_fleet_up() {
+  local i u b d v mac
+  mkdir -p "$BASE/spdk"
+  while read -r i u b d v mac; do
+    { echo '['; remote_json "nqn.2010-10.org.openstack:volume-$b" "$b"; echo ','
+      remote_json "nqn.2010-10.org.openstack:volume-$d" "$d"; echo ']'; } > "$BASE/spdk/$i.json"
+    th_spawn "spdk-$i" "$BASE/bin/spdk-emulator" --socket "$BASE/spdk/$i.sock" --remotes "$BASE/spdk/$i.json"
+  done < "$BASE/nodes.txt"
+  for ((i = 1; i <= N; i++)); do
+    th_wait 30 "spdk emulator $i" test -S "$BASE/spdk/$i.sock" || th_die "spdk emulator $i"
+  done
+}
+
+# The harness's agent config with this node's emulator and the production
+# reconcile_interval (the harness's 5 s would add N/5 reconciles a second).
+agents_up() {
+  local i u b d v mac
+  while read -r i u b d v mac; do
+    agent_conf "$u"
+    sed -i -e "s#^rpc_socket = .*#rpc_socket = $BASE/spdk/$i.sock#" -e '/^reconcile_interval = /d' \
+      "$BASE/agent-$u/agent.conf"
+    th_spawn "agent-$i" "$BASE/bin/ironic-dpu-agent" serve --config-file "$BASE/agent-$u/agent.conf"
+  done < "$BASE/nodes.txt"
+  for ((i = 1; i <= N; i++)); do
+    th_wait 60 "agent $i consuming" grep -q '"rpc server consuming"' "$BASE/log/agent-$i.out" \
+      || { tail -20 "$BASE/log/agent-$i.out" >&2; th_die "agent $i"; }
+  done
+  th_log "$N agents consuming"
+}
+
+lsps_add() {   # every node's VIF as a logical switch port bound to the DPU chassis
+  local args=() i u b d v mac
+  while read -r i u b d v mac; do
+    args+=(-- lsp-add tenant-net "$v" -- lsp-set-addresses "$v" "$mac"
+      -- lsp-set-options "$v" requested-chassis=$OVN_SYSTEM_ID)
+  done < "$BASE/nodes.txt"
+  nbctl "${args[@]}"
+}
+
+rss_kb() {   # kB of VmRSS of every agent, one a line
+  local i p
+  for ((i = 1; i <= N; i++)); do
+    p=$(th_pid "agent-$i") && awk '/^VmRSS:/{print $2}' "/proc/$p/status"
+  done
+}
+
+# Per-node seconds the conductor spent in the dpu deploy step's agent part
+# (apply_state + convergence wait), from the lines ironic_dpu logs.
+conductor_dpu_times() {   # SINCE_LINE
+  tail -n +"$1" "$IRONIC_DIR/log/ironic-conductor.log" | grep -h 'DPU agent converged generation' \
+    | sed -E 's/.* in ([0-9.]+)s.*/\1/'
+}
+
+# Agent-side apply_state handling time (the reconcile it runs inline), per call.
+agent_apply_times() {
+  cat "$BASE"/log/agent-*.out | jq -r 'select(.msg == "rpc method done" and .method == "apply_state") | .took' 2>/dev/null \
+    | sed -E 's/s$//' | awk '/ms$/{sub(/ms$/,""); print $1/1000; next} /µs$/{sub(/µs$/,""); print $1/1e6; next} {print}'
+}
+
+stats() {   # stdin: numbers -> "mean p50 p95 max n"
+  sort -g | awk '{a[NR]=$1; s+=$1} END{if (!NR) {print "nan nan nan nan 0"; exit}
+    p50=a[int((NR*50+99)/100)]; p95=a[int((NR*95+99)/100)];
+    printf "%.3f %.3f %.3f %.3f %d\n", s/NR, p50, p95, a[NR], NR}'
+}
+
+transition() {   # GROUP TARGET WANT OUT
+  $PY "$DRIVER" transition "$BASE/spec.json" "$@" || th_die "fleet_bench.py $*"
+}
+
+report_line() {   # LABEL FILE
+  jq -r --arg l "$1" '"  \($l): all \(.total*1000|round/1000)s  p50 \(.p50*1000|round/1000)s  p95 \(.p95*1000|round/1000)s  max \(.max*1000|round/1000)s  failures \(.failures)\(if .failures > 0 then "  " + (.errors|join(" | ")) else "" end)"' "$2"
+}
+
+main() {
+  th_init
+  trap 'fleet_stop; rm -rf "$BASE"' EXIT
+  rabbit_up; ovn_up; go_build
+  ironic_up
+  make_spec
+  lsps_add || th_die "ovn lsps"
+  spdk_fleet_up
+  agents_up
+  local rss0; rss0=$(rss_kb | stats)
+  th_log "enrolling $N dpu + $N baseline nodes"
+  $PY "$DRIVER" enroll "$BASE/spec.json" || th_die "enroll"
+  th_log "enrolled"
+  local r line
+  : > "$BASE/rss.txt"
+  for ((r = 1; r <= ROUNDS; r++)); do
+    transition baseline active active "$BASE/bd-$r.json"
+    line=$(($(wc -l < "$IRONIC_DIR/log/ironic-conductor.log") + 1))
+    transition dpu active active "$BASE/dd-$r.json"
+    conductor_dpu_times "$line" > "$BASE/cd-$r.txt"
+    rss_kb >> "$BASE/rss.txt"
+    transition baseline deleted available "$BASE/bu-$r.json"
+    transition dpu deleted available "$BASE/du-$r.json"
+    th_log "round $r: deploy-all baseline $(jq .total "$BASE/bd-$r.json")s dpu $(jq .total "$BASE/dd-$r.json")s"
+  done
+  echo "fleet bench: N=$N nodes per group, $ROUNDS round(s), 1 conductor, 1 broker (fake power; dpu: 2 volumes + 1 VIF, sim driver)"
+  for ((r = 1; r <= ROUNDS; r++)); do
+    echo " round $r"
+    report_line "baseline deploy  " "$BASE/bd-$r.json"
+    report_line "dpu deploy       " "$BASE/dd-$r.json"
+    report_line "baseline undeploy" "$BASE/bu-$r.json"
+    report_line "dpu undeploy     " "$BASE/du-$r.json"
+    printf '  deploy-all ratio dpu/baseline %.2fx (target <= 1.3x at N=100)  undeploy-all ratio %.2fx\n' \
+      "$(jq -n --slurpfile a "$BASE/dd-$r.json" --slurpfile b "$BASE/bd-$r.json" '$a[0].total / $b[0].total')" \
+      "$(jq -n --slurpfile a "$BASE/du-$r.json" --slurpfile b "$BASE/bu-$r.json" '$a[0].total / $b[0].total')"
+    # shellcheck disable=SC2046
+    printf '  conductor dpu step (apply_state + wait) per node: mean %ss p50 %ss p95 %ss max %ss (n=%s)\n' $(stats < "$BASE/cd-$r.txt")
+  done
+  # shellcheck disable=SC2046
+  printf '  agent apply_state handling: mean %ss p50 %ss p95 %ss max %ss (n=%s)\n' $(agent_apply_times | stats)
+  # shellcheck disable=SC2046
+  printf '  agent RSS idle:     mean %s kB p50 %s p95 %s max %s (n=%s)\n' $(echo "$rss0")
+  # shellcheck disable=SC2046
+  printf '  agent RSS deployed: mean %s kB p50 %s p95 %s max %s (n=%s)\n' $(stats < "$BASE/rss.txt")
+}
+main "$@"
