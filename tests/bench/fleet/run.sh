@@ -11,7 +11,7 @@
 # VF (pf0vf<i>), so representor names never collide.
 # Prints deploy-all time and its ratio to the baseline, per-node p50/p95,
 # failures, and the agents' RSS (mean/max); asserts nothing about time.
-# Usage: FLEET_N=100 tests/bench/fleet/run.sh   (default N 100, ROUNDS 1;
+# Usage: FLEET_N=100 tests/bench/fleet/run.sh   (default N 100, FLEET_ROUNDS 1, FLEET_KEEP=1 keeps the temp dir;
 #        IRONIC_DPU_AGENT_BIN / SPDK_EMULATOR_BIN reuse prebuilt binaries)
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -88,15 +88,15 @@ lsps_add() {   # every node's VIF as a logical switch port bound to the DPU chas
   local args=() i u b d v mac
   while read -r i u b d v mac; do
     args+=(-- lsp-add tenant-net "$v" -- lsp-set-addresses "$v" "$mac"
-      -- lsp-set-options "$v" requested-chassis=$OVN_SYSTEM_ID)
+      -- lsp-set-options "$v" "requested-chassis=$OVN_SYSTEM_ID")
   done < "$BASE/nodes.txt"
   nbctl "${args[@]}"
 }
 
-rss_kb() {   # kB of VmRSS of every agent, one a line
+rss_kb() {   # kB of every agent's VmRSS and RssAnon (private; RssFile is mostly the shared binary), "rss anon" a line
   local i p
   for ((i = 1; i <= N; i++)); do
-    p=$(th_pid "agent-$i") && awk '/^VmRSS:/{print $2}' "/proc/$p/status"
+    p=$(th_pid "agent-$i") && awk '/^VmRSS:/{r=$2} /^RssAnon:/{a=$2} END{print r, a}' "/proc/$p/status"
   done
 }
 
@@ -113,63 +113,90 @@ agent_apply_times() {
     | sed -E 's/s$//' | awk '/ms$/{sub(/ms$/,""); print $1/1000; next} /µs$/{sub(/µs$/,""); print $1/1e6; next} {print}'
 }
 
-stats() {   # stdin: numbers -> "mean p50 p95 max n"
-  sort -g | awk '{a[NR]=$1; s+=$1} END{if (!NR) {print "nan nan nan nan 0"; exit}
-    p50=a[int((NR*50+99)/100)]; p95=a[int((NR*95+99)/100)];
-    printf "%.3f %.3f %.3f %.3f %d\n", s/NR, p50, p95, a[NR], NR}'
+# CPU seconds used so far by each group of daemons (every process of their
+# sessions: th_spawn starts each in its own), one "group seconds" a line.
+cpu_groups() {
+  local g names sids n
+  for g in conductor:ironic-conductor api:ironic-api rabbit:rabbit \
+      ovs+ovn:ovsdb-server,ovnnb_db,ovnsb_db,ovs-vswitchd,ovn-northd,ovn-controller agents:agent- spdk:spdk-; do
+    names=${g#*:}; sids=
+    for n in ${names//,/ }; do
+      if [ "${n: -1}" = - ]; then sids+=$(cat "$BASE/pids/$n"* 2>/dev/null | paste -sd, -),
+      else sids+=$(th_pid "$n"),; fi
+    done
+    # utime + stime in clock ticks (ps's TIME is whole seconds)
+    printf '%s %s\n' "${g%%:*}" "$(ps -s "${sids%,}" -o pid= | awk '{print "/proc/" $1 "/stat"}' | xargs cat 2>/dev/null \
+      | awk -v hz="$(getconf CLK_TCK)" '{s+=$14+$15} END{printf "%.2f", s/hz}')"
+  done
 }
 
-transition() {   # GROUP TARGET WANT OUT
-  $PY "$DRIVER" transition "$BASE/spec.json" "$@" || th_die "fleet_bench.py $*"
+cpu_delta() {   # BEFORE AFTER -> "group=seconds ..."
+  join "$1" "$2" | awk '{printf "%s %ss  ", $1, $3-$2}'
 }
 
-report_line() {   # LABEL FILE
-  jq -r --arg l "$1" '"  \($l): all \(.total*1000|round/1000)s  p50 \(.p50*1000|round/1000)s  p95 \(.p95*1000|round/1000)s  max \(.max*1000|round/1000)s  failures \(.failures)\(if .failures > 0 then "  " + (.errors|join(" | ")) else "" end)"' "$2"
+stats() {   # LABEL UNIT < numbers -> "  LABEL mean p50 p95 max (n)"
+  sort -g | awk -v l="$1" -v u="$2" '{a[NR]=$1; s+=$1} END{if (!NR) {printf "  %s none\n", l; exit}
+    printf "  %s mean %.3f%s p50 %.3f%s p95 %.3f%s max %.3f%s (n=%d)\n", l, s/NR, u, a[int((NR*50+99)/100)], u,
+      a[int((NR*95+99)/100)], u, a[NR], u, NR}'
+}
+
+phase() {   # GROUP TARGET WANT OUT : OUT.json (times), OUT.cpu (CPU seconds by group)
+  cpu_groups | sort > "$4.cpu0"
+  $PY "$DRIVER" transition "$BASE/spec.json" "$1" "$2" "$3" "$4.json" || th_die "fleet_bench.py $*"
+  cpu_groups | sort > "$4.cpu1"
+  cpu_delta "$4.cpu0" "$4.cpu1" > "$4.cpu"
+}
+
+report_line() {   # LABEL OUT
+  jq -r --arg l "$1" '"  \($l): all \(.total*1000|round/1000)s  p50 \(.p50*1000|round/1000)s  p95 \(.p95*1000|round/1000)s  max \(.max*1000|round/1000)s  failures \(.failures)\(if .failures > 0 then "  " + (.errors|join(" | ")) else "" end)"' "$2.json"
+  echo "      cpu: $(cat "$2.cpu")"
 }
 
 main() {
   th_init
-  trap 'fleet_stop; rm -rf "$BASE"' EXIT
+  trap 'fleet_stop; [ -n "${FLEET_KEEP:-}" ] || rm -rf "$BASE"' EXIT
   rabbit_up; ovn_up; go_build
   ironic_up
   make_spec
   lsps_add || th_die "ovn lsps"
   spdk_fleet_up
   agents_up
-  local rss0; rss0=$(rss_kb | stats)
+  rss_kb > "$BASE/rss0.txt"
   th_log "enrolling $N dpu + $N baseline nodes"
   $PY "$DRIVER" enroll "$BASE/spec.json" || th_die "enroll"
   th_log "enrolled"
   local r line
   : > "$BASE/rss.txt"
   for ((r = 1; r <= ROUNDS; r++)); do
-    transition baseline active active "$BASE/bd-$r.json"
+    phase baseline active active "$BASE/bd-$r"
     line=$(($(wc -l < "$IRONIC_DIR/log/ironic-conductor.log") + 1))
-    transition dpu active active "$BASE/dd-$r.json"
+    phase dpu active active "$BASE/dd-$r"
     conductor_dpu_times "$line" > "$BASE/cd-$r.txt"
     rss_kb >> "$BASE/rss.txt"
-    transition baseline deleted available "$BASE/bu-$r.json"
-    transition dpu deleted available "$BASE/du-$r.json"
+    phase baseline deleted available "$BASE/bu-$r"
+    phase dpu deleted available "$BASE/du-$r"
     th_log "round $r: deploy-all baseline $(jq .total "$BASE/bd-$r.json")s dpu $(jq .total "$BASE/dd-$r.json")s"
   done
   echo "fleet bench: N=$N nodes per group, $ROUNDS round(s), 1 conductor, 1 broker (fake power; dpu: 2 volumes + 1 VIF, sim driver)"
   for ((r = 1; r <= ROUNDS; r++)); do
     echo " round $r"
-    report_line "baseline deploy  " "$BASE/bd-$r.json"
-    report_line "dpu deploy       " "$BASE/dd-$r.json"
-    report_line "baseline undeploy" "$BASE/bu-$r.json"
-    report_line "dpu undeploy     " "$BASE/du-$r.json"
+    report_line "baseline deploy  " "$BASE/bd-$r"
+    report_line "dpu deploy       " "$BASE/dd-$r"
+    report_line "baseline undeploy" "$BASE/bu-$r"
+    report_line "dpu undeploy     " "$BASE/du-$r"
     printf '  deploy-all ratio dpu/baseline %.2fx (target <= 1.3x at N=100)  undeploy-all ratio %.2fx\n' \
       "$(jq -n --slurpfile a "$BASE/dd-$r.json" --slurpfile b "$BASE/bd-$r.json" '$a[0].total / $b[0].total')" \
       "$(jq -n --slurpfile a "$BASE/du-$r.json" --slurpfile b "$BASE/bu-$r.json" '$a[0].total / $b[0].total')"
-    # shellcheck disable=SC2046
-    printf '  conductor dpu step (apply_state + wait) per node: mean %ss p50 %ss p95 %ss max %ss (n=%s)\n' $(stats < "$BASE/cd-$r.txt")
+    stats "conductor dpu step (apply_state + wait) per node:" s < "$BASE/cd-$r.txt"
   done
-  # shellcheck disable=SC2046
-  printf '  agent apply_state handling: mean %ss p50 %ss p95 %ss max %ss (n=%s)\n' $(agent_apply_times | stats)
-  # shellcheck disable=SC2046
-  printf '  agent RSS idle:     mean %s kB p50 %s p95 %s max %s (n=%s)\n' $(echo "$rss0")
-  # shellcheck disable=SC2046
-  printf '  agent RSS deployed: mean %s kB p50 %s p95 %s max %s (n=%s)\n' $(stats < "$BASE/rss.txt")
+  agent_apply_times | stats "agent apply_state handling:" s
+  local f what
+  for f in rss0 rss; do
+    what=idle; [ $f = rss ] && what=deployed
+    awk '{print $1/1024}' "$BASE/$f.txt" | stats "agent RSS $what:" MiB
+    awk '{print $2/1024}' "$BASE/$f.txt" | stats "agent RssAnon (private) $what:" MiB
+  done
+  printf '  agent RPCs served per node and round: %s\n' "$(cat "$BASE"/log/agent-*.out | jq -r 'select(.msg == "rpc method done" or .msg == "rpc method failed") | .method' 2>/dev/null \
+    | sort | uniq -c | awk -v d="$((N * ROUNDS))" '{printf "%s %.1f  ", $2, $1/d}')"
 }
 main "$@"
