@@ -7,6 +7,7 @@ in flight together, as a fleet-wide `openstack baremetal node deploy`
 would be); completion is read from one node list polled every POLL seconds.
 
 Usage: fleet_bench.py enroll SPEC.json
+       fleet_bench.py attach-vifs SPEC.json
        fleet_bench.py transition SPEC.json baseline|dpu TARGET WANT OUT.json
 SPEC: {"api": URL, "cinder_ip": IP,
        "baseline": [uuid...], "dpu": [{"uuid", "boot", "data", "vif",
@@ -149,6 +150,11 @@ def enroll(api, spec):
         r = transition_all(api, everyone, target, want)
         if r['errors']:
             raise RuntimeError('%s: %s' % (target, r['errors']))
+
+
+def attach_vifs(api, spec):
+    """Each dpu node's VIF, as Nova attaches it before every deploy
+    (Ironic detaches VIFs at undeploy)."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda n: api.req('POST', '/nodes/%s/vifs' % n['uuid'],
                                         {'id': n['vif']}), spec['dpu']))
@@ -178,6 +184,9 @@ def main(argv):
     api = Api(spec['api'])
     if cmd == 'enroll':
         enroll(api, spec)
+        return 0
+    if cmd == 'attach-vifs':
+        attach_vifs(api, spec)
         return 0
     if cmd != 'transition':
         raise SystemExit('unknown command %s' % cmd)

@@ -168,6 +168,7 @@ main() {
   local r line
   : > "$BASE/rss.txt"
   for ((r = 1; r <= ROUNDS; r++)); do
+    $PY "$DRIVER" attach-vifs "$BASE/spec.json" || th_die "vif attach"
     phase baseline active active "$BASE/bd-$r"
     line=$(($(wc -l < "$IRONIC_DIR/log/ironic-conductor.log") + 1))
     phase dpu active active "$BASE/dd-$r"
