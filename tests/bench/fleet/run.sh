@@ -73,14 +73,23 @@ spdk_fleet_up() {
 
 # The harness's agent config with this node's emulator and the production
 # reconcile_interval (the harness's 5 s would add N/5 reconciles a second).
+# The shipped systemd unit's Environment= (Go runtime settings), so the RSS
+# measured is the one a DPU gets; FLEET_AGENT_ENV="K=V ..." replaces it.
+unit_env() {
+  if [ -n "${FLEET_AGENT_ENV+x}" ]; then tr ' ' '\n' <<<"$FLEET_AGENT_ENV"
+  else sed -n 's/^Environment=//p' "$TH_REPO/etc/ironic-dpu-agent/ironic-dpu-agent.service" | tr ' ' '\n'; fi | grep .
+}
+
 agents_up() {
-  local i u b d v mac
+  local i u b d v mac env=()
+  mapfile -t env < <(unit_env)
+  th_log "agent environment: ${env[*]:-none}"
   while read -r i u b d v mac; do
     agent_conf "$u"
     sed -i -e "s#^rpc_socket = .*#rpc_socket = $BASE/spdk/$i.sock#" \
       -e "s#^reconcile_interval = .*#${RECONCILE_INTERVAL:+reconcile_interval = $RECONCILE_INTERVAL}#" \
       "$BASE/agent-$u/agent.conf"
-    th_spawn "agent-$i" "$BASE/bin/ironic-dpu-agent" serve --config-file "$BASE/agent-$u/agent.conf"
+    th_spawn "agent-$i" env "${env[@]}" "$BASE/bin/ironic-dpu-agent" serve --config-file "$BASE/agent-$u/agent.conf"
   done < "$BASE/nodes.txt"
   for ((i = 1; i <= N; i++)); do
     th_wait 60 "agent $i consuming" grep -q '"rpc server consuming"' "$BASE/log/agent-$i.out" \
