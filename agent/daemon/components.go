@@ -58,7 +58,9 @@ func buildDriver(cfg *config.Config, client *spdk.Client, log *zap.Logger) (*dri
 // reconcilers. None of them needs its backend to be up; the returned closers
 // stop their background work.
 func buildReconcilers(ctx context.Context, cfg *config.Config, log *zap.Logger, trigger func()) ([]agent.Reconciler, []func(), error) {
-	client := spdk.NewUnix(cfg.SPDK.RPCSocket, log.Named("spdk"))
+	// A restarted SPDK has forgotten every bdev and subsystem: reconcile as
+	// soon as it answers again, even if the restart beat the health probe.
+	client := spdk.NewUnix(cfg.SPDK.RPCSocket, log.Named("spdk"), spdk.WithOnReconnect(trigger))
 	client.SetCallTimeout(cfg.SPDK.RPCTimeout)
 	drv, err := buildDriver(cfg, client, log)
 	if err != nil {
