@@ -214,11 +214,28 @@ func (s *Storage) Activate(ctx context.Context, c drivers.HostController) error 
 		return nil
 	}
 	l := s.listener(c.Function)
-	if l.Trtype == "VFIOUSER" {
-		if err := os.MkdirAll(l.Traddr, 0o750); err != nil {
-			return fmt.Errorf("%w: vfio-user dir: %w", errdefs.ErrStorage, err)
-		}
+	if l.Trtype != "VFIOUSER" {
+		return s.o.Client.AddListener(ctx, c.ID, l)
 	}
+	if err := os.MkdirAll(l.Traddr, 0o750); err != nil {
+		return fmt.Errorf("%w: vfio-user dir: %w", errdefs.ErrStorage, err)
+	}
+	err := s.o.Client.AddListener(ctx, c.ID, l)
+	if !spdk.HasCode(err, spdk.CodeInvalidParams) {
+		return err
+	}
+	// A killed SPDK leaves its cntrl socket and libvfio-user cannot bind
+	// over it ("Address already in use" → -32602): remove it if it is
+	// stale, then retry once.
+	removed, rerr := removeStaleSocket(s.o.VFIOUserDir, filepath.Base(l.Traddr))
+	if rerr != nil {
+		return fmt.Errorf("%w (stale vfio-user socket check: %v)", err, rerr)
+	}
+	if !removed {
+		return err
+	}
+	s.log.Warn("removed a stale vfio-user socket left by a killed SPDK; retrying the listener",
+		zap.String("path", filepath.Join(l.Traddr, cntrlName)))
 	return s.o.Client.AddListener(ctx, c.ID, l)
 }
 

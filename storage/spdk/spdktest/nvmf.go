@@ -2,7 +2,6 @@ package spdktest
 
 import (
 	"encoding/json"
-	"os"
 	"sort"
 	"strings"
 )
@@ -214,8 +213,14 @@ func nvmfDeleteSubsystem(e *Emulator, params json.RawMessage, _ bool) (any, erro
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if _, ok := e.st.subsys[*p.NQN]; !ok {
+	s, ok := e.st.subsys[*p.NQN]
+	if !ok {
 		return nil, errInvalidParams
+	}
+	for _, l := range s.listeners {
+		if l.Trtype == "VFIOUSER" {
+			e.closeVFIOUser(l.Traddr, true)
+		}
 	}
 	delete(e.st.subsys, *p.NQN)
 	return true, nil
@@ -407,6 +412,9 @@ func nvmfListener(add bool) handler {
 			if idx < 0 {
 				return nil, errInvalidParams // "Unable to remove listener, rc -2"
 			}
+			if l.Trtype == "VFIOUSER" {
+				e.closeVFIOUser(l.Traddr, true)
+			}
 			s.listeners = append(s.listeners[:idx], s.listeners[idx+1:]...)
 			return true, nil
 		}
@@ -421,10 +429,8 @@ func nvmfListener(add bool) handler {
 			return nil, errInvalidParams
 		}
 		if tt == "VFIOUSER" {
-			// SPDK opens <traddr>/bar0 and makes <traddr>/cntrl: the
-			// directory must exist.
-			if fi, err := os.Stat(l.Traddr); err != nil || !fi.IsDir() {
-				return nil, errInvalidParams
+			if err := e.listenVFIOUser(l.Traddr); err != nil {
+				return nil, err // the failed listener is not kept
 			}
 		}
 		s.listeners = append([]Listener{l}, s.listeners...)

@@ -53,6 +53,7 @@ type Emulator struct {
 	inject  map[string][]rpcError
 	remotes []RemoteSubsystem
 	ln      net.Listener
+	vfio    map[string]*net.UnixListener // VFIOUSER traddr -> its cntrl socket
 	conns   map[net.Conn]struct{}
 	stop    chan struct{}
 	path    string
@@ -99,6 +100,7 @@ func (e *Emulator) Start(path string) error {
 	}
 	e.ln, e.path = ln, path
 	e.st = newState()
+	e.vfio = map[string]*net.UnixListener{}
 	e.conns = map[net.Conn]struct{}{}
 	e.stop = make(chan struct{})
 	e.wg.Add(1)
@@ -113,9 +115,17 @@ func (e *Emulator) Socket() string {
 	return e.path
 }
 
-// Stop closes the listener and every connection, waits for all goroutines
-// and forgets the configuration (call counters are kept).
-func (e *Emulator) Stop() error {
+// Stop is a graceful exit (SIGTERM): it closes the listener and every
+// connection, removes the RPC socket and the vfio-user cntrl sockets, waits
+// for all goroutines and forgets the configuration (call counters are kept).
+func (e *Emulator) Stop() error { return e.halt(false) }
+
+// Crash is SIGKILL: like Stop, but the RPC socket file and every vfio-user
+// cntrl socket stay behind (c-faults.jsonl (b)), and connecting to them is
+// refused.
+func (e *Emulator) Crash() error { return e.halt(true) }
+
+func (e *Emulator) halt(crash bool) error {
 	e.mu.Lock()
 	if e.ln == nil {
 		e.mu.Unlock()
@@ -127,12 +137,18 @@ func (e *Emulator) Stop() error {
 	for c := range e.conns {
 		_ = c.Close()
 	}
+	e.closeAllVFIOUser(!crash)
 	e.mu.Unlock()
+	if ul, ok := ln.(*net.UnixListener); ok && crash {
+		ul.SetUnlinkOnClose(false)
+	}
 	err := ln.Close()
 	e.wg.Wait()
 	e.mu.Lock()
 	e.st = newState()
-	_ = os.Remove(e.path)
+	if !crash {
+		_ = os.Remove(e.path)
+	}
 	e.mu.Unlock()
 	return err
 }

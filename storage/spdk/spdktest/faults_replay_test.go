@@ -1,0 +1,119 @@
+package spdktest
+
+import (
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// faultsEnv is instance A (the Cinder target) and B (the DPU) of
+// c-faults.jsonl, B reaching A as a peer.
+type faultsEnv struct {
+	t        *testing.T
+	tmp      string
+	a, b     *Emulator
+	ra, rb   *replayer
+	steps    []step
+	cntrl    string
+	bSock    string
+	replayed int
+}
+
+func newFaultsEnv(t *testing.T) *faultsEnv {
+	tmp := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(tmp, "vfio-user", "pf0"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f := &faultsEnv{t: t, tmp: tmp, a: New(Options{}), steps: loadSteps(t, "c-faults.jsonl"),
+		cntrl: filepath.Join(tmp, "vfio-user", "pf0", "cntrl"), bSock: filepath.Join(tmp, "b.sock")}
+	if len(f.steps) != 119 {
+		t.Fatalf("c-faults has %d steps, want 119", len(f.steps))
+	}
+	f.b = New(Options{Peers: []*Emulator{f.a}})
+	if err := f.a.Start(filepath.Join(tmp, "a.sock")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.a.Stop() })
+	if err := f.b.Start(f.bSock); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.b.Stop() })
+	f.ra = &replayer{t: t, sock: filepath.Join(tmp, "a.sock"), tmpdir: tmp}
+	f.rb = &replayer{t: t, sock: f.bSock, tmpdir: tmp}
+	return f
+}
+
+// play replays lines from..to (1-based, inclusive) on the instance each step
+// names. spdk_get_version is skipped (this recording's build adds a git sha
+// the emulator does not claim), and so is A's nvmf_subsystem_get_controllers
+// (not emulated: the DPU agent never calls it).
+func (f *faultsEnv) play(from, to int) {
+	for i := from; i <= to; i++ {
+		s := f.steps[i-1]
+		if strings.Contains(s.Step, "spdk_get_version") || strings.HasPrefix(s.Step, "A: nvmf_subsystem_get_controllers") {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(s.Step, "A:"):
+			f.ra.run(s)
+		case strings.HasPrefix(s.Step, "B:"):
+			f.rb.run(s)
+		default:
+			f.t.Fatalf("line %d: no instance in %q", i, s.Step)
+		}
+		f.replayed++
+	}
+}
+
+func (f *faultsEnv) restartB() {
+	if err := f.b.Start(f.bSock); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// TestFaultsReplay replays c-faults.jsonl parts (a) and (b): B's graceful
+// exit removes the vfio-user cntrl socket, SIGKILL leaves it, and a restarted
+// B then answers add_listener with -32602 until the stale file is removed.
+func TestFaultsReplay(t *testing.T) {
+	f := newFaultsEnv(t)
+	f.play(1, 17)
+	if fi, err := os.Lstat(f.cntrl); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("VFIOUSER listener made no cntrl socket: %v %v", fi, err)
+	}
+
+	// (a) SIGTERM: cntrl goes with the process; the restarted B starts empty.
+	if err := f.b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(f.cntrl); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("cntrl after a graceful exit: %v", err)
+	}
+	f.restartB()
+	f.play(22, 30)
+
+	// (b) SIGKILL: cntrl and the RPC socket stay; connecting is refused.
+	if err := f.b.Crash(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{f.cntrl, f.bSock} {
+		if _, err := net.Dial("unix", p); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("connect to %s after SIGKILL: %v, want ECONNREFUSED", p, err)
+		}
+	}
+	f.restartB()
+	f.play(33, 40) // add_listener -32602, not kept
+	if err := os.Remove(f.cntrl); err != nil {
+		t.Fatal(err)
+	}
+	f.play(41, 41)
+	if fi, err := os.Lstat(f.cntrl); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("no new cntrl after the retry: %v", err)
+	}
+	if f.replayed < 30 {
+		t.Fatalf("replayed only %d steps", f.replayed)
+	}
+}
