@@ -117,3 +117,29 @@ func TestFaultsReplay(t *testing.T) {
 		t.Fatalf("replayed only %d steps", f.replayed)
 	}
 }
+
+// TestHostACLReplay replays c-hostacl.jsonl Part 1 (lines 1-26): the host
+// list of pf0, its errors and allow_any_host. Part 2 (DH-HMAC-CHAP between two
+// targets over TCP) is not emulated.
+func TestHostACLReplay(t *testing.T) {
+	tmp := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(tmp, "vfio-user", "pf0"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b := New(Options{})
+	if err := b.Start(filepath.Join(tmp, "b.sock")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Stop() })
+	r := &replayer{t: t, sock: filepath.Join(tmp, "b.sock"), tmpdir: tmp}
+	steps := loadSteps(t, "c-hostacl.jsonl")
+	if len(steps) != 83 {
+		t.Fatalf("c-hostacl has %d steps, want 83", len(steps))
+	}
+	for _, s := range steps[:26] {
+		if !strings.HasPrefix(s.Step, "B:") {
+			t.Fatalf("Part 1 step on A: %s", s.Step)
+		}
+		r.run(s)
+	}
+}

@@ -56,6 +56,8 @@ var handlers = map[string]handler{
 	"nvmf_subsystem_add_listener":    nvmfListener(true),
 	"nvmf_subsystem_remove_listener": nvmfListener(false),
 	"nvmf_subsystem_add_host":        nvmfAddHost,
+	"nvmf_subsystem_remove_host":     nvmfRemoveHost,
+	"nvmf_subsystem_allow_any_host":  nvmfAllowAnyHost,
 	"emulation_function_list":        snapFunctionList,
 	"nvme_subsystem_create":          snapSubsystemCreate,
 	"nvme_subsystem_destroy":         snapSubsystemDestroy,
@@ -436,31 +438,4 @@ func nvmfListener(add bool) handler {
 		s.listeners = append([]Listener{l}, s.listeners...)
 		return true, nil
 	}
-}
-
-func nvmfAddHost(e *Emulator, params json.RawMessage, _ bool) (any, error) {
-	var p struct {
-		NQN            *string `json:"nqn"`
-		Host           *string `json:"host"`
-		TgtName        string  `json:"tgt_name"`
-		Psk            string  `json:"psk"`
-		DhchapKey      string  `json:"dhchap_key"`
-		DhchapCtrlrKey string  `json:"dhchap_ctrlr_key"`
-	}
-	if err := decodeStrict(params, &p); err != nil || p.NQN == nil || p.Host == nil {
-		return nil, errInvalidParams
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	s, ok := e.st.subsys[*p.NQN]
-	if !ok {
-		return nil, errInvalidParams
-	}
-	for _, h := range s.hosts {
-		if h == *p.Host {
-			return nil, errf(-32603, "Internal error")
-		}
-	}
-	s.hosts = append(s.hosts, *p.Host)
-	return true, nil
 }
