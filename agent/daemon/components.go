@@ -28,7 +28,7 @@ func buildDriver(cfg *config.Config, client *spdk.Client, log *zap.Logger) (*dri
 	node := cfg.Default.NodeUUID
 	switch cfg.DPU.Driver {
 	case "sim":
-		st, err := sim.NewStorage(client, node, cfg.NVMf.ListenPort, log.Named("sim"))
+		st, err := sim.NewStorage(client, node, cfg.NVMf.ListenPort, log.Named("sim"), cfg.NVMf.AllowedHostNQNs...)
 		if err != nil {
 			return nil, err
 		}
@@ -42,7 +42,8 @@ func buildDriver(cfg *config.Config, client *spdk.Client, log *zap.Logger) (*dri
 	case "spdk-generic", "spdk-nvmf":
 		st, err := spdkgeneric.NewStorage(spdkgeneric.Options{
 			Client: client, NodeUUID: node, Transport: cfg.NVMf.Transport, VFIOUserDir: cfg.NVMf.VFIOUserDir,
-			ListenAddress: cfg.NVMf.ListenAddress, ListenPort: cfg.NVMf.ListenPort, Logger: log.Named("spdk-generic"),
+			ListenAddress: cfg.NVMf.ListenAddress, ListenPort: cfg.NVMf.ListenPort, AllowedHosts: cfg.NVMf.AllowedHostNQNs,
+			Logger: log.Named("spdk-generic"),
 		})
 		if err != nil {
 			return nil, err

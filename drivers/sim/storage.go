@@ -15,14 +15,15 @@ const DefaultStoragePort = "4430"
 // with a TCP listener on 127.0.0.1 instead of VFIOUSER, so every host
 // controller and namespace is plain nvmf state that the SPDK emulator (or a
 // real SPDK) shows, and nothing needs PCIe. PFs 0..DefaultPFs-1 and their VFs
-// are accepted; each function gets its own subsystem.
-func NewStorage(client *spdk.Client, nodeUUID, listenPort string, log *zap.Logger) (*spdkgeneric.Storage, error) {
+// are accepted; each function gets its own subsystem. allowedHosts, when
+// given, restrict the subsystems to those host NQNs.
+func NewStorage(client *spdk.Client, nodeUUID, listenPort string, log *zap.Logger, allowedHosts ...string) (*spdkgeneric.Storage, error) {
 	if listenPort == "" {
 		listenPort = DefaultStoragePort
 	}
 	return spdkgeneric.NewStorage(spdkgeneric.Options{
 		Client: client, NodeUUID: nodeUUID, Transport: "TCP",
 		ListenAddress: "127.0.0.1", ListenPort: listenPort,
-		MaxPF: DefaultPFs - 1, AllowVFs: true, Logger: log,
+		MaxPF: DefaultPFs - 1, AllowVFs: true, AllowedHosts: allowedHosts, Logger: log,
 	})
 }

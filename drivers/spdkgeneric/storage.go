@@ -36,7 +36,11 @@ type Options struct {
 	// AllowVFs lets volumes use VFs (each gets its own subsystem); the sim
 	// driver sets it, a vfio-user deployment usually has PFs only.
 	AllowVFs bool
-	Logger   *zap.Logger
+	// AllowedHosts are the host NQNs allowed to connect to the host-facing
+	// subsystems ([spdk_nvmf] allowed_host_nqns); empty allows any host,
+	// which is refused for a TCP listener off loopback.
+	AllowedHosts []string
+	Logger       *zap.Logger
 }
 
 // MaxNamespaces is the namespace limit of each host subsystem.
@@ -66,6 +70,10 @@ func NewStorage(o Options) (*Storage, error) {
 	case "TCP":
 		if o.ListenAddress == "" || o.ListenPort == "" {
 			return nil, fmt.Errorf("%w: spdkgeneric: TCP needs [spdk_nvmf] listen_address and listen_port", errdefs.ErrInvalidArgument)
+		}
+		if len(o.AllowedHosts) == 0 && !IsLoopback(o.ListenAddress) {
+			return nil, fmt.Errorf("%w: spdkgeneric: a TCP listener on %s exposes the volumes to the network: set [spdk_nvmf] allowed_host_nqns",
+				errdefs.ErrInvalidArgument, o.ListenAddress)
 		}
 	default:
 		return nil, fmt.Errorf("%w: spdkgeneric: host transport %q (want VFIOUSER or TCP)", errdefs.ErrNotSupported, o.Transport)
@@ -116,13 +124,9 @@ func (s *Storage) Controllers(ctx context.Context) ([]drivers.HostController, er
 		if !ok {
 			continue
 		}
-		c := drivers.HostController{Function: f, ID: sub.NQN}
-		want := s.listener(f)
-		for _, l := range sub.ListenAddresses {
-			if strings.EqualFold(l.Trtype, want.Trtype) && l.Traddr == want.Traddr && l.Trsvcid == want.Trsvcid {
-				c.Active = true
-			}
-		}
+		// Not active until the listener is there and the host ACL is the
+		// configured one: Activate fixes both.
+		c := drivers.HostController{Function: f, ID: sub.NQN, Active: s.listening(sub) && s.aclDone(sub)}
 		for _, ns := range sub.Namespaces {
 			c.Namespaces = append(c.Namespaces, drivers.HostNamespace{NSID: ns.NSID, Bdev: ns.BdevName, UUID: ns.UUID})
 		}
@@ -151,8 +155,9 @@ func (s *Storage) EnsureController(ctx context.Context, f state.Function, cur *d
 		}
 	}
 	nqn := drivers.HostSubsystemNQN(s.o.NodeUUID, f)
+	// With allowed hosts, nobody may connect before Activate lists them.
 	err = s.o.Client.CreateSubsystem(ctx, spdk.CreateSubsystemParams{
-		NQN: nqn, AllowAnyHost: true, SerialNumber: serial(s.o.NodeUUID, f), ModelNumber: "Ironic DPU NVMe",
+		NQN: nqn, AllowAnyHost: len(s.o.AllowedHosts) == 0, SerialNumber: serial(s.o.NodeUUID, f), ModelNumber: "Ironic DPU NVMe",
 		// SPDK's default of 32 would cap the data disks of one host.
 		MaxNamespaces: MaxNamespaces,
 	})
@@ -208,11 +213,25 @@ func (s *Storage) RemoveNamespace(ctx context.Context, c drivers.HostController,
 	return err
 }
 
-// Activate implements drivers.StorageDriver: the listener.
+// Activate implements drivers.StorageDriver: the host ACL, then the listener.
 func (s *Storage) Activate(ctx context.Context, c drivers.HostController) error {
 	if c.Active {
 		return nil
 	}
+	subs, err := s.o.Client.GetSubsystems(ctx, c.ID)
+	if err != nil {
+		return err
+	}
+	if err := s.ensureACL(ctx, subs[0]); err != nil {
+		return err
+	}
+	if s.listening(subs[0]) {
+		return nil
+	}
+	return s.listen(ctx, c)
+}
+
+func (s *Storage) listen(ctx context.Context, c drivers.HostController) error {
 	l := s.listener(c.Function)
 	if l.Trtype != "VFIOUSER" {
 		return s.o.Client.AddListener(ctx, c.ID, l)
