@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // faultsEnv is instance A (the Cinder target) and B (the DPU) of
@@ -54,7 +55,8 @@ func newFaultsEnv(t *testing.T) *faultsEnv {
 func (f *faultsEnv) play(from, to int) {
 	for i := from; i <= to; i++ {
 		s := f.steps[i-1]
-		if strings.Contains(s.Step, "spdk_get_version") || strings.HasPrefix(s.Step, "A: nvmf_subsystem_get_controllers") {
+		if strings.Contains(s.Step, "spdk_get_version") || strings.HasPrefix(s.Step, "A: nvmf_subsystem_get_controllers") ||
+			strings.Contains(s.Step, "bdev_nvme_get_io_paths") {
 			continue
 		}
 		switch {
@@ -116,6 +118,38 @@ func TestFaultsReplay(t *testing.T) {
 	if f.replayed < 30 {
 		t.Fatalf("replayed only %d steps", f.replayed)
 	}
+	f.lostPaths()
+}
+
+// lostPaths replays part (c): A drops the 4431 listeners, then dies and comes
+// back; B's three controllers differ only in their reconnect knobs. Polls the
+// transcript recorded at a moment inside a retry interval (the short
+// "resetting" flips, the exact reconnect tick) are left out; the others are
+// replayed after waiting as long as the recording did.
+func (f *faultsEnv) lostPaths() {
+	f.play(42, 64) // three controllers x 2 paths; A removes 4431
+	removed := time.Now()
+	f.play(65, 65) // +0.02 s: reconnect_is_delayed / failed
+	time.Sleep(time.Until(removed.Add(4200 * time.Millisecond)))
+	f.play(66, 66) // +4.03 s: volume B's 4431 path deleted, the others stay
+	f.play(68, 71) // pf0 unchanged; A listens on 4431 again
+	time.Sleep(1100 * time.Millisecond)
+	f.play(75, 77) // volume A back at its next 1 s retry; B re-attached by RPC
+	if err := f.a.Crash(); err != nil {
+		f.t.Fatal(err)
+	}
+	killed := time.Now()
+	f.play(78, 78) // every path down at once
+	time.Sleep(time.Until(killed.Add(4200 * time.Millisecond)))
+	f.play(81, 81) // +4.03 s: volume B's controller deleted
+	f.play(89, 92) // its bdev and pf0 nsid 2 are gone; A's and C's remain
+	if err := f.a.Start(filepath.Join(f.tmp, "a.sock")); err != nil {
+		f.t.Fatal(err)
+	}
+	f.play(94, 112) // A recreates the three volumes
+	time.Sleep(1100 * time.Millisecond)
+	f.play(115, 115) // B reconnected by itself, no RPC
+	f.play(117, 118) // volume B stays gone
 }
 
 // TestHostACLReplay replays c-hostacl.jsonl Part 1 (lines 1-26): the host

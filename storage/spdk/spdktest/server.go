@@ -103,8 +103,9 @@ func (e *Emulator) Start(path string) error {
 	e.vfio = map[string]*net.UnixListener{}
 	e.conns = map[net.Conn]struct{}{}
 	e.stop = make(chan struct{})
-	e.wg.Add(1)
+	e.wg.Add(2)
 	go e.acceptLoop(ln, e.stop)
+	go e.pathLoop(e.stop)
 	return nil
 }
 
@@ -160,8 +161,9 @@ func (e *Emulator) AddRemote(r RemoteSubsystem) {
 	e.remotes = append(e.remotes, r)
 }
 
-// RemoveRemote makes the remote subsystem nqn unreachable for new attaches
-// and marks existing paths to it as failed (target gone).
+// RemoveRemote makes the remote subsystem nqn unreachable (target gone):
+// new attaches fail, and the paths to it fail at the next request and are
+// deleted after their ctrlr_loss_timeout_sec (faults.go).
 func (e *Emulator) RemoveRemote(nqn string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -172,13 +174,6 @@ func (e *Emulator) RemoveRemote(nqn string) {
 		}
 	}
 	e.remotes = out
-	for _, c := range e.st.ctrlrs {
-		if c.subnqn == nqn {
-			for _, p := range c.paths {
-				p.state = "failed"
-			}
-		}
-	}
 }
 
 // Calls returns how often method was called since the last ResetCalls.
@@ -507,8 +502,11 @@ func (e *Emulator) dispatch(method string, params json.RawMessage, hasParams boo
 		case "spdktest_reset_call_counts":
 			e.ResetCalls()
 			return true, nil
+		case "spdktest_remove_remote", "spdktest_add_remote":
+			return e.debugRemote(method, params)
 		}
 	}
+	e.advancePaths(time.Now())
 	e.mu.Lock()
 	e.calls[method]++
 	e.reqs[method] = append(e.reqs[method], append(json.RawMessage(nil), params...))
