@@ -3,6 +3,8 @@
 package storage_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"syscall"
@@ -10,8 +12,10 @@ import (
 	"time"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
+	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/agentproc"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
+	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk/spdktest"
 )
 
 // healthInterval is far longer than the test waits, so only the reconnect
@@ -100,4 +104,39 @@ func TestAgentReconcilesAfterQuickSPDKRestart(t *testing.T) {
 		took := waitNamespaces(t, cl, want, 5*time.Second)
 		t.Logf("restart %d (%v): host disks back %v after SPDK answered again", i+1, sig, took)
 	}
+}
+
+// A Cinder target that stays away longer than ctrlr_loss_timeout_sec makes
+// SPDK delete the controller, its bdev and the host's namespace for good; the
+// agent must re-attach the volume at its remembered nsid once the target is
+// back (the periodic reconcile does it).
+func TestAgentReattachesAfterControllerLoss(t *testing.T) {
+	emu := startEmu(t)
+	cl := spdk.NewUnix(emu.sock, nil)
+	cl.SetCallTimeout(5 * time.Second)
+	t.Cleanup(func() { _ = cl.Close() })
+	startAgentProc(t, emu.sock, volumes(), map[string]map[string]string{
+		"DEFAULT": {"reconcile_interval": "1s"},
+		"storage": {"ctrlr_loss_timeout_sec": "2", "reconnect_delay_sec": "1"},
+	})
+	want := map[int]string{1: "idpu-" + bootID + "n1", 2: "idpu-" + data1ID + "n1", 3: "idpu-" + data2ID + "n1"}
+	waitNamespaces(t, cl, want, 30*time.Second)
+
+	target := spdktest.CinderVolume(data1ID, hostNQN, "4420")
+	ctx := context.Background()
+	if err := cl.Call(ctx, "spdktest_remove_remote", map[string]string{"nqn": target.NQN}, nil); err != nil {
+		t.Fatal(err)
+	}
+	gone := map[int]string{1: want[1], 3: want[3]}
+	took := waitNamespaces(t, cl, gone, 10*time.Second)
+	if _, err := cl.GetControllers(ctx, "idpu-"+data1ID); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("controller after ctrlr_loss_timeout_sec: %v", err)
+	}
+	t.Logf("controller, bdev and nsid 2 deleted %v after the target went", took)
+
+	if err := cl.Call(ctx, "spdktest_add_remote", target, nil); err != nil {
+		t.Fatal(err)
+	}
+	took = waitNamespaces(t, cl, want, 15*time.Second)
+	t.Logf("volume re-attached at nsid 2 %v after the target came back", took)
 }
