@@ -63,40 +63,35 @@ func (s *subsystem) hostIndex(nqn string) int {
 	return -1
 }
 
-func nvmfAddHost(e *Emulator, params json.RawMessage, _ bool) (any, error) {
-	var p hostParams
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	s, err := e.hostSubsystem(params, &p)
-	if err != nil {
-		return nil, err
+// nvmfHost serves nvmf_subsystem_add_host and nvmf_subsystem_remove_host.
+func nvmfHost(add bool) handler {
+	return func(e *Emulator, params json.RawMessage, _ bool) (any, error) {
+		var p hostParams
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		s, err := e.hostSubsystem(params, &p)
+		if err != nil {
+			return nil, err
+		}
+		i := s.hostIndex(*p.Host)
+		if !add {
+			if i < 0 {
+				return nil, errInternal
+			}
+			s.hosts = append(s.hosts[:i], s.hosts[i+1:]...)
+			return true, nil
+		}
+		if p.DhchapKey != "" || p.DhchapCtrlrKey != "" || p.Psk != "" {
+			// The emulator has no keyring: every key name is unknown
+			// ("Unable to find DH-HMAC-CHAP key: nokey").
+			return nil, errInvalidParams
+		}
+		if !validNQN(*p.Host) || i >= 0 {
+			return nil, errInternal
+		}
+		s.hosts = append([]string{*p.Host}, s.hosts...) // newest first
+		return true, nil
 	}
-	if p.DhchapKey != "" || p.DhchapCtrlrKey != "" || p.Psk != "" {
-		// The emulator has no keyring: every key name is unknown
-		// ("Unable to find DH-HMAC-CHAP key: nokey").
-		return nil, errInvalidParams
-	}
-	if !validNQN(*p.Host) || s.hostIndex(*p.Host) >= 0 {
-		return nil, errInternal
-	}
-	s.hosts = append([]string{*p.Host}, s.hosts...) // newest first
-	return true, nil
-}
-
-func nvmfRemoveHost(e *Emulator, params json.RawMessage, _ bool) (any, error) {
-	var p hostParams
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	s, err := e.hostSubsystem(params, &p)
-	if err != nil {
-		return nil, err
-	}
-	i := s.hostIndex(*p.Host)
-	if i < 0 {
-		return nil, errInternal
-	}
-	s.hosts = append(s.hosts[:i], s.hosts[i+1:]...)
-	return true, nil
 }
 
 func nvmfAllowAnyHost(e *Emulator, params json.RawMessage, _ bool) (any, error) {
