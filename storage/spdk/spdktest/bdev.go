@@ -88,7 +88,8 @@ type state struct {
 	snapSubs   map[string]*snapSubsystem
 	snapCtrls  []*snapCtrl
 	snapNextID int
-	lvstores   []*lvstore // lvol.go
+	lvstores   []*lvstore    // lvol.go
+	keys       []*keyringKey // keyring.go
 }
 
 func newState() *state {

@@ -177,3 +177,38 @@ func TestHostACLReplay(t *testing.T) {
 		r.run(s)
 	}
 }
+
+// TestKeyringReplay replays instance A's side of c-hostacl.jsonl Part 2: the
+// file keyring and host entries that name DH-HMAC-CHAP keys. B's
+// authenticated attaches and A's qpair listings are not emulated.
+func TestKeyringReplay(t *testing.T) {
+	tmp := t.TempDir()
+	keys := filepath.Join(tmp, "keys")
+	if err := os.MkdirAll(keys, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for name, mode := range map[string]os.FileMode{"a-dpu-host.key": 0o600, "a-dpu-ctrl.key": 0o600, "a-mode0644.key": 0o644} {
+		// The contents are never read by the keyring: a placeholder, no secret.
+		if err := os.WriteFile(filepath.Join(keys, name), []byte("DHHC-1:00:placeholder:"), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(keys, name), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := New(Options{})
+	if err := a.Start(filepath.Join(tmp, "a.sock")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Stop() })
+	r := &replayer{t: t, sock: filepath.Join(tmp, "a.sock"), tmpdir: tmp}
+	steps := loadSteps(t, "c-hostacl.jsonl")
+	for _, rng := range [][2]int{{27, 42}, {59, 61}, {69, 70}, {74, 75}, {80, 82}} {
+		for i := rng[0]; i <= rng[1]; i++ {
+			if !strings.HasPrefix(steps[i-1].Step, "A:") {
+				t.Fatalf("line %d is not on A: %s", i, steps[i-1].Step)
+			}
+			r.run(steps[i-1])
+		}
+	}
+}

@@ -79,17 +79,24 @@ func nvmfHost(add bool) handler {
 				return nil, errInternal
 			}
 			s.hosts = append(s.hosts[:i], s.hosts[i+1:]...)
+			delete(s.hostKeys, *p.Host)
 			return true, nil
 		}
-		if p.DhchapKey != "" || p.DhchapCtrlrKey != "" || p.Psk != "" {
-			// The emulator has no keyring: every key name is unknown
-			// ("Unable to find DH-HMAC-CHAP key: nokey").
-			return nil, errInvalidParams
+		for _, k := range []string{p.DhchapKey, p.DhchapCtrlrKey, p.Psk} {
+			if k != "" && e.st.key(k) == nil {
+				return nil, errInvalidParams // "Unable to find DH-HMAC-CHAP key: nokey"
+			}
 		}
 		if !validNQN(*p.Host) || i >= 0 {
 			return nil, errInternal
 		}
 		s.hosts = append([]string{*p.Host}, s.hosts...) // newest first
+		if p.DhchapKey != "" || p.DhchapCtrlrKey != "" {
+			if s.hostKeys == nil {
+				s.hostKeys = map[string]hostKeys{}
+			}
+			s.hostKeys[*p.Host] = hostKeys{p.DhchapKey, p.DhchapCtrlrKey}
+		}
 		return true, nil
 	}
 }
@@ -111,4 +118,17 @@ func nvmfAllowAnyHost(e *Emulator, params json.RawMessage, _ bool) (any, error) 
 	}
 	s.allowAnyHost = *p.AllowAnyHost // the host list is kept either way
 	return true, nil
+}
+
+// hostKeys are the keyring names a host entry refers to. Removing a key from
+// the keyring leaves the names in place (c-hostacl.jsonl line 81).
+type hostKeys struct{ dhchap, ctrlr string }
+
+func (s *subsystem) hostJSON(nqn string) any {
+	k := s.hostKeys[nqn]
+	return struct {
+		NQN            string `json:"nqn"`
+		DhchapKey      string `json:"dhchap_key,omitempty"`
+		DhchapCtrlrKey string `json:"dhchap_ctrlr_key,omitempty"`
+	}{nqn, k.dhchap, k.ctrlr}
 }

@@ -20,7 +20,8 @@ type nsJSON struct {
 type subsystem struct {
 	nqn, serial, model string
 	allowAnyHost       bool
-	hosts              []string
+	hosts              []string // newest first
+	hostKeys           map[string]hostKeys
 	maxNamespaces      int
 	listeners          []Listener // newest first, as SPDK lists them
 	namespaces         []nsJSON
@@ -58,6 +59,9 @@ var handlers = map[string]handler{
 	"nvmf_subsystem_add_host":        nvmfHost(true),
 	"nvmf_subsystem_remove_host":     nvmfHost(false),
 	"nvmf_subsystem_allow_any_host":  nvmfAllowAnyHost,
+	"keyring_file_add_key":           keyringFileAddKey,
+	"keyring_file_remove_key":        keyringFileRemoveKey,
+	"keyring_get_keys":               keyringGetKeys,
 	"emulation_function_list":        snapFunctionList,
 	"nvme_subsystem_create":          snapSubsystemCreate,
 	"nvme_subsystem_destroy":         snapSubsystemDestroy,
@@ -231,7 +235,7 @@ func nvmfDeleteSubsystem(e *Emulator, params json.RawMessage, _ bool) (any, erro
 func (s *subsystem) json() any {
 	hosts := []any{}
 	for _, h := range s.hosts {
-		hosts = append(hosts, map[string]string{"nqn": h})
+		hosts = append(hosts, s.hostJSON(h))
 	}
 	ls := append([]Listener{}, s.listeners...)
 	nss := append([]nsJSON{}, s.namespaces...)
