@@ -105,6 +105,7 @@ type NVMfOpts struct {
 	ListenPort    string `ini:"listen_port" default:"" help:"trsvcid for a non-VFIOUSER transport."`
 	// The host-facing subsystems admit only these hosts when set.
 	AllowedHostNQNs []string `ini:"allowed_host_nqns" default:"" help:"Host NQNs allowed to connect to the host-facing NVMe subsystems (comma-separated): allow_any_host false plus one nvmf_subsystem_add_host each. Empty allows any host, which is refused with a TCP listen_address that is not loopback."`
+	DHCHAPKeyFile   string   `ini:"dhchap_key_file" default:"" help:"Absolute path (mode 0600) of a DH-HMAC-CHAP secret (DHHC-1:...) every allowed host must prove over TCP; SPDK loads it with keyring_file_add_key, the agent never reads it. Needs allowed_host_nqns."`
 }
 
 // IronicOpts is [ironic]: optional pull of the node's state from the Ironic API.

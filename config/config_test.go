@@ -145,6 +145,9 @@ func TestHostFacingTCPNeedsAllowedHosts(t *testing.T) {
 		"any address, no acl": {"listen_address = 0.0.0.0\n", false},
 		"network with acl":    {"listen_address = 192.0.2.10\nallowed_host_nqns = " + host + ", nqn.2014-08.org.example:host2\n", true},
 		"bad nqn":             {"listen_address = 127.0.0.1\nallowed_host_nqns = not-an-nqn\n", false},
+		"dhchap with acl":     {"listen_address = 192.0.2.10\nallowed_host_nqns = " + host + "\ndhchap_key_file = /etc/k\n", true},
+		"dhchap, no acl":      {"listen_address = 127.0.0.1\ndhchap_key_file = /etc/k\n", false},
+		"dhchap relative":     {"listen_address = 127.0.0.1\nallowed_host_nqns = " + host + "\ndhchap_key_file = k\n", false},
 	}
 	for name, tc := range cases {
 		p := write(t, t.TempDir(), "a.conf", base+tc.extra)

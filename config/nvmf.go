@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"path/filepath"
 	"strings"
 )
 
@@ -45,6 +46,9 @@ func (o NVMfOpts) validate(driver string) []error {
 		if !validNQN(h) {
 			errs = append(errs, fmt.Errorf("[spdk_nvmf] allowed_host_nqns: %q is not an NVMe qualified name", h))
 		}
+	}
+	if o.DHCHAPKeyFile != "" && (len(o.AllowedHostNQNs) == 0 || !filepath.IsAbs(o.DHCHAPKeyFile)) {
+		errs = append(errs, fmt.Errorf("[spdk_nvmf] dhchap_key_file %q must be an absolute path and needs allowed_host_nqns", o.DHCHAPKeyFile))
 	}
 	generic := driver == "spdk-generic" || driver == "spdk-nvmf"
 	if generic && strings.EqualFold(o.Transport, "TCP") && !isLoopback(o.ListenAddress) && len(o.AllowedHostNQNs) == 0 {

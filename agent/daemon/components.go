@@ -43,7 +43,7 @@ func buildDriver(cfg *config.Config, client *spdk.Client, log *zap.Logger) (*dri
 		st, err := spdkgeneric.NewStorage(spdkgeneric.Options{
 			Client: client, NodeUUID: node, Transport: cfg.NVMf.Transport, VFIOUserDir: cfg.NVMf.VFIOUserDir,
 			ListenAddress: cfg.NVMf.ListenAddress, ListenPort: cfg.NVMf.ListenPort, AllowedHosts: cfg.NVMf.AllowedHostNQNs,
-			Logger: log.Named("spdk-generic"),
+			DHCHAPKeyFile: cfg.NVMf.DHCHAPKeyFile, Logger: log.Named("spdk-generic"),
 		})
 		if err != nil {
 			return nil, err

@@ -2,6 +2,7 @@ package spdkgeneric
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"slices"
 	"strings"
@@ -39,14 +40,28 @@ func (s *Storage) listening(sub spdk.Subsystem) bool {
 	return false
 }
 
+// dhchapKeyName is the agent's key in SPDK's keyring.
+const dhchapKeyName = "ironic-dpu-host-dhchap"
+
+func (s *Storage) keyName() string {
+	if s.o.DHCHAPKeyFile == "" {
+		return ""
+	}
+	return dhchapKeyName
+}
+
 // aclDone reports whether sub admits exactly the configured hosts (any host
-// when none is configured).
+// when none is configured), each with the configured key.
 func (s *Storage) aclDone(sub spdk.Subsystem) bool {
-	if sub.AllowAnyHost != (len(s.o.AllowedHosts) == 0) {
+	if sub.AllowAnyHost != (len(s.o.AllowedHosts) == 0) || len(sub.Hosts) != len(s.o.AllowedHosts) {
 		return false
 	}
-	have := hostNQNs(sub)
-	return len(have) == len(s.o.AllowedHosts) && !slices.ContainsFunc(s.o.AllowedHosts, func(h string) bool { return !slices.Contains(have, h) })
+	for _, h := range sub.Hosts {
+		if !slices.Contains(s.o.AllowedHosts, h.NQN) || h.DhchapKey != s.keyName() {
+			return false
+		}
+	}
+	return true
 }
 
 func hostNQNs(sub spdk.Subsystem) []string {
@@ -67,13 +82,11 @@ func (s *Storage) ensureACL(ctx context.Context, sub spdk.Subsystem) error {
 	if s.aclDone(sub) {
 		return nil
 	}
-	have := hostNQNs(sub)
-	for _, h := range s.o.AllowedHosts {
-		if !slices.Contains(have, h) {
-			if err := s.o.Client.AddHost(ctx, sub.NQN, h); err != nil {
-				return err
-			}
-		}
+	if err := s.ensureKey(ctx); err != nil {
+		return err
+	}
+	if err := s.addHosts(ctx, sub); err != nil {
+		return err
 	}
 	anyHost := len(s.o.AllowedHosts) == 0
 	if sub.AllowAnyHost != anyHost {
@@ -81,7 +94,7 @@ func (s *Storage) ensureACL(ctx context.Context, sub spdk.Subsystem) error {
 			return err
 		}
 	}
-	for _, h := range have {
+	for _, h := range hostNQNs(sub) {
 		if !slices.Contains(s.o.AllowedHosts, h) {
 			if err := s.o.Client.RemoveHost(ctx, sub.NQN, h); err != nil {
 				return err
@@ -90,5 +103,52 @@ func (s *Storage) ensureACL(ctx context.Context, sub spdk.Subsystem) error {
 	}
 	s.log.Info("host NVMe subsystem access set", zap.String("nqn", sub.NQN),
 		zap.Bool("allow_any_host", anyHost), zap.Strings("hosts", s.o.AllowedHosts))
+	return nil
+}
+
+// addHosts adds the allowed hosts sub lacks. A host listed with another key
+// is removed and added again: SPDK cannot change the key of a host entry.
+func (s *Storage) addHosts(ctx context.Context, sub spdk.Subsystem) error {
+	for _, h := range s.o.AllowedHosts {
+		i := slices.IndexFunc(sub.Hosts, func(x spdk.SubsystemHost) bool { return x.NQN == h })
+		if i >= 0 && sub.Hosts[i].DhchapKey == s.keyName() {
+			continue
+		}
+		if i >= 0 {
+			if err := s.o.Client.RemoveHost(ctx, sub.NQN, h); err != nil {
+				return err
+			}
+		}
+		if err := s.o.Client.AddHost(ctx, sub.NQN, h, s.keyName()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureKey loads DHCHAPKeyFile into SPDK's keyring under the agent's name
+// (again after an SPDK restart, or when the path changed).
+func (s *Storage) ensureKey(ctx context.Context) error {
+	if s.o.DHCHAPKeyFile == "" {
+		return nil
+	}
+	keys, err := s.o.Client.GetKeys(ctx)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if k.Name != dhchapKeyName || k.Removed {
+			continue
+		}
+		if k.Path == s.o.DHCHAPKeyFile {
+			return nil
+		}
+		if err := s.o.Client.RemoveKey(ctx, dhchapKeyName); err != nil {
+			return err
+		}
+	}
+	if err := s.o.Client.AddKeyFile(ctx, dhchapKeyName, s.o.DHCHAPKeyFile); err != nil {
+		return fmt.Errorf("load DH-HMAC-CHAP key file %s (absolute, mode 0600): %w", s.o.DHCHAPKeyFile, err)
+	}
 	return nil
 }

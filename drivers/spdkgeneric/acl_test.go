@@ -3,6 +3,8 @@ package spdkgeneric_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
@@ -90,7 +92,7 @@ func TestHostACL(t *testing.T) {
 	// The option is set: the existing subsystem is restricted, the listener
 	// is not added twice, and the host is added once although it is listed
 	// first ("already present" would be -32603).
-	if err := c.AddHost(context.Background(), drivers.HostSubsystemNQN(testNode, state.Function{PF: 0}), otherHost); err != nil {
+	if err := c.AddHost(context.Background(), drivers.HostSubsystemNQN(testNode, state.Function{PF: 0}), otherHost, ""); err != nil {
 		t.Fatal(err)
 	}
 	s := newDriver(otherHost, metalHost)
@@ -123,5 +125,89 @@ func TestHostACL(t *testing.T) {
 	}
 	if e.Calls("nvmf_subsystem_allow_any_host") != 0 {
 		t.Fatal("new subsystem was created open and closed afterwards")
+	}
+}
+
+func TestHostDHCHAP(t *testing.T) {
+	e := spdktest.StartT(t, spdktest.Options{})
+	c := spdk.NewUnix(e.Socket(), nil)
+	defer c.Close()
+	ctx := context.Background()
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "host.key")
+	// SPDK reads the file only when a host authenticates; the agent never.
+	if err := os.WriteFile(keyFile, []byte("DHHC-1:00:placeholder:"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	newDriver := func(key string) *spdkgeneric.Storage {
+		s, err := spdkgeneric.NewStorage(spdkgeneric.Options{Client: c, NodeUUID: testNode, Transport: "TCP",
+			ListenAddress: "192.0.2.10", ListenPort: "4420", AllowedHosts: []string{metalHost}, DHCHAPKeyFile: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if _, err := spdkgeneric.NewStorage(spdkgeneric.Options{Client: c, NodeUUID: testNode, Transport: "TCP",
+		ListenAddress: "127.0.0.1", ListenPort: "4420", DHCHAPKeyFile: keyFile}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("key without allowed hosts: %v", err)
+	}
+	hostKey := func() string {
+		subs, err := c.GetSubsystems(ctx, drivers.HostSubsystemNQN(testNode, state.Function{PF: 0}))
+		if err != nil || len(subs[0].Hosts) != 1 || subs[0].Hosts[0].NQN != metalHost {
+			t.Fatalf("hosts: %+v %v", subs, err)
+		}
+		return subs[0].Hosts[0].DhchapKey
+	}
+
+	// First without a key, then the key is configured: the host entry is
+	// replaced by one that names the loaded key.
+	hostFacing(t, newDriver(""))
+	if k := hostKey(); k != "" {
+		t.Fatalf("key without dhchap_key_file: %q", k)
+	}
+	s := newDriver(keyFile)
+	hostFacing(t, s)
+	k := hostKey()
+	keys, err := c.GetKeys(ctx)
+	if err != nil || k == "" || len(keys) != 1 || keys[0].Name != k || keys[0].Path != keyFile {
+		t.Fatalf("host key %q, keyring %+v %v", k, keys, err)
+	}
+	e.ResetCalls()
+	if hcs, err := s.Controllers(ctx); err != nil || !hcs[0].Active || e.MutatingCalls() != 0 {
+		t.Fatalf("converged: %+v %v, %d mutating", hcs, err, e.MutatingCalls())
+	}
+
+	// SPDK restarted: the key is loaded again before the host is added.
+	sock := e.Socket()
+	if err := e.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(sock); err != nil {
+		t.Fatal(err)
+	}
+	hostFacing(t, s)
+	if hostKey() != k {
+		t.Fatal("host key after an SPDK restart")
+	}
+
+	// A key file SPDK refuses (mode 0644) is an error, not an open door.
+	bad := filepath.Join(dir, "loose.key")
+	if err := os.WriteFile(bad, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chmod(bad, 0o644)
+	if err := c.DeleteSubsystem(ctx, drivers.HostSubsystemNQN(testNode, state.Function{PF: 0})); err != nil {
+		t.Fatal(err)
+	}
+	sb := newDriver(bad)
+	hc, err := sb.EnsureController(ctx, state.Function{PF: 0}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.Activate(ctx, hc); !spdk.HasCode(err, -1) {
+		t.Fatalf("Activate with a 0644 key file: %v", err)
+	}
+	if anyHost, hosts, ls := acl(t, c); anyHost || len(hosts) != 0 || ls != 0 {
+		t.Fatalf("after the refused key: any=%v hosts=%v listeners=%d", anyHost, hosts, ls)
 	}
 }

@@ -40,7 +40,10 @@ type Options struct {
 	// subsystems ([spdk_nvmf] allowed_host_nqns); empty allows any host,
 	// which is refused for a TCP listener off loopback.
 	AllowedHosts []string
-	Logger       *zap.Logger
+	// DHCHAPKeyFile, with AllowedHosts, makes every allowed host prove the
+	// secret in this file (DH-HMAC-CHAP, TCP only); SPDK reads the file.
+	DHCHAPKeyFile string
+	Logger        *zap.Logger
 }
 
 // MaxNamespaces is the namespace limit of each host subsystem.
@@ -77,6 +80,9 @@ func NewStorage(o Options) (*Storage, error) {
 		}
 	default:
 		return nil, fmt.Errorf("%w: spdkgeneric: host transport %q (want VFIOUSER or TCP)", errdefs.ErrNotSupported, o.Transport)
+	}
+	if o.DHCHAPKeyFile != "" && (len(o.AllowedHosts) == 0 || !filepath.IsAbs(o.DHCHAPKeyFile)) {
+		return nil, fmt.Errorf("%w: spdkgeneric: dhchap_key_file needs allowed_host_nqns and an absolute path", errdefs.ErrInvalidArgument)
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
