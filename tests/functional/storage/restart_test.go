@@ -6,12 +6,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
+	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/agentproc"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
@@ -101,7 +104,7 @@ func TestAgentReconcilesAfterQuickSPDKRestart(t *testing.T) {
 	for i, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
 		emu.stop(sig)
 		emu.start() // returns once the new process accepts connections
-		took := waitNamespaces(t, cl, want, 5*time.Second)
+		took := waitNamespaces(t, cl, want, 3*time.Second)
 		t.Logf("restart %d (%v): host disks back %v after SPDK answered again", i+1, sig, took)
 	}
 }
@@ -139,4 +142,58 @@ func TestAgentReattachesAfterControllerLoss(t *testing.T) {
 	}
 	took = waitNamespaces(t, cl, want, 15*time.Second)
 	t.Logf("volume re-attached at nsid 2 %v after the target came back", took)
+}
+
+// pf0Listening reports whether pf0 has a VFIOUSER listener on dir/pf0.
+func pf0Listening(t *testing.T, c *spdk.Client, dir string) bool {
+	t.Helper()
+	subs, err := c.GetSubsystems(context.Background(), drivers.HostSubsystemNQN(nodeUUID, state.Function{PF: 0}))
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range subs[0].ListenAddresses {
+		if l.Trtype == "VFIOUSER" && l.Traddr == filepath.Join(dir, "pf0") {
+			return true
+		}
+	}
+	return false
+}
+
+// SPDK killed with SIGKILL leaves pf0's vfio-user socket behind; the real
+// agent (spdk-generic, VFIOUSER) must remove it and give the host its
+// controller back, not retry a failing add_listener for ever.
+func TestAgentVFIOUserListenerAfterSPDKCrash(t *testing.T) {
+	emu := startEmu(t)
+	cl := spdk.NewUnix(emu.sock, nil)
+	cl.SetCallTimeout(5 * time.Second)
+	t.Cleanup(func() { _ = cl.Close() })
+	vfio := filepath.Join(t.TempDir(), "vfio-user")
+	p := startAgentProc(t, emu.sock, volumes(), map[string]map[string]string{
+		"dpu":       {"driver": "spdk-generic"},
+		"spdk_nvmf": {"transport": "VFIOUSER", "vfio_user_dir": vfio},
+	})
+	want := map[int]string{1: "idpu-" + bootID + "n1", 2: "idpu-" + data1ID + "n1", 3: "idpu-" + data2ID + "n1"}
+	waitNamespaces(t, cl, want, 30*time.Second)
+	if !pf0Listening(t, cl, vfio) {
+		t.Fatal("pf0 has no VFIOUSER listener")
+	}
+	emu.kill()
+	if _, err := os.Lstat(filepath.Join(vfio, "pf0", "cntrl")); err != nil {
+		t.Fatalf("SIGKILL should leave cntrl behind: %v", err)
+	}
+	emu.start()
+	waitNamespaces(t, cl, want, 5*time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for !pf0Listening(t, cl, vfio) {
+		if time.Now().After(deadline) {
+			t.Fatalf("pf0 listener not back after the crash; agent log:\n%s", p.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(p.Log(), "removed a stale vfio-user socket") {
+		t.Fatal("the agent did not report the stale socket it removed")
+	}
 }
