@@ -73,6 +73,7 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		Interval:       cfg.Default.ReconcileInterval,
 		HealthInterval: cfg.Default.HealthInterval,
 		SFBase:         cfg.Agent.SFBase,
+		Limits:         state.Limits{MaxVIFs: cfg.Agent.MaxVIFs, MaxVolumes: cfg.Agent.MaxVolumes},
 		Logger:         log,
 	})
 	if err != nil {
@@ -92,7 +93,9 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		Dispatcher:   disp,
 		Classify:     Classify,
 		OnConnect:    a.RequestReconcile,
-		Logger:       log.Named("rpc"),
+		// apply_state carries the config drive: see the option's help
+		MaxMessageBytes: cfg.Agent.MaxMessageBytes,
+		Logger:          log.Named("rpc"),
 	})
 	if err != nil {
 		return err
