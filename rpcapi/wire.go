@@ -177,7 +177,7 @@ func parseRequest(fields map[string]json.RawMessage) (*incoming, error) {
 	in.Args = map[string]json.RawMessage{}
 	if raw, ok := fields["args"]; ok && !isNull(raw) {
 		if t := bytes.TrimSpace(raw); len(t) == 0 || t[0] != '{' {
-			return in, fmt.Errorf("args is not an object: %w", ErrMalformed)
+			return in, fmt.Errorf("args is not an object (positional arguments are not supported; pass keyword arguments): %w", ErrMalformed)
 		}
 		if err := json.Unmarshal(raw, &in.Args); err != nil {
 			return in, fmt.Errorf("args is not an object: %w", ErrMalformed)
