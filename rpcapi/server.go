@@ -45,6 +45,9 @@ type ServerConfig struct {
 	// (e.g. trigger a reconcile).
 	OnConnect func()
 	Logger    *zap.Logger
+	// Observe, when set, is told how long each dispatched request took and
+	// its error (metrics). Malformed requests are not dispatched.
+	Observe func(method string, took time.Duration, err error)
 
 	// MaxMessageBytes bounds a request body (default 4 MiB); larger calls get
 	// an error reply.
@@ -423,6 +426,9 @@ func (s *Server) process(ctx context.Context, d amqp.Delivery) {
 	start := time.Now()
 	result, herr := s.dispatch(ctx, &in.Request)
 	stopBeats()
+	if s.cfg.Observe != nil {
+		s.cfg.Observe(in.Method, time.Since(start), herr)
+	}
 	if herr != nil {
 		log.Info("rpc method failed", zap.Error(herr), zap.Duration("took", time.Since(start)))
 	} else {

@@ -5,6 +5,8 @@ package agent_test
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,5 +92,16 @@ func TestFloodsAndBadInputChangeNothing(t *testing.T) {
 	after, err := os.ReadFile(filepath.Join(stateDir, state.FileName))
 	if err != nil || !bytes.Equal(after, stored) {
 		t.Fatalf("refused input changed the persisted state (%v):\n%s", err, after)
+	}
+	// every refusal above was timed by the RPC latency histogram
+	resp, err := http.Get("http://" + healthAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	want := fmt.Sprintf(`ironic_dpu_agent_rpc_duration_seconds_count{method="apply_state",outcome="error"} %d`, len(bad)+1)
+	if !strings.Contains(string(m), want) {
+		t.Fatalf("/metrics lacks %q:\n%s", want, m)
 	}
 }
