@@ -193,8 +193,9 @@ func (c *Config) Validate() error {
 	if c.Agent.MaxVIFs < 1 || c.Agent.MaxVolumes < 1 || c.Agent.MaxMessageBytes < 1<<16 {
 		errs = append(errs, errors.New("[agent] max_vifs and max_volumes must be >= 1 and max_message_bytes >= 65536"))
 	}
-	if c.DPU.PFs < 1 || c.DPU.MaxVFsPerPF < 0 {
-		errs = append(errs, errors.New("[dpu] pfs must be >= 1 and max_vfs_per_pf >= 0"))
+	// state.MaxPF / MaxVF are the generic bounds of a host function
+	if c.DPU.PFs < 1 || c.DPU.PFs > 16 || c.DPU.MaxVFsPerPF < 0 || c.DPU.MaxVFsPerPF > 1024 {
+		errs = append(errs, errors.New("[dpu] pfs must be 1..16 and max_vfs_per_pf 0..1024"))
 	}
 	if c.Rabbit.QosPrefetchCount < 0 {
 		errs = append(errs, errors.New("[oslo_messaging_rabbit] rabbit_qos_prefetch_count must be >= 0"))
