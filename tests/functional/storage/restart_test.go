@@ -56,21 +56,7 @@ func startAgentProc(t *testing.T, sock string, d *state.Desired, extra map[strin
 			sections[sec][k] = v
 		}
 	}
-	cfg := filepath.Join(dir, "agent.conf")
-	if err := agentproc.WriteConfig(cfg, sections); err != nil {
-		t.Fatal(err)
-	}
-	p, err := agentproc.Start(agentBin, cfg, filepath.Join(dir, "agent.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		p.Stop(syscall.SIGTERM)
-		if t.Failed() {
-			t.Logf("agent log:\n%s", p.Log())
-		}
-	})
-	return p
+	return agentproc.StartT(t, agentBin, sections)
 }
 
 // waitNamespaces polls pf0 until it holds want or the bound passes, and
