@@ -312,7 +312,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
 	p.allocateNSIDs()
 	p.ensureItems(ctx)
 	p.activate(ctx)
-	// Path states, sizes and limits for Observe; re-read only if something changed.
+	// Path states for Observe; re-read only if something changed. Sizes of
+	// new bdevs come with Observe's own refresh.
 	ctrls := snap.ctrls
 	if p.changed {
 		if cs, err := r.o.Client.GetControllers(ctx, ""); err == nil {
@@ -320,9 +321,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
 			for i := range cs {
 				ctrls[cs[i].Name] = &cs[i]
 			}
-		}
-		if bs, err := r.o.Client.GetBdevs(ctx, ""); err == nil {
-			snap.setBdevs(bs)
 		}
 	}
 	r.record(items, ctrls, snap.byName)
@@ -682,7 +680,6 @@ func (r *Reconciler) volumeStatus(it *item, ctrls map[string]*spdk.NVMeControlle
 		Function: &f, NSID: it.nsid, QoS: it.qos}
 	if b, ok := bdevs[it.bdev]; ok && it.bdev != "" {
 		st.SizeBytes = b.NumBlocks * int64(b.BlockSize)
-		st.QoS = qosStatus(b.RateLimits)
 	}
 	have := backend.Paths(ctrls[it.ctrl])
 	for _, p := range it.target.Portals {
