@@ -148,7 +148,7 @@ type item struct {
 
 	bdev string
 	nsid int
-	qos  *state.QoS // limits SPDK holds after this reconcile
+	qos  *spdk.QoSLimits // limits SPDK holds after this reconcile
 	err  error
 }
 
@@ -583,8 +583,7 @@ func (r *Reconciler) ensureItem(ctx context.Context, it *item, snap *snapshot) (
 func (r *Reconciler) applyQoS(ctx context.Context, it *item, cur spdk.QoSLimits) (bool, error) {
 	var want spdk.QoSLimits
 	if q := it.target.QoS; q != nil {
-		e := q.Effective()
-		want = spdk.QoSLimits{RwIOsPerSec: e.RwIOsPerSec, RwMBytesPerSec: e.RwMBytesPerSec, RMBytesPerSec: e.RMBytesPerSec, WMBytesPerSec: e.WMBytesPerSec}
+		want = q.Effective()
 	}
 	it.qos = qosStatus(cur)
 	if want == cur {
@@ -598,11 +597,12 @@ func (r *Reconciler) applyQoS(ctx context.Context, it *item, cur spdk.QoSLimits)
 	return true, nil
 }
 
-func qosStatus(l spdk.QoSLimits) *state.QoS {
+// qosStatus is the observed form of limits: nil when there are none.
+func qosStatus(l spdk.QoSLimits) *spdk.QoSLimits {
 	if l == (spdk.QoSLimits{}) {
 		return nil
 	}
-	return &state.QoS{RwIOsPerSec: l.RwIOsPerSec, RwMBytesPerSec: l.RwMBytesPerSec, RMBytesPerSec: l.RMBytesPerSec, WMBytesPerSec: l.WMBytesPerSec}
+	return &l
 }
 
 // pickBdev finds the volume's namespace among a controller's bdevs; names

@@ -138,33 +138,11 @@ func timed(f func() error) (time.Duration, error) {
 // setupTarget creates n 4 MiB lvols, each exported over TCP as Cinder's SPDK
 // driver does.
 func (l *lifecycle) setupTarget(ctx context.Context, n int) error {
-	calls := []struct {
-		m string
-		p any
-	}{
-		{"bdev_malloc_create", map[string]any{"name": "Malloc0", "num_blocks": (n*8 + 64) * 2048, "block_size": 512}},
-		{"bdev_lvol_create_lvstore", map[string]any{"bdev_name": "Malloc0", "lvs_name": "cinder-volumes"}},
-		{"nvmf_create_transport", map[string]any{"trtype": "TCP"}},
-	}
+	calls := spdktest.LvstoreSetup(n*8 + 64)
 	for i := 0; i < n; i++ {
-		id := volID(i)
-		nqn := "nqn.2010-10.org.openstack:volume-" + id
-		calls = append(calls, []struct {
-			m string
-			p any
-		}{
-			{"bdev_lvol_create", map[string]any{"lvs_name": "cinder-volumes", "lvol_name": "volume-" + id, "size_in_mib": 4}},
-			{"nvmf_create_subsystem", map[string]any{"nqn": nqn, "allow_any_host": true}},
-			{"nvmf_subsystem_add_ns", map[string]any{"nqn": nqn, "namespace": map[string]any{"bdev_name": lvolName(id), "uuid": id}}},
-			{"nvmf_subsystem_add_listener", map[string]any{"nqn": nqn, "listen_address": map[string]any{"trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": "4430"}}},
-		}...)
+		calls = append(calls, spdktest.LvolExport(volID(i), 4, "4430")...)
 	}
-	for _, c := range calls {
-		if err := l.tc.Call(ctx, c.m, c.p, nil); err != nil {
-			return fmt.Errorf("target %s: %w", c.m, err)
-		}
-	}
-	return nil
+	return spdktest.Run(ctx, l.tc, calls)
 }
 
 func (l *lifecycle) startAgent(stateDir string) error {
