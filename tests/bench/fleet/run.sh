@@ -12,7 +12,7 @@
 # Prints deploy-all time and its ratio to the baseline, per-node p50/p95,
 # failures, and the agents' RSS (mean/max); asserts nothing about time.
 # Usage: FLEET_N=100 tests/bench/fleet/run.sh   (default N 100, FLEET_ROUNDS 2,
-#        FLEET_RECONCILE_INTERVAL, FLEET_KEEP=1 keeps the temp dir;
+#        FLEET_RECONCILE_INTERVAL, FLEET_SPDK_ARGS, FLEET_KEEP=1 keeps the temp dir;
 #        IRONIC_DPU_AGENT_BIN / SPDK_EMULATOR_BIN reuse prebuilt binaries)
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -23,6 +23,9 @@ ROUNDS=${FLEET_ROUNDS:-2}
 # Empty: the agent's default (production); the harness's 5s adds N/5 full
 # reconciles a second to a shared machine.
 RECONCILE_INTERVAL=${FLEET_RECONCILE_INTERVAL:-}
+# Each emulator stands in for the SPDK of its own DPU (its own cores): its
+# 25 ms path tick, times N, would otherwise be CPU taken from the conductor.
+SPDK_ARGS=${FLEET_SPDK_ARGS---path-tick=1s}
 DRIVER=$TH_REPO/tests/python/fleet_bench.py
 
 # th_stop NAME-1..N in parallel (a bare `wait` would wait for the daemons too).
@@ -64,7 +67,8 @@ spdk_fleet_up() {
   while read -r i u b d v mac; do
     { echo '['; remote_json "nqn.2010-10.org.openstack:volume-$b" "$b"; echo ','
       remote_json "nqn.2010-10.org.openstack:volume-$d" "$d"; echo ']'; } > "$BASE/spdk/$i.json"
-    th_spawn "spdk-$i" "$BASE/bin/spdk-emulator" --socket "$BASE/spdk/$i.sock" --remotes "$BASE/spdk/$i.json"
+    # shellcheck disable=SC2086   # FLEET_SPDK_ARGS is a list of flags
+    th_spawn "spdk-$i" "$BASE/bin/spdk-emulator" --socket "$BASE/spdk/$i.sock" --remotes "$BASE/spdk/$i.json" $SPDK_ARGS
   done < "$BASE/nodes.txt"
   for ((i = 1; i <= N; i++)); do
     th_wait 30 "spdk emulator $i" test -S "$BASE/spdk/$i.sock" || th_die "spdk emulator $i"
