@@ -15,6 +15,7 @@ SPEC: {"api": URL, "cinder_ip": IP,
 """
 import concurrent.futures
 import json
+import math
 import sys
 import threading
 import time
@@ -165,8 +166,7 @@ def quantile(values, q):
     if not values:
         return float('nan')
     v = sorted(values)
-    k = max(0, min(len(v) - 1, int(-(-q * len(v) // 1)) - 1))
-    return v[k]
+    return v[min(len(v), max(1, math.ceil(q * len(v)))) - 1]
 
 
 def summary(r):
