@@ -12,7 +12,8 @@
 # Prints deploy-all time and its ratio to the baseline, per-node p50/p95,
 # failures, and the agents' RSS (mean/max); asserts nothing about time.
 # Usage: FLEET_N=100 tests/bench/fleet/run.sh   (default N 100, FLEET_ROUNDS 2,
-#        FLEET_RECONCILE_INTERVAL, FLEET_SPDK_ARGS, FLEET_KEEP=1 keeps the temp dir;
+#        FLEET_OVS_GROUPS (default 1), FLEET_RECONCILE_INTERVAL, FLEET_SPDK_ARGS,
+#        FLEET_KEEP=1 keeps the temp dir;
 #        IRONIC_DPU_AGENT_BIN / SPDK_EMULATOR_BIN reuse prebuilt binaries)
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -23,6 +24,7 @@ ROUNDS=${FLEET_ROUNDS:-2}
 # Empty: the agent's default (production); the harness's 5s adds N/5 full
 # reconciles a second to a shared machine.
 RECONCILE_INTERVAL=${FLEET_RECONCILE_INTERVAL:-}
+OVS_GROUPS=${FLEET_OVS_GROUPS:-1}
 # Each emulator stands in for the SPDK of its own DPU (its own cores): its
 # 25 ms path tick, times N, would otherwise be CPU taken from the conductor.
 SPDK_ARGS=${FLEET_SPDK_ARGS---path-tick=1s}
@@ -39,7 +41,52 @@ fleet_stop() {
   stop_all agent 10
   ironic_down
   stop_all spdk 5
+  local g n
+  for ((g = 1; g < OVS_GROUPS; g++)); do
+    for n in ovn-controller ovs-vswitchd ovsdb-server; do th_stop "$n-g$g" 10; done
+  done
   ovn_down; rabbit_down
+}
+
+# OVS groups: a real DPU has its own OVSDB, so each agent's libovsdb cache
+# and monitor hold that host's ports only. FLEET_OVS_GROUPS=K splits the
+# agents over K OVS + ovn-controller chassis (group 0 is the harness's); with
+# K=1 all N agents share one br-int and every agent receives every other
+# agent's port updates (N^2 monitor traffic no DPU sees).
+group_of() { echo $((($1 - 1) % OVS_GROUPS)); }
+group_chassis() { if [ "$1" = 0 ]; then echo "$OVN_SYSTEM_ID"; else echo "dpu-chassis-g$1"; fi; }
+group_db() { if [ "$1" = 0 ]; then echo "$OVSDB"; else echo "unix:$BASE/ovs-$1/db.sock"; fi; }
+
+ovs_group_up() {   # G (>= 1): ovsdb-server + ovs-vswitchd (dummy) + ovn-controller as chassis G
+  local g=$1 d=$BASE/ovs-$1 db ch
+  db=unix:$d/db.sock; ch=$(group_chassis "$g")
+  mkdir -p "$d"
+  local env=(env OVS_RUNDIR="$d" OVS_LOGDIR="$d" OVS_DBDIR="$d" OVS_SYSCONFDIR="$d"
+    OVN_RUNDIR="$d" OVN_LOGDIR="$d" OVN_DBDIR="$d" OVN_SYSCONFDIR="$d")
+  ovsdb-tool create "$d/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+  th_spawn "ovsdb-server-g$g" "${env[@]}" ovsdb-server "$d/conf.db" --remote="punix:$d/db.sock" \
+    --unixctl="$d/ovsdb-server.ctl" --no-chdir
+  th_wait 10 "ovsdb $g" test -S "$d/db.sock" || th_die "ovsdb group $g"
+  ovs-vsctl --db="$db" --timeout=10 --no-wait init
+  th_spawn "ovs-vswitchd-g$g" "${env[@]}" ovs-vswitchd --enable-dummy=override --disable-system "$db" \
+    --unixctl="$d/ovs-vswitchd.ctl" --no-chdir
+  ovs-vsctl --db="$db" --timeout=10 add-br br-int -- set Bridge br-int datapath_type=dummy fail-mode=secure \
+    other-config:disable-in-band=true
+  # Encap (type, ip) is unique in the SB: each chassis its own loopback address.
+  ovs-vsctl --db="$db" --timeout=10 set Open_vSwitch . external_ids:system-id="$ch" external_ids:hostname="$ch" \
+    external_ids:ovn-remote="$SBDB" external_ids:ovn-encap-type=geneve external_ids:ovn-encap-ip="127.0.1.$g" \
+    external_ids:ovn-bridge=br-int external_ids:ovn-bridge-datapath-type=dummy
+  th_spawn "ovn-controller-g$g" "${env[@]}" ovn-controller "$db" --no-chdir
+}
+
+ovs_groups_up() {
+  local g
+  for ((g = 1; g < OVS_GROUPS; g++)); do ovs_group_up "$g"; done
+  for ((g = 1; g < OVS_GROUPS; g++)); do
+    th_wait 30 "chassis $g" bash -c "[ \"\$(ovn-sbctl --db=$SBDB --bare --columns=name find Chassis name=$(group_chassis "$g"))\" = $(group_chassis "$g") ]" \
+      || th_die "ovn-controller of group $g did not register"
+  done
+  th_log "$OVS_GROUPS OVS/ovn-controller chassis"
 }
 
 uuid() { cat /proc/sys/kernel/random/uuid; }
@@ -91,6 +138,7 @@ agents_up() {
   while read -r i u b d v mac; do
     agent_conf "$u"
     sed -i -e "s#^rpc_socket = .*#rpc_socket = $BASE/spdk/$i.sock#" \
+      -e "s#^ovsdb_connection = .*#ovsdb_connection = $(group_db "$(group_of "$i")")#" \
       -e "s#^reconcile_interval = .*#${RECONCILE_INTERVAL:+reconcile_interval = $RECONCILE_INTERVAL}#" \
       "$BASE/agent-$u/agent.conf"
     th_spawn "agent-$i" env "${env[@]}" "$BASE/bin/ironic-dpu-agent" serve --config-file "$BASE/agent-$u/agent.conf"
@@ -106,7 +154,7 @@ lsps_add() {   # every node's VIF as a logical switch port bound to the DPU chas
   local args=() i u b d v mac
   while read -r i u b d v mac; do
     args+=(-- lsp-add tenant-net "$v" -- lsp-set-addresses "$v" "$mac"
-      -- lsp-set-options "$v" "requested-chassis=$OVN_SYSTEM_ID")
+      -- lsp-set-options "$v" "requested-chassis=$(group_chassis "$(group_of "$i")")")
   done < "$BASE/nodes.txt"
   nbctl "${args[@]}"
 }
@@ -139,9 +187,9 @@ cpu_groups() {
       ovs+ovn:ovsdb-server,ovnnb_db,ovnsb_db,ovs-vswitchd,ovn-northd,ovn-controller agents:agent- spdk:spdk-; do
     names=${g#*:}; sids=
     for n in ${names//,/ }; do
-      if [ "${n: -1}" = - ]; then sids+=$(cat "$BASE/pids/$n"* 2>/dev/null | paste -sd, -),
-      else sids+=$(th_pid "$n"),; fi
+      sids+=$(cat "$BASE/pids/$n"* 2>/dev/null | paste -sd, -),   # prefix: agent-1.., ovsdb-server-g1..
     done
+    sids=$(tr -s , <<<"$sids"); sids=${sids#,}
     # utime + stime in clock ticks (ps's TIME is whole seconds)
     printf '%s %s\n' "${g%%:*}" "$(ps -s "${sids%,}" -o pid= | awk '{print "/proc/" $1 "/stat"}' | xargs cat 2>/dev/null \
       | awk -v hz="$(getconf CLK_TCK)" '{s+=$14+$15} END{printf "%.2f", s/hz}')"
@@ -178,7 +226,7 @@ report_line() {   # LABEL OUT
 main() {
   th_init
   trap 'fleet_stop; [ -n "${FLEET_KEEP:-}" ] || rm -rf "$BASE"' EXIT
-  rabbit_up; ovn_up; go_build
+  rabbit_up; ovn_up; ovs_groups_up; go_build
   ironic_up
   make_spec
   lsps_add || th_die "ovn lsps"
@@ -208,7 +256,7 @@ main() {
     done
     th_log "round $r ($order): deploy-all baseline $(jq .total "$BASE/bd-$r.json")s dpu $(jq .total "$BASE/dd-$r.json")s"
   done
-  echo "fleet bench: N=$N nodes per group, $ROUNDS round(s), 1 conductor, 1 broker (fake power; dpu: 2 volumes + 1 VIF, sim driver)"
+  echo "fleet bench: N=$N nodes per group, $ROUNDS round(s), 1 conductor, 1 broker, $OVS_GROUPS OVS chassis (fake power; dpu: 2 volumes + 1 VIF, sim driver)"
   for ((r = 1; r <= ROUNDS; r++)); do
     echo " round $r"
     report_line "baseline deploy  " "$BASE/bd-$r"
