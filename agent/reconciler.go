@@ -7,7 +7,9 @@ import (
 )
 
 // Reconciler brings one part of the DPU (storage, network) to the desired
-// state. The agent calls it with its state lock held, so calls never overlap.
+// state. Reconcile is called from the component's own loop goroutine only,
+// so Reconcile calls never overlap; Validate, Observe and Health may run
+// concurrently with it.
 type Reconciler interface {
 	// Name is the component name shown in get_status ("storage", "network").
 	Name() string

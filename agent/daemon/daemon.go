@@ -72,6 +72,8 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		Reconcilers:    recs,
 		Interval:       cfg.Default.ReconcileInterval,
 		HealthInterval: cfg.Default.HealthInterval,
+		RetryBase:      cfg.Default.RetryBase,
+		ItemWait:       cfg.Default.ItemWait,
 		SFBase:         cfg.Agent.SFBase,
 		Logger:         log,
 	})

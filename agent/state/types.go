@@ -88,6 +88,20 @@ func (d *Desired) Clone() *Desired {
 type Observed struct {
 	Volumes []VolumeStatus `json:"volumes"`
 	VIFs    []VIFStatus    `json:"vifs"`
+	// Generation is the desired generation the last completed reconcile of
+	// every component used (the minimum over components; 0 before the
+	// first). A caller has converged on G when Generation >= G and no item
+	// is pending or in error.
+	Generation int64 `json:"generation"`
+	// Components is each component's last completed reconcile: a failure
+	// that no item shows (SPDK down while removing a volume) is here.
+	Components map[string]ComponentObserved `json:"components,omitempty"`
+}
+
+// ComponentObserved is one component's last completed reconcile.
+type ComponentObserved struct {
+	Generation int64  `json:"generation"`
+	LastError  string `json:"last_error,omitempty"`
 }
 
 // Item states shown in VolumeStatus.State and VIFStatus.State.
