@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/backoff"
 )
 
 // loop owns one component's reconciles: it runs its Reconciler in its own
@@ -100,18 +101,7 @@ func (l *loop) backoff() time.Duration {
 	l.mu.Lock()
 	n := l.failures
 	l.mu.Unlock()
-	return Backoff(l.base, l.max, n, rand.Float64())
-}
-
-// Backoff is base·2^(n-1) capped at max, scaled into [½, 1] of that by
-// jitter (0 ≤ jitter < 1): the n-th consecutive failure's retry delay.
-func Backoff(base, max time.Duration, n int, jitter float64) time.Duration {
-	d := base
-	for i := 1; i < n && d < max; i++ {
-		d *= 2
-	}
-	d = min(d, max)
-	return d/2 + time.Duration(float64(d/2)*jitter)
+	return backoff.Delay(l.base, l.max, n, rand.Float64())
 }
 
 // once runs one reconcile against the current desired state and records it.

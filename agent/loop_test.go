@@ -68,7 +68,9 @@ func TestHungStorageDelaysNeitherPlugVIFNorApplyState(t *testing.T) {
 			t.Fatalf("apply_state answered generation %d, observed %d", v.Generation, v.Observed.Generation)
 		}
 	})
-	waitFor(t, func() bool { return a.State(context.Background()).Observed.Components[agent.ComponentNetwork].Generation == 5 })
+	waitFor(t, func() bool {
+		return a.State(context.Background()).Observed.Components[agent.ComponentNetwork].Generation == 5
+	})
 	if o := a.State(context.Background()).Observed; o.Generation != 0 || stor.Calls() != 0 {
 		t.Fatalf("observed generation %d with storage hung (want 0, the minimum)", o.Generation)
 	}
@@ -119,24 +121,6 @@ func TestFailedReconcileIsRetriedWithoutTrigger(t *testing.T) {
 	}
 	if st := a.Status(context.Background()); st.Failures < 2 || st.LastError != "" {
 		t.Fatalf("status %+v", st)
-	}
-}
-
-func TestBackoffGrowsToTheCapWithJitter(t *testing.T) {
-	base, cap := 100*time.Millisecond, time.Second
-	for _, c := range []struct {
-		n      int
-		jitter float64
-		want   time.Duration
-	}{
-		{1, 0, 50 * time.Millisecond}, {1, 0.999999, 100 * time.Millisecond},
-		{2, 0, 100 * time.Millisecond}, {3, 0, 200 * time.Millisecond}, {4, 0.5, 600 * time.Millisecond},
-		{5, 0, 500 * time.Millisecond}, {50, 0.999999, time.Second},
-	} {
-		got := agent.Backoff(base, cap, c.n, c.jitter)
-		if diff := got - c.want; diff < -time.Microsecond || diff > time.Microsecond {
-			t.Errorf("Backoff(n=%d, jitter=%v) = %v, want %v", c.n, c.jitter, got, c.want)
-		}
 	}
 }
 
