@@ -1,0 +1,33 @@
+package cli
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestConvergedJudgesGenerationItemsAndComponents(t *testing.T) {
+	for name, c := range map[string]struct {
+		view    string
+		gen     int64
+		done    bool
+		pending string
+		err     string
+	}{
+		"older generation": {view: `{"observed":{"generation":3,"volumes":[],"vifs":[]}}`, gen: 4, pending: "observed generation 3 < 4"},
+		"converged":        {view: `{"observed":{"generation":4,"volumes":[{"volume_id":"v","state":"attached"}],"vifs":[{"port_id":"p","state":"plugged"}]}}`, gen: 4, done: true},
+		"vif pending":      {view: `{"observed":{"generation":5,"volumes":[],"vifs":[{"port_id":"p","state":"pending"}]}}`, gen: 4, pending: "vif p pending"},
+		"volume error":     {view: `{"observed":{"generation":4,"volumes":[{"volume_id":"v","state":"error","last_error":"connect refused"}],"vifs":[]}}`, gen: 4, err: "volume v: connect refused"},
+		"component error":  {view: `{"observed":{"generation":4,"volumes":[],"vifs":[],"components":{"storage":{"generation":4,"last_error":"spdk down"}}}}`, gen: 4, err: "storage: spdk down"},
+	} {
+		var v stateView
+		if err := json.Unmarshal([]byte(c.view), &v); err != nil {
+			t.Fatal(err)
+		}
+		done, pending, err := converged(&v, c.gen)
+		if done != c.done || (c.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.err)) ||
+			!strings.Contains(strings.Join(pending, ","), c.pending) {
+			t.Errorf("%s: done=%v pending=%v err=%v", name, done, pending, err)
+		}
+	}
+}
