@@ -211,8 +211,8 @@ def push(task, state, client=None):
         return client.apply_state(task.context, state)
 
 
-def note_item_change(task, vif=None, remove_vif=None):
-    """Keep the recorded state in step with a plug_vif/unplug_vif edit."""
+def with_vif_change(task, vif=None, remove_vif=None):
+    """The recorded desired state with one VIF added/replaced or removed."""
     state = dict(task.node.driver_internal_info.get(STATE_KEY) or
                  build(task))
     vifs = [v for v in state.get('vifs', [])
@@ -221,7 +221,12 @@ def note_item_change(task, vif=None, remove_vif=None):
     if vif:
         vifs.append(vif)
     state['vifs'] = vifs
-    return record(task, state)
+    return state
+
+
+def note_item_change(task, vif=None, remove_vif=None):
+    """Keep the recorded state in step with a plug_vif/unplug_vif edit."""
+    return record(task, with_vif_change(task, vif, remove_vif))
 
 
 def failures(observed, want_volumes=(), want_vifs=()):

@@ -380,9 +380,38 @@ class NetworkTests(AgentTestCase):
         self.net.vif_attach(task, {'id': 'vif-2'})
         self.client.plug_vif.assert_called_once_with(
             task.context, {'port_id': 'vif-2', 'mac': '52:54:00:12:34:02',
-                           'function': {'pf': 0, 'vf': 2}})
+                           'function': {'pf': 0, 'vf': 2}},
+            expected_generation=None)
         rec = task.node.driver_internal_info['dpu_desired_state']
         self.assertEqual(['vif-1', 'vif-2'], [v['port_id'] for v in rec['vifs']])
+
+    def test_attach_names_the_recorded_generation(self):
+        task = self.make_task(provision_state=states.ACTIVE,
+                              driver_internal_info={'dpu_generation': 6})
+        self.net.vif_attach(task, {'id': 'vif-2'})
+        self.assertEqual(6, self.client.plug_vif.call_args.kwargs[
+            'expected_generation'])
+        # The agent's edit is 7; so is what the conductor records.
+        rec = task.node.driver_internal_info['dpu_desired_state']
+        self.assertEqual(7, rec['generation'])
+        self.client.apply_state.assert_not_called()
+
+    def test_attach_conflict_pushes_the_whole_state(self):
+        task = self.make_task(provision_state=states.ACTIVE,
+                              driver_internal_info={'dpu_generation': 6})
+        self.client.plug_vif.side_effect = agent_error(
+            'expected generation 6 but the agent holds 9', 'Conflict')
+        self.client.apply_state.side_effect = [
+            agent_error('generation 7 is older than 9', 'Conflict'),
+            ATTACHED]
+        self.client.get_state.return_value = {'desired': {'generation': 9}}
+        self.net.vif_attach(task, {'id': 'vif-2'})
+        state = self.client.apply_state.call_args.args[1]
+        self.assertEqual(10, state['generation'])
+        self.assertEqual(['vif-1', 'vif-2'],
+                         [v['port_id'] for v in state['vifs']])
+        self.assertEqual('vif-2',
+                         task.ports[1].internal_info['tenant_vif_port_id'])
 
     def test_attach_failure_rolls_back(self):
         task = self.make_task(provision_state=states.ACTIVE)
@@ -402,7 +431,8 @@ class NetworkTests(AgentTestCase):
     def test_detach_active_unplugs(self):
         task = self.make_task(provision_state=states.ACTIVE)
         self.net.vif_detach(task, 'vif-1')
-        self.client.unplug_vif.assert_called_once_with(task.context, 'vif-1')
+        self.client.unplug_vif.assert_called_once_with(
+            task.context, 'vif-1', expected_generation=None)
         self.assertNotIn('tenant_vif_port_id', task.ports[0].internal_info)
 
     def test_detach_failure_keeps_vif(self):
@@ -424,7 +454,8 @@ class NetworkTests(AgentTestCase):
         self.net.port_changed(task, port)
         self.client.plug_vif.assert_called_once_with(
             task.context, {'port_id': 'vif-1', 'mac': '52:54:00:12:34:01',
-                           'function': {'pf': 0, 'sf': 7}})
+                           'function': {'pf': 0, 'sf': 7}},
+            expected_generation=None)
 
     def test_port_changed_ignored(self):
         task = self.make_task(provision_state=states.ACTIVE)
