@@ -121,6 +121,6 @@ main() {
   printf '  undeploy->available baseline fake-hardware %6.3fs | dpu %6.3fs | ratio %5.2fx | agent share %6.3fs (%4.1f%%, target <= 1 s: %s)\n' \
     "$mbu" "$mdu" "$(awk -v a="$mdu" -v b="$mbu" 'BEGIN{print a/b}')" "$mau" \
     "$(awk -v a="$mau" -v b="$mdu" 'BEGIN{print 100*a/b}')" "$(awk -v a="$mau" 'BEGIN{print (a<=1)?"met":"MISSED"}')"
-  printf '  agent share = RPC handling + the slower component's reconciles in the agent; conductor-side push-to-converged: deploy %6.3fs, undeploy %6.3fs\n' "$mcd" "$mcu"
+  printf '  agent share = RPC handling + the reconciles of the slower component in the agent; conductor-side push-to-converged: deploy %6.3fs, undeploy %6.3fs\n' "$mcd" "$mcu"
 }
 main "$@"
