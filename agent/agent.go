@@ -41,6 +41,8 @@ type Options struct {
 	HealthInterval time.Duration
 	// SFBase is the lowest SF number allocated for VIFs that name no function.
 	SFBase int
+	// Limits bound the VIFs and volumes of one desired state.
+	Limits state.Limits
 	// RPCHealth reports the RPC connection's health (nil = healthy); may be
 	// set later with SetRPCHealth once the server exists.
 	RPCHealth func() error
@@ -336,6 +338,7 @@ func (a *Agent) admitState(ctx context.Context, next *state.Desired) error {
 		// A retry of the same generation is fine; other content under a used
 		// generation number means two writers disagree.
 		cand := next.Clone()
+		cand.Normalize()
 		if err := state.AssignFunctions(cur, cand, a.opts.SFBase); err != nil || !sameContent(cur, cand) {
 			return fmt.Errorf("%w: generation %d was already applied with other content; send a newer generation", errdefs.ErrConflict, next.Generation)
 		}
@@ -435,6 +438,10 @@ func (a *Agent) admitLocked(ctx context.Context, cur, next *state.Desired) error
 	if next.VIFs == nil {
 		next.VIFs = []state.VIF{}
 	}
+	if err := next.CheckLimits(a.opts.Limits); err != nil { // before any per-item work
+		return err
+	}
+	next.Normalize()
 	if err := next.Validate(); err != nil {
 		return err
 	}
@@ -448,6 +455,16 @@ func (a *Agent) admitLocked(ctx context.Context, cur, next *state.Desired) error
 		if err := r.Validate(ctx, next); err != nil {
 			return fmt.Errorf("%s: %w", r.Name(), err)
 		}
+	}
+	for _, r := range a.opts.Reconcilers {
+		if ad, ok := r.(Admitter); ok {
+			if err := ad.Admit(ctx, next); err != nil {
+				return fmt.Errorf("%s: %w", r.Name(), err)
+			}
+		}
+	}
+	if next.ConfigDrive != nil {
+		next.ConfigDrive.Data = "" // the image file is the durable copy
 	}
 	if err := a.opts.Store.Save(next); err != nil {
 		return fmt.Errorf("%w: persist desired state: %v", errdefs.ErrUnavailable, err)
@@ -464,5 +481,12 @@ func sameContent(a, b *state.Desired) bool {
 	x, y := a.Clone(), b.Clone()
 	x.Generation, y.Generation = 0, 0
 	x.NodeUUID, y.NodeUUID = "", ""
+	// The config drive is its sha256: a retry carrying the data again is
+	// the same state.
+	for _, d := range []*state.Desired{x, y} {
+		if d.ConfigDrive != nil {
+			d.ConfigDrive.Data = ""
+		}
+	}
 	return equalJSON(x, y)
 }

@@ -273,6 +273,7 @@ func (a *Agent) PlugVIF(ctx context.Context, v state.VIF, expected *int64) (stat
 	if err := state.ValidateVIF(v); err != nil {
 		return state.VIFStatus{}, err
 	}
+	v.MAC = strings.ToLower(v.MAC) // stored form; a repeat in upper case stays idempotent
 	err := a.edit(ctx, ComponentNetwork, expected, func(d *state.Desired) error {
 		for i := range d.VIFs {
 			if strings.EqualFold(d.VIFs[i].PortID, v.PortID) {

@@ -6,6 +6,8 @@ package state
 import (
 	"bytes"
 	"encoding/json"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 )
 
 // Function is a host-visible PCIe function: a PF, a VF of a PF, or an SF of a PF.
@@ -36,7 +38,9 @@ type ConnectionInfo struct {
 
 // Volume is a Cinder volume the host must see as an NVMe namespace.
 type Volume struct {
-	VolumeID       string         `json:"volume_id"`
+	VolumeID string `json:"volume_id"`
+	// BootIndex 0 is the boot disk; absent or negative (Nova's -1) is a
+	// data disk.
 	BootIndex      *int           `json:"boot_index,omitempty"`
 	ConnectionInfo ConnectionInfo `json:"connection_info"`
 	// Function is the host function whose NVMe controller carries the
@@ -54,12 +58,21 @@ type VIF struct {
 	MTU      int       `json:"mtu,omitempty"`
 }
 
+// ConfigDrive is the instance's config-drive ISO, exposed read-only to the
+// host. Data (base64 of the gzip'd or raw ISO) is only in transit: the agent
+// writes the image to a file at admission and persists SHA256 alone.
+type ConfigDrive struct {
+	SHA256 string `json:"sha256"`
+	Data   string `json:"data,omitempty"`
+}
+
 // Desired is everything the node should have.
 type Desired struct {
-	Generation int64    `json:"generation"`
-	NodeUUID   string   `json:"node_uuid,omitempty"`
-	Volumes    []Volume `json:"volumes"`
-	VIFs       []VIF    `json:"vifs"`
+	Generation  int64        `json:"generation"`
+	NodeUUID    string       `json:"node_uuid,omitempty"`
+	Volumes     []Volume     `json:"volumes"`
+	VIFs        []VIF        `json:"vifs"`
+	ConfigDrive *ConfigDrive `json:"config_drive,omitempty"`
 }
 
 // Clone returns a deep copy, so callers can edit without touching the
@@ -86,8 +99,9 @@ func (d *Desired) Clone() *Desired {
 
 // Observed is what the reconcilers last saw on the DPU.
 type Observed struct {
-	Volumes []VolumeStatus `json:"volumes"`
-	VIFs    []VIFStatus    `json:"vifs"`
+	Volumes     []VolumeStatus     `json:"volumes"`
+	VIFs        []VIFStatus        `json:"vifs"`
+	ConfigDrive *ConfigDriveStatus `json:"config_drive,omitempty"`
 	// Generation is the desired generation the last completed reconcile of
 	// every component used (the minimum over components; 0 before the
 	// first). A caller has converged on G when Generation >= G and no item
@@ -102,6 +116,14 @@ type Observed struct {
 type ComponentObserved struct {
 	Generation int64  `json:"generation"`
 	LastError  string `json:"last_error,omitempty"`
+}
+
+// ConfigDriveStatus is the observed state of the config drive.
+type ConfigDriveStatus struct {
+	SHA256    string `json:"sha256"`
+	State     string `json:"state"`
+	NSID      int    `json:"nsid,omitempty"`
+	LastError string `json:"last_error,omitempty"`
 }
 
 // Item states shown in VolumeStatus.State and VIFStatus.State.
@@ -129,7 +151,11 @@ type VolumeStatus struct {
 	Paths      []PathStatus `json:"paths,omitempty"`
 	Function   *Function    `json:"function,omitempty"`
 	NSID       int          `json:"nsid,omitempty"`
-	LastError  string       `json:"last_error,omitempty"`
+	// SizeBytes is what the DPU's bdev reports (num_blocks*block_size).
+	SizeBytes int64 `json:"size_bytes,omitempty"`
+	// QoS is the limits SPDK holds on the bdev (bdev_set_qos_limit names).
+	QoS       *spdk.QoSLimits `json:"qos,omitempty"`
+	LastError string          `json:"last_error,omitempty"`
 }
 
 // VIFStatus is the observed state of one VIF.

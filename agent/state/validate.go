@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"regexp"
@@ -46,25 +47,73 @@ func ValidateFunction(f Function) error {
 	return nil
 }
 
-// ValidateMAC accepts a unicast 48-bit MAC in colon form.
+// ValidateMAC accepts a unicast, non-zero 48-bit MAC in colon form: a NIC
+// with 00:00:00:00:00:00 or a group address cannot take part in OVN's
+// port security or ARP responder, so the host would silently get no traffic.
 func ValidateMAC(s string) error {
 	hw, err := net.ParseMAC(s)
 	if err != nil || len(hw) != 6 || strings.Count(s, ":") != 5 {
 		return invalid("mac %q is not a 48-bit MAC address like fa:16:3e:00:00:01", s)
 	}
-	if hw[0]&1 == 1 {
+	switch {
+	case bytes.Equal(hw, make(net.HardwareAddr, 6)):
+		return invalid("mac %q is the all-zero address", s)
+	case bytes.Equal(hw, net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}):
+		return invalid("mac %q is the broadcast address", s)
+	case hw[0]&1 == 1:
 		return invalid("mac %q is a multicast address", s)
 	}
 	return nil
+}
+
+// Default limits of one desired state (see Limits).
+const (
+	// DefaultMaxVIFs: a bare-metal host has a handful of NICs; 64 leaves
+	// room for trunk-less multi-port designs while keeping a flood (20,000
+	// ports) from ever being persisted or plugged.
+	DefaultMaxVIFs = 64
+	// DefaultMaxVolumes: the host PF's NVMe subsystem is created with
+	// max_namespaces 32 on SNAP and the usual SPDK setups, so more volumes
+	// could never all be exposed.
+	DefaultMaxVolumes = 32
+)
+
+// Limits bound the size of one desired state; zero fields take the defaults.
+type Limits struct {
+	MaxVIFs    int
+	MaxVolumes int
+}
+
+// CheckLimits refuses a state with more VIFs or volumes than l allows. It is
+// cheap (counts only), so callers run it before any per-item validation.
+func (d *Desired) CheckLimits(l Limits) error {
+	if l.MaxVIFs <= 0 {
+		l.MaxVIFs = DefaultMaxVIFs
+	}
+	if l.MaxVolumes <= 0 {
+		l.MaxVolumes = DefaultMaxVolumes
+	}
+	if n := len(d.VIFs); n > l.MaxVIFs {
+		return invalid("%d vifs exceed the limit of %d per node ([agent] max_vifs)", n, l.MaxVIFs)
+	}
+	if n := len(d.Volumes); n > l.MaxVolumes {
+		return invalid("%d volumes exceed the limit of %d per node ([agent] max_volumes)", n, l.MaxVolumes)
+	}
+	return nil
+}
+
+// Normalize puts d in its stored form: MACs lower-case, as Neutron and OVN
+// write them (ovn-controller compares them as strings).
+func (d *Desired) Normalize() {
+	for i := range d.VIFs {
+		d.VIFs[i].MAC = strings.ToLower(d.VIFs[i].MAC)
+	}
 }
 
 // ValidateVolume checks one volume, including its Cinder connection info.
 func ValidateVolume(v Volume) error {
 	if !ValidUUID(v.VolumeID) {
 		return invalid("volume_id %q is not a UUID", v.VolumeID)
-	}
-	if v.BootIndex != nil && *v.BootIndex < 0 {
-		return invalid("volume %s: boot_index %d is negative", v.VolumeID, *v.BootIndex)
 	}
 	if v.ConnectionInfo.DriverVolumeType != "nvmeof" {
 		return invalid("volume %s: driver_volume_type %q is not supported (want nvmeof)", v.VolumeID, v.ConnectionInfo.DriverVolumeType)
@@ -79,6 +128,17 @@ func ValidateVolume(v Volume) error {
 		if v.Function.IsSF() {
 			return invalid("volume %s: NVMe emulation is on a PF or VF, not an SF", v.VolumeID)
 		}
+	}
+	return nil
+}
+
+var sha256Re = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// ValidateConfigDrive checks the form of a config drive (nil = none); its
+// data is decoded and checked against the sha256 by the storage reconciler.
+func ValidateConfigDrive(c *ConfigDrive) error {
+	if c != nil && !sha256Re.MatchString(c.SHA256) {
+		return invalid("config_drive.sha256 %q is not a lower-case hex SHA-256", c.SHA256)
 	}
 	return nil
 }
@@ -121,12 +181,15 @@ func (d *Desired) Validate() error {
 			return invalid("volume %s listed twice", v.VolumeID)
 		}
 		vols[id] = true
-		if v.BootIndex != nil {
+		if v.BootIndex != nil && *v.BootIndex >= 0 { // every data disk may say -1
 			if other, dup := boots[*v.BootIndex]; dup {
 				return invalid("boot_index %d used by volumes %s and %s", *v.BootIndex, other, v.VolumeID)
 			}
 			boots[*v.BootIndex] = v.VolumeID
 		}
+	}
+	if err := ValidateConfigDrive(d.ConfigDrive); err != nil {
+		return err
 	}
 	ports := map[string]bool{}
 	macs := map[string]string{}

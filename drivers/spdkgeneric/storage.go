@@ -30,13 +30,19 @@ type Options struct {
 	VFIOUserDir string
 	// ListenAddress and ListenPort are the TCP listener (TCP).
 	ListenAddress, ListenPort string
-	// MaxPF bounds the PFs volumes may use (default 0: PF 0 only, which is
-	// what a vfio-user server exposes per directory; VFs are not emulated).
-	MaxPF int
-	// AllowVFs lets volumes use VFs (each gets its own subsystem); the sim
-	// driver sets it, a vfio-user deployment usually has PFs only.
-	AllowVFs bool
-	Logger   *zap.Logger
+	// Card bounds the functions volumes may use (default: PF 0 only, which
+	// is what one vfio-user server exposes per directory). VFs are allowed
+	// when Card.VFsPerPF > 0 (each gets its own subsystem); the sim driver
+	// and [dpu] max_vfs_per_pf set it.
+	Card drivers.Card
+	// AllowedHosts are the host NQNs allowed to connect to the host-facing
+	// subsystems ([spdk_nvmf] allowed_host_nqns); empty allows any host,
+	// which is refused for a TCP listener off loopback.
+	AllowedHosts []string
+	// DHCHAPKeyFile, with AllowedHosts, makes every allowed host prove the
+	// secret in this file (DH-HMAC-CHAP, TCP only); SPDK reads the file.
+	DHCHAPKeyFile string
+	Logger        *zap.Logger
 }
 
 // MaxNamespaces is the namespace limit of each host subsystem.
@@ -67,11 +73,21 @@ func NewStorage(o Options) (*Storage, error) {
 		if o.ListenAddress == "" || o.ListenPort == "" {
 			return nil, fmt.Errorf("%w: spdkgeneric: TCP needs [spdk_nvmf] listen_address and listen_port", errdefs.ErrInvalidArgument)
 		}
+		if len(o.AllowedHosts) == 0 && !IsLoopback(o.ListenAddress) {
+			return nil, fmt.Errorf("%w: spdkgeneric: a TCP listener on %s exposes the volumes to the network: set [spdk_nvmf] allowed_host_nqns",
+				errdefs.ErrInvalidArgument, o.ListenAddress)
+		}
 	default:
 		return nil, fmt.Errorf("%w: spdkgeneric: host transport %q (want VFIOUSER or TCP)", errdefs.ErrNotSupported, o.Transport)
 	}
+	if o.DHCHAPKeyFile != "" && (len(o.AllowedHosts) == 0 || !filepath.IsAbs(o.DHCHAPKeyFile)) {
+		return nil, fmt.Errorf("%w: spdkgeneric: dhchap_key_file needs allowed_host_nqns and an absolute path", errdefs.ErrInvalidArgument)
+	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
+	}
+	if o.Card.PFs <= 0 {
+		o.Card.PFs = 1
 	}
 	return &Storage{o: o, log: o.Logger}, nil
 }
@@ -81,13 +97,10 @@ func (s *Storage) ValidateFunction(f state.Function) error {
 	if err := state.ValidateFunction(f); err != nil {
 		return err
 	}
-	if f.SF != nil || (f.VF != nil && !s.o.AllowVFs) {
+	if f.SF != nil || (f.VF != nil && s.o.Card.VFsPerPF == 0) {
 		return fmt.Errorf("%w: spdk-nvmf exposes volumes on PFs only, not %s", errdefs.ErrNotSupported, drivers.FunctionName(f))
 	}
-	if f.PF > s.o.MaxPF {
-		return fmt.Errorf("%w: spdk-nvmf: pf %d out of range 0..%d", errdefs.ErrInvalidArgument, f.PF, s.o.MaxPF)
-	}
-	return nil
+	return s.o.Card.Check(f)
 }
 
 func (s *Storage) listener(f state.Function) spdk.ListenAddress {
@@ -116,13 +129,9 @@ func (s *Storage) Controllers(ctx context.Context) ([]drivers.HostController, er
 		if !ok {
 			continue
 		}
-		c := drivers.HostController{Function: f, ID: sub.NQN}
-		want := s.listener(f)
-		for _, l := range sub.ListenAddresses {
-			if strings.EqualFold(l.Trtype, want.Trtype) && l.Traddr == want.Traddr && l.Trsvcid == want.Trsvcid {
-				c.Active = true
-			}
-		}
+		// Not active until the listener is there and the host ACL is the
+		// configured one: Activate fixes both.
+		c := drivers.HostController{Function: f, ID: sub.NQN, Active: s.listening(sub) && s.aclDone(sub)}
 		for _, ns := range sub.Namespaces {
 			c.Namespaces = append(c.Namespaces, drivers.HostNamespace{NSID: ns.NSID, Bdev: ns.BdevName, UUID: ns.UUID})
 		}
@@ -151,8 +160,9 @@ func (s *Storage) EnsureController(ctx context.Context, f state.Function, cur *d
 		}
 	}
 	nqn := drivers.HostSubsystemNQN(s.o.NodeUUID, f)
+	// With allowed hosts, nobody may connect before Activate lists them.
 	err = s.o.Client.CreateSubsystem(ctx, spdk.CreateSubsystemParams{
-		NQN: nqn, AllowAnyHost: true, SerialNumber: serial(s.o.NodeUUID, f), ModelNumber: "Ironic DPU NVMe",
+		NQN: nqn, AllowAnyHost: len(s.o.AllowedHosts) == 0, SerialNumber: serial(s.o.NodeUUID, f), ModelNumber: "Ironic DPU NVMe",
 		// SPDK's default of 32 would cap the data disks of one host.
 		MaxNamespaces: MaxNamespaces,
 	})
@@ -208,17 +218,48 @@ func (s *Storage) RemoveNamespace(ctx context.Context, c drivers.HostController,
 	return err
 }
 
-// Activate implements drivers.StorageDriver: the listener.
+// Activate implements drivers.StorageDriver: the host ACL, then the listener.
 func (s *Storage) Activate(ctx context.Context, c drivers.HostController) error {
 	if c.Active {
 		return nil
 	}
-	l := s.listener(c.Function)
-	if l.Trtype == "VFIOUSER" {
-		if err := os.MkdirAll(l.Traddr, 0o750); err != nil {
-			return fmt.Errorf("%w: vfio-user dir: %w", errdefs.ErrStorage, err)
-		}
+	subs, err := s.o.Client.GetSubsystems(ctx, c.ID)
+	if err != nil {
+		return err
 	}
+	if err := s.ensureACL(ctx, subs[0]); err != nil {
+		return err
+	}
+	if s.listening(subs[0]) {
+		return nil
+	}
+	return s.listen(ctx, c)
+}
+
+func (s *Storage) listen(ctx context.Context, c drivers.HostController) error {
+	l := s.listener(c.Function)
+	if l.Trtype != "VFIOUSER" {
+		return s.o.Client.AddListener(ctx, c.ID, l)
+	}
+	if err := os.MkdirAll(l.Traddr, 0o750); err != nil {
+		return fmt.Errorf("%w: vfio-user dir: %w", errdefs.ErrStorage, err)
+	}
+	err := s.o.Client.AddListener(ctx, c.ID, l)
+	if !spdk.HasCode(err, spdk.CodeInvalidParams) {
+		return err
+	}
+	// A killed SPDK leaves its cntrl socket and libvfio-user cannot bind
+	// over it ("Address already in use" → -32602): remove it if it is
+	// stale, then retry once.
+	removed, rerr := removeStaleSocket(s.o.VFIOUserDir, filepath.Base(l.Traddr))
+	if rerr != nil {
+		return fmt.Errorf("%w (stale vfio-user socket check: %v)", err, rerr)
+	}
+	if !removed {
+		return err
+	}
+	s.log.Warn("removed a stale vfio-user socket left by a killed SPDK; retrying the listener",
+		zap.String("path", filepath.Join(l.Traddr, cntrlName)))
 	return s.o.Client.AddListener(ctx, c.ID, l)
 }
 
