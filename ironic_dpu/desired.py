@@ -279,10 +279,26 @@ def judge(state, generation, observed):
         errors = ['%s: %s' % (name, c['last_error']) for name, c in
                   sorted((observed.get('components') or {}).items())
                   if c.get('last_error')]
+    cd_errors, cd_blocking = _config_drive(state, observed)
+    if not errors:
+        errors = cd_errors
     unbound = [i for kind, i in pending if kind == 'VIF' and i in want_n]
     blocking = ['%s %s' % (kind, i) for kind, i in pending
-                if not (kind == 'VIF' and i in want_n)]
+                if not (kind == 'VIF' and i in want_n)] + cd_blocking
     return errors, blocking, unbound
+
+
+def _config_drive(state, observed):
+    """(errors, blocking) of the config drive: wanted one attached, or gone."""
+    want = (state.get('config_drive') or {}).get('sha256')
+    have = observed.get('config_drive') or {}
+    if have.get('state') == 'error':
+        return ['config drive: %s' % (have.get('last_error') or 'error')], []
+    if want and (have.get('sha256') != want or have.get('state') != 'attached'):
+        return [], ['config drive %s' % (have.get('state') or 'missing')]
+    if not want and have:
+        return [], ['config drive still attached']
+    return [], []
 
 
 def start_wait(task, generation):

@@ -31,10 +31,11 @@ type stateView struct {
 		Generation int64 `json:"generation"`
 	} `json:"desired"`
 	Observed struct {
-		Generation int64      `json:"generation"`
-		Volumes    []itemView `json:"volumes"`
-		VIFs       []itemView `json:"vifs"`
-		Components map[string]struct {
+		Generation  int64      `json:"generation"`
+		Volumes     []itemView `json:"volumes"`
+		VIFs        []itemView `json:"vifs"`
+		ConfigDrive *itemView  `json:"config_drive"`
+		Components  map[string]struct {
 			Generation int64  `json:"generation"`
 			LastError  string `json:"last_error"`
 		} `json:"components"`
@@ -61,10 +62,17 @@ func converged(v *stateView, gen int64) (bool, []string, error) {
 			errs = append(errs, name+": "+c.LastError)
 		}
 	}
-	for _, it := range append(append([]itemView(nil), o.Volumes...), o.VIFs...) {
+	items := append(append([]itemView(nil), o.Volumes...), o.VIFs...)
+	if o.ConfigDrive != nil {
+		items = append(items, *o.ConfigDrive)
+	}
+	for _, it := range items {
 		id := "volume " + it.VolumeID
-		if it.PortID != "" {
+		switch {
+		case it.PortID != "":
 			id = "vif " + it.PortID
+		case it.VolumeID == "":
+			id = "config drive"
 		}
 		switch it.State {
 		case "error":

@@ -14,11 +14,13 @@ func TestConvergedJudgesGenerationItemsAndComponents(t *testing.T) {
 		pending string
 		err     string
 	}{
-		"older generation": {view: `{"observed":{"generation":3,"volumes":[],"vifs":[]}}`, gen: 4, pending: "observed generation 3 < 4"},
-		"converged":        {view: `{"observed":{"generation":4,"volumes":[{"volume_id":"v","state":"attached"}],"vifs":[{"port_id":"p","state":"plugged"}]}}`, gen: 4, done: true},
-		"vif pending":      {view: `{"observed":{"generation":5,"volumes":[],"vifs":[{"port_id":"p","state":"pending"}]}}`, gen: 4, pending: "vif p pending"},
-		"volume error":     {view: `{"observed":{"generation":4,"volumes":[{"volume_id":"v","state":"error","last_error":"connect refused"}],"vifs":[]}}`, gen: 4, err: "volume v: connect refused"},
-		"component error":  {view: `{"observed":{"generation":4,"volumes":[],"vifs":[],"components":{"storage":{"generation":4,"last_error":"spdk down"}}}}`, gen: 4, err: "storage: spdk down"},
+		"older generation":     {view: `{"observed":{"generation":3,"volumes":[],"vifs":[]}}`, gen: 4, pending: "observed generation 3 < 4"},
+		"converged":            {view: `{"observed":{"generation":4,"volumes":[{"volume_id":"v","state":"attached"}],"vifs":[{"port_id":"p","state":"plugged"}]}}`, gen: 4, done: true},
+		"vif pending":          {view: `{"observed":{"generation":5,"volumes":[],"vifs":[{"port_id":"p","state":"pending"}]}}`, gen: 4, pending: "vif p pending"},
+		"volume error":         {view: `{"observed":{"generation":4,"volumes":[{"volume_id":"v","state":"error","last_error":"connect refused"}],"vifs":[]}}`, gen: 4, err: "volume v: connect refused"},
+		"config drive pending": {view: `{"observed":{"generation":4,"volumes":[],"vifs":[],"config_drive":{"sha256":"ab","state":"pending"}}}`, gen: 4, pending: "config drive pending"},
+		"config drive error":   {view: `{"observed":{"generation":4,"volumes":[],"vifs":[],"config_drive":{"sha256":"ab","state":"error","last_error":"EIO"}}}`, gen: 4, err: "config drive: EIO"},
+		"component error":      {view: `{"observed":{"generation":4,"volumes":[],"vifs":[],"components":{"storage":{"generation":4,"last_error":"spdk down"}}}}`, gen: 4, err: "storage: spdk down"},
 	} {
 		var v stateView
 		if err := json.Unmarshal([]byte(c.view), &v); err != nil {

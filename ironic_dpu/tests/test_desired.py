@@ -224,3 +224,21 @@ class ConvergeTests(base.TestCase):
         gone = {'volumes': [], 'vifs': []}
         self.now[0] = 0
         self.assertEqual(dict(gone, generation=2), self.wait(left, gone))
+
+    def test_config_drive_must_converge_too(self):
+        self.state = {'generation': 2, 'volumes': [], 'vifs': [],
+                      'config_drive': {'sha256': 'ab'}}
+        pend = {'volumes': [], 'vifs': [],
+                'config_drive': {'sha256': 'ab', 'state': 'pending'}}
+        done = dict(pend, config_drive={'sha256': 'ab', 'state': 'attached',
+                                        'nsid': 3})
+        self.assertEqual(dict(done, generation=2), self.wait(pend, done))
+        e = self.raises(exception.DPUStateError, self.wait,
+                        dict(pend, config_drive={'sha256': 'ab',
+                                                 'state': 'error',
+                                                 'last_error': 'aio: EIO'}))
+        self.assertIn('config drive: aio: EIO', str(e))
+        self.state = {'generation': 2, 'volumes': [], 'vifs': []}
+        self.now[0] = 0
+        e = self.raises(exception.DPUStateError, self.wait, *([done] * 100))
+        self.assertIn('config drive still attached', str(e))
