@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/osloclient"
+	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk/spdktest"
 )
 
 // hungSPDK is a unix socket that accepts connections and reads requests but
@@ -123,4 +124,51 @@ func TestHungSPDKDelaysNeitherApplyStateNorPlugVIF(t *testing.T) {
 	if err := c.Call(osloclient.Req{Method: "unplug_vif", Args: map[string]any{"port_id": port1}}, nil); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A failed reconcile is retried with backoff by the agent itself: no RPC,
+// no health recovery (health_interval is a minute), no period (a minute).
+// The Cinder target of a volume is missing at first; once it appears, the
+// retries attach the volume within seconds.
+func TestFailedAttachIsRetriedWithoutTrigger(t *testing.T) {
+	const volD = "d4f6a8b0-3c5e-4f70-9b1d-2e4f6a8c0e12"
+	startAgentWith(t, map[string]map[string]string{
+		"DEFAULT": {"reconcile_interval": "60s", "health_interval": "60s", "retry_base": "200ms"},
+	})
+	c := pyClient(t)
+	t.Cleanup(func() { emu.RemoveRemote(nqn(volD)) })
+	attaches := func() int { return emu.Calls("bdev_nvme_attach_controller") }
+	before := attaches()
+	if err := c.Call(osloclient.Req{Method: "apply_state", Args: map[string]any{"state": map[string]any{
+		"generation": 1, "node_uuid": node, "volumes": []any{oldFormat(volD, nil)}, "vifs": []any{}}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var view struct {
+		Observed struct {
+			Generation int         `json:"generation"`
+			Volumes    []volStatus `json:"volumes"`
+		} `json:"observed"`
+	}
+	state := func() string {
+		if err := c.Call(osloclient.Req{Method: "get_state"}, &view); err != nil {
+			t.Fatal(err)
+		}
+		if len(view.Observed.Volumes) != 1 {
+			return ""
+		}
+		return view.Observed.Volumes[0].State
+	}
+	waitFor(t, "the attach to fail", 10*time.Second, func() bool { return state() == "error" })
+	waitFor(t, "retries without any trigger", 10*time.Second, func() bool { return attaches()-before >= 3 })
+	emu.AddRemote(spdktest.RemoteSubsystem{NQN: nqn(volD), Hosts: []string{hostNQN},
+		Namespaces: []spdktest.RemoteNamespace{{NSID: 1, UUID: volD}},
+		Listeners:  []spdktest.Listener{{Trtype: "TCP", Adrfam: "IPv4", Traddr: "127.0.0.1", Trsvcid: "4420"}}})
+	// The backoff is capped at the period (60s); a few doublings of 200ms
+	// are seconds.
+	waitFor(t, "the retried attach to succeed", 20*time.Second, func() bool { return state() == "attached" })
+	if err := c.Call(osloclient.Req{Method: "apply_state", Args: map[string]any{"state": map[string]any{
+		"generation": 2, "node_uuid": node, "volumes": []any{}, "vifs": []any{}}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the volume detached", 10*time.Second, func() bool { return len(exported(t)) == 0 })
 }
