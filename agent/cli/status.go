@@ -114,6 +114,8 @@ Exit code 0 when the agent answered and is healthy, 3 when it answered unhealthy
 // state; the conductor normally does this through apply_state. By default
 // they wait until the agent converged (--wait) and print the final state.
 func editCmds(g *globals) []*cobra.Command {
+	// component is what a command waits for: a NIC plug never waits for SPDK.
+	component := map[string]string{"attach_volume": "storage", "detach_volume": "storage", "plug_vif": "network", "unplug_vif": "network"}
 	edit := func(use, short, method, kwarg string, args cobra.PositionalArgs, value func(string) (any, error)) *cobra.Command {
 		var (
 			f rpcFlags
@@ -141,7 +143,7 @@ func editCmds(g *globals) []*cobra.Command {
 					Generation int64 `json:"generation"`
 				}
 				_ = json.Unmarshal(res, &ans)
-				final, werr := g.waitConverged(cmd.Context(), &f, &w, ans.Generation)
+				final, werr := g.waitConverged(cmd.Context(), &f, &w, ans.Generation, component[method])
 				if final != nil {
 					if perr := g.print(final); werr == nil {
 						werr = perr

@@ -30,16 +30,18 @@ type stateView struct {
 	Desired struct {
 		Generation int64 `json:"generation"`
 	} `json:"desired"`
-	Observed struct {
-		Generation  int64      `json:"generation"`
-		Volumes     []itemView `json:"volumes"`
-		VIFs        []itemView `json:"vifs"`
-		ConfigDrive *itemView  `json:"config_drive"`
-		Components  map[string]struct {
-			Generation int64  `json:"generation"`
-			LastError  string `json:"last_error"`
-		} `json:"components"`
-	} `json:"observed"`
+	Observed observedView `json:"observed"`
+}
+
+type observedView struct {
+	Generation  int64      `json:"generation"`
+	Volumes     []itemView `json:"volumes"`
+	VIFs        []itemView `json:"vifs"`
+	ConfigDrive *itemView  `json:"config_drive"`
+	Components  map[string]struct {
+		Generation int64  `json:"generation"`
+		LastError  string `json:"last_error"`
+	} `json:"components"`
 }
 
 type itemView struct {
@@ -50,36 +52,31 @@ type itemView struct {
 }
 
 // converged judges v against generation gen: done, or the pending items,
-// or an error naming what failed.
-func converged(v *stateView, gen int64) (bool, []string, error) {
+// or an error naming what failed. With a component ("storage", "network")
+// only that component's generation, error and items count: a NIC plug is
+// done when the network converged, whatever SPDK does.
+func converged(v *stateView, gen int64, component string) (bool, []string, error) {
 	o := &v.Observed
-	if o.Generation < gen {
-		return false, []string{fmt.Sprintf("observed generation %d < %d", o.Generation, gen)}, nil
+	have := o.Generation
+	if component != "" {
+		have = o.Components[component].Generation
+	}
+	if have < gen {
+		return false, []string{fmt.Sprintf("observed generation %d < %d", have, gen)}, nil
 	}
 	var errs, pending []string
 	for name, c := range o.Components {
-		if c.LastError != "" {
+		if c.LastError != "" && (component == "" || component == name) {
 			errs = append(errs, name+": "+c.LastError)
 		}
 	}
-	items := append(append([]itemView(nil), o.Volumes...), o.VIFs...)
-	if o.ConfigDrive != nil {
-		items = append(items, *o.ConfigDrive)
-	}
-	for _, it := range items {
-		id := "volume " + it.VolumeID
-		switch {
-		case it.PortID != "":
-			id = "vif " + it.PortID
-		case it.VolumeID == "":
-			id = "config drive"
-		}
+	for _, it := range observedItems(o, component) {
 		switch it.State {
 		case "error":
-			errs = append(errs, id+": "+it.LastError)
+			errs = append(errs, it.id()+": "+it.LastError)
 		case "attached", "plugged":
 		default:
-			pending = append(pending, id+" "+it.State)
+			pending = append(pending, it.id()+" "+it.State)
 		}
 	}
 	if len(errs) > 0 {
@@ -88,9 +85,35 @@ func converged(v *stateView, gen int64) (bool, []string, error) {
 	return len(pending) == 0, pending, nil
 }
 
-// waitConverged polls get_state until the agent converged on gen (0: the
-// desired generation of the first answer) and returns the last answer.
-func (g *globals) waitConverged(ctx context.Context, f *rpcFlags, w *waitFlags, gen int64) (json.RawMessage, error) {
+// observedItems are the items component owns ("" = all).
+func observedItems(o *observedView, component string) []itemView {
+	var items []itemView
+	if component != "network" {
+		items = append(items, o.Volumes...)
+		if o.ConfigDrive != nil {
+			items = append(items, *o.ConfigDrive)
+		}
+	}
+	if component != "storage" {
+		items = append(items, o.VIFs...)
+	}
+	return items
+}
+
+func (it itemView) id() string {
+	switch {
+	case it.PortID != "":
+		return "vif " + it.PortID
+	case it.VolumeID != "":
+		return "volume " + it.VolumeID
+	}
+	return "config drive"
+}
+
+// waitConverged polls get_state until the agent (or only its component,
+// when set) converged on gen (0: the desired generation of the first
+// answer) and returns the last answer.
+func (g *globals) waitConverged(ctx context.Context, f *rpcFlags, w *waitFlags, gen int64, component string) (json.RawMessage, error) {
 	ctx, cancel := context.WithTimeout(ctx, w.timeout)
 	defer cancel()
 	for {
@@ -105,7 +128,7 @@ func (g *globals) waitConverged(ctx context.Context, f *rpcFlags, w *waitFlags, 
 		if gen == 0 {
 			gen = v.Desired.Generation
 		}
-		done, pending, err := converged(&v, gen)
+		done, pending, err := converged(&v, gen, component)
 		if err != nil || done {
 			return raw, err
 		}
