@@ -96,13 +96,23 @@ func (l *loop) run(ctx context.Context) {
 }
 
 // backoff is the delay before the next retry: exponential from base,
-// capped at the period, with jitter so a fleet does not retry in step.
+// capped at the period, with jitter so a fleet does not retry in step; or
+// sooner, when the reconciler says an item is due before that.
 func (l *loop) backoff() time.Duration {
 	l.mu.Lock()
 	n := l.failures
 	l.mu.Unlock()
-	return backoff.Delay(l.base, l.max, n, rand.Float64())
+	d := backoff.Delay(l.base, l.max, n, rand.Float64())
+	if h, ok := l.r.(RetryHinter); ok {
+		if at := h.NextRetry(); !at.IsZero() {
+			d = min(d, max(time.Until(at), minRetry))
+		}
+	}
+	return d
 }
+
+// minRetry keeps a hint in the past from spinning the loop.
+const minRetry = 10 * time.Millisecond
 
 // once runs one reconcile against the current desired state and records it.
 func (l *loop) once(ctx context.Context) error {

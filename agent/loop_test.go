@@ -124,6 +124,28 @@ func TestFailedReconcileIsRetriedWithoutTrigger(t *testing.T) {
 	}
 }
 
+// A reconciler with per-item backoff (the network's, per VIF) says when an
+// item is due; the loop retries then, not after its own (here: an hour).
+func TestRetryFollowsTheReconcilersHint(t *testing.T) {
+	a, _, net := twoComponents(t, agent.Options{Interval: time.Hour, RetryBase: time.Hour})
+	net.Set(fmt.Errorf("vif x: %w", errdefs.ErrNetwork), nil, nil)
+	net.SetRetry(time.Now().Add(50 * time.Millisecond))
+	if _, err := call(t, a, "apply_state", stateJSON(1, "", vif1)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return net.Calls() >= 2 })
+	net.Set(nil, nil, nil)
+	// The hint now lies in the past: retried at once until it succeeds, then no more.
+	waitFor(t, func() bool {
+		return net.Calls() >= 3 && a.State(context.Background()).Observed.Components[agent.ComponentNetwork].LastError == ""
+	})
+	n := net.Calls()
+	time.Sleep(100 * time.Millisecond)
+	if net.Calls() != n {
+		t.Fatalf("kept retrying after success: %d -> %d", n, net.Calls())
+	}
+}
+
 // The conductor mints generations: a single-item edit that names the
 // generation it expects is refused when the agent holds another, and
 // otherwise becomes expected+1 even when the item was already there.

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"time"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 )
@@ -35,4 +36,12 @@ type Reconciler interface {
 // passed; an error refuses the state and nothing is persisted.
 type Admitter interface {
 	Admit(ctx context.Context, d *state.Desired) error
+}
+
+// RetryHinter is implemented by reconcilers that keep per-item backoff (the
+// network reconciler, per VIF): after a failed reconcile the loop retries
+// at NextRetry when that comes before its own backoff, so an item is
+// retried when its own backoff ends. The zero time means no hint.
+type RetryHinter interface {
+	NextRetry() time.Time
 }

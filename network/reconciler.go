@@ -476,6 +476,20 @@ func (r *Reconciler) record(p *plan, lat []time.Duration) {
 	r.retries = next
 }
 
+// NextRetry implements agent.RetryHinter: when the earliest failed VIF is
+// due again (zero when none waits).
+func (r *Reconciler) NextRetry() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var next time.Time
+	for _, rt := range r.retries {
+		if next.IsZero() || rt.at.Before(next) {
+			next = rt.at
+		}
+	}
+	return next
+}
+
 // retrySpec is what a retry is keyed on: a changed VIF is tried at once.
 func retrySpec(v state.VIF) string {
 	return fmt.Sprintf("%s/%s/%d", functionKey(*v.Function), strings.ToLower(v.MAC), v.MTU)

@@ -5,6 +5,7 @@ package agenttest
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 )
@@ -24,6 +25,22 @@ type Reconciler struct {
 	// Block, when set, is waited on inside Reconcile (to test slow calls).
 	Block   chan struct{}
 	started int
+	// Retry, when set, is what NextRetry reports (agent.RetryHinter).
+	Retry time.Time
+}
+
+// NextRetry implements agent.RetryHinter.
+func (r *Reconciler) NextRetry() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.Retry
+}
+
+// SetRetry sets what NextRetry reports.
+func (r *Reconciler) SetRetry(at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.Retry = at
 }
 
 // Name implements agent.Reconciler.

@@ -61,6 +61,10 @@ func TestFailedVIFWaitsForItsBackoff(t *testing.T) {
 	if st := h.observe()[good.PortID]; st.State != state.StatePlugged {
 		t.Fatalf("the healthy VIF was not plugged beside the failing one: %+v", st)
 	}
+	// The agent's loop retries when the VIF is due (agent.RetryHinter).
+	if due := time.Until(h.r.NextRetry()); due <= 0 || due > wait {
+		t.Fatalf("NextRetry in %v, want within (0, %v]", due, wait)
+	}
 	// At once again: the failed VIF is not retried yet, and says why.
 	if err := h.reconcile(bad, good); !errors.Is(err, errdefs.ErrNetwork) {
 		t.Fatalf("second reconcile = %v", err)
@@ -91,5 +95,8 @@ func TestFailedVIFWaitsForItsBackoff(t *testing.T) {
 	}
 	if err := h.reconcile(); err != nil {
 		t.Fatal(err)
+	}
+	if next := h.r.NextRetry(); !next.IsZero() {
+		t.Fatalf("NextRetry %v with no VIF failing", next)
 	}
 }
