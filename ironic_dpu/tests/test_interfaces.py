@@ -452,7 +452,8 @@ class NetworkTests(AgentTestCase):
             'dpu_desired_state', {'generation': 3, 'volumes': [],
                                   'vifs': [{'port_id': 'vif-1'}]})
         self.net.vif_detach(task, 'vif-1')
-        self.client.unplug_vif.assert_called_once_with(task.context, 'vif-1')
+        self.client.unplug_vif.assert_called_once_with(
+            task.context, 'vif-1', expected_generation=None)
         self.assertEqual([], task.node.driver_internal_info[
             'dpu_desired_state']['vifs'])
 
