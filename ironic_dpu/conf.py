@@ -40,8 +40,18 @@ agent_opts = [
                     'they judge the outcome: pending volumes fail it, '
                     'VIFs not bound by OVN yet only warn.'),
     cfg.FloatOpt('state_poll_interval', default=0.5, min=0.05,
-                 help='Seconds between get_state polls while tear down '
-                      'waits.'),
+                 help='Longest gap between get_state polls while the deploy '
+                      'step (inline_wait) or tear down waits; polls start '
+                      '50 ms apart and double up to it.'),
+    cfg.FloatOpt('inline_wait', default=2.0, min=0,
+                 help='Seconds the deploy step polls the agent (get_state, '
+                      'first after 50 ms, then less often) for convergence '
+                      'on the state it pushed. Converged: the deploy goes '
+                      'on in the same worker (boot the host); still '
+                      'pending: the step returns DEPLOYWAIT and the '
+                      'periodic check (state_check_interval) resumes it. '
+                      'Holds the node lock and a conductor worker that '
+                      'long; 0 always waits in DEPLOYWAIT.'),
     cfg.FloatOpt('state_check_interval', default=1.0, min=0,
                  help='Seconds between the conductor\'s checks of nodes in '
                       'DEPLOYWAIT on their DPU agent (get_state); the '

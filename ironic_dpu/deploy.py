@@ -1,11 +1,13 @@
 """Deploy interface 'dpu': no ramdisk, no PXE, no image written, one boot.
 
 The core deploy step pushes the desired state (volumes and VIFs) to the
-node's agent, which admits it at once, and returns DEPLOYWAIT: nothing
-sleeps under the node lock. A periodic task polls the agent (get_state) for
-nodes in DEPLOYWAIT and, once it converged on the pushed generation (boot
-disk attached), resumes the deploy; the next step sets the boot device to
-disk and powers the host on. The host then boots its cloud disk through the
+node's agent, which admits it at once, and polls get_state for a bounded
+[dpu_agent] inline_wait (the agent usually converges in milliseconds): once
+the agent converged on the pushed generation (boot disk attached) the deploy
+goes on in the same worker. Otherwise the step returns DEPLOYWAIT: nothing
+waits longer under the node lock. A periodic task polls the agent for nodes
+in DEPLOYWAIT and resumes the deploy once it converged. The next step,
+boot_host, sets the boot device to disk and powers the host on. The host then boots its cloud disk through the
 DPU's emulated NVMe controller. An agent error, or no convergence within
 [dpu_agent] state_wait_timeout, fails the deploy with the agent's reason.
 """
@@ -57,18 +59,48 @@ class DPUDeploy(base.DeployInterface):
 
     @base.deploy_step(priority=100)
     def deploy(self, task):
-        """Push the desired state; the agent converges asynchronously."""
+        """Push the desired state and give the agent inline_wait seconds.
+
+        Converged by then (the usual case: the agent reconciles in
+        milliseconds): return None, boot_host runs in this worker. Still
+        pending: DEPLOYWAIT, the periodic check resumes the deploy.
+        """
         node = task.node
         state = desired.build(task)
         client = agent_client.AgentClient(node.uuid)
         task.driver.network.configure_tenant_networks(task)
-        desired.push(task, state, client=client)
-        generation = node.driver_internal_info[desired.STATE_KEY][
-            'generation']
-        desired.start_wait(task, generation)
-        LOG.info('Node %s: DPU agent admitted generation %s; waiting for it '
-                 'to converge', node.uuid, generation)
-        return states.DEPLOYWAIT
+        since = time.time()
+        result = desired.push(task, state, client=client)
+        state = node.driver_internal_info[desired.STATE_KEY]
+        generation = state['generation']
+        try:
+            errors, blocking, unbound, _ = desired.poll(
+                task, state, result, CONF.dpu_agent.inline_wait,
+                client=client, timeout=CONF.dpu_agent.ping_timeout)
+        except exception.DPUAgentUnreachable as e:
+            # Restarting agent: the periodic keeps asking until the deadline.
+            errors, blocking, unbound = [], [str(e)], []
+        if errors:
+            self._fail(task, generation, '; '.join(errors))
+            return None
+        if blocking or unbound:
+            desired.start_wait(task, generation, since=since)
+            LOG.info('Node %s: DPU agent admitted generation %s; waiting in '
+                     'DEPLOYWAIT for %s', node.uuid, generation,
+                     ', '.join(blocking + unbound))
+            return states.DEPLOYWAIT
+        self._converged(task, generation, since, 'in the deploy step')
+        return None
+
+    def _fail(self, task, generation, reason):
+        deploy_utils.set_failed_state(
+            task, 'DPU agent of node %s did not converge on generation %s: '
+            '%s' % (task.node.uuid, generation, reason), collect_logs=False)
+
+    def _converged(self, task, generation, since, where):
+        # The bench and e2e read this line: the DPU's share of the deploy.
+        LOG.info('Node %s: DPU agent converged generation %s in %.3fs (%s)',
+                 task.node.uuid, generation, time.time() - since, where)
 
     @base.deploy_step(priority=90)
     def boot_host(self, task):
@@ -108,22 +140,16 @@ class DPUDeploy(base.DeployInterface):
         if node.provision_state != states.DEPLOYWAIT or not wait:
             return  # someone else moved it on while we waited for the lock
         node.del_driver_internal_info(desired.WAIT_KEY)
-        took = time.time() - wait['since']
         if errors or blocking:
-            reason = ('; '.join(errors) if errors else
-                      'not converged after %ss: %s'
-                      % (CONF.dpu_agent.state_wait_timeout,
-                         ', '.join(blocking)))
-            deploy_utils.set_failed_state(
-                task, 'DPU agent of node %s did not converge on generation '
-                '%s: %s' % (node.uuid, wait['generation'], reason),
-                collect_logs=False)
+            self._fail(task, wait['generation'], '; '.join(errors) if errors
+                       else 'not converged after %ss: %s'
+                       % (CONF.dpu_agent.state_wait_timeout,
+                          ', '.join(blocking)))
             return
         node.save()
         desired.warn_unbound(task, unbound)
-        # The bench reads this line: the DPU's share of the deploy.
-        LOG.info('Node %s: DPU agent converged generation %s in %.3fs',
-                 node.uuid, wait['generation'], took)
+        self._converged(task, wait['generation'], wait['since'],
+                        'in DEPLOYWAIT')
         manager_utils.notify_conductor_resume_deploy(task)
 
     def _poll(self, task):

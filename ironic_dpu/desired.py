@@ -25,6 +25,7 @@ import time
 from oslo_log import log
 
 from ironic.common import exception as ir_exc
+from ironic.common import states
 from ironic.conf import CONF
 
 from ironic_dpu import agent_client
@@ -301,15 +302,55 @@ def _config_drive(state, observed):
     return [], []
 
 
-def start_wait(task, generation):
-    """Record that the node's deploy waits for generation (DEPLOYWAIT)."""
+def start_wait(task, generation, since=None):
+    """Record that the node's deploy waits for generation (DEPLOYWAIT),
+    pushed at since (epoch; default now).
+
+    Not saved here: the step returns DEPLOYWAIT and Ironic saves the node
+    with that transition (one write instead of two); the periodic only
+    looks at nodes in DEPLOYWAIT, so it never sees one without the record.
+    """
     task.node.set_driver_internal_info(
-        WAIT_KEY, {'generation': generation, 'since': time.time()})
-    task.node.save()
+        WAIT_KEY, {'generation': generation,
+                   'since': time.time() if since is None else since})
+    if task.node.provision_state == states.DEPLOYWAIT:
+        task.node.save()  # no transition will save it
 
 
-def wait_converged(task, state, result, client=None, sleep=time.sleep,
-                   clock=time.monotonic):
+# First gap between get_state polls; each next one doubles up to the cap.
+FIRST_POLL = 0.05
+
+
+def poll(task, state, result, budget, client=None, cap=None, sleep=None,
+         clock=None, timeout=None):
+    """Poll get_state until the agent converged on state's generation, reports
+    an error, or budget seconds passed: (errors, blocking, unbound, observed).
+
+    result is apply_state's answer (its observed is the first look). Polls
+    start FIRST_POLL apart and double up to cap (state_poll_interval): a
+    fast agent is seen within tens of milliseconds, a slow one is not asked
+    more than twice a second. timeout: of each get_state call.
+    """
+    client = client or agent_client.AgentClient(task.node.uuid)
+    cap = cap or CONF.dpu_agent.state_poll_interval
+    sleep, clock = sleep or time.sleep, clock or time.monotonic
+    deadline = clock() + budget
+    gap = FIRST_POLL
+    observed = (result or {}).get('observed') or {}
+    while True:
+        errors, blocking, unbound = judge(state, state['generation'],
+                                          observed)
+        left = deadline - clock()
+        if errors or not (blocking or unbound) or left <= 0:
+            return errors, blocking, unbound, observed
+        sleep(min(gap, left))
+        gap = min(gap * 2, cap)
+        observed = (client.get_state(task.context, timeout=timeout)
+                    or {}).get('observed') or {}
+
+
+def wait_converged(task, state, result, client=None, sleep=None,
+                   clock=None):
     """Poll get_state until the agent converged on state's generation.
 
     Raises DPUStateError on the agent's errors, or when a volume is still
@@ -317,21 +358,13 @@ def wait_converged(task, state, result, client=None, sleep=time.sleep,
     VIF still unbound at the deadline is only logged: OVN binding may follow
     later and the host can boot without it.
     """
-    client = client or agent_client.AgentClient(task.node.uuid)
     timeout = CONF.dpu_agent.state_wait_timeout
-    deadline = clock() + timeout
-    observed = (result or {}).get('observed') or {}
-    while True:
-        errors, blocking, unbound = judge(state, state['generation'],
-                                          observed)
-        if errors:
-            raise exception.DPUStateError(node=task.node.uuid, method='',
-                                          error='; '.join(errors))
-        if not (blocking or unbound) or clock() >= deadline:
-            break
-        sleep(CONF.dpu_agent.state_poll_interval)
-        observed = (client.get_state(task.context) or {}).get(
-            'observed') or {}
+    errors, blocking, unbound, observed = poll(
+        task, state, result, timeout, client=client, sleep=sleep,
+        clock=clock)
+    if errors:
+        raise exception.DPUStateError(node=task.node.uuid, method='',
+                                      error='; '.join(errors))
     if blocking:
         raise exception.DPUStateError(
             node=task.node.uuid, method='',

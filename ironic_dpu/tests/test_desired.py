@@ -1,7 +1,9 @@
 from unittest import mock
 
 from ironic.common import exception as ir_exc
+from ironic.common import states
 from ironic.conf import CONF
+from ironic import objects
 
 from ironic_dpu import desired
 from ironic_dpu import exception
@@ -123,6 +125,24 @@ class PushTests(base.TestCase):
         # recorded even though the agent refused: the agent can pull it
         self.assertEqual(1, self.task.node.driver_internal_info[
             'dpu_desired_state']['generation'])
+
+    def test_push_saves_the_generation_before_the_agent_sees_it(self):
+        saved = []
+        objects.Node.save.side_effect = lambda node, *a: saved.append(
+            node.driver_internal_info['dpu_generation'])
+        self.client.apply_state.side_effect = lambda *a: self.assertEqual(
+            [1], saved)
+        desired.push(self.task, desired.build(self.task), client=self.client)
+        self.assertEqual([1], saved)
+
+    def test_start_wait_leaves_the_save_to_the_deploywait_transition(self):
+        desired.start_wait(self.task, 3, since=12.5)
+        self.assertEqual({'generation': 3, 'since': 12.5},
+                         self.task.node.driver_internal_info['dpu_wait'])
+        objects.Node.save.assert_not_called()  # process_event('wait') saves
+        self.task.node.provision_state = states.DEPLOYWAIT
+        desired.start_wait(self.task, 4)
+        objects.Node.save.assert_called_once_with(self.task.node)
 
     def test_note_item_change(self):
         desired.record(self.task, desired.build(self.task))

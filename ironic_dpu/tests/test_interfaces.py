@@ -62,13 +62,20 @@ class AgentTestCase(base.TestCase):
 
 
 class DeployTests(AgentTestCase):
+    # apply_state's answer: the view before the reconcile of generation 1.
+    BEHIND = {'observed': dict(ATTACHED['observed'], generation=0)}
 
     def setUp(self):
         super().setUp()
+        # One fake clock for time() and monotonic(); sleep() advances it.
         self.now = [1000.0]
-        p = mock.patch.object(deploy.time, 'time', lambda: self.now[0])
-        p.start()
-        self.addCleanup(p.stop)
+        self.slept = []
+        for name, fn in (('time', lambda: self.now[0]),
+                         ('monotonic', lambda: self.now[0]),
+                         ('sleep', self.sleep)):
+            p = mock.patch.object(deploy.time, name, fn)
+            p.start()
+            self.addCleanup(p.stop)
         p = mock.patch.object(manager_utils, 'notify_conductor_resume_deploy',
                               autospec=True)
         self.resume = p.start()
@@ -78,15 +85,82 @@ class DeployTests(AgentTestCase):
         self.failed = p.start()
         self.addCleanup(p.stop)
 
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now[0] += seconds
+
     def deploying(self, **kw):
         """A task whose deploy step ran: the node waits in DEPLOYWAIT."""
+        CONF.set_override('inline_wait', 0, group='dpu_agent')
+        self.client.apply_state.return_value = self.BEHIND
         task = self.make_task(**kw)
         task.upgrade_lock = mock.Mock()
         self.assertEqual(states.DEPLOYWAIT, deploy.DPUDeploy().deploy(task))
         task.node.provision_state = states.DEPLOYWAIT
         return task
 
+    def test_deploy_converged_goes_on_in_the_step(self):
+        # apply_state answers before the reconcile (generation 0 seen); the
+        # step polls quickly and returns None: boot_host runs next in the
+        # same worker, no DEPLOYWAIT, no periodic.
+        task = self.make_task()
+        self.client.apply_state.return_value = self.BEHIND
+        self.client.get_state.side_effect = [self.BEHIND, ATTACHED]
+        with self.assertLogs('ironic_dpu.deploy', 'INFO') as logs:
+            self.assertIsNone(deploy.DPUDeploy().deploy(task))
+        self.assertEqual([0.05, 0.1], self.slept)
+        self.client.get_state.assert_called_with(
+            task.context, timeout=CONF.dpu_agent.ping_timeout)
+        self.assertNotIn('dpu_wait', task.node.driver_internal_info)
+        self.assertIn('converged generation 1 in 0.150s (in the deploy step)',
+                      ''.join(logs.output))
+        self.failed.assert_not_called()
+        self.node_power_action.assert_not_called()  # boot_host's job
+
+    def test_deploy_pending_goes_to_deploywait(self):
+        CONF.set_override('inline_wait', 2, group='dpu_agent')
+        task = self.make_task()
+        pending = {'observed': {'generation': 1, 'volumes': [
+            {'volume_id': 'boot', 'state': 'pending'}], 'vifs': []}}
+        self.client.apply_state.return_value = pending
+        self.client.get_state.return_value = pending
+        self.assertEqual(states.DEPLOYWAIT, deploy.DPUDeploy().deploy(task))
+        # Bounded: 2 s of polls growing to state_poll_interval (0.5 s).
+        self.assertEqual([0.05, 0.1, 0.2, 0.4, 0.5, 0.5, 0.25], self.slept)
+        self.assertEqual(7, self.client.get_state.call_count)
+        # The wait counts from the push, not from the end of the inline poll.
+        self.assertEqual({'generation': 1, 'since': 1000.0},
+                         task.node.driver_internal_info['dpu_wait'])
+        self.failed.assert_not_called()
+
+    def test_deploy_agent_error_fails_in_the_step(self):
+        task = self.make_task()
+        self.client.apply_state.return_value = {'observed': {'generation': 0}}
+        self.client.get_state.return_value = {'observed': {
+            'generation': 1, 'volumes': [
+                {'volume_id': 'boot', 'state': 'error',
+                 'last_error': 'bdev_nvme_attach_controller: no route'}],
+            'vifs': []}}
+        self.assertIsNone(deploy.DPUDeploy().deploy(task))
+        msg = self.failed.call_args.args[1]
+        self.assertIn('did not converge on generation 1: volume boot: '
+                      'bdev_nvme_attach_controller: no route', msg)
+        self.assertEqual([0.05], self.slept)  # failed at the first answer
+        self.assertNotIn('dpu_wait', task.node.driver_internal_info)
+        self.node_power_action.assert_not_called()
+
+    def test_deploy_unreachable_while_polling_waits_in_deploywait(self):
+        task = self.make_task()
+        self.client.apply_state.return_value = {'observed': {'generation': 0}}
+        self.client.get_state.side_effect = unreachable()
+        self.assertEqual(states.DEPLOYWAIT, deploy.DPUDeploy().deploy(task))
+        self.assertEqual(1, self.client.get_state.call_count)
+        self.assertIn('dpu_wait', task.node.driver_internal_info)
+        self.failed.assert_not_called()
+
     def test_deploy_pushes_and_waits_without_sleeping(self):
+        CONF.set_override('inline_wait', 0, group='dpu_agent')
+        self.client.apply_state.return_value = self.BEHIND
         task = self.make_task()
         self.assertEqual(states.DEPLOYWAIT, deploy.DPUDeploy().deploy(task))
         state = self.client.apply_state.call_args.args[1]
@@ -95,8 +169,10 @@ class DeployTests(AgentTestCase):
         self.assertEqual(1, state['generation'])
         self.assertEqual({'generation': 1, 'since': 1000.0},
                          task.node.driver_internal_info['dpu_wait'])
-        # No polling, no boot yet: that is the periodic's and boot_host's.
+        # inline_wait 0: no polling, no boot yet: that is the periodic's
+        # and boot_host's.
         self.client.get_state.assert_not_called()
+        self.assertEqual([], self.slept)
         self.node_power_action.assert_not_called()
         self.node_set_boot_device.assert_not_called()
         self.client_cls.assert_called_with(base.NODE_UUID)
