@@ -123,19 +123,19 @@ class DPUDeploy(base.DeployInterface):
         filters={'provision_state': states.DEPLOYWAIT, 'reserved': False,
                  'maintenance': False},
         predicate_extra_fields=['driver_internal_info'],
-        predicate=lambda n: bool((n.driver_internal_info or {}).get(
-            desired.WAIT_KEY)),
+        predicate=lambda n: _due(n.uuid, n.driver_internal_info),
     )
     def _check_dpu_convergence(self, task, manager, context):
         self.check_convergence(task)
 
     def check_convergence(self, task):
         """Resume, fail, or keep waiting for a node in DEPLOYWAIT."""
-        errors, blocking, unbound, expired = self._poll(task)
+        node = task.node
+        errors, blocking, unbound, expired = _poll(
+            node.uuid, node.driver_internal_info, task.context)
         if not errors and (blocking or unbound) and not expired:
             return
         task.upgrade_lock(purpose='resuming a deploy on a DPU')
-        node = task.node
         wait = node.driver_internal_info.get(desired.WAIT_KEY)
         if node.provision_state != states.DEPLOYWAIT or not wait:
             return  # someone else moved it on while we waited for the lock
@@ -151,28 +151,6 @@ class DPUDeploy(base.DeployInterface):
         self._converged(task, wait['generation'], wait['since'],
                         'in DEPLOYWAIT')
         manager_utils.notify_conductor_resume_deploy(task)
-
-    def _poll(self, task):
-        """(errors, blocking, unbound, expired) from one get_state."""
-        node = task.node
-        wait = node.driver_internal_info[desired.WAIT_KEY]
-        state = node.driver_internal_info.get(desired.STATE_KEY) or {}
-        expired = (time.time() - wait['since']
-                   >= CONF.dpu_agent.state_wait_timeout)
-        client = agent_client.AgentClient(node.uuid)
-        try:
-            # Short: get_state calls no backend, and a dead DPU must not
-            # hold a periodic worker for the full RPC timeout.
-            answer = client.get_state(task.context,
-                                      timeout=CONF.dpu_agent.ping_timeout)
-        except exception.DPUAgentUnreachable as e:
-            # The agent may be restarting: keep waiting until the deadline.
-            return [], [str(e)], [], expired
-        except exception.DPUAgentError as e:
-            return [str(e)], [], [], expired
-        errors, blocking, unbound = desired.judge(
-            state, wait['generation'], (answer or {}).get('observed'))
-        return errors, blocking, unbound, expired
 
     def tear_down(self, task):
         """Detach volumes and unplug VIFs, then power the host off.
@@ -206,3 +184,38 @@ class DPUDeploy(base.DeployInterface):
             desired.push(task, state)
         except exception.DPUAgentUnreachable as e:
             LOG.warning('Take-over of node %s: %s', task.node.uuid, e)
+
+
+def _poll(node_uuid, info, context):
+    """(errors, blocking, unbound, expired) of the wait recorded in info
+    (driver_internal_info), from one get_state."""
+    wait = info[desired.WAIT_KEY]
+    state = info.get(desired.STATE_KEY) or {}
+    expired = (time.time() - wait['since']
+               >= CONF.dpu_agent.state_wait_timeout)
+    client = agent_client.AgentClient(node_uuid)
+    try:
+        # Short: get_state calls no backend, and a dead DPU must not hold
+        # the periodic for the full RPC timeout.
+        answer = client.get_state(context, timeout=CONF.dpu_agent.ping_timeout)
+    except exception.DPUAgentUnreachable as e:
+        # The agent may be restarting: keep waiting until the deadline.
+        return [], [str(e)], [], expired
+    except exception.DPUAgentError as e:
+        return [str(e)], [], [], expired
+    errors, blocking, unbound = desired.judge(
+        state, wait['generation'], (answer or {}).get('observed'))
+    return errors, blocking, unbound, expired
+
+
+def _due(node_uuid, info):
+    """The periodic's lock-free pre-check: does this node need its lock?
+
+    Only a node waiting on its agent (the wait record is ours alone) whose
+    agent converged or failed, or whose wait expired: a still-pending node
+    costs one get_state, no lock, no node load and no DB write.
+    """
+    if not (info or {}).get(desired.WAIT_KEY):
+        return False
+    errors, blocking, unbound, expired = _poll(node_uuid, info, None)
+    return bool(errors or expired or not (blocking or unbound))

@@ -274,6 +274,31 @@ class DeployTests(AgentTestCase):
         self.resume.assert_not_called()
         self.failed.assert_not_called()
 
+    def test_periodic_locks_only_nodes_with_news(self):
+        # The predicate runs before any lock or node load: a pending agent
+        # costs one get_state; converged, failed or expired nodes are taken.
+        CONF.set_override('state_wait_timeout', 30, group='dpu_agent')
+        task = self.deploying()
+        info = task.node.driver_internal_info
+        pending = {'observed': {'generation': 1, 'volumes': [
+            {'volume_id': 'boot', 'state': 'pending'}], 'vifs': []}}
+        self.client.get_state.return_value = pending
+        self.assertFalse(deploy._due(task.node.uuid, info))
+        self.client.get_state.assert_called_once_with(
+            None, timeout=CONF.dpu_agent.ping_timeout)
+        self.client.get_state.return_value = ATTACHED
+        self.assertTrue(deploy._due(task.node.uuid, info))
+        self.client.get_state.return_value = {'observed': {
+            'generation': 1, 'volumes': [{'volume_id': 'boot',
+                                          'state': 'error'}]}}
+        self.assertTrue(deploy._due(task.node.uuid, info))
+        self.client.get_state.return_value = pending
+        self.now[0] += 30
+        self.assertTrue(deploy._due(task.node.uuid, info))
+        self.client.get_state.reset_mock()
+        self.assertFalse(deploy._due(task.node.uuid, {}))
+        self.client.get_state.assert_not_called()
+
     def test_boot_host_boots_from_disk(self):
         task = self.make_task()
         order = mock.Mock()
