@@ -70,7 +70,10 @@ class DPUDeploy(base.DeployInterface):
         client = agent_client.AgentClient(node.uuid)
         task.driver.network.configure_tenant_networks(task)
         since = time.time()
-        result = desired.push(task, state, client=client)
+        # Not saved here: every way out of this step saves the node (the
+        # next step, the DEPLOYWAIT transition, a failure): one DB write
+        # per deploy less.
+        result = desired.push(task, state, client=client, save=False)
         state = node.driver_internal_info[desired.STATE_KEY]
         generation = state['generation']
         try:

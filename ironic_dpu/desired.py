@@ -180,23 +180,28 @@ def _next_generation(node, floor=0):
     return gen
 
 
-def record(task, state):
+def record(task, state, save=True):
     """Store state as the node's desired state (without pushing it)."""
     state = dict(state)
     state['generation'] = _next_generation(task.node)
     task.node.set_driver_internal_info(STATE_KEY, state)
-    task.node.save()
+    if save:
+        task.node.save()
     return state
 
 
-def push(task, state, client=None):
+def push(task, state, client=None, save=True):
     """Record state, then apply_state on the agent; return its answer.
 
     An agent that holds a newer generation (edited by plug_vif or the
-    agent CLI) refuses ours with Conflict: bump past its generation once.
+    agent CLI), or this one with other content, refuses ours with Conflict:
+    bump past its generation once. save=False leaves the record to the
+    caller's next node save (a deploy step: Ironic saves the node after it
+    whatever the outcome); the agent's Conflict keeps a generation that a
+    crash before that save would reuse from being applied twice.
     """
     client = client or agent_client.AgentClient(task.node.uuid)
-    state = record(task, state)
+    state = record(task, state, save=save)
     try:
         return client.apply_state(task.context, state)
     except exception.DPUAgentError as e:
@@ -206,7 +211,8 @@ def push(task, state, client=None):
         floor = (current.get('desired') or {}).get('generation') or 0
         state['generation'] = _next_generation(task.node, floor)
         task.node.set_driver_internal_info(STATE_KEY, state)
-        task.node.save()
+        if save:
+            task.node.save()
         LOG.info('Node %s: agent held generation %s; pushing again as %s',
                  task.node.uuid, floor, state['generation'])
         return client.apply_state(task.context, state)

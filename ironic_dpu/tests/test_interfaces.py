@@ -8,6 +8,7 @@ from ironic.conf import CONF
 from ironic.drivers.modules import fake
 from ironic.drivers.modules.network import noop as noop_net
 from ironic.drivers.modules.storage import noop as noop_storage
+from ironic import objects
 
 from ironic_dpu import agent_client
 from ironic_dpu import boot
@@ -116,6 +117,10 @@ class DeployTests(AgentTestCase):
                       ''.join(logs.output))
         self.failed.assert_not_called()
         self.node_power_action.assert_not_called()  # boot_host's job
+        # Recorded, not saved: Ironic saves the node before the next step.
+        self.assertEqual(1, task.node.driver_internal_info[
+            'dpu_desired_state']['generation'])
+        objects.Node.save.assert_not_called()
 
     def test_deploy_pending_goes_to_deploywait(self):
         CONF.set_override('inline_wait', 2, group='dpu_agent')
@@ -132,6 +137,7 @@ class DeployTests(AgentTestCase):
         self.assertEqual({'generation': 1, 'since': 1000.0},
                          task.node.driver_internal_info['dpu_wait'])
         self.failed.assert_not_called()
+        objects.Node.save.assert_not_called()  # process_event('wait') saves
 
     def test_deploy_agent_error_fails_in_the_step(self):
         task = self.make_task()
