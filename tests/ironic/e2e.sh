@@ -34,8 +34,8 @@ cleanup() {
 
 # ---------------------------------------------------------------- fixtures
 uuidgen_() { cat /proc/sys/kernel/random/uuid; }
-NODE1=$(uuidgen_); NODE2=$(uuidgen_)
-VIF1=$(uuidgen_); VIF2=$(uuidgen_)
+NODE1=$(uuidgen_); NODE2=$(uuidgen_); NODE3=$(uuidgen_)
+VIF1=$(uuidgen_); VIF2=$(uuidgen_); VIF3=$(uuidgen_)
 BOOT_VOL=$(uuidgen_); DATA_VOL=$(uuidgen_); DATA2_VOL=$(uuidgen_); BAD_VOL=$(uuidgen_)
 NQN_BASE=nqn.2010-10.org.openstack
 
@@ -81,6 +81,9 @@ ovn_bound() {     # PORT_ID: ovn-installed on the OVS Interface and LSP up in NB
     && [ "$(nbctl lsp-get-up "$1")" = up ]
 }
 ovs_gone() { [ -z "$(ovs_iface_uuid "$1")" ]; }
+# conductor log: did a deploy step of NODE return DEPLOYWAIT?
+not_async() { ! grep -q "on node $1 being executed asynchronously" "$IRONIC_DIR"/log/ironic-conductor.log; }
+in_state() { [ "$(node_field "$1" provision_state)" = "$2" ]; }
 
 enroll_node() {   # UUID NAME MAC1 MAC2
   bm node create --driver dpu --uuid "$1" --name "$2" \
@@ -127,9 +130,11 @@ case_deploy() {
   expect "data volume attached" vol_attached "$NODE1" "$DATA_VOL" &&
   expect "VIF1 plugged+bound (agent)" th_wait 15 "VIF1 bound" vif_plugged "$NODE1" "$VIF1" &&
   expect "VIF1 bound in OVN" ovn_bound "$VIF1" &&
-  expect "the deploy step waited asynchronously (DEPLOYWAIT), not under the lock" \
-    grep -q "on node $NODE1 being executed asynchronously" "$IRONIC_DIR"/log/ironic-conductor.log &&
-  expect "resumed once the agent converged" grep -q "Node $NODE1: DPU agent converged generation" "$IRONIC_DIR"/log/ironic-conductor.log &&
+  # The agent converges in milliseconds: the deploy step sees it within
+  # [dpu_agent] inline_wait and goes on in the same worker (case 6d: DEPLOYWAIT).
+  expect "converged within the deploy step" \
+    grep -q "Node $NODE1: DPU agent converged generation [0-9]* in [0-9.]*s (in the deploy step)" "$IRONIC_DIR"/log/ironic-conductor.log &&
+  expect "fast path: no DEPLOYWAIT" not_async "$NODE1" &&
   expect "wait state cleared" [ "$(api GET "/nodes/$NODE1" | jq -r '.driver_internal_info.dpu_wait')" = null ] &&
   expect "desired state recorded in driver_internal_info" \
     [ "$(api GET "/nodes/$NODE1" | jq -r '.driver_internal_info.dpu_desired_state.volumes | length')" = 2 ]
@@ -256,19 +261,47 @@ case_agent_error() {
 case_agent_converge_error() {
   # NODE2's boot volume names a target the storage network does not have:
   # the agent admits the state (it is valid), then its reconcile fails. The
-  # deploy, waiting in DEPLOYWAIT, fails with the agent's reason.
+  # deploy fails with the agent's reason (seen by the step's inline poll, or
+  # by the periodic had it come later).
   agent_start "$NODE2" || return 1
   local t0=$SECONDS
   bm node deploy n2 || return 1
   wait_state "$NODE2" "deploy failed" 60 || return 1
   local err; err=$(node_field "$NODE2" last_error)
   th_log "  last_error after $((SECONDS - t0))s: $err"
-  expect "waited asynchronously (DEPLOYWAIT)" grep -q "on node $NODE2 being executed asynchronously" "$IRONIC_DIR"/log/ironic-conductor.log &&
   expect "last_error names the agent and the generation" grep -q "DPU agent of node $NODE2 did not converge on generation" <<<"$err" &&
   expect "last_error carries the agent's reason for the boot volume" grep -q "volume .*: " <<<"$err" &&
   expect "failed on the error, before state_wait_timeout" [ $((SECONDS - t0)) -lt 20 ] &&
   expect "host not powered on" [ "$(node_field "$NODE2" power_state)" != "power on" ] &&
   expect "wait state cleared" [ "$(api GET "/nodes/$NODE2" | jq -r '.driver_internal_info.dpu_wait')" = null ]
+}
+
+case_agent_pending() {
+  # The agent is still pending after inline_wait: NODE3's VIF has no
+  # logical switch port yet (Neutron/OVN late), so OVN does not bind it.
+  # The step returns DEPLOYWAIT (nothing holds the lock); the periodic
+  # resumes the deploy once OVN binds the port.
+  enroll_node "$NODE3" n3 52:54:00:00:03:01 52:54:00:00:03:02 || return 1
+  add_boot_target "$NODE3" "$DATA2_VOL" || return 1
+  make_available "$NODE3" || return 1
+  bm node vif attach n3 "$VIF3" || return 1
+  agent_start "$NODE3" || return 1
+  bm node deploy n3 || return 1
+  expect "waits in DEPLOYWAIT" th_wait 30 "n3 in wait call-back" in_state "$NODE3" "wait call-back" &&
+  expect "the deploy step returned DEPLOYWAIT" grep -q "on node $NODE3 being executed asynchronously" "$IRONIC_DIR"/log/ironic-conductor.log &&
+  expect "wait recorded" [ "$(api GET "/nodes/$NODE3" | jq -r '.driver_internal_info.dpu_wait.generation')" != null ] &&
+  expect "lock released while waiting" [ "$(node_field "$NODE3" reservation)" = null ] &&
+  expect "boot volume already attached" vol_attached "$NODE3" "$DATA2_VOL" 1 &&
+  expect "host not powered on yet" [ "$(node_field "$NODE3" power_state)" != "power on" ] || return 1
+  sleep 2   # several periodic checks (state_check_interval 0.5): still pending
+  expect "still waiting while unbound" in_state "$NODE3" "wait call-back" || return 1
+  ovn_lsp_add "$VIF3" 52:54:00:00:03:01
+  wait_state "$NODE3" active 30 || return 1
+  expect "resumed by the periodic" \
+    grep -q "Node $NODE3: DPU agent converged generation [0-9]* in [0-9.]*s (in DEPLOYWAIT)" "$IRONIC_DIR"/log/ironic-conductor.log &&
+  expect "VIF3 bound" vif_plugged "$NODE3" "$VIF3" &&
+  expect "power on" [ "$(node_field "$NODE3" power_state)" = "power on" ] &&
+  expect "wait state cleared" [ "$(api GET "/nodes/$NODE3" | jq -r '.driver_internal_info.dpu_wait')" = null ]
 }
 
 main() {
@@ -288,7 +321,8 @@ main() {
   run_case "5 undeploy: volumes detached, VIFs unplugged, available" case_undeploy
   run_case "6a agent not running: deploy fails fast with a clear last_error" case_agent_missing
   run_case "6b agent refuses bad connection data: deploy failed with its text" case_agent_error
-  run_case "6c agent cannot attach the boot volume: async deploy fails with its reason" case_agent_converge_error
+  run_case "6c agent cannot attach the boot volume: deploy fails with its reason" case_agent_converge_error
+  run_case "6d agent still pending (VIF not bound yet): DEPLOYWAIT, resumed by the periodic" case_agent_pending
   [ ${#FAILURES[@]} -eq 0 ] || th_log "failed: ${FAILURES[*]}"
   cleanup; trap - EXIT
   echo "$PASSED passed, $FAILED failed"

@@ -278,7 +278,11 @@ timeout = 30
 call_monitor_timeout = 10
 state_wait_timeout = ${DPU_STATE_WAIT:-20}
 state_poll_interval = 0.2
-# deploy waits in DEPLOYWAIT; the conductor checks the agent this often
+# the deploy step polls the agent this long before it returns DEPLOYWAIT
+# (above the default 2 s: a loaded CI machine must not turn the fast path of
+# e2e case 1 into a wait)
+inline_wait = ${DPU_INLINE_WAIT:-5}
+# a deploy in DEPLOYWAIT: the conductor checks the agent this often
 state_check_interval = 0.5
 
 [dpu]

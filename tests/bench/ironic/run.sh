@@ -55,8 +55,8 @@ PYEOF
 }
 
 # The conductor's view of the same: from pushing the state to seeing the
-# agent converged (DEPLOYWAIT + periodic get_state for deploy, a polling
-# wait for undeploy), including the broker; ironic_dpu logs it once each.
+# agent converged (the deploy step's inline get_state polls, or DEPLOYWAIT +
+# the periodic check; a polling wait for undeploy), including the broker; ironic_dpu logs it once each.
 conductor_share() {   # NODE -> seconds of the latest such line
   grep -h "Node $1: DPU agent converged generation" "$IRONIC_DIR"/log/ironic-conductor.log | tail -1 \
     | sed -E 's/.* in ([0-9.]+)s.*/\1/'
