@@ -425,7 +425,8 @@ timeout = 30
 call_monitor_timeout = 10
 state_wait_timeout = 20
 state_poll_interval = 0.2
-# deploy waits in DEPLOYWAIT; the conductor checks the agent this often
+# a deploy still pending after [dpu_agent] inline_wait (default 2 s) waits in
+# DEPLOYWAIT; the conductor checks the agent this often
 state_check_interval = 0.5
 
 [dpu]
