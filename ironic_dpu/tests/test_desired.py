@@ -115,6 +115,20 @@ class PushTests(base.TestCase):
         self.assertEqual(42, self.client.apply_state.call_args.args[1]['generation'])
         self.assertEqual(42, self.task.node.driver_internal_info['dpu_generation'])
 
+    def test_conflict_without_save_keeps_the_record_for_the_caller(self):
+        # The deploy step's push(save=False): the bump past the agent's
+        # generation is recorded on the node object, the save is Ironic's.
+        conflict = exception.DPUAgentError(node='n', method='apply_state',
+                                           error='used with other content')
+        conflict.remote_class = 'Conflict'
+        self.client.apply_state.side_effect = [conflict, {'observed': {}}]
+        self.client.get_state.return_value = {'desired': {'generation': 1}}
+        desired.push(self.task, desired.build(self.task), client=self.client,
+                     save=False)
+        self.assertEqual(2, self.task.node.driver_internal_info[
+            'dpu_desired_state']['generation'])
+        objects.Node.save.assert_not_called()
+
     def test_other_errors_propagate(self):
         err = exception.DPUAgentError(node='n', method='apply_state', error='x')
         err.remote_class = 'StorageError'
