@@ -3,8 +3,8 @@ package drivers
 import (
 	"fmt"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 // Card is the host-visible shape of the DPU: [dpu] pfs and max_vfs_per_pf.
@@ -21,7 +21,7 @@ type Card struct {
 var DefaultCard = Card{PFs: 2, VFsPerPF: 127}
 
 // Check refuses f when it names a PF or VF outside the card.
-func (c Card) Check(f state.Function) error {
+func (c Card) Check(f nodestate.Function) error {
 	if f.PF >= c.PFs {
 		return fmt.Errorf("%w: function %s: the card has %d host PFs (pf 0..%d, [dpu] pfs)",
 			errdefs.ErrInvalidArgument, FunctionName(f), c.PFs, c.PFs-1)

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 // HostNamespace is an SPDK bdev the host sees as an NVMe namespace.
@@ -22,7 +22,7 @@ type HostNamespace struct {
 // HostController is the emulated NVMe controller of one host function, as
 // the emulation layer holds it.
 type HostController struct {
-	Function state.Function `json:"function"`
+	Function nodestate.Function `json:"function"`
 	// ID names the controller for the driver: the subsystem NQN (SPDK nvmf)
 	// or the SNAP ctrl_id.
 	ID string `json:"id"`
@@ -45,13 +45,13 @@ type StorageDriver interface {
 	// ValidateFunction checks that volumes can be exposed on f, without
 	// side effects. Errors wrap errdefs.ErrInvalidArgument or
 	// errdefs.ErrNotSupported.
-	ValidateFunction(f state.Function) error
+	ValidateFunction(f nodestate.Function) error
 	// Controllers lists the host controllers this agent created (recognised
 	// by name), read-only.
 	Controllers(ctx context.Context) ([]HostController, error)
 	// EnsureController creates f's controller, not yet visible to the host,
 	// when cur (what Controllers returned for f) is nil, and returns it.
-	EnsureController(ctx context.Context, f state.Function, cur *HostController) (HostController, error)
+	EnsureController(ctx context.Context, f nodestate.Function, cur *HostController) (HostController, error)
 	// AddNamespace exposes ns on c (hot-plug when c is active).
 	AddNamespace(ctx context.Context, c HostController, ns HostNamespace) error
 	// RemoveNamespace hot-unplugs nsid from c; a missing nsid is success.
@@ -66,7 +66,7 @@ type StorageDriver interface {
 const HostNQNPrefix = "nqn.2024-01.io.openstack.ironic-dpu:node-"
 
 // FunctionName is the short name of a host function: pf0, pf0vf3, pf0sf88.
-func FunctionName(f state.Function) string {
+func FunctionName(f nodestate.Function) string {
 	switch {
 	case f.VF != nil:
 		return fmt.Sprintf("pf%dvf%d", f.PF, *f.VF)
@@ -77,21 +77,21 @@ func FunctionName(f state.Function) string {
 }
 
 // ParseFunctionName reverses FunctionName for PFs and VFs.
-func ParseFunctionName(s string) (state.Function, bool) {
+func ParseFunctionName(s string) (nodestate.Function, bool) {
 	rest, ok := strings.CutPrefix(s, "pf")
 	if !ok {
-		return state.Function{}, false
+		return nodestate.Function{}, false
 	}
 	pfs, vfs, hasVF := strings.Cut(rest, "vf")
 	pf, err := strconv.Atoi(pfs)
 	if err != nil || pf < 0 || strconv.Itoa(pf) != pfs {
-		return state.Function{}, false
+		return nodestate.Function{}, false
 	}
-	f := state.Function{PF: pf}
+	f := nodestate.Function{PF: pf}
 	if hasVF {
 		vf, err := strconv.Atoi(vfs)
 		if err != nil || vf < 0 || strconv.Itoa(vf) != vfs {
-			return state.Function{}, false
+			return nodestate.Function{}, false
 		}
 		f.VF = &vf
 	}
@@ -100,15 +100,15 @@ func ParseFunctionName(s string) (state.Function, bool) {
 
 // HostSubsystemNQN is the NQN of the emulated controller of function f of
 // node nodeUUID: nqn.2024-01.io.openstack.ironic-dpu:node-<uuid>:pf0.
-func HostSubsystemNQN(nodeUUID string, f state.Function) string {
+func HostSubsystemNQN(nodeUUID string, f nodestate.Function) string {
 	return HostNQNPrefix + strings.ToLower(nodeUUID) + ":" + FunctionName(f)
 }
 
 // ParseHostSubsystemNQN returns the function of one of this node's NQNs.
-func ParseHostSubsystemNQN(nodeUUID, nqn string) (state.Function, bool) {
+func ParseHostSubsystemNQN(nodeUUID, nqn string) (nodestate.Function, bool) {
 	rest, ok := strings.CutPrefix(nqn, HostNQNPrefix+strings.ToLower(nodeUUID)+":")
 	if !ok {
-		return state.Function{}, false
+		return nodestate.Function{}, false
 	}
 	return ParseFunctionName(rest)
 }

@@ -18,13 +18,13 @@ import (
 
 	"github.com/ovn-kubernetes/libovsdb/ovsdb"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/backoff"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/ovs"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/representor"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 // Options configures a Reconciler.
@@ -70,7 +70,7 @@ type vifRetry struct {
 
 type vifStatus struct {
 	portID    string
-	fn        *state.Function
+	fn        *nodestate.Function
 	rep       string
 	lastErr   string
 	installed bool
@@ -83,7 +83,7 @@ func New(ctx context.Context, o Options) (*Reconciler, error) {
 	if o.Driver == nil {
 		return nil, fmt.Errorf("%w: network: no DPU network driver", errdefs.ErrInvalidArgument)
 	}
-	if !state.ValidUUID(o.NodeUUID) {
+	if !nodestate.ValidUUID(o.NodeUUID) {
 		return nil, fmt.Errorf("%w: network: node uuid %q is not a UUID", errdefs.ErrInvalidArgument, o.NodeUUID)
 	}
 	if o.Config.IntegrationBridge == "" || o.Config.OVSDBConnection == "" {
@@ -144,12 +144,12 @@ func (r *Reconciler) Health(ctx context.Context) error {
 
 // Validate implements agent.Reconciler: every VIF is well-formed and names a
 // function the DPU driver accepts (e.g. a PF the card has). No side effects.
-func (r *Reconciler) Validate(_ context.Context, d *state.Desired) error {
+func (r *Reconciler) Validate(_ context.Context, d *nodestate.Desired) error {
 	if d == nil {
 		return nil
 	}
 	for _, v := range d.VIFs {
-		if err := state.ValidateVIF(v); err != nil {
+		if err := nodestate.ValidateVIF(v); err != nil {
 			return err
 		}
 		if v.Function != nil {
@@ -162,22 +162,22 @@ func (r *Reconciler) Validate(_ context.Context, d *state.Desired) error {
 }
 
 // functionKey is how a host function is recorded in external_ids.
-func functionKey(f state.Function) string { return representor.Name(f) }
+func functionKey(f nodestate.Function) string { return representor.Name(f) }
 
-func parseFunctionKey(s string) (state.Function, bool) {
+func parseFunctionKey(s string) (nodestate.Function, bool) {
 	p, ok := representor.ParsePortName(s)
 	if !ok || p.Controller != -1 {
-		return state.Function{}, false
+		return nodestate.Function{}, false
 	}
-	f := state.Function{PF: p.PF}
+	f := nodestate.Function{PF: p.PF}
 	switch p.Kind {
 	case representor.VF:
-		f.VF = state.IntPtr(p.Num)
+		f.VF = nodestate.IntPtr(p.Num)
 	case representor.SF:
-		f.SF = state.IntPtr(p.Num)
+		f.SF = nodestate.IntPtr(p.Num)
 	case representor.HostPF:
 	default:
-		return state.Function{}, false
+		return nodestate.Function{}, false
 	}
 	return f, true
 }
@@ -226,7 +226,7 @@ func (r *Reconciler) transactAll(ctx context.Context, jobs []plugJob) {
 // for the plugged ones to be bound. Unchanged VIFs cost no write at all; a
 // VIF that failed is retried after its own backoff (sooner when its spec
 // changes), not on every reconcile.
-func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
+func (r *Reconciler) Reconcile(ctx context.Context, d *nodestate.Desired) error {
 	p, err := r.plan(ctx, d)
 	if err != nil {
 		return err
@@ -241,7 +241,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
 // plan is one reconcile's view: the desired VIFs, the OVSDB snapshot, and
 // what each VIF resolved to so far.
 type plan struct {
-	vifs     []state.VIF
+	vifs     []nodestate.VIF
 	snap     *ovs.Snapshot
 	statuses []vifStatus
 	causes   []error         // per VIF: why it failed (nil = it did not)
@@ -262,9 +262,9 @@ func (p *plan) fail(i int, err error) {
 
 // plan validates d, reads OVSDB and resolves representors, without side
 // effects. An SF that does not exist yet resolves in plugs (Prepare).
-func (r *Reconciler) plan(ctx context.Context, d *state.Desired) (*plan, error) {
+func (r *Reconciler) plan(ctx context.Context, d *nodestate.Desired) (*plan, error) {
 	if d == nil {
-		d = &state.Desired{}
+		d = &nodestate.Desired{}
 	}
 	if err := r.Validate(ctx, d); err != nil {
 		return nil, err
@@ -491,13 +491,13 @@ func (r *Reconciler) NextRetry() time.Time {
 }
 
 // retrySpec is what a retry is keyed on: a changed VIF is tried at once.
-func retrySpec(v state.VIF) string {
+func retrySpec(v nodestate.VIF) string {
 	return fmt.Sprintf("%s/%s/%d", functionKey(*v.Function), strings.ToLower(v.MAC), v.MTU)
 }
 
 // retryWait is how long v must still wait after its last failure (0 = try
 // now), with that failure's message.
-func (r *Reconciler) retryWait(v state.VIF, now time.Time) (time.Duration, error) {
+func (r *Reconciler) retryWait(v nodestate.VIF, now time.Time) (time.Duration, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rt, ok := r.retries[strings.ToLower(v.PortID)]
@@ -531,14 +531,14 @@ func (r *Reconciler) store(s []vifStatus, lat []time.Duration) {
 
 // Observe implements agent.Reconciler: per VIF of the last Reconcile, live
 // values (ofport, bound) from the OVSDB cache when connected.
-func (r *Reconciler) Observe(ctx context.Context, obs *state.Observed) {
+func (r *Reconciler) Observe(ctx context.Context, obs *nodestate.Observed) {
 	r.mu.Lock()
 	vifs := slices.Clone(r.vifs)
 	r.mu.Unlock()
 	snap, snapErr := r.ovs.Snapshot(ctx)
 	obs.VIFs = obs.VIFs[:0]
 	for _, v := range vifs {
-		st := state.VIFStatus{PortID: v.portID, Representor: v.rep, Function: v.fn, LastError: v.lastErr, Bound: v.installed}
+		st := nodestate.VIFStatus{PortID: v.portID, Representor: v.rep, Function: v.fn, LastError: v.lastErr, Bound: v.installed}
 		if snapErr == nil && v.rep != "" {
 			if f := snap.Iface(v.rep); f != nil && strings.EqualFold(f.ExternalIDs[ovs.KeyIfaceID], v.portID) {
 				st.OFPort, st.Bound = f.OFPort, f.Installed()
@@ -554,11 +554,11 @@ func (r *Reconciler) Observe(ctx context.Context, obs *state.Observed) {
 		}
 		switch {
 		case v.lastErr != "":
-			st.State = state.StateError
+			st.State = nodestate.StateError
 		case st.Bound:
-			st.State = state.StatePlugged
+			st.State = nodestate.StatePlugged
 		default:
-			st.State = state.StatePending
+			st.State = nodestate.StatePending
 		}
 		obs.VIFs = append(obs.VIFs, st)
 	}

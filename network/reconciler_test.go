@@ -10,10 +10,10 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent"
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 var _ agent.Reconciler = (*Reconciler)(nil)
@@ -36,14 +36,14 @@ func TestNewReturnsPromptlyWhenOVSDBIsDown(t *testing.T) {
 	if err := r.Health(ctx); !errors.Is(err, errdefs.ErrUnavailable) {
 		t.Errorf("Health = %v, want ErrUnavailable", err)
 	}
-	d := &state.Desired{VIFs: []state.VIF{{PortID: "11111111-2222-3333-4444-555555555555", MAC: "fa:16:3e:00:00:01",
-		Function: &state.Function{PF: 0, SF: state.IntPtr(1)}}}}
+	d := &nodestate.Desired{VIFs: []nodestate.VIF{{PortID: "11111111-2222-3333-4444-555555555555", MAC: "fa:16:3e:00:00:01",
+		Function: &nodestate.Function{PF: 0, SF: nodestate.IntPtr(1)}}}}
 	if err := r.Reconcile(ctx, d); !errors.Is(err, errdefs.ErrUnavailable) {
 		t.Errorf("Reconcile = %v, want ErrUnavailable", err)
 	}
-	var obs state.Observed
+	var obs nodestate.Observed
 	r.Observe(ctx, &obs)
-	if len(obs.VIFs) != 1 || obs.VIFs[0].State != state.StateError || obs.VIFs[0].LastError == "" {
+	if len(obs.VIFs) != 1 || obs.VIFs[0].State != nodestate.StateError || obs.VIFs[0].LastError == "" {
 		t.Errorf("Observe = %+v", obs.VIFs)
 	}
 	done := make(chan struct{})
@@ -72,18 +72,18 @@ func TestNewRejectsBadOptions(t *testing.T) {
 
 func TestValidateUsesDriver(t *testing.T) {
 	r := &Reconciler{drv: sim.NewNetwork(2)}
-	vif := func(f state.Function) *state.Desired {
-		return &state.Desired{VIFs: []state.VIF{{PortID: "11111111-2222-3333-4444-555555555555", MAC: "fa:16:3e:00:00:01", Function: &f}}}
+	vif := func(f nodestate.Function) *nodestate.Desired {
+		return &nodestate.Desired{VIFs: []nodestate.VIF{{PortID: "11111111-2222-3333-4444-555555555555", MAC: "fa:16:3e:00:00:01", Function: &f}}}
 	}
-	if err := r.Validate(context.Background(), vif(state.Function{PF: 1, VF: state.IntPtr(3)})); err != nil {
+	if err := r.Validate(context.Background(), vif(nodestate.Function{PF: 1, VF: nodestate.IntPtr(3)})); err != nil {
 		t.Errorf("pf1vf3: %v", err)
 	}
-	if err := r.Validate(context.Background(), vif(state.Function{PF: 2, VF: state.IntPtr(3)})); !errors.Is(err, errdefs.ErrInvalidArgument) {
+	if err := r.Validate(context.Background(), vif(nodestate.Function{PF: 2, VF: nodestate.IntPtr(3)})); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("unknown pf: %v", err)
 	}
 	// A VIF without a function is fine to validate (the agent assigns an SF)
 	// but Reconcile refuses it.
-	d := &state.Desired{VIFs: []state.VIF{{PortID: "11111111-2222-3333-4444-555555555555", MAC: "fa:16:3e:00:00:01"}}}
+	d := &nodestate.Desired{VIFs: []nodestate.VIF{{PortID: "11111111-2222-3333-4444-555555555555", MAC: "fa:16:3e:00:00:01"}}}
 	if err := r.Validate(context.Background(), d); err != nil {
 		t.Errorf("nil function: %v", err)
 	}
@@ -93,7 +93,7 @@ func TestValidateUsesDriver(t *testing.T) {
 }
 
 func TestFunctionKeyRoundTrip(t *testing.T) {
-	for _, f := range []state.Function{{PF: 0}, {PF: 1, VF: state.IntPtr(3)}, {PF: 0, SF: state.IntPtr(88)}} {
+	for _, f := range []nodestate.Function{{PF: 0}, {PF: 1, VF: nodestate.IntPtr(3)}, {PF: 0, SF: nodestate.IntPtr(88)}} {
 		got, ok := parseFunctionKey(functionKey(f))
 		if !ok || !got.Equal(f) {
 			t.Errorf("%s -> %+v %v", functionKey(f), got, ok)

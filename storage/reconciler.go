@@ -19,11 +19,11 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/atomicfile"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/backend"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/nvmeof"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
@@ -56,9 +56,9 @@ type Reconciler struct {
 	runMu sync.Mutex
 
 	mu     sync.Mutex // guards status, cdStatus and lastNSID
-	status []state.VolumeStatus
+	status []nodestate.VolumeStatus
 	// cdStatus is the config drive's last observed state (nil: none wanted).
-	cdStatus *state.ConfigDriveStatus
+	cdStatus *nodestate.ConfigDriveStatus
 	// lastNSID remembers where each volume was exposed, so that a restarted
 	// (empty) SPDK gets every namespace back at the nsid the host knew.
 	lastNSID map[string]int
@@ -70,7 +70,7 @@ func New(o Options) (*Reconciler, error) {
 	if o.Client == nil || o.Driver == nil {
 		return nil, fmt.Errorf("%w: storage: Client and Driver are required", errdefs.ErrInvalidArgument)
 	}
-	if !state.ValidUUID(o.NodeUUID) {
+	if !nodestate.ValidUUID(o.NodeUUID) {
 		return nil, fmt.Errorf("%w: storage: node uuid %q", errdefs.ErrInvalidArgument, o.NodeUUID)
 	}
 	if o.Logger == nil {
@@ -132,16 +132,16 @@ func (r *Reconciler) saveNSIDs(m map[string]int) {
 // Name implements agent.Reconciler.
 func (r *Reconciler) Name() string { return "storage" }
 
-var pf0 = state.Function{PF: 0}
+var pf0 = nodestate.Function{PF: 0}
 
-func fnKey(f state.Function) string { return drivers.FunctionName(f) }
+func fnKey(f nodestate.Function) string { return drivers.FunctionName(f) }
 
 // item is one thing to expose: a volume or the config drive.
 type item struct {
 	volumeID string // "" for the config drive
 	target   nvmeof.Target
 	ctrl     string // bdev_nvme controller ("" for the config drive)
-	fn       state.Function
+	fn       nodestate.Function
 	boot     bool
 	file     string // config drive image
 	sha      string // config drive sha256
@@ -163,7 +163,7 @@ func (it *item) key() string {
 
 // Validate implements agent.Reconciler: everything that can be checked
 // without SPDK.
-func (r *Reconciler) Validate(_ context.Context, d *state.Desired) error {
+func (r *Reconciler) Validate(_ context.Context, d *nodestate.Desired) error {
 	_, err := r.plan(d)
 	if err == nil {
 		err = r.checkConfigDrive(d.ConfigDrive)
@@ -171,7 +171,7 @@ func (r *Reconciler) Validate(_ context.Context, d *state.Desired) error {
 	return err
 }
 
-func (r *Reconciler) plan(d *state.Desired) ([]*item, error) {
+func (r *Reconciler) plan(d *nodestate.Desired) ([]*item, error) {
 	if err := d.Validate(); err != nil {
 		return nil, err
 	}
@@ -285,7 +285,7 @@ func (p *pass) mark(did bool) {
 // Reconcile implements agent.Reconciler. Phases: read SPDK, match what is
 // there, remove what is not wanted (host side first), host controllers,
 // nsids, backends and namespaces, activation, record.
-func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
+func (r *Reconciler) Reconcile(ctx context.Context, d *nodestate.Desired) error {
 	items, err := r.plan(d)
 	if err != nil {
 		return err
@@ -638,13 +638,13 @@ func (r *Reconciler) pickBdev(ctx context.Context, it *item, names []string) (st
 // record keeps what Observe reports and the nsids to remember. ctrls nil
 // means SPDK could not be read.
 func (r *Reconciler) record(items []*item, ctrls map[string]*spdk.NVMeController, bdevs map[string]spdk.Bdev) {
-	var out []state.VolumeStatus
-	var cd *state.ConfigDriveStatus
+	var out []nodestate.VolumeStatus
+	var cd *nodestate.ConfigDriveStatus
 	for _, it := range items {
 		if it.volumeID == "" {
-			cd = &state.ConfigDriveStatus{SHA256: it.sha, State: state.StateAttached, NSID: it.nsid}
+			cd = &nodestate.ConfigDriveStatus{SHA256: it.sha, State: nodestate.StateAttached, NSID: it.nsid}
 			if it.err != nil {
-				cd.State, cd.LastError, cd.NSID = state.StateError, it.err.Error(), 0
+				cd.State, cd.LastError, cd.NSID = nodestate.StateError, it.err.Error(), 0
 			}
 			continue
 		}
@@ -674,16 +674,16 @@ func (r *Reconciler) record(items []*item, ctrls map[string]*spdk.NVMeController
 	}
 }
 
-func (r *Reconciler) volumeStatus(it *item, ctrls map[string]*spdk.NVMeController, bdevs map[string]spdk.Bdev) state.VolumeStatus {
+func (r *Reconciler) volumeStatus(it *item, ctrls map[string]*spdk.NVMeController, bdevs map[string]spdk.Bdev) nodestate.VolumeStatus {
 	f := it.fn
-	st := state.VolumeStatus{VolumeID: it.volumeID, State: state.StateAttached, Controller: it.ctrl, Bdev: it.bdev,
+	st := nodestate.VolumeStatus{VolumeID: it.volumeID, State: nodestate.StateAttached, Controller: it.ctrl, Bdev: it.bdev,
 		Function: &f, NSID: it.nsid, QoS: it.qos}
 	if b, ok := bdevs[it.bdev]; ok && it.bdev != "" {
 		st.SizeBytes = b.NumBlocks * int64(b.BlockSize)
 	}
 	have := backend.Paths(ctrls[it.ctrl])
 	for _, p := range it.target.Portals {
-		ps := state.PathStatus{Transport: p.Transport, Address: p.Address, Port: fmt.Sprint(p.Port), State: "detached"}
+		ps := nodestate.PathStatus{Transport: p.Transport, Address: p.Address, Port: fmt.Sprint(p.Port), State: "detached"}
 		for _, h := range have {
 			if strings.EqualFold(h.Trid.Trtype, p.Transport) && h.Trid.Traddr == p.Address && h.Trid.Trsvcid == ps.Port {
 				ps.State = h.State
@@ -692,7 +692,7 @@ func (r *Reconciler) volumeStatus(it *item, ctrls map[string]*spdk.NVMeControlle
 		st.Paths = append(st.Paths, ps)
 	}
 	if it.err != nil {
-		st.State, st.LastError = state.StateError, it.err.Error()
+		st.State, st.LastError = nodestate.StateError, it.err.Error()
 		if it.bdev == "" {
 			st.NSID = 0
 		}
@@ -707,13 +707,13 @@ const sizeRefreshTimeout = time.Second
 // Observe implements agent.Reconciler from the last reconcile, with the
 // volumes' sizes re-read in one bdev_get_bdevs call (an online extend shows
 // at once, without waiting for a reconcile).
-func (r *Reconciler) Observe(ctx context.Context, obs *state.Observed) {
+func (r *Reconciler) Observe(ctx context.Context, obs *nodestate.Observed) {
 	r.refreshSizes(ctx)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	obs.Volumes = make([]state.VolumeStatus, len(r.status))
+	obs.Volumes = make([]nodestate.VolumeStatus, len(r.status))
 	for i, s := range r.status {
-		s.Paths = append([]state.PathStatus(nil), s.Paths...)
+		s.Paths = append([]nodestate.PathStatus(nil), s.Paths...)
 		obs.Volumes[i] = s
 	}
 	if r.cdStatus != nil {

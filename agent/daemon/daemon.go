@@ -19,6 +19,7 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/version"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/rpcapi"
 )
 
@@ -56,7 +57,7 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 			c()
 		}
 	}()
-	var pull func(context.Context) (*state.Desired, error)
+	var pull func(context.Context) (*nodestate.Desired, error)
 	if cfg.Ironic.APIURL != "" {
 		src, err := ironicsync.New(ctx, cfg.Ironic, cfg.Default.NodeUUID)
 		if err != nil {
@@ -75,7 +76,7 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		RetryBase:      cfg.Default.RetryBase,
 		ItemWait:       cfg.Default.ItemWait,
 		SFBase:         cfg.Agent.SFBase,
-		Limits:         state.Limits{MaxVIFs: cfg.Agent.MaxVIFs, MaxVolumes: cfg.Agent.MaxVolumes},
+		Limits:         nodestate.Limits{MaxVIFs: cfg.Agent.MaxVIFs, MaxVolumes: cfg.Agent.MaxVolumes},
 		Logger:         log,
 	})
 	if err != nil {

@@ -16,9 +16,9 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 )
 
@@ -43,7 +43,7 @@ func NewStorage(o StorageOptions) (*Storage, error) {
 	if o.Client == nil {
 		return nil, fmt.Errorf("%w: bluefield storage: no SNAP client", errdefs.ErrInvalidArgument)
 	}
-	if !state.ValidUUID(o.NodeUUID) {
+	if !nodestate.ValidUUID(o.NodeUUID) {
 		return nil, fmt.Errorf("%w: bluefield storage: node uuid %q", errdefs.ErrInvalidArgument, o.NodeUUID)
 	}
 	if o.PFs <= 0 {
@@ -56,8 +56,8 @@ func NewStorage(o StorageOptions) (*Storage, error) {
 }
 
 // ValidateFunction implements drivers.StorageDriver.
-func (s *Storage) ValidateFunction(f state.Function) error {
-	if err := state.ValidateFunction(f); err != nil {
+func (s *Storage) ValidateFunction(f nodestate.Function) error {
+	if err := nodestate.ValidateFunction(f); err != nil {
 		return err
 	}
 	if f.SF != nil {
@@ -129,7 +129,7 @@ func (s *Storage) Controllers(ctx context.Context) ([]drivers.HostController, er
 }
 
 // EnsureController implements drivers.StorageDriver.
-func (s *Storage) EnsureController(ctx context.Context, f state.Function, cur *drivers.HostController) (drivers.HostController, error) {
+func (s *Storage) EnsureController(ctx context.Context, f nodestate.Function, cur *drivers.HostController) (drivers.HostController, error) {
 	if cur != nil && cur.ID != "" {
 		return *cur, nil
 	}
@@ -159,7 +159,7 @@ func (s *Storage) EnsureController(ctx context.Context, f state.Function, cur *d
 	return drivers.HostController{Function: f, ID: res.CtrlID}, nil
 }
 
-func snapSerial(node string, f state.Function) string {
+func snapSerial(node string, f nodestate.Function) string {
 	s := strings.ToUpper(strings.ReplaceAll(node, "-", ""))
 	fn := strings.ToUpper(drivers.FunctionName(f))
 	if len(s) > 20-len(fn) {

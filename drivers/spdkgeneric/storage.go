@@ -14,9 +14,9 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 )
 
@@ -59,7 +59,7 @@ func NewStorage(o Options) (*Storage, error) {
 	if o.Client == nil {
 		return nil, fmt.Errorf("%w: spdkgeneric: no SPDK client", errdefs.ErrInvalidArgument)
 	}
-	if !state.ValidUUID(o.NodeUUID) {
+	if !nodestate.ValidUUID(o.NodeUUID) {
 		return nil, fmt.Errorf("%w: spdkgeneric: node uuid %q", errdefs.ErrInvalidArgument, o.NodeUUID)
 	}
 	o.Transport = strings.ToUpper(o.Transport)
@@ -93,8 +93,8 @@ func NewStorage(o Options) (*Storage, error) {
 }
 
 // ValidateFunction implements drivers.StorageDriver.
-func (s *Storage) ValidateFunction(f state.Function) error {
-	if err := state.ValidateFunction(f); err != nil {
+func (s *Storage) ValidateFunction(f nodestate.Function) error {
+	if err := nodestate.ValidateFunction(f); err != nil {
 		return err
 	}
 	if f.SF != nil || (f.VF != nil && s.o.Card.VFsPerPF == 0) {
@@ -103,7 +103,7 @@ func (s *Storage) ValidateFunction(f state.Function) error {
 	return s.o.Card.Check(f)
 }
 
-func (s *Storage) listener(f state.Function) spdk.ListenAddress {
+func (s *Storage) listener(f nodestate.Function) spdk.ListenAddress {
 	if s.o.Transport == "TCP" {
 		return spdk.ListenAddress{Trtype: "TCP", Adrfam: adrfam(s.o.ListenAddress), Traddr: s.o.ListenAddress, Trsvcid: s.o.ListenPort}
 	}
@@ -142,7 +142,7 @@ func (s *Storage) Controllers(ctx context.Context) ([]drivers.HostController, er
 
 // EnsureController implements drivers.StorageDriver: transport (if missing)
 // and subsystem; the listener comes with Activate, after the namespaces.
-func (s *Storage) EnsureController(ctx context.Context, f state.Function, cur *drivers.HostController) (drivers.HostController, error) {
+func (s *Storage) EnsureController(ctx context.Context, f nodestate.Function, cur *drivers.HostController) (drivers.HostController, error) {
 	if cur != nil {
 		return *cur, nil
 	}
@@ -174,7 +174,7 @@ func (s *Storage) EnsureController(ctx context.Context, f state.Function, cur *d
 }
 
 // serial is a stable 20-character serial number per node and function.
-func serial(node string, f state.Function) string {
+func serial(node string, f nodestate.Function) string {
 	s := strings.ToUpper(strings.ReplaceAll(node, "-", ""))
 	fn := strings.ToUpper(drivers.FunctionName(f))
 	if len(s) > 20-len(fn) {

@@ -17,8 +17,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 // Kind of a representor port.
@@ -143,7 +143,7 @@ func (f Finder) PFs() ([]int, error) {
 // "c<N>" form wins over the bare form; when uplink p<PF> exists, the
 // representor must share its phys_switch_id. errdefs.ErrNotFound when no
 // representor exists (yet).
-func (f Finder) Lookup(fn state.Function) (string, error) {
+func (f Finder) Lookup(fn nodestate.Function) (string, error) {
 	ports, err := f.Ports()
 	if err != nil {
 		return "", err
@@ -151,7 +151,7 @@ func (f Finder) Lookup(fn state.Function) (string, error) {
 	return f.lookup(ports, fn)
 }
 
-func (f Finder) lookup(ports []Port, fn state.Function) (string, error) {
+func (f Finder) lookup(ports []Port, fn nodestate.Function) (string, error) {
 	want := Port{Kind: HostPF, PF: fn.PF}
 	switch {
 	case fn.VF != nil:
@@ -202,7 +202,7 @@ func (f Finder) PCIAddress(netdev string) (string, error) {
 
 // Name renders a function the way phys_port_name does without controller:
 // pf0, pf0vf3, pf0sf88.
-func Name(fn state.Function) string {
+func Name(fn nodestate.Function) string {
 	s := "pf" + strconv.Itoa(fn.PF)
 	switch {
 	case fn.VF != nil:

@@ -1,7 +1,9 @@
-// Package state holds the node's desired state (the contract between the
-// conductor and the agent, DESIGN.md §2), its validation and its durable store,
-// and the observed state that reconcilers report.
-package state
+// Package nodestate holds the node's desired state (the contract between the
+// conductor and the agent, DESIGN.md §2), its validation, and the observed
+// state that reconcilers report. It imports nothing of the agent, so storage,
+// network and drivers can share these types without depending on agent/.
+// The durable store of the desired state is agent/state.
+package nodestate
 
 import (
 	"bytes"
