@@ -24,11 +24,11 @@ var DefaultCard = Card{PFs: 2, VFsPerPF: 127}
 func (c Card) Check(f nodestate.Function) error {
 	if f.PF >= c.PFs {
 		return fmt.Errorf("%w: function %s: the card has %d host PFs (pf 0..%d, [dpu] pfs)",
-			errdefs.ErrInvalidArgument, FunctionName(f), c.PFs, c.PFs-1)
+			errdefs.ErrInvalidArgument, f, c.PFs, c.PFs-1)
 	}
 	if f.VF != nil && *f.VF >= c.VFsPerPF {
 		return fmt.Errorf("%w: function %s: the card has %d VFs per PF ([dpu] max_vfs_per_pf)",
-			errdefs.ErrInvalidArgument, FunctionName(f), c.VFsPerPF)
+			errdefs.ErrInvalidArgument, f, c.VFsPerPF)
 	}
 	return nil
 }

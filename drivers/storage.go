@@ -2,8 +2,6 @@ package drivers
 
 import (
 	"context"
-	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
@@ -65,43 +63,10 @@ type StorageDriver interface {
 // HostNQNPrefix is the prefix of the NVMe subsystem NQNs the agent creates.
 const HostNQNPrefix = "nqn.2024-01.io.openstack.ironic-dpu:node-"
 
-// FunctionName is the short name of a host function: pf0, pf0vf3, pf0sf88.
-func FunctionName(f nodestate.Function) string {
-	switch {
-	case f.VF != nil:
-		return fmt.Sprintf("pf%dvf%d", f.PF, *f.VF)
-	case f.SF != nil:
-		return fmt.Sprintf("pf%dsf%d", f.PF, *f.SF)
-	}
-	return fmt.Sprintf("pf%d", f.PF)
-}
-
-// ParseFunctionName reverses FunctionName for PFs and VFs.
-func ParseFunctionName(s string) (nodestate.Function, bool) {
-	rest, ok := strings.CutPrefix(s, "pf")
-	if !ok {
-		return nodestate.Function{}, false
-	}
-	pfs, vfs, hasVF := strings.Cut(rest, "vf")
-	pf, err := strconv.Atoi(pfs)
-	if err != nil || pf < 0 || strconv.Itoa(pf) != pfs {
-		return nodestate.Function{}, false
-	}
-	f := nodestate.Function{PF: pf}
-	if hasVF {
-		vf, err := strconv.Atoi(vfs)
-		if err != nil || vf < 0 || strconv.Itoa(vf) != vfs {
-			return nodestate.Function{}, false
-		}
-		f.VF = &vf
-	}
-	return f, true
-}
-
 // HostSubsystemNQN is the NQN of the emulated controller of function f of
 // node nodeUUID: nqn.2024-01.io.openstack.ironic-dpu:node-<uuid>:pf0.
 func HostSubsystemNQN(nodeUUID string, f nodestate.Function) string {
-	return HostNQNPrefix + strings.ToLower(nodeUUID) + ":" + FunctionName(f)
+	return HostNQNPrefix + strings.ToLower(nodeUUID) + ":" + f.String()
 }
 
 // ParseHostSubsystemNQN returns the function of one of this node's NQNs.
@@ -110,5 +75,21 @@ func ParseHostSubsystemNQN(nodeUUID, nqn string) (nodestate.Function, bool) {
 	if !ok {
 		return nodestate.Function{}, false
 	}
-	return ParseFunctionName(rest)
+	f, err := nodestate.ParseFunction(rest)
+	if err != nil || f.IsSF() { // SFs have no NVMe controller
+		return nodestate.Function{}, false
+	}
+	return f, true
+}
+
+// HostSerial is a stable 20-character NVMe serial number per node and
+// function: the node UUID's hex digits, cut to leave room for the
+// upper-cased function name (…PF0VF3).
+func HostSerial(nodeUUID string, f nodestate.Function) string {
+	s := strings.ToUpper(strings.ReplaceAll(nodeUUID, "-", ""))
+	fn := strings.ToUpper(f.String())
+	if len(s) > 20-len(fn) {
+		s = s[:20-len(fn)]
+	}
+	return s + fn
 }

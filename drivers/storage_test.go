@@ -30,3 +30,19 @@ func TestHostSubsystemNQN(t *testing.T) {
 		}
 	}
 }
+
+func TestHostSerial(t *testing.T) {
+	node := "1be26c0b-03f2-4d2e-ae87-c02d7f33c123"
+	for f, want := range map[string]string{
+		"pf0":    "1BE26C0B03F24D2EAPF0",
+		"pf1vf3": "1BE26C0B03F24DPF1VF3",
+	} {
+		fn, err := nodestate.ParseFunction(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := drivers.HostSerial(node, fn); got != want || len(got) != 20 {
+			t.Errorf("HostSerial(%s) = %q, want %q", f, got, want)
+		}
+	}
+}

@@ -23,7 +23,6 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/backoff"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/ovs"
-	"github.com/ironic-dpu/ironic-dpu-agent/network/representor"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
@@ -161,27 +160,6 @@ func (r *Reconciler) Validate(_ context.Context, d *nodestate.Desired) error {
 	return nil
 }
 
-// functionKey is how a host function is recorded in external_ids.
-func functionKey(f nodestate.Function) string { return representor.Name(f) }
-
-func parseFunctionKey(s string) (nodestate.Function, bool) {
-	p, ok := representor.ParsePortName(s)
-	if !ok || p.Controller != -1 {
-		return nodestate.Function{}, false
-	}
-	f := nodestate.Function{PF: p.PF}
-	switch p.Kind {
-	case representor.VF:
-		f.VF = nodestate.IntPtr(p.Num)
-	case representor.SF:
-		f.SF = nodestate.IntPtr(p.Num)
-	case representor.HostPF:
-	default:
-		return nodestate.Function{}, false
-	}
-	return f, true
-}
-
 // maxInflight bounds concurrent plug transactions.
 const maxInflight = 8
 
@@ -291,7 +269,7 @@ func (r *Reconciler) plan(ctx context.Context, d *nodestate.Desired) (*plan, err
 	p.snap = snap
 	now := time.Now()
 	for i, v := range d.VIFs {
-		k := functionKey(*v.Function)
+		k := v.Function.String()
 		p.wantFns[k] = true
 		if wait, last := r.retryWait(v, now); wait > 0 {
 			// Failed recently with this very spec: leave it (and its port)
@@ -391,7 +369,7 @@ func (r *Reconciler) planPlug(ctx context.Context, p *plan, i int) (plugJob, boo
 	}
 	p.statuses[i].rep = p.reps[i]
 	spec := ovs.IfaceSpec{Name: p.reps[i], IfaceID: v.PortID, MAC: v.MAC, NodeUUID: r.node,
-		Function: functionKey(*v.Function), MTU: v.MTU}
+		Function: v.Function.String(), MTU: v.MTU}
 	if p.snap.Matches(bridge, spec) {
 		p.statuses[i].installed = p.snap.Iface(spec.Name).Installed()
 		return plugJob{}, false
@@ -492,7 +470,7 @@ func (r *Reconciler) NextRetry() time.Time {
 
 // retrySpec is what a retry is keyed on: a changed VIF is tried at once.
 func retrySpec(v nodestate.VIF) string {
-	return fmt.Sprintf("%s/%s/%d", functionKey(*v.Function), strings.ToLower(v.MAC), v.MTU)
+	return fmt.Sprintf("%s/%s/%d", v.Function.String(), strings.ToLower(v.MAC), v.MTU)
 }
 
 // retryWait is how long v must still wait after its last failure (0 = try
@@ -514,8 +492,8 @@ func (r *Reconciler) unplug(ctx context.Context, snap *ovs.Snapshot, name string
 	snap.Forget(name)
 	r.log.Info("unplugged vif", zap.String("port_id", f.ExternalIDs[ovs.KeyIfaceID]), zap.String("representor", name))
 	key := f.ExternalIDs[ovs.KeyFunction]
-	fn, ok := parseFunctionKey(key)
-	if !ok || wantFns[key] {
+	fn, err := nodestate.ParseFunction(key)
+	if err != nil || wantFns[key] {
 		// Unknown key, or the function now backs another desired VIF.
 		return nil
 	}

@@ -91,17 +91,3 @@ func TestValidateUsesDriver(t *testing.T) {
 		t.Errorf("Reconcile nil function: %v", err)
 	}
 }
-
-func TestFunctionKeyRoundTrip(t *testing.T) {
-	for _, f := range []nodestate.Function{{PF: 0}, {PF: 1, VF: nodestate.IntPtr(3)}, {PF: 0, SF: nodestate.IntPtr(88)}} {
-		got, ok := parseFunctionKey(functionKey(f))
-		if !ok || !got.Equal(f) {
-			t.Errorf("%s -> %+v %v", functionKey(f), got, ok)
-		}
-	}
-	for _, bad := range []string{"", "p0", "c1pf0vf1", "eth0"} {
-		if _, ok := parseFunctionKey(bad); ok {
-			t.Errorf("parseFunctionKey(%q) ok", bad)
-		}
-	}
-}

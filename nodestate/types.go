@@ -12,26 +12,6 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 )
 
-// Function is a host-visible PCIe function: a PF, a VF of a PF, or an SF of a PF.
-// Exactly one of VF and SF may be set; neither means the PF itself.
-type Function struct {
-	PF int  `json:"pf"`
-	VF *int `json:"vf,omitempty"`
-	SF *int `json:"sf,omitempty"`
-}
-
-// IsSF reports whether f names a scalable function.
-func (f Function) IsSF() bool { return f.SF != nil }
-
-// Equal compares two functions by value.
-func (f Function) Equal(g Function) bool {
-	eq := func(a, b *int) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
-	return f.PF == g.PF && eq(f.VF, g.VF) && eq(f.SF, g.SF)
-}
-
-// IntPtr is a helper for building functions in code and tests.
-func IntPtr(i int) *int { return &i }
-
 // ConnectionInfo is Cinder's connection_info as Nova/Ironic hand it over.
 type ConnectionInfo struct {
 	DriverVolumeType string         `json:"driver_volume_type"`

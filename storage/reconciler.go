@@ -134,8 +134,6 @@ func (r *Reconciler) Name() string { return "storage" }
 
 var pf0 = nodestate.Function{PF: 0}
 
-func fnKey(f nodestate.Function) string { return drivers.FunctionName(f) }
-
 // item is one thing to expose: a volume or the config drive.
 type item struct {
 	volumeID string // "" for the config drive
@@ -158,7 +156,7 @@ func (it *item) key() string {
 	if id == "" {
 		id = configDriveKey
 	}
-	return id + "/" + fnKey(it.fn)
+	return id + "/" + it.fn.String()
 }
 
 // Validate implements agent.Reconciler: everything that can be checked
@@ -249,7 +247,7 @@ func (r *Reconciler) read(ctx context.Context) (*snapshot, error) {
 		return nil, err
 	}
 	for i := range hcs {
-		s.hcs[fnKey(hcs[i].Function)] = &hcs[i]
+		s.hcs[hcs[i].Function.String()] = &hcs[i]
 	}
 	return s, nil
 }
@@ -303,7 +301,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *nodestate.Desired) error 
 	}
 	p := &pass{r: r, items: items, snap: snap, wantFn: map[string]bool{}, fnErr: map[string]error{}}
 	for _, it := range items {
-		p.wantFn[fnKey(it.fn)] = true
+		p.wantFn[it.fn.String()] = true
 	}
 	p.matchBdevs()
 	p.removeNamespaces(ctx)
@@ -363,14 +361,14 @@ func (p *pass) removeNamespaces(ctx context.Context) {
 	keep := map[string]*item{} // "fn/bdev" of wanted exposures
 	for _, it := range p.items {
 		if it.bdev != "" {
-			keep[fnKey(it.fn)+"/"+it.bdev] = it
+			keep[it.fn.String()+"/"+it.bdev] = it
 		}
 	}
 	for key, hc := range p.snap.hcs {
 		var kept []drivers.HostNamespace
 		for _, ns := range hc.Namespaces {
 			it := keep[key+"/"+ns.Bdev]
-			ok := it != nil && (!it.boot || ns.NSID == 1) && (it.boot || key != fnKey(pf0) || ns.NSID != 1)
+			ok := it != nil && (!it.boot || ns.NSID == 1) && (it.boot || key != pf0.String() || ns.NSID != 1)
 			if ok {
 				it.nsid = ns.NSID
 				kept = append(kept, ns)
@@ -437,7 +435,7 @@ func (p *pass) removeBackends(ctx context.Context) {
 // ensureControllers makes a host controller for every function in use.
 func (p *pass) ensureControllers(ctx context.Context) {
 	for _, it := range p.items {
-		key := fnKey(it.fn)
+		key := it.fn.String()
 		if _, done := p.fnErr[key]; done {
 			continue
 		}
@@ -471,12 +469,12 @@ func (p *pass) allocateNSIDs() {
 	}
 	reqs := make([]nsidRequest, len(p.items))
 	for i, it := range p.items {
-		reqs[i] = nsidRequest{Key: it.key(), Fn: fnKey(it.fn), Boot: it.boot, Have: it.nsid}
+		reqs[i] = nsidRequest{Key: it.key(), Fn: it.fn.String(), Boot: it.boot, Have: it.nsid}
 	}
 	p.r.mu.Lock()
 	last := p.r.lastNSID
 	p.r.mu.Unlock()
-	for i, n := range assignNSIDs(reqs, used, last, fnKey(pf0)) {
+	for i, n := range assignNSIDs(reqs, used, last, pf0.String()) {
 		p.items[i].nsid = n
 	}
 }
@@ -486,7 +484,7 @@ func (p *pass) ensureItems(ctx context.Context) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, p.r.o.Parallel)
 	for _, it := range p.items {
-		if err := p.fnErr[fnKey(it.fn)]; err != nil {
+		if err := p.fnErr[it.fn.String()]; err != nil {
 			it.err = err
 			continue
 		}
@@ -513,7 +511,7 @@ func (p *pass) activate(ctx context.Context) {
 		if err := p.r.o.Driver.Activate(ctx, *hc); err != nil {
 			err = fmt.Errorf("activate host controller %s: %w", key, err)
 			for _, it := range p.items {
-				if fnKey(it.fn) == key && it.err == nil {
+				if it.fn.String() == key && it.err == nil {
 					it.err = err
 				}
 			}
@@ -559,7 +557,7 @@ func (r *Reconciler) ensureItem(ctx context.Context, it *item, snap *snapshot) (
 			return changed, err
 		}
 	}
-	hc := snap.hcs[fnKey(it.fn)]
+	hc := snap.hcs[it.fn.String()]
 	// A controller attached just now has fresh bdevs: whatever namespace
 	// showed the old ones went with them (SPDK hot-removes it).
 	if !fresh {
@@ -570,9 +568,9 @@ func (r *Reconciler) ensureItem(ctx context.Context, it *item, snap *snapshot) (
 		}
 	}
 	r.log.Info("exposing", zap.String("volume", it.volumeID), zap.String("bdev", it.bdev),
-		zap.String("function", fnKey(it.fn)), zap.Int("nsid", it.nsid))
+		zap.String("function", it.fn.String()), zap.Int("nsid", it.nsid))
 	if err := r.o.Driver.AddNamespace(ctx, *hc, drivers.HostNamespace{NSID: it.nsid, Bdev: it.bdev}); err != nil {
-		return true, fmt.Errorf("expose %s as nsid %d on %s: %w", it.bdev, it.nsid, fnKey(it.fn), err)
+		return true, fmt.Errorf("expose %s as nsid %d on %s: %w", it.bdev, it.nsid, it.fn.String(), err)
 	}
 	return true, nil
 }

@@ -59,7 +59,7 @@ func (n *Network) ValidateFunction(f nodestate.Function) error {
 	}
 	if f.SF != nil && *f.SF > MaxSF {
 		return fmt.Errorf("%w: function %s: sf numbers above %d are reserved for virtio-net-controller",
-			errdefs.ErrInvalidArgument, representor.Name(f), MaxSF)
+			errdefs.ErrInvalidArgument, f, MaxSF)
 	}
 	if err := n.card.Check(f); err != nil {
 		return err
@@ -69,7 +69,7 @@ func (n *Network) ValidateFunction(f nodestate.Function) error {
 		return err
 	}
 	if !slices.Contains(pfs, f.PF) {
-		return fmt.Errorf("%w: function %s: this card has PFs %v", errdefs.ErrInvalidArgument, representor.Name(f), pfs)
+		return fmt.Errorf("%w: function %s: this card has PFs %v", errdefs.ErrInvalidArgument, f, pfs)
 	}
 	return nil
 }

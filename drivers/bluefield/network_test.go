@@ -35,7 +35,7 @@ func TestNetworkDriver(t *testing.T) {
 		{PF: 0, SF: nodestate.IntPtr(1 << 20)}, {PF: -1},
 	} {
 		if _, err := n.Prepare(ctx, fn, "fa:16:3e:00:00:01"); !errors.Is(err, errdefs.ErrInvalidArgument) {
-			t.Errorf("Prepare(%s) err = %v, want ErrInvalidArgument", representor.Name(fn), err)
+			t.Errorf("Prepare(%s) err = %v, want ErrInvalidArgument", fn, err)
 		}
 	}
 	if c := fake.Calls(); len(c) != 0 {

@@ -12,7 +12,6 @@ package bluefield
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"go.uber.org/zap"
 
@@ -136,7 +135,7 @@ func (s *Storage) EnsureController(ctx context.Context, f nodestate.Function, cu
 	nqn := drivers.HostSubsystemNQN(s.o.NodeUUID, f)
 	if cur == nil {
 		err := s.o.Client.Call(ctx, "nvme_subsystem_create", map[string]any{
-			"nqn": nqn, "serial_number": snapSerial(s.o.NodeUUID, f), "model_number": "Ironic DPU NVMe",
+			"nqn": nqn, "serial_number": drivers.HostSerial(s.o.NodeUUID, f), "model_number": "Ironic DPU NVMe",
 		}, nil)
 		if err != nil {
 			return drivers.HostController{}, err
@@ -157,15 +156,6 @@ func (s *Storage) EnsureController(ctx context.Context, f nodestate.Function, cu
 	}
 	s.log.Info("created SNAP NVMe controller", zap.String("nqn", nqn), zap.String("ctrl_id", res.CtrlID))
 	return drivers.HostController{Function: f, ID: res.CtrlID}, nil
-}
-
-func snapSerial(node string, f nodestate.Function) string {
-	s := strings.ToUpper(strings.ReplaceAll(node, "-", ""))
-	fn := strings.ToUpper(drivers.FunctionName(f))
-	if len(s) > 20-len(fn) {
-		s = s[:20-len(fn)]
-	}
-	return s + fn
 }
 
 // AddNamespace implements drivers.StorageDriver.

@@ -11,7 +11,6 @@ import (
 
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
-	"github.com/ironic-dpu/ironic-dpu-agent/network/representor"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
@@ -101,10 +100,11 @@ func (n *Network) SFs() map[string]string {
 	return out
 }
 
-// repName is BlueField's representor name for f (the host PF's is pf<N>hpf).
+// repName is BlueField's representor netdev name for f: the function's
+// name, except that the host PF's is pf<N>hpf (udev's name for it).
 func repName(f nodestate.Function) string {
 	if f.VF == nil && f.SF == nil {
-		return representor.Name(f) + "hpf"
+		return f.String() + "hpf"
 	}
-	return representor.Name(f)
+	return f.String()
 }

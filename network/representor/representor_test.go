@@ -79,13 +79,13 @@ func TestLookupBareNames(t *testing.T) {
 	} {
 		got, err := f.Lookup(*fn)
 		if err != nil || got != want {
-			t.Errorf("Lookup(%s) = %q, %v; want %q", Name(*fn), got, err, want)
+			t.Errorf("Lookup(%s) = %q, %v; want %q", fn, got, err, want)
 		}
 	}
 	// The uplink and the host PF are never a VF/SF; a missing VF is NotFound.
 	for _, fn := range []nodestate.Function{{PF: 0, VF: nodestate.IntPtr(0)}, {PF: 0, SF: nodestate.IntPtr(0)}, {PF: 2}, {PF: 0, VF: nodestate.IntPtr(4)}} {
 		if got, err := f.Lookup(fn); !errors.Is(err, errdefs.ErrNotFound) {
-			t.Errorf("Lookup(%s) = %q, %v; want ErrNotFound", Name(fn), got, err)
+			t.Errorf("Lookup(%s) = %q, %v; want ErrNotFound", fn, got, err)
 		}
 	}
 	pfs, err := f.PFs()
