@@ -47,9 +47,10 @@ type Options struct {
 
 // Reconciler implements agent.Reconciler for storage.
 type Reconciler struct {
-	o   Options
-	be  *backend.Backend
-	log *zap.Logger
+	o       Options
+	be      *backend.Backend
+	log     *zap.Logger
+	targets *targets // parsed connection info
 
 	// runMu keeps reconciles from overlapping: SPDK refuses a second
 	// bdev_set_qos_limit on a bdev while one is in progress.
@@ -90,7 +91,7 @@ func New(o Options) (*Reconciler, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Reconciler{o: o, be: be, log: o.Logger.With(zap.String("component", "storage"))}
+	r := &Reconciler{o: o, be: be, log: o.Logger.With(zap.String("component", "storage")), targets: newTargets()}
 	r.lastNSID = r.loadNSIDs()
 	return r, nil
 }
@@ -160,7 +161,8 @@ func (it *item) key() string {
 }
 
 // Validate implements agent.Reconciler: everything that can be checked
-// without SPDK.
+// without SPDK. It parses each volume's connection info; reconciles of the
+// admitted state reuse the result.
 func (r *Reconciler) Validate(_ context.Context, d *nodestate.Desired) error {
 	_, err := r.plan(d)
 	if err == nil {
@@ -169,8 +171,13 @@ func (r *Reconciler) Validate(_ context.Context, d *nodestate.Desired) error {
 	return err
 }
 
+// plan validates d and turns it into items. Connection info is parsed
+// only when it is new to this reconciler (see targets).
 func (r *Reconciler) plan(d *nodestate.Desired) ([]*item, error) {
-	if err := d.Validate(); err != nil {
+	if err := d.ValidateWith(func(v nodestate.Volume) error {
+		_, err := r.targets.get(v)
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	if d.NodeUUID != "" && !strings.EqualFold(d.NodeUUID, r.o.NodeUUID) {
@@ -184,7 +191,7 @@ func (r *Reconciler) plan(d *nodestate.Desired) ([]*item, error) {
 	var items []*item
 	byNQN := map[string]string{}
 	for _, v := range d.Volumes {
-		t, err := nvmeof.Parse(v.ConnectionInfo.Data)
+		t, err := r.targets.get(v)
 		if err != nil {
 			return nil, fmt.Errorf("volume %s: %w", v.VolumeID, err)
 		}
@@ -288,6 +295,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *nodestate.Desired) error 
 	if err != nil {
 		return err
 	}
+	r.targets.keepOnly(d)
 	r.runMu.Lock()
 	defer r.runMu.Unlock()
 	snap, err := r.read(ctx)
