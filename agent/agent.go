@@ -44,9 +44,13 @@ type Options struct {
 	SFBase int
 	// Limits bound the VIFs and volumes of one desired state.
 	Limits nodestate.Limits
-	// RPCHealth reports the RPC connection's health (nil = healthy); may be
-	// set later with SetRPCHealth once the server exists.
+	// RPCHealth reports the RPC connection's health (nil = healthy), e.g.
+	// an rpcapi.Link's Health: the link is made before the agent and the
+	// server alike.
 	RPCHealth func() error
+	// Wakeup, when set, carries reconcile requests from the components'
+	// connection goroutines; Run serves it.
+	Wakeup *Wakeup
 	// Pull, when set, fetches the node's desired state from Ironic. Run
 	// calls it after restoring the persisted state and adopts a newer
 	// generation; it retries on each periodic tick until one pull succeeds.
@@ -74,8 +78,7 @@ type Agent struct {
 	mu      sync.RWMutex // guards the fields below
 	desired *nodestate.Desired
 	// health is the last background probe of each component (nil = healthy).
-	health    map[string]error
-	rpcHealth func() error
+	health map[string]error
 }
 
 // New loads the persisted desired state. It does not reconcile; Run does.
@@ -98,11 +101,10 @@ func New(opts Options) (*Agent, error) {
 			errdefs.ErrConflict, opts.Store.Path(), d.NodeUUID, opts.NodeUUID)
 	}
 	a := &Agent{
-		opts:      opts,
-		log:       opts.Logger,
-		desired:   d,
-		rpcHealth: opts.RPCHealth,
-		byName:    map[string]*loop{},
+		opts:    opts,
+		log:     opts.Logger,
+		desired: d,
+		byName:  map[string]*loop{},
 	}
 	for _, r := range opts.Reconcilers {
 		l := newLoop(r, a.Desired, a.log, opts.RetryBase, opts.Interval)
@@ -137,13 +139,6 @@ func withDefaults(o Options) Options {
 	return o
 }
 
-// SetRPCHealth installs the RPC health probe (the server is built after the agent).
-func (a *Agent) SetRPCHealth(f func() error) {
-	a.mu.Lock()
-	a.rpcHealth = f
-	a.mu.Unlock()
-}
-
 // RequestReconcile asks every component loop for a reconcile soon; it never
 // blocks. Used after reconnects to the broker, SPDK or OVSDB.
 func (a *Agent) RequestReconcile() {
@@ -172,6 +167,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.RequestReconcile() // start
 	wg.Go(func() { a.watchHealth(ctx) })
+	if w := a.opts.Wakeup; w != nil {
+		wg.Go(func() { a.serveWakeup(ctx, w) })
+	}
 	if !pulled {
 		pulled = a.pull(ctx)
 	}
@@ -187,6 +185,18 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			a.RequestReconcile()
 			timer.Reset(a.jittered())
+		}
+	}
+}
+
+// serveWakeup turns w's requests into reconcile requests until ctx is done.
+func (a *Agent) serveWakeup(ctx context.Context, w *Wakeup) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.c:
+			a.RequestReconcile()
 		}
 	}
 }

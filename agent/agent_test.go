@@ -343,11 +343,34 @@ func TestRunReconcilesAtStartOnRequestAndPeriodically(t *testing.T) {
 	}
 }
 
+// A Wakeup made before the agent (as the daemon makes it, for the SPDK and
+// OVSDB connection goroutines) reaches the component loops once Run runs,
+// and nothing reconciles before Run.
+func TestWakeupRequestsAReconcile(t *testing.T) {
+	r := &agenttest.Reconciler{}
+	wake := agent.NewWakeup()
+	a, err := agent.New(agent.Options{NodeUUID: node, Store: seeded(t), Reconcilers: []agent.Reconciler{r},
+		Interval: time.Hour, Wakeup: wake})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wake.Request()
+	time.Sleep(50 * time.Millisecond)
+	if n := r.Calls(); n != 0 {
+		t.Fatalf("%d reconciles before Run", n)
+	}
+	run(t, a)
+	waitFor(t, func() bool { return r.Calls() >= 1 })
+	time.Sleep(100 * time.Millisecond) // the pending request may fold into the start
+	n := r.Calls()
+	wake.Request()
+	waitFor(t, func() bool { return r.Calls() > n })
+}
+
 func TestStatusReportsComponentHealth(t *testing.T) {
 	r := &agenttest.Reconciler{NameValue: "network"}
 	r.Set(nil, nil, fmt.Errorf("ovsdb unreachable: %w", errdefs.ErrUnavailable))
-	a := newAgent(t, t.TempDir(), r)
-	a.SetRPCHealth(func() error { return nil })
+	a := startAgent(t, t.TempDir(), agent.Options{Reconcilers: []agent.Reconciler{r}, RPCHealth: func() error { return nil }})
 	res, err := call(t, a, "get_status", `{}`)
 	if err != nil {
 		t.Fatal(err)

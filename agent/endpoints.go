@@ -139,7 +139,6 @@ func (a *Agent) Status(ctx context.Context) Status {
 	a.mu.RUnlock()
 	a.addLoopStats(&st)
 	a.mu.RLock()
-	rpcHealth := a.rpcHealth
 	probed := maps.Clone(a.health)
 	a.mu.RUnlock()
 	check := func(name string, err error) {
@@ -150,8 +149,8 @@ func (a *Agent) Status(ctx context.Context) Status {
 		}
 		st.Components[name] = c
 	}
-	if rpcHealth != nil {
-		check("rpc", rpcHealth())
+	if a.opts.RPCHealth != nil {
+		check("rpc", a.opts.RPCHealth())
 	}
 	// Component health comes from the background probe (every
 	// HealthInterval), so a busy caller never hammers SPDK or OVSDB; before

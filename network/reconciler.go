@@ -43,13 +43,11 @@ type Options struct {
 
 // Reconciler implements agent.Reconciler for VIFs.
 type Reconciler struct {
-	cfg    config.OVSOpts
-	node   string
-	drv    drivers.NetworkDriver
-	log    *zap.Logger
-	ovs    *ovs.Client
-	cancel context.CancelFunc
-	done   chan struct{}
+	cfg  config.OVSOpts
+	node string
+	drv  drivers.NetworkDriver
+	log  *zap.Logger
+	ovs  *ovs.Client
 
 	retryBase, retryMax time.Duration
 
@@ -75,10 +73,10 @@ type vifStatus struct {
 	installed bool
 }
 
-// New returns promptly even when OVSDB is down: a goroutine owned by the
-// Reconciler keeps (re)connecting until ctx is done or Close is called, and
-// Health reports errdefs.ErrUnavailable meanwhile.
-func New(ctx context.Context, o Options) (*Reconciler, error) {
+// New checks the options and starts nothing: the owner runs the OVSDB
+// connection with Run. Until it is connected Health and Reconcile report
+// errdefs.ErrUnavailable.
+func New(o Options) (*Reconciler, error) {
 	if o.Driver == nil {
 		return nil, fmt.Errorf("%w: network: no DPU network driver", errdefs.ErrInvalidArgument)
 	}
@@ -95,24 +93,18 @@ func New(ctx context.Context, o Options) (*Reconciler, error) {
 		o.Trigger = func() {}
 	}
 	log := o.Logger.Named("network")
-	ctx, cancel := context.WithCancel(ctx)
 	r := &Reconciler{
-		cfg: o.Config, node: o.NodeUUID, drv: o.Driver, log: log, cancel: cancel, done: make(chan struct{}),
+		cfg: o.Config, node: o.NodeUUID, drv: o.Driver, log: log,
 		retryBase: o.RetryBase, retryMax: max(o.RetryMax, o.RetryBase),
 		ovs: ovs.NewClient(o.Config.OVSDBConnection, log, o.Trigger),
 	}
-	go func() {
-		defer close(r.done)
-		r.ovs.Run(ctx)
-	}()
 	return r, nil
 }
 
-// Close stops the OVSDB connection goroutine and waits for it.
-func (r *Reconciler) Close() {
-	r.cancel()
-	<-r.done
-}
+// Run keeps the OVSDB connection up ((re)connecting with backoff, firing
+// Options.Trigger on every connect) until ctx is done, and returns when it
+// is closed.
+func (r *Reconciler) Run(ctx context.Context) { r.ovs.Run(ctx) }
 
 // Name implements agent.Reconciler.
 func (r *Reconciler) Name() string { return "network" }

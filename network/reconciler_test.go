@@ -3,6 +3,7 @@ package network
 import (
 	"context"
 	"errors"
+	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -23,7 +24,7 @@ const nodeUUID = "6a3c2b1e-0000-4000-8000-000000000001"
 func TestNewReturnsPromptlyWhenOVSDBIsDown(t *testing.T) {
 	ctx := context.Background()
 	start := time.Now()
-	r, err := New(ctx, Options{
+	r, err := New(Options{
 		Config:   config.OVSOpts{OVSDBConnection: "unix:" + filepath.Join(t.TempDir(), "none.sock"), IntegrationBridge: "br-int", BindTimeout: time.Second},
 		NodeUUID: nodeUUID, Driver: sim.NewNetwork(0), Logger: zaptest.NewLogger(t),
 	})
@@ -46,12 +47,70 @@ func TestNewReturnsPromptlyWhenOVSDBIsDown(t *testing.T) {
 	if len(obs.VIFs) != 1 || obs.VIFs[0].State != nodestate.StateError || obs.VIFs[0].LastError == "" {
 		t.Errorf("Observe = %+v", obs.VIFs)
 	}
+	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { r.Close(); close(done) }()
+	go func() { r.Run(runCtx); close(done) }()
+	time.Sleep(100 * time.Millisecond) // let it fail to connect at least once
+	stop()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
-		t.Fatal("Close did not stop the connection goroutine")
+		t.Fatal("Run did not return after its context ended")
+	}
+}
+
+// New starts nothing: OVSDB sees no connection until the owner calls Run,
+// and none after Run returned.
+func TestNoOVSDBConnectionOutsideRun(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "ovsdb.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 8)
+	go func() { // ends when ln is closed
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	r, err := New(Options{
+		Config:   config.OVSOpts{OVSDBConnection: "unix:" + sock, IntegrationBridge: "br-int", BindTimeout: time.Second},
+		NodeUUID: nodeUUID, Driver: sim.NewNetwork(0), Logger: zaptest.NewLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-accepted:
+		c.Close()
+		t.Fatal("the reconciler connected to OVSDB before Run")
+	case <-time.After(300 * time.Millisecond):
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	select {
+	case c := <-accepted:
+		defer c.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not connect to OVSDB")
+	}
+	stop()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	select {
+	case c := <-accepted:
+		c.Close()
+		t.Fatal("a connection after Run returned")
+	case <-time.After(300 * time.Millisecond):
 	}
 }
 
@@ -64,7 +123,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	} {
 		o := good
 		mut(&o)
-		if _, err := New(context.Background(), o); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		if _, err := New(o); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}

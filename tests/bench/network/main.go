@@ -96,14 +96,16 @@ func run(n int, withBaseline bool) error {
 	// 1. The agent.
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	r, err := network.New(rctx, network.Options{
+	r, err := network.New(network.Options{
 		Config:   config.OVSOpts{OVSDBConnection: env.OVSDB, IntegrationBridge: env.Bridge, BindTimeout: 5 * time.Minute},
 		NodeUUID: node, Driver: sim.NewNetwork(0), Logger: benchLogger(),
 	})
 	if err != nil {
 		return err
 	}
-	defer r.Close()
+	ran := make(chan struct{})
+	go func() { r.Run(rctx); close(ran) }()
+	defer func() { cancel(); <-ran }()
 	for deadline := time.Now().Add(10 * time.Second); r.Health(ctx) != nil; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("reconciler never connected: %w", r.Health(ctx))

@@ -63,6 +63,7 @@ type harness struct {
 	drv      drivers.NetworkDriver
 	node     string
 	triggers atomic.Int64
+	stop     func() // ends the reconciler's Run and waits for it (idempotent)
 }
 
 // newReconciler starts a Reconciler against e and waits until it is connected.
@@ -90,13 +91,16 @@ func newReconcilerWith(t *testing.T, e *ovn.Env, node string, drv drivers.Networ
 		Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
 	}
 	mod(&o)
-	r, err := network.New(ctx, o)
+	r, err := network.New(o)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
 	}
 	h.r = r
-	t.Cleanup(func() { r.Close(); cancel() })
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	h.stop = func() { cancel(); <-done }
+	t.Cleanup(h.stop)
 	waitFor(t, 10*time.Second, "reconciler connected", func() bool { return r.Health(ctx) == nil })
 	return h
 }

@@ -209,7 +209,7 @@ func TestRestartWithNothingChangedTouchesNothing(t *testing.T) {
 		t.Errorf("unbindable VIF status = %+v, want pending with an ofport", st)
 	}
 	ifs, pts := rows(t, env, "Interface"), rows(t, env, "Port")
-	h1.r.Close()
+	h1.stop()
 
 	h2 := newReconciler(t, env, node, sim.NewNetwork(0)) // fresh driver: sim SFs re-made in memory only
 	if err := h2.reconcile(vifs...); err != nil {
