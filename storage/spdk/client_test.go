@@ -154,12 +154,7 @@ func TestConcurrentOutOfOrder(t *testing.T) {
 // notices the closed connection, re-dials by itself and reports once SPDK
 // accepts again; cancelling Run's context stops it even while SPDK is away.
 func TestOnReconnectAfterQuickRestart(t *testing.T) {
-	e := spdktest.StartT(t, spdktest.Options{})
-	sock := e.Socket()
-	events := make(chan struct{}, 4)
-	c := spdk.NewUnix(sock, nil, spdk.WithOnReconnect(func() { events <- struct{}{} }),
-		spdk.WithRedialInterval(20*time.Millisecond))
-	t.Cleanup(func() { _ = c.Close() })
+	e, sock, c, events := reconnectingClient(t)
 	runCtx, stop := context.WithCancel(context.Background())
 	ran := make(chan struct{})
 	go func() { c.Run(runCtx); close(ran) }()
@@ -212,12 +207,7 @@ func TestOnReconnectAfterQuickRestart(t *testing.T) {
 // Nothing re-dials in the background unless the owner runs the client: a
 // restart without Run is no event (the next call re-dials by itself).
 func TestNoReconnectWatchWithoutRun(t *testing.T) {
-	e := spdktest.StartT(t, spdktest.Options{})
-	sock := e.Socket()
-	events := make(chan struct{}, 4)
-	c := spdk.NewUnix(sock, nil, spdk.WithOnReconnect(func() { events <- struct{}{} }),
-		spdk.WithRedialInterval(20*time.Millisecond))
-	t.Cleanup(func() { _ = c.Close() })
+	e, sock, c, events := reconnectingClient(t)
 	ctx := context.Background()
 	if _, err := c.GetVersion(ctx); err != nil {
 		t.Fatal(err)
@@ -231,6 +221,17 @@ func TestNoReconnectWatchWithoutRun(t *testing.T) {
 	if _, err := c.GetVersion(ctx); err != nil {
 		t.Fatalf("a call after the restart: %v", err)
 	}
+}
+
+// reconnectingClient is an emulator and a client that reports reconnects
+// on events.
+func reconnectingClient(t *testing.T) (*spdktest.Emulator, string, *spdk.Client, chan struct{}) {
+	e := spdktest.StartT(t, spdktest.Options{})
+	events := make(chan struct{}, 4)
+	c := spdk.NewUnix(e.Socket(), nil, spdk.WithOnReconnect(func() { events <- struct{}{} }),
+		spdk.WithRedialInterval(20*time.Millisecond))
+	t.Cleanup(func() { _ = c.Close() })
+	return e, e.Socket(), c, events
 }
 
 func restart(t *testing.T, e *spdktest.Emulator, sock string) {
