@@ -1,34 +1,14 @@
-// Package state holds the node's desired state (the contract between the
-// conductor and the agent, DESIGN.md §2), its validation and its durable store,
-// and the observed state that reconcilers report.
-package state
+// Package nodestate holds the node's desired state (the contract between the
+// conductor and the agent, DESIGN.md §2), its validation, and the observed
+// state that reconcilers report. It imports nothing of the agent, storage or
+// network, so all of them share these types without a cycle between folders.
+// The durable store of the desired state is agent/state.
+package nodestate
 
 import (
 	"bytes"
 	"encoding/json"
-
-	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 )
-
-// Function is a host-visible PCIe function: a PF, a VF of a PF, or an SF of a PF.
-// Exactly one of VF and SF may be set; neither means the PF itself.
-type Function struct {
-	PF int  `json:"pf"`
-	VF *int `json:"vf,omitempty"`
-	SF *int `json:"sf,omitempty"`
-}
-
-// IsSF reports whether f names a scalable function.
-func (f Function) IsSF() bool { return f.SF != nil }
-
-// Equal compares two functions by value.
-func (f Function) Equal(g Function) bool {
-	eq := func(a, b *int) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
-	return f.PF == g.PF && eq(f.VF, g.VF) && eq(f.SF, g.SF)
-}
-
-// IntPtr is a helper for building functions in code and tests.
-func IntPtr(i int) *int { return &i }
 
 // ConnectionInfo is Cinder's connection_info as Nova/Ironic hand it over.
 type ConnectionInfo struct {
@@ -154,8 +134,8 @@ type VolumeStatus struct {
 	// SizeBytes is what the DPU's bdev reports (num_blocks*block_size).
 	SizeBytes int64 `json:"size_bytes,omitempty"`
 	// QoS is the limits SPDK holds on the bdev (bdev_set_qos_limit names).
-	QoS       *spdk.QoSLimits `json:"qos,omitempty"`
-	LastError string          `json:"last_error,omitempty"`
+	QoS       *QoSLimits `json:"qos,omitempty"`
+	LastError string     `json:"last_error,omitempty"`
 }
 
 // VIFStatus is the observed state of one VIF.
@@ -167,4 +147,13 @@ type VIFStatus struct {
 	OFPort      int       `json:"ofport,omitempty"`
 	Bound       bool      `json:"bound"`
 	LastError   string    `json:"last_error,omitempty"`
+}
+
+// QoSLimits are the rate limits SPDK holds on a volume's bdev, with SPDK's
+// names (bdev_get_bdevs assigned_rate_limits); 0 = unlimited.
+type QoSLimits struct {
+	RwIOsPerSec    uint64 `json:"rw_ios_per_sec"`
+	RwMBytesPerSec uint64 `json:"rw_mbytes_per_sec"`
+	RMBytesPerSec  uint64 `json:"r_mbytes_per_sec"`
+	WMBytesPerSec  uint64 `json:"w_mbytes_per_sec"`
 }

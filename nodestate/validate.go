@@ -1,4 +1,4 @@
-package state
+package nodestate
 
 import (
 	"bytes"
@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
-	"github.com/ironic-dpu/ironic-dpu-agent/storage/nvmeof"
 )
 
 // Bounds on host functions. Drivers narrow these further (e.g. how many PFs a
@@ -110,16 +109,26 @@ func (d *Desired) Normalize() {
 	}
 }
 
-// ValidateVolume checks one volume, including its Cinder connection info.
-func ValidateVolume(v Volume) error {
+// ConnectionChecker checks one volume's Cinder connection info.
+type ConnectionChecker func(Volume) error
+
+// ValidateVolume checks one volume's shape. This package knows no storage
+// protocol: callers pass the parser of its Cinder connection info to
+// ValidateVolumeWith.
+func ValidateVolume(v Volume) error { return ValidateVolumeWith(v, nil) }
+
+// ValidateVolumeWith is ValidateVolume with conn checking the connection info.
+func ValidateVolumeWith(v Volume, conn ConnectionChecker) error {
 	if !ValidUUID(v.VolumeID) {
 		return invalid("volume_id %q is not a UUID", v.VolumeID)
 	}
 	if v.ConnectionInfo.DriverVolumeType != "nvmeof" {
 		return invalid("volume %s: driver_volume_type %q is not supported (want nvmeof)", v.VolumeID, v.ConnectionInfo.DriverVolumeType)
 	}
-	if _, err := nvmeof.Parse(v.ConnectionInfo.Data); err != nil {
-		return fmt.Errorf("volume %s: %w", v.VolumeID, err)
+	if conn != nil {
+		if err := conn(v); err != nil {
+			return fmt.Errorf("volume %s: %w", v.VolumeID, err)
+		}
 	}
 	if v.Function != nil {
 		if err := ValidateFunction(*v.Function); err != nil {
@@ -162,8 +171,13 @@ func ValidateVIF(v VIF) error {
 	return nil
 }
 
-// Validate checks a whole desired state. It has no side effects.
-func (d *Desired) Validate() error {
+// Validate checks a whole desired state's shape. It has no side effects and
+// leaves the volumes' connection info to the storage reconciler.
+func (d *Desired) Validate() error { return d.ValidateWith(nil) }
+
+// ValidateWith is Validate with conn checking each volume's connection info
+// (the storage reconciler passes one that reuses what it parsed before).
+func (d *Desired) ValidateWith(conn ConnectionChecker) error {
 	if d.Generation < 0 {
 		return invalid("generation %d is negative", d.Generation)
 	}
@@ -173,7 +187,7 @@ func (d *Desired) Validate() error {
 	vols := map[string]bool{}
 	boots := map[int]string{}
 	for _, v := range d.Volumes {
-		if err := ValidateVolume(v); err != nil {
+		if err := ValidateVolumeWith(v, conn); err != nil {
 			return err
 		}
 		id := strings.ToLower(v.VolumeID)
