@@ -13,6 +13,8 @@
 # failures, and the agents' RSS (mean/max); asserts nothing about time.
 # Usage: FLEET_N=100 tests/bench/fleet/run.sh   (default N 100, FLEET_ROUNDS 2,
 #        FLEET_OVS_GROUPS (default 1), FLEET_RECONCILE_INTERVAL, FLEET_SPDK_ARGS,
+#        FLEET_INLINE_WAIT ([dpu_agent] inline_wait, default 2 as shipped; 0
+#        sends every deploy through DEPLOYWAIT and the periodic check),
 #        FLEET_KEEP=1 keeps the temp dir;
 #        IRONIC_DPU_AGENT_BIN / SPDK_EMULATOR_BIN reuse prebuilt binaries)
 set -uo pipefail
@@ -28,6 +30,8 @@ OVS_GROUPS=${FLEET_OVS_GROUPS:-1}
 # Each emulator stands in for the SPDK of its own DPU (its own cores): its
 # 25 ms path tick, times N, would otherwise be CPU taken from the conductor.
 SPDK_ARGS=${FLEET_SPDK_ARGS---path-tick=1s}
+# The shipped inline_wait, not the e2e config's (read by ironic_conf).
+export DPU_INLINE_WAIT=${FLEET_INLINE_WAIT:-2}
 DRIVER=$TH_REPO/tests/python/fleet_bench.py
 
 # th_stop NAME-1..N in parallel (a bare `wait` would wait for the daemons too).
