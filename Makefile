@@ -31,8 +31,9 @@ functional: build ## functional tests against real RabbitMQ, oslo.messaging, OVS
 fuzz: ## bounded fuzzing of the oslo envelope decoder
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME) ./rpcapi
 
-python-unit: ## unit tests of the ironic_dpu driver with Debian's python3
+python-unit: ## unit tests of the ironic_dpu driver and the Nova driver (nova/virt/ironic_dpu) with Debian's python3
 	$(PY) -m unittest discover -s ironic_dpu/tests -t .
+	$(PY) -m unittest discover -s tests/nova_driver -t tests/nova_driver
 
 e2e: build ## Ironic end to end: real ironic-api/conductor, RabbitMQ, OVS/OVN, agent
 	IRONIC_DPU_AGENT_BIN=$(BIN)/ironic-dpu-agent SPDK_EMULATOR_BIN=$(BIN)/spdk-emulator bash tests/ironic/e2e.sh
@@ -48,7 +49,7 @@ lint: ## gofmt, go vet, staticcheck, shellcheck, python byte-compile
 	$(GO) tool staticcheck -tags functional ./...
 	bash -n devstack/plugin.sh
 	shellcheck -x devstack/plugin.sh devstack/settings .ci/run .ci/deps.sh $$(git ls-files 'tests/*.sh' 'scripts/*.sh')
-	$(PY) -m compileall -q ironic_dpu tests/python
+	$(PY) -m compileall -q ironic_dpu nova tests/python tests/nova_driver
 
 genconfig: ## regenerate the sample config in etc/
 	$(GO) run ./cmd/ironic-dpu-agent genconfig -o $(SAMPLE)

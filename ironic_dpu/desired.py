@@ -5,7 +5,11 @@ Sources:
 * volumes: the node's volume targets of type 'nvmeof'; properties are the
   Cinder connection data (old: nqn/target_portal/target_port/
   transport_type/ns_id, or new: target_nqn/vol_uuid/portals), as Nova or
-  an operator stores them; boot_index is passed through (0 = boot disk).
+  an operator stores them; boot_index 0 = the boot disk, other
+  non-negative values are passed through, a negative one (Nova's data
+  disks: -1) or none = not a boot disk.
+* config_drive: instance_info['configdrive'] (configdrive.py), sent as
+  {sha256, data}; only its sha256 is ever recorded.
 * VIFs: every port with a VIF (internal_info tenant_vif_port_id, or the
   legacy extra vif_port_id); MAC = port address. The host function comes
   from, in order: port extra 'dpu_function' ({"pf": 0, "vf": 3}, or a
@@ -28,6 +32,7 @@ from ironic.common import exception as ir_exc
 from ironic.conf import CONF
 
 from ironic_dpu import agent_client
+from ironic_dpu import configdrive
 from ironic_dpu import exception
 
 LOG = log.getLogger(__name__)
@@ -142,18 +147,27 @@ def volume_for_target(target):
     vol = {'volume_id': target.volume_id,
            'connection_info': {'driver_volume_type': VOLUME_TYPE,
                                'data': connection_data(target)}}
-    if target.boot_index is not None:
+    if boot_index(target) is not None:
         vol['boot_index'] = target.boot_index
     return vol
 
 
+def boot_index(target):
+    """target's boot_index, or None for a data disk (none or negative)."""
+    bi = target.boot_index
+    return bi if bi is not None and bi >= 0 else None
+
+
+def _boot_order(target):
+    bi = boot_index(target)
+    return (bi is None, bi or 0, target.volume_id)
+
+
 def build(task, volumes=True, vifs=True):
-    """The desired state of task.node; validates, touches nothing."""
+    """The desired state of task.node; validates, saves nothing."""
     vols = []
     if volumes:
-        targets = sorted(task.volume_targets,
-                         key=lambda t: (t.boot_index is None,
-                                        t.boot_index or 0, t.volume_id))
+        targets = sorted(task.volume_targets, key=_boot_order)
         vols = [volume_for_target(t) for t in targets]
     nics = []
     if vifs:
@@ -167,7 +181,11 @@ def build(task, volumes=True, vifs=True):
                     'VIF %s is attached to more than one port' % vif_id)
             seen.add(vif_id)
             nics.append(vif_for_port(port, vif_id))
-    return {'node_uuid': task.node.uuid, 'volumes': vols, 'vifs': nics}
+    state = {'node_uuid': task.node.uuid, 'volumes': vols, 'vifs': nics}
+    drive = configdrive.for_node(task.node)
+    if drive:
+        state['config_drive'] = drive
+    return state
 
 
 def _next_generation(node, floor=0):
@@ -181,9 +199,16 @@ def record(task, state):
     """Store state as the node's desired state (without pushing it)."""
     state = dict(state)
     state['generation'] = _next_generation(task.node)
-    task.node.set_driver_internal_info(STATE_KEY, state)
-    task.node.save()
+    _store(task, state)
     return state
+
+
+def _store(task, state):
+    # The config drive image is large and holds the tenant's user data:
+    # Ironic's DB (and API) keep its sha256 only.
+    task.node.set_driver_internal_info(STATE_KEY,
+                                       configdrive.without_data(state))
+    task.node.save()
 
 
 def push(task, state, client=None):
@@ -202,8 +227,7 @@ def push(task, state, client=None):
         current = client.get_state(task.context) or {}
         floor = (current.get('desired') or {}).get('generation') or 0
         state['generation'] = _next_generation(task.node, floor)
-        task.node.set_driver_internal_info(STATE_KEY, state)
-        task.node.save()
+        _store(task, state)
         LOG.info('Node %s: agent held generation %s; pushing again as %s',
                  task.node.uuid, floor, state['generation'])
         return client.apply_state(task.context, state)
@@ -222,11 +246,12 @@ def note_item_change(task, vif=None, remove_vif=None):
     return record(task, state)
 
 
-def failures(observed, want_volumes=(), want_vifs=()):
+def failures(observed, want_volumes=(), want_vifs=(), want_drive=None):
     """Errors and pending items of the agent's observed state.
 
     Pending: items the agent still reports as pending, wanted items it does
     not report yet, and unwanted items it still reports (not detached yet).
+    want_drive: the sha256 of the config drive the host should have.
     """
     errors, pending = [], []
     observed = observed or {}
@@ -246,7 +271,19 @@ def failures(observed, want_volumes=(), want_vifs=()):
             elif st == 'pending' or ident not in want:
                 pending.append((kind, ident))
         pending.extend((kind, ident) for ident in sorted(want - seen))
+    _drive_failures(observed.get('config_drive'), want_drive, errors,
+                    pending)
     return errors, pending
+
+
+def _drive_failures(seen, want, errors, pending):
+    seen = seen or {}
+    if seen.get('state') == 'error':
+        errors.append('config drive: %s' % (seen.get('last_error')
+                                            or 'error'))
+    elif (want or seen) and (seen.get('sha256') != want
+                             or seen.get('state') != 'attached'):
+        pending.append(('config drive', want or seen.get('sha256')))
 
 
 def wait_converged(task, state, result, client=None, sleep=time.sleep,
@@ -260,10 +297,11 @@ def wait_converged(task, state, result, client=None, sleep=time.sleep,
     client = client or agent_client.AgentClient(task.node.uuid)
     want_v = [v['volume_id'] for v in state['volumes']]
     want_n = [v['port_id'] for v in state['vifs']]
+    want_d = (state.get('config_drive') or {}).get('sha256')
     deadline = clock() + CONF.dpu_agent.state_wait_timeout
     observed = (result or {}).get('observed') or {}
     while True:
-        errors, pending = failures(observed, want_v, want_n)
+        errors, pending = failures(observed, want_v, want_n, want_d)
         if errors:
             raise exception.DPUStateError(node=task.node.uuid, method='',
                                           error='; '.join(errors))
@@ -272,13 +310,13 @@ def wait_converged(task, state, result, client=None, sleep=time.sleep,
         sleep(CONF.dpu_agent.state_poll_interval)
         observed = (client.get_state(task.context) or {}).get(
             'observed') or {}
-    vols = [p for p in pending if p[0] == 'volume']
+    vols = [p for p in pending if p[0] in ('volume', 'config drive')]
     if vols:
         raise exception.DPUStateError(
             node=task.node.uuid, method='',
-            error='volumes not converged after %ss: %s' % (
+            error='disks not converged after %ss: %s' % (
                 CONF.dpu_agent.state_wait_timeout,
-                ', '.join(v for _, v in vols)))
+                ', '.join('%s %s' % p for p in vols)))
     for _, pid in pending:
         if pid in want_n:
             LOG.warning('Node %s: VIF %s is not bound yet (OVN); '
