@@ -398,6 +398,16 @@ func (a *Agent) admitLocked(ctx context.Context, cur, next *state.Desired) error
 			return fmt.Errorf("%s: %w", r.Name(), err)
 		}
 	}
+	for _, r := range a.opts.Reconcilers {
+		if ad, ok := r.(Admitter); ok {
+			if err := ad.Admit(ctx, next); err != nil {
+				return fmt.Errorf("%s: %w", r.Name(), err)
+			}
+		}
+	}
+	if next.ConfigDrive != nil {
+		next.ConfigDrive.Data = "" // the image file is the durable copy
+	}
 	if err := a.opts.Store.Save(next); err != nil {
 		return fmt.Errorf("%w: persist desired state: %v", errdefs.ErrUnavailable, err)
 	}
@@ -413,5 +423,12 @@ func sameContent(a, b *state.Desired) bool {
 	x, y := a.Clone(), b.Clone()
 	x.Generation, y.Generation = 0, 0
 	x.NodeUUID, y.NodeUUID = "", ""
+	// The config drive is its sha256: a retry carrying the data again is
+	// the same state.
+	for _, d := range []*state.Desired{x, y} {
+		if d.ConfigDrive != nil {
+			d.ConfigDrive.Data = ""
+		}
+	}
 	return equalJSON(x, y)
 }

@@ -443,3 +443,53 @@ func TestEditReportsOnlyItsComponent(t *testing.T) {
 		t.Fatal("apply_state hid the storage failure")
 	}
 }
+
+// admitting is a reconciler that checks the config drive at admission, as
+// the storage reconciler does.
+type admitting struct {
+	agenttest.Reconciler
+	admitted int
+}
+
+func (r *admitting) Admit(_ context.Context, d *state.Desired) error {
+	if d.ConfigDrive != nil && d.ConfigDrive.Data == "bad" {
+		return fmt.Errorf("%w: bad image", errdefs.ErrInvalidArgument)
+	}
+	r.admitted++
+	return nil
+}
+
+func TestConfigDriveDataNeverPersisted(t *testing.T) {
+	dir := t.TempDir()
+	st, err := state.NewStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &admitting{}
+	a, err := agent.New(agent.Options{NodeUUID: node, Store: st, Reconcilers: []agent.Reconciler{r}, SFBase: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sha := strings.Repeat("ab", 32)
+	withCD := func(gen int, data string) string {
+		return fmt.Sprintf(`{"state":{"generation":%d,"volumes":[%s],"vifs":[],"config_drive":{"sha256":%q,"data":%q}}}`, gen, dataVol, sha, data)
+	}
+	if _, err := call(t, a, "apply_state", withCD(1, "H4sIAAAAAAAA")); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(st.Path())
+	if err != nil || strings.Contains(string(raw), "H4sI") || !strings.Contains(string(raw), sha) {
+		t.Fatalf("persisted state: %s %v", raw, err)
+	}
+	// The conductor retrying the same generation with the data is no conflict.
+	if _, err := call(t, a, "apply_state", withCD(1, "H4sIAAAAAAAA")); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	// A refused image changes nothing.
+	if _, err := call(t, a, "apply_state", withCD(2, "bad")); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("bad image: %v", err)
+	}
+	if a.Desired().Generation != 1 || r.admitted != 1 {
+		t.Fatalf("generation %d, admitted %d", a.Desired().Generation, r.admitted)
+	}
+}

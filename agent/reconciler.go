@@ -26,3 +26,11 @@ type Reconciler interface {
 	// reachable now; nil means healthy.
 	Health(ctx context.Context) error
 }
+
+// Admitter is implemented by reconcilers that act on a desired state before
+// it is persisted: the storage reconciler decodes the config drive, writes
+// the image and drops its data from d. Admit runs once every Validate has
+// passed; an error refuses the state and nothing is persisted.
+type Admitter interface {
+	Admit(ctx context.Context, d *state.Desired) error
+}

@@ -94,7 +94,8 @@ type StorageOpts struct {
 	ReconnectDelaySec    int    `ini:"reconnect_delay_sec" default:"5" help:"bdev_nvme reconnect_delay_sec."`
 	FastIOFailTimeoutSec int    `ini:"fast_io_fail_timeout_sec" default:"0" help:"bdev_nvme fast_io_fail_timeout_sec (0 = never fail I/O fast)."`
 	Multipath            string `ini:"multipath" default:"multipath" help:"bdev_nvme multipath mode for volumes with several portals: multipath or failover."`
-	ConfigDriveDir       string `ini:"config_drive_dir" default:"/var/lib/ironic-dpu-agent/config-drive" help:"Where config-drive images for bdev_aio namespaces live."`
+	ConfigDriveDir       string `ini:"config_drive_dir" default:"/var/lib/ironic-dpu-agent/config-drive" help:"Where config-drive ISO images live (one file per image, named by its sha256), exposed read-only to the host as a namespace of PF 0."`
+	ConfigDriveMaxBytes  int    `ini:"config_drive_max_bytes" default:"67108864" help:"Largest config-drive ISO accepted, decoded (default 64 MiB); a larger one is refused with InvalidParameterValue."`
 }
 
 // NVMfOpts is [spdk_nvmf] (upstream SPDK emulation).
@@ -183,6 +184,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Default.StateDir == "" {
 		errs = append(errs, errors.New("[DEFAULT] state_dir is required"))
+	}
+	if c.Storage.ConfigDriveMaxBytes < 1 {
+		errs = append(errs, fmt.Errorf("[storage] config_drive_max_bytes %d must be positive", c.Storage.ConfigDriveMaxBytes))
 	}
 	switch c.Storage.Multipath {
 	case "multipath", "failover":

@@ -29,9 +29,6 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 )
 
-// ConfigDriveBdev is the AIO bdev of the config-drive image.
-const ConfigDriveBdev = backend.Prefix + "cfgdrive"
-
 // Options build a Reconciler.
 type Options struct {
 	Client   *spdk.Client
@@ -54,9 +51,14 @@ type Reconciler struct {
 	be  *backend.Backend
 	log *zap.Logger
 
-	mu          sync.Mutex // guards status, lastNSID and configDrive
-	status      []state.VolumeStatus
-	configDrive string
+	// runMu keeps reconciles from overlapping: SPDK refuses a second
+	// bdev_set_qos_limit on a bdev while one is in progress.
+	runMu sync.Mutex
+
+	mu     sync.Mutex // guards status, cdStatus and lastNSID
+	status []state.VolumeStatus
+	// cdStatus is the config drive's last observed state (nil: none wanted).
+	cdStatus *state.ConfigDriveStatus
 	// lastNSID remembers where each volume was exposed, so that a restarted
 	// (empty) SPDK gets every namespace back at the nsid the host knew.
 	lastNSID map[string]int
@@ -76,6 +78,9 @@ func New(o Options) (*Reconciler, error) {
 	}
 	if o.Parallel <= 0 {
 		o.Parallel = 8
+	}
+	if o.Storage.ConfigDriveMaxBytes <= 0 {
+		o.Storage.ConfigDriveMaxBytes = DefaultConfigDriveMaxBytes
 	}
 	be, err := backend.New(backend.Options{
 		Client: o.Client, HostNQN: o.Storage.HostNQN, Multipath: o.Storage.Multipath,
@@ -127,14 +132,6 @@ func (r *Reconciler) saveNSIDs(m map[string]int) {
 // Name implements agent.Reconciler.
 func (r *Reconciler) Name() string { return "storage" }
 
-// SetConfigDrive exposes the image file path (read-only, bdev_aio) as a
-// namespace on PF 0 from the next Reconcile on; "" removes it.
-func (r *Reconciler) SetConfigDrive(path string) {
-	r.mu.Lock()
-	r.configDrive = path
-	r.mu.Unlock()
-}
-
 var pf0 = state.Function{PF: 0}
 
 func fnKey(f state.Function) string { return drivers.FunctionName(f) }
@@ -147,16 +144,30 @@ type item struct {
 	fn       state.Function
 	boot     bool
 	file     string // config drive image
+	sha      string // config drive sha256
 
 	bdev string
 	nsid int
+	qos  *state.QoS // limits SPDK holds after this reconcile
 	err  error
+}
+
+// key names the item among remembered nsids.
+func (it *item) key() string {
+	id := it.volumeID
+	if id == "" {
+		id = configDriveKey
+	}
+	return id + "/" + fnKey(it.fn)
 }
 
 // Validate implements agent.Reconciler: everything that can be checked
 // without SPDK.
 func (r *Reconciler) Validate(_ context.Context, d *state.Desired) error {
 	_, err := r.plan(d)
+	if err == nil {
+		err = r.checkConfigDrive(d.ConfigDrive)
+	}
 	return err
 }
 
@@ -205,26 +216,22 @@ func (r *Reconciler) plan(d *state.Desired) ([]*item, error) {
 	// The boot volume first, then the listed order: that order hands out
 	// nsids to new volumes.
 	sort.SliceStable(items, func(i, j int) bool { return items[i].boot && !items[j].boot })
-	r.mu.Lock()
-	cd := r.configDrive
-	r.mu.Unlock()
-	if cd != "" {
-		items = append(items, &item{fn: pf0, file: cd, bdev: ConfigDriveBdev})
+	if c := d.ConfigDrive; c != nil {
+		items = append(items, &item{fn: pf0, file: r.imagePath(c.SHA256), sha: c.SHA256, bdev: ConfigDriveBdevName(c.SHA256)})
 	}
 	return items, nil
 }
 
 // snapshot is what SPDK holds, read at the start of a reconcile.
 type snapshot struct {
-	ctrls map[string]*spdk.NVMeController
-	bdevs map[string][]spdk.Bdev // controller name -> its bdevs
-	names map[string]bool        // every bdev name
-	hcs   map[string]*drivers.HostController
+	ctrls  map[string]*spdk.NVMeController
+	bdevs  map[string][]spdk.Bdev // controller name -> its bdevs
+	byName map[string]spdk.Bdev   // every bdev
+	hcs    map[string]*drivers.HostController
 }
 
 func (r *Reconciler) read(ctx context.Context) (*snapshot, error) {
-	s := &snapshot{ctrls: map[string]*spdk.NVMeController{}, bdevs: map[string][]spdk.Bdev{}, names: map[string]bool{},
-		hcs: map[string]*drivers.HostController{}}
+	s := &snapshot{ctrls: map[string]*spdk.NVMeController{}, hcs: map[string]*drivers.HostController{}}
 	cs, err := r.o.Client.GetControllers(ctx, "")
 	if err != nil {
 		return nil, err
@@ -236,12 +243,7 @@ func (r *Reconciler) read(ctx context.Context) (*snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, b := range bs {
-		s.names[b.Name] = true
-		if i := strings.LastIndex(b.Name, "n"); i > 0 && len(b.DriverSpecific.NVMe) > 0 {
-			s.bdevs[b.Name[:i]] = append(s.bdevs[b.Name[:i]], b)
-		}
-	}
+	s.setBdevs(bs)
 	hcs, err := r.o.Driver.Controllers(ctx)
 	if err != nil {
 		return nil, err
@@ -252,51 +254,121 @@ func (r *Reconciler) read(ctx context.Context) (*snapshot, error) {
 	return s, nil
 }
 
-// Reconcile implements agent.Reconciler.
+func (s *snapshot) setBdevs(bs []spdk.Bdev) {
+	s.bdevs, s.byName = map[string][]spdk.Bdev{}, map[string]spdk.Bdev{}
+	for _, b := range bs {
+		s.byName[b.Name] = b
+		if i := strings.LastIndex(b.Name, "n"); i > 0 && len(b.DriverSpecific.NVMe) > 0 {
+			s.bdevs[b.Name[:i]] = append(s.bdevs[b.Name[:i]], b)
+		}
+	}
+}
+
+// pass is one reconcile: the plan, what SPDK held, and what was done.
+type pass struct {
+	r       *Reconciler
+	items   []*item
+	snap    *snapshot
+	wantFn  map[string]bool
+	changed bool
+	errs    []error
+	fnErr   map[string]error
+	mu      sync.Mutex // guards changed while items are ensured in parallel
+}
+
+func (p *pass) mark(did bool) {
+	p.mu.Lock()
+	p.changed = p.changed || did
+	p.mu.Unlock()
+}
+
+// Reconcile implements agent.Reconciler. Phases: read SPDK, match what is
+// there, remove what is not wanted (host side first), host controllers,
+// nsids, backends and namespaces, activation, record.
 func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
 	items, err := r.plan(d)
 	if err != nil {
 		return err
 	}
+	r.runMu.Lock()
+	defer r.runMu.Unlock()
 	snap, err := r.read(ctx)
 	if err != nil {
 		err = fmt.Errorf("storage: read SPDK state: %w", err)
 		for _, it := range items {
 			it.err = err
 		}
-		r.record(items, nil)
+		r.record(items, nil, nil)
 		return err
 	}
-	changed := false
-	mark := func(did bool) { changed = changed || did }
-
-	// Which bdev each item has now (when its controller exists).
+	p := &pass{r: r, items: items, snap: snap, wantFn: map[string]bool{}, fnErr: map[string]error{}}
 	for _, it := range items {
+		p.wantFn[fnKey(it.fn)] = true
+	}
+	p.matchBdevs()
+	p.removeNamespaces(ctx)
+	p.removeBackends(ctx)
+	p.ensureControllers(ctx)
+	p.allocateNSIDs()
+	p.ensureItems(ctx)
+	p.activate(ctx)
+	// Path states, sizes and limits for Observe; re-read only if something changed.
+	ctrls := snap.ctrls
+	if p.changed {
+		if cs, err := r.o.Client.GetControllers(ctx, ""); err == nil {
+			ctrls = map[string]*spdk.NVMeController{}
+			for i := range cs {
+				ctrls[cs[i].Name] = &cs[i]
+			}
+		}
+		if bs, err := r.o.Client.GetBdevs(ctx, ""); err == nil {
+			snap.setBdevs(bs)
+		}
+	}
+	r.record(items, ctrls, snap.byName)
+	r.gcImages(d)
+	for _, it := range items {
+		if it.err != nil {
+			name := it.volumeID
+			if name == "" {
+				name = "config drive"
+			}
+			p.errs = append(p.errs, fmt.Errorf("volume %s: %w", name, it.err))
+		}
+	}
+	return errors.Join(p.errs...)
+}
+
+// matchBdevs finds the bdev each volume has now (when its controller exists
+// and is current).
+func (p *pass) matchBdevs() {
+	for _, it := range p.items {
 		if it.ctrl == "" {
 			continue
 		}
-		cur := snap.ctrls[it.ctrl]
-		if cur != nil && r.be.Stale(cur, it.target) {
+		cur := p.snap.ctrls[it.ctrl]
+		if cur != nil && p.r.be.Stale(cur, it.target) {
 			continue // re-attached below; its namespace goes first
 		}
-		if cands := snap.bdevs[it.ctrl]; cur != nil && len(cands) > 0 {
+		if cands := p.snap.bdevs[it.ctrl]; cur != nil && len(cands) > 0 {
 			if b, err := backend.SelectBdev(it.ctrl, it.target, cands); err == nil {
 				it.bdev = b.Name
 			}
 		}
 	}
+}
 
-	var errs []error
-	// 1. Removals, host side first: a namespace goes before its backend.
+// removeNamespaces drops the namespaces nothing wants (keeping the nsid of
+// those kept) and the host controllers of functions no item uses.
+func (p *pass) removeNamespaces(ctx context.Context) {
+	r := p.r
 	keep := map[string]*item{} // "fn/bdev" of wanted exposures
-	wantFn := map[string]bool{}
-	for _, it := range items {
-		wantFn[fnKey(it.fn)] = true
+	for _, it := range p.items {
 		if it.bdev != "" {
 			keep[fnKey(it.fn)+"/"+it.bdev] = it
 		}
 	}
-	for key, hc := range snap.hcs {
+	for key, hc := range p.snap.hcs {
 		var kept []drivers.HostNamespace
 		for _, ns := range hc.Namespaces {
 			it := keep[key+"/"+ns.Bdev]
@@ -306,123 +378,117 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
 				kept = append(kept, ns)
 				continue
 			}
-			if !wantFn[key] {
+			if !p.wantFn[key] {
 				kept = append(kept, ns) // the whole controller goes below, with these
 				continue
 			}
 			r.log.Info("removing namespace", zap.String("function", key), zap.Int("nsid", ns.NSID), zap.String("bdev", ns.Bdev))
 			if err := r.o.Driver.RemoveNamespace(ctx, *hc, ns.NSID); err != nil {
-				errs = append(errs, fmt.Errorf("remove nsid %d from %s: %w", ns.NSID, key, err))
+				p.errs = append(p.errs, fmt.Errorf("remove nsid %d from %s: %w", ns.NSID, key, err))
 				kept = append(kept, ns)
 			}
-			mark(true)
+			p.mark(true)
 		}
 		hc.Namespaces = kept
-		if !wantFn[key] {
+		if !p.wantFn[key] {
 			r.log.Info("removing host controller", zap.String("function", key))
 			if err := r.o.Driver.RemoveController(ctx, *hc); err != nil {
-				errs = append(errs, fmt.Errorf("remove host controller %s: %w", key, err))
+				p.errs = append(p.errs, fmt.Errorf("remove host controller %s: %w", key, err))
 			} else {
-				delete(snap.hcs, key)
+				delete(p.snap.hcs, key)
 			}
-			mark(true)
+			p.mark(true)
 		}
 	}
-	wantCtrl := map[string]bool{}
-	for _, it := range items {
-		wantCtrl[it.ctrl] = true
+}
+
+// removeBackends detaches the agent's controllers and deletes its
+// config-drive bdevs that no item wants.
+func (p *pass) removeBackends(ctx context.Context) {
+	r := p.r
+	want := map[string]bool{}
+	for _, it := range p.items {
+		if it.file != "" {
+			want[it.bdev] = true
+		} else {
+			want[it.ctrl] = true
+		}
 	}
-	for name := range snap.ctrls {
-		if _, ours := backend.VolumeIDOf(name); !ours || wantCtrl[name] {
+	for name := range p.snap.ctrls {
+		if _, ours := backend.VolumeIDOf(name); !ours || want[name] {
 			continue
 		}
 		if err := r.be.Detach(ctx, name); err != nil {
-			errs = append(errs, fmt.Errorf("detach %s: %w", name, err))
+			p.errs = append(p.errs, fmt.Errorf("detach %s: %w", name, err))
 		}
-		delete(snap.ctrls, name)
-		mark(true)
+		delete(p.snap.ctrls, name)
+		p.mark(true)
 	}
-	cdWanted := false
-	for _, it := range items {
-		cdWanted = cdWanted || it.file != ""
-	}
-	if snap.names[ConfigDriveBdev] && !cdWanted {
-		if err := r.o.Client.AIODelete(ctx, ConfigDriveBdev); err != nil {
-			errs = append(errs, fmt.Errorf("delete config drive bdev: %w", err))
+	for name, b := range p.snap.byName {
+		if !strings.HasPrefix(name, ConfigDrivePrefix) || b.DriverSpecific.AIO == nil || want[name] {
+			continue
 		}
-		mark(true)
+		r.log.Info("removing config drive bdev", zap.String("bdev", name))
+		if err := r.o.Client.AIODelete(ctx, name); err != nil {
+			p.errs = append(p.errs, fmt.Errorf("delete config drive bdev %s: %w", name, err))
+		}
+		p.mark(true)
 	}
+}
 
-	// 2. Host controllers for every function in use.
-	fnErr := map[string]error{}
-	for _, it := range items {
+// ensureControllers makes a host controller for every function in use.
+func (p *pass) ensureControllers(ctx context.Context) {
+	for _, it := range p.items {
 		key := fnKey(it.fn)
-		if _, done := fnErr[key]; done {
+		if _, done := p.fnErr[key]; done {
 			continue
 		}
-		cur := snap.hcs[key]
+		cur := p.snap.hcs[key]
 		if cur != nil && cur.ID != "" {
-			fnErr[key] = nil
+			p.fnErr[key] = nil
 			continue
 		}
-		hc, err := r.o.Driver.EnsureController(ctx, it.fn, cur)
-		mark(true)
+		hc, err := p.r.o.Driver.EnsureController(ctx, it.fn, cur)
+		p.mark(true)
 		if err != nil {
-			fnErr[key] = fmt.Errorf("host controller %s: %w", key, err)
+			p.fnErr[key] = fmt.Errorf("host controller %s: %w", key, err)
 			continue
 		}
 		if cur != nil {
 			hc.Namespaces = cur.Namespaces
 		}
-		snap.hcs[key], fnErr[key] = &hc, nil
+		p.snap.hcs[key], p.fnErr[key] = &hc, nil
 	}
+}
 
-	// 3. nsids: kept ones stay; the boot volume gets 1; others the lowest
-	// free (from 2 on PF 0, where 1 is the boot disk's).
-	used := map[string]map[int]bool{}
-	for key, hc := range snap.hcs {
-		used[key] = map[int]bool{}
+// allocateNSIDs hands out nsids (assignNSIDs) from what the host
+// controllers hold and what the host knew.
+func (p *pass) allocateNSIDs() {
+	used := map[string][]int{}
+	for key, hc := range p.snap.hcs {
+		used[key] = []int{}
 		for _, ns := range hc.Namespaces {
-			used[key][ns.NSID] = true
+			used[key] = append(used[key], ns.NSID)
 		}
 	}
-	r.mu.Lock()
-	last := r.lastNSID
-	r.mu.Unlock()
-	for _, it := range items { // first the nsids the host knew
-		key := fnKey(it.fn)
-		if n := last[it.volumeID+"/"+key]; it.nsid == 0 && used[key] != nil && n != 0 && !used[key][n] && it.volumeID != "" &&
-			(it.boot == (n == 1) || key != fnKey(pf0)) {
-			it.nsid = n
-			used[key][n] = true
-		}
+	reqs := make([]nsidRequest, len(p.items))
+	for i, it := range p.items {
+		reqs[i] = nsidRequest{Key: it.key(), Fn: fnKey(it.fn), Boot: it.boot, Have: it.nsid}
 	}
-	for _, it := range items {
-		key := fnKey(it.fn)
-		if it.nsid != 0 || used[key] == nil {
-			continue
-		}
-		if it.boot {
-			it.nsid = 1
-		} else {
-			n := 1
-			if key == fnKey(pf0) {
-				n = 2
-			}
-			for used[key][n] {
-				n++
-			}
-			it.nsid = n
-		}
-		used[key][it.nsid] = true
+	p.r.mu.Lock()
+	last := p.r.lastNSID
+	p.r.mu.Unlock()
+	for i, n := range assignNSIDs(reqs, used, last, fnKey(pf0)) {
+		p.items[i].nsid = n
 	}
+}
 
-	// 4. Backend and namespace per item, several at once.
+// ensureItems attaches backends and adds namespaces, several at once.
+func (p *pass) ensureItems(ctx context.Context) {
 	var wg sync.WaitGroup
-	var cmu sync.Mutex
-	sem := make(chan struct{}, r.o.Parallel)
-	for _, it := range items {
-		if err := fnErr[fnKey(it.fn)]; err != nil {
+	sem := make(chan struct{}, p.r.o.Parallel)
+	for _, it := range p.items {
+		if err := p.fnErr[fnKey(it.fn)]; err != nil {
 			it.err = err
 			continue
 		}
@@ -431,24 +497,24 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
 		go func(it *item) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			did, err := r.ensureItem(ctx, it, snap)
+			did, err := p.r.ensureItem(ctx, it, p.snap)
 			it.err = err
-			cmu.Lock()
-			mark(did)
-			cmu.Unlock()
+			p.mark(did)
 		}(it)
 	}
 	wg.Wait()
+}
 
-	// 5. Make the controllers visible, now that the boot disk is in.
-	for key, hc := range snap.hcs {
-		if !wantFn[key] || hc.Active {
+// activate makes the controllers visible, now that the boot disk is in.
+func (p *pass) activate(ctx context.Context) {
+	for key, hc := range p.snap.hcs {
+		if !p.wantFn[key] || hc.Active {
 			continue
 		}
-		mark(true)
-		if err := r.o.Driver.Activate(ctx, *hc); err != nil {
+		p.mark(true)
+		if err := p.r.o.Driver.Activate(ctx, *hc); err != nil {
 			err = fmt.Errorf("activate host controller %s: %w", key, err)
-			for _, it := range items {
+			for _, it := range p.items {
 				if fnKey(it.fn) == key && it.err == nil {
 					it.err = err
 				}
@@ -457,38 +523,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
 		}
 		hc.Active = true
 	}
-
-	// Path states for Observe; re-read only if something changed.
-	ctrls := snap.ctrls
-	if changed {
-		if cs, err := r.o.Client.GetControllers(ctx, ""); err == nil {
-			ctrls = map[string]*spdk.NVMeController{}
-			for i := range cs {
-				ctrls[cs[i].Name] = &cs[i]
-			}
-		}
-	}
-	r.record(items, ctrls)
-	for _, it := range items {
-		if it.err != nil {
-			name := it.volumeID
-			if name == "" {
-				name = "config drive"
-			}
-			errs = append(errs, fmt.Errorf("volume %s: %w", name, it.err))
-		}
-	}
-	return errors.Join(errs...)
 }
 
-// ensureItem attaches the backend (if needed) and adds the namespace (if
-// needed); it reports whether it changed anything.
+// ensureItem attaches the backend (if needed), sets its QoS (if it differs)
+// and adds the namespace (if needed); it reports whether it changed anything.
 func (r *Reconciler) ensureItem(ctx context.Context, it *item, snap *snapshot) (bool, error) {
 	changed, fresh := false, false
 	if it.file != "" {
-		if !snap.names[ConfigDriveBdev] {
-			if err := r.be.EnsureAIO(ctx, ConfigDriveBdev, it.file, false); err != nil {
-				return true, fmt.Errorf("config drive %s: %w", it.file, err)
+		if _, ok := snap.byName[it.bdev]; !ok {
+			if err := r.be.EnsureAIO(ctx, it.bdev, it.file, false); err != nil {
+				return true, fmt.Errorf("config drive %s: %w", it.sha, err)
 			}
 			changed = true
 		}
@@ -506,6 +550,16 @@ func (r *Reconciler) ensureItem(ctx context.Context, it *item, snap *snapshot) (
 			}
 			it.bdev = bdev
 		}
+		// A fresh bdev has no limits (SPDK drops them with the old one).
+		var cur spdk.QoSLimits
+		if b, ok := snap.byName[it.bdev]; ok && !fresh {
+			cur = b.RateLimits
+		}
+		did, err := r.applyQoS(ctx, it, cur)
+		changed = changed || did
+		if err != nil {
+			return changed, err
+		}
 	}
 	hc := snap.hcs[fnKey(it.fn)]
 	// A controller attached just now has fresh bdevs: whatever namespace
@@ -517,12 +571,40 @@ func (r *Reconciler) ensureItem(ctx context.Context, it *item, snap *snapshot) (
 			}
 		}
 	}
-	r.log.Info("exposing volume", zap.String("volume", it.volumeID), zap.String("bdev", it.bdev),
+	r.log.Info("exposing", zap.String("volume", it.volumeID), zap.String("bdev", it.bdev),
 		zap.String("function", fnKey(it.fn)), zap.Int("nsid", it.nsid))
 	if err := r.o.Driver.AddNamespace(ctx, *hc, drivers.HostNamespace{NSID: it.nsid, Bdev: it.bdev}); err != nil {
 		return true, fmt.Errorf("expose %s as nsid %d on %s: %w", it.bdev, it.nsid, fnKey(it.fn), err)
 	}
 	return true, nil
+}
+
+// applyQoS gives the volume's bdev the limits of its qos_specs (none: all
+// 0) unless it holds them already. SPDK stores IOPS rounded up to 1000, so
+// the comparison uses what SPDK would store: an unchanged spec makes no call.
+func (r *Reconciler) applyQoS(ctx context.Context, it *item, cur spdk.QoSLimits) (bool, error) {
+	var want spdk.QoSLimits
+	if q := it.target.QoS; q != nil {
+		e := q.Effective()
+		want = spdk.QoSLimits{RwIOsPerSec: e.RwIOsPerSec, RwMBytesPerSec: e.RwMBytesPerSec, RMBytesPerSec: e.RMBytesPerSec, WMBytesPerSec: e.WMBytesPerSec}
+	}
+	it.qos = qosStatus(cur)
+	if want == cur {
+		return false, nil
+	}
+	r.log.Info("setting QoS", zap.String("volume", it.volumeID), zap.String("bdev", it.bdev), zap.Any("limits", want))
+	if err := r.o.Client.SetQoSLimit(ctx, it.bdev, want); err != nil {
+		return true, fmt.Errorf("bdev_set_qos_limit %s: %w", it.bdev, err)
+	}
+	it.qos = qosStatus(want)
+	return true, nil
+}
+
+func qosStatus(l spdk.QoSLimits) *state.QoS {
+	if l == (spdk.QoSLimits{}) {
+		return nil
+	}
+	return &state.QoS{RwIOsPerSec: l.RwIOsPerSec, RwMBytesPerSec: l.RwMBytesPerSec, RMBytesPerSec: l.RMBytesPerSec, WMBytesPerSec: l.WMBytesPerSec}
 }
 
 // pickBdev finds the volume's namespace among a controller's bdevs; names
@@ -555,39 +637,26 @@ func (r *Reconciler) pickBdev(ctx context.Context, it *item, names []string) (st
 	return b.Name, err
 }
 
-func (r *Reconciler) record(items []*item, ctrls map[string]*spdk.NVMeController) {
+// record keeps what Observe reports and the nsids to remember. ctrls nil
+// means SPDK could not be read.
+func (r *Reconciler) record(items []*item, ctrls map[string]*spdk.NVMeController, bdevs map[string]spdk.Bdev) {
 	var out []state.VolumeStatus
+	var cd *state.ConfigDriveStatus
 	for _, it := range items {
 		if it.volumeID == "" {
+			cd = &state.ConfigDriveStatus{SHA256: it.sha, State: state.StateAttached, NSID: it.nsid}
+			if it.err != nil {
+				cd.State, cd.LastError, cd.NSID = state.StateError, it.err.Error(), 0
+			}
 			continue
 		}
-		f := it.fn
-		st := state.VolumeStatus{VolumeID: it.volumeID, State: state.StateAttached, Controller: it.ctrl, Bdev: it.bdev,
-			Function: &f, NSID: it.nsid}
-		have := backend.Paths(ctrls[it.ctrl])
-		for _, p := range it.target.Portals {
-			ps := state.PathStatus{Transport: p.Transport, Address: p.Address, Port: fmt.Sprint(p.Port), State: "detached"}
-			for _, h := range have {
-				if strings.EqualFold(h.Trid.Trtype, p.Transport) && h.Trid.Traddr == p.Address && h.Trid.Trsvcid == ps.Port {
-					ps.State = h.State
-				}
-			}
-			st.Paths = append(st.Paths, ps)
-		}
-		if it.err != nil {
-			st.State, st.LastError = state.StateError, it.err.Error()
-			if it.bdev == "" {
-				st.NSID = 0
-			}
-		}
-		out = append(out, st)
+		out = append(out, r.volumeStatus(it, ctrls, bdevs))
 	}
 	last := map[string]int{}
 	r.mu.Lock()
 	for _, it := range items {
-		key := it.volumeID + "/" + fnKey(it.fn)
+		key := it.key()
 		switch {
-		case it.volumeID == "":
 		case it.err == nil && it.nsid != 0:
 			last[key] = it.nsid
 		case it.err != nil && r.lastNSID[key] != 0:
@@ -596,7 +665,7 @@ func (r *Reconciler) record(items []*item, ctrls map[string]*spdk.NVMeController
 			last[key] = r.lastNSID[key]
 		}
 	}
-	r.status = out
+	r.status, r.cdStatus = out, cd
 	changed := ctrls != nil && !maps.Equal(r.lastNSID, last) // only a reconcile that could read SPDK
 	if changed {
 		r.lastNSID = last
@@ -607,14 +676,76 @@ func (r *Reconciler) record(items []*item, ctrls map[string]*spdk.NVMeController
 	}
 }
 
-// Observe implements agent.Reconciler from the last reconcile (no SPDK call).
-func (r *Reconciler) Observe(_ context.Context, obs *state.Observed) {
+func (r *Reconciler) volumeStatus(it *item, ctrls map[string]*spdk.NVMeController, bdevs map[string]spdk.Bdev) state.VolumeStatus {
+	f := it.fn
+	st := state.VolumeStatus{VolumeID: it.volumeID, State: state.StateAttached, Controller: it.ctrl, Bdev: it.bdev,
+		Function: &f, NSID: it.nsid, QoS: it.qos}
+	if b, ok := bdevs[it.bdev]; ok && it.bdev != "" {
+		st.SizeBytes = b.NumBlocks * int64(b.BlockSize)
+		st.QoS = qosStatus(b.RateLimits)
+	}
+	have := backend.Paths(ctrls[it.ctrl])
+	for _, p := range it.target.Portals {
+		ps := state.PathStatus{Transport: p.Transport, Address: p.Address, Port: fmt.Sprint(p.Port), State: "detached"}
+		for _, h := range have {
+			if strings.EqualFold(h.Trid.Trtype, p.Transport) && h.Trid.Traddr == p.Address && h.Trid.Trsvcid == ps.Port {
+				ps.State = h.State
+			}
+		}
+		st.Paths = append(st.Paths, ps)
+	}
+	if it.err != nil {
+		st.State, st.LastError = state.StateError, it.err.Error()
+		if it.bdev == "" {
+			st.NSID = 0
+		}
+	}
+	return st
+}
+
+// sizeRefreshTimeout bounds Observe's one bdev_get_bdevs: get_state must
+// stay cheap when SPDK is slow (the last known sizes are reported then).
+const sizeRefreshTimeout = time.Second
+
+// Observe implements agent.Reconciler from the last reconcile, with the
+// volumes' sizes re-read in one bdev_get_bdevs call (an online extend shows
+// at once, without waiting for a reconcile).
+func (r *Reconciler) Observe(ctx context.Context, obs *state.Observed) {
+	r.refreshSizes(ctx)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	obs.Volumes = make([]state.VolumeStatus, len(r.status))
 	for i, s := range r.status {
 		s.Paths = append([]state.PathStatus(nil), s.Paths...)
 		obs.Volumes[i] = s
+	}
+	if r.cdStatus != nil {
+		c := *r.cdStatus
+		obs.ConfigDrive = &c
+	}
+}
+
+func (r *Reconciler) refreshSizes(ctx context.Context) {
+	r.mu.Lock()
+	n := len(r.status)
+	r.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, sizeRefreshTimeout)
+	defer cancel()
+	bs, err := r.o.Client.GetBdevs(ctx, "")
+	if err != nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range r.status {
+		for _, b := range bs {
+			if s := &r.status[i]; s.Bdev != "" && b.Name == s.Bdev {
+				s.SizeBytes = b.NumBlocks * int64(b.BlockSize)
+			}
+		}
 	}
 }
 

@@ -592,36 +592,6 @@ func TestSPDKNvmfVFIOUser(t *testing.T) {
 	}
 }
 
-func TestConfigDrive(t *testing.T) {
-	emu := newEmu(t)
-	g := newRig(t, emu, simDriver(t))
-	img := filepath.Join(t.TempDir(), "config-drive.img")
-	if err := os.WriteFile(img, make([]byte, 1<<20), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	g.r.SetConfigDrive(img)
-	d := desired(bootVol())
-	g.reconcile(d)
-	if ns := g.namespaces(pf0NQN); ns[1] != "idpu-"+bootID+"n1" || ns[2] != storage.ConfigDriveBdev {
-		t.Fatalf("namespaces = %v", ns)
-	}
-	bs, err := g.cl.GetBdevs(context.Background(), storage.ConfigDriveBdev)
-	if err != nil || bs[0].NumBlocks != 2048 || bs[0].DriverSpecific.AIO == nil || bs[0].DriverSpecific.AIO.Filename != img {
-		t.Fatalf("aio bdev = %+v %v", bs, err)
-	}
-	if n := g.mutations(func() { g.reconcile(d) }); n != 0 {
-		t.Fatalf("unchanged config drive mutated %d", n)
-	}
-	g.r.SetConfigDrive("")
-	g.reconcile(d)
-	if ns := g.namespaces(pf0NQN); len(ns) != 1 {
-		t.Fatalf("config drive still exposed: %v", ns)
-	}
-	if _, err := g.cl.GetBdevs(context.Background(), storage.ConfigDriveBdev); !errors.Is(err, errdefs.ErrNotFound) {
-		t.Fatalf("aio bdev not deleted: %v", err)
-	}
-}
-
 // An agent restart and an SPDK restart together (a DPU crash) must still give
 // the running host every namespace back at its nsid: the reconciler's memory
 // of nsids survives in NSIDFile.

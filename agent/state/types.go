@@ -36,7 +36,9 @@ type ConnectionInfo struct {
 
 // Volume is a Cinder volume the host must see as an NVMe namespace.
 type Volume struct {
-	VolumeID       string         `json:"volume_id"`
+	VolumeID string `json:"volume_id"`
+	// BootIndex 0 is the boot disk; absent or negative (Nova's -1) is a
+	// data disk.
 	BootIndex      *int           `json:"boot_index,omitempty"`
 	ConnectionInfo ConnectionInfo `json:"connection_info"`
 	// Function is the host function whose NVMe controller carries the
@@ -54,12 +56,21 @@ type VIF struct {
 	MTU      int       `json:"mtu,omitempty"`
 }
 
+// ConfigDrive is the instance's config-drive ISO, exposed read-only to the
+// host. Data (base64 of the gzip'd or raw ISO) is only in transit: the agent
+// writes the image to a file at admission and persists SHA256 alone.
+type ConfigDrive struct {
+	SHA256 string `json:"sha256"`
+	Data   string `json:"data,omitempty"`
+}
+
 // Desired is everything the node should have.
 type Desired struct {
-	Generation int64    `json:"generation"`
-	NodeUUID   string   `json:"node_uuid,omitempty"`
-	Volumes    []Volume `json:"volumes"`
-	VIFs       []VIF    `json:"vifs"`
+	Generation  int64        `json:"generation"`
+	NodeUUID    string       `json:"node_uuid,omitempty"`
+	Volumes     []Volume     `json:"volumes"`
+	VIFs        []VIF        `json:"vifs"`
+	ConfigDrive *ConfigDrive `json:"config_drive,omitempty"`
 }
 
 // Clone returns a deep copy, so callers can edit without touching the
@@ -86,8 +97,25 @@ func (d *Desired) Clone() *Desired {
 
 // Observed is what the reconcilers last saw on the DPU.
 type Observed struct {
-	Volumes []VolumeStatus `json:"volumes"`
-	VIFs    []VIFStatus    `json:"vifs"`
+	Volumes     []VolumeStatus     `json:"volumes"`
+	VIFs        []VIFStatus        `json:"vifs"`
+	ConfigDrive *ConfigDriveStatus `json:"config_drive,omitempty"`
+}
+
+// ConfigDriveStatus is the observed state of the config drive.
+type ConfigDriveStatus struct {
+	SHA256    string `json:"sha256"`
+	State     string `json:"state"`
+	NSID      int    `json:"nsid,omitempty"`
+	LastError string `json:"last_error,omitempty"`
+}
+
+// QoS is the rate limits SPDK holds for a volume's bdev (0 = unlimited).
+type QoS struct {
+	RwIOsPerSec    uint64 `json:"rw_ios_per_sec"`
+	RwMBytesPerSec uint64 `json:"rw_mbytes_per_sec"`
+	RMBytesPerSec  uint64 `json:"r_mbytes_per_sec"`
+	WMBytesPerSec  uint64 `json:"w_mbytes_per_sec"`
 }
 
 // Item states shown in VolumeStatus.State and VIFStatus.State.
@@ -115,7 +143,10 @@ type VolumeStatus struct {
 	Paths      []PathStatus `json:"paths,omitempty"`
 	Function   *Function    `json:"function,omitempty"`
 	NSID       int          `json:"nsid,omitempty"`
-	LastError  string       `json:"last_error,omitempty"`
+	// SizeBytes is what the DPU's bdev reports (num_blocks*block_size).
+	SizeBytes int64  `json:"size_bytes,omitempty"`
+	QoS       *QoS   `json:"qos,omitempty"`
+	LastError string `json:"last_error,omitempty"`
 }
 
 // VIFStatus is the observed state of one VIF.

@@ -63,9 +63,6 @@ func ValidateVolume(v Volume) error {
 	if !ValidUUID(v.VolumeID) {
 		return invalid("volume_id %q is not a UUID", v.VolumeID)
 	}
-	if v.BootIndex != nil && *v.BootIndex < 0 {
-		return invalid("volume %s: boot_index %d is negative", v.VolumeID, *v.BootIndex)
-	}
 	if v.ConnectionInfo.DriverVolumeType != "nvmeof" {
 		return invalid("volume %s: driver_volume_type %q is not supported (want nvmeof)", v.VolumeID, v.ConnectionInfo.DriverVolumeType)
 	}
@@ -79,6 +76,17 @@ func ValidateVolume(v Volume) error {
 		if v.Function.IsSF() {
 			return invalid("volume %s: NVMe emulation is on a PF or VF, not an SF", v.VolumeID)
 		}
+	}
+	return nil
+}
+
+var sha256Re = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// ValidateConfigDrive checks the form of a config drive (nil = none); its
+// data is decoded and checked against the sha256 by the storage reconciler.
+func ValidateConfigDrive(c *ConfigDrive) error {
+	if c != nil && !sha256Re.MatchString(c.SHA256) {
+		return invalid("config_drive.sha256 %q is not a lower-case hex SHA-256", c.SHA256)
 	}
 	return nil
 }
@@ -121,12 +129,15 @@ func (d *Desired) Validate() error {
 			return invalid("volume %s listed twice", v.VolumeID)
 		}
 		vols[id] = true
-		if v.BootIndex != nil {
+		if v.BootIndex != nil && *v.BootIndex >= 0 { // every data disk may say -1
 			if other, dup := boots[*v.BootIndex]; dup {
 				return invalid("boot_index %d used by volumes %s and %s", *v.BootIndex, other, v.VolumeID)
 			}
 			boots[*v.BootIndex] = v.VolumeID
 		}
+	}
+	if err := ValidateConfigDrive(d.ConfigDrive); err != nil {
+		return err
 	}
 	ports := map[string]bool{}
 	macs := map[string]string{}

@@ -65,3 +65,38 @@ func TestAssignFunctionsNewPortFirstKeepsExistingSFs(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func vol(id string, boot *int) state.Volume {
+	return state.Volume{VolumeID: id, BootIndex: boot, ConnectionInfo: state.ConnectionInfo{DriverVolumeType: "nvmeof",
+		Data: map[string]any{"target_nqn": "nqn.2010-10.org.openstack:volume-" + id, "portals": []any{[]any{"192.0.2.10", 4420, "tcp"}}}}}
+}
+
+// Nova marks every data disk boot_index -1: several of them are fine, and
+// none is the boot disk.
+func TestValidateNegativeBootIndexIsDataDisk(t *testing.T) {
+	d := &state.Desired{Volumes: []state.Volume{
+		vol("6f1c5e0a-3b7d-4c2e-9a41-2d8f7b9e0c11", state.IntPtr(0)),
+		vol("a2d4c6e8-1f3b-4d5a-8c7e-9b0a1c2d3e4f", state.IntPtr(-1)),
+		vol("3c9e7b1d-5a2f-4e8c-b6d4-7f0a9e2c1b35", state.IntPtr(-1)),
+	}}
+	if err := d.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	d.Volumes[2].BootIndex = state.IntPtr(0)
+	if err := d.Validate(); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("two boot_index 0 accepted: %v", err)
+	}
+}
+
+func TestValidateConfigDriveSHA(t *testing.T) {
+	for _, sha := range []string{"", "abc", "ZZ" + string(make([]byte, 62)), "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"} {
+		d := &state.Desired{ConfigDrive: &state.ConfigDrive{SHA256: sha}}
+		if err := d.Validate(); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("sha %q accepted", sha)
+		}
+	}
+	d := &state.Desired{ConfigDrive: &state.ConfigDrive{SHA256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}}
+	if err := d.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -295,11 +295,16 @@ func SelectBdev(name string, t nvmeof.Target, candidates []spdk.Bdev) (spdk.Bdev
 		errdefs.ErrStorage, name, t.VolUUID, t.VolumeNGUID, t.NSID, len(candidates))
 }
 
-// EnsureAIO creates the file-backed bdev name unless exists.
+// ConfigDriveBlockSize is the config drive's block size: an ISO 9660
+// sector. Real SPDK refuses a file whose size is not a multiple (-22,
+// c-configdrive.jsonl), so images are padded to it.
+const ConfigDriveBlockSize = 2048
+
+// EnsureAIO creates the read-only file-backed bdev name unless exists.
 func (b *Backend) EnsureAIO(ctx context.Context, name, file string, exists bool) error {
 	if exists {
 		return nil
 	}
-	_, err := b.o.Client.AIOCreate(ctx, spdk.AIOCreateParams{Filename: file, Name: name, BlockSize: 512, Readonly: true})
+	_, err := b.o.Client.AIOCreate(ctx, spdk.AIOCreateParams{Filename: file, Name: name, BlockSize: ConfigDriveBlockSize, Readonly: true})
 	return err
 }

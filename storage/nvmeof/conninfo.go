@@ -28,6 +28,7 @@ type Target struct {
 	VolumeNGUID string   `json:"volume_nguid,omitempty"`
 	NSID        int      `json:"ns_id,omitempty"`
 	HostNQN     string   `json:"host_nqn,omitempty"`
+	QoS         *QoS     `json:"qos,omitempty"`
 }
 
 // nqnRe follows NVMe base spec 4.5: "nqn.yyyy-mm.reverse-domain:anything" or the
@@ -126,7 +127,8 @@ func Parse(data map[string]any) (Target, error) {
 		}
 		seen[p] = true
 	}
-	return t, nil
+	t.QoS, err = ParseQoS(data)
+	return t, err
 }
 
 func newPortal(addr, port, transport any) (Portal, error) {

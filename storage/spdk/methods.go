@@ -119,13 +119,14 @@ func (c *Client) DetachController(ctx context.Context, p DetachControllerParams)
 
 // Bdev is the part of bdev_get_bdevs' entries the agent reads.
 type Bdev struct {
-	Name           string   `json:"name"`
-	Aliases        []string `json:"aliases"`
-	ProductName    string   `json:"product_name"`
-	BlockSize      int      `json:"block_size"`
-	NumBlocks      int64    `json:"num_blocks"`
-	UUID           string   `json:"uuid"`
-	Claimed        bool     `json:"claimed"`
+	Name           string    `json:"name"`
+	Aliases        []string  `json:"aliases"`
+	ProductName    string    `json:"product_name"`
+	BlockSize      int       `json:"block_size"`
+	NumBlocks      int64     `json:"num_blocks"`
+	UUID           string    `json:"uuid"`
+	Claimed        bool      `json:"claimed"`
+	RateLimits     QoSLimits `json:"assigned_rate_limits"`
 	DriverSpecific struct {
 		NVMe []struct {
 			Trid   TransportID `json:"trid"`
@@ -152,6 +153,26 @@ func (c *Client) GetBdevs(ctx context.Context, name string) ([]Bdev, error) {
 		return nil, fmt.Errorf("%w: %w", errdefs.ErrNotFound, err)
 	}
 	return out, err
+}
+
+// QoSLimits are bdev_set_qos_limit's limits, as bdev_get_bdevs reports them
+// in assigned_rate_limits (0 = unlimited).
+type QoSLimits struct {
+	RwIOsPerSec    uint64 `json:"rw_ios_per_sec"`
+	RwMBytesPerSec uint64 `json:"rw_mbytes_per_sec"`
+	RMBytesPerSec  uint64 `json:"r_mbytes_per_sec"`
+	WMBytesPerSec  uint64 `json:"w_mbytes_per_sec"`
+}
+
+// SetQoSLimit calls bdev_set_qos_limit with all four limits, so the bdev
+// ends up with exactly l. SPDK refuses a second call on a bdev while one is
+// in progress (-32602), so callers must not overlap calls for one bdev.
+func (c *Client) SetQoSLimit(ctx context.Context, bdev string, l QoSLimits) error {
+	p := struct {
+		Name string `json:"name"`
+		QoSLimits
+	}{bdev, l}
+	return c.Call(ctx, "bdev_set_qos_limit", p, nil)
 }
 
 // AIOCreateParams are bdev_aio_create's parameters.

@@ -73,6 +73,8 @@ type bdev struct {
 	filename            string // aio
 	bsOverride          bool   // aio
 	readonly            bool   // aio
+	qos                 rateLimits
+	qosBusy             bool // a bdev_set_qos_limit is in progress
 }
 
 type state struct {
@@ -271,6 +273,39 @@ func (e *Emulator) remoteView(t trid, peersOnly bool) (reachable bool, sub *Remo
 		}
 	}
 	return reachable, sub
+}
+
+// followRemoteSizes gives every NVMe bdev the current size of the remote
+// namespace behind it: real SPDK learns a resize on the target through the
+// namespace-change notice within ms and needs no RPC (c-resize.jsonl).
+// Locks are taken one at a time (own, then each peer), never nested.
+func (e *Emulator) followRemoteSizes() {
+	type shown struct {
+		b    *bdev
+		t    trid
+		nsid int
+	}
+	var all []shown
+	e.mu.Lock()
+	for _, b := range e.st.bdevs {
+		if c := e.st.ctrlr(b.ctrlr); b.kind == "nvme" && c != nil && len(c.paths) > 0 {
+			all = append(all, shown{b, c.paths[0].trid, b.nsid})
+		}
+	}
+	e.mu.Unlock()
+	for _, s := range all {
+		_, sub := e.remoteView(s.t, false)
+		if sub == nil {
+			continue
+		}
+		for _, ns := range sub.Namespaces {
+			if ns.NSID == s.nsid && ns.NumBlocks > 0 {
+				e.mu.Lock()
+				s.b.numBlocks = ns.NumBlocks
+				e.mu.Unlock()
+			}
+		}
+	}
 }
 
 // exportedTCP presents this emulator's nvmf subsystems with TCP listeners as
@@ -580,10 +615,10 @@ func bdevNVMeDetach(e *Emulator, params json.RawMessage, _ bool) (any, error) {
 // ---- generic bdevs ----
 
 type rateLimits struct {
-	RwIOs int `json:"rw_ios_per_sec"`
-	RwMB  int `json:"rw_mbytes_per_sec"`
-	RMB   int `json:"r_mbytes_per_sec"`
-	WMB   int `json:"w_mbytes_per_sec"`
+	RwIOs uint64 `json:"rw_ios_per_sec"`
+	RwMB  uint64 `json:"rw_mbytes_per_sec"`
+	RMB   uint64 `json:"r_mbytes_per_sec"`
+	WMB   uint64 `json:"w_mbytes_per_sec"`
 }
 
 type ioTypes struct {
@@ -664,7 +699,7 @@ type nvmeInfo struct {
 
 func (s *state) bdevJSON(b *bdev) bdevJSON {
 	j := bdevJSON{Name: b.name, Aliases: append([]string{}, b.aliases...), ProductName: b.product,
-		BlockSize: b.blockSize, NumBlocks: b.numBlocks, UUID: b.uuid}
+		BlockSize: b.blockSize, NumBlocks: b.numBlocks, UUID: b.uuid, RateLimits: b.qos}
 	if s.claimed(b.name) {
 		j.Claimed, j.ClaimType = true, "exclusive_write"
 	}
@@ -697,7 +732,9 @@ func (s *state) bdevJSON(b *bdev) bdevJSON {
 		j.MemoryDomains = []memDomain{{"system", 1}, {"SPDK_ACCEL_DMA_DEVICE", 2}}
 		j.DriverSpecific = struct{}{}
 	case "lvol":
-		j.IOTypes = ioTypes{Read: true, Write: true, Unmap: true, Flush: true, Reset: true, WriteZeroes: true, SeekHole: true, SeekData: true}
+		// c-resize.jsonl: no flush; the base malloc's memory domains.
+		j.IOTypes = ioTypes{Read: true, Write: true, Unmap: true, Reset: true, WriteZeroes: true, SeekHole: true, SeekData: true}
+		j.MemoryDomains = []memDomain{{"system", 1}, {"SPDK_ACCEL_DMA_DEVICE", 2}}
 		j.DriverSpecific = s.lvolDriverSpecific(b)
 	case "aio":
 		j.IOTypes = ioTypes{Read: true, Write: true, Flush: true, Reset: true, WriteZeroes: true}
@@ -735,6 +772,7 @@ func bdevGetBdevs(e *Emulator, params json.RawMessage, _ bool) (any, error) {
 		}
 		return append(out, e.st.bdevJSON(b)), nil
 	}
+	e.followRemoteSizes()
 	res, err := lookup()
 	if err == nil || p.Timeout == nil || *p.Timeout == 0 {
 		return res, err
@@ -820,6 +858,7 @@ func bdevAIOCreate(e *Emulator, params json.RawMessage, _ bool) (any, error) {
 		BlockSize *int    `json:"block_size"`
 		Readonly  bool    `json:"readonly"`
 		Fallocate bool    `json:"fallocate"`
+		UUID      string  `json:"uuid"`
 	}
 	if err := decodeStrict(params, &p); err != nil || p.Filename == nil || p.Name == nil {
 		return nil, errDecode
@@ -833,18 +872,50 @@ func bdevAIOCreate(e *Emulator, params json.RawMessage, _ bool) (any, error) {
 	if err != nil {
 		return nil, errENOENT
 	}
-	bs := 512
-	if p.BlockSize != nil && *p.BlockSize != 0 {
+	// c-configdrive.jsonl: a regular file has no block size to detect; the
+	// given one must be a power of 2, at least 512, and divide the file size.
+	bs := 0
+	if p.BlockSize != nil {
 		bs = *p.BlockSize
 	}
-	if bs%512 != 0 {
+	if bs < 512 || bs&(bs-1) != 0 || fi.Size()%int64(bs) != 0 {
 		return nil, errEINVAL
 	}
-	id := uuid.NewString()
+	id := p.UUID
+	if id == "" {
+		id = uuid.NewString()
+	}
 	e.st.bdevs = append(e.st.bdevs, &bdev{name: *p.Name, uuid: id, aliases: []string{id}, product: "AIO disk",
 		blockSize: bs, numBlocks: fi.Size() / int64(bs), kind: "aio", filename: *p.Filename,
 		bsOverride: p.BlockSize != nil, readonly: p.Readonly})
 	return *p.Name, nil
+}
+
+// bdevAIORescan re-reads the file size (c-configdrive.jsonl): a partial last
+// block is ignored; shrinking an exported bdev is refused with a plain -16.
+func bdevAIORescan(e *Emulator, params json.RawMessage, _ bool) (any, error) {
+	var p struct {
+		Name *string `json:"name"`
+	}
+	if err := decodeStrict(params, &p); err != nil || p.Name == nil {
+		return nil, errDecode
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	b := e.st.bdev(*p.Name)
+	if b == nil || b.kind != "aio" {
+		return nil, errENODEV
+	}
+	fi, err := os.Stat(b.filename)
+	if err != nil {
+		return nil, errENOENT
+	}
+	n := fi.Size() / int64(b.blockSize)
+	if n < b.numBlocks && e.st.claimed(b.name) {
+		return nil, errEBUSY
+	}
+	b.numBlocks = n
+	return true, nil
 }
 
 func spdkGetVersion(_ *Emulator, _ json.RawMessage, hasParams bool) (any, error) {

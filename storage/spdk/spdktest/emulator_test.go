@@ -89,7 +89,7 @@ func TestSNAPMethods(t *testing.T) {
 	if err := os.WriteFile(img, make([]byte, 4096), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	call(t, c, "bdev_aio_create", map[string]any{"name": "d0", "filename": img}, nil)
+	call(t, c, "bdev_aio_create", map[string]any{"name": "d0", "filename": img, "block_size": 512}, nil)
 	nqn := "nqn.2024-01.io.openstack.ironic-dpu:node-x:pf0"
 	call(t, c, "nvme_subsystem_create", map[string]any{"nqn": nqn, "serial_number": "S", "model_number": "M"}, nil)
 	code(t, c, -17, "nvme_subsystem_create", map[string]any{"nqn": nqn})

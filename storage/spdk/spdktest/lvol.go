@@ -297,7 +297,14 @@ func bdevLvolResize(e *Emulator, params json.RawMessage, _ bool) (any, error) {
 	v := l.lvols[b.name]
 	n := clustersFor(*p.SizeInMiB, l.clusterSize)
 	if !v.thin && n-v.clusters > l.free() {
-		return nil, errf(-28, "No space left on device")
+		// c-resize.jsonl: the -ENOSPC comes back as -32602 with its text.
+		return nil, errf(-32602, "No space left on device")
+	}
+	if n < v.clusters && e.st.claimed(b.name) {
+		// c-resize.jsonl quirk: shrinking an exported lvol is refused, yet
+		// the blob shrinks anyway; the bdev keeps its old size.
+		v.clusters = n
+		return nil, errf(-32602, "Device or resource busy")
 	}
 	v.clusters = n
 	b.numBlocks = n * l.clusterSize / int64(l.blockSize)

@@ -47,6 +47,8 @@ var handlers = map[string]handler{
 	"bdev_malloc_delete":             bdevDelete("malloc"),
 	"bdev_aio_create":                bdevAIOCreate,
 	"bdev_aio_delete":                bdevDelete("aio"),
+	"bdev_aio_rescan":                bdevAIORescan,
+	"bdev_set_qos_limit":             bdevSetQoSLimit,
 	"nvmf_create_transport":          nvmfCreateTransport,
 	"nvmf_get_transports":            nvmfGetTransports,
 	"nvmf_create_subsystem":          nvmfCreateSubsystem,
