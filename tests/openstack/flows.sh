@@ -424,7 +424,7 @@ case_volume_extend() {
   local t0 ev
   need_bm01 && need_vol2 || return 1
   t0=$(os_now)
-  openstack --os-volume-api-version 3.42 volume extend --size 2 vol02 || return 1
+  openstack --os-volume-api-version 3.42 volume set --size 2 vol02 || return 1
   expect "Cinder: vol02 2 GiB, still in-use" os_wait 60 "vol02 extended" cinder_vol_is "$VOL2" 2 in-use &&
   expect "agent: vol02 is 2 GiB" os_wait 30 "agent size" agent_vol_size "$VOL2" $((2 << 30)) || return 1
   T_EXTEND=$(os_since "$t0")

@@ -435,10 +435,12 @@ CONF
 
 cinder_conf() {
   local d=$BASE/cinder; mkdir -p "$d"/{log,state,lock}
-  # noauth pipeline + the filter that maps X-Service-Token to the service role
-  sed -e 's/ noauth_include_project_id apiv3/ noauth_include_project_id servicetoken apiv3/' \
+  # noauth pipeline + the filters that refuse token-less requests (as Keystone
+  # would) and map X-Service-Token to the service role (pymod/)
+  sed -e 's/ noauth_include_project_id apiv3/ needtoken noauth_include_project_id servicetoken apiv3/' \
     /etc/cinder/api-paste.ini > "$d/api-paste.ini"
   printf '\n[filter:servicetoken]\npaste.filter_factory = noauth_token:cinder_filter_factory\n' >> "$d/api-paste.ini"
+  printf '\n[filter:needtoken]\npaste.filter_factory = noauth_token:cinder_token_filter_factory\n' >> "$d/api-paste.ini"
   cat > "$d/cinder.conf" <<CONF
 [DEFAULT]
 host = cinder-1

@@ -19,6 +19,7 @@ error raises Nova's VolumeAttachFailed / VolumeDetachFailed /
 VolumeExtendFailed with the agent's reason: Nova records it as the
 instance action's event details, which the tenant can read.
 """
+import re
 import time
 
 from oslo_config import cfg
@@ -43,6 +44,17 @@ CONF.register_opts(opts, group='ironic_dpu')
 
 VOLUME_TYPE = 'nvmeof'
 NQN_CONNECTOR = 'nqn'
+
+
+# Nova cuts fault and event messages at 255 characters: drop what the
+# tenant's server already says (which node) and HTTP noise, keep the reason.
+_AGENT_PREFIX = re.compile(r'DPU agent of node [0-9a-fA-F-]{36} failed \w+: ')
+_HTTP_SUFFIX = re.compile(r'\s*\(HTTP \d{3}\)\s*$')
+
+
+def tenant_reason(text):
+    """The agent's reason from an Ironic error, without the node UUID."""
+    return _HTTP_SUFFIX.sub('', _AGENT_PREFIX.sub('DPU agent: ', str(text)))
 
 
 class AgentError(Exception):
@@ -162,7 +174,7 @@ class IronicDPUDriver(ironic_driver.IronicDriver):
             self._passthru(node, 'sync_state')
             self._wait_volume(node, volume_id, attached, 'attached')
         except Exception as e:
-            reason = str(e)
+            reason = tenant_reason(e)
             LOG.warning('Attaching volume %s to node %s failed: %s',
                         volume_id, node, reason, instance=instance)
             self._undo_attach(node, volume_id, instance)
@@ -188,7 +200,7 @@ class IronicDPUDriver(ironic_driver.IronicDriver):
             self._wait_volume(node, volume_id, gone, 'detached')
         except Exception as e:
             raise exception.VolumeDetachFailed(volume_id=volume_id,
-                                               reason=str(e)) from e
+                                               reason=tenant_reason(e)) from e
         LOG.info('Volume %s detached from node %s', volume_id, node,
                  instance=instance)
 
@@ -203,7 +215,7 @@ class IronicDPUDriver(ironic_driver.IronicDriver):
                                     'at %d bytes' % requested_size)
         except Exception as e:
             raise exception.VolumeExtendFailed(volume_id=volume_id,
-                                               reason=str(e)) from e
+                                               reason=tenant_reason(e)) from e
         LOG.info('Volume %s on node %s is now %s bytes', volume_id, node,
                  vol.get('size_bytes'), instance=instance)
 
@@ -219,4 +231,4 @@ class IronicDPUDriver(ironic_driver.IronicDriver):
             if not msg.startswith(prefix):
                 raise
             raise exception.InstanceDeployFailure(
-                'Deploy failed: %s' % msg[len(prefix):]) from e
+                'Deploy failed: %s' % tenant_reason(msg[len(prefix):])) from e
