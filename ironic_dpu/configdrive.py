@@ -3,19 +3,23 @@
 Ironic keeps the instance's config drive in instance_info['configdrive']:
 a gzipped, base64 encoded ISO 9660 image (what Nova sends), a URL to such
 content (Swift temp URL; fetched here, by the conductor, with a bounded
-size), or a JSON dict that Ironic's own get_configdrive_image turns into an
-ISO (genisoimage on the conductor). Decoding follows ironic-python-agent:
+size), or a JSON dict that Ironic's own build_configdrive turns into an
+ISO (genisoimage on the conductor, through Ironic's build_configdrive: the
+conductor does not convert it before the driver sees it unless
+configdrive_use_object_store is set). Decoding follows ironic-python-agent:
 base64 (gzipped or not) or, from a URL only, the raw ISO.
 
 The agent gets {"sha256": <hex of the ISO>, "data": <base64 gzip ISO>};
-driver_internal_info records only the sha256, never the image, and a URL
-is fetched once per deploy: later pushes of the same URL carry the sha256
-alone (the agent keeps the image on disk).
+driver_internal_info records only the sha256, never the image. A URL or a
+JSON object is fetched or built once per source: later pushes carry the
+sha256 alone (the agent keeps the image on disk).
 """
 import base64
 import binascii
+import copy
 import gzip
 import hashlib
+import json
 import zlib
 
 import requests
@@ -118,27 +122,39 @@ def encode(iso):
             'data': base64.b64encode(gzip.compress(iso, 6)).decode('ascii')}
 
 
-def for_node(node):
-    """The config_drive item for node's desired state, or None."""
+def for_node(node, fresh=False):
+    """The config_drive item for node's desired state, or None.
+
+    A URL is fetched, and a JSON object built into an ISO (genisoimage
+    stamps the time: every build differs), once per source: later calls
+    name the same image by its sha256 alone, so the agent keeps the image
+    it has. fresh=True builds or fetches again (the agent lost it).
+    """
     value = node.instance_info.get('configdrive')
     if not value:
         if INFO_KEY in node.driver_internal_info:
             node.del_driver_internal_info(INFO_KEY)
         return None
     cap = CONF.dpu.config_drive_max_bytes
+    if not isinstance(value, dict) and not _is_url(value):
+        return encode(decode(value, cap))
+    source = hashlib.sha256(json.dumps(value, sort_keys=True).encode()
+                            ).hexdigest()
+    known = node.driver_internal_info.get(INFO_KEY) or {}
+    if not fresh and known.get('source') == source and known.get('sha256'):
+        return {'sha256': known['sha256']}
     if isinstance(value, dict):
-        # Ironic builds the ISO from meta_data/user_data/network_data.
-        value = manager_utils.get_configdrive_image(node)
-    if _is_url(value):
-        source = hashlib.sha256(value.encode()).hexdigest()
-        known = node.driver_internal_info.get(INFO_KEY) or {}
-        if known.get('source') == source and known.get('sha256'):
-            return {'sha256': known['sha256']}
-        item = encode(fetch(value, cap))
-        node.set_driver_internal_info(INFO_KEY, {'sha256': item['sha256'],
-                                                 'source': source})
-        return item
-    return encode(decode(value, cap))
+        # Ironic's builder fills in meta_data in place: give it a copy so
+        # instance_info (and the source digest) stays as the user sent it.
+        iso = decode(manager_utils.build_configdrive(node,
+                                                     copy.deepcopy(value)),
+                     cap)
+    else:
+        iso = fetch(value, cap)
+    item = encode(iso)
+    node.set_driver_internal_info(INFO_KEY, {'sha256': item['sha256'],
+                                             'source': source})
+    return item
 
 
 def without_data(state):

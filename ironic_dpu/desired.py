@@ -222,6 +222,11 @@ def push(task, state, client=None):
     try:
         return client.apply_state(task.context, state)
     except exception.DPUAgentError as e:
+        if _drive_unknown(state, e):
+            # A new or wiped DPU lacks the image we named by sha256 only.
+            state = dict(state, config_drive=configdrive.for_node(
+                task.node, fresh=True))
+            return client.apply_state(task.context, record(task, state))
         if getattr(e, 'remote_class', None) != 'Conflict':
             raise
         current = client.get_state(task.context) or {}
@@ -231,6 +236,13 @@ def push(task, state, client=None):
         LOG.info('Node %s: agent held generation %s; pushing again as %s',
                  task.node.uuid, floor, state['generation'])
         return client.apply_state(task.context, state)
+
+
+def _drive_unknown(state, err):
+    # the agent's refusal of a config drive it has no image for
+    drive = state.get('config_drive') or {}
+    return bool(drive) and 'data' not in drive and (
+        'no such image' in str(err))
 
 
 def note_item_change(task, vif=None, remove_vif=None):

@@ -95,15 +95,24 @@ class ForNodeTests(base.TestCase):
         self.assertEqual(hashlib.sha256(ISO).hexdigest(), item['sha256'])
         self.assertEqual(ISO, unpack(item))
 
-    def test_dict_is_built_by_ironic(self):
-        node = self.node(instance_info={'configdrive': {
-            'user_data': '#cloud-config\n'}})
-        with mock.patch.object(manager_utils, 'get_configdrive_image',
+    def test_dict_is_built_by_ironic_once(self):
+        source = {'user_data': '#cloud-config\n'}
+        node = self.node(instance_info={'configdrive': dict(source)})
+        with mock.patch.object(manager_utils, 'build_configdrive',
                                autospec=True,
                                return_value=b64gz(ISO)) as build:
             item = configdrive.for_node(node)
-        build.assert_called_once_with(node)
-        self.assertEqual(ISO, unpack(item))
+            self.assertEqual(ISO, unpack(item))
+            # each build differs (ISO time stamps): later pushes name the
+            # image the agent already has
+            self.assertEqual({'sha256': item['sha256']},
+                             configdrive.for_node(node))
+            self.assertEqual(1, build.call_count)
+            self.assertIn('data', configdrive.for_node(node, fresh=True))
+            self.assertEqual(2, build.call_count)
+        self.assertEqual(source, node.instance_info['configdrive'])
+        self.assertIsNot(node.instance_info['configdrive'],
+                         build.call_args.args[1])
 
     def test_oversized_node_config_drive(self):
         CONF.set_override('config_drive_max_bytes', 4096, group='dpu')
@@ -193,6 +202,26 @@ class DesiredConfigDriveTests(base.TestCase):
                          [v['volume_id'] for v in state['volumes']])
         self.assertEqual(0, state['volumes'][0]['boot_index'])
         self.assertNotIn('boot_index', state['volumes'][1])
+
+    def test_agent_without_the_image_gets_it_again(self):
+        self.task.node.instance_info = {'configdrive': {'user_data': 'x'}}
+        lost = exception.DPUAgentError(
+            node='n', method='apply_state', error='storage: invalid argument:'
+            ' config_drive abc: the agent holds no such image; send it in '
+            'config_drive.data')
+        self.client.apply_state.side_effect = [{'observed': {}}, lost,
+                                               {'observed': {}}]
+        with mock.patch.object(manager_utils, 'build_configdrive',
+                               autospec=True, return_value=b64gz(ISO)):
+            desired.push(self.task, desired.build(self.task),
+                         client=self.client)
+            desired.push(self.task, desired.build(self.task),
+                         client=self.client)
+        sent = [c.args[1] for c in self.client.apply_state.call_args_list]
+        self.assertIn('data', sent[0]['config_drive'])
+        self.assertEqual(['sha256'], list(sent[1]['config_drive']))
+        self.assertIn('data', sent[2]['config_drive'])
+        self.assertEqual([1, 2, 3], [s['generation'] for s in sent])
 
     def test_converged_needs_the_drive_attached(self):
         sha = 'ab' * 32
