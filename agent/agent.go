@@ -32,6 +32,8 @@ type Options struct {
 	HealthInterval time.Duration
 	// SFBase is the lowest SF number allocated for VIFs that name no function.
 	SFBase int
+	// Limits bound the VIFs and volumes of one desired state.
+	Limits state.Limits
 	// RPCHealth reports the RPC connection's health (nil = healthy); may be
 	// set later with SetRPCHealth once the server exists.
 	RPCHealth func() error
@@ -302,6 +304,7 @@ func (a *Agent) ApplyState(ctx context.Context, next *state.Desired) (View, erro
 		// A retry of the same generation is fine; other content under a used
 		// generation number means two writers disagree.
 		cand := next.Clone()
+		cand.Normalize()
 		if err := state.AssignFunctions(cur, cand, a.opts.SFBase); err != nil || !sameContent(cur, cand) {
 			return View{}, fmt.Errorf("%w: generation %d was already applied with other content; send a newer generation", errdefs.ErrConflict, next.Generation)
 		}
@@ -384,6 +387,10 @@ func (a *Agent) admitLocked(ctx context.Context, cur, next *state.Desired) error
 	if next.VIFs == nil {
 		next.VIFs = []state.VIF{}
 	}
+	if err := next.CheckLimits(a.opts.Limits); err != nil { // before any per-item work
+		return err
+	}
+	next.Normalize()
 	if err := next.Validate(); err != nil {
 		return err
 	}

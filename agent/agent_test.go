@@ -128,6 +128,12 @@ func TestInvalidInputChangesNothing(t *testing.T) {
 		"duplicate function": {"apply_state", stateJSON(1, "", vif1+","+badVIF)},
 		"other node":         {"apply_state", `{"state":{"generation":1,"node_uuid":"00000000-0000-4000-8000-000000000000","volumes":[],"vifs":[]}}`},
 		"state not object":   {"apply_state", `{"state":[1,2]}`},
+		"zero mac":           {"plug_vif", `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"00:00:00:00:00:00"}}`},
+		"broadcast mac":      {"plug_vif", `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"FF:FF:FF:FF:FF:FF"}}`},
+		"zero mac in state":  {"apply_state", stateJSON(1, "", `{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"00:00:00:00:00:00"}`)},
+		"20000 vifs":         {"apply_state", stateJSON(1, "", manyVIFs(20000))},
+		"65 vifs":            {"apply_state", stateJSON(1, "", manyVIFs(state.DefaultMaxVIFs+1))},
+		"33 volumes":         {"apply_state", stateJSON(1, manyVolumes(state.DefaultMaxVolumes+1), "")},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -145,6 +151,66 @@ func TestInvalidInputChangesNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(dir + "/" + state.FileName); !os.IsNotExist(err) {
 		t.Fatalf("bad input was persisted: %v", err)
+	}
+}
+
+// manyVIFs is n valid, distinct SF-less VIFs.
+func manyVIFs(n int) string {
+	vifs := make([]string, n)
+	for i := range vifs {
+		vifs[i] = fmt.Sprintf(`{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-%012x","mac":"fa:16:3e:%02x:%02x:%02x"}`, i, i>>16&0xff, i>>8&0xff, i&0xff)
+	}
+	return strings.Join(vifs, ",")
+}
+
+// manyVolumes is n valid, distinct data volumes.
+func manyVolumes(n int) string {
+	vols := make([]string, n)
+	for i := range vols {
+		id := fmt.Sprintf("a2d4c6e8-1f3b-4d5a-8c7e-%012x", i)
+		vols[i] = fmt.Sprintf(`{"volume_id":%q,"connection_info":{"driver_volume_type":"nvmeof","data":{"target_nqn":"nqn.2010-10.org.openstack:volume-%s","portals":[["127.0.0.1",4420,"tcp"]]}}}`, id, id)
+	}
+	return strings.Join(vols, ",")
+}
+
+// The limits are the documented maximum, not one less; plug_vif past it
+// is refused like apply_state.
+func TestLimitsAreInclusiveAndApplyToPlugVIF(t *testing.T) {
+	r := &agenttest.Reconciler{}
+	a := newAgent(t, t.TempDir(), r)
+	if _, err := call(t, a, "apply_state", stateJSON(1, manyVolumes(state.DefaultMaxVolumes), manyVIFs(state.DefaultMaxVIFs))); err != nil {
+		t.Fatal(err)
+	}
+	_, err := call(t, a, "plug_vif", `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-ffffffffffff","mac":"fa:16:3e:ff:ff:ff"}}`)
+	if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "max_vifs") {
+		t.Fatalf("plug_vif past the limit: %v", err)
+	}
+	if d := a.Desired(); d.Generation != 1 || len(d.VIFs) != state.DefaultMaxVIFs {
+		t.Fatalf("refused plug changed the state: gen %d, %d vifs", d.Generation, len(d.VIFs))
+	}
+}
+
+// MACs are stored (and so plugged) lower-case; the same MAC in upper case
+// is the same state, not a new generation or a Conflict.
+func TestMACsAreLowerCasedAtAdmission(t *testing.T) {
+	r := &agenttest.Reconciler{}
+	a := newAgent(t, t.TempDir(), r)
+	up := `{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"FA:16:3E:0A:BB:01","function":{"pf":0,"vf":3}}`
+	if _, err := call(t, a, "apply_state", stateJSON(1, "", up)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := call(t, a, "apply_state", stateJSON(1, "", up)); err != nil {
+		t.Fatalf("retry of the same generation: %v", err)
+	}
+	if _, err := call(t, a, "plug_vif", `{"vif":`+up+`}`); err != nil {
+		t.Fatal(err)
+	}
+	d := a.Desired()
+	if d.Generation != 1 || d.VIFs[0].MAC != "fa:16:3e:0a:bb:01" {
+		t.Fatalf("stored %+v gen %d", d.VIFs, d.Generation)
+	}
+	if seen := r.Seen(); seen[len(seen)-1].VIFs[0].MAC != "fa:16:3e:0a:bb:01" {
+		t.Fatalf("reconciler got %q", seen[len(seen)-1].VIFs[0].MAC)
 	}
 }
 

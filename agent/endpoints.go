@@ -244,6 +244,7 @@ func (a *Agent) PlugVIF(ctx context.Context, v state.VIF) (state.VIFStatus, erro
 	if err := state.ValidateVIF(v); err != nil {
 		return state.VIFStatus{}, err
 	}
+	v.MAC = strings.ToLower(v.MAC) // stored form; a repeat in upper case stays idempotent
 	a.opMu.Lock()
 	defer a.opMu.Unlock()
 	err := a.edit(ctx, ComponentNetwork, func(d *state.Desired) error {

@@ -58,6 +58,7 @@ type RabbitOpts struct {
 	RetryInterval            float64 `ini:"rabbit_retry_interval" default:"1" help:"Seconds before the first reconnect attempt."`
 	RetryBackoff             float64 `ini:"rabbit_retry_backoff" default:"2" help:"Seconds added to the reconnect delay after each failure (jittered)."`
 	IntervalMax              float64 `ini:"rabbit_interval_max" default:"30" help:"Upper bound of the reconnect delay in seconds."`
+	QosPrefetchCount         int     `ini:"rabbit_qos_prefetch_count" default:"8" help:"AMQP basic.qos prefetch count of each consumer: how many requests the broker pushes before they are taken. Bounds the agent's memory under a flood (each request may be up to [agent] max_message_bytes). oslo's default is 0 (unlimited); 0 here means unlimited too."`
 }
 
 // AgentOpts is [agent].
@@ -66,11 +67,16 @@ type AgentOpts struct {
 	Topic             string `ini:"topic" default:"ironic-dpu-agent" help:"RPC topic; the server queue is <topic>.<node_uuid>."`
 	ListenSharedTopic bool   `ini:"listen_shared_topic" default:"false" help:"Also consume the shared <topic> queue (load-balanced across all agents; usually wrong)."`
 	SFBase            int    `ini:"sf_base" default:"1" help:"Lowest SF number the agent allocates for a VIF that names no host function."`
+	MaxVIFs           int    `ini:"max_vifs" default:"64" help:"Most VIFs one desired state may hold; a larger state (or a plug_vif beyond it) is refused with InvalidParameterValue before anything is persisted or plugged. A bare-metal host has a handful of NICs."`
+	MaxVolumes        int    `ini:"max_volumes" default:"32" help:"Most volumes one desired state may hold (refused like max_vifs). 32 is the max_namespaces of the host PF's NVMe subsystem on SNAP and usual SPDK setups, so more could never all be exposed."`
+	MaxMessageBytes   int    `ini:"max_message_bytes" default:"90527064" help:"Largest RPC request body accepted; a larger one is answered with InvalidParameterValue without being parsed. apply_state carries the base64 config drive, so keep this >= 4/3 * [storage] config_drive_max_bytes + 1 MiB for the rest of the state and the oslo envelope: the default is 4/3 * 64 MiB + 1 MiB. The broker's own max_message_size must be at least this."`
 }
 
 // DPUOpts is [dpu].
 type DPUOpts struct {
-	Driver string `ini:"driver" default:"sim" help:"DPU driver: bluefield, spdk-generic or sim."`
+	Driver      string `ini:"driver" default:"sim" help:"DPU driver: bluefield, spdk-generic or sim."`
+	PFs         int    `ini:"pfs" default:"2" help:"Number of host PFs of the card (a BlueField-2/3 has 2). A VIF or volume naming a PF outside 0..pfs-1 is refused at admission. The bluefield driver also requires the PF's representor in sysfs."`
+	MaxVFsPerPF int    `ini:"max_vfs_per_pf" default:"127" help:"Number of VFs each host PF may have (BlueField firmware NUM_OF_VFS / NVME_EMULATION_NUM_VF, at most 127 on BlueField-2); a function naming vf >= this is refused at admission. 0 refuses VFs."`
 }
 
 // OVSOpts is [ovs]; names follow Neutron's.
@@ -187,6 +193,16 @@ func (c *Config) Validate() error {
 	}
 	if c.Storage.ConfigDriveMaxBytes < 1 {
 		errs = append(errs, fmt.Errorf("[storage] config_drive_max_bytes %d must be positive", c.Storage.ConfigDriveMaxBytes))
+	}
+	if c.Agent.MaxVIFs < 1 || c.Agent.MaxVolumes < 1 || c.Agent.MaxMessageBytes < 1<<16 {
+		errs = append(errs, errors.New("[agent] max_vifs and max_volumes must be >= 1 and max_message_bytes >= 65536"))
+	}
+	// state.MaxPF / MaxVF are the generic bounds of a host function
+	if c.DPU.PFs < 1 || c.DPU.PFs > 16 || c.DPU.MaxVFsPerPF < 0 || c.DPU.MaxVFsPerPF > 1024 {
+		errs = append(errs, errors.New("[dpu] pfs must be 1..16 and max_vfs_per_pf 0..1024"))
+	}
+	if c.Rabbit.QosPrefetchCount < 0 {
+		errs = append(errs, errors.New("[oslo_messaging_rabbit] rabbit_qos_prefetch_count must be >= 0"))
 	}
 	switch c.Storage.Multipath {
 	case "multipath", "failover":

@@ -59,6 +59,24 @@ func TestBadValuesAndMissingFile(t *testing.T) {
 	if err := config.Defaults().Validate(); err == nil || !strings.Contains(err.Error(), "node_uuid") {
 		t.Fatalf("missing node_uuid not reported: %v", err)
 	}
+	for name, edit := range map[string]func(c *config.Config){
+		"max_vifs":                  func(c *config.Config) { c.Agent.MaxVIFs = 0 },
+		"max_volumes":               func(c *config.Config) { c.Agent.MaxVolumes = -1 },
+		"max_message_bytes":         func(c *config.Config) { c.Agent.MaxMessageBytes = 100 },
+		"pfs":                       func(c *config.Config) { c.DPU.PFs = 0 },
+		"max_vfs_per_pf":            func(c *config.Config) { c.DPU.MaxVFsPerPF = -1 },
+		"rabbit_qos_prefetch_count": func(c *config.Config) { c.Rabbit.QosPrefetchCount = -1 },
+	} {
+		c := config.Defaults()
+		c.Default.NodeUUID = "1be26c0b-03f2-4d2e-ae87-c02d7f33c123"
+		if err := c.Validate(); err != nil {
+			t.Fatalf("defaults: %v", err)
+		}
+		edit(c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("bad %s not reported: %v", name, err)
+		}
+	}
 }
 
 func TestSampleListsEveryGroupAndParsesBack(t *testing.T) {

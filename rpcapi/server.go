@@ -45,6 +45,9 @@ type ServerConfig struct {
 	// (e.g. trigger a reconcile).
 	OnConnect func()
 	Logger    *zap.Logger
+	// Observe, when set, is told how long each dispatched request took and
+	// its error (metrics). Malformed requests are not dispatched.
+	Observe func(method string, took time.Duration, err error)
 
 	// MaxMessageBytes bounds a request body (default 4 MiB); larger calls get
 	// an error reply.
@@ -69,6 +72,10 @@ type Server struct {
 	seen        *dedupe
 	connected   atomic.Bool
 	running     atomic.Bool
+	// classifyMalformed: the caller's Classify also maps malformed requests
+	// (an ErrMalformed is an errdefs.ErrInvalidArgument), so its callers see
+	// one exception class for every bad input.
+	classifyMalformed bool
 
 	mu       sync.Mutex
 	sess     *session
@@ -87,6 +94,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Target.Exchange == "" {
 		cfg.Target.Exchange = DefaultExchange
 	}
+	classifyMalformed := cfg.Classify != nil
 	if cfg.Classify == nil {
 		cfg.Classify = DefaultClassify
 	}
@@ -119,9 +127,10 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	return &Server{
 		cfg: cfg, url: u, opts: opts, log: log,
-		fanoutQueue: cfg.Target.Topic + "_fanout_" + newID(),
-		seen:        newDedupe(cfg.DedupeSize),
-		sessSet:     make(chan struct{}),
+		fanoutQueue:       cfg.Target.Topic + "_fanout_" + newID(),
+		seen:              newDedupe(cfg.DedupeSize),
+		sessSet:           make(chan struct{}),
+		classifyMalformed: classifyMalformed,
 	}, nil
 }
 
@@ -244,6 +253,11 @@ func (s *Server) setup(sess *session) (*amqp.Channel, []<-chan amqp.Delivery, er
 		return nil, nil, declareErr(s.log, "exchange", fanoutEx, err)
 	}
 	qs = append(qs, q{s.fanoutQueue, t.Topic, fanoutEx, false, false, transientQueueArgs(o)})
+	// Bound what the broker pushes ahead: requests are acked on receipt but
+	// wait for a handler slot, and each may be MaxMessageBytes.
+	if err := ch.Qos(o.QosPrefetchCount, 0, false); err != nil {
+		return nil, nil, fmt.Errorf("basic.qos prefetch %d: %v: %w", o.QosPrefetchCount, err, errdefs.ErrUnavailable)
+	}
 	var dels []<-chan amqp.Delivery
 	for _, q := range qs {
 		if _, err := ch.QueueDeclare(q.name, q.durable, q.autoDelete, false, false, q.args); err != nil {
@@ -383,7 +397,7 @@ func (s *Server) process(ctx context.Context, d amqp.Delivery) {
 		}
 		s.log.Warn("rejecting malformed RPC message", zap.Error(err), zap.String("msg_id", msgID), zap.Int("bytes", len(d.Body)))
 		if msgID != "" && replyQ != "" {
-			f := malformedFailure(err)
+			f := s.malformedFailure(err)
 			s.reply(ctx, in, nil, &f)
 		}
 		return
@@ -412,6 +426,9 @@ func (s *Server) process(ctx context.Context, d amqp.Delivery) {
 	start := time.Now()
 	result, herr := s.dispatch(ctx, &in.Request)
 	stopBeats()
+	if s.cfg.Observe != nil {
+		s.cfg.Observe(in.Method, time.Since(start), herr)
+	}
 	if herr != nil {
 		log.Info("rpc method failed", zap.Error(herr), zap.Duration("took", time.Since(start)))
 	} else {
@@ -450,12 +467,21 @@ func (s *Server) dispatch(ctx context.Context, req *Request) (result any, err er
 	return s.cfg.Dispatcher.Dispatch(ctx, req)
 }
 
+// malformedFailure is the reply to a request that could not be parsed.
+func (s *Server) malformedFailure(err error) Failure {
+	if s.classifyMalformed {
+		return s.cfg.Classify(err)
+	}
+	return malformedFailure(err)
+}
+
 // decode checks size and content type and parses the request; on error the
 // returned incoming carries whatever reply address could be recovered.
 func (s *Server) decode(d amqp.Delivery) (*incoming, error) {
 	if len(d.Body) > s.cfg.MaxMessageBytes {
+		// never parsed: only its ends are scanned for the reply address
 		in := &incoming{}
-		in.MsgID, in.ReplyQ = replyInfoFromBody(d.Body)
+		in.MsgID, in.ReplyQ = scanReplyInfo(d.Body)
 		return in, fmt.Errorf("message of %d bytes exceeds the %d byte limit: %w", len(d.Body), s.cfg.MaxMessageBytes, ErrMalformed)
 	}
 	if d.ContentType != contentType {

@@ -28,6 +28,9 @@ var ErrMalformed = fmt.Errorf("malformed RPC message: %w", errdefs.ErrInvalidArg
 // fields, kept as raw JSON so numbers (2**60) are never rounded. Like oslo's
 // deserialize_msg it accepts a bare dict as a legacy 1.0 message.
 func DecodeEnvelope(body []byte) (map[string]json.RawMessage, error) {
+	if err := checkDepth(body, MaxDepth); err != nil {
+		return nil, err
+	}
 	var outer map[string]json.RawMessage
 	if err := json.Unmarshal(body, &outer); err != nil {
 		return nil, fmt.Errorf("body is not a JSON object: %w", ErrMalformed)
@@ -47,6 +50,9 @@ func DecodeEnvelope(body []byte) (map[string]json.RawMessage, error) {
 	var inner string
 	if err := json.Unmarshal(rawMsg, &inner); err != nil {
 		return nil, fmt.Errorf("oslo.message is not a JSON string: %w", ErrMalformed)
+	}
+	if err := checkDepth([]byte(inner), MaxDepth); err != nil {
+		return nil, fmt.Errorf("oslo.message: %w", err)
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(inner), &fields); err != nil || fields == nil {
@@ -82,8 +88,17 @@ func replyInfo(fields map[string]json.RawMessage) (msgID, replyQ string) {
 }
 
 // replyInfoFromBody is replyInfo for a body DecodeEnvelope refused: it also
-// looks into an oslo.message given as an object instead of a string.
+// looks into an oslo.message given as an object instead of a string, and
+// falls back to scanning the raw bytes when the body cannot be parsed (e.g.
+// nested too deep), so the caller gets an error instead of a timeout.
 func replyInfoFromBody(body []byte) (msgID, replyQ string) {
+	if msgID, replyQ = parsedReplyInfo(body); msgID != "" && replyQ != "" {
+		return msgID, replyQ
+	}
+	return scanReplyInfo(body)
+}
+
+func parsedReplyInfo(body []byte) (msgID, replyQ string) {
 	var outer map[string]json.RawMessage
 	if json.Unmarshal(body, &outer) != nil {
 		return "", ""
@@ -162,7 +177,7 @@ func parseRequest(fields map[string]json.RawMessage) (*incoming, error) {
 	in.Args = map[string]json.RawMessage{}
 	if raw, ok := fields["args"]; ok && !isNull(raw) {
 		if t := bytes.TrimSpace(raw); len(t) == 0 || t[0] != '{' {
-			return in, fmt.Errorf("args is not an object: %w", ErrMalformed)
+			return in, fmt.Errorf("args is not an object (positional arguments are not supported; pass keyword arguments): %w", ErrMalformed)
 		}
 		if err := json.Unmarshal(raw, &in.Args); err != nil {
 			return in, fmt.Errorf("args is not an object: %w", ErrMalformed)

@@ -53,18 +53,9 @@ func cdRig(t *testing.T, maxBytes int) (*rig, func() *storage.Reconciler, string
 	t.Helper()
 	emu := newEmu(t)
 	dir := t.TempDir()
-	mk := func() *storage.Reconciler {
-		cl := spdk.NewUnix(emu.Socket(), nil)
-		t.Cleanup(func() { _ = cl.Close() })
-		o := storageOpts()
-		o.ConfigDriveDir, o.ConfigDriveMaxBytes = filepath.Join(dir, "cd"), maxBytes
-		r, err := storage.New(storage.Options{Client: cl, Storage: o, NodeUUID: nodeUUID, Driver: simDriver(t)(cl),
-			NSIDFile: filepath.Join(dir, "nsids.json")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
+	o := storageOpts()
+	o.ConfigDriveDir, o.ConfigDriveMaxBytes = filepath.Join(dir, "cd"), maxBytes
+	mk := func() *storage.Reconciler { return persistent(t, emu, o, filepath.Join(dir, "nsids.json")) }
 	g := &rig{t: t, emu: emu, r: mk()}
 	g.cl = spdk.NewUnix(emu.Socket(), nil)
 	t.Cleanup(func() { _ = g.cl.Close() })
@@ -308,22 +299,8 @@ func TestSizeFollowsRemoteResize(t *testing.T) {
 	tc := spdk.NewUnix(target.Socket(), nil)
 	t.Cleanup(func() { _ = tc.Close() })
 	ctx := context.Background()
-	nqn := "nqn.2010-10.org.openstack:volume-" + data1ID
-	for _, c := range []struct {
-		m string
-		p any
-	}{
-		{"bdev_malloc_create", map[string]any{"name": "Malloc0", "num_blocks": 262144, "block_size": 512}},
-		{"bdev_lvol_create_lvstore", map[string]any{"bdev_name": "Malloc0", "lvs_name": "cinder-volumes"}},
-		{"bdev_lvol_create", map[string]any{"lvs_name": "cinder-volumes", "lvol_name": "volume-" + data1ID, "size_in_mib": 32}},
-		{"nvmf_create_transport", map[string]any{"trtype": "TCP"}},
-		{"nvmf_create_subsystem", map[string]any{"nqn": nqn, "allow_any_host": true}},
-		{"nvmf_subsystem_add_ns", map[string]any{"nqn": nqn, "namespace": map[string]any{"bdev_name": "cinder-volumes/volume-" + data1ID, "uuid": data1ID}}},
-		{"nvmf_subsystem_add_listener", map[string]any{"nqn": nqn, "listen_address": map[string]any{"trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": "4430"}}},
-	} {
-		if err := tc.Call(ctx, c.m, c.p, nil); err != nil {
-			t.Fatalf("%s: %v", c.m, err)
-		}
+	if err := spdktest.Run(ctx, tc, append(spdktest.LvstoreSetup(128), spdktest.LvolExport(data1ID, 32, "4430")...)); err != nil {
+		t.Fatal(err)
 	}
 	dpu := spdktest.StartT(t, spdktest.Options{Peers: []*spdktest.Emulator{target}})
 	g := newRig(t, dpu, simDriver(t))

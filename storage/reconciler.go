@@ -148,7 +148,7 @@ type item struct {
 
 	bdev string
 	nsid int
-	qos  *state.QoS // limits SPDK holds after this reconcile
+	qos  *spdk.QoSLimits // limits SPDK holds after this reconcile
 	err  error
 }
 
@@ -312,7 +312,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
 	p.allocateNSIDs()
 	p.ensureItems(ctx)
 	p.activate(ctx)
-	// Path states, sizes and limits for Observe; re-read only if something changed.
+	// Path states for Observe; re-read only if something changed. Sizes of
+	// new bdevs come with Observe's own refresh.
 	ctrls := snap.ctrls
 	if p.changed {
 		if cs, err := r.o.Client.GetControllers(ctx, ""); err == nil {
@@ -320,9 +321,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
 			for i := range cs {
 				ctrls[cs[i].Name] = &cs[i]
 			}
-		}
-		if bs, err := r.o.Client.GetBdevs(ctx, ""); err == nil {
-			snap.setBdevs(bs)
 		}
 	}
 	r.record(items, ctrls, snap.byName)
@@ -585,8 +583,7 @@ func (r *Reconciler) ensureItem(ctx context.Context, it *item, snap *snapshot) (
 func (r *Reconciler) applyQoS(ctx context.Context, it *item, cur spdk.QoSLimits) (bool, error) {
 	var want spdk.QoSLimits
 	if q := it.target.QoS; q != nil {
-		e := q.Effective()
-		want = spdk.QoSLimits{RwIOsPerSec: e.RwIOsPerSec, RwMBytesPerSec: e.RwMBytesPerSec, RMBytesPerSec: e.RMBytesPerSec, WMBytesPerSec: e.WMBytesPerSec}
+		want = q.Effective()
 	}
 	it.qos = qosStatus(cur)
 	if want == cur {
@@ -600,11 +597,12 @@ func (r *Reconciler) applyQoS(ctx context.Context, it *item, cur spdk.QoSLimits)
 	return true, nil
 }
 
-func qosStatus(l spdk.QoSLimits) *state.QoS {
+// qosStatus is the observed form of limits: nil when there are none.
+func qosStatus(l spdk.QoSLimits) *spdk.QoSLimits {
 	if l == (spdk.QoSLimits{}) {
 		return nil
 	}
-	return &state.QoS{RwIOsPerSec: l.RwIOsPerSec, RwMBytesPerSec: l.RwMBytesPerSec, RMBytesPerSec: l.RMBytesPerSec, WMBytesPerSec: l.WMBytesPerSec}
+	return &l
 }
 
 // pickBdev finds the volume's namespace among a controller's bdevs; names
@@ -682,7 +680,6 @@ func (r *Reconciler) volumeStatus(it *item, ctrls map[string]*spdk.NVMeControlle
 		Function: &f, NSID: it.nsid, QoS: it.qos}
 	if b, ok := bdevs[it.bdev]; ok && it.bdev != "" {
 		st.SizeBytes = b.NumBlocks * int64(b.BlockSize)
-		st.QoS = qosStatus(b.RateLimits)
 	}
 	have := backend.Paths(ctrls[it.ctrl])
 	for _, p := range it.target.Portals {

@@ -66,6 +66,19 @@ func newRig(t *testing.T, emu *spdktest.Emulator, mk func(*spdk.Client) drivers.
 	return &rig{t: t, emu: emu, cl: cl, r: r}
 }
 
+// persistent builds a reconciler that remembers nsids in file: building it
+// again is an agent restart.
+func persistent(t *testing.T, emu *spdktest.Emulator, o config.StorageOpts, file string) *storage.Reconciler {
+	t.Helper()
+	cl := spdk.NewUnix(emu.Socket(), nil)
+	t.Cleanup(func() { _ = cl.Close() })
+	r, err := storage.New(storage.Options{Client: cl, Storage: o, NodeUUID: nodeUUID, Driver: simDriver(t)(cl), NSIDFile: file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 func simDriver(t *testing.T) func(*spdk.Client) drivers.StorageDriver {
 	return func(cl *spdk.Client) drivers.StorageDriver {
 		d, err := sim.NewStorage(cl, nodeUUID, "", nil)
@@ -598,16 +611,7 @@ func TestSPDKNvmfVFIOUser(t *testing.T) {
 func TestAgentAndSPDKRestartKeepNSIDs(t *testing.T) {
 	emu := newEmu(t)
 	file := filepath.Join(t.TempDir(), "nsids.json")
-	mk := func() *storage.Reconciler {
-		cl := spdk.NewUnix(emu.Socket(), nil)
-		t.Cleanup(func() { _ = cl.Close() })
-		r, err := storage.New(storage.Options{Client: cl, Storage: storageOpts(), NodeUUID: nodeUUID,
-			Driver: simDriver(t)(cl), NSIDFile: file})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
+	mk := func() *storage.Reconciler { return persistent(t, emu, storageOpts(), file) }
 	g := &rig{t: t, emu: emu, r: mk()}
 	g.cl = spdk.NewUnix(emu.Socket(), nil)
 	t.Cleanup(func() { _ = g.cl.Close() })
@@ -653,16 +657,7 @@ func TestAgentAndSPDKRestartKeepNSIDs(t *testing.T) {
 func TestFailedVolumeKeepsRememberedNSID(t *testing.T) {
 	emu := newEmu(t)
 	file := filepath.Join(t.TempDir(), "nsids.json")
-	mk := func() *storage.Reconciler {
-		cl := spdk.NewUnix(emu.Socket(), nil)
-		t.Cleanup(func() { _ = cl.Close() })
-		r, err := storage.New(storage.Options{Client: cl, Storage: storageOpts(), NodeUUID: nodeUUID,
-			Driver: simDriver(t)(cl), NSIDFile: file})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
+	mk := func() *storage.Reconciler { return persistent(t, emu, storageOpts(), file) }
 	g := &rig{t: t, emu: emu, r: mk()}
 	g.cl = spdk.NewUnix(emu.Socket(), nil)
 	t.Cleanup(func() { _ = g.cl.Close() })

@@ -26,30 +26,32 @@ const driverNames = "sim, bluefield, spdk-generic"
 // are named. Adding a vendor is one package plus one case here.
 func buildDriver(cfg *config.Config, client *spdk.Client, log *zap.Logger) (*drivers.Driver, error) {
 	node := cfg.Default.NodeUUID
+	card := drivers.Card{PFs: cfg.DPU.PFs, VFsPerPF: cfg.DPU.MaxVFsPerPF}
 	switch cfg.DPU.Driver {
 	case "sim":
-		st, err := sim.NewStorage(client, node, cfg.NVMf.ListenPort, log.Named("sim"))
+		st, err := sim.NewCardStorage(client, node, cfg.NVMf.ListenPort, card, log.Named("sim"))
 		if err != nil {
 			return nil, err
 		}
-		return &drivers.Driver{Name: "sim", Network: sim.NewNetwork(sim.DefaultPFs), Storage: st}, nil
+		return &drivers.Driver{Name: "sim", Network: sim.NewCardNetwork(card), Storage: st}, nil
 	case "bluefield":
-		st, err := bluefield.NewStorage(bluefield.StorageOptions{Client: client, NodeUUID: node, Logger: log.Named("bluefield")})
+		st, err := bluefield.NewStorage(bluefield.StorageOptions{Client: client, NodeUUID: node,
+			PFs: card.PFs, VFs: card.VFsPerPF, Logger: log.Named("bluefield")})
 		if err != nil {
 			return nil, err
 		}
-		return &drivers.Driver{Name: "bluefield", Network: bluefield.NewNetwork(cfg.OVS.SysfsRoot, log.Named("bluefield")), Storage: st}, nil
+		return &drivers.Driver{Name: "bluefield", Network: bluefield.NewNetwork(cfg.OVS.SysfsRoot, card, log.Named("bluefield")), Storage: st}, nil
 	case "spdk-generic", "spdk-nvmf":
 		st, err := spdkgeneric.NewStorage(spdkgeneric.Options{
 			Client: client, NodeUUID: node, Transport: cfg.NVMf.Transport, VFIOUserDir: cfg.NVMf.VFIOUserDir,
-			ListenAddress: cfg.NVMf.ListenAddress, ListenPort: cfg.NVMf.ListenPort, Logger: log.Named("spdk-generic"),
+			ListenAddress: cfg.NVMf.ListenAddress, ListenPort: cfg.NVMf.ListenPort, Card: card, Logger: log.Named("spdk-generic"),
 		})
 		if err != nil {
 			return nil, err
 		}
 		// Representors of a generic switchdev NIC follow the same sysfs
 		// phys_port_name rules as BlueField's.
-		return &drivers.Driver{Name: "spdk-generic", Network: bluefield.NewNetwork(cfg.OVS.SysfsRoot, log.Named("spdk-generic")), Storage: st}, nil
+		return &drivers.Driver{Name: "spdk-generic", Network: bluefield.NewNetwork(cfg.OVS.SysfsRoot, card, log.Named("spdk-generic")), Storage: st}, nil
 	}
 	return nil, fmt.Errorf("%w: [dpu] driver %q: want one of %s", errdefs.ErrInvalidArgument, cfg.DPU.Driver, driverNames)
 }

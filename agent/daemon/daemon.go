@@ -73,6 +73,7 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		Interval:       cfg.Default.ReconcileInterval,
 		HealthInterval: cfg.Default.HealthInterval,
 		SFBase:         cfg.Agent.SFBase,
+		Limits:         state.Limits{MaxVIFs: cfg.Agent.MaxVIFs, MaxVolumes: cfg.Agent.MaxVolumes},
 		Logger:         log,
 	})
 	if err != nil {
@@ -81,9 +82,12 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	built.Store(a)
 
 	disp := rpcapi.NewDispatcher(version.RPCAPIVersion, "")
+	methods := []string{rpcapi.PingMethod}
 	for name, m := range a.Methods() {
 		disp.Register(name, adapt(m))
+		methods = append(methods, name)
 	}
+	metrics := httpapi.NewMetrics(a, methods)
 	srv, err := rpcapi.NewServer(rpcapi.ServerConfig{
 		URL:          cfg.Default.TransportURL,
 		Rabbit:       cfg.Rabbit,
@@ -92,7 +96,10 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		Dispatcher:   disp,
 		Classify:     Classify,
 		OnConnect:    a.RequestReconcile,
-		Logger:       log.Named("rpc"),
+		Observe:      metrics.ObserveRPC,
+		// apply_state carries the config drive: see the option's help
+		MaxMessageBytes: cfg.Agent.MaxMessageBytes,
+		Logger:          log.Named("rpc"),
 	})
 	if err != nil {
 		return err
@@ -109,7 +116,7 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	wg.Go(func() { errc <- a.Run(ctx) })
 	wg.Go(func() { errc <- srv.Run(ctx) })
 	if cfg.Default.HealthListen != "" {
-		wg.Go(func() { errc <- httpapi.Serve(ctx, cfg.Default.HealthListen, a, log) })
+		wg.Go(func() { errc <- httpapi.Serve(ctx, cfg.Default.HealthListen, metrics, log) })
 	}
 	// The first to stop (normally on ctx cancel) stops the other.
 	first := <-errc

@@ -63,6 +63,7 @@ func (s *Store) Load() (*Desired, error) {
 	if d.VIFs == nil {
 		d.VIFs = []VIF{}
 	}
+	d.Normalize() // a state saved before MACs were lower-cased at admission
 	return &d, nil
 }
 

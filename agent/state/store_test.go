@@ -108,3 +108,24 @@ func TestKillDuringSaveNeverTearsState(t *testing.T) {
 	}
 	t.Logf("survived 15 kills, last generation %s", strconv.FormatInt(last, 10))
 }
+
+// A state persisted before MACs were lower-cased at admission loads in the
+// stored form, so reconcilers and idempotence checks see one spelling.
+func TestLoadLowerCasesMACs(t *testing.T) {
+	dir := t.TempDir()
+	st, err := state.NewStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := `{"generation":3,"volumes":[],"vifs":[{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"FA:16:3E:0A:BB:01","function":{"pf":0,"sf":1}}]}`
+	if err := os.WriteFile(st.Path(), []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := st.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.VIFs[0].MAC != "fa:16:3e:0a:bb:01" {
+		t.Fatalf("loaded mac %q", d.VIFs[0].MAC)
+	}
+}

@@ -6,6 +6,8 @@ package state
 import (
 	"bytes"
 	"encoding/json"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 )
 
 // Function is a host-visible PCIe function: a PF, a VF of a PF, or an SF of a PF.
@@ -110,14 +112,6 @@ type ConfigDriveStatus struct {
 	LastError string `json:"last_error,omitempty"`
 }
 
-// QoS is the rate limits SPDK holds for a volume's bdev (0 = unlimited).
-type QoS struct {
-	RwIOsPerSec    uint64 `json:"rw_ios_per_sec"`
-	RwMBytesPerSec uint64 `json:"rw_mbytes_per_sec"`
-	RMBytesPerSec  uint64 `json:"r_mbytes_per_sec"`
-	WMBytesPerSec  uint64 `json:"w_mbytes_per_sec"`
-}
-
 // Item states shown in VolumeStatus.State and VIFStatus.State.
 const (
 	StateAttached = "attached" // volume exposed to the host
@@ -144,9 +138,10 @@ type VolumeStatus struct {
 	Function   *Function    `json:"function,omitempty"`
 	NSID       int          `json:"nsid,omitempty"`
 	// SizeBytes is what the DPU's bdev reports (num_blocks*block_size).
-	SizeBytes int64  `json:"size_bytes,omitempty"`
-	QoS       *QoS   `json:"qos,omitempty"`
-	LastError string `json:"last_error,omitempty"`
+	SizeBytes int64 `json:"size_bytes,omitempty"`
+	// QoS is the limits SPDK holds on the bdev (bdev_set_qos_limit names).
+	QoS       *spdk.QoSLimits `json:"qos,omitempty"`
+	LastError string          `json:"last_error,omitempty"`
 }
 
 // VIFStatus is the observed state of one VIF.

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"regexp"
@@ -46,16 +47,67 @@ func ValidateFunction(f Function) error {
 	return nil
 }
 
-// ValidateMAC accepts a unicast 48-bit MAC in colon form.
+// ValidateMAC accepts a unicast, non-zero 48-bit MAC in colon form: a NIC
+// with 00:00:00:00:00:00 or a group address cannot take part in OVN's
+// port security or ARP responder, so the host would silently get no traffic.
 func ValidateMAC(s string) error {
 	hw, err := net.ParseMAC(s)
 	if err != nil || len(hw) != 6 || strings.Count(s, ":") != 5 {
 		return invalid("mac %q is not a 48-bit MAC address like fa:16:3e:00:00:01", s)
 	}
-	if hw[0]&1 == 1 {
+	switch {
+	case bytes.Equal(hw, make(net.HardwareAddr, 6)):
+		return invalid("mac %q is the all-zero address", s)
+	case bytes.Equal(hw, net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}):
+		return invalid("mac %q is the broadcast address", s)
+	case hw[0]&1 == 1:
 		return invalid("mac %q is a multicast address", s)
 	}
 	return nil
+}
+
+// Default limits of one desired state (see Limits).
+const (
+	// DefaultMaxVIFs: a bare-metal host has a handful of NICs; 64 leaves
+	// room for trunk-less multi-port designs while keeping a flood (20,000
+	// ports) from ever being persisted or plugged.
+	DefaultMaxVIFs = 64
+	// DefaultMaxVolumes: the host PF's NVMe subsystem is created with
+	// max_namespaces 32 on SNAP and the usual SPDK setups, so more volumes
+	// could never all be exposed.
+	DefaultMaxVolumes = 32
+)
+
+// Limits bound the size of one desired state; zero fields take the defaults.
+type Limits struct {
+	MaxVIFs    int
+	MaxVolumes int
+}
+
+// CheckLimits refuses a state with more VIFs or volumes than l allows. It is
+// cheap (counts only), so callers run it before any per-item validation.
+func (d *Desired) CheckLimits(l Limits) error {
+	if l.MaxVIFs <= 0 {
+		l.MaxVIFs = DefaultMaxVIFs
+	}
+	if l.MaxVolumes <= 0 {
+		l.MaxVolumes = DefaultMaxVolumes
+	}
+	if n := len(d.VIFs); n > l.MaxVIFs {
+		return invalid("%d vifs exceed the limit of %d per node ([agent] max_vifs)", n, l.MaxVIFs)
+	}
+	if n := len(d.Volumes); n > l.MaxVolumes {
+		return invalid("%d volumes exceed the limit of %d per node ([agent] max_volumes)", n, l.MaxVolumes)
+	}
+	return nil
+}
+
+// Normalize puts d in its stored form: MACs lower-case, as Neutron and OVN
+// write them (ovn-controller compares them as strings).
+func (d *Desired) Normalize() {
+	for i := range d.VIFs {
+		d.VIFs[i].MAC = strings.ToLower(d.VIFs[i].MAC)
+	}
 }
 
 // ValidateVolume checks one volume, including its Cinder connection info.

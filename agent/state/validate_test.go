@@ -100,3 +100,33 @@ func TestValidateConfigDriveSHA(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestValidateMACRefusesNonUnicastAndZero(t *testing.T) {
+	for _, mac := range []string{"00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff", "FF:FF:FF:FF:FF:FF", "01:00:5e:00:00:01", "33:33:00:00:00:01", "fa:16:3e:00:00", "fa-16-3e-00-00-01"} {
+		if err := state.ValidateMAC(mac); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("%s accepted: %v", mac, err)
+		}
+	}
+	for _, mac := range []string{"fa:16:3e:00:00:01", "FA:16:3E:0A:BB:01", "02:00:00:00:00:00"} {
+		if err := state.ValidateMAC(mac); err != nil {
+			t.Errorf("%s refused: %v", mac, err)
+		}
+	}
+}
+
+func TestCheckLimits(t *testing.T) {
+	d := &state.Desired{VIFs: make([]state.VIF, state.DefaultMaxVIFs), Volumes: make([]state.Volume, state.DefaultMaxVolumes)}
+	if err := d.CheckLimits(state.Limits{}); err != nil {
+		t.Fatalf("defaults are inclusive: %v", err)
+	}
+	if err := d.CheckLimits(state.Limits{MaxVIFs: 3}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("configured vif limit: %v", err)
+	}
+	d.Volumes = append(d.Volumes, state.Volume{})
+	if err := d.CheckLimits(state.Limits{}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("volume limit: %v", err)
+	}
+	if err := d.CheckLimits(state.Limits{MaxVolumes: 100}); err != nil {
+		t.Fatalf("raised volume limit: %v", err)
+	}
+}

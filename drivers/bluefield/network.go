@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
+	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/representor"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/sf"
@@ -35,17 +36,19 @@ type SFManager interface {
 type Network struct {
 	finder representor.Finder
 	sfs    SFManager
+	card   drivers.Card
 }
 
-// NewNetwork uses sysfs under sysfsRoot and devlink through the kernel.
-func NewNetwork(sysfsRoot string, log *zap.Logger) *Network {
+// NewNetwork uses sysfs under sysfsRoot and devlink through the kernel; card
+// is [dpu] pfs and max_vfs_per_pf.
+func NewNetwork(sysfsRoot string, card drivers.Card, log *zap.Logger) *Network {
 	f := representor.Finder{Root: sysfsRoot, Controller: HostController}
-	return NewNetworkWith(f, &sf.Manager{NL: &netlink.Handle{}, Finder: f, Controller: HostController, Log: log})
+	return NewNetworkWith(f, &sf.Manager{NL: &netlink.Handle{}, Finder: f, Controller: HostController, Log: log}, card)
 }
 
 // NewNetworkWith injects the representor finder and SF manager (tests).
-func NewNetworkWith(f representor.Finder, sfs SFManager) *Network {
-	return &Network{finder: f, sfs: sfs}
+func NewNetworkWith(f representor.Finder, sfs SFManager, card drivers.Card) *Network {
+	return &Network{finder: f, sfs: sfs, card: card}
 }
 
 // ValidateFunction implements drivers.NetworkDriver: the PF must exist on
@@ -57,6 +60,9 @@ func (n *Network) ValidateFunction(f state.Function) error {
 	if f.SF != nil && *f.SF > MaxSF {
 		return fmt.Errorf("%w: function %s: sf numbers above %d are reserved for virtio-net-controller",
 			errdefs.ErrInvalidArgument, representor.Name(f), MaxSF)
+	}
+	if err := n.card.Check(f); err != nil {
+		return err
 	}
 	pfs, err := n.finder.PFs()
 	if err != nil {

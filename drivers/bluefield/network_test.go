@@ -26,7 +26,7 @@ func TestNetworkDriver(t *testing.T) {
 	}
 	fake := sftest.NewNetlink(root)
 	f := representor.Finder{Root: root, Controller: bluefield.HostController}
-	n := bluefield.NewNetworkWith(f, &sf.Manager{NL: fake, Finder: f, Controller: bluefield.HostController, Log: zap.NewNop()})
+	n := bluefield.NewNetworkWith(f, &sf.Manager{NL: fake, Finder: f, Controller: bluefield.HostController, Log: zap.NewNop()}, drivers.DefaultCard)
 
 	// Unknown PF (the card has 0 and 1), reserved SF, negative/huge numbers:
 	// ErrInvalidArgument and no devlink call.
@@ -85,7 +85,7 @@ func TestAssignedSFsGetRepresentors(t *testing.T) {
 	}
 	fake := sftest.NewNetlink(root)
 	f := representor.Finder{Root: root, Controller: bluefield.HostController}
-	n := bluefield.NewNetworkWith(f, &sf.Manager{NL: fake, Finder: f, Controller: bluefield.HostController, Log: zap.NewNop()})
+	n := bluefield.NewNetworkWith(f, &sf.Manager{NL: fake, Finder: f, Controller: bluefield.HostController, Log: zap.NewNop()}, drivers.DefaultCard)
 	d := &state.Desired{VIFs: []state.VIF{
 		{PortID: "11111111-1111-1111-1111-111111111111", MAC: "fa:16:3e:00:00:01"},
 		{PortID: "22222222-2222-2222-2222-222222222222", MAC: "fa:16:3e:00:00:02", Function: &state.Function{PF: 0, SF: state.IntPtr(1)}},

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
+	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/representor"
 )
@@ -19,18 +20,24 @@ const DefaultPFs = 2
 
 // Network is the sim drivers.NetworkDriver.
 type Network struct {
-	pfs int
+	card drivers.Card
 
 	mu  sync.Mutex
 	sfs map[string]string // representor -> MAC of SFs that exist
 }
 
-// NewNetwork returns a card with pfs PFs (DefaultPFs when pfs <= 0).
+// NewNetwork returns a card with pfs PFs (DefaultPFs when pfs <= 0) and
+// drivers.DefaultCard's VFs.
 func NewNetwork(pfs int) *Network {
 	if pfs <= 0 {
 		pfs = DefaultPFs
 	}
-	return &Network{pfs: pfs, sfs: map[string]string{}}
+	return NewCardNetwork(drivers.Card{PFs: pfs, VFsPerPF: drivers.DefaultCard.VFsPerPF})
+}
+
+// NewCardNetwork returns a sim card shaped like card ([dpu] pfs, max_vfs_per_pf).
+func NewCardNetwork(card drivers.Card) *Network {
+	return &Network{card: card, sfs: map[string]string{}}
 }
 
 // ValidateFunction implements drivers.NetworkDriver.
@@ -38,10 +45,7 @@ func (n *Network) ValidateFunction(f state.Function) error {
 	if err := state.ValidateFunction(f); err != nil {
 		return err
 	}
-	if f.PF >= n.pfs {
-		return fmt.Errorf("%w: function %s: the sim card has PFs 0..%d", errdefs.ErrInvalidArgument, representor.Name(f), n.pfs-1)
-	}
-	return nil
+	return n.card.Check(f)
 }
 
 // Representor implements drivers.NetworkDriver: VFs and PFs always exist

@@ -3,6 +3,7 @@ package sim
 import (
 	"go.uber.org/zap"
 
+	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/spdkgeneric"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 )
@@ -17,12 +18,17 @@ const DefaultStoragePort = "4430"
 // real SPDK) shows, and nothing needs PCIe. PFs 0..DefaultPFs-1 and their VFs
 // are accepted; each function gets its own subsystem.
 func NewStorage(client *spdk.Client, nodeUUID, listenPort string, log *zap.Logger) (*spdkgeneric.Storage, error) {
+	return NewCardStorage(client, nodeUUID, listenPort, drivers.Card{PFs: DefaultPFs, VFsPerPF: drivers.DefaultCard.VFsPerPF}, log)
+}
+
+// NewCardStorage is NewStorage for a card shaped like card ([dpu] pfs, max_vfs_per_pf).
+func NewCardStorage(client *spdk.Client, nodeUUID, listenPort string, card drivers.Card, log *zap.Logger) (*spdkgeneric.Storage, error) {
 	if listenPort == "" {
 		listenPort = DefaultStoragePort
 	}
 	return spdkgeneric.NewStorage(spdkgeneric.Options{
 		Client: client, NodeUUID: nodeUUID, Transport: "TCP",
 		ListenAddress: "127.0.0.1", ListenPort: listenPort,
-		MaxPF: DefaultPFs - 1, AllowVFs: true, Logger: log,
+		Card: card, Logger: log,
 	})
 }

@@ -30,13 +30,12 @@ type Options struct {
 	VFIOUserDir string
 	// ListenAddress and ListenPort are the TCP listener (TCP).
 	ListenAddress, ListenPort string
-	// MaxPF bounds the PFs volumes may use (default 0: PF 0 only, which is
-	// what a vfio-user server exposes per directory; VFs are not emulated).
-	MaxPF int
-	// AllowVFs lets volumes use VFs (each gets its own subsystem); the sim
-	// driver sets it, a vfio-user deployment usually has PFs only.
-	AllowVFs bool
-	Logger   *zap.Logger
+	// Card bounds the functions volumes may use (default: PF 0 only, which
+	// is what one vfio-user server exposes per directory). VFs are allowed
+	// when Card.VFsPerPF > 0 (each gets its own subsystem); the sim driver
+	// and [dpu] max_vfs_per_pf set it.
+	Card   drivers.Card
+	Logger *zap.Logger
 }
 
 // MaxNamespaces is the namespace limit of each host subsystem.
@@ -73,6 +72,9 @@ func NewStorage(o Options) (*Storage, error) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
+	if o.Card.PFs <= 0 {
+		o.Card.PFs = 1
+	}
 	return &Storage{o: o, log: o.Logger}, nil
 }
 
@@ -81,13 +83,10 @@ func (s *Storage) ValidateFunction(f state.Function) error {
 	if err := state.ValidateFunction(f); err != nil {
 		return err
 	}
-	if f.SF != nil || (f.VF != nil && !s.o.AllowVFs) {
+	if f.SF != nil || (f.VF != nil && s.o.Card.VFsPerPF == 0) {
 		return fmt.Errorf("%w: spdk-nvmf exposes volumes on PFs only, not %s", errdefs.ErrNotSupported, drivers.FunctionName(f))
 	}
-	if f.PF > s.o.MaxPF {
-		return fmt.Errorf("%w: spdk-nvmf: pf %d out of range 0..%d", errdefs.ErrInvalidArgument, f.PF, s.o.MaxPF)
-	}
-	return nil
+	return s.o.Card.Check(f)
 }
 
 func (s *Storage) listener(f state.Function) spdk.ListenAddress {

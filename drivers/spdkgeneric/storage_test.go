@@ -28,7 +28,7 @@ func TestOptions(t *testing.T) {
 			t.Errorf("%s accepted", name)
 		}
 	}
-	s, err := spdkgeneric.NewStorage(spdkgeneric.Options{Client: c, NodeUUID: node, VFIOUserDir: "/x", MaxPF: 1})
+	s, err := spdkgeneric.NewStorage(spdkgeneric.Options{Client: c, NodeUUID: node, VFIOUserDir: "/x", Card: drivers.Card{PFs: 2}})
 	if err != nil {
 		t.Fatal(err)
 	}

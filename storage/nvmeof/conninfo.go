@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 )
 
 // Portal is one network path to the remote target.
@@ -28,7 +29,8 @@ type Target struct {
 	VolumeNGUID string   `json:"volume_nguid,omitempty"`
 	NSID        int      `json:"ns_id,omitempty"`
 	HostNQN     string   `json:"host_nqn,omitempty"`
-	QoS         *QoS     `json:"qos,omitempty"`
+	// QoS is from qos_specs (Cinder front-end QoS); nil: none.
+	QoS *spdk.QoSLimits `json:"qos,omitempty"`
 }
 
 // nqnRe follows NVMe base spec 4.5: "nqn.yyyy-mm.reverse-domain:anything" or the

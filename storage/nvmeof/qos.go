@@ -6,48 +6,21 @@ import (
 	"strconv"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 )
 
-// QoS is a volume's rate limits in bdev_set_qos_limit's terms (SPDK v24.09);
-// 0 means unlimited. It comes from the qos_specs Cinder puts in the
-// connection info for front-end QoS.
-type QoS struct {
-	RwIOsPerSec    uint64 `json:"rw_ios_per_sec"`
-	RwMBytesPerSec uint64 `json:"rw_mbytes_per_sec"`
-	RMBytesPerSec  uint64 `json:"r_mbytes_per_sec"`
-	WMBytesPerSec  uint64 `json:"w_mbytes_per_sec"`
-}
-
+// maxQoSValue keeps values exact in JSON doubles and far from SPDK's
+// uint64 overflow clamp.
 const (
-	mib = 1 << 20
-	// maxQoSValue keeps values exact in JSON doubles and far from SPDK's
-	// uint64 overflow clamp.
+	mib         = 1 << 20
 	maxQoSValue = 1 << 53
-	// MaxQoSMBytes is the largest MB/s limit SPDK keeps (larger values are
-	// reset to it: c-qos.jsonl).
-	MaxQoSMBytes = 17592186044415
 )
 
-// IsZero reports whether q sets no limit.
-func (q QoS) IsZero() bool { return q == QoS{} }
-
-// Effective is what SPDK stores for q: IOPS rounded up to a multiple of 1000
-// ("Round up the rate limit", c-qos.jsonl), MB/s clamped. Comparing it with
-// bdev_get_bdevs' assigned_rate_limits tells whether a call is needed.
-func (q QoS) Effective() QoS {
-	if r := q.RwIOsPerSec % 1000; r != 0 {
-		q.RwIOsPerSec += 1000 - r
-	}
-	q.RwMBytesPerSec = min(q.RwMBytesPerSec, MaxQoSMBytes)
-	q.RMBytesPerSec = min(q.RMBytesPerSec, MaxQoSMBytes)
-	q.WMBytesPerSec = min(q.WMBytesPerSec, MaxQoSMBytes)
-	return q
-}
-
-// ParseQoS reads connection_info.data.qos_specs (Cinder's front-end keys;
+// ParseQoS reads connection_info.data.qos_specs into bdev_set_qos_limit's
+// limits (SPDK v24.09 has no separate read/write IOPS limit). It reads (Cinder's front-end keys;
 // values are integers or numeric strings). Absent or null gives nil. Other
 // keys (burst *_max, per-GB sizes Cinder already folded in) are ignored.
-func ParseQoS(data map[string]any) (*QoS, error) {
+func ParseQoS(data map[string]any) (*spdk.QoSLimits, error) {
 	raw, ok := data["qos_specs"]
 	if !ok || raw == nil {
 		return nil, nil
@@ -83,7 +56,7 @@ func ParseQoS(data map[string]any) (*QoS, error) {
 		}
 	}
 	mb := func(b uint64) uint64 { return (b + mib - 1) / mib } // round up: never a looser limit
-	return &QoS{RwIOsPerSec: vals[0], RwMBytesPerSec: mb(vals[1]), RMBytesPerSec: mb(vals[2]), WMBytesPerSec: mb(vals[3])}, nil
+	return &spdk.QoSLimits{RwIOsPerSec: vals[0], RwMBytesPerSec: mb(vals[1]), RMBytesPerSec: mb(vals[2]), WMBytesPerSec: mb(vals[3])}, nil
 }
 
 func toUint(v any) (uint64, error) {

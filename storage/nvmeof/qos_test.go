@@ -6,6 +6,7 @@ import (
 
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/nvmeof"
+	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 )
 
 const qosBase = `{"target_nqn":"nqn.2010-10.org.openstack:v","portals":[["192.0.2.10",4420,"tcp"]]`
@@ -16,14 +17,14 @@ func TestParseQoSMapsCinderKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := nvmeof.QoS{RwIOsPerSec: 1500, RwMBytesPerSec: 2, RMBytesPerSec: 2, WMBytesPerSec: 1}
+	want := spdk.QoSLimits{RwIOsPerSec: 1500, RwMBytesPerSec: 2, RMBytesPerSec: 2, WMBytesPerSec: 1}
 	if tg.QoS == nil || *tg.QoS != want {
 		t.Fatalf("qos %+v, want %+v", tg.QoS, want)
 	}
 	if got := tg.QoS.Effective(); got.RwIOsPerSec != 2000 || got.RwMBytesPerSec != 2 {
 		t.Errorf("effective %+v: SPDK rounds IOPS up to a multiple of 1000", got)
 	}
-	if (nvmeof.QoS{RwMBytesPerSec: 1 << 50}).Effective().RwMBytesPerSec != nvmeof.MaxQoSMBytes {
+	if (spdk.QoSLimits{RwMBytesPerSec: 1 << 50}).Effective().RwMBytesPerSec != spdk.MaxQoSMBytes {
 		t.Error("MB/s not clamped as SPDK does")
 	}
 	for _, s := range []string{qosBase + `}`, qosBase + `,"qos_specs":null}`} {

@@ -164,6 +164,23 @@ type QoSLimits struct {
 	WMBytesPerSec  uint64 `json:"w_mbytes_per_sec"`
 }
 
+// MaxQoSMBytes is the largest MB/s limit SPDK keeps (larger values are
+// reset to it: c-qos.jsonl).
+const MaxQoSMBytes = 17592186044415
+
+// Effective is what SPDK stores for l: IOPS rounded up to a multiple of 1000
+// ("Round up the rate limit", c-qos.jsonl), MB/s clamped. Comparing it with
+// assigned_rate_limits tells whether a call is needed.
+func (l QoSLimits) Effective() QoSLimits {
+	if r := l.RwIOsPerSec % 1000; r != 0 {
+		l.RwIOsPerSec += 1000 - r
+	}
+	l.RwMBytesPerSec = min(l.RwMBytesPerSec, MaxQoSMBytes)
+	l.RMBytesPerSec = min(l.RMBytesPerSec, MaxQoSMBytes)
+	l.WMBytesPerSec = min(l.WMBytesPerSec, MaxQoSMBytes)
+	return l
+}
+
 // SetQoSLimit calls bdev_set_qos_limit with all four limits, so the bdev
 // ends up with exactly l. SPDK refuses a second call on a bdev while one is
 // in progress (-32602), so callers must not overlap calls for one bdev.

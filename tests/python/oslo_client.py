@@ -6,7 +6,9 @@ Script: {"exchange": "ironic_dpu", "topic": "ironic-dpu-agent",
          "allowed_remote_exmods": [...],
          "ops": [{"op": "call"|"cast"|"fanout", "server": "...", "method": "...", "args": {...},
                   "version": "1.0", "namespace": null, "timeout": 10, "call_monitor_timeout": null,
-                  "at_least_once": false, "context": {...}}, ...],
+                  "at_least_once": false, "context": {...},
+                  "deep_args": {"name": depth}, "blob_args": {"name": nbytes}}, ...],
+         "recursion_limit": 100000,
          "bench": {"server": "...", "method": "...", "args": {...}, "n": 1000, "concurrency": 1}}
 Prints one JSON line per op ({"ok": true, "result": ...} or {"ok": false, "exc_class": ...}) and,
 for "bench", one line {"bench": {"calls": n, "seconds": s, "latencies_ms": [...]}}."""
@@ -26,6 +28,9 @@ conf([], project='dpu-test')
 conf.set_override('metrics_thread_stop_timeout', 0, group='oslo_messaging_metrics')
 
 script = json.load(sys.stdin)
+if script.get('recursion_limit'):
+    # lets jsonutils.dumps encode the 10,000-deep arguments of flood tests
+    sys.setrecursionlimit(int(script['recursion_limit']))
 url = os.environ['TRANSPORT_URL']
 transport = om.get_rpc_transport(conf, url=url,
                                  allowed_remote_exmods=script.get('allowed_remote_exmods') or [])
@@ -46,15 +51,28 @@ def client_for(op):
     return c.prepare(**prep)
 
 
+def op_args(op):
+    """The op's kwargs plus generated ones: nested lists and big strings."""
+    args = dict(op.get('args') or {})
+    for name, depth in (op.get('deep_args') or {}).items():
+        v = []
+        for _ in range(int(depth) - 1):
+            v = [v]
+        args[name] = v
+    for name, n in (op.get('blob_args') or {}).items():
+        args[name] = 'x' * int(n)
+    return args
+
+
 def run(op):
     c = client_for(op)
     ctxt = op.get('context') or {'request_id': 'req-test'}
     t = time.perf_counter()
     try:
         if op['op'] == 'call':
-            res = c.call(ctxt, op['method'], **(op.get('args') or {}))
+            res = c.call(ctxt, op['method'], **op_args(op))
         else:
-            c.cast(ctxt, op['method'], **(op.get('args') or {}))
+            c.cast(ctxt, op['method'], **op_args(op))
             res = None
         return {'ok': True, 'result': res, 'elapsed': time.perf_counter() - t}
     except Exception as e:  # report every failure to the Go test

@@ -216,25 +216,10 @@ func (r *replayer) run(s step) {
 // TestTranscriptReplay replays every line of both transcripts: instance A
 // (the Cinder target) and instance B (the DPU), B reaching A as a peer.
 func TestTranscriptReplay(t *testing.T) {
-	tmp := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(tmp, "vfio-user", "pf0"), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	tmp, ra, rb, b := startPair(t)
 	if err := os.WriteFile(filepath.Join(tmp, "config-drive.img"), make([]byte, 1<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a := New(Options{})
-	if err := a.Start(filepath.Join(tmp, "a.sock")); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Stop() })
-	b := New(Options{Peers: []*Emulator{a}})
-	if err := b.Start(filepath.Join(tmp, "b.sock")); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Stop() })
-
-	ra := &replayer{t: t, sock: filepath.Join(tmp, "a.sock"), tmpdir: tmp}
 	steps := loadSteps(t, "a-setup.jsonl")
 	if len(steps) != 17 {
 		t.Fatalf("a-setup has %d steps, want 17", len(steps))
@@ -242,7 +227,6 @@ func TestTranscriptReplay(t *testing.T) {
 	for _, s := range steps {
 		ra.run(s)
 	}
-	rb := &replayer{t: t, sock: filepath.Join(tmp, "b.sock"), tmpdir: tmp}
 	steps = loadSteps(t, "b-dpu.jsonl")
 	if len(steps) != 105 {
 		t.Fatalf("b-dpu has %d steps, want 105", len(steps))
@@ -282,13 +266,11 @@ func TestMethodsSubsetOfReal(t *testing.T) {
 	}
 }
 
-// replayPair replays a c-*.jsonl transcript, sending "A:" steps to a and
-// "B:" steps to b. before[i] runs before step i (1-based), standing in for
-// the non-RPC events of the recording (a file grown or shrunk); steps in
-// skip are what the emulator does not reproduce (each says why).
-func replayPair(t *testing.T, name string, want int, before map[int]func(tmp string), skip map[int]string) {
+// startPair starts instance A (the Cinder target) and instance B (the DPU,
+// reaching A as a peer) in a temp dir with the VFIOUSER directory made.
+func startPair(t *testing.T) (tmp string, ra, rb *replayer, b *Emulator) {
 	t.Helper()
-	tmp := t.TempDir()
+	tmp = t.TempDir()
 	if err := os.MkdirAll(filepath.Join(tmp, "vfio-user", "pf0"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -297,13 +279,23 @@ func replayPair(t *testing.T, name string, want int, before map[int]func(tmp str
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = a.Stop() })
-	b := New(Options{Peers: []*Emulator{a}})
+	b = New(Options{Peers: []*Emulator{a}})
 	if err := b.Start(filepath.Join(tmp, "b.sock")); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Stop() })
-	ra := &replayer{t: t, sock: filepath.Join(tmp, "a.sock"), tmpdir: tmp}
-	rb := &replayer{t: t, sock: filepath.Join(tmp, "b.sock"), tmpdir: tmp}
+	ra = &replayer{t: t, sock: filepath.Join(tmp, "a.sock"), tmpdir: tmp}
+	rb = &replayer{t: t, sock: filepath.Join(tmp, "b.sock"), tmpdir: tmp}
+	return tmp, ra, rb, b
+}
+
+// replayPair replays a c-*.jsonl transcript, sending "A:" steps to a and
+// "B:" steps to b. before[i] runs before step i (1-based), standing in for
+// the non-RPC events of the recording (a file grown or shrunk); steps in
+// skip are what the emulator does not reproduce (each says why).
+func replayPair(t *testing.T, name string, want int, before map[int]func(tmp string), skip map[int]string) {
+	t.Helper()
+	tmp, ra, rb, _ := startPair(t)
 	steps := loadSteps(t, name)
 	if len(steps) != want {
 		t.Fatalf("%s has %d steps, want %d", name, len(steps), want)

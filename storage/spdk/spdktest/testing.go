@@ -1,6 +1,8 @@
 package spdktest
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -37,4 +39,48 @@ func CinderVolume(id, hostNQN string, ports ...string) RemoteSubsystem {
 		r.Listeners = append(r.Listeners, Listener{Trtype: "TCP", Adrfam: "IPv4", Traddr: "127.0.0.1", Trsvcid: p})
 	}
 	return r
+}
+
+// RPC is one JSON-RPC call of a scripted setup.
+type RPC struct {
+	Method string
+	Params any
+}
+
+// Caller sends one call (spdk.Client does).
+type Caller interface {
+	Call(ctx context.Context, method string, params, result any) error
+}
+
+// Run sends calls in order and stops at the first error.
+func Run(ctx context.Context, c Caller, calls []RPC) error {
+	for _, r := range calls {
+		if err := c.Call(ctx, r.Method, r.Params, nil); err != nil {
+			return fmt.Errorf("%s: %w", r.Method, err)
+		}
+	}
+	return nil
+}
+
+// LvstoreSetup makes this emulator a Cinder SPDK target: Malloc0 of mib MiB
+// with lvstore "cinder-volumes" on it, and the TCP transport.
+func LvstoreSetup(mib int) []RPC {
+	return []RPC{
+		{"bdev_malloc_create", map[string]any{"name": "Malloc0", "num_blocks": mib * 2048, "block_size": 512}},
+		{"bdev_lvol_create_lvstore", map[string]any{"bdev_name": "Malloc0", "lvs_name": "cinder-volumes"}},
+		{"nvmf_create_transport", map[string]any{"trtype": "TCP"}},
+	}
+}
+
+// LvolExport creates volume id as a sizeMiB lvol and exports it as Cinder's
+// SPDK driver does: its own subsystem, namespace uuid = volume id, TCP on
+// 127.0.0.1:port.
+func LvolExport(id string, sizeMiB int, port string) []RPC {
+	nqn := "nqn.2010-10.org.openstack:volume-" + id
+	return []RPC{
+		{"bdev_lvol_create", map[string]any{"lvs_name": "cinder-volumes", "lvol_name": "volume-" + id, "size_in_mib": sizeMiB}},
+		{"nvmf_create_subsystem", map[string]any{"nqn": nqn, "allow_any_host": true}},
+		{"nvmf_subsystem_add_ns", map[string]any{"nqn": nqn, "namespace": map[string]any{"bdev_name": "cinder-volumes/volume-" + id, "uuid": id}}},
+		{"nvmf_subsystem_add_listener", map[string]any{"nqn": nqn, "listen_address": map[string]any{"trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": port}}},
+	}
 }

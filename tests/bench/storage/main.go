@@ -48,9 +48,14 @@ func main() {
 	par := flag.Int("parallel", 8, "reconciler attach parallelism")
 	lat := flag.Duration("attach-latency", 2*time.Millisecond, "emulated completion time of a successful attach")
 	runs := flag.Int("runs", 5, "bulk repetitions (the median is printed)")
+	rounds := flag.Int("lifecycle-rounds", 20, "add-volume and extend operations on a running server")
 	flag.Parse()
 	if err := run(*n, *par, *runs, *lat); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	if err := runLifecycle(*rounds); err != nil {
+		fmt.Fprintln(os.Stderr, "bench lifecycle:", err)
 		os.Exit(1)
 	}
 }
@@ -62,7 +67,7 @@ func run(n, par, runs int, lat time.Duration) error {
 	}
 	defer os.RemoveAll(dir)
 	b := &bench{n: n, parallel: par, latency: lat, sock: filepath.Join(dir, "spdk.sock"),
-		opts: config.StorageOpts{HostNQN: hostNQN, Multipath: "multipath", CtrlrLossTimeoutSec: -1, ReconnectDelaySec: 5}}
+		opts: configOpts()}
 	var remotes []spdktest.RemoteSubsystem
 	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("00000000-0000-4000-8000-%012d", i)
@@ -164,6 +169,10 @@ func run(n, par, runs int, lat time.Duration) error {
 	rss, hwm := memStatus()
 	fmt.Printf("RSS %s, peak %s (agent side and emulator in one process)\n", rss, hwm)
 	return nil
+}
+
+func configOpts() config.StorageOpts {
+	return config.StorageOpts{HostNQN: hostNQN, Multipath: "multipath", CtrlrLossTimeoutSec: -1, ReconnectDelaySec: 5}
 }
 
 func (b *bench) reconciler() (*storage.Reconciler, error) {

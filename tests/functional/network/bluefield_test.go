@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
+	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/bluefield"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/representor"
@@ -29,7 +30,7 @@ func TestBlueFieldDriverSFLifecycle(t *testing.T) {
 	}
 	nl := sftest.NewNetlink(root)
 	f := representor.Finder{Root: root, Controller: bluefield.HostController}
-	drv := bluefield.NewNetworkWith(f, &sfm.Manager{NL: nl, Finder: f, Controller: bluefield.HostController, Log: zap.NewNop()})
+	drv := bluefield.NewNetworkWith(f, &sfm.Manager{NL: nl, Finder: f, Controller: bluefield.HostController, Log: zap.NewNop()}, drivers.DefaultCard)
 	h := newReconciler(t, env, uuidN('a'), drv)
 
 	v := state.VIF{PortID: uuidN('b'), MAC: macN(0x600), Function: sf(0, 5)}

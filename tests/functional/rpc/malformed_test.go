@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/ironic-dpu/ironic-dpu-agent/agent/daemon"
 	"github.com/ironic-dpu/ironic-dpu-agent/rpcapi"
 )
 
@@ -313,5 +315,101 @@ func TestReplyRetriedUntilQueueExists(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("reply not retried after the queue appeared")
+	}
+}
+
+// Real oslo.messaging callers get the agent's exception class for every kind
+// of bad input, and get it at once rather than after their timeout.
+func TestMalformedInputOsloCallers(t *testing.T) {
+	t.Parallel()
+	d := rpcapi.NewDispatcher("1.0", "")
+	d.Register("echo", func(ctx context.Context, req *rpcapi.Request) (any, error) { return "echo", nil })
+	startServer(t, rpcapi.ServerConfig{Target: rpcapi.Target{Server: "node-mal-oslo"}, Dispatcher: d,
+		Classify: daemon.Classify, MaxMessageBytes: 1 << 20})
+	op := func(extra map[string]any) map[string]any {
+		m := map[string]any{"op": "call", "server": "node-mal-oslo", "method": "echo", "timeout": 30}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	cases := []struct {
+		name     string
+		op       map[string]any
+		contains string
+	}{
+		// encoding/json gives up at depth 10,000 after building most of it
+		{"10000 deep", op(map[string]any{"deep_args": map[string]int{"state": 10000}}), "nested deeper than"},
+		{"100 deep", op(map[string]any{"deep_args": map[string]int{"state": 100}}), "nested deeper than"},
+		{"oversized", op(map[string]any{"blob_args": map[string]int{"blob": 2 << 20}}), "exceeds the 1048576 byte limit"},
+	}
+	ops := []map[string]any{}
+	for _, c := range cases {
+		ops = append(ops, c.op)
+	}
+	ops = append(ops, op(nil))
+	res := runPyClient(t, map[string]any{"ops": ops, "recursion_limit": 100000,
+		"allowed_remote_exmods": []string{"ironic.common.exception"}})
+	if len(res) != len(ops) {
+		t.Fatalf("%d results for %d ops", len(res), len(ops))
+	}
+	for i, c := range cases {
+		r := res[i]
+		if r.OK || !slices.Contains(r.MRO, "ironic.common.exception.InvalidParameterValue") || !strings.Contains(r.Message, c.contains) {
+			t.Errorf("%s: got %+v, want ironic.common.exception.InvalidParameterValue containing %q", c.name, r, c.contains)
+		}
+		if r.Elapsed > 5 {
+			t.Errorf("%s: the caller waited %.1fs for its error", c.name, r.Elapsed)
+		}
+	}
+	if last := res[len(res)-1]; !last.OK || string(last.Result) != `"echo"` {
+		t.Errorf("normal call after bad input: %+v", last)
+	}
+
+	// oslo callers cannot send positional args; a hand-made one gets the same class
+	p := newRawPeer(t)
+	p.publish(t, topic+".node-mal-oslo", "application/json", envelope(map[string]any{
+		"method": "echo", "args": []int{1, 2}, "_msg_id": "positional", "_reply_q": p.replyQ, "_unique_id": "positional-u"}))
+	f := p.reply(t, "positional")
+	var s string
+	_ = json.Unmarshal(f["failure"], &s)
+	var fj map[string]any
+	if err := json.Unmarshal([]byte(s), &fj); err != nil || fj["class"] != "InvalidParameterValue" || fj["module"] != "ironic.common.exception" {
+		t.Errorf("positional args: %s", s)
+	}
+}
+
+// basic.qos bounds what the broker pushes to a busy server: with one handler
+// slot taken, a flood stays in the queue (where the broker holds it) instead
+// of in the agent's memory.
+func TestPrefetchBoundsWhatTheBrokerPushes(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	d := rpcapi.NewDispatcher("1.0", "")
+	d.Register("block", func(ctx context.Context, req *rpcapi.Request) (any, error) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil, nil
+	})
+	o := fastRetry()
+	o.QosPrefetchCount = 2
+	s := startServer(t, rpcapi.ServerConfig{Target: rpcapi.Target{Server: "node-qos"}, Dispatcher: d, Rabbit: o, MaxConcurrent: 1})
+	t.Cleanup(func() { close(release) }) // runs before the server's cleanup
+	p := newRawPeer(t)
+	const n = 20
+	for i := 0; i < n; i++ {
+		p.publish(t, s.ServerQueue(), "application/json", envelope(map[string]any{"method": "block", "args": map[string]any{}, "_unique_id": fmt.Sprint("qos-", i)}))
+	}
+	// running + waiting for a slot + in the forwarder + prefetched
+	const maxTaken = 1 + 1 + 1 + 2
+	time.Sleep(time.Second)
+	q, err := p.ch.QueueDeclarePassive(s.ServerQueue(), false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Messages < n-maxTaken {
+		t.Fatalf("%d of %d requests left in the queue: the broker pushed more than the prefetch", q.Messages, n)
 	}
 }

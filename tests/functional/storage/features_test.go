@@ -24,6 +24,7 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/agentproc"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
+	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk/spdktest"
 )
 
 // agentStorage builds the storage reconciler as the daemon does, with its
@@ -192,21 +193,8 @@ func TestSizeFollowsTargetResize(t *testing.T) {
 	t.Cleanup(func() { _ = tc.Close() })
 	nqn := "nqn.2010-10.org.openstack:volume-" + data1ID
 	lvol := "cinder-volumes/volume-" + data1ID
-	for _, c := range []struct {
-		m string
-		p any
-	}{
-		{"bdev_malloc_create", map[string]any{"name": "Malloc0", "num_blocks": 262144, "block_size": 512}},
-		{"bdev_lvol_create_lvstore", map[string]any{"bdev_name": "Malloc0", "lvs_name": "cinder-volumes"}},
-		{"bdev_lvol_create", map[string]any{"lvs_name": "cinder-volumes", "lvol_name": "volume-" + data1ID, "size_in_mib": 32}},
-		{"nvmf_create_transport", map[string]any{"trtype": "TCP"}},
-		{"nvmf_create_subsystem", map[string]any{"nqn": nqn, "allow_any_host": true}},
-		{"nvmf_subsystem_add_ns", map[string]any{"nqn": nqn, "namespace": map[string]any{"bdev_name": lvol, "uuid": data1ID}}},
-		{"nvmf_subsystem_add_listener", map[string]any{"nqn": nqn, "listen_address": map[string]any{"trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": "4430"}}},
-	} {
-		if err := tc.Call(ctx, c.m, c.p, nil); err != nil {
-			t.Fatalf("%s: %v", c.m, err)
-		}
+	if err := spdktest.Run(ctx, tc, append(spdktest.LvstoreSetup(128), spdktest.LvolExport(data1ID, 32, "4430")...)); err != nil {
+		t.Fatal(err)
 	}
 	r, _ := agentStorage(t, dsock, t.TempDir())
 	d := &state.Desired{Generation: 1, NodeUUID: nodeUUID, VIFs: []state.VIF{}, Volumes: []state.Volume{{VolumeID: data1ID,

@@ -1,0 +1,164 @@
+//go:build functional
+
+package stack_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/osloclient"
+)
+
+type rateLimits struct {
+	RwIOs uint64 `json:"rw_ios_per_sec"`
+	RwMB  uint64 `json:"rw_mbytes_per_sec"`
+	RMB   uint64 `json:"r_mbytes_per_sec"`
+	WMB   uint64 `json:"w_mbytes_per_sec"`
+}
+
+// exposedBdevs maps nsid -> bdev name on the node's pf0.
+func exposedBdevs(t *testing.T) map[int]string {
+	t.Helper()
+	var subs []subsystem
+	spdkCall(t, "nvmf_get_subsystems", nil, &subs)
+	out := map[int]string{}
+	for _, s := range subs {
+		if strings.Contains(s.NQN, node) && strings.HasSuffix(s.NQN, ":pf0") {
+			for _, ns := range s.Namespaces {
+				out[ns.NSID] = ns.BdevName
+			}
+		}
+	}
+	return out
+}
+
+func assignedLimits(t *testing.T, bdev string) rateLimits {
+	t.Helper()
+	var bs []struct {
+		Limits rateLimits `json:"assigned_rate_limits"`
+	}
+	spdkCall(t, "bdev_get_bdevs", map[string]any{"name": bdev}, &bs)
+	return bs[0].Limits
+}
+
+type cdView struct {
+	Generation int64 `json:"generation"`
+	Desired    struct {
+		Generation int64 `json:"generation"`
+	} `json:"desired"`
+	Observed struct {
+		Volumes []struct {
+			VolumeID  string      `json:"volume_id"`
+			NSID      int         `json:"nsid"`
+			SizeBytes int64       `json:"size_bytes"`
+			QoS       *rateLimits `json:"qos"`
+		} `json:"volumes"`
+		ConfigDrive *struct {
+			SHA256 string `json:"sha256"`
+			State  string `json:"state"`
+			NSID   int    `json:"nsid"`
+		} `json:"config_drive"`
+	} `json:"observed"`
+}
+
+// The conductor's deploy: a boot disk, a data disk (Nova's boot_index -1)
+// with front-end QoS, and the config drive, in one apply_state to the real
+// agent over oslo.messaging; then SPDK crashes and the agent puts all of it
+// back; then undeploy removes it.
+func TestConfigDriveDataDiskQoSOverRPC(t *testing.T) {
+	p := startAgent(t)
+	c := pyClient(t)
+	img := make([]byte, 70000)
+	copy(img[32769:], "CD001")
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write(img)
+	_ = zw.Close()
+	sum := sha256.Sum256(img)
+	sha := hex.EncodeToString(sum[:])
+	zero, minus := 0, -1
+	dataDisk := oldFormat(volC, &minus)
+	dataDisk["connection_info"].(map[string]any)["data"].(map[string]any)["qos_specs"] = map[string]any{
+		"total_iops_sec": "1500", "total_bytes_sec": "104857600", "read_iops_sec": "0"}
+	apply := func(gen int, vols []any, cd any) error {
+		st := map[string]any{"generation": gen, "node_uuid": node, "volumes": vols, "vifs": []any{}}
+		if cd != nil {
+			st["config_drive"] = cd
+		}
+		return c.Call(osloclient.Req{Method: "apply_state", Args: map[string]any{"state": st}}, nil)
+	}
+	cd := map[string]any{"sha256": sha, "data": base64.StdEncoding.EncodeToString(gz.Bytes())}
+	if err := apply(1, []any{oldFormat(volA, &zero), dataDisk}, cd); err != nil {
+		t.Fatal(err)
+	}
+	cdBdev := "idpu-cfgdrive-" + sha[:16]
+	want := map[int]string{1: "idpu-" + volA + "n1", 2: "idpu-" + volC + "n1", 3: cdBdev}
+	deployed := func() bool {
+		got := exposedBdevs(t)
+		return len(got) == 3 && got[1] == want[1] && got[2] == want[2] && got[3] == want[3]
+	}
+	waitFor(t, "boot disk, data disk and config drive on pf0", 15*time.Second, deployed)
+	qos := rateLimits{RwIOs: 2000, RwMB: 100}
+	if got := assignedLimits(t, want[2]); got != qos {
+		t.Fatalf("qos on the data disk %+v, want %+v", got, qos)
+	}
+	raw, err := os.ReadFile(filepath.Join(filepath.Dir(p.ConfigFile), "state", "desired.json"))
+	if err != nil || !strings.Contains(string(raw), sha) || strings.Contains(string(raw), cd["data"].(string)[:40]) {
+		t.Fatalf("persisted state must name the image by sha256 only: %v\n%s", err, raw)
+	}
+	var v cdView
+	if err := c.Call(osloclient.Req{Method: "get_state"}, &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.Observed.ConfigDrive == nil || v.Observed.ConfigDrive.State != "attached" || v.Observed.ConfigDrive.NSID != 3 {
+		t.Fatalf("observed config drive %+v", v.Observed.ConfigDrive)
+	}
+	for _, vol := range v.Observed.Volumes {
+		if vol.VolumeID == volC && (vol.SizeBytes != 131072*512 || vol.QoS == nil || *vol.QoS != qos) {
+			t.Fatalf("observed data disk %+v", vol)
+		}
+	}
+
+	// A config drive that does not match its sha256 is refused; nothing changes.
+	before := emu.MutatingCalls()
+	bad := map[string]any{"sha256": strings.Repeat("0", 64), "data": cd["data"]}
+	err = apply(2, []any{oldFormat(volA, &zero)}, bad)
+	var re *osloclient.RemoteErr
+	if !errors.As(err, &re) || re.Class != "InvalidParameterValue" || emu.MutatingCalls() != before {
+		t.Fatalf("bad config drive: %v (%d mutating calls)", err, emu.MutatingCalls()-before)
+	}
+
+	// SPDK crashes and comes back empty: the same layout and limits return.
+	if err := emu.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := emu.Start(emu.Socket()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "layout restored after the SPDK restart", 30*time.Second, deployed)
+	waitFor(t, "qos restored", 10*time.Second, func() bool { return assignedLimits(t, want[2]) == qos })
+
+	// Undeploy.
+	if err := apply(3, []any{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "everything removed", 15*time.Second, func() bool { return len(exposedBdevs(t)) == 0 && len(backends(t)) == 0 })
+	var bs []struct {
+		Name string `json:"name"`
+	}
+	spdkCall(t, "bdev_get_bdevs", nil, &bs)
+	for _, b := range bs {
+		if strings.HasPrefix(b.Name, "idpu-") {
+			t.Fatalf("bdev %s left after undeploy", b.Name)
+		}
+	}
+}
