@@ -110,6 +110,9 @@ type NVMfOpts struct {
 	VFIOUserDir   string `ini:"vfio_user_dir" default:"/var/run/ironic-dpu-agent/vfio-user" help:"Where per-function VFIOUSER listener directories are made."`
 	ListenAddress string `ini:"listen_address" default:"" help:"traddr for a non-VFIOUSER transport (e.g. TCP for tests)."`
 	ListenPort    string `ini:"listen_port" default:"" help:"trsvcid for a non-VFIOUSER transport."`
+	// The host-facing subsystems admit only these hosts when set.
+	AllowedHostNQNs []string `ini:"allowed_host_nqns" default:"" help:"Host NQNs allowed to connect to the host-facing NVMe subsystems (comma-separated): allow_any_host false plus one nvmf_subsystem_add_host each. Empty allows any host, which is refused with a TCP listen_address that is not loopback."`
+	DHCHAPKeyFile   string   `ini:"dhchap_key_file" default:"" help:"Absolute path (mode 0600) of a DH-HMAC-CHAP secret (DHHC-1:...) every allowed host must prove over TCP; SPDK loads it with keyring_file_add_key, the agent never reads it. Needs allowed_host_nqns."`
 }
 
 // IronicOpts is [ironic]: optional pull of the node's state from the Ironic API.
@@ -209,6 +212,7 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("[storage] multipath %q must be multipath or failover", c.Storage.Multipath))
 	}
+	errs = append(errs, c.NVMf.validate(c.DPU.Driver)...)
 	return errors.Join(errs...)
 }
 
@@ -244,6 +248,12 @@ func (f field) set(s string) error {
 			return fmt.Errorf("%q is not a number", s)
 		}
 		f.v.SetFloat(n)
+	case []string:
+		list, err := parseList(s)
+		if err != nil {
+			return err
+		}
+		f.v.Set(reflect.ValueOf(list))
 	case time.Duration:
 		d, err := parseDuration(s)
 		if err != nil {

@@ -3,6 +3,7 @@ package config_test
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -99,7 +100,7 @@ func TestSampleListsEveryGroupAndParsesBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *c != *config.Defaults() {
+	if !reflect.DeepEqual(c, config.Defaults()) {
 		t.Fatalf("sample defaults differ from code defaults")
 	}
 }
@@ -145,5 +146,44 @@ func TestOsloBooleans(t *testing.T) {
 	bad := write(t, dir, "b.conf", "[oslo_messaging_rabbit]\nssl = maybe\n")
 	if _, err := config.Load([]string{bad}, nil); err == nil {
 		t.Fatal("ssl = maybe accepted")
+	}
+}
+
+// A host-facing TCP listener off loopback needs a host ACL: `check` exits 1.
+func TestHostFacingTCPNeedsAllowedHosts(t *testing.T) {
+	base := "[DEFAULT]\nnode_uuid = 1be26c0b-03f2-4d2e-ae87-c02d7f33c123\n[dpu]\ndriver = spdk-generic\n[spdk_nvmf]\ntransport = TCP\nlisten_port = 4420\n"
+	host := "nqn.2014-08.org.nvmexpress:uuid:1be26c0b-03f2-4d2e-ae87-c02d7f33c123"
+	cases := map[string]struct {
+		extra string
+		ok    bool
+	}{
+		"loopback":            {"listen_address = 127.0.0.1\n", true},
+		"ipv6 loopback":       {"listen_address = ::1\n", true},
+		"network, no acl":     {"listen_address = 192.0.2.10\n", false},
+		"any address, no acl": {"listen_address = 0.0.0.0\n", false},
+		"network with acl":    {"listen_address = 192.0.2.10\nallowed_host_nqns = " + host + ", nqn.2014-08.org.example:host2\n", true},
+		"bad nqn":             {"listen_address = 127.0.0.1\nallowed_host_nqns = not-an-nqn\n", false},
+		"dhchap with acl":     {"listen_address = 192.0.2.10\nallowed_host_nqns = " + host + "\ndhchap_key_file = /etc/k\n", true},
+		"dhchap, no acl":      {"listen_address = 127.0.0.1\ndhchap_key_file = /etc/k\n", false},
+		"dhchap relative":     {"listen_address = 127.0.0.1\nallowed_host_nqns = " + host + "\ndhchap_key_file = k\n", false},
+	}
+	for name, tc := range cases {
+		p := write(t, t.TempDir(), "a.conf", base+tc.extra)
+		c, err := config.Load([]string{p}, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if err := c.Validate(); (err == nil) != tc.ok {
+			t.Errorf("%s: Validate = %v, want ok=%v", name, err, tc.ok)
+		}
+	}
+	p := write(t, t.TempDir(), "a.conf", base+"allowed_host_nqns = "+host+","+host+"\n")
+	if _, err := config.Load([]string{p}, nil); err == nil {
+		t.Error("a host listed twice was accepted")
+	}
+	p = write(t, t.TempDir(), "a.conf", base+"listen_address = 192.0.2.10\nallowed_host_nqns = "+host+" , nqn.2014-08.org.example:host2\n")
+	c, err := config.Load([]string{p}, nil)
+	if err != nil || !reflect.DeepEqual(c.NVMf.AllowedHostNQNs, []string{host, "nqn.2014-08.org.example:host2"}) {
+		t.Fatalf("list = %q, %v", c.NVMf.AllowedHostNQNs, err)
 	}
 }

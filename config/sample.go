@@ -49,6 +49,8 @@ func typeName(goType string) string {
 		return "integer"
 	case "float64":
 		return "floating point"
+	case "[]string":
+		return "list, comma-separated"
 	case "time.Duration":
 		return "duration, e.g. 10s or plain seconds"
 	}

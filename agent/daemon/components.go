@@ -29,7 +29,7 @@ func buildDriver(cfg *config.Config, client *spdk.Client, log *zap.Logger) (*dri
 	card := drivers.Card{PFs: cfg.DPU.PFs, VFsPerPF: cfg.DPU.MaxVFsPerPF}
 	switch cfg.DPU.Driver {
 	case "sim":
-		st, err := sim.NewCardStorage(client, node, cfg.NVMf.ListenPort, card, log.Named("sim"))
+		st, err := sim.NewCardStorage(client, node, cfg.NVMf.ListenPort, card, log.Named("sim"), cfg.NVMf.AllowedHostNQNs...)
 		if err != nil {
 			return nil, err
 		}
@@ -44,7 +44,8 @@ func buildDriver(cfg *config.Config, client *spdk.Client, log *zap.Logger) (*dri
 	case "spdk-generic", "spdk-nvmf":
 		st, err := spdkgeneric.NewStorage(spdkgeneric.Options{
 			Client: client, NodeUUID: node, Transport: cfg.NVMf.Transport, VFIOUserDir: cfg.NVMf.VFIOUserDir,
-			ListenAddress: cfg.NVMf.ListenAddress, ListenPort: cfg.NVMf.ListenPort, Card: card, Logger: log.Named("spdk-generic"),
+			ListenAddress: cfg.NVMf.ListenAddress, ListenPort: cfg.NVMf.ListenPort, Card: card, AllowedHosts: cfg.NVMf.AllowedHostNQNs,
+			DHCHAPKeyFile: cfg.NVMf.DHCHAPKeyFile, Logger: log.Named("spdk-generic"),
 		})
 		if err != nil {
 			return nil, err
@@ -60,7 +61,9 @@ func buildDriver(cfg *config.Config, client *spdk.Client, log *zap.Logger) (*dri
 // reconcilers. None of them needs its backend to be up; the returned closers
 // stop their background work.
 func buildReconcilers(ctx context.Context, cfg *config.Config, log *zap.Logger, trigger func()) ([]agent.Reconciler, []func(), error) {
-	client := spdk.NewUnix(cfg.SPDK.RPCSocket, log.Named("spdk"))
+	// A restarted SPDK has forgotten every bdev and subsystem: reconcile as
+	// soon as it answers again, even if the restart beat the health probe.
+	client := spdk.NewUnix(cfg.SPDK.RPCSocket, log.Named("spdk"), spdk.WithOnReconnect(trigger))
 	client.SetCallTimeout(cfg.SPDK.RPCTimeout)
 	drv, err := buildDriver(cfg, client, log)
 	if err != nil {

@@ -21,14 +21,16 @@ func NewStorage(client *spdk.Client, nodeUUID, listenPort string, log *zap.Logge
 	return NewCardStorage(client, nodeUUID, listenPort, drivers.Card{PFs: DefaultPFs, VFsPerPF: drivers.DefaultCard.VFsPerPF}, log)
 }
 
-// NewCardStorage is NewStorage for a card shaped like card ([dpu] pfs, max_vfs_per_pf).
-func NewCardStorage(client *spdk.Client, nodeUUID, listenPort string, card drivers.Card, log *zap.Logger) (*spdkgeneric.Storage, error) {
+// NewCardStorage is NewStorage for a card shaped like card ([dpu] pfs,
+// max_vfs_per_pf). allowedHosts, when given, restrict the subsystems to those
+// host NQNs ([spdk_nvmf] allowed_host_nqns).
+func NewCardStorage(client *spdk.Client, nodeUUID, listenPort string, card drivers.Card, log *zap.Logger, allowedHosts ...string) (*spdkgeneric.Storage, error) {
 	if listenPort == "" {
 		listenPort = DefaultStoragePort
 	}
 	return spdkgeneric.NewStorage(spdkgeneric.Options{
 		Client: client, NodeUUID: nodeUUID, Transport: "TCP",
 		ListenAddress: "127.0.0.1", ListenPort: listenPort,
-		Card: card, Logger: log,
+		Card: card, AllowedHosts: allowedHosts, Logger: log,
 	})
 }

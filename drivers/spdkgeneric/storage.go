@@ -34,8 +34,15 @@ type Options struct {
 	// is what one vfio-user server exposes per directory). VFs are allowed
 	// when Card.VFsPerPF > 0 (each gets its own subsystem); the sim driver
 	// and [dpu] max_vfs_per_pf set it.
-	Card   drivers.Card
-	Logger *zap.Logger
+	Card drivers.Card
+	// AllowedHosts are the host NQNs allowed to connect to the host-facing
+	// subsystems ([spdk_nvmf] allowed_host_nqns); empty allows any host,
+	// which is refused for a TCP listener off loopback.
+	AllowedHosts []string
+	// DHCHAPKeyFile, with AllowedHosts, makes every allowed host prove the
+	// secret in this file (DH-HMAC-CHAP, TCP only); SPDK reads the file.
+	DHCHAPKeyFile string
+	Logger        *zap.Logger
 }
 
 // MaxNamespaces is the namespace limit of each host subsystem.
@@ -66,8 +73,15 @@ func NewStorage(o Options) (*Storage, error) {
 		if o.ListenAddress == "" || o.ListenPort == "" {
 			return nil, fmt.Errorf("%w: spdkgeneric: TCP needs [spdk_nvmf] listen_address and listen_port", errdefs.ErrInvalidArgument)
 		}
+		if len(o.AllowedHosts) == 0 && !IsLoopback(o.ListenAddress) {
+			return nil, fmt.Errorf("%w: spdkgeneric: a TCP listener on %s exposes the volumes to the network: set [spdk_nvmf] allowed_host_nqns",
+				errdefs.ErrInvalidArgument, o.ListenAddress)
+		}
 	default:
 		return nil, fmt.Errorf("%w: spdkgeneric: host transport %q (want VFIOUSER or TCP)", errdefs.ErrNotSupported, o.Transport)
+	}
+	if o.DHCHAPKeyFile != "" && (len(o.AllowedHosts) == 0 || !filepath.IsAbs(o.DHCHAPKeyFile)) {
+		return nil, fmt.Errorf("%w: spdkgeneric: dhchap_key_file needs allowed_host_nqns and an absolute path", errdefs.ErrInvalidArgument)
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
@@ -115,13 +129,9 @@ func (s *Storage) Controllers(ctx context.Context) ([]drivers.HostController, er
 		if !ok {
 			continue
 		}
-		c := drivers.HostController{Function: f, ID: sub.NQN}
-		want := s.listener(f)
-		for _, l := range sub.ListenAddresses {
-			if strings.EqualFold(l.Trtype, want.Trtype) && l.Traddr == want.Traddr && l.Trsvcid == want.Trsvcid {
-				c.Active = true
-			}
-		}
+		// Not active until the listener is there and the host ACL is the
+		// configured one: Activate fixes both.
+		c := drivers.HostController{Function: f, ID: sub.NQN, Active: s.listening(sub) && s.aclDone(sub)}
 		for _, ns := range sub.Namespaces {
 			c.Namespaces = append(c.Namespaces, drivers.HostNamespace{NSID: ns.NSID, Bdev: ns.BdevName, UUID: ns.UUID})
 		}
@@ -150,8 +160,9 @@ func (s *Storage) EnsureController(ctx context.Context, f state.Function, cur *d
 		}
 	}
 	nqn := drivers.HostSubsystemNQN(s.o.NodeUUID, f)
+	// With allowed hosts, nobody may connect before Activate lists them.
 	err = s.o.Client.CreateSubsystem(ctx, spdk.CreateSubsystemParams{
-		NQN: nqn, AllowAnyHost: true, SerialNumber: serial(s.o.NodeUUID, f), ModelNumber: "Ironic DPU NVMe",
+		NQN: nqn, AllowAnyHost: len(s.o.AllowedHosts) == 0, SerialNumber: serial(s.o.NodeUUID, f), ModelNumber: "Ironic DPU NVMe",
 		// SPDK's default of 32 would cap the data disks of one host.
 		MaxNamespaces: MaxNamespaces,
 	})
@@ -207,17 +218,48 @@ func (s *Storage) RemoveNamespace(ctx context.Context, c drivers.HostController,
 	return err
 }
 
-// Activate implements drivers.StorageDriver: the listener.
+// Activate implements drivers.StorageDriver: the host ACL, then the listener.
 func (s *Storage) Activate(ctx context.Context, c drivers.HostController) error {
 	if c.Active {
 		return nil
 	}
-	l := s.listener(c.Function)
-	if l.Trtype == "VFIOUSER" {
-		if err := os.MkdirAll(l.Traddr, 0o750); err != nil {
-			return fmt.Errorf("%w: vfio-user dir: %w", errdefs.ErrStorage, err)
-		}
+	subs, err := s.o.Client.GetSubsystems(ctx, c.ID)
+	if err != nil {
+		return err
 	}
+	if err := s.ensureACL(ctx, subs[0]); err != nil {
+		return err
+	}
+	if s.listening(subs[0]) {
+		return nil
+	}
+	return s.listen(ctx, c)
+}
+
+func (s *Storage) listen(ctx context.Context, c drivers.HostController) error {
+	l := s.listener(c.Function)
+	if l.Trtype != "VFIOUSER" {
+		return s.o.Client.AddListener(ctx, c.ID, l)
+	}
+	if err := os.MkdirAll(l.Traddr, 0o750); err != nil {
+		return fmt.Errorf("%w: vfio-user dir: %w", errdefs.ErrStorage, err)
+	}
+	err := s.o.Client.AddListener(ctx, c.ID, l)
+	if !spdk.HasCode(err, spdk.CodeInvalidParams) {
+		return err
+	}
+	// A killed SPDK leaves its cntrl socket and libvfio-user cannot bind
+	// over it ("Address already in use" → -32602): remove it if it is
+	// stale, then retry once.
+	removed, rerr := removeStaleSocket(s.o.VFIOUserDir, filepath.Base(l.Traddr))
+	if rerr != nil {
+		return fmt.Errorf("%w (stale vfio-user socket check: %v)", err, rerr)
+	}
+	if !removed {
+		return err
+	}
+	s.log.Warn("removed a stale vfio-user socket left by a killed SPDK; retrying the listener",
+		zap.String("path", filepath.Join(l.Traddr, cntrlName)))
 	return s.o.Client.AddListener(ctx, c.ID, l)
 }
 

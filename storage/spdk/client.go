@@ -89,23 +89,58 @@ type Client struct {
 	callTimeout      atomic.Int64 // nanoseconds; 0 = only the caller's ctx
 	nextID           atomic.Uint64
 
-	mu   sync.Mutex // guards conn and closed
+	onReconnect    func()
+	redialInterval time.Duration
+
+	mu   sync.Mutex // guards conn, closed and watching
 	conn *conn
 	// closed is set by Close; later calls fail.
 	closed bool
+	// watching is true while the redial goroutine runs (see lost).
+	watching bool
+	stop     chan struct{} // closed by Close: stops the redial goroutine
+	wg       sync.WaitGroup
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithOnReconnect makes a lost connection an event: once SPDK closed an
+// established connection (it died or restarted), the client re-dials every
+// redial interval on its own goroutine and calls f as soon as SPDK accepts a
+// connection again. A restarted SPDK starts empty, so the owner reconciles in
+// f; without this nothing would notice a restart that is quicker than the
+// health probe. f must not block.
+func WithOnReconnect(f func()) Option { return func(c *Client) { c.onReconnect = f } }
+
+// WithRedialInterval sets how often the client re-dials after losing SPDK
+// (default 200ms); it bounds the delay between SPDK answering again and f.
+func WithRedialInterval(d time.Duration) Option {
+	return func(c *Client) {
+		if d > 0 {
+			c.redialInterval = d
+		}
+	}
 }
 
 // New returns a client for a unix socket path (or "tcp" host:port when
 // network is "tcp"). It does not dial: SPDK may start after the agent.
-func New(network, address string, log *zap.Logger) *Client {
+func New(network, address string, log *zap.Logger, opts ...Option) *Client {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Client{network: network, address: address, log: log, dialTimeout: 5 * time.Second}
+	c := &Client{network: network, address: address, log: log, dialTimeout: 5 * time.Second,
+		redialInterval: 200 * time.Millisecond, stop: make(chan struct{})}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
 }
 
-// NewUnix is New("unix", path, log).
-func NewUnix(path string, log *zap.Logger) *Client { return New("unix", path, log) }
+// NewUnix is New("unix", path, log, opts...).
+func NewUnix(path string, log *zap.Logger, opts ...Option) *Client {
+	return New("unix", path, log, opts...)
+}
 
 // SetCallTimeout bounds every call ([spdk] rpc_timeout) on top of the
 // caller's context; 0 removes the bound.
@@ -114,17 +149,65 @@ func (c *Client) SetCallTimeout(d time.Duration) { c.callTimeout.Store(int64(d))
 // Address returns the socket the client dials.
 func (c *Client) Address() string { return c.address }
 
-// Close drops the connection; pending calls fail with ErrUnavailable.
+// Close drops the connection and stops the redial goroutine; pending calls
+// fail with ErrUnavailable.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	cn := c.conn
 	c.conn = nil
+	if !c.closed {
+		close(c.stop)
+	}
 	c.closed = true
 	c.mu.Unlock()
 	if cn != nil {
 		cn.shutdown(errors.New("client closed"))
 	}
+	c.wg.Wait()
 	return nil
+}
+
+// lost is called when SPDK closed an established connection. With
+// WithOnReconnect it starts the one redial goroutine.
+func (c *Client) lost() {
+	if c.onReconnect == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.watching {
+		return
+	}
+	c.watching = true
+	c.log.Warn("SPDK closed the connection; re-dialling", zap.String("socket", c.address))
+	c.wg.Add(1)
+	go c.redial()
+}
+
+// redial dials until SPDK accepts a connection, then reports the reconnect.
+func (c *Client) redial() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.redialInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), c.redialInterval)
+		_, _, err := c.getConn(ctx)
+		cancel()
+		if err != nil {
+			continue
+		}
+		c.mu.Lock()
+		c.watching = false
+		c.mu.Unlock()
+		c.log.Info("SPDK answers again; requesting a reconcile", zap.String("socket", c.address))
+		c.onReconnect()
+		return
+	}
 }
 
 // Call sends method with params (nil, or something that marshals to a JSON
@@ -166,6 +249,7 @@ func (c *Client) Call(ctx context.Context, method string, params any, result any
 		// The write failed on a connection SPDK had already closed (it
 		// restarted): nothing was delivered, so re-dial once and resend.
 		c.drop(cn)
+		c.lost()
 		if fresh || attempt > 0 {
 			return fmt.Errorf("spdk %s: %w", method, err)
 		}
@@ -235,7 +319,7 @@ func (c *Client) getConn(ctx context.Context) (cn *conn, fresh bool, err error) 
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: dial SPDK at %s: %w", errdefs.ErrUnavailable, c.address, err)
 	}
-	c.conn = newConn(nc, c.log)
+	c.conn = newConn(nc, c.log, c.lost)
 	c.log.Debug("connected to SPDK", zap.String("socket", c.address))
 	return c.conn, true, nil
 }
@@ -254,6 +338,9 @@ func (c *Client) drop(cn *conn) {
 type conn struct {
 	nc  net.Conn
 	log *zap.Logger
+	// onLost runs when the peer closed the socket or it failed (not after
+	// shutdown or a protocol error of ours).
+	onLost func()
 
 	wmu sync.Mutex // serialises writes
 
@@ -263,8 +350,8 @@ type conn struct {
 	done    chan struct{}
 }
 
-func newConn(nc net.Conn, log *zap.Logger) *conn {
-	cn := &conn{nc: nc, log: log, pending: map[uint64]chan response{}, done: make(chan struct{})}
+func newConn(nc net.Conn, log *zap.Logger, onLost func()) *conn {
+	cn := &conn{nc: nc, log: log, onLost: onLost, pending: map[uint64]chan response{}, done: make(chan struct{})}
 	go cn.readLoop()
 	return cn
 }
@@ -326,6 +413,7 @@ func (cn *conn) shutdown(err error) {
 func (cn *conn) readLoop() {
 	dec := json.NewDecoder(cn.nc)
 	var err error
+	protocol := false // the loop ended on a reply we could not use
 	for {
 		var r response
 		if err = dec.Decode(&r); err != nil {
@@ -339,6 +427,7 @@ func (cn *conn) readLoop() {
 			if r.Error != nil {
 				err = fmt.Errorf("%w: %w", err, r.Error)
 			}
+			protocol = true
 			break
 		}
 		cn.mu.Lock()
@@ -352,6 +441,7 @@ func (cn *conn) readLoop() {
 		}
 	}
 	cn.mu.Lock()
+	peerLost := cn.err == nil && !protocol
 	if cn.err == nil {
 		cn.err = fmt.Errorf("connection lost: %w", err)
 	}
@@ -359,4 +449,7 @@ func (cn *conn) readLoop() {
 	cn.mu.Unlock()
 	_ = cn.nc.Close()
 	close(cn.done)
+	if peerLost && cn.onLost != nil {
+		cn.onLost()
+	}
 }

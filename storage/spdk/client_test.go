@@ -149,3 +149,59 @@ func TestConcurrentOutOfOrder(t *testing.T) {
 		t.Fatalf("calls = %v", e.CallCounts())
 	}
 }
+
+// A restart quicker than any probe is still an event: the client notices the
+// closed connection, re-dials by itself and reports once SPDK accepts again.
+func TestOnReconnectAfterQuickRestart(t *testing.T) {
+	e := spdktest.StartT(t, spdktest.Options{})
+	sock := e.Socket()
+	events := make(chan struct{}, 4)
+	c := spdk.NewUnix(sock, nil, spdk.WithOnReconnect(func() { events <- struct{}{} }),
+		spdk.WithRedialInterval(20*time.Millisecond))
+	ctx := context.Background()
+	if _, err := c.GetVersion(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-events:
+		t.Fatal("the first connect is not a reconnect")
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := e.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(sock); err != nil {
+		t.Fatal(err)
+	}
+	// No call is made: the client must find out on its own.
+	select {
+	case <-events:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no reconnect event after SPDK restarted")
+	}
+	select {
+	case <-events:
+		t.Fatal("one restart reported twice")
+	case <-time.After(200 * time.Millisecond):
+	}
+	if _, err := c.GetVersion(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Close stops the redial goroutine even while SPDK is away.
+	if err := e.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	done := make(chan struct{})
+	go func() { _ = c.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close did not stop the redial goroutine")
+	}
+	select {
+	case <-events:
+		t.Fatal("event after Close")
+	default:
+	}
+}

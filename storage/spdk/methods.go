@@ -277,6 +277,7 @@ type Subsystem struct {
 	Subtype         string          `json:"subtype"`
 	ListenAddresses []ListenAddress `json:"listen_addresses"`
 	AllowAnyHost    bool            `json:"allow_any_host"`
+	Hosts           []SubsystemHost `json:"hosts,omitempty"`
 	SerialNumber    string          `json:"serial_number,omitempty"`
 	ModelNumber     string          `json:"model_number,omitempty"`
 	MaxNamespaces   int             `json:"max_namespaces,omitempty"`

@@ -51,6 +51,10 @@ type nvmePath struct {
 	alternates []trid
 	cntlid     int
 	state      string
+	// The path's reconnect knobs and its outage (faults.go).
+	loss               int32
+	delay              uint32
+	downSince, upSince time.Time
 }
 
 type nvmeCtrlr struct {
@@ -86,7 +90,8 @@ type state struct {
 	snapSubs   map[string]*snapSubsystem
 	snapCtrls  []*snapCtrl
 	snapNextID int
-	lvstores   []*lvstore // lvol.go
+	lvstores   []*lvstore    // lvol.go
+	keys       []*keyringKey // keyring.go
 }
 
 func newState() *state {
@@ -453,7 +458,7 @@ func bdevNVMeAttach(e *Emulator, params json.RawMessage, _ bool) (any, error) {
 			return nil, err
 		}
 		e.st.cntlids[t.Subnqn]++
-		path := &nvmePath{trid: t, cntlid: e.st.cntlids[t.Subnqn], state: "enabled"}
+		path := &nvmePath{trid: t, cntlid: e.st.cntlids[t.Subnqn], state: "enabled", loss: loss, delay: delay}
 		if c != nil {
 			if mode == "failover" {
 				c.paths[0].alternates = append(c.paths[0].alternates, t)

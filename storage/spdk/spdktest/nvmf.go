@@ -2,7 +2,6 @@ package spdktest
 
 import (
 	"encoding/json"
-	"os"
 	"sort"
 	"strings"
 )
@@ -21,7 +20,8 @@ type nsJSON struct {
 type subsystem struct {
 	nqn, serial, model string
 	allowAnyHost       bool
-	hosts              []string
+	hosts              []string // newest first
+	hostKeys           map[string]hostKeys
 	maxNamespaces      int
 	listeners          []Listener // newest first, as SPDK lists them
 	namespaces         []nsJSON
@@ -58,7 +58,12 @@ var handlers = map[string]handler{
 	"nvmf_subsystem_remove_ns":       nvmfRemoveNS,
 	"nvmf_subsystem_add_listener":    nvmfListener(true),
 	"nvmf_subsystem_remove_listener": nvmfListener(false),
-	"nvmf_subsystem_add_host":        nvmfAddHost,
+	"nvmf_subsystem_add_host":        nvmfHost(true),
+	"nvmf_subsystem_remove_host":     nvmfHost(false),
+	"nvmf_subsystem_allow_any_host":  nvmfAllowAnyHost,
+	"keyring_file_add_key":           keyringFileAddKey,
+	"keyring_file_remove_key":        keyringFileRemoveKey,
+	"keyring_get_keys":               keyringGetKeys,
 	"emulation_function_list":        snapFunctionList,
 	"nvme_subsystem_create":          snapSubsystemCreate,
 	"nvme_subsystem_destroy":         snapSubsystemDestroy,
@@ -216,8 +221,14 @@ func nvmfDeleteSubsystem(e *Emulator, params json.RawMessage, _ bool) (any, erro
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if _, ok := e.st.subsys[*p.NQN]; !ok {
+	s, ok := e.st.subsys[*p.NQN]
+	if !ok {
 		return nil, errInvalidParams
+	}
+	for _, l := range s.listeners {
+		if l.Trtype == "VFIOUSER" {
+			e.closeVFIOUser(l.Traddr, true)
+		}
 	}
 	delete(e.st.subsys, *p.NQN)
 	return true, nil
@@ -226,7 +237,7 @@ func nvmfDeleteSubsystem(e *Emulator, params json.RawMessage, _ bool) (any, erro
 func (s *subsystem) json() any {
 	hosts := []any{}
 	for _, h := range s.hosts {
-		hosts = append(hosts, map[string]string{"nqn": h})
+		hosts = append(hosts, s.hostJSON(h))
 	}
 	ls := append([]Listener{}, s.listeners...)
 	nss := append([]nsJSON{}, s.namespaces...)
@@ -409,6 +420,9 @@ func nvmfListener(add bool) handler {
 			if idx < 0 {
 				return nil, errInvalidParams // "Unable to remove listener, rc -2"
 			}
+			if l.Trtype == "VFIOUSER" {
+				e.closeVFIOUser(l.Traddr, true)
+			}
 			s.listeners = append(s.listeners[:idx], s.listeners[idx+1:]...)
 			return true, nil
 		}
@@ -423,40 +437,11 @@ func nvmfListener(add bool) handler {
 			return nil, errInvalidParams
 		}
 		if tt == "VFIOUSER" {
-			// SPDK opens <traddr>/bar0 and makes <traddr>/cntrl: the
-			// directory must exist.
-			if fi, err := os.Stat(l.Traddr); err != nil || !fi.IsDir() {
-				return nil, errInvalidParams
+			if err := e.listenVFIOUser(l.Traddr); err != nil {
+				return nil, err // the failed listener is not kept
 			}
 		}
 		s.listeners = append([]Listener{l}, s.listeners...)
 		return true, nil
 	}
-}
-
-func nvmfAddHost(e *Emulator, params json.RawMessage, _ bool) (any, error) {
-	var p struct {
-		NQN            *string `json:"nqn"`
-		Host           *string `json:"host"`
-		TgtName        string  `json:"tgt_name"`
-		Psk            string  `json:"psk"`
-		DhchapKey      string  `json:"dhchap_key"`
-		DhchapCtrlrKey string  `json:"dhchap_ctrlr_key"`
-	}
-	if err := decodeStrict(params, &p); err != nil || p.NQN == nil || p.Host == nil {
-		return nil, errInvalidParams
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	s, ok := e.st.subsys[*p.NQN]
-	if !ok {
-		return nil, errInvalidParams
-	}
-	for _, h := range s.hosts {
-		if h == *p.Host {
-			return nil, errf(-32603, "Internal error")
-		}
-	}
-	s.hosts = append(s.hosts, *p.Host)
-	return true, nil
 }

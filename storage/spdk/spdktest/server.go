@@ -53,6 +53,7 @@ type Emulator struct {
 	inject  map[string][]rpcError
 	remotes []RemoteSubsystem
 	ln      net.Listener
+	vfio    map[string]*net.UnixListener // VFIOUSER traddr -> its cntrl socket
 	conns   map[net.Conn]struct{}
 	stop    chan struct{}
 	path    string
@@ -99,10 +100,12 @@ func (e *Emulator) Start(path string) error {
 	}
 	e.ln, e.path = ln, path
 	e.st = newState()
+	e.vfio = map[string]*net.UnixListener{}
 	e.conns = map[net.Conn]struct{}{}
 	e.stop = make(chan struct{})
-	e.wg.Add(1)
+	e.wg.Add(2)
 	go e.acceptLoop(ln, e.stop)
+	go e.pathLoop(e.stop)
 	return nil
 }
 
@@ -113,9 +116,17 @@ func (e *Emulator) Socket() string {
 	return e.path
 }
 
-// Stop closes the listener and every connection, waits for all goroutines
-// and forgets the configuration (call counters are kept).
-func (e *Emulator) Stop() error {
+// Stop is a graceful exit (SIGTERM): it closes the listener and every
+// connection, removes the RPC socket and the vfio-user cntrl sockets, waits
+// for all goroutines and forgets the configuration (call counters are kept).
+func (e *Emulator) Stop() error { return e.halt(false) }
+
+// Crash is SIGKILL: like Stop, but the RPC socket file and every vfio-user
+// cntrl socket stay behind (c-faults.jsonl (b)), and connecting to them is
+// refused.
+func (e *Emulator) Crash() error { return e.halt(true) }
+
+func (e *Emulator) halt(crash bool) error {
 	e.mu.Lock()
 	if e.ln == nil {
 		e.mu.Unlock()
@@ -127,12 +138,18 @@ func (e *Emulator) Stop() error {
 	for c := range e.conns {
 		_ = c.Close()
 	}
+	e.closeAllVFIOUser(!crash)
 	e.mu.Unlock()
+	if ul, ok := ln.(*net.UnixListener); ok && crash {
+		ul.SetUnlinkOnClose(false)
+	}
 	err := ln.Close()
 	e.wg.Wait()
 	e.mu.Lock()
 	e.st = newState()
-	_ = os.Remove(e.path)
+	if !crash {
+		_ = os.Remove(e.path)
+	}
 	e.mu.Unlock()
 	return err
 }
@@ -144,8 +161,9 @@ func (e *Emulator) AddRemote(r RemoteSubsystem) {
 	e.remotes = append(e.remotes, r)
 }
 
-// RemoveRemote makes the remote subsystem nqn unreachable for new attaches
-// and marks existing paths to it as failed (target gone).
+// RemoveRemote makes the remote subsystem nqn unreachable (target gone):
+// new attaches fail, and the paths to it fail at the next request and are
+// deleted after their ctrlr_loss_timeout_sec (faults.go).
 func (e *Emulator) RemoveRemote(nqn string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -156,13 +174,6 @@ func (e *Emulator) RemoveRemote(nqn string) {
 		}
 	}
 	e.remotes = out
-	for _, c := range e.st.ctrlrs {
-		if c.subnqn == nqn {
-			for _, p := range c.paths {
-				p.state = "failed"
-			}
-		}
-	}
 }
 
 // Calls returns how often method was called since the last ResetCalls.
@@ -491,8 +502,11 @@ func (e *Emulator) dispatch(method string, params json.RawMessage, hasParams boo
 		case "spdktest_reset_call_counts":
 			e.ResetCalls()
 			return true, nil
+		case "spdktest_remove_remote", "spdktest_add_remote":
+			return e.debugRemote(method, params)
 		}
 	}
+	e.advancePaths(time.Now())
 	e.mu.Lock()
 	e.calls[method]++
 	e.reqs[method] = append(e.reqs[method], append(json.RawMessage(nil), params...))

@@ -37,7 +37,7 @@ const (
 	data2ID  = "c0ffee00-1111-4222-8333-444455556666"
 )
 
-var emulatorBin string
+var emulatorBin, agentBin string
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
@@ -52,6 +52,10 @@ func run(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	if emulatorBin, err = agentproc.Build(dir, "spdk-emulator"); err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL: cannot build the SPDK emulator:", err)
+		return 1
+	}
+	if agentBin, err = agentproc.Build(dir, "ironic-dpu-agent"); err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL: cannot build the agent:", err)
 		return 1
 	}
 	return m.Run()
@@ -106,11 +110,14 @@ func (p *emuProc) start() {
 }
 
 // kill stops the process by its PID with SIGKILL (a crash).
-func (p *emuProc) kill() {
+func (p *emuProc) kill() { p.stop(syscall.SIGKILL) }
+
+// stop signals the process by its PID and waits for it.
+func (p *emuProc) stop(sig syscall.Signal) {
 	if p.cmd == nil || p.cmd.Process == nil {
 		return
 	}
-	_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL)
+	_ = syscall.Kill(p.cmd.Process.Pid, sig)
 	_ = p.cmd.Wait()
 	p.cmd = nil
 }
