@@ -27,6 +27,16 @@ def _api_error(e):
     return ir_exc.VendorPassthruException(str(e))
 
 
+def _push_observed(task):
+    """Push the state built from task; the agent's observed state."""
+    client = agent_client.AgentClient(task.node.uuid)
+    try:
+        result = desired.push(task, desired.build(task), client=client)
+    except exception.DPUAgentError as e:
+        raise _api_error(e)
+    return (result or {}).get('observed')
+
+
 class DPUVendor(base.VendorInterface):
 
     def get_properties(self):
@@ -44,13 +54,7 @@ class DPUVendor(base.VendorInterface):
                                'targets and VIFs) to its DPU agent now; '
                                'returns the agent\'s observed state.')
     def sync_state(self, task, **kwargs):
-        state = desired.build(task)
-        client = agent_client.AgentClient(task.node.uuid)
-        try:
-            result = desired.push(task, state, client=client)
-        except exception.DPUAgentError as e:
-            raise _api_error(e)
-        return (result or {}).get('observed')
+        return _push_observed(task)
 
     @base.passthru(['POST'], async_call=False,
                    description='Remove the volume targets of volume_id '
@@ -61,17 +65,12 @@ class DPUVendor(base.VendorInterface):
         gone = [t for t in task.volume_targets if t.volume_id == volume_id]
         task.volume_targets = [t for t in task.volume_targets
                                if t.volume_id != volume_id]
-        state = desired.build(task)
-        client = agent_client.AgentClient(task.node.uuid)
-        try:
-            result = desired.push(task, state, client=client)
-        except exception.DPUAgentError as e:
-            raise _api_error(e)
+        observed = _push_observed(task)
         # Only once the agent took the state: a refused detach leaves
         # Ironic and the agent agreeing that the volume is still there.
         for target in gone:
             target.destroy()
-        return (result or {}).get('observed')
+        return observed
 
     @base.passthru(['GET'], async_call=False, require_exclusive_lock=False,
                    description='The DPU agent\'s status and state.')

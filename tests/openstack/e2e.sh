@@ -59,7 +59,7 @@ main() {
       run_case "6 bare-metal port reaches a VM port on net01: same switch, ovn-trace output (spoofed MAC dropped)" case_trace_to_vm
       run_case "8 QoS + server add volume: front-end QoS type, attached on the DPU as a PF0 namespace, rate limits on the DPU bdev" case_volume_add_qos
       run_case "9 volume extend (in-use, 3.42): Cinder, Nova event, agent and the DPU bdev at 2 GiB, same nsid" case_volume_extend
-      run_case "10 reboot --hard, stop/start, rebuild: same OVS Interface row, same nsid, config drive" case_lifecycle
+      run_case "10 reboot --hard, stop/start, rebuild: same OVS Interface row, same nsid and QoS, config drive" case_lifecycle
       run_case "11 server remove volume: namespace, bdev, controller, Ironic target gone; volume available" case_volume_remove
       run_case "12a server add volume with a malformed QoS value: refused, the agent's reason in the instance action event" case_bad_qos_attach
       run_case "5a server delete (network boot): port unplugged, LSP gone, node available" case_delete_network_boot

@@ -444,6 +444,8 @@ kept() {   # WHAT IFACE_UUID
   expect "$1: the port's OVS Interface row is the same (_uuid $2)" [ "$(iface_uuid "$PORT1")" = "$2" ] &&
   expect "$1: vol02 attached as nsid $VOL2_NSID" os_wait 20 "vol02 nsid" agent_vol_nsid "$VOL2" "$VOL2_NSID" &&
   expect "$1: PF0 namespace $VOL2_NSID is vol02's bdev" [ "$(pf0_ns_bdev "$VOL2_NSID")" = "$VOL2_BDEV" ] &&
+  expect "$1: vol02's QoS on the DPU bdev (re-applied after a re-attach)" \
+    jq_true '.assigned_rate_limits.rw_ios_per_sec == 3000' <<<"$(dpu_bdev "$VOL2_BDEV")" &&
   expect "$1: config drive attached" os_wait 20 "config drive" agent_drive_attached &&
   expect "$1: port ACTIVE" os_wait 30 "port ACTIVE" port_active "$PORT1"
 }
