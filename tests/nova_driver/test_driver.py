@@ -215,6 +215,16 @@ class DriverTests(unittest.TestCase):
         self.assertEqual('Deploy failed: Deploy step deploy.deploy failed: '
                          'DPU agent: ' + 'x' * 150, e.format_message())
 
+    def test_other_deploy_failures_pass_unchanged(self):
+        d = self.drv([answer()])
+        err = exception.InstanceDeployFailure('Instance inst-1 provisioning '
+                                              'was aborted')
+        with mock.patch.object(driver.ironic_driver.IronicDriver,
+                               '_wait_for_active', side_effect=err):
+            e = self.assertRaises(exception.InstanceDeployFailure,
+                                  d._wait_for_active, self.instance)
+        self.assertIs(err, e)
+
     def test_free_data_index(self):
         self.assertEqual(-1, driver.free_data_index([target('a', 0)]))
         self.assertEqual(-3, driver.free_data_index(
