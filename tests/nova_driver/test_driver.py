@@ -8,6 +8,8 @@ import unittest
 from unittest import mock
 
 import nova.virt
+from oslo_serialization import jsonutils
+
 from nova import exception
 from nova.virt import driver as virt_driver
 
@@ -224,6 +226,42 @@ class DriverTests(unittest.TestCase):
             e = self.assertRaises(exception.InstanceDeployFailure,
                                   d._wait_for_active, self.instance)
         self.assertIs(err, e)
+
+    def test_data_disks_at_boot_get_distinct_indexes(self):
+        d = self.drv([answer()])
+
+        def bdm(vid, index, is_volume=True):
+            obj = types.SimpleNamespace(
+                volume_id=vid, boot_index=index,
+                connection_info=jsonutils.dumps(CONN))
+            return types.SimpleNamespace(is_volume=is_volume, _bdm_obj=obj)
+        info = {'block_device_mapping': [bdm('data-a', -1), bdm('boot', 0),
+                                         bdm('data-b', -1),
+                                         bdm('data-c', None)]}
+        with mock.patch.object(driver.virt_driver,
+                               'block_device_info_get_mapping',
+                               side_effect=lambda i: i['block_device_mapping']):
+            d._add_volume_target_info(None, self.instance, info)
+        made = {k['volume_id']: k['boot_index']
+                for m, a, k in d.ironicclient.calls
+                if m == 'volume_target.create'}
+        self.assertEqual({'data-a': -1, 'boot': 0, 'data-b': -2,
+                          'data-c': -3}, made)
+
+    def test_refused_target_fails_the_deploy(self):
+        d = self.drv([answer()])
+        obj = types.SimpleNamespace(volume_id='v', boot_index=0,
+                                    connection_info=jsonutils.dumps(CONN))
+        bdm = types.SimpleNamespace(is_volume=True, _bdm_obj=obj)
+        d.ironicclient.call = mock.Mock(
+            side_effect=driver.ironic_exc.Conflict('boot_index 0 is taken'))
+        with mock.patch.object(driver.virt_driver,
+                               'block_device_info_get_mapping',
+                               return_value=[bdm]):
+            e = self.assertRaises(exception.InstanceDeployFailure,
+                                  d._add_volume_target_info, None,
+                                  self.instance, {})
+        self.assertIn('boot_index 0 is taken', e.format_message())
 
     def test_free_data_index(self):
         self.assertEqual(-1, driver.free_data_index([target('a', 0)]))

@@ -63,7 +63,7 @@ main() {
       run_case "11 server remove volume: namespace, bdev, controller, Ironic target gone; volume available" case_volume_remove
       run_case "12a server add volume with a malformed QoS value: refused, the agent's reason in the instance action event" case_bad_qos_attach
       run_case "5a server delete (network boot): port unplugged, LSP gone, node available" case_delete_network_boot
-      run_case "2 volume create --image; server create --volume + data disk (boot_index=-1): ACTIVE, nsid 1 + nsid 2 on the DPU from Cinder's target" case_boot_from_volume
+      run_case "2 volume create --image; server create --volume + two data disks (boot_index=-1): ACTIVE, nsids 1, 2, 3 on the DPU from Cinder's target" case_boot_from_volume
       run_case "5b server delete (boot from volume): volume available, detached on DPU and target, unplugged, node available" case_delete
       run_case "12b server create --volume with a malformed QoS value: ERROR, the agent's reason in the server's fault" case_bad_qos_boot
     fi

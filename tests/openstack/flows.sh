@@ -286,19 +286,22 @@ case_delete_network_boot() {
   expect "node available and schedulable again" os_wait 90 "node free" node_free
 }
 
-SID2="" VOL="" VOLD="" PORTB="" T_ACTIVE2="" T_PORT2="" TGT_NQN=""
+SID2="" VOL="" VOLD="" VOLE="" PORTB="" T_ACTIVE2="" T_PORT2="" TGT_NQN=""
 case_boot_from_volume() {
   local t0 tgt ctrl
   t0=$(os_now)
   VOL=$(openstack volume create --image "$IMAGE" --size 1 vol01 -f value -c id) &&
-  VOLD=$(openstack volume create --size 1 data01 -f value -c id) || return 1
+  VOLD=$(openstack volume create --size 1 data01 -f value -c id) &&
+  VOLE=$(openstack volume create --size 1 data02 -f value -c id) || return 1
   expect "vol01 available" os_wait 120 "volume available" volume_is "$VOL" available &&
-  expect "data01 available" os_wait 60 "volume available" volume_is "$VOLD" available || return 1
+  expect "data01 available" os_wait 60 "volume available" volume_is "$VOLD" available &&
+  expect "data02 available" os_wait 60 "volume available" volume_is "$VOLE" available || return 1
   os_log "  vol01 available after $(os_since "$t0")s"
   t0=$(os_now)
-  # boot disk vol01 + a data disk (Nova: boot_index -1)
+  # boot disk vol01 + two data disks (Nova marks both boot_index -1)
   SID2=$(openstack server create --flavor "$FLAVOR" --volume vol01 --network "$NET" \
-    --block-device "source_type=volume,uuid=$VOLD,destination_type=volume,boot_index=-1" bm-02 -f value -c id) || return 1
+    --block-device "source_type=volume,uuid=$VOLD,destination_type=volume,boot_index=-1" \
+    --block-device "source_type=volume,uuid=$VOLE,destination_type=volume,boot_index=-1" bm-02 -f value -c id) || return 1
   expect "bm-02 ACTIVE" wait_server "$SID2" ACTIVE 120 || return 1
   T_ACTIVE2=$(os_since "$t0")
   PORTB=$(port_of "$SID2")
@@ -313,10 +316,11 @@ case_boot_from_volume() {
       <<<"$tgt" >/dev/null &&
   expect "vol01 in-use by bm-02 in Cinder" [ "$(cv "/volumes/$VOL" | jq -r '.volume.status + " " + .volume.attachments[0].server_id')" = "in-use $SID2" ] &&
   expect "agent: vol01 attached as nsid 1" os_wait 15 "agent volume" agent_vol_nsid "$VOL" 1 &&
-  expect "Ironic: data01's target is a data disk (boot_index -1)" jq_true '.boot_index == -1' <<<"$(target_of "$VOLD")" &&
-  expect "data01 in-use by bm-02" [ "$(volume_status "$VOLD")" = in-use ] &&
-  expect "agent: data01 attached as nsid 2" os_wait 15 "agent volume" agent_vol_nsid "$VOLD" 2 &&
-  expect "DPU SPDK: PF0 has namespaces 1 and 2" [ -n "$(pf0_ns_bdev 1)" ] && [ -n "$(pf0_ns_bdev 2)" ] &&
+  expect "Ironic: data01/data02 targets are data disks (distinct negative boot_index)" \
+    [ "$(jq -s -c 'map(.boot_index) | sort' <<<"$(target_of "$VOLD")$(target_of "$VOLE")")" = "[-2,-1]" ] &&
+  expect "data01, data02 in-use by bm-02" [ "$(volume_status "$VOLD") $(volume_status "$VOLE")" = "in-use in-use" ] &&
+  expect "agent: vol01 nsid 1, data01 and data02 nsids 2 and 3" os_wait 15 "data disks" data_nsids_ok &&
+  expect "DPU SPDK: PF0 has namespaces 1, 2 and 3" [ -n "$(pf0_ns_bdev 1)" ] && [ -n "$(pf0_ns_bdev 2)" ] && [ -n "$(pf0_ns_bdev 3)" ] &&
   ctrl=$(dpu_spdk_rpc bdev_nvme_get_controllers | jq -c --arg n "$TGT_NQN" '[.result[] | select(.ctrlrs[].trid.subnqn == $n)]') &&
   echo "$ctrl" > "$BASE/log/dpu-controllers.json" &&
   expect "DPU SPDK: a controller to Cinder's target $TGT_NQN on 127.0.0.1:$NVMF_PORT with the DPU's host NQN" \
@@ -332,6 +336,12 @@ target_exports() {   # NQN VOLUME_ID: the subsystem's namespace is the lvol lvs0
   bdev=$(spdk_rpc nvmf_get_subsystems | jq -r --arg n "$1" '.result[] | select(.nqn == $n) | .namespaces[0].bdev_name')
   [ -n "$bdev" ] && spdk_rpc bdev_get_bdevs "{\"name\":\"$bdev\"}" | jq -e --arg a "lvs0/volume-$2" '.result[0].aliases | index($a)' >/dev/null
 }
+data_nsids_ok() {   # vol01 nsid 1; the two data disks 2 and 3 (either order)
+  local st; st=$(agent_state) || return 1
+  agent_vol_nsid "$VOL" 1 &&
+  [ "$(jq -c --arg d "$VOLD" --arg e "$VOLE" '[.observed.volumes[] | select(.volume_id == $d or .volume_id == $e)
+      | select(.state == "attached") | .nsid] | sort' <<<"$st")" = "[2,3]" ]
+}
 target_gone() { ! spdk_rpc nvmf_get_subsystems | jq -e --arg n "$1" '.result[] | select(.nqn == $n)' >/dev/null; }
 dpu_ctrl_gone() { dpu_spdk_rpc bdev_nvme_get_controllers | jq -e --arg n "$1" '[.result[] | select(.ctrlrs[].trid.subnqn == $n)] | length == 0' >/dev/null; }
 
@@ -341,8 +351,9 @@ case_delete() {
   openstack server delete --wait bm-02 || return 1
   os_log "  bm-02 deleted after $(os_since "$t0")s"
   expect "vol01 available again in Cinder" os_wait 60 "volume available" volume_is "$VOL" available &&
-  expect "data01 available again in Cinder" os_wait 60 "volume available" volume_is "$VOLD" available &&
-  expect "agent: data01 detached" os_wait 20 "agent detach" agent_vol_gone "$VOLD" &&
+  expect "data01, data02 available again in Cinder" os_wait 60 "volume available" volume_is "$VOLD" available &&
+  expect "data02 available" os_wait 30 "volume available" volume_is "$VOLE" available &&
+  expect "agent: data01, data02 detached" os_wait 20 "agent detach" agent_vol_gone "$VOLD" && agent_vol_gone "$VOLE" &&
   expect "agent: vol01 detached" os_wait 20 "agent detach" agent_vol_gone "$VOL" &&
   expect "DPU SPDK: controller to $TGT_NQN gone" os_wait 10 "ctrl gone" dpu_ctrl_gone "$TGT_NQN" &&
   expect "Cinder's target no longer exports $TGT_NQN" os_wait 20 "export gone" target_gone "$TGT_NQN" &&

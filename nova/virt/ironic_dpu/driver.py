@@ -22,11 +22,14 @@ instance action's event details, which the tenant can read.
 import re
 import time
 
+from ironicclient import exc as ironic_exc
 from oslo_config import cfg
 from oslo_log import log as logging
+from oslo_serialization import jsonutils
 
 import nova.conf
 from nova import exception
+from nova.virt import driver as virt_driver
 from nova.virt.ironic import driver as ironic_driver
 
 LOG = logging.getLogger(__name__)
@@ -83,7 +86,10 @@ def volume_id_of(connection_info):
 def free_data_index(targets):
     """A negative boot_index unused on the node (Ironic: unique per node;
     the dpu driver: negative = not a boot disk)."""
-    used = {t.boot_index for t in targets}
+    return _next_negative({t.boot_index for t in targets})
+
+
+def _next_negative(used):
     idx = -1
     while idx in used:
         idx -= 1
@@ -143,6 +149,32 @@ class IronicDPUDriver(ironic_driver.IronicDriver):
             'volume_target.create', node_uuid=node, volume_type=VOLUME_TYPE,
             properties=connection_info['data'], volume_id=volume_id,
             boot_index=free_data_index(targets))
+
+    def _add_volume_target_info(self, context, instance, block_device_info):
+        """Nova's, but each data disk gets its own negative boot_index:
+        Nova marks them all -1 and Ironic keeps boot_index unique per node,
+        so a second data disk at boot failed with Conflict."""
+        used = set()
+        for bdm in virt_driver.block_device_info_get_mapping(
+                block_device_info):
+            if not bdm.is_volume:
+                continue
+            obj = bdm._bdm_obj
+            index = obj.boot_index
+            if index is None or index < 0:
+                index = _next_negative(used)
+            used.add(index)
+            info = jsonutils.loads(obj.connection_info)
+            try:
+                self.ironicclient.call(
+                    'volume_target.create', node_uuid=instance.node,
+                    volume_type=info['driver_volume_type'],
+                    properties=info['data'], boot_index=index,
+                    volume_id=obj.volume_id)
+            except (ironic_exc.BadRequest, ironic_exc.Conflict) as e:
+                raise exception.InstanceDeployFailure(
+                    'Volume %s: Ironic refused its volume target: %s'
+                    % (obj.volume_id, tenant_reason(e))) from e
 
     # ---------------------------------------------------------- virt API
     def get_volume_connector(self, instance):
