@@ -66,6 +66,7 @@ main() {
       run_case "2 volume create --image; server create --volume + two data disks (boot_index=-1): ACTIVE, nsids 1, 2, 3 on the DPU from Cinder's target" case_boot_from_volume
       run_case "5b server delete (boot from volume): volume available, detached on DPU and target, unplugged, node available" case_delete
       run_case "12b server create --volume with a malformed QoS value: ERROR, the agent's reason in the server's fault" case_bad_qos_boot
+      run_case "13 the deleted server's config drive image is removed from config_drive_dir" case_config_drive_file_gone
     fi
   fi
   [ ${#FAILURES[@]} -eq 0 ] || os_log "failed: ${FAILURES[*]}"

@@ -281,8 +281,9 @@ case_delete_network_boot() {
   port_unwired "$PORT1" &&
   expect "Nova removed the port and its LSP" os_wait 20 "LSP gone" lsp_gone "$PORT1" &&
   expect "agent: config drive removed" os_wait 20 "config drive gone" agent_drive_gone &&
-  expect "DPU SPDK: PF0 namespace $CD_NSID gone" [ -n "$CD_NSID" ] && pf0_ns_gone "$CD_NSID" &&
-  expect "the ISO file is deleted" [ -n "$CD_FILE" ] && [ ! -e "$CD_FILE" ] &&
+  expect "flow 7 found the config drive" [ -n "$CD_NSID" ] && [ -n "$CD_FILE" ] &&
+  expect "DPU SPDK: PF0 namespace $CD_NSID gone" os_wait 20 "namespace gone" pf0_ns_gone "$CD_NSID" &&
+  expect "DPU SPDK: the config drive's bdev is gone" [ -z "$(dpu_bdev "$CD_BDEV")" ] &&
   expect "node available and schedulable again" os_wait 90 "node free" node_free
 }
 
@@ -363,19 +364,22 @@ case_delete() {
 }
 
 # ---------------------------------------------------------------- issue 9: a tenant's server lifecycle
-CD_NSID="" CD_FILE=""
+CD_NSID="" CD_FILE="" CD_BDEV=""
+note_config_drive() {   # CD_NSID, CD_BDEV, CD_FILE of the config drive PF0 has now
+  CD_NSID=$(agent_drive | jq .nsid); CD_BDEV=$(pf0_ns_bdev "$CD_NSID")
+  CD_FILE=$(dpu_bdev "$CD_BDEV" | jq -r '.driver_specific.aio.filename // empty')
+}
 # Flow 1 asked for a config drive: the agent wrote Nova's ISO under
 # config_drive_dir and PF0 exposes it read-only; read it back as cloud-init.
 case_config_drive() {
-  local cd sha bdev out
+  local cd sha out
   need_bm01 || return 1
   expect "agent: config drive attached with an nsid" os_wait 15 "config drive" agent_drive_attached || return 1
   cd=$(agent_drive); echo "$cd" > "$BASE/log/agent-config-drive.json"
-  CD_NSID=$(jq .nsid <<<"$cd"); sha=$(jq -r .sha256 <<<"$cd")
-  bdev=$(pf0_ns_bdev "$CD_NSID")
-  expect "DPU SPDK: PF0's subsystem $(pf0_nqn) has namespace $CD_NSID" [ -n "$bdev" ] || return 1
-  dpu_bdev "$bdev" > "$BASE/log/config-drive-bdev.json"
-  CD_FILE=$(jq -r '.driver_specific.aio.filename // empty' "$BASE/log/config-drive-bdev.json")
+  sha=$(jq -r .sha256 <<<"$cd")
+  note_config_drive
+  expect "DPU SPDK: PF0's subsystem $(pf0_nqn) has namespace $CD_NSID" [ -n "$CD_BDEV" ] || return 1
+  dpu_bdev "$CD_BDEV" > "$BASE/log/config-drive-bdev.json"
   expect "namespace $CD_NSID is an AIO bdev on a file under config_drive_dir (got '$CD_FILE')" \
     under "$BASE/agent/config-drive" "$CD_FILE" &&
   expect "the file exists" [ -f "$CD_FILE" ] &&
@@ -469,7 +473,8 @@ case_lifecycle() {
   openstack server stop bm-01 && expect "bm-01 SHUTOFF" wait_server "$SID1" SHUTOFF 120 &&
   expect "stopped: the port's OVS Interface row stays" [ "$(iface_uuid "$PORT1")" = "$ifu" ] || return 1
   openstack server start bm-01 && kept "stop/start" "$ifu" || return 1
-  openstack server rebuild --image "$IMAGE" --wait bm-01 > /dev/null && kept "rebuild" "$ifu"
+  openstack server rebuild --image "$IMAGE" --wait bm-01 > /dev/null && kept "rebuild" "$ifu" &&
+  note_config_drive   # Nova made a new one
 }
 
 case_volume_remove() {
@@ -530,4 +535,11 @@ case_bad_qos_boot() {
   openstack server delete --wait bm-04 &&
   expect "vol04 available again" os_wait 60 "vol04 available" volume_is "$vol" available &&
   expect "node available and schedulable again" os_wait 90 "node free" node_free
+}
+
+# The agent deletes images no longer named once they are a minute old (one
+# may belong to a state being admitted): by now bm-01's drive is gone.
+case_config_drive_file_gone() {
+  expect "flow 7 found the config drive" [ -n "$CD_FILE" ] &&
+  expect "bm-01's config drive image deleted from config_drive_dir" os_wait 90 "ISO deleted" test ! -e "$CD_FILE"
 }
