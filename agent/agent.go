@@ -1,6 +1,7 @@
 // Package agent is the daemon core: it owns the desired state, admits changes
-// from RPC (validate, persist, reconcile), runs the periodic and on-demand
-// reconcile loop, and reports status.
+// from RPC (validate, persist, trigger), runs one reconcile loop per
+// component (periodic, on demand, and retried with backoff), and reports
+// status.
 package agent
 
 import (
@@ -24,8 +25,16 @@ type Options struct {
 	DriverName  string
 	Store       *state.Store
 	Reconcilers []Reconciler
-	// Interval is the period of the background reconcile (jittered).
+	// Interval is the period of the background reconcile (jittered); it
+	// also caps the retry backoff of a failed reconcile.
 	Interval time.Duration
+	// RetryBase is the first retry delay after a failed reconcile (default
+	// 1s); it doubles per consecutive failure up to Interval, with jitter.
+	RetryBase time.Duration
+	// ItemWait bounds how long a single-item edit (attach_volume, plug_vif,
+	// ...) waits for its own component to converge (default 20s); it never
+	// waits for the other component.
+	ItemWait time.Duration
 	// HealthInterval is how often component health is probed; a component
 	// that comes back (SPDK or OVSDB restarted) triggers a reconcile at once
 	// instead of at the next period. Default 5s.
@@ -47,25 +56,25 @@ type Options struct {
 }
 
 // Agent is the daemon core. Its methods are safe for concurrent use.
+//
+// Admissions (validate, assign functions, persist) are serialised by
+// admitMu, which is never held while SPDK or OVSDB is called. Each
+// component reconciles in its own loop (Run starts them), so a hung SPDK
+// delays neither a NIC plug nor an apply_state.
 type Agent struct {
 	opts Options
 	log  *zap.Logger
 
-	// opMu serialises admissions and reconciles: one change at a time.
-	opMu sync.Mutex
+	admitMu sync.Mutex // one admission at a time; held only for validate+persist
 
-	mu            sync.RWMutex // guards the fields below
-	desired       *state.Desired
-	lastReconcile time.Time
-	lastErr       error
-	lastDuration  time.Duration
-	reconciles    uint64
-	failures      uint64
+	loops  []*loop
+	byName map[string]*loop
+
+	mu      sync.RWMutex // guards the fields below
+	desired *state.Desired
 	// health is the last background probe of each component (nil = healthy).
 	health    map[string]error
 	rpcHealth func() error
-
-	trigger chan struct{}
 }
 
 // New loads the persisted desired state. It does not reconcile; Run does.
@@ -76,18 +85,7 @@ func New(opts Options) (*Agent, error) {
 	if !state.ValidUUID(opts.NodeUUID) {
 		return nil, fmt.Errorf("agent: node_uuid %q is not a UUID", opts.NodeUUID)
 	}
-	if opts.Logger == nil {
-		opts.Logger = zap.NewNop()
-	}
-	if opts.Interval <= 0 {
-		opts.Interval = time.Minute
-	}
-	if opts.PullTimeout <= 0 {
-		opts.PullTimeout = 30 * time.Second
-	}
-	if opts.HealthInterval <= 0 {
-		opts.HealthInterval = 5 * time.Second
-	}
+	opts = withDefaults(opts)
 	d, err := opts.Store.Load()
 	if err != nil {
 		return nil, fmt.Errorf("agent: load desired state: %w", err)
@@ -103,11 +101,39 @@ func New(opts Options) (*Agent, error) {
 		log:       opts.Logger,
 		desired:   d,
 		rpcHealth: opts.RPCHealth,
-		trigger:   make(chan struct{}, 1),
+		byName:    map[string]*loop{},
+	}
+	for _, r := range opts.Reconcilers {
+		l := newLoop(r, a.Desired, a.log, opts.RetryBase, opts.Interval)
+		a.loops = append(a.loops, l)
+		a.byName[r.Name()] = l
 	}
 	a.log.Info("desired state loaded", zap.Int64("generation", d.Generation),
 		zap.Int("volumes", len(d.Volumes)), zap.Int("vifs", len(d.VIFs)))
 	return a, nil
+}
+
+func withDefaults(o Options) Options {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Interval <= 0 {
+		o.Interval = time.Minute
+	}
+	if o.RetryBase <= 0 {
+		o.RetryBase = time.Second
+	}
+	o.RetryBase = min(o.RetryBase, o.Interval)
+	if o.ItemWait <= 0 {
+		o.ItemWait = 20 * time.Second
+	}
+	if o.PullTimeout <= 0 {
+		o.PullTimeout = 30 * time.Second
+	}
+	if o.HealthInterval <= 0 {
+		o.HealthInterval = 5 * time.Second
+	}
+	return o
 }
 
 // SetRPCHealth installs the RPC health probe (the server is built after the agent).
@@ -117,19 +143,22 @@ func (a *Agent) SetRPCHealth(f func() error) {
 	a.mu.Unlock()
 }
 
-// RequestReconcile asks the loop for a reconcile soon; it never blocks. Used
-// after reconnects to the broker, SPDK or OVSDB.
+// RequestReconcile asks every component loop for a reconcile soon; it never
+// blocks. Used after reconnects to the broker, SPDK or OVSDB.
 func (a *Agent) RequestReconcile() {
-	select {
-	case a.trigger <- struct{}{}:
-	default:
+	for _, l := range a.loops {
+		l.request()
 	}
 }
 
-// Run restores the persisted state at once, then reconciles on request and on
-// a jittered period until ctx is done.
+// Run starts the component loops, restores the persisted state at once,
+// then reconciles on request, on component recovery and on a jittered period
+// until ctx is done. It returns after every goroutine it started stopped.
 func (a *Agent) Run(ctx context.Context) error {
-	a.recovered(ctx) // first health probe
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
 	pulled := a.opts.Pull == nil
 	if !pulled && a.Desired().Generation == 0 {
 		// No state of our own (new DPU, wiped state_dir): ask Ironic before
@@ -137,42 +166,65 @@ func (a *Agent) Run(ctx context.Context) error {
 		// against an empty state.
 		pulled = a.pull(ctx)
 	}
-	a.reconcileNow(ctx, "start")
+	for _, l := range a.loops {
+		wg.Go(func() { l.run(ctx) })
+	}
+	a.RequestReconcile() // start
+	wg.Go(func() { a.watchHealth(ctx) })
 	if !pulled {
 		pulled = a.pull(ctx)
 	}
 	timer := time.NewTimer(a.jittered())
 	defer timer.Stop()
-	health := time.NewTicker(a.opts.HealthInterval)
-	defer health.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-a.trigger:
-			a.reconcileNow(ctx, "requested")
-		case <-health.C:
-			if a.recovered(ctx) {
-				a.reconcileNow(ctx, "component recovered")
-			}
 		case <-timer.C:
 			if !pulled {
 				pulled = a.pull(ctx)
 			}
-			a.reconcileNow(ctx, "periodic")
+			a.RequestReconcile()
 			timer.Reset(a.jittered())
 		}
 	}
 }
 
-// probe asks every component for its health.
+// watchHealth probes the components every HealthInterval and asks for a
+// reconcile when one comes back.
+func (a *Agent) watchHealth(ctx context.Context) {
+	a.recovered(ctx) // first probe, for Status
+	t := time.NewTicker(a.opts.HealthInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if a.recovered(ctx) {
+				a.RequestReconcile()
+			}
+		}
+	}
+}
+
+// probe asks every component for its health, concurrently: a hung SPDK
+// must not hold up the network probe.
 func (a *Agent) probe(ctx context.Context) map[string]error {
 	hctx, cancel := context.WithTimeout(ctx, a.opts.HealthInterval)
 	defer cancel()
 	out := make(map[string]error, len(a.opts.Reconcilers))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
 	for _, r := range a.opts.Reconcilers {
-		out[r.Name()] = r.Health(hctx)
+		wg.Go(func() {
+			err := r.Health(hctx)
+			mu.Lock()
+			out[r.Name()] = err
+			mu.Unlock()
+		})
 	}
+	wg.Wait()
 	return out
 }
 
@@ -213,7 +265,7 @@ func (a *Agent) pull(ctx context.Context) bool {
 	}
 	a.log.Info("adopting newer desired state from Ironic", zap.Int64("generation", d.Generation), zap.Int64("had", cur.Generation))
 	if _, err := a.ApplyState(ctx, d); err != nil {
-		// Invalid recorded state is final; a reconcile error is retried by the loop.
+		// Invalid recorded state is final: say so, keep ours.
 		a.log.Warn("applying the state pulled from Ironic", zap.Error(err))
 	}
 	return true
@@ -223,46 +275,6 @@ func (a *Agent) jittered() time.Duration {
 	// ±20% so a fleet of DPUs rebooted together does not hit SPDK/OVSDB in step.
 	f := 0.8 + 0.4*rand.Float64()
 	return time.Duration(float64(a.opts.Interval) * f)
-}
-
-func (a *Agent) reconcileNow(ctx context.Context, reason string) {
-	a.opMu.Lock()
-	defer a.opMu.Unlock()
-	if err := a.reconcileLocked(ctx); err != nil && ctx.Err() == nil {
-		a.log.Warn("reconcile incomplete", zap.String("reason", reason), zap.Error(err))
-	}
-}
-
-// reconcileLocked runs every reconciler against the current desired state.
-// Caller holds opMu.
-func (a *Agent) reconcileLocked(ctx context.Context) error {
-	d := a.Desired()
-	if d.Generation == 0 {
-		// Generation 0 means "never told" (admitted states start at 1), not
-		// "nothing": leave whatever the DPU holds alone until a desired state
-		// arrives over RPC or from Ironic.
-		a.log.Info("no desired state yet; leaving the DPU as it is")
-		return nil
-	}
-	start := time.Now()
-	var errs []error
-	for _, r := range a.opts.Reconcilers {
-		if err := r.Reconcile(ctx, d); err != nil {
-			errs = append(errs, &componentError{name: r.Name(), err: err})
-		}
-	}
-	err := errors.Join(errs...)
-	a.mu.Lock()
-	a.lastReconcile = time.Now()
-	a.lastErr = err
-	a.lastDuration = time.Since(start)
-	a.reconciles++
-	if err != nil {
-		a.failures++
-	}
-	a.mu.Unlock()
-	a.log.Debug("reconciled", zap.Int64("generation", d.Generation), zap.Duration("took", time.Since(start)), zap.Error(err))
-	return err
 }
 
 // Desired returns a copy of the current desired state.
@@ -276,46 +288,63 @@ func (a *Agent) Desired() *state.Desired {
 type View struct {
 	Desired  *state.Desired `json:"desired"`
 	Observed state.Observed `json:"observed"`
+	// Generation is the desired generation the agent holds (admitted).
+	Generation int64 `json:"generation"`
 }
 
-// State returns the desired and observed state.
+// State returns the desired and observed state. It calls no backend.
 func (a *Agent) State(ctx context.Context) View {
-	v := View{Desired: a.Desired(), Observed: state.Observed{Volumes: []state.VolumeStatus{}, VIFs: []state.VIFStatus{}}}
-	for _, r := range a.opts.Reconcilers {
-		r.Observe(ctx, &v.Observed)
+	d := a.Desired()
+	v := View{Desired: d, Generation: d.Generation, Observed: state.Observed{Volumes: []state.VolumeStatus{}, VIFs: []state.VIFStatus{},
+		Components: map[string]state.ComponentObserved{}}}
+	for i, l := range a.loops {
+		l.r.Observe(ctx, &v.Observed)
+		st := l.status()
+		c := state.ComponentObserved{Generation: st.gen}
+		if st.err != nil {
+			c.LastError = st.err.Error()
+		}
+		v.Observed.Components[l.r.Name()] = c
+		if i == 0 || st.gen < v.Observed.Generation {
+			v.Observed.Generation = st.gen
+		}
 	}
 	return v
 }
 
-// ApplyState replaces the desired state. Validation happens before anything
-// is persisted; once persisted, the state is reconciled and a reconcile error
-// is returned (the agent keeps retrying in the background).
+// ApplyState replaces the desired state: it validates and persists next,
+// asks every component loop to reconcile, and returns at once with the
+// admitted generation (the observed part may not have converged yet;
+// callers poll get_state until observed.generation reaches it).
 func (a *Agent) ApplyState(ctx context.Context, next *state.Desired) (View, error) {
-	a.opMu.Lock()
-	defer a.opMu.Unlock()
+	if err := a.admitState(ctx, next); err != nil {
+		return View{}, err
+	}
+	a.RequestReconcile()
+	return a.State(ctx), nil
+}
+
+func (a *Agent) admitState(ctx context.Context, next *state.Desired) error {
+	a.admitMu.Lock()
+	defer a.admitMu.Unlock()
 	if next.Generation < 1 {
-		return View{}, fmt.Errorf("%w: generation must be 1 or more (0 means no desired state)", errdefs.ErrInvalidArgument)
+		return fmt.Errorf("%w: generation must be 1 or more (0 means no desired state)", errdefs.ErrInvalidArgument)
 	}
 	cur := a.Desired()
 	if next.Generation < cur.Generation {
-		return View{}, fmt.Errorf("%w: generation %d is older than the agent's generation %d", errdefs.ErrConflict, next.Generation, cur.Generation)
+		return fmt.Errorf("%w: generation %d is older than the agent's generation %d", errdefs.ErrConflict, next.Generation, cur.Generation)
 	}
-	if next.Generation == cur.Generation && cur.Generation != 0 {
+	if next.Generation == cur.Generation {
 		// A retry of the same generation is fine; other content under a used
 		// generation number means two writers disagree.
 		cand := next.Clone()
 		cand.Normalize()
 		if err := state.AssignFunctions(cur, cand, a.opts.SFBase); err != nil || !sameContent(cur, cand) {
-			return View{}, fmt.Errorf("%w: generation %d was already applied with other content; send a newer generation", errdefs.ErrConflict, next.Generation)
+			return fmt.Errorf("%w: generation %d was already applied with other content; send a newer generation", errdefs.ErrConflict, next.Generation)
 		}
-		err := a.reconcileLocked(ctx)
-		return a.State(ctx), err
+		return nil
 	}
-	if err := a.admitLocked(ctx, cur, next); err != nil {
-		return View{}, err
-	}
-	err := a.reconcileLocked(ctx)
-	return a.State(ctx), err
+	return a.admitLocked(ctx, cur, next)
 }
 
 // Component names of the reconcilers, as single-item edits report them.
@@ -324,7 +353,7 @@ const (
 	ComponentNetwork = "network"
 )
 
-// componentError is one reconciler's failure inside a reconcile.
+// componentError is one reconciler's failure.
 type componentError struct {
 	name string
 	err  error
@@ -333,49 +362,71 @@ type componentError struct {
 func (e *componentError) Error() string { return e.name + ": " + e.err.Error() }
 func (e *componentError) Unwrap() error { return e.err }
 
-// only keeps the failures of component from a reconcile error: a plug_vif
-// must not fail because SPDK is down (the storage failure is still recorded
-// in the status and retried).
-func only(component string, err error) error {
-	joined, ok := err.(interface{ Unwrap() []error })
-	if !ok {
+// edit applies fn to a copy of the desired state as a new generation, then
+// waits (at most ItemWait) for component's own loop to reconcile it and
+// reports that loop's failure only: a plug_vif never waits for SPDK, and
+// does not fail because SPDK is down (that stays in the status and is
+// retried). expected, when set, is the generation the caller believes the
+// agent holds (the conductor mints generations): another one is Conflict,
+// and the edit becomes generation expected+1 even when nothing changed, so
+// both sides keep counting in step.
+func (a *Agent) edit(ctx context.Context, component string, expected *int64, fn func(d *state.Desired) error) error {
+	changed, err := a.admitEdit(ctx, expected, fn)
+	if err != nil {
 		return err
 	}
-	var keep []error
-	for _, e := range joined.Unwrap() {
-		if ce, ok := e.(*componentError); !ok || ce.name == component {
-			keep = append(keep, e)
+	// Only this component's loop is waited for (every loop when no
+	// reconciler has its name). Every loop learns of a new generation
+	// (observed.generation is their minimum); an unchanged repeat still
+	// re-checks this component (the DPU may have drifted).
+	wait := a.loops
+	if l := a.byName[component]; l != nil {
+		wait = []*loop{l}
+	}
+	tickets := make([]uint64, len(wait))
+	for i, l := range wait {
+		tickets[i] = l.request()
+	}
+	if changed {
+		a.RequestReconcile()
+	}
+	wctx, cancel := context.WithTimeout(ctx, a.opts.ItemWait)
+	defer cancel()
+	var errs []error
+	for i, l := range wait {
+		if !l.wait(wctx, tickets[i]) {
+			return nil // still converging: the caller sees "pending" and may poll
+		}
+		if st := l.status(); st.err != nil {
+			errs = append(errs, &componentError{name: l.r.Name(), err: st.err})
 		}
 	}
-	return errors.Join(keep...)
+	return errors.Join(errs...)
 }
 
-// edit applies fn to a copy of the desired state as a new generation and
-// reconciles; it reports the failures of component only.
-func (a *Agent) edit(ctx context.Context, component string, fn func(d *state.Desired) error) error {
+// admitEdit admits fn's change under the admission lock; it reports whether
+// a new generation was admitted.
+func (a *Agent) admitEdit(ctx context.Context, expected *int64, fn func(d *state.Desired) error) (bool, error) {
+	a.admitMu.Lock()
+	defer a.admitMu.Unlock()
 	cur := a.Desired()
+	if expected != nil && *expected != cur.Generation {
+		return false, fmt.Errorf("%w: expected generation %d but the agent holds %d; push the whole state (apply_state)",
+			errdefs.ErrConflict, *expected, cur.Generation)
+	}
 	next := cur.Clone()
 	if err := fn(next); err != nil {
-		return err
+		return false, err
 	}
-	if sameContent(cur, next) {
-		// Idempotent repeat: nothing to persist, but still make sure the DPU
-		// matches (it may have drifted).
-		return only(component, a.reconcileLocked(ctx))
+	if expected == nil && sameContent(cur, next) {
+		return false, nil // idempotent repeat: nothing to persist
 	}
-	if cur.Generation == 0 {
-		next.Generation = 1
-	} else {
-		next.Generation = cur.Generation + 1
-	}
-	if err := a.admitLocked(ctx, cur, next); err != nil {
-		return err
-	}
-	return only(component, a.reconcileLocked(ctx))
+	next.Generation = cur.Generation + 1
+	return true, a.admitLocked(ctx, cur, next)
 }
 
 // admitLocked validates next (generic, then per reconciler), allocates host
-// functions, and persists it. Caller holds opMu.
+// functions, and persists it. Caller holds admitMu.
 func (a *Agent) admitLocked(ctx context.Context, cur, next *state.Desired) error {
 	if next.NodeUUID != "" && !strings.EqualFold(next.NodeUUID, a.opts.NodeUUID) {
 		return fmt.Errorf("%w: state is for node %s but this agent serves node %s", errdefs.ErrInvalidArgument, next.NodeUUID, a.opts.NodeUUID)

@@ -20,15 +20,40 @@ const node = "1be26c0b-03f2-4d2e-ae87-c02d7f33c123"
 
 func newAgent(t *testing.T, dir string, r *agenttest.Reconciler) *agent.Agent {
 	t.Helper()
+	return startAgent(t, dir, agent.Options{Reconcilers: []agent.Reconciler{r}})
+}
+
+// startAgent builds an agent on dir with o (node, driver, SF base filled
+// in) and runs it until the test ends.
+func startAgent(t *testing.T, dir string, o agent.Options) *agent.Agent {
+	t.Helper()
 	st, err := state.NewStore(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := agent.New(agent.Options{NodeUUID: node, DriverName: "sim", Store: st, Reconcilers: []agent.Reconciler{r}, SFBase: 1})
+	o.NodeUUID, o.DriverName, o.Store, o.SFBase = node, "sim", st, 1
+	a, err := agent.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
+	run(t, a)
 	return a
+}
+
+// run runs a until the test ends and checks that Run stops.
+func run(t *testing.T, a *agent.Agent) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Error("Run did not stop")
+		}
+	})
 }
 
 func call(t *testing.T, a *agent.Agent, method string, args string) (any, error) {
@@ -60,9 +85,13 @@ func TestApplyStatePersistsAndReconciles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := res.(agent.View)
-	if v.Desired.Generation != 3 || len(v.Observed.Volumes) != 2 || len(v.Observed.VIFs) != 1 {
+	if v := res.(agent.View); v.Desired.Generation != 3 || v.Generation != 3 {
 		t.Fatalf("unexpected view %+v", v)
+	}
+	waitFor(t, func() bool { return a.State(context.Background()).Observed.Generation == 3 })
+	v := a.State(context.Background())
+	if len(v.Observed.Volumes) != 2 || len(v.Observed.VIFs) != 1 || v.Observed.Components["test"].Generation != 3 {
+		t.Fatalf("converged view %+v", v)
 	}
 	if r.Calls() != 1 {
 		t.Fatalf("reconciles = %d, want 1", r.Calls())
@@ -488,26 +517,29 @@ func TestEditReportsOnlyItsComponent(t *testing.T) {
 	stor := &agenttest.Reconciler{NameValue: agent.ComponentStorage}
 	stor.Set(fmt.Errorf("spdk down: %w", errdefs.ErrUnavailable), nil, nil)
 	net := &agenttest.Reconciler{NameValue: agent.ComponentNetwork}
-	st, _ := state.NewStore(t.TempDir())
-	a, err := agent.New(agent.Options{NodeUUID: node, Store: st, Reconcilers: []agent.Reconciler{stor, net}, SFBase: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := startAgent(t, t.TempDir(), agent.Options{Reconcilers: []agent.Reconciler{stor, net}})
 	if _, err := call(t, a, "plug_vif", `{"vif":`+vif1+`}`); err != nil {
 		t.Fatalf("plug_vif failed because of storage: %v", err)
 	}
-	if st := a.Status(context.Background()); !strings.Contains(st.LastError, "spdk down") {
-		t.Fatalf("storage failure not kept in the status: %+v", st)
-	}
-	_, err = call(t, a, "attach_volume", `{"volume":`+bootVol+`}`)
+	waitFor(t, func() bool { return strings.Contains(a.Status(context.Background()).LastError, "spdk down") }) // kept in the status
+	_, err := call(t, a, "attach_volume", `{"volume":`+bootVol+`}`)
 	if agent.ExceptionClass(err) != "TemporaryFailure" || !strings.Contains(err.Error(), "storage: spdk down") {
 		t.Fatalf("attach_volume: %v", err)
 	}
-	// apply_state still reports everything.
-	_, err = call(t, a, "apply_state", stateJSON(9, bootVol, vif1))
-	if err == nil {
-		t.Fatal("apply_state hid the storage failure")
+	// apply_state does not wait: it admits and returns; the failure is in
+	// the observed state, per component.
+	res, err := call(t, a, "apply_state", stateJSON(9, bootVol, vif1))
+	if err != nil {
+		t.Fatalf("apply_state: %v", err)
 	}
+	if v := res.(agent.View); v.Generation != 9 {
+		t.Fatalf("apply_state answered %+v", v)
+	}
+	waitFor(t, func() bool {
+		o := a.State(context.Background()).Observed
+		return o.Generation == 9 && strings.Contains(o.Components[agent.ComponentStorage].LastError, "spdk down") &&
+			o.Components[agent.ComponentNetwork].LastError == ""
+	})
 }
 
 // admitting is a reconciler that checks the config drive at admission, as

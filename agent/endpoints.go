@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,25 +35,36 @@ func (a *Agent) Methods() map[string]Method {
 // kwargs checks that args has exactly the named keyword arguments, like a
 // Python signature would, and decodes each into its target.
 func kwargs(method string, args map[string]json.RawMessage, names map[string]any) error {
+	return kwargsOpt(method, args, names, nil)
+}
+
+// kwargsOpt is kwargs with optional keyword arguments too: an optional one
+// that is absent leaves its target alone.
+func kwargsOpt(method string, args map[string]json.RawMessage, names, optional map[string]any) error {
+	all := maps.Clone(names)
+	if all == nil {
+		all = map[string]any{}
+	}
+	maps.Copy(all, optional)
 	for k := range args {
-		if _, ok := names[k]; !ok {
+		if _, ok := all[k]; !ok {
 			return fmt.Errorf("%w: %s() got an unexpected keyword argument '%s'", errdefs.ErrInvalidArgument, method, k)
 		}
 	}
-	keys := make([]string, 0, len(names))
-	for k := range names {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(all))
 	for _, k := range keys {
 		raw, ok := args[k]
+		_, opt := optional[k]
+		if !ok && opt {
+			continue
+		}
 		if !ok {
 			return fmt.Errorf("%w: %s() missing required argument '%s'", errdefs.ErrInvalidArgument, method, k)
 		}
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.UseNumber()
 		dec.DisallowUnknownFields()
-		if err := dec.Decode(names[k]); err != nil {
+		if err := dec.Decode(all[k]); err != nil {
 			return fmt.Errorf("%w: %s(): argument '%s': %s", errdefs.ErrInvalidArgument, method, k, decodeMsg(err))
 		}
 	}
@@ -83,6 +95,29 @@ type Status struct {
 	Healthy       bool                 `json:"healthy"`
 }
 
+// addLoopStats sums the component loops' reconcile records into st.
+func (a *Agent) addLoopStats(st *Status) {
+	var last time.Time
+	var errs []error
+	for _, l := range a.loops {
+		ls := l.status()
+		st.Reconciles += ls.runs
+		st.Failures += ls.failed
+		if ls.lastEnd.After(last) {
+			last, st.LastDuration = ls.lastEnd, ls.lastTook.Seconds()
+		}
+		if ls.err != nil {
+			errs = append(errs, &componentError{name: l.r.Name(), err: ls.err})
+		}
+	}
+	if !last.IsZero() {
+		st.LastReconcile = last.UTC().Format(time.RFC3339Nano)
+	}
+	if err := errors.Join(errs...); err != nil {
+		st.LastError = err.Error()
+	}
+}
+
 // Component is one dependency's health.
 type Component struct {
 	Healthy bool   `json:"healthy"`
@@ -98,18 +133,12 @@ func (a *Agent) Status(ctx context.Context) Status {
 		RPCAPIVersion: version.RPCAPIVersion,
 		Driver:        a.opts.DriverName,
 		Generation:    a.desired.Generation,
-		Reconciles:    a.reconciles,
-		Failures:      a.failures,
-		LastDuration:  a.lastDuration.Seconds(),
 		Components:    map[string]Component{},
 		Healthy:       true,
 	}
-	if !a.lastReconcile.IsZero() {
-		st.LastReconcile = a.lastReconcile.UTC().Format(time.RFC3339Nano)
-	}
-	if a.lastErr != nil {
-		st.LastError = a.lastErr.Error()
-	}
+	a.mu.RUnlock()
+	a.addLoopStats(&st)
+	a.mu.RLock()
 	rpcHealth := a.rpcHealth
 	probed := maps.Clone(a.health)
 	a.mu.RUnlock()
@@ -164,45 +193,47 @@ func (a *Agent) rpcApplyState(ctx context.Context, args map[string]json.RawMessa
 
 func (a *Agent) rpcAttachVolume(ctx context.Context, args map[string]json.RawMessage) (any, error) {
 	var v state.Volume
-	if err := kwargs("attach_volume", args, map[string]any{"volume": &v}); err != nil {
+	var expected *int64
+	if err := kwargsOpt("attach_volume", args, map[string]any{"volume": &v}, map[string]any{"expected_generation": &expected}); err != nil {
 		return nil, err
 	}
-	return a.AttachVolume(ctx, v)
+	return a.AttachVolume(ctx, v, expected)
 }
 
 func (a *Agent) rpcDetachVolume(ctx context.Context, args map[string]json.RawMessage) (any, error) {
 	var id string
-	if err := kwargs("detach_volume", args, map[string]any{"volume_id": &id}); err != nil {
+	var expected *int64
+	if err := kwargsOpt("detach_volume", args, map[string]any{"volume_id": &id}, map[string]any{"expected_generation": &expected}); err != nil {
 		return nil, err
 	}
-	return a.DetachVolume(ctx, id)
+	return a.DetachVolume(ctx, id, expected)
 }
 
 func (a *Agent) rpcPlugVIF(ctx context.Context, args map[string]json.RawMessage) (any, error) {
 	var v state.VIF
-	if err := kwargs("plug_vif", args, map[string]any{"vif": &v}); err != nil {
+	var expected *int64
+	if err := kwargsOpt("plug_vif", args, map[string]any{"vif": &v}, map[string]any{"expected_generation": &expected}); err != nil {
 		return nil, err
 	}
-	return a.PlugVIF(ctx, v)
+	return a.PlugVIF(ctx, v, expected)
 }
 
 func (a *Agent) rpcUnplugVIF(ctx context.Context, args map[string]json.RawMessage) (any, error) {
 	var id string
-	if err := kwargs("unplug_vif", args, map[string]any{"port_id": &id}); err != nil {
+	var expected *int64
+	if err := kwargsOpt("unplug_vif", args, map[string]any{"port_id": &id}, map[string]any{"expected_generation": &expected}); err != nil {
 		return nil, err
 	}
-	return a.UnplugVIF(ctx, id)
+	return a.UnplugVIF(ctx, id, expected)
 }
 
 // AttachVolume adds (or replaces) one volume in the desired state and returns
 // its observed status.
-func (a *Agent) AttachVolume(ctx context.Context, v state.Volume) (state.VolumeStatus, error) {
+func (a *Agent) AttachVolume(ctx context.Context, v state.Volume, expected *int64) (state.VolumeStatus, error) {
 	if err := state.ValidateVolume(v); err != nil {
 		return state.VolumeStatus{}, err
 	}
-	a.opMu.Lock()
-	defer a.opMu.Unlock()
-	err := a.edit(ctx, ComponentStorage, func(d *state.Desired) error {
+	err := a.edit(ctx, ComponentStorage, expected, func(d *state.Desired) error {
 		for i := range d.Volumes {
 			if strings.EqualFold(d.Volumes[i].VolumeID, v.VolumeID) {
 				d.Volumes[i] = v
@@ -216,13 +247,11 @@ func (a *Agent) AttachVolume(ctx context.Context, v state.Volume) (state.VolumeS
 }
 
 // DetachVolume removes one volume; a volume that is not there is success.
-func (a *Agent) DetachVolume(ctx context.Context, id string) (state.VolumeStatus, error) {
+func (a *Agent) DetachVolume(ctx context.Context, id string, expected *int64) (state.VolumeStatus, error) {
 	if !state.ValidUUID(id) {
 		return state.VolumeStatus{}, fmt.Errorf("%w: volume_id %q is not a UUID", errdefs.ErrInvalidArgument, id)
 	}
-	a.opMu.Lock()
-	defer a.opMu.Unlock()
-	err := a.edit(ctx, ComponentStorage, func(d *state.Desired) error {
+	err := a.edit(ctx, ComponentStorage, expected, func(d *state.Desired) error {
 		out := d.Volumes[:0]
 		for _, v := range d.Volumes {
 			if !strings.EqualFold(v.VolumeID, id) {
@@ -240,14 +269,12 @@ func (a *Agent) DetachVolume(ctx context.Context, id string) (state.VolumeStatus
 }
 
 // PlugVIF adds (or replaces) one VIF and returns its observed status.
-func (a *Agent) PlugVIF(ctx context.Context, v state.VIF) (state.VIFStatus, error) {
+func (a *Agent) PlugVIF(ctx context.Context, v state.VIF, expected *int64) (state.VIFStatus, error) {
 	if err := state.ValidateVIF(v); err != nil {
 		return state.VIFStatus{}, err
 	}
 	v.MAC = strings.ToLower(v.MAC) // stored form; a repeat in upper case stays idempotent
-	a.opMu.Lock()
-	defer a.opMu.Unlock()
-	err := a.edit(ctx, ComponentNetwork, func(d *state.Desired) error {
+	err := a.edit(ctx, ComponentNetwork, expected, func(d *state.Desired) error {
 		for i := range d.VIFs {
 			if strings.EqualFold(d.VIFs[i].PortID, v.PortID) {
 				if v.Function == nil {
@@ -264,13 +291,11 @@ func (a *Agent) PlugVIF(ctx context.Context, v state.VIF) (state.VIFStatus, erro
 }
 
 // UnplugVIF removes one VIF; a VIF that is not there is success.
-func (a *Agent) UnplugVIF(ctx context.Context, id string) (state.VIFStatus, error) {
+func (a *Agent) UnplugVIF(ctx context.Context, id string, expected *int64) (state.VIFStatus, error) {
 	if !state.ValidUUID(id) {
 		return state.VIFStatus{}, fmt.Errorf("%w: port_id %q is not a UUID", errdefs.ErrInvalidArgument, id)
 	}
-	a.opMu.Lock()
-	defer a.opMu.Unlock()
-	err := a.edit(ctx, ComponentNetwork, func(d *state.Desired) error {
+	err := a.edit(ctx, ComponentNetwork, expected, func(d *state.Desired) error {
 		out := d.VIFs[:0]
 		for _, v := range d.VIFs {
 			if !strings.EqualFold(v.PortID, id) {

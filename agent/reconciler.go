@@ -2,12 +2,15 @@ package agent
 
 import (
 	"context"
+	"time"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 )
 
 // Reconciler brings one part of the DPU (storage, network) to the desired
-// state. The agent calls it with its state lock held, so calls never overlap.
+// state. Reconcile is called from the component's own loop goroutine only,
+// so Reconcile calls never overlap; Validate, Observe and Health may run
+// concurrently with it.
 type Reconciler interface {
 	// Name is the component name shown in get_status ("storage", "network").
 	Name() string
@@ -33,4 +36,12 @@ type Reconciler interface {
 // passed; an error refuses the state and nothing is persisted.
 type Admitter interface {
 	Admit(ctx context.Context, d *state.Desired) error
+}
+
+// RetryHinter is implemented by reconcilers that keep per-item backoff (the
+// network reconciler, per VIF): after a failed reconcile the loop retries
+// at NextRetry when that comes before its own backoff, so an item is
+// retried when its own backoff ends. The zero time means no hint.
+type RetryHinter interface {
+	NextRetry() time.Time
 }

@@ -38,6 +38,8 @@ type DefaultOpts struct {
 	StateDir          string        `ini:"state_dir" default:"/var/lib/ironic-dpu-agent" help:"Directory for the persisted desired state."`
 	ReconcileInterval time.Duration `ini:"reconcile_interval" default:"60s" help:"Period of the background reconcile (jittered by up to 20%)."`
 	HealthInterval    time.Duration `ini:"health_interval" default:"5s" help:"How often SPDK and OVSDB reachability is probed; a component that comes back triggers a reconcile at once."`
+	RetryBase         time.Duration `ini:"retry_base" default:"1s" help:"First retry delay after a failed reconcile of a component; it doubles per consecutive failure up to reconcile_interval, with jitter."`
+	ItemWait          time.Duration `ini:"item_wait" default:"20s" help:"How long attach_volume/detach_volume/plug_vif/unplug_vif wait for their own component (storage or network, never the other) to converge before answering with the item pending. apply_state never waits."`
 	HealthListen      string        `ini:"health_listen" default:"" help:"host:port of the HTTP /healthz and /metrics endpoint; empty disables it."`
 	Debug             bool          `ini:"debug" default:"false" help:"Log at debug level."`
 }

@@ -126,20 +126,33 @@ class AgentClient(object):
     def get_status(self, context):
         return self.call(context, 'get_status')
 
-    def get_state(self, context):
-        return self.call(context, 'get_state')
+    def get_state(self, context, timeout=None):
+        return self.call(context, 'get_state', timeout=timeout)
 
     def apply_state(self, context, state):
+        """Admit state; the agent answers at once with the admitted
+        generation (poll get_state for convergence)."""
         return self.call(context, 'apply_state', state=state)
 
-    def attach_volume(self, context, volume):
-        return self.call(context, 'attach_volume', volume=volume)
+    # Single-item edits: expected_generation is the generation the caller
+    # believes the agent holds (Conflict otherwise); the edit becomes
+    # expected_generation + 1. Without it the agent counts on its own.
+    def _edit(self, context, method, expected_generation, **kwargs):
+        if expected_generation is not None:
+            kwargs['expected_generation'] = expected_generation
+        return self.call(context, method, **kwargs)
 
-    def detach_volume(self, context, volume_id):
-        return self.call(context, 'detach_volume', volume_id=volume_id)
+    def attach_volume(self, context, volume, expected_generation=None):
+        return self._edit(context, 'attach_volume', expected_generation,
+                          volume=volume)
 
-    def plug_vif(self, context, vif):
-        return self.call(context, 'plug_vif', vif=vif)
+    def detach_volume(self, context, volume_id, expected_generation=None):
+        return self._edit(context, 'detach_volume', expected_generation,
+                          volume_id=volume_id)
 
-    def unplug_vif(self, context, port_id):
-        return self.call(context, 'unplug_vif', port_id=port_id)
+    def plug_vif(self, context, vif, expected_generation=None):
+        return self._edit(context, 'plug_vif', expected_generation, vif=vif)
+
+    def unplug_vif(self, context, port_id, expected_generation=None):
+        return self._edit(context, 'unplug_vif', expected_generation,
+                          port_id=port_id)

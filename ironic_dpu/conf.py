@@ -35,10 +35,19 @@ agent_opts = [
                     'fails (-1: forever, which would hold a conductor '
                     'worker while the broker is down).'),
     cfg.IntOpt('state_wait_timeout', default=60, min=0,
-               help='How long deploy waits for pending volumes and VIFs to '
-                    'converge before it judges the outcome.'),
+               help='How long deploy (in DEPLOYWAIT) and tear down wait for '
+                    'the agent to converge on the pushed generation before '
+                    'they judge the outcome: pending volumes fail it, '
+                    'VIFs not bound by OVN yet only warn.'),
     cfg.FloatOpt('state_poll_interval', default=0.5, min=0.05,
-                 help='Seconds between get_state polls while waiting.'),
+                 help='Seconds between get_state polls while tear down '
+                      'waits.'),
+    cfg.FloatOpt('state_check_interval', default=1.0, min=0,
+                 help='Seconds between the conductor\'s checks of nodes in '
+                      'DEPLOYWAIT on their DPU agent (get_state); the '
+                      'deploy resumes once the agent converged. 0 disables '
+                      'the check (deploys then wait until Ironic\'s '
+                      'deploy_callback_timeout). Read at conductor start.'),
 ]
 
 dpu_opts = [

@@ -1,9 +1,13 @@
 """Deploy interface 'dpu': no ramdisk, no PXE, no image written, one boot.
 
-The core deploy step tells the node's agent the desired state (volumes and
-VIFs), waits until the boot disk is attached, sets the boot device to disk
-and powers the host on. The host then boots its cloud disk through the
-DPU's emulated NVMe controller.
+The core deploy step pushes the desired state (volumes and VIFs) to the
+node's agent, which admits it at once, and returns DEPLOYWAIT: nothing
+sleeps under the node lock. A periodic task polls the agent (get_state) for
+nodes in DEPLOYWAIT and, once it converged on the pushed generation (boot
+disk attached), resumes the deploy; the next step sets the boot device to
+disk and powers the host on. The host then boots its cloud disk through the
+DPU's emulated NVMe controller. An agent error, or no convergence within
+[dpu_agent] state_wait_timeout, fails the deploy with the agent's reason.
 """
 import time
 
@@ -11,8 +15,11 @@ from oslo_log import log
 
 from ironic.common import exception as ir_exc
 from ironic.common import states
+from ironic.conductor import periodics
 from ironic.conductor import utils as manager_utils
+from ironic.conf import CONF
 from ironic.drivers import base
+from ironic.drivers.modules import deploy_utils
 
 from ironic_dpu import agent_client
 from ironic_dpu import boot
@@ -50,26 +57,96 @@ class DPUDeploy(base.DeployInterface):
 
     @base.deploy_step(priority=100)
     def deploy(self, task):
+        """Push the desired state; the agent converges asynchronously."""
         node = task.node
         state = desired.build(task)
         client = agent_client.AgentClient(node.uuid)
         task.driver.network.configure_tenant_networks(task)
-        t0 = time.monotonic()
-        result = desired.push(task, state, client=client)
-        state = node.driver_internal_info[desired.STATE_KEY]
-        desired.wait_converged(task, state, result, client=client)
-        # The bench reads this line: the DPU's share of the deploy step.
-        LOG.info('Node %s: DPU agent converged generation %s in %.3fs',
-                 node.uuid, state['generation'], time.monotonic() - t0)
+        desired.push(task, state, client=client)
+        generation = node.driver_internal_info[desired.STATE_KEY][
+            'generation']
+        desired.start_wait(task, generation)
+        LOG.info('Node %s: DPU agent admitted generation %s; waiting for it '
+                 'to converge', node.uuid, generation)
+        return states.DEPLOYWAIT
+
+    @base.deploy_step(priority=90)
+    def boot_host(self, task):
+        """The agent converged: boot the host from its (DPU) disk."""
+        node = task.node
         boot.set_boot_disk(task)
         # Reboot a host that is already on so it enumerates the new disk.
         if node.power_state == states.POWER_ON:
             manager_utils.node_power_action(task, states.REBOOT)
         else:
             manager_utils.node_power_action(task, states.POWER_ON)
+        state = node.driver_internal_info.get(desired.STATE_KEY) or {}
         LOG.info('Node %s deployed through its DPU: %d volume(s), %d VIF(s)',
-                 node.uuid, len(state['volumes']), len(state['vifs']))
-        return None
+                 node.uuid, len(state.get('volumes') or []),
+                 len(state.get('vifs') or []))
+
+    @periodics.node_periodic(
+        purpose='checking DPU agent convergence',
+        spacing=CONF.dpu_agent.state_check_interval,
+        filters={'provision_state': states.DEPLOYWAIT, 'reserved': False,
+                 'maintenance': False},
+        predicate_extra_fields=['driver_internal_info'],
+        predicate=lambda n: bool((n.driver_internal_info or {}).get(
+            desired.WAIT_KEY)),
+    )
+    def _check_dpu_convergence(self, task, manager, context):
+        self.check_convergence(task)
+
+    def check_convergence(self, task):
+        """Resume, fail, or keep waiting for a node in DEPLOYWAIT."""
+        errors, blocking, unbound, expired = self._poll(task)
+        if not errors and (blocking or unbound) and not expired:
+            return
+        task.upgrade_lock(purpose='resuming a deploy on a DPU')
+        node = task.node
+        wait = node.driver_internal_info.get(desired.WAIT_KEY)
+        if node.provision_state != states.DEPLOYWAIT or not wait:
+            return  # someone else moved it on while we waited for the lock
+        node.del_driver_internal_info(desired.WAIT_KEY)
+        took = time.time() - wait['since']
+        if errors or blocking:
+            reason = ('; '.join(errors) if errors else
+                      'not converged after %ss: %s'
+                      % (CONF.dpu_agent.state_wait_timeout,
+                         ', '.join(blocking)))
+            deploy_utils.set_failed_state(
+                task, 'DPU agent of node %s did not converge on generation '
+                '%s: %s' % (node.uuid, wait['generation'], reason),
+                collect_logs=False)
+            return
+        node.save()
+        desired.warn_unbound(task, unbound)
+        # The bench reads this line: the DPU's share of the deploy.
+        LOG.info('Node %s: DPU agent converged generation %s in %.3fs',
+                 node.uuid, wait['generation'], took)
+        manager_utils.notify_conductor_resume_deploy(task)
+
+    def _poll(self, task):
+        """(errors, blocking, unbound, expired) from one get_state."""
+        node = task.node
+        wait = node.driver_internal_info[desired.WAIT_KEY]
+        state = node.driver_internal_info.get(desired.STATE_KEY) or {}
+        expired = (time.time() - wait['since']
+                   >= CONF.dpu_agent.state_wait_timeout)
+        client = agent_client.AgentClient(node.uuid)
+        try:
+            # Short: get_state calls no backend, and a dead DPU must not
+            # hold a periodic worker for the full RPC timeout.
+            answer = client.get_state(task.context,
+                                      timeout=CONF.dpu_agent.ping_timeout)
+        except exception.DPUAgentUnreachable as e:
+            # The agent may be restarting: keep waiting until the deadline.
+            return [], [str(e)], [], expired
+        except exception.DPUAgentError as e:
+            return [str(e)], [], [], expired
+        errors, blocking, unbound = desired.judge(
+            state, wait['generation'], (answer or {}).get('observed'))
+        return errors, blocking, unbound, expired
 
     def tear_down(self, task):
         """Detach volumes and unplug VIFs, then power the host off.

@@ -42,6 +42,8 @@ CONNECTOR_TYPE = 'nqn'
 TENANT_VIF_KEY = 'tenant_vif_port_id'
 GENERATION_KEY = 'dpu_generation'
 STATE_KEY = 'dpu_desired_state'
+# What a deploy in DEPLOYWAIT waits for: {'generation': G, 'since': epoch}.
+WAIT_KEY = 'dpu_wait'
 
 _FUNC_RE = re.compile(r'^(?:c\d+)?pf(\d+)(?:(vf|sf)(\d+)|hpf)?$')
 _MAC_RE = re.compile(r'^([0-9a-f]{2}:){5}[0-9a-f]{2}$')
@@ -245,8 +247,8 @@ def _drive_unknown(state, err):
         'no such image' in str(err))
 
 
-def note_item_change(task, vif=None, remove_vif=None):
-    """Keep the recorded state in step with a plug_vif/unplug_vif edit."""
+def with_vif_change(task, vif=None, remove_vif=None):
+    """The recorded desired state with one VIF added/replaced or removed."""
     state = dict(task.node.driver_internal_info.get(STATE_KEY) or
                  build(task))
     vifs = [v for v in state.get('vifs', [])
@@ -255,15 +257,19 @@ def note_item_change(task, vif=None, remove_vif=None):
     if vif:
         vifs.append(vif)
     state['vifs'] = vifs
-    return record(task, state)
+    return state
 
 
-def failures(observed, want_volumes=(), want_vifs=(), want_drive=None):
+def note_item_change(task, vif=None, remove_vif=None):
+    """Keep the recorded state in step with a plug_vif/unplug_vif edit."""
+    return record(task, with_vif_change(task, vif, remove_vif))
+
+
+def failures(observed, want_volumes=(), want_vifs=()):
     """Errors and pending items of the agent's observed state.
 
     Pending: items the agent still reports as pending, wanted items it does
     not report yet, and unwanted items it still reports (not detached yet).
-    want_drive: the sha256 of the config drive the host should have.
     """
     errors, pending = [], []
     observed = observed or {}
@@ -283,59 +289,95 @@ def failures(observed, want_volumes=(), want_vifs=(), want_drive=None):
             elif st == 'pending' or ident not in want:
                 pending.append((kind, ident))
         pending.extend((kind, ident) for ident in sorted(want - seen))
-    _drive_failures(observed.get('config_drive'), want_drive, errors,
-                    pending)
     return errors, pending
 
 
-def _drive_failures(seen, want, errors, pending):
-    seen = seen or {}
-    if seen.get('state') == 'error':
-        errors.append('config drive: %s' % (seen.get('last_error')
-                                            or 'error'))
-    elif (want or seen) and (seen.get('sha256') != want
-                             or seen.get('state') != 'attached'):
-        pending.append(('config drive', want or seen.get('sha256')))
+def judge(state, generation, observed):
+    """Where the agent is on generation: (errors, blocking, unbound).
+
+    Converged when all three are empty. blocking: the agent has not
+    reconciled generation yet, a wanted volume is not attached, or an
+    unwanted item is still there. unbound: wanted VIFs plugged but not bound
+    by OVN yet (the host can boot without them). errors: items in error or,
+    at generation or later, a component's reconcile error (SPDK down while
+    removing a disk shows on no item).
+    """
+    observed = observed or {}
+    have = int(observed.get('generation') or 0)
+    if have < generation:
+        return [], ['the agent has reconciled generation %s, not %s yet'
+                    % (have, generation)], []
+    want_n = [v['port_id'] for v in state.get('vifs') or []]
+    errors, pending = failures(
+        observed, [v['volume_id'] for v in state.get('volumes') or []],
+        want_n)
+    if not errors:
+        errors = ['%s: %s' % (name, c['last_error']) for name, c in
+                  sorted((observed.get('components') or {}).items())
+                  if c.get('last_error')]
+    cd_errors, cd_blocking = _config_drive(state, observed)
+    if not errors:
+        errors = cd_errors
+    unbound = [i for kind, i in pending if kind == 'VIF' and i in want_n]
+    blocking = ['%s %s' % (kind, i) for kind, i in pending
+                if not (kind == 'VIF' and i in want_n)] + cd_blocking
+    return errors, blocking, unbound
+
+
+def _config_drive(state, observed):
+    """(errors, blocking) of the config drive: wanted one attached, or gone."""
+    want = (state.get('config_drive') or {}).get('sha256')
+    have = observed.get('config_drive') or {}
+    if have.get('state') == 'error':
+        return ['config drive: %s' % (have.get('last_error') or 'error')], []
+    if want and (have.get('sha256') != want or have.get('state') != 'attached'):
+        return [], ['config drive %s' % (have.get('state') or 'missing')]
+    if not want and have:
+        return [], ['config drive still attached']
+    return [], []
+
+
+def start_wait(task, generation):
+    """Record that the node's deploy waits for generation (DEPLOYWAIT)."""
+    task.node.set_driver_internal_info(
+        WAIT_KEY, {'generation': generation, 'since': time.time()})
+    task.node.save()
 
 
 def wait_converged(task, state, result, client=None, sleep=time.sleep,
                    clock=time.monotonic):
-    """Poll get_state until nothing is pending; raise on errors.
+    """Poll get_state until the agent converged on state's generation.
 
-    Volumes must be attached (the host boots from them). A VIF still
-    pending at the deadline is only logged: OVN binding may follow later
-    and the host can boot without it.
+    Raises DPUStateError on the agent's errors, or when a volume is still
+    pending (or an unwanted item still there) after state_wait_timeout. A
+    VIF still unbound at the deadline is only logged: OVN binding may follow
+    later and the host can boot without it.
     """
     client = client or agent_client.AgentClient(task.node.uuid)
-    want_v = [v['volume_id'] for v in state['volumes']]
-    want_n = [v['port_id'] for v in state['vifs']]
-    want_d = (state.get('config_drive') or {}).get('sha256')
-    deadline = clock() + CONF.dpu_agent.state_wait_timeout
+    timeout = CONF.dpu_agent.state_wait_timeout
+    deadline = clock() + timeout
     observed = (result or {}).get('observed') or {}
     while True:
-        errors, pending = failures(observed, want_v, want_n, want_d)
+        errors, blocking, unbound = judge(state, state['generation'],
+                                          observed)
         if errors:
             raise exception.DPUStateError(node=task.node.uuid, method='',
                                           error='; '.join(errors))
-        if not pending or clock() >= deadline:
+        if not (blocking or unbound) or clock() >= deadline:
             break
         sleep(CONF.dpu_agent.state_poll_interval)
         observed = (client.get_state(task.context) or {}).get(
             'observed') or {}
-    vols = [p for p in pending if p[0] in ('volume', 'config drive')]
-    if vols:
+    if blocking:
         raise exception.DPUStateError(
             node=task.node.uuid, method='',
-            error='disks not converged after %ss: %s' % (
-                CONF.dpu_agent.state_wait_timeout,
-                ', '.join('%s %s' % p for p in vols)))
-    for _, pid in pending:
-        if pid in want_n:
-            LOG.warning('Node %s: VIF %s is not bound yet (OVN); '
-                        'continuing', task.node.uuid, pid)
-        else:
-            raise exception.DPUStateError(
-                node=task.node.uuid, method='',
-                error='VIF %s still plugged after %ss' % (
-                    pid, CONF.dpu_agent.state_wait_timeout))
+            error='not converged after %ss: %s' % (timeout,
+                                                   ', '.join(blocking)))
+    warn_unbound(task, unbound)
     return observed
+
+
+def warn_unbound(task, unbound):
+    for pid in unbound:
+        LOG.warning('Node %s: VIF %s is not bound yet (OVN); continuing',
+                    task.node.uuid, pid)

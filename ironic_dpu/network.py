@@ -29,6 +29,34 @@ _VIF_FIELDS = {'address', 'extra', 'local_link_connection',
                'physical_network'}
 
 
+def _edit_vif(task, vif=None, remove_vif=None):
+    """Plug (vif) or unplug (remove_vif) one VIF on the running host.
+
+    The conductor mints generations: the call names the generation it
+    recorded, so the agent's edit becomes the next one on both sides. An
+    agent that holds another generation (an operator's CLI edit, or a state
+    recorded while it was unreachable) answers Conflict: then the whole
+    state, with this change, is pushed instead.
+    """
+    client = agent_client.AgentClient(task.node.uuid)
+    gen = task.node.driver_internal_info.get(desired.GENERATION_KEY)
+    try:
+        if vif:
+            client.plug_vif(task.context, vif, expected_generation=gen)
+        else:
+            client.unplug_vif(task.context, remove_vif,
+                              expected_generation=gen)
+    except exception.DPUAgentError as e:
+        if getattr(e, 'remote_class', None) != 'Conflict':
+            raise
+        LOG.info('Node %s: the agent is not at generation %s (%s); pushing '
+                 'the whole state', task.node.uuid, gen, e)
+        desired.push(task, desired.with_vif_change(task, vif, remove_vif),
+                     client=client)
+        return
+    desired.note_item_change(task, vif=vif, remove_vif=remove_vif)
+
+
 def binding_attrs(node, port):
     """Neutron port update binding the VIF to the DPU's OVN chassis."""
     return {'port': {
@@ -94,27 +122,23 @@ class DPUNetwork(common.VIFPortIDMixin, base.NetworkInterface):
             return
         try:
             self._bind(task, port, vif_id)
-            agent_client.AgentClient(task.node.uuid).plug_vif(
-                task.context, vif)
+            _edit_vif(task, vif=vif)
         except Exception as e:
             self._clear_vif_from_port_like_obj(port)
             self._unbind(task, vif_id)
             raise ir_exc.NetworkError(
                 'Could not hot-plug VIF %s on node %s: %s'
                 % (vif_id, task.node.uuid, e))
-        desired.note_item_change(task, vif=vif)
 
     def vif_detach(self, task, vif_id):
         port = self._get_port_like_obj_by_vif_id(task, vif_id)
         if task.node.provision_state in (states.ACTIVE, states.DELETING):
             try:
-                agent_client.AgentClient(task.node.uuid).unplug_vif(
-                    task.context, vif_id)
+                _edit_vif(task, remove_vif=vif_id)
             except exception.DPUAgentError as e:
                 raise ir_exc.NetworkError(
                     'Could not unplug VIF %s from node %s: %s'
                     % (vif_id, task.node.uuid, e))
-            desired.note_item_change(task, remove_vif=vif_id)
         self._clear_vif_from_port_like_obj(port)
         self._unbind(task, vif_id)
 
@@ -126,13 +150,11 @@ class DPUNetwork(common.VIFPortIDMixin, base.NetworkInterface):
             return
         vif = desired.vif_for_port(port_obj, vif_id)
         try:
-            agent_client.AgentClient(task.node.uuid).plug_vif(
-                task.context, vif)
+            _edit_vif(task, vif=vif)
         except exception.DPUAgentError as e:
             raise ir_exc.NetworkError(
                 'Could not re-plug VIF %s of port %s: %s'
                 % (vif_id, port_obj.uuid, e))
-        desired.note_item_change(task, vif=vif)
 
     def portgroup_changed(self, task, portgroup_obj):
         """Portgroups are not used by the dpu interface."""

@@ -52,7 +52,9 @@ class DPUVendor(base.VendorInterface):
     @base.passthru(['POST'], async_call=False,
                    description='Push the node\'s desired state (volume '
                                'targets and VIFs) to its DPU agent now; '
-                               'returns the agent\'s observed state.')
+                               'returns the agent\'s observed state as it '
+                               'admitted it (it converges asynchronously: '
+                               'see agent_state).')
     def sync_state(self, task, **kwargs):
         return _push_observed(task)
 

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/backoff"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/ovs"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/representor"
 )
@@ -33,7 +35,11 @@ type Options struct {
 	// Trigger asks the agent for a reconcile (agent.RequestReconcile); called
 	// after every OVSDB (re)connect. Must not block.
 	Trigger func()
-	Logger  *zap.Logger
+	// RetryBase, when > 0, makes a VIF that failed wait before its next
+	// attempt: RetryBase doubling per consecutive failure up to RetryMax,
+	// with jitter. 0 retries on every Reconcile.
+	RetryBase, RetryMax time.Duration
+	Logger              *zap.Logger
 }
 
 // Reconciler implements agent.Reconciler for VIFs.
@@ -46,9 +52,20 @@ type Reconciler struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
+	retryBase, retryMax time.Duration
+
 	mu        sync.Mutex
 	vifs      []vifStatus // from the last Reconcile, in desired order
 	latencies []time.Duration
+	retries   map[string]vifRetry // by lower-case port id
+}
+
+// vifRetry is a failed VIF's backoff.
+type vifRetry struct {
+	spec     string // retrySpec of the VIF that failed
+	failures int    // consecutive
+	at       time.Time
+	lastErr  error
 }
 
 type vifStatus struct {
@@ -82,6 +99,7 @@ func New(ctx context.Context, o Options) (*Reconciler, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	r := &Reconciler{
 		cfg: o.Config, node: o.NodeUUID, drv: o.Driver, log: log, cancel: cancel, done: make(chan struct{}),
+		retryBase: o.RetryBase, retryMax: max(o.RetryMax, o.RetryBase),
 		ovs: ovs.NewClient(o.Config.OVSDBConnection, log, o.Trigger),
 	}
 	go func() {
@@ -205,175 +223,288 @@ func (r *Reconciler) transactAll(ctx context.Context, jobs []plugJob) {
 // Reconcile implements agent.Reconciler. It reads OVSDB through the client's
 // cache, removes this node's ports that are no longer desired, plugs missing
 // or changed VIFs (one transaction each), and waits up to [ovs] bind_timeout
-// for the plugged ones to be bound. Unchanged VIFs cost no write at all.
+// for the plugged ones to be bound. Unchanged VIFs cost no write at all; a
+// VIF that failed is retried after its own backoff (sooner when its spec
+// changes), not on every reconcile.
 func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
+	p, err := r.plan(ctx, d)
+	if err != nil {
+		return err
+	}
+	r.removals(ctx, p)
+	waits := r.plugs(ctx, p)
+	lat := r.awaitBound(ctx, p, waits)
+	r.record(p, lat)
+	return errors.Join(p.errs...)
+}
+
+// plan is one reconcile's view: the desired VIFs, the OVSDB snapshot, and
+// what each VIF resolved to so far.
+type plan struct {
+	vifs     []state.VIF
+	snap     *ovs.Snapshot
+	statuses []vifStatus
+	causes   []error         // per VIF: why it failed (nil = it did not)
+	reps     []string        // representor per VIF ("" = not known yet)
+	deferred []bool          // in backoff after a failure: not tried now
+	wantFns  map[string]bool // function keys still desired
+	// unresolved: desired function keys whose representor is not known
+	// yet (or whose VIF is deferred): their current port is left alone.
+	unresolved map[string]bool
+	wantReps   map[string]bool
+	errs       []error
+}
+
+func (p *plan) fail(i int, err error) {
+	p.statuses[i].lastErr, p.causes[i] = err.Error(), err
+	p.errs = append(p.errs, fmt.Errorf("vif %s: %w", p.vifs[i].PortID, err))
+}
+
+// plan validates d, reads OVSDB and resolves representors, without side
+// effects. An SF that does not exist yet resolves in plugs (Prepare).
+func (r *Reconciler) plan(ctx context.Context, d *state.Desired) (*plan, error) {
 	if d == nil {
 		d = &state.Desired{}
 	}
 	if err := r.Validate(ctx, d); err != nil {
-		return err
+		return nil, err
 	}
 	for _, v := range d.VIFs {
 		if v.Function == nil {
-			return fmt.Errorf("%w: vif %s has no host function (the agent assigns one before reconciling)", errdefs.ErrInvalidArgument, v.PortID)
+			return nil, fmt.Errorf("%w: vif %s has no host function (the agent assigns one before reconciling)", errdefs.ErrInvalidArgument, v.PortID)
 		}
 	}
-	statuses := make([]vifStatus, len(d.VIFs))
+	p := &plan{vifs: d.VIFs, statuses: make([]vifStatus, len(d.VIFs)), causes: make([]error, len(d.VIFs)), reps: make([]string, len(d.VIFs)),
+		deferred: make([]bool, len(d.VIFs)), wantFns: map[string]bool{}, unresolved: map[string]bool{}, wantReps: map[string]bool{}}
 	for i, v := range d.VIFs {
 		f := *v.Function
-		statuses[i] = vifStatus{portID: v.PortID, fn: &f}
+		p.statuses[i] = vifStatus{portID: v.PortID, fn: &f}
 	}
 	snap, err := r.ovs.Snapshot(ctx)
 	if err != nil {
-		for i := range statuses {
-			statuses[i].lastErr = err.Error()
+		for i := range p.statuses {
+			p.statuses[i].lastErr = err.Error()
 		}
-		r.store(statuses, nil)
-		return err
+		r.store(p.statuses, nil)
+		return nil, err
 	}
-	bridge := r.cfg.IntegrationBridge
-	var errs []error
-	fail := func(i int, err error) {
-		statuses[i].lastErr = err.Error()
-		errs = append(errs, fmt.Errorf("vif %s: %w", d.VIFs[i].PortID, err))
-	}
-
-	// 1. Resolve representors without side effects. An SF that does not
-	// exist yet resolves in step 3 (Prepare).
-	reps := make([]string, len(d.VIFs))
-	wantFns := map[string]bool{}    // function keys still desired
-	unresolved := map[string]bool{} // ... whose representor is not known yet
-	wantReps := map[string]bool{}
+	p.snap = snap
+	now := time.Now()
 	for i, v := range d.VIFs {
 		k := functionKey(*v.Function)
-		wantFns[k] = true
+		p.wantFns[k] = true
+		if wait, last := r.retryWait(v, now); wait > 0 {
+			// Failed recently with this very spec: leave it (and its port)
+			// as it is until its backoff ends.
+			p.deferred[i], p.unresolved[k] = true, true
+			p.fail(i, fmt.Errorf("%w (retrying in %v)", last, wait.Round(time.Millisecond)))
+			continue
+		}
 		rep, err := r.drv.Representor(ctx, *v.Function)
 		switch {
 		case err == nil:
-			reps[i] = rep
-			wantReps[rep] = true
+			p.reps[i] = rep
+			p.wantReps[rep] = true
 		case errors.Is(err, errdefs.ErrNotFound):
-			unresolved[k] = true
+			p.unresolved[k] = true
 		default:
 			// Not knowing the representor is no reason to unplug what
-			// this function has now (step 2): that would drop the host's NIC.
-			unresolved[k] = true
-			fail(i, err)
+			// this function has now (removals): that would drop the host's NIC.
+			p.unresolved[k] = true
+			p.fail(i, err)
 		}
 	}
+	return p, nil
+}
 
-	// 2. Unplug what this node owns and no longer wants. A port whose
-	// function is desired but not resolved yet is left to step 3, which
-	// replaces it if the representor turns out different.
-	for name, f := range snap.Owned(bridge, r.node) {
-		if wantReps[name] || unresolved[f.ExternalIDs[ovs.KeyFunction]] {
+// removals unplugs what this node owns and no longer wants. A port whose
+// function is desired but not resolved yet is left to plugs, which replaces
+// it if the representor turns out different.
+func (r *Reconciler) removals(ctx context.Context, p *plan) {
+	for name, f := range p.snap.Owned(r.cfg.IntegrationBridge, r.node) {
+		if p.wantReps[name] || p.unresolved[f.ExternalIDs[ovs.KeyFunction]] {
 			continue
 		}
-		if err := r.unplug(ctx, snap, name, f, wantFns); err != nil {
-			errs = append(errs, fmt.Errorf("unplug %s: %w", name, err))
+		if err := r.unplug(ctx, p.snap, name, f, p.wantFns); err != nil {
+			p.errs = append(p.errs, fmt.Errorf("unplug %s: %w", name, err))
 		}
 	}
+}
 
-	// 3. Plug what is missing or differs.
-	type pending struct {
-		idx   int
-		iface string
-		sent  time.Time
-	}
-	var waits []pending
+// bindWait is a plugged VIF waiting for ovn-installed.
+type bindWait struct {
+	idx   int
+	iface string
+	sent  time.Time
+}
+
+// plugs plugs what is missing or differs and returns what to wait for.
+func (r *Reconciler) plugs(ctx context.Context, p *plan) []bindWait {
 	var jobs []plugJob
-	for i, v := range d.VIFs {
-		if statuses[i].lastErr != "" {
+	for i := range p.vifs {
+		if p.statuses[i].lastErr != "" {
 			continue
 		}
-		prepared := false
-		if reps[i] == "" {
-			rep, err := r.drv.Prepare(ctx, *v.Function, v.MAC)
-			if err != nil {
-				fail(i, err)
-				continue
-			}
-			reps[i], prepared = rep, true
+		if j, ok := r.planPlug(ctx, p, i); ok {
+			jobs = append(jobs, j)
 		}
-		statuses[i].rep = reps[i]
-		spec := ovs.IfaceSpec{Name: reps[i], IfaceID: v.PortID, MAC: v.MAC, NodeUUID: r.node,
-			Function: functionKey(*v.Function), MTU: v.MTU}
-		if snap.Matches(bridge, spec) {
-			statuses[i].installed = snap.Iface(spec.Name).Installed()
-			continue
-		}
-		if snap.MTUOnly(bridge, spec) {
-			if _, err := r.ovs.Transact(ctx, snap.MTUOps(spec)); err != nil {
-				fail(i, err)
-				continue
-			}
-			r.log.Info("changed vif mtu in place", zap.String("port_id", v.PortID), zap.String("representor", spec.Name), zap.Int("mtu", spec.MTU))
-			statuses[i].installed = snap.Iface(spec.Name).Installed()
-			continue
-		}
-		// Plan first: a conflict (representor on another bridge) must not
-		// touch the function either.
-		ops, err := snap.PlugOps(bridge, spec)
-		if err != nil {
-			if prepared {
-				// The SF was made for this plug only; do not leave it behind.
-				if rerr := r.drv.Release(ctx, *v.Function); rerr != nil {
-					err = fmt.Errorf("%w (and releasing the new function: %v)", err, rerr)
-				}
-			}
-			fail(i, err)
-			continue
-		}
-		if !prepared {
-			// Re-apply the function's settings (an SF's MAC may have changed).
-			if _, err := r.drv.Prepare(ctx, *v.Function, v.MAC); err != nil {
-				fail(i, err)
-				continue
-			}
-		}
-		jobs = append(jobs, plugJob{idx: i, spec: spec, ops: ops, prepared: prepared})
 	}
 	// All plans come from one snapshot, so the transactions are independent
 	// (a row two of them delete is simply gone for the second): pipeline
 	// them, which lets ovsdb-server, vswitchd and ovn-controller batch work.
 	r.transactAll(ctx, jobs)
+	var waits []bindWait
 	for _, j := range jobs {
+		v := p.vifs[j.idx]
 		if j.err != nil {
 			if j.prepared {
-				if rerr := r.drv.Release(ctx, *d.VIFs[j.idx].Function); rerr != nil {
+				if rerr := r.drv.Release(ctx, *v.Function); rerr != nil {
 					j.err = fmt.Errorf("%w (and releasing the new function: %v)", j.err, rerr)
 				}
 			}
-			fail(j.idx, j.err)
+			p.fail(j.idx, j.err)
 			continue
 		}
-		for _, name := range snap.Replaced(j.spec) {
-			snap.Forget(name)
+		for _, name := range p.snap.Replaced(j.spec) {
+			p.snap.Forget(name)
 		}
-		r.log.Info("plugged vif", zap.String("port_id", d.VIFs[j.idx].PortID), zap.String("representor", j.spec.Name),
+		r.log.Info("plugged vif", zap.String("port_id", v.PortID), zap.String("representor", j.spec.Name),
 			zap.String("function", j.spec.Function), zap.Duration("txn", j.took))
-		waits = append(waits, pending{idx: j.idx, iface: j.iface, sent: j.sent})
+		waits = append(waits, bindWait{idx: j.idx, iface: j.iface, sent: j.sent})
 	}
+	return waits
+}
 
-	// 4. Wait (bounded) for ovn-controller to bind what was just plugged.
-	var lat []time.Duration
-	if len(waits) > 0 {
-		wctx, cancel := context.WithTimeout(ctx, r.cfg.BindTimeout)
-		uuids := make([]string, len(waits))
-		for i, w := range waits {
-			uuids[i] = w.iface
+// planPlug prepares VIF i's function and plans its plug transaction; it
+// reports false when nothing is to be sent (unchanged, MTU fixed in place,
+// or failed).
+func (r *Reconciler) planPlug(ctx context.Context, p *plan, i int) (plugJob, bool) {
+	v, bridge := p.vifs[i], r.cfg.IntegrationBridge
+	prepared := false
+	if p.reps[i] == "" {
+		rep, err := r.drv.Prepare(ctx, *v.Function, v.MAC)
+		if err != nil {
+			p.fail(i, err)
+			return plugJob{}, false
 		}
-		seen := r.ovs.WaitInstalled(wctx, uuids)
-		cancel()
-		for _, w := range waits {
-			if t, ok := seen[w.iface]; ok {
-				statuses[w.idx].installed = true
-				lat = append(lat, t.Sub(w.sent))
+		p.reps[i], prepared = rep, true
+	}
+	p.statuses[i].rep = p.reps[i]
+	spec := ovs.IfaceSpec{Name: p.reps[i], IfaceID: v.PortID, MAC: v.MAC, NodeUUID: r.node,
+		Function: functionKey(*v.Function), MTU: v.MTU}
+	if p.snap.Matches(bridge, spec) {
+		p.statuses[i].installed = p.snap.Iface(spec.Name).Installed()
+		return plugJob{}, false
+	}
+	if p.snap.MTUOnly(bridge, spec) {
+		if _, err := r.ovs.Transact(ctx, p.snap.MTUOps(spec)); err != nil {
+			p.fail(i, err)
+			return plugJob{}, false
+		}
+		r.log.Info("changed vif mtu in place", zap.String("port_id", v.PortID), zap.String("representor", spec.Name), zap.Int("mtu", spec.MTU))
+		p.statuses[i].installed = p.snap.Iface(spec.Name).Installed()
+		return plugJob{}, false
+	}
+	// Plan first: a conflict (representor on another bridge) must not
+	// touch the function either.
+	ops, err := p.snap.PlugOps(bridge, spec)
+	if err != nil {
+		if prepared {
+			// The SF was made for this plug only; do not leave it behind.
+			if rerr := r.drv.Release(ctx, *v.Function); rerr != nil {
+				err = fmt.Errorf("%w (and releasing the new function: %v)", err, rerr)
 			}
 		}
+		p.fail(i, err)
+		return plugJob{}, false
 	}
-	r.store(statuses, lat)
-	return errors.Join(errs...)
+	if !prepared {
+		// Re-apply the function's settings (an SF's MAC may have changed).
+		if _, err := r.drv.Prepare(ctx, *v.Function, v.MAC); err != nil {
+			p.fail(i, err)
+			return plugJob{}, false
+		}
+	}
+	return plugJob{idx: i, spec: spec, ops: ops, prepared: prepared}, true
+}
+
+// awaitBound waits (bounded) for ovn-controller to bind what was just
+// plugged and returns the plug-to-bound latencies.
+func (r *Reconciler) awaitBound(ctx context.Context, p *plan, waits []bindWait) []time.Duration {
+	if len(waits) == 0 {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, r.cfg.BindTimeout)
+	defer cancel()
+	uuids := make([]string, len(waits))
+	for i, w := range waits {
+		uuids[i] = w.iface
+	}
+	seen := r.ovs.WaitInstalled(wctx, uuids)
+	var lat []time.Duration
+	for _, w := range waits {
+		if t, ok := seen[w.iface]; ok {
+			p.statuses[w.idx].installed = true
+			lat = append(lat, t.Sub(w.sent))
+		}
+	}
+	return lat
+}
+
+// record stores the statuses for Observe and updates each VIF's retry state:
+// a failure (not a deferral) pushes its next attempt out, a success clears it.
+func (r *Reconciler) record(p *plan, lat []time.Duration) {
+	r.store(p.statuses, lat)
+	if r.retryBase <= 0 {
+		return
+	}
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next := make(map[string]vifRetry, len(p.vifs))
+	for i, v := range p.vifs {
+		id := strings.ToLower(v.PortID)
+		switch {
+		case p.deferred[i]:
+			next[id] = r.retries[id]
+		case p.causes[i] != nil:
+			n := r.retries[id].failures + 1
+			next[id] = vifRetry{spec: retrySpec(v), failures: n, lastErr: p.causes[i],
+				at: now.Add(backoff.Delay(r.retryBase, r.retryMax, n, rand.Float64()))}
+		}
+	}
+	r.retries = next
+}
+
+// NextRetry implements agent.RetryHinter: when the earliest failed VIF is
+// due again (zero when none waits).
+func (r *Reconciler) NextRetry() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var next time.Time
+	for _, rt := range r.retries {
+		if next.IsZero() || rt.at.Before(next) {
+			next = rt.at
+		}
+	}
+	return next
+}
+
+// retrySpec is what a retry is keyed on: a changed VIF is tried at once.
+func retrySpec(v state.VIF) string {
+	return fmt.Sprintf("%s/%s/%d", functionKey(*v.Function), strings.ToLower(v.MAC), v.MTU)
+}
+
+// retryWait is how long v must still wait after its last failure (0 = try
+// now), with that failure's message.
+func (r *Reconciler) retryWait(v state.VIF, now time.Time) (time.Duration, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rt, ok := r.retries[strings.ToLower(v.PortID)]
+	if !ok || rt.spec != retrySpec(v) || !now.Before(rt.at) {
+		return 0, nil
+	}
+	return rt.at.Sub(now), rt.lastErr
 }
 
 func (r *Reconciler) unplug(ctx context.Context, snap *ovs.Snapshot, name string, f *ovs.Iface, wantFns map[string]bool) error {

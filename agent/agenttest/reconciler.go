@@ -5,6 +5,7 @@ package agenttest
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 )
@@ -22,7 +23,24 @@ type Reconciler struct {
 	Validates    int
 	last         *state.Desired
 	// Block, when set, is waited on inside Reconcile (to test slow calls).
-	Block chan struct{}
+	Block   chan struct{}
+	started int
+	// Retry, when set, is what NextRetry reports (agent.RetryHinter).
+	Retry time.Time
+}
+
+// NextRetry implements agent.RetryHinter.
+func (r *Reconciler) NextRetry() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.Retry
+}
+
+// SetRetry sets what NextRetry reports.
+func (r *Reconciler) SetRetry(at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.Retry = at
 }
 
 // Name implements agent.Reconciler.
@@ -45,6 +63,7 @@ func (r *Reconciler) Validate(ctx context.Context, d *state.Desired) error {
 func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
 	r.mu.Lock()
 	block := r.Block
+	r.started++
 	r.mu.Unlock()
 	if block != nil {
 		select {
@@ -67,15 +86,24 @@ func (r *Reconciler) Observe(ctx context.Context, obs *state.Observed) {
 	if r.last == nil {
 		return
 	}
+	// A component-named fake reports its own items only, like the real ones.
+	if r.NameValue != "network" {
+		r.observeVolumes(obs)
+	}
+	if r.NameValue != "storage" {
+		for _, v := range r.last.VIFs {
+			obs.VIFs = append(obs.VIFs, state.VIFStatus{PortID: v.PortID, State: state.StatePlugged, Function: v.Function, Bound: true})
+		}
+	}
+}
+
+func (r *Reconciler) observeVolumes(obs *state.Observed) {
 	for _, v := range r.last.Volumes {
 		nsid := 2
 		if v.BootIndex != nil && *v.BootIndex == 0 {
 			nsid = 1
 		}
 		obs.Volumes = append(obs.Volumes, state.VolumeStatus{VolumeID: v.VolumeID, State: state.StateAttached, NSID: nsid})
-	}
-	for _, v := range r.last.VIFs {
-		obs.VIFs = append(obs.VIFs, state.VIFStatus{PortID: v.PortID, State: state.StatePlugged, Function: v.Function, Bound: true})
 	}
 }
 
@@ -91,6 +119,20 @@ func (r *Reconciler) Calls() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.Reconciles)
+}
+
+// Started returns how many reconciles began (including blocked ones).
+func (r *Reconciler) Started() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.started
+}
+
+// SetBlock installs (or, with nil, removes) the channel Reconcile waits on.
+func (r *Reconciler) SetBlock(ch chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.Block = ch
 }
 
 // Set changes the injected errors under the lock.

@@ -25,9 +25,27 @@ func (f *rpcFlags) add(c *cobra.Command) {
 	c.Flags().DurationVar(&f.timeout, "timeout", 30*time.Second, "RPC timeout")
 }
 
-// callAgent calls method on the agent serving f.node, like the conductor
-// does: fail fast when no agent listens, and print the JSON answer.
+// callAgent calls method on the agent serving f.node and prints the JSON answer.
 func (g *globals) callAgent(ctx context.Context, f *rpcFlags, method string, args map[string]any) (json.RawMessage, error) {
+	res, err := g.rpc(ctx, f, method, args)
+	if err != nil {
+		return nil, err
+	}
+	return res, g.print(res)
+}
+
+func (g *globals) print(res json.RawMessage) error {
+	var out bytes.Buffer
+	if err := json.Indent(&out, res, "", "  "); err != nil {
+		return err
+	}
+	fmt.Fprintln(g.stdout, out.String())
+	return nil
+}
+
+// rpc calls method on the agent serving f.node, like the conductor does:
+// fail fast when no agent listens.
+func (g *globals) rpc(ctx context.Context, f *rpcFlags, method string, args map[string]any) (json.RawMessage, error) {
 	cfg, err := g.load()
 	if err != nil {
 		return nil, err
@@ -53,11 +71,6 @@ func (g *globals) callAgent(ctx context.Context, f *rpcFlags, method string, arg
 	if err != nil {
 		return nil, fmt.Errorf("agent for node %s: %s: %w", node, method, err)
 	}
-	var out bytes.Buffer
-	if err := json.Indent(&out, res, "", "  "); err != nil {
-		return nil, err
-	}
-	fmt.Fprintln(g.stdout, out.String())
 	return res, nil
 }
 
@@ -98,45 +111,68 @@ Exit code 0 when the agent answered and is healthy, 3 when it answered unhealthy
 }
 
 // editCmds are the operator's direct edits of a running agent's desired
-// state; the conductor normally does this through apply_state.
+// state; the conductor normally does this through apply_state. By default
+// they wait until the agent converged (--wait) and print the final state.
 func editCmds(g *globals) []*cobra.Command {
-	fileArg := func(use, short, method, kwarg string) *cobra.Command {
-		var f rpcFlags
+	// component is what a command waits for: a NIC plug never waits for SPDK.
+	component := map[string]string{"attach_volume": "storage", "detach_volume": "storage", "plug_vif": "network", "unplug_vif": "network"}
+	edit := func(use, short, method, kwarg string, args cobra.PositionalArgs, value func(string) (any, error)) *cobra.Command {
+		var (
+			f rpcFlags
+			w waitFlags
+		)
 		c := &cobra.Command{
-			Use:   use + " FILE",
+			Use:   use,
 			Short: short,
-			Args:  cobra.ExactArgs(1),
+			Args:  args,
 			RunE: func(cmd *cobra.Command, args []string) error {
-				var v any
-				b, err := readFileOrStdin(args[0])
-				if err == nil {
-					dec := json.NewDecoder(bytes.NewReader(b))
-					dec.UseNumber()
-					err = dec.Decode(&v)
-				}
+				v, err := value(args[0])
 				if err != nil {
-					return fmt.Errorf("%s: %w", args[0], err)
+					return err
 				}
-				_, err = g.callAgent(cmd.Context(), &f, method, map[string]any{kwarg: v})
-				return err
+				res, err := g.rpc(cmd.Context(), &f, method, map[string]any{kwarg: v})
+				if err != nil || !w.wait {
+					if err == nil {
+						err = g.print(res)
+					}
+					return err
+				}
+				// apply_state names the admitted generation; for one item
+				// the first get_state's desired generation is the edit's.
+				var ans struct {
+					Generation int64 `json:"generation"`
+				}
+				_ = json.Unmarshal(res, &ans)
+				final, werr := g.waitConverged(cmd.Context(), &f, &w, ans.Generation, component[method])
+				if final != nil {
+					if perr := g.print(final); werr == nil {
+						werr = perr
+					}
+				}
+				return werr
 			},
 		}
 		f.add(c)
+		w.add(c.Flags())
 		return c
 	}
+	fileArg := func(use, short, method, kwarg string) *cobra.Command {
+		return edit(use+" FILE", short, method, kwarg, cobra.ExactArgs(1), func(name string) (any, error) {
+			var v any
+			b, err := readFileOrStdin(name)
+			if err == nil {
+				dec := json.NewDecoder(bytes.NewReader(b))
+				dec.UseNumber()
+				err = dec.Decode(&v)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
+			return v, nil
+		})
+	}
 	idArg := func(use, short, method, kwarg string) *cobra.Command {
-		var f rpcFlags
-		c := &cobra.Command{
-			Use:   use + " ID",
-			Short: short,
-			Args:  cobra.ExactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				_, err := g.callAgent(cmd.Context(), &f, method, map[string]any{kwarg: args[0]})
-				return err
-			},
-		}
-		f.add(c)
-		return c
+		return edit(use+" ID", short, method, kwarg, cobra.ExactArgs(1), func(id string) (any, error) { return id, nil })
 	}
 	return []*cobra.Command{
 		fileArg("apply", "Replace the desired state with the JSON state in FILE (- for stdin)", "apply_state", "state"),

@@ -71,6 +71,7 @@ func buildReconcilers(ctx context.Context, cfg *config.Config, log *zap.Logger, 
 	}
 	net, err := network.New(ctx, network.Options{
 		Config: cfg.OVS, NodeUUID: cfg.Default.NodeUUID, Driver: drv.Network, Trigger: trigger, Logger: log,
+		RetryBase: cfg.Default.RetryBase, RetryMax: cfg.Default.ReconcileInterval,
 	})
 	if err != nil {
 		return nil, nil, err

@@ -72,6 +72,8 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		Reconcilers:    recs,
 		Interval:       cfg.Default.ReconcileInterval,
 		HealthInterval: cfg.Default.HealthInterval,
+		RetryBase:      cfg.Default.RetryBase,
+		ItemWait:       cfg.Default.ItemWait,
 		SFBase:         cfg.Agent.SFBase,
 		Limits:         state.Limits{MaxVIFs: cfg.Agent.MaxVIFs, MaxVolumes: cfg.Agent.MaxVolumes},
 		Logger:         log,

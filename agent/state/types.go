@@ -102,6 +102,20 @@ type Observed struct {
 	Volumes     []VolumeStatus     `json:"volumes"`
 	VIFs        []VIFStatus        `json:"vifs"`
 	ConfigDrive *ConfigDriveStatus `json:"config_drive,omitempty"`
+	// Generation is the desired generation the last completed reconcile of
+	// every component used (the minimum over components; 0 before the
+	// first). A caller has converged on G when Generation >= G and no item
+	// is pending or in error.
+	Generation int64 `json:"generation"`
+	// Components is each component's last completed reconcile: a failure
+	// that no item shows (SPDK down while removing a volume) is here.
+	Components map[string]ComponentObserved `json:"components,omitempty"`
+}
+
+// ComponentObserved is one component's last completed reconcile.
+type ComponentObserved struct {
+	Generation int64  `json:"generation"`
+	LastError  string `json:"last_error,omitempty"`
 }
 
 // ConfigDriveStatus is the observed state of the config drive.

@@ -64,11 +64,27 @@ class ClientWiringTests(base.TestCase):
                  (client.detach_volume, ('v',), 'detach_volume', {'volume_id': 'v'}),
                  (client.plug_vif, ({'port_id': 'p'},), 'plug_vif',
                   {'vif': {'port_id': 'p'}}),
-                 (client.unplug_vif, ('p',), 'unplug_vif', {'port_id': 'p'})]
+                 (client.unplug_vif, ('p',), 'unplug_vif', {'port_id': 'p'}),
+                 # The conductor's generation rides along when it has one.
+                 (client.plug_vif, ({'port_id': 'p'}, 4), 'plug_vif',
+                  {'vif': {'port_id': 'p'}, 'expected_generation': 4}),
+                 (client.unplug_vif, ('p', 0), 'unplug_vif',
+                  {'port_id': 'p', 'expected_generation': 0}),
+                 (client.attach_volume, ({'volume_id': 'v'}, 2),
+                  'attach_volume', {'volume': {'volume_id': 'v'},
+                                    'expected_generation': 2}),
+                 (client.detach_volume, ('v', 9), 'detach_volume',
+                  {'volume_id': 'v', 'expected_generation': 9})]
         for fn, args, method, kwargs in calls:
             fn(None, *args)
             self.assertEqual(method, self.prepared.call.call_args.args[1])
             self.assertEqual(kwargs, self.prepared.call.call_args.kwargs)
+
+    def test_get_state_timeout(self):
+        agent_client.AgentClient(base.NODE_UUID, self.transport).get_state(
+            None, timeout=4)
+        self.assertEqual(4, self.get_client.return_value.prepare.call_args
+                         .kwargs['timeout'])
 
     def test_ping_is_short(self):
         CONF.set_override('ping_timeout', 3, group='dpu_agent')

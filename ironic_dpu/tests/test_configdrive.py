@@ -222,23 +222,3 @@ class DesiredConfigDriveTests(base.TestCase):
         self.assertEqual(['sha256'], list(sent[1]['config_drive']))
         self.assertIn('data', sent[2]['config_drive'])
         self.assertEqual([1, 2, 3], [s['generation'] for s in sent])
-
-    def test_converged_needs_the_drive_attached(self):
-        sha = 'ab' * 32
-        cases = [
-            ({}, [], [('config drive', sha)]),
-            ({'sha256': sha, 'state': 'pending'}, [], [('config drive', sha)]),
-            ({'sha256': 'old', 'state': 'attached'}, [],
-             [('config drive', sha)]),
-            ({'sha256': sha, 'state': 'attached', 'nsid': 2}, [], []),
-            ({'sha256': sha, 'state': 'error', 'last_error': 'bdev_aio_create:'
-              ' -17 File exists'}, ['config drive: bdev_aio_create: -17 File '
-                                    'exists'], []),
-        ]
-        for seen, errors, pending in cases:
-            got = desired.failures({'config_drive': seen}, want_drive=sha)
-            self.assertEqual((errors, pending), got, seen)
-        # removed: pending until the agent no longer reports one
-        self.assertEqual(([], [('config drive', 'old')]), desired.failures(
-            {'config_drive': {'sha256': 'old', 'state': 'attached'}}))
-        self.assertEqual(([], []), desired.failures({}))

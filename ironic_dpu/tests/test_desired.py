@@ -139,7 +139,7 @@ class ConvergeTests(base.TestCase):
         super().setUp()
         CONF.set_override('state_wait_timeout', 5, group='dpu_agent')
         self.task = base.FakeTask(self.node())
-        self.state = {'volumes': [{'volume_id': 'boot'}],
+        self.state = {'generation': 2, 'volumes': [{'volume_id': 'boot'}],
                       'vifs': [{'port_id': 'vif-1'}]}
         self.now = [0.0]
         self.client = mock.Mock()
@@ -148,23 +148,40 @@ class ConvergeTests(base.TestCase):
         self.now[0] += s
 
     def wait(self, first, *later):
-        self.client.get_state.side_effect = [{'observed': o} for o in later]
+        gen = lambda o: dict(o, generation=o.get('generation', 2))  # noqa
+        self.client.get_state.side_effect = [{'observed': gen(o)}
+                                             for o in later]
         return desired.wait_converged(
-            self.task, self.state, {'observed': first}, client=self.client,
-            sleep=self.sleep, clock=lambda: self.now[0])
+            self.task, self.state, {'observed': gen(first)},
+            client=self.client, sleep=self.sleep, clock=lambda: self.now[0])
 
     def test_converged_at_once(self):
         obs = {'volumes': [{'volume_id': 'boot', 'state': 'attached'}],
                'vifs': [{'port_id': 'vif-1', 'state': 'plugged'}]}
-        self.assertEqual(obs, self.wait(obs))
+        self.assertEqual(dict(obs, generation=2), self.wait(obs))
         self.client.get_state.assert_not_called()
 
     def test_polls_pending(self):
         pend = {'volumes': [{'volume_id': 'boot', 'state': 'pending'}]}
         done = {'volumes': [{'volume_id': 'boot', 'state': 'attached'}],
                 'vifs': [{'port_id': 'vif-1', 'state': 'plugged'}]}
-        self.assertEqual(done, self.wait(pend, pend, done))
+        self.assertEqual(dict(done, generation=2),
+                         self.wait(pend, pend, done))
         self.assertEqual(2, self.client.get_state.call_count)
+
+    def test_waits_for_the_generation(self):
+        # apply_state answers before the reconcile: what it reports is the
+        # previous generation's view, even when it looks converged.
+        done = {'volumes': [{'volume_id': 'boot', 'state': 'attached'}],
+                'vifs': [{'port_id': 'vif-1', 'state': 'plugged'}]}
+        old = dict(done, generation=1,
+                   volumes=[{'volume_id': 'boot', 'state': 'error',
+                             'last_error': 'of generation 1'}])
+        self.assertEqual(dict(done, generation=2), self.wait(old, old, done))
+        self.assertEqual(2, self.client.get_state.call_count)
+        e = self.raises(exception.DPUStateError, self.wait,
+                        *([dict(done, generation=1)] * 100))
+        self.assertIn('reconciled generation 1, not 2', str(e))
 
     def test_error_raises_with_agent_text(self):
         obs = {'volumes': [{'volume_id': 'boot', 'state': 'error',
@@ -174,23 +191,54 @@ class ConvergeTests(base.TestCase):
         self.assertIn('volume boot: bdev_nvme_attach_controller: connection '
                       'refused', str(e))
 
+    def test_component_error_raises(self):
+        self.state = {'generation': 2, 'volumes': [], 'vifs': []}
+        obs = {'volumes': [], 'vifs': [], 'components': {
+            'storage': {'generation': 2, 'last_error': 'spdk unreachable'},
+            'network': {'generation': 2}}}
+        e = self.raises(exception.DPUStateError, self.wait, obs)
+        self.assertIn('storage: spdk unreachable', str(e))
+
     def test_volume_pending_times_out(self):
         pend = {'volumes': [{'volume_id': 'boot', 'state': 'pending'}],
                 'vifs': [{'port_id': 'vif-1', 'state': 'plugged'}]}
         e = self.raises(exception.DPUStateError, self.wait,
-                              *([pend] * 100))
-        self.assertIn('boot', str(e))
+                        *([pend] * 100))
+        self.assertIn('not converged after 5s: volume boot', str(e))
         self.assertGreaterEqual(self.now[0], 5)
 
     def test_vif_pending_only_warns(self):
         obs = {'volumes': [{'volume_id': 'boot', 'state': 'attached'}],
                'vifs': [{'port_id': 'vif-1', 'state': 'pending'}]}
-        self.assertEqual(obs, self.wait(*([obs] * 100)))
+        with self.assertLogs('ironic_dpu.desired', 'WARNING'):
+            self.assertEqual(dict(obs, generation=2),
+                             self.wait(*([obs] * 100)))
 
     def test_unwanted_item_must_go(self):
-        self.state = {'volumes': [], 'vifs': []}
-        left = {'volumes': [], 'vifs': [{'port_id': 'old', 'state': 'plugged'}]}
-        self.assertRaises(exception.DPUStateError, self.wait, *([left] * 100))
+        self.state = {'generation': 2, 'volumes': [], 'vifs': []}
+        left = {'volumes': [], 'vifs': [{'port_id': 'old',
+                                         'state': 'plugged'}]}
+        e = self.raises(exception.DPUStateError, self.wait,
+                        *([left] * 100))
+        self.assertIn('VIF old', str(e))
         gone = {'volumes': [], 'vifs': []}
         self.now[0] = 0
-        self.assertEqual(gone, self.wait(left, gone))
+        self.assertEqual(dict(gone, generation=2), self.wait(left, gone))
+
+    def test_config_drive_must_converge_too(self):
+        self.state = {'generation': 2, 'volumes': [], 'vifs': [],
+                      'config_drive': {'sha256': 'ab'}}
+        pend = {'volumes': [], 'vifs': [],
+                'config_drive': {'sha256': 'ab', 'state': 'pending'}}
+        done = dict(pend, config_drive={'sha256': 'ab', 'state': 'attached',
+                                        'nsid': 3})
+        self.assertEqual(dict(done, generation=2), self.wait(pend, done))
+        e = self.raises(exception.DPUStateError, self.wait,
+                        dict(pend, config_drive={'sha256': 'ab',
+                                                 'state': 'error',
+                                                 'last_error': 'aio: EIO'}))
+        self.assertIn('config drive: aio: EIO', str(e))
+        self.state = {'generation': 2, 'volumes': [], 'vifs': []}
+        self.now[0] = 0
+        e = self.raises(exception.DPUStateError, self.wait, *([done] * 100))
+        self.assertIn('config drive still attached', str(e))

@@ -19,7 +19,8 @@ from ironic_dpu import storage
 from ironic_dpu import vendor
 from ironic_dpu.tests import base
 
-ATTACHED = {'observed': {'volumes': [{'volume_id': 'boot', 'state': 'attached'}],
+ATTACHED = {'observed': {'generation': 1,
+                         'volumes': [{'volume_id': 'boot', 'state': 'attached'}],
                          'vifs': [{'port_id': 'vif-1', 'state': 'plugged'}]}}
 
 
@@ -62,27 +63,155 @@ class AgentTestCase(base.TestCase):
 
 class DeployTests(AgentTestCase):
 
-    def test_deploy_pushes_then_boots_from_disk(self):
+    def setUp(self):
+        super().setUp()
+        self.now = [1000.0]
+        p = mock.patch.object(deploy.time, 'time', lambda: self.now[0])
+        p.start()
+        self.addCleanup(p.stop)
+        p = mock.patch.object(manager_utils, 'notify_conductor_resume_deploy',
+                              autospec=True)
+        self.resume = p.start()
+        self.addCleanup(p.stop)
+        p = mock.patch.object(deploy.deploy_utils, 'set_failed_state',
+                              autospec=True)
+        self.failed = p.start()
+        self.addCleanup(p.stop)
+
+    def deploying(self, **kw):
+        """A task whose deploy step ran: the node waits in DEPLOYWAIT."""
+        task = self.make_task(**kw)
+        task.upgrade_lock = mock.Mock()
+        self.assertEqual(states.DEPLOYWAIT, deploy.DPUDeploy().deploy(task))
+        task.node.provision_state = states.DEPLOYWAIT
+        return task
+
+    def test_deploy_pushes_and_waits_without_sleeping(self):
         task = self.make_task()
-        order = mock.Mock()
-        self.client.apply_state.side_effect = lambda *a: (order.push(), ATTACHED)[1]
-        self.node_set_boot_device.side_effect = lambda *a, **k: order.boot()
-        self.node_power_action.side_effect = lambda *a, **k: order.power(a[1])
-        self.assertIsNone(deploy.DPUDeploy().deploy(task))
-        self.assertEqual([mock.call.push(), mock.call.boot(),
-                          mock.call.power(states.POWER_ON)], order.mock_calls)
+        self.assertEqual(states.DEPLOYWAIT, deploy.DPUDeploy().deploy(task))
         state = self.client.apply_state.call_args.args[1]
         self.assertEqual(['boot'], [v['volume_id'] for v in state['volumes']])
         self.assertEqual(['vif-1'], [v['port_id'] for v in state['vifs']])
         self.assertEqual(1, state['generation'])
-        self.node_set_boot_device.assert_called_once_with(
-            task, boot_devices.DISK, persistent=True)
+        self.assertEqual({'generation': 1, 'since': 1000.0},
+                         task.node.driver_internal_info['dpu_wait'])
+        # No polling, no boot yet: that is the periodic's and boot_host's.
+        self.client.get_state.assert_not_called()
+        self.node_power_action.assert_not_called()
+        self.node_set_boot_device.assert_not_called()
         self.client_cls.assert_called_with(base.NODE_UUID)
         task.driver.network.configure_tenant_networks.assert_called_once_with(task)
 
-    def test_deploy_reboots_a_running_host(self):
+    def test_converged_resumes(self):
+        task = self.deploying()
+        self.now[0] += 2.5
+        deploy.DPUDeploy().check_convergence(task)
+        self.client.get_state.assert_called_once_with(
+            task.context, timeout=CONF.dpu_agent.ping_timeout)
+        task.upgrade_lock.assert_called_once()
+        self.resume.assert_called_once_with(task)
+        self.assertNotIn('dpu_wait', task.node.driver_internal_info)
+        self.failed.assert_not_called()
+
+    def test_older_generation_keeps_waiting(self):
+        task = self.deploying()
+        behind = {'observed': dict(ATTACHED['observed'], generation=0)}
+        self.client.get_state.return_value = behind
+        deploy.DPUDeploy().check_convergence(task)
+        self.resume.assert_not_called()
+        self.failed.assert_not_called()
+        task.upgrade_lock.assert_not_called()
+        self.assertIn('dpu_wait', task.node.driver_internal_info)
+
+    def test_pending_volume_waits_then_times_out(self):
+        CONF.set_override('state_wait_timeout', 30, group='dpu_agent')
+        task = self.deploying()
+        self.client.get_state.return_value = {'observed': {
+            'generation': 1, 'volumes': [{'volume_id': 'boot',
+                                          'state': 'pending'}],
+            'vifs': [{'port_id': 'vif-1', 'state': 'plugged'}]}}
+        deploy.DPUDeploy().check_convergence(task)
+        self.resume.assert_not_called()
+        self.failed.assert_not_called()
+        self.now[0] += 31
+        deploy.DPUDeploy().check_convergence(task)
+        self.resume.assert_not_called()
+        msg = self.failed.call_args.args[1]
+        self.assertIn('not converged after 30s: volume boot', msg)
+        self.assertNotIn('dpu_wait', task.node.driver_internal_info)
+
+    def test_agent_error_fails_with_its_reason(self):
+        task = self.deploying()
+        self.client.get_state.return_value = {'observed': {
+            'generation': 1, 'volumes': [
+                {'volume_id': 'boot', 'state': 'error',
+                 'last_error': 'bdev_nvme_attach_controller: no route'}],
+            'vifs': []}}
+        deploy.DPUDeploy().check_convergence(task)
+        self.resume.assert_not_called()
+        self.failed.assert_called_once()
+        self.assertIn('volume boot: bdev_nvme_attach_controller: no route',
+                      self.failed.call_args.args[1])
+        self.assertFalse(self.failed.call_args.kwargs['collect_logs'])
+
+    def test_component_error_fails(self):
+        task = self.deploying()
+        self.client.get_state.return_value = {'observed': {
+            'generation': 1, 'volumes': [{'volume_id': 'boot',
+                                          'state': 'attached'}],
+            'vifs': [{'port_id': 'vif-1', 'state': 'plugged'}],
+            'components': {'storage': {'generation': 1,
+                                       'last_error': 'spdk: remove nsid 2'}}}}
+        deploy.DPUDeploy().check_convergence(task)
+        self.assertIn('storage: spdk: remove nsid 2',
+                      self.failed.call_args.args[1])
+
+    def test_unreachable_agent_waits_until_the_deadline(self):
+        CONF.set_override('state_wait_timeout', 30, group='dpu_agent')
+        task = self.deploying()
+        self.client.get_state.side_effect = unreachable()
+        deploy.DPUDeploy().check_convergence(task)
+        self.failed.assert_not_called()
+        self.now[0] += 30
+        deploy.DPUDeploy().check_convergence(task)
+        self.assertIn('no agent listening', self.failed.call_args.args[1])
+
+    def test_unbound_vif_waits_then_continues(self):
+        CONF.set_override('state_wait_timeout', 30, group='dpu_agent')
+        task = self.deploying()
+        self.client.get_state.return_value = {'observed': {
+            'generation': 1, 'volumes': [{'volume_id': 'boot',
+                                          'state': 'attached'}],
+            'vifs': [{'port_id': 'vif-1', 'state': 'pending'}]}}
+        deploy.DPUDeploy().check_convergence(task)
+        self.resume.assert_not_called()
+        self.now[0] += 30
+        deploy.DPUDeploy().check_convergence(task)
+        self.resume.assert_called_once_with(task)
+        self.failed.assert_not_called()
+
+    def test_node_moved_on_while_locking(self):
+        task = self.deploying()
+        task.upgrade_lock.side_effect = lambda **k: setattr(
+            task.node, 'provision_state', states.DEPLOYFAIL)
+        deploy.DPUDeploy().check_convergence(task)
+        self.resume.assert_not_called()
+        self.failed.assert_not_called()
+
+    def test_boot_host_boots_from_disk(self):
+        task = self.make_task()
+        order = mock.Mock()
+        self.node_set_boot_device.side_effect = lambda *a, **k: order.boot()
+        self.node_power_action.side_effect = lambda *a, **k: order.power(a[1])
+        self.assertIsNone(deploy.DPUDeploy().boot_host(task))
+        self.assertEqual([mock.call.boot(), mock.call.power(states.POWER_ON)],
+                         order.mock_calls)
+        self.node_set_boot_device.assert_called_once_with(
+            task, boot_devices.DISK, persistent=True)
+
+    def test_boot_host_reboots_a_running_host(self):
         task = self.make_task(power_state=states.POWER_ON)
-        deploy.DPUDeploy().deploy(task)
+        deploy.DPUDeploy().boot_host(task)
         self.node_power_action.assert_called_once_with(task, states.REBOOT)
 
     def test_deploy_fails_before_power_on(self):
@@ -92,26 +221,31 @@ class DeployTests(AgentTestCase):
                           deploy.DPUDeploy().deploy, task)
         self.node_power_action.assert_not_called()
         self.node_set_boot_device.assert_not_called()
+        self.assertNotIn('dpu_wait', task.node.driver_internal_info)
 
-    def test_deploy_fails_on_volume_error(self):
-        task = self.make_task()
-        self.client.apply_state.return_value = {'observed': {'volumes': [
-            {'volume_id': 'boot', 'state': 'error', 'last_error': 'no route'}]}}
-        e = self.raises(exception.DPUStateError, deploy.DPUDeploy().deploy, task)
-        self.assertIn('volume boot: no route', str(e))
-        self.node_power_action.assert_not_called()
-
-    def test_deploy_step_is_core(self):
+    def test_deploy_steps(self):
         steps = deploy.DPUDeploy().get_deploy_steps(mock.Mock())
-        self.assertEqual([('deploy', 'deploy', 100)],
-                         [(s['interface'], s['step'], s['priority'])
-                          for s in steps])
+        self.assertEqual([('deploy', 'deploy', 100),
+                          ('deploy', 'boot_host', 90)],
+                         sorted([(s['interface'], s['step'], s['priority'])
+                                 for s in steps], key=lambda s: -s[2]))
+
+    def test_periodic_is_registered_for_deploywait(self):
+        # Ironic collects an interface's periodics from these attributes.
+        fn = deploy.DPUDeploy._check_dpu_convergence
+        self.assertTrue(getattr(fn, '_is_periodic', False))
+        self.assertEqual(CONF.dpu_agent.state_check_interval,
+                         fn._periodic_spacing)
 
     def test_tear_down(self):
         task = self.make_task(provision_state=states.DELETING)
-        self.client.apply_state.return_value = {'observed': {'volumes': [],
-                                                             'vifs': []}}
+        self.client.apply_state.return_value = {'observed': {
+            'generation': 0, 'volumes': [{'volume_id': 'boot',
+                                          'state': 'attached'}], 'vifs': []}}
+        self.client.get_state.return_value = {'observed': {
+            'generation': 1, 'volumes': [], 'vifs': []}}
         self.assertEqual(states.DELETED, deploy.DPUDeploy().tear_down(task))
+        self.client.get_state.assert_called()  # waited for the agent
         state = self.client.apply_state.call_args.args[1]
         self.assertEqual(([], []), (state['volumes'], state['vifs']))
         self.node_power_action.assert_called_once_with(task, states.POWER_OFF)
@@ -167,7 +301,7 @@ class BootTests(AgentTestCase):
         task.driver.management.get_supported_boot_devices.return_value = [
             boot_devices.PXE]
         with self.assertLogs('ironic_dpu.boot', 'WARNING'):
-            deploy.DPUDeploy().deploy(task)
+            deploy.DPUDeploy().boot_host(task)
         self.node_set_boot_device.assert_not_called()
         self.node_power_action.assert_called_once_with(task, states.POWER_ON)
 
@@ -246,9 +380,38 @@ class NetworkTests(AgentTestCase):
         self.net.vif_attach(task, {'id': 'vif-2'})
         self.client.plug_vif.assert_called_once_with(
             task.context, {'port_id': 'vif-2', 'mac': '52:54:00:12:34:02',
-                           'function': {'pf': 0, 'vf': 2}})
+                           'function': {'pf': 0, 'vf': 2}},
+            expected_generation=None)
         rec = task.node.driver_internal_info['dpu_desired_state']
         self.assertEqual(['vif-1', 'vif-2'], [v['port_id'] for v in rec['vifs']])
+
+    def test_attach_names_the_recorded_generation(self):
+        task = self.make_task(provision_state=states.ACTIVE,
+                              driver_internal_info={'dpu_generation': 6})
+        self.net.vif_attach(task, {'id': 'vif-2'})
+        self.assertEqual(6, self.client.plug_vif.call_args.kwargs[
+            'expected_generation'])
+        # The agent's edit is 7; so is what the conductor records.
+        rec = task.node.driver_internal_info['dpu_desired_state']
+        self.assertEqual(7, rec['generation'])
+        self.client.apply_state.assert_not_called()
+
+    def test_attach_conflict_pushes_the_whole_state(self):
+        task = self.make_task(provision_state=states.ACTIVE,
+                              driver_internal_info={'dpu_generation': 6})
+        self.client.plug_vif.side_effect = agent_error(
+            'expected generation 6 but the agent holds 9', 'Conflict')
+        self.client.apply_state.side_effect = [
+            agent_error('generation 7 is older than 9', 'Conflict'),
+            ATTACHED]
+        self.client.get_state.return_value = {'desired': {'generation': 9}}
+        self.net.vif_attach(task, {'id': 'vif-2'})
+        state = self.client.apply_state.call_args.args[1]
+        self.assertEqual(10, state['generation'])
+        self.assertEqual(['vif-1', 'vif-2'],
+                         [v['port_id'] for v in state['vifs']])
+        self.assertEqual('vif-2',
+                         task.ports[1].internal_info['tenant_vif_port_id'])
 
     def test_attach_failure_rolls_back(self):
         task = self.make_task(provision_state=states.ACTIVE)
@@ -268,7 +431,8 @@ class NetworkTests(AgentTestCase):
     def test_detach_active_unplugs(self):
         task = self.make_task(provision_state=states.ACTIVE)
         self.net.vif_detach(task, 'vif-1')
-        self.client.unplug_vif.assert_called_once_with(task.context, 'vif-1')
+        self.client.unplug_vif.assert_called_once_with(
+            task.context, 'vif-1', expected_generation=None)
         self.assertNotIn('tenant_vif_port_id', task.ports[0].internal_info)
 
     def test_detach_failure_keeps_vif(self):
@@ -290,7 +454,8 @@ class NetworkTests(AgentTestCase):
         self.net.port_changed(task, port)
         self.client.plug_vif.assert_called_once_with(
             task.context, {'port_id': 'vif-1', 'mac': '52:54:00:12:34:01',
-                           'function': {'pf': 0, 'sf': 7}})
+                           'function': {'pf': 0, 'sf': 7}},
+            expected_generation=None)
 
     def test_port_changed_ignored(self):
         task = self.make_task(provision_state=states.ACTIVE)

@@ -18,7 +18,7 @@ run() {         # show the command as the user types it (bm = openstack baremeta
 }
 fail() { th_log "DEMO FAILED: $*"; exit 1; }
 show_state() {   # the agent's own view, trimmed to what matters
-  agent_state "$NODE1" | jq -r '"agent state: generation \(.desired.generation)",
+  agent_state "$NODE1" | jq -r '"agent state: generation \(.desired.generation), observed generation \(.observed.generation)",
     (.observed.volumes[] | "  volume \(.volume_id): \(.state), nsid \(.nsid), controller \(.controller), paths \([.paths[]? | "\(.address):\(.port) \(.state)"] | join(", "))"),
     (.observed.vifs[] | "  vif \(.port_id): \(.state), representor \(.representor), ofport \(.ofport), bound \(.bound)")'
 }
@@ -56,11 +56,14 @@ run bm node vif attach n1 "$VIF1" || fail "vif attach"
 agent_start "$NODE1" || fail "agent start"
 run "$BASE/bin/ironic-dpu-agent" status --config-file "$BASE/agent-$NODE1/agent.conf" | jq -c '{node_uuid, driver, healthy, components}'
 
-say "openstack baremetal node deploy: no PXE, no image written: the agent attaches the cloud disks and plugs the NIC"
+say "openstack baremetal node deploy: no PXE, no image written: the agent attaches the cloud disks and plugs the NIC
+    (the deploy step pushes the state and waits in 'wait call-back'; the conductor resumes it once the agent converged)"
 t0=$SECONDS
 run bm node deploy n1 || fail deploy
 wait_state "$NODE1" active 90 || fail "deploy did not reach active"
 echo "node n1 is $(node_field "$NODE1" provision_state), power $(node_field "$NODE1" power_state), in $((SECONDS - t0))s"
+grep -q "on node $NODE1 being executed asynchronously" "$IRONIC_DIR"/log/ironic-conductor.log || fail "the deploy step did not wait asynchronously"
+echo "conductor: $(grep -o "Node $NODE1: DPU agent converged generation [0-9]* in [0-9.]*s" "$IRONIC_DIR"/log/ironic-conductor.log | tail -1), then boot_host powered the host on"
 th_wait 15 "VIF1 bound" vif_plugged "$NODE1" "$VIF1" || fail "VIF1 not bound"
 show_state; show_ovn "$VIF1"
 

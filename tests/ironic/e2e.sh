@@ -128,6 +128,10 @@ case_deploy() {
   expect "data volume attached" vol_attached "$NODE1" "$DATA_VOL" &&
   expect "VIF1 plugged+bound (agent)" th_wait 15 "VIF1 bound" vif_plugged "$NODE1" "$VIF1" &&
   expect "VIF1 bound in OVN" ovn_bound "$VIF1" &&
+  expect "the deploy step waited asynchronously (DEPLOYWAIT), not under the lock" \
+    grep -q "on node $NODE1 being executed asynchronously" "$IRONIC_DIR"/log/ironic-conductor.log &&
+  expect "resumed once the agent converged" grep -q "Node $NODE1: DPU agent converged generation" "$IRONIC_DIR"/log/ironic-conductor.log &&
+  expect "wait state cleared" [ "$(api GET "/nodes/$NODE1" | jq -r '.driver_internal_info.dpu_wait')" = null ] &&
   expect "desired state recorded in driver_internal_info" \
     [ "$(api GET "/nodes/$NODE1" | jq -r '.driver_internal_info.dpu_desired_state.volumes | length')" = 2 ] &&
   config_drive_ok
@@ -273,6 +277,24 @@ case_agent_error() {
   expect "host not powered on" [ "$(node_field "$NODE1" power_state)" != "power on" ]
 }
 
+case_agent_converge_error() {
+  # NODE2's boot volume names a target the storage network does not have:
+  # the agent admits the state (it is valid), then its reconcile fails. The
+  # deploy, waiting in DEPLOYWAIT, fails with the agent's reason.
+  agent_start "$NODE2" || return 1
+  local t0=$SECONDS
+  bm node deploy n2 || return 1
+  wait_state "$NODE2" "deploy failed" 60 || return 1
+  local err; err=$(node_field "$NODE2" last_error)
+  th_log "  last_error after $((SECONDS - t0))s: $err"
+  expect "waited asynchronously (DEPLOYWAIT)" grep -q "on node $NODE2 being executed asynchronously" "$IRONIC_DIR"/log/ironic-conductor.log &&
+  expect "last_error names the agent and the generation" grep -q "DPU agent of node $NODE2 did not converge on generation" <<<"$err" &&
+  expect "last_error carries the agent's reason for the boot volume" grep -q "volume .*: " <<<"$err" &&
+  expect "failed on the error, before state_wait_timeout" [ $((SECONDS - t0)) -lt 20 ] &&
+  expect "host not powered on" [ "$(node_field "$NODE2" power_state)" != "power on" ] &&
+  expect "wait state cleared" [ "$(api GET "/nodes/$NODE2" | jq -r '.driver_internal_info.dpu_wait')" = null ]
+}
+
 main() {
   th_init
   trap cleanup EXIT
@@ -290,6 +312,7 @@ main() {
   run_case "5 undeploy: volumes detached, VIFs unplugged, available" case_undeploy
   run_case "6a agent not running: deploy fails fast with a clear last_error" case_agent_missing
   run_case "6b agent refuses bad connection data: deploy failed with its text" case_agent_error
+  run_case "6c agent cannot attach the boot volume: async deploy fails with its reason" case_agent_converge_error
   [ ${#FAILURES[@]} -eq 0 ] || th_log "failed: ${FAILURES[*]}"
   cleanup; trap - EXIT
   echo "$PASSED passed, $FAILED failed"

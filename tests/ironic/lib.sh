@@ -279,6 +279,8 @@ timeout = 30
 call_monitor_timeout = 10
 state_wait_timeout = ${DPU_STATE_WAIT:-20}
 state_poll_interval = 0.2
+# deploy waits in DEPLOYWAIT; the conductor checks the agent this often
+state_check_interval = 0.5
 
 [dpu]
 neutron_binding = false

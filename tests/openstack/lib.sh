@@ -426,6 +426,8 @@ timeout = 30
 call_monitor_timeout = 10
 state_wait_timeout = 20
 state_poll_interval = 0.2
+# deploy waits in DEPLOYWAIT; the conductor checks the agent this often
+state_check_interval = 0.5
 
 [dpu]
 # bind each VIF's Neutron port to the DPU's OVN chassis (driver_info dpu_hostname)

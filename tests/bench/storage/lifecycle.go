@@ -30,6 +30,7 @@ type lifecycle struct {
 	target          *spdktest.Emulator
 	tc, agentCl, fc *spdk.Client
 	ag              *agent.Agent
+	stopAgent       func()
 	pf0             string
 }
 
@@ -64,6 +65,7 @@ func runLifecycle(rounds int) error {
 	if err := l.startAgent(filepath.Join(dir, "state")); err != nil {
 		return err
 	}
+	defer l.stopAgent()
 	if err := l.setupFloor(ctx); err != nil {
 		return err
 	}
@@ -160,7 +162,15 @@ func (l *lifecycle) startAgent(stateDir string) error {
 		return err
 	}
 	l.ag, err = agent.New(agent.Options{NodeUUID: nodeUUID, Store: store, Reconcilers: []agent.Reconciler{st}})
-	return err
+	if err != nil {
+		return err
+	}
+	// The agent reconciles in its own loops: run them like the daemon does.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = l.ag.Run(ctx) }()
+	l.stopAgent = func() { cancel(); <-done }
+	return nil
 }
 
 // setupFloor gives the floor DPU what the agent's first attach creates.
@@ -176,10 +186,10 @@ func volume(id string) state.Volume {
 		"target_nqn": "nqn.2010-10.org.openstack:volume-" + id, "vol_uuid": id, "portals": []any{[]any{"127.0.0.1", float64(4430), "tcp"}}}}}
 }
 
-// agentAdd is "server add volume" on the DPU: attach_volume, then until the
-// namespace shows on pf0 (at once when attach_volume reconciles in line).
+// agentAdd is "server add volume" on the DPU: attach_volume (which waits for
+// the storage loop's reconcile), then until the namespace shows on pf0.
 func (l *lifecycle) agentAdd(ctx context.Context, id string) error {
-	if _, err := l.ag.AttachVolume(ctx, volume(id)); err != nil {
+	if _, err := l.ag.AttachVolume(ctx, volume(id), nil); err != nil {
 		return err
 	}
 	return poll(func() (bool, error) { return l.exposed(ctx, l.agentCl, backend.ControllerName(id)+"n1") })

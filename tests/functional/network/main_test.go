@@ -73,16 +73,24 @@ func newReconciler(t *testing.T, e *ovn.Env, node string, drv drivers.NetworkDri
 
 func newReconcilerTimeout(t *testing.T, e *ovn.Env, node string, drv drivers.NetworkDriver, bind time.Duration) *harness {
 	t.Helper()
+	return newReconcilerWith(t, e, node, drv, bind, func(*network.Options) {})
+}
+
+// newReconcilerWith is newReconcilerTimeout with mod applied to the options.
+func newReconcilerWith(t *testing.T, e *ovn.Env, node string, drv drivers.NetworkDriver, bind time.Duration, mod func(*network.Options)) *harness {
+	t.Helper()
 	h := &harness{t: t, env: e, drv: drv, node: node}
 	if h.drv == nil {
 		h.drv = sim.NewNetwork(0)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r, err := network.New(ctx, network.Options{
+	o := network.Options{
 		Config:   config.OVSOpts{OVSDBConnection: e.OVSDB, IntegrationBridge: e.Bridge, BindTimeout: bind},
 		NodeUUID: node, Driver: h.drv, Trigger: func() { h.triggers.Add(1) },
 		Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
-	})
+	}
+	mod(&o)
+	r, err := network.New(ctx, o)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

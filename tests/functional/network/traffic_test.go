@@ -38,8 +38,8 @@ func TestTwoHostsPingThroughOVN(t *testing.T) {
 		vif         state.VIF
 	}
 	hosts := []host{
-		{ns: fmt.Sprintf("idpa%d-h1", id), rep: "pf0vf901", ip: "10.9.0.1"},
-		{ns: fmt.Sprintf("idpa%d-h2", id), rep: "pf0vf902", ip: "10.9.0.2"},
+		{ns: fmt.Sprintf("idpa%d-h1", id), rep: "pf0vf101", ip: "10.9.0.1"},
+		{ns: fmt.Sprintf("idpa%d-h2", id), rep: "pf0vf102", ip: "10.9.0.2"},
 	}
 	ipCmd := func(args ...string) error {
 		out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput()
@@ -60,7 +60,7 @@ func TestTwoHostsPingThroughOVN(t *testing.T) {
 	e := ovn.New(t, ovn.Options{Datapath: "netdev", SystemID: "dpu-chassis-netdev", Bridge: fmt.Sprintf("br-idpa%d", id)})
 	for i := range hosts {
 		h := &hosts[i]
-		h.vif = state.VIF{PortID: uuidN('9'), MAC: macN(0x900 + i), Function: vf(0, 901+i)}
+		h.vif = state.VIF{PortID: uuidN('9'), MAC: macN(0x900 + i), Function: vf(0, 101+i)} // within the card's 127 VFs per PF
 		addLSP(t, e, "ls-ping", h.vif.PortID, h.vif.MAC, h.ip)
 		for _, args := range [][]string{
 			{"link", "add", h.rep, "type", "veth", "peer", "name", "vf0"},

@@ -93,16 +93,28 @@ func run(m *testing.M) int {
 
 func startAgent(t *testing.T) *agentproc.Proc {
 	t.Helper()
+	return startAgentWith(t, nil)
+}
+
+// startAgentWith starts the agent with over merged into its config.
+func startAgentWith(t *testing.T, over map[string]map[string]string) *agentproc.Proc {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "agent.conf")
-	err := agentproc.WriteConfig(cfg, map[string]map[string]string{
+	conf := map[string]map[string]string{
 		"DEFAULT":   {"transport_url": broker.URL(), "node_uuid": node, "state_dir": filepath.Join(dir, "state"), "reconcile_interval": "1s", "debug": "true"},
 		"dpu":       {"driver": "sim"},
 		"spdk":      {"rpc_socket": emu.Socket()},
 		"ovs":       {"ovsdb_connection": stack.OVSDB, "integration_bridge": stack.Bridge, "bind_timeout": "15s"},
 		"storage":   {"host_nqn": hostNQN, "ctrlr_loss_timeout_sec": "30", "reconnect_delay_sec": "5", "fast_io_fail_timeout_sec": "10"},
 		"spdk_nvmf": {"transport": "TCP", "listen_address": "127.0.0.1", "listen_port": "4430"},
-	})
+	}
+	for group, kv := range over {
+		for k, v := range kv {
+			conf[group][k] = v
+		}
+	}
+	err := agentproc.WriteConfig(cfg, conf)
 	if err != nil {
 		t.Fatal(err)
 	}
