@@ -68,6 +68,8 @@ bench: build ## benchmarks: ratios against a baseline measured in the same run
 	$(GO) run ./tests/bench/network
 	$(GO) run ./tests/bench/storage
 	bash tests/bench/ironic/run.sh
+	FLEET_N=$${FLEET_N:-100} IRONIC_DPU_AGENT_BIN=$(BIN)/ironic-dpu-agent SPDK_EMULATOR_BIN=$(BIN)/spdk-emulator \
+	  bash tests/bench/fleet/run.sh
 	bash tests/bench/openstack/bench.sh
 
 demo: deps build ## bring up a local stack and run the agent's job end to end

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 // Options wires an Agent.
@@ -42,14 +43,18 @@ type Options struct {
 	// SFBase is the lowest SF number allocated for VIFs that name no function.
 	SFBase int
 	// Limits bound the VIFs and volumes of one desired state.
-	Limits state.Limits
-	// RPCHealth reports the RPC connection's health (nil = healthy); may be
-	// set later with SetRPCHealth once the server exists.
+	Limits nodestate.Limits
+	// RPCHealth reports the RPC connection's health (nil = healthy), e.g.
+	// an rpcapi.Link's Health: the link is made before the agent and the
+	// server alike.
 	RPCHealth func() error
+	// Wakeup, when set, carries reconcile requests from the components'
+	// connection goroutines; Run serves it.
+	Wakeup *Wakeup
 	// Pull, when set, fetches the node's desired state from Ironic. Run
 	// calls it after restoring the persisted state and adopts a newer
 	// generation; it retries on each periodic tick until one pull succeeds.
-	Pull func(ctx context.Context) (*state.Desired, error)
+	Pull func(ctx context.Context) (*nodestate.Desired, error)
 	// PullTimeout bounds one Pull (default 30s): the loop waits for it.
 	PullTimeout time.Duration
 	Logger      *zap.Logger
@@ -71,10 +76,9 @@ type Agent struct {
 	byName map[string]*loop
 
 	mu      sync.RWMutex // guards the fields below
-	desired *state.Desired
+	desired *nodestate.Desired
 	// health is the last background probe of each component (nil = healthy).
-	health    map[string]error
-	rpcHealth func() error
+	health map[string]error
 }
 
 // New loads the persisted desired state. It does not reconcile; Run does.
@@ -82,7 +86,7 @@ func New(opts Options) (*Agent, error) {
 	if opts.Store == nil {
 		return nil, errors.New("agent: no state store")
 	}
-	if !state.ValidUUID(opts.NodeUUID) {
+	if !nodestate.ValidUUID(opts.NodeUUID) {
 		return nil, fmt.Errorf("agent: node_uuid %q is not a UUID", opts.NodeUUID)
 	}
 	opts = withDefaults(opts)
@@ -97,11 +101,10 @@ func New(opts Options) (*Agent, error) {
 			errdefs.ErrConflict, opts.Store.Path(), d.NodeUUID, opts.NodeUUID)
 	}
 	a := &Agent{
-		opts:      opts,
-		log:       opts.Logger,
-		desired:   d,
-		rpcHealth: opts.RPCHealth,
-		byName:    map[string]*loop{},
+		opts:    opts,
+		log:     opts.Logger,
+		desired: d,
+		byName:  map[string]*loop{},
 	}
 	for _, r := range opts.Reconcilers {
 		l := newLoop(r, a.Desired, a.log, opts.RetryBase, opts.Interval)
@@ -136,13 +139,6 @@ func withDefaults(o Options) Options {
 	return o
 }
 
-// SetRPCHealth installs the RPC health probe (the server is built after the agent).
-func (a *Agent) SetRPCHealth(f func() error) {
-	a.mu.Lock()
-	a.rpcHealth = f
-	a.mu.Unlock()
-}
-
 // RequestReconcile asks every component loop for a reconcile soon; it never
 // blocks. Used after reconnects to the broker, SPDK or OVSDB.
 func (a *Agent) RequestReconcile() {
@@ -171,6 +167,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.RequestReconcile() // start
 	wg.Go(func() { a.watchHealth(ctx) })
+	if w := a.opts.Wakeup; w != nil {
+		wg.Go(func() { a.serveWakeup(ctx, w) })
+	}
 	if !pulled {
 		pulled = a.pull(ctx)
 	}
@@ -186,6 +185,18 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			a.RequestReconcile()
 			timer.Reset(a.jittered())
+		}
+	}
+}
+
+// serveWakeup turns w's requests into reconcile requests until ctx is done.
+func (a *Agent) serveWakeup(ctx context.Context, w *Wakeup) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.c:
+			a.RequestReconcile()
 		}
 	}
 }
@@ -278,7 +289,7 @@ func (a *Agent) jittered() time.Duration {
 }
 
 // Desired returns a copy of the current desired state.
-func (a *Agent) Desired() *state.Desired {
+func (a *Agent) Desired() *nodestate.Desired {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	return a.desired.Clone()
@@ -286,8 +297,8 @@ func (a *Agent) Desired() *state.Desired {
 
 // View is what get_state and apply_state return.
 type View struct {
-	Desired  *state.Desired `json:"desired"`
-	Observed state.Observed `json:"observed"`
+	Desired  *nodestate.Desired `json:"desired"`
+	Observed nodestate.Observed `json:"observed"`
 	// Generation is the desired generation the agent holds (admitted).
 	Generation int64 `json:"generation"`
 }
@@ -295,12 +306,12 @@ type View struct {
 // State returns the desired and observed state. It calls no backend.
 func (a *Agent) State(ctx context.Context) View {
 	d := a.Desired()
-	v := View{Desired: d, Generation: d.Generation, Observed: state.Observed{Volumes: []state.VolumeStatus{}, VIFs: []state.VIFStatus{},
-		Components: map[string]state.ComponentObserved{}}}
+	v := View{Desired: d, Generation: d.Generation, Observed: nodestate.Observed{Volumes: []nodestate.VolumeStatus{}, VIFs: []nodestate.VIFStatus{},
+		Components: map[string]nodestate.ComponentObserved{}}}
 	for i, l := range a.loops {
 		l.r.Observe(ctx, &v.Observed)
 		st := l.status()
-		c := state.ComponentObserved{Generation: st.gen}
+		c := nodestate.ComponentObserved{Generation: st.gen}
 		if st.err != nil {
 			c.LastError = st.err.Error()
 		}
@@ -316,7 +327,7 @@ func (a *Agent) State(ctx context.Context) View {
 // asks every component loop to reconcile, and returns at once with the
 // admitted generation (the observed part may not have converged yet;
 // callers poll get_state until observed.generation reaches it).
-func (a *Agent) ApplyState(ctx context.Context, next *state.Desired) (View, error) {
+func (a *Agent) ApplyState(ctx context.Context, next *nodestate.Desired) (View, error) {
 	if err := a.admitState(ctx, next); err != nil {
 		return View{}, err
 	}
@@ -324,7 +335,7 @@ func (a *Agent) ApplyState(ctx context.Context, next *state.Desired) (View, erro
 	return a.State(ctx), nil
 }
 
-func (a *Agent) admitState(ctx context.Context, next *state.Desired) error {
+func (a *Agent) admitState(ctx context.Context, next *nodestate.Desired) error {
 	a.admitMu.Lock()
 	defer a.admitMu.Unlock()
 	if next.Generation < 1 {
@@ -339,7 +350,7 @@ func (a *Agent) admitState(ctx context.Context, next *state.Desired) error {
 		// generation number means two writers disagree.
 		cand := next.Clone()
 		cand.Normalize()
-		if err := state.AssignFunctions(cur, cand, a.opts.SFBase); err != nil || !sameContent(cur, cand) {
+		if err := nodestate.AssignFunctions(cur, cand, a.opts.SFBase); err != nil || !sameContent(cur, cand) {
 			return fmt.Errorf("%w: generation %d was already applied with other content; send a newer generation", errdefs.ErrConflict, next.Generation)
 		}
 		return nil
@@ -370,7 +381,7 @@ func (e *componentError) Unwrap() error { return e.err }
 // agent holds (the conductor mints generations): another one is Conflict,
 // and the edit becomes generation expected+1 even when nothing changed, so
 // both sides keep counting in step.
-func (a *Agent) edit(ctx context.Context, component string, expected *int64, fn func(d *state.Desired) error) error {
+func (a *Agent) edit(ctx context.Context, component string, expected *int64, fn func(d *nodestate.Desired) error) error {
 	changed, err := a.admitEdit(ctx, expected, fn)
 	if err != nil {
 		return err
@@ -406,7 +417,7 @@ func (a *Agent) edit(ctx context.Context, component string, expected *int64, fn 
 
 // admitEdit admits fn's change under the admission lock; it reports whether
 // a new generation was admitted.
-func (a *Agent) admitEdit(ctx context.Context, expected *int64, fn func(d *state.Desired) error) (bool, error) {
+func (a *Agent) admitEdit(ctx context.Context, expected *int64, fn func(d *nodestate.Desired) error) (bool, error) {
 	a.admitMu.Lock()
 	defer a.admitMu.Unlock()
 	cur := a.Desired()
@@ -427,16 +438,16 @@ func (a *Agent) admitEdit(ctx context.Context, expected *int64, fn func(d *state
 
 // admitLocked validates next (generic, then per reconciler), allocates host
 // functions, and persists it. Caller holds admitMu.
-func (a *Agent) admitLocked(ctx context.Context, cur, next *state.Desired) error {
+func (a *Agent) admitLocked(ctx context.Context, cur, next *nodestate.Desired) error {
 	if next.NodeUUID != "" && !strings.EqualFold(next.NodeUUID, a.opts.NodeUUID) {
 		return fmt.Errorf("%w: state is for node %s but this agent serves node %s", errdefs.ErrInvalidArgument, next.NodeUUID, a.opts.NodeUUID)
 	}
 	next.NodeUUID = a.opts.NodeUUID
 	if next.Volumes == nil {
-		next.Volumes = []state.Volume{}
+		next.Volumes = []nodestate.Volume{}
 	}
 	if next.VIFs == nil {
-		next.VIFs = []state.VIF{}
+		next.VIFs = []nodestate.VIF{}
 	}
 	if err := next.CheckLimits(a.opts.Limits); err != nil { // before any per-item work
 		return err
@@ -445,7 +456,7 @@ func (a *Agent) admitLocked(ctx context.Context, cur, next *state.Desired) error
 	if err := next.Validate(); err != nil {
 		return err
 	}
-	if err := state.AssignFunctions(cur, next, a.opts.SFBase); err != nil {
+	if err := nodestate.AssignFunctions(cur, next, a.opts.SFBase); err != nil {
 		return err
 	}
 	if err := next.Validate(); err != nil { // allocated functions must not collide
@@ -477,13 +488,13 @@ func (a *Agent) admitLocked(ctx context.Context, cur, next *state.Desired) error
 	return nil
 }
 
-func sameContent(a, b *state.Desired) bool {
+func sameContent(a, b *nodestate.Desired) bool {
 	x, y := a.Clone(), b.Clone()
 	x.Generation, y.Generation = 0, 0
 	x.NodeUUID, y.NodeUUID = "", ""
 	// The config drive is its sha256: a retry carrying the data again is
 	// the same state.
-	for _, d := range []*state.Desired{x, y} {
+	for _, d := range []*nodestate.Desired{x, y} {
 		if d.ConfigDrive != nil {
 			d.ConfigDrive.Data = ""
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/agenttest"
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 const node = "1be26c0b-03f2-4d2e-ae87-c02d7f33c123"
@@ -161,8 +162,8 @@ func TestInvalidInputChangesNothing(t *testing.T) {
 		"broadcast mac":      {"plug_vif", `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"FF:FF:FF:FF:FF:FF"}}`},
 		"zero mac in state":  {"apply_state", stateJSON(1, "", `{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"00:00:00:00:00:00"}`)},
 		"20000 vifs":         {"apply_state", stateJSON(1, "", manyVIFs(20000))},
-		"65 vifs":            {"apply_state", stateJSON(1, "", manyVIFs(state.DefaultMaxVIFs+1))},
-		"33 volumes":         {"apply_state", stateJSON(1, manyVolumes(state.DefaultMaxVolumes+1), "")},
+		"65 vifs":            {"apply_state", stateJSON(1, "", manyVIFs(nodestate.DefaultMaxVIFs+1))},
+		"33 volumes":         {"apply_state", stateJSON(1, manyVolumes(nodestate.DefaultMaxVolumes+1), "")},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -207,14 +208,14 @@ func manyVolumes(n int) string {
 func TestLimitsAreInclusiveAndApplyToPlugVIF(t *testing.T) {
 	r := &agenttest.Reconciler{}
 	a := newAgent(t, t.TempDir(), r)
-	if _, err := call(t, a, "apply_state", stateJSON(1, manyVolumes(state.DefaultMaxVolumes), manyVIFs(state.DefaultMaxVIFs))); err != nil {
+	if _, err := call(t, a, "apply_state", stateJSON(1, manyVolumes(nodestate.DefaultMaxVolumes), manyVIFs(nodestate.DefaultMaxVIFs))); err != nil {
 		t.Fatal(err)
 	}
 	_, err := call(t, a, "plug_vif", `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-ffffffffffff","mac":"fa:16:3e:ff:ff:ff"}}`)
 	if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "max_vifs") {
 		t.Fatalf("plug_vif past the limit: %v", err)
 	}
-	if d := a.Desired(); d.Generation != 1 || len(d.VIFs) != state.DefaultMaxVIFs {
+	if d := a.Desired(); d.Generation != 1 || len(d.VIFs) != nodestate.DefaultMaxVIFs {
 		t.Fatalf("refused plug changed the state: gen %d, %d vifs", d.Generation, len(d.VIFs))
 	}
 }
@@ -251,7 +252,7 @@ func TestConvenienceMethodsAreIdempotent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st := res.(state.VolumeStatus); st.NSID != 1 || st.State != state.StateAttached {
+		if st := res.(nodestate.VolumeStatus); st.NSID != 1 || st.State != nodestate.StateAttached {
 			t.Fatalf("status %+v", st)
 		}
 	}
@@ -264,7 +265,7 @@ func TestConvenienceMethodsAreIdempotent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		st := res.(state.VIFStatus)
+		st := res.(nodestate.VIFStatus)
 		if st.Function == nil || st.Function.SF == nil || *st.Function.SF != 1 {
 			t.Fatalf("allocated function %+v, want sf 1", st.Function)
 		}
@@ -315,7 +316,7 @@ func TestReconcileErrorIsClassifiedAndStateKept(t *testing.T) {
 func seeded(t *testing.T) *state.Store {
 	t.Helper()
 	st, _ := state.NewStore(t.TempDir())
-	if err := st.Save(&state.Desired{Generation: 1, NodeUUID: node, Volumes: []state.Volume{}, VIFs: []state.VIF{}}); err != nil {
+	if err := st.Save(&nodestate.Desired{Generation: 1, NodeUUID: node, Volumes: []nodestate.Volume{}, VIFs: []nodestate.VIF{}}); err != nil {
 		t.Fatal(err)
 	}
 	return st
@@ -342,11 +343,34 @@ func TestRunReconcilesAtStartOnRequestAndPeriodically(t *testing.T) {
 	}
 }
 
+// A Wakeup made before the agent (as the daemon makes it, for the SPDK and
+// OVSDB connection goroutines) reaches the component loops once Run runs,
+// and nothing reconciles before Run.
+func TestWakeupRequestsAReconcile(t *testing.T) {
+	r := &agenttest.Reconciler{}
+	wake := agent.NewWakeup()
+	a, err := agent.New(agent.Options{NodeUUID: node, Store: seeded(t), Reconcilers: []agent.Reconciler{r},
+		Interval: time.Hour, Wakeup: wake})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wake.Request()
+	time.Sleep(50 * time.Millisecond)
+	if n := r.Calls(); n != 0 {
+		t.Fatalf("%d reconciles before Run", n)
+	}
+	run(t, a)
+	waitFor(t, func() bool { return r.Calls() >= 1 })
+	time.Sleep(100 * time.Millisecond) // the pending request may fold into the start
+	n := r.Calls()
+	wake.Request()
+	waitFor(t, func() bool { return r.Calls() > n })
+}
+
 func TestStatusReportsComponentHealth(t *testing.T) {
 	r := &agenttest.Reconciler{NameValue: "network"}
 	r.Set(nil, nil, fmt.Errorf("ovsdb unreachable: %w", errdefs.ErrUnavailable))
-	a := newAgent(t, t.TempDir(), r)
-	a.SetRPCHealth(func() error { return nil })
+	a := startAgent(t, t.TempDir(), agent.Options{Reconcilers: []agent.Reconciler{r}, RPCHealth: func() error { return nil }})
 	res, err := call(t, a, "get_status", `{}`)
 	if err != nil {
 		t.Fatal(err)
@@ -378,12 +402,12 @@ func TestRunAdoptsNewerStateFromIronic(t *testing.T) {
 	r := &agenttest.Reconciler{}
 	st, _ := state.NewStore(t.TempDir())
 	pulls := 0
-	pull := func(ctx context.Context) (*state.Desired, error) {
+	pull := func(ctx context.Context) (*nodestate.Desired, error) {
 		pulls++
 		if pulls == 1 {
 			return nil, fmt.Errorf("ironic down: %w", errdefs.ErrUnavailable)
 		}
-		return &state.Desired{Generation: 9, NodeUUID: node, VIFs: []state.VIF{{PortID: "0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01", MAC: "fa:16:3e:00:00:01"}}}, nil
+		return &nodestate.Desired{Generation: 9, NodeUUID: node, VIFs: []nodestate.VIF{{PortID: "0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01", MAC: "fa:16:3e:00:00:01"}}}, nil
 	}
 	a, err := agent.New(agent.Options{NodeUUID: node, Store: st, Reconcilers: []agent.Reconciler{r}, Interval: 20 * time.Millisecond, Pull: pull, SFBase: 1})
 	if err != nil {
@@ -434,7 +458,7 @@ func TestHangingPullDoesNotStallTheLoop(t *testing.T) {
 	r := &agenttest.Reconciler{}
 	st := seeded(t)
 	pulls := make(chan struct{}, 100)
-	pull := func(ctx context.Context) (*state.Desired, error) {
+	pull := func(ctx context.Context) (*nodestate.Desired, error) {
 		pulls <- struct{}{}
 		<-ctx.Done() // hangs until the agent gives up on it
 		return nil, ctx.Err()
@@ -495,9 +519,9 @@ func TestNoDesiredStateTouchesNothingAndPullsFirst(t *testing.T) {
 
 	r2 := &agenttest.Reconciler{}
 	st2, _ := state.NewStore(t.TempDir())
-	pulled := &state.Desired{Generation: 4, NodeUUID: node, VIFs: []state.VIF{{PortID: "0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01", MAC: "fa:16:3e:00:00:01"}}}
+	pulled := &nodestate.Desired{Generation: 4, NodeUUID: node, VIFs: []nodestate.VIF{{PortID: "0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01", MAC: "fa:16:3e:00:00:01"}}}
 	b, err := agent.New(agent.Options{NodeUUID: node, Store: st2, Reconcilers: []agent.Reconciler{r2}, Interval: time.Hour, SFBase: 1,
-		Pull: func(context.Context) (*state.Desired, error) { return pulled.Clone(), nil }})
+		Pull: func(context.Context) (*nodestate.Desired, error) { return pulled.Clone(), nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -549,7 +573,7 @@ type admitting struct {
 	admitted int
 }
 
-func (r *admitting) Admit(_ context.Context, d *state.Desired) error {
+func (r *admitting) Admit(_ context.Context, d *nodestate.Desired) error {
 	if d.ConfigDrive != nil && d.ConfigDrive.Data == "bad" {
 		return fmt.Errorf("%w: bad image", errdefs.ErrInvalidArgument)
 	}

@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/version"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 // Method is one RPC endpoint method: oslo keyword arguments in, JSON-able out.
@@ -139,7 +139,6 @@ func (a *Agent) Status(ctx context.Context) Status {
 	a.mu.RUnlock()
 	a.addLoopStats(&st)
 	a.mu.RLock()
-	rpcHealth := a.rpcHealth
 	probed := maps.Clone(a.health)
 	a.mu.RUnlock()
 	check := func(name string, err error) {
@@ -150,8 +149,8 @@ func (a *Agent) Status(ctx context.Context) Status {
 		}
 		st.Components[name] = c
 	}
-	if rpcHealth != nil {
-		check("rpc", rpcHealth())
+	if a.opts.RPCHealth != nil {
+		check("rpc", a.opts.RPCHealth())
 	}
 	// Component health comes from the background probe (every
 	// HealthInterval), so a busy caller never hammers SPDK or OVSDB; before
@@ -180,7 +179,7 @@ func (a *Agent) rpcGetState(ctx context.Context, args map[string]json.RawMessage
 }
 
 func (a *Agent) rpcApplyState(ctx context.Context, args map[string]json.RawMessage) (any, error) {
-	var d state.Desired
+	var d nodestate.Desired
 	if err := kwargs("apply_state", args, map[string]any{"state": &d}); err != nil {
 		return nil, err
 	}
@@ -192,7 +191,7 @@ func (a *Agent) rpcApplyState(ctx context.Context, args map[string]json.RawMessa
 }
 
 func (a *Agent) rpcAttachVolume(ctx context.Context, args map[string]json.RawMessage) (any, error) {
-	var v state.Volume
+	var v nodestate.Volume
 	var expected *int64
 	if err := kwargsOpt("attach_volume", args, map[string]any{"volume": &v}, map[string]any{"expected_generation": &expected}); err != nil {
 		return nil, err
@@ -210,7 +209,7 @@ func (a *Agent) rpcDetachVolume(ctx context.Context, args map[string]json.RawMes
 }
 
 func (a *Agent) rpcPlugVIF(ctx context.Context, args map[string]json.RawMessage) (any, error) {
-	var v state.VIF
+	var v nodestate.VIF
 	var expected *int64
 	if err := kwargsOpt("plug_vif", args, map[string]any{"vif": &v}, map[string]any{"expected_generation": &expected}); err != nil {
 		return nil, err
@@ -229,11 +228,11 @@ func (a *Agent) rpcUnplugVIF(ctx context.Context, args map[string]json.RawMessag
 
 // AttachVolume adds (or replaces) one volume in the desired state and returns
 // its observed status.
-func (a *Agent) AttachVolume(ctx context.Context, v state.Volume, expected *int64) (state.VolumeStatus, error) {
-	if err := state.ValidateVolume(v); err != nil {
-		return state.VolumeStatus{}, err
+func (a *Agent) AttachVolume(ctx context.Context, v nodestate.Volume, expected *int64) (nodestate.VolumeStatus, error) {
+	if err := nodestate.ValidateVolume(v); err != nil {
+		return nodestate.VolumeStatus{}, err
 	}
-	err := a.edit(ctx, ComponentStorage, expected, func(d *state.Desired) error {
+	err := a.edit(ctx, ComponentStorage, expected, func(d *nodestate.Desired) error {
 		for i := range d.Volumes {
 			if strings.EqualFold(d.Volumes[i].VolumeID, v.VolumeID) {
 				d.Volumes[i] = v
@@ -247,11 +246,11 @@ func (a *Agent) AttachVolume(ctx context.Context, v state.Volume, expected *int6
 }
 
 // DetachVolume removes one volume; a volume that is not there is success.
-func (a *Agent) DetachVolume(ctx context.Context, id string, expected *int64) (state.VolumeStatus, error) {
-	if !state.ValidUUID(id) {
-		return state.VolumeStatus{}, fmt.Errorf("%w: volume_id %q is not a UUID", errdefs.ErrInvalidArgument, id)
+func (a *Agent) DetachVolume(ctx context.Context, id string, expected *int64) (nodestate.VolumeStatus, error) {
+	if !nodestate.ValidUUID(id) {
+		return nodestate.VolumeStatus{}, fmt.Errorf("%w: volume_id %q is not a UUID", errdefs.ErrInvalidArgument, id)
 	}
-	err := a.edit(ctx, ComponentStorage, expected, func(d *state.Desired) error {
+	err := a.edit(ctx, ComponentStorage, expected, func(d *nodestate.Desired) error {
 		out := d.Volumes[:0]
 		for _, v := range d.Volumes {
 			if !strings.EqualFold(v.VolumeID, id) {
@@ -269,12 +268,12 @@ func (a *Agent) DetachVolume(ctx context.Context, id string, expected *int64) (s
 }
 
 // PlugVIF adds (or replaces) one VIF and returns its observed status.
-func (a *Agent) PlugVIF(ctx context.Context, v state.VIF, expected *int64) (state.VIFStatus, error) {
-	if err := state.ValidateVIF(v); err != nil {
-		return state.VIFStatus{}, err
+func (a *Agent) PlugVIF(ctx context.Context, v nodestate.VIF, expected *int64) (nodestate.VIFStatus, error) {
+	if err := nodestate.ValidateVIF(v); err != nil {
+		return nodestate.VIFStatus{}, err
 	}
 	v.MAC = strings.ToLower(v.MAC) // stored form; a repeat in upper case stays idempotent
-	err := a.edit(ctx, ComponentNetwork, expected, func(d *state.Desired) error {
+	err := a.edit(ctx, ComponentNetwork, expected, func(d *nodestate.Desired) error {
 		for i := range d.VIFs {
 			if strings.EqualFold(d.VIFs[i].PortID, v.PortID) {
 				if v.Function == nil {
@@ -291,11 +290,11 @@ func (a *Agent) PlugVIF(ctx context.Context, v state.VIF, expected *int64) (stat
 }
 
 // UnplugVIF removes one VIF; a VIF that is not there is success.
-func (a *Agent) UnplugVIF(ctx context.Context, id string, expected *int64) (state.VIFStatus, error) {
-	if !state.ValidUUID(id) {
-		return state.VIFStatus{}, fmt.Errorf("%w: port_id %q is not a UUID", errdefs.ErrInvalidArgument, id)
+func (a *Agent) UnplugVIF(ctx context.Context, id string, expected *int64) (nodestate.VIFStatus, error) {
+	if !nodestate.ValidUUID(id) {
+		return nodestate.VIFStatus{}, fmt.Errorf("%w: port_id %q is not a UUID", errdefs.ErrInvalidArgument, id)
 	}
-	err := a.edit(ctx, ComponentNetwork, expected, func(d *state.Desired) error {
+	err := a.edit(ctx, ComponentNetwork, expected, func(d *nodestate.Desired) error {
 		out := d.VIFs[:0]
 		for _, v := range d.VIFs {
 			if !strings.EqualFold(v.PortID, id) {
@@ -307,25 +306,25 @@ func (a *Agent) UnplugVIF(ctx context.Context, id string, expected *int64) (stat
 	})
 	st := a.vifStatus(ctx, id)
 	if st.State == "" {
-		st = state.VIFStatus{PortID: id, State: "unplugged"}
+		st = nodestate.VIFStatus{PortID: id, State: "unplugged"}
 	}
 	return st, err
 }
 
-func (a *Agent) volumeStatus(ctx context.Context, id string) state.VolumeStatus {
+func (a *Agent) volumeStatus(ctx context.Context, id string) nodestate.VolumeStatus {
 	for _, s := range a.State(ctx).Observed.Volumes {
 		if strings.EqualFold(s.VolumeID, id) {
 			return s
 		}
 	}
-	return state.VolumeStatus{VolumeID: id}
+	return nodestate.VolumeStatus{VolumeID: id}
 }
 
-func (a *Agent) vifStatus(ctx context.Context, id string) state.VIFStatus {
+func (a *Agent) vifStatus(ctx context.Context, id string) nodestate.VIFStatus {
 	for _, s := range a.State(ctx).Observed.VIFs {
 		if strings.EqualFold(s.PortID, id) {
 			return s
 		}
 	}
-	return state.VIFStatus{PortID: id}
+	return nodestate.VIFStatus{PortID: id}
 }

@@ -8,8 +8,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/backoff"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 // loop owns one component's reconciles: it runs its Reconciler in its own
@@ -17,7 +17,7 @@ import (
 // and retries a failed reconcile with backoff without waiting for a trigger.
 type loop struct {
 	r       Reconciler
-	desired func() *state.Desired
+	desired func() *nodestate.Desired
 	log     *zap.Logger
 	base    time.Duration // first retry delay
 	max     time.Duration // retry delay cap (the reconcile period)
@@ -37,7 +37,7 @@ type loop struct {
 	lastTook        time.Duration
 }
 
-func newLoop(r Reconciler, desired func() *state.Desired, log *zap.Logger, base, max time.Duration) *loop {
+func newLoop(r Reconciler, desired func() *nodestate.Desired, log *zap.Logger, base, max time.Duration) *loop {
 	return &loop{r: r, desired: desired, log: log.With(zap.String("component", r.Name())), base: base, max: max,
 		kick: make(chan struct{}, 1), done: make(chan struct{})}
 }

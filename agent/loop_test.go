@@ -10,8 +10,8 @@ import (
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent"
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/agenttest"
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 // twoComponents is an agent with a storage and a network fake, each in its
@@ -47,15 +47,15 @@ func TestHungStorageDelaysNeitherPlugVIFNorApplyState(t *testing.T) {
 		}
 	})
 	waitFor(t, func() bool { return stor.Started() >= 1 }) // storage is stuck in SPDK now
-	var st state.VIFStatus
+	var st nodestate.VIFStatus
 	timed(t, "plug_vif", time.Second, func() {
 		res, err := call(t, a, "plug_vif", `{"vif":`+vif1+`}`)
 		if err != nil {
 			t.Fatal(err)
 		}
-		st = res.(state.VIFStatus)
+		st = res.(nodestate.VIFStatus)
 	})
-	if st.State != state.StatePlugged || net.Calls() == 0 {
+	if st.State != nodestate.StatePlugged || net.Calls() == 0 {
 		t.Fatalf("plug_vif answered %+v after %d network reconciles", st, net.Calls())
 	}
 	// A second full state while storage is still hung: admitted at once too.
@@ -196,7 +196,7 @@ func TestSingleItemWaitIsBounded(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st := res.(state.VIFStatus); st.State == state.StatePlugged {
+		if st := res.(nodestate.VIFStatus); st.State == nodestate.StatePlugged {
 			t.Fatalf("plug_vif reported %+v before the network reconcile finished", st)
 		}
 	})

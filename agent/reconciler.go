@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 // Reconciler brings one part of the DPU (storage, network) to the desired
@@ -15,16 +15,16 @@ type Reconciler interface {
 	// Name is the component name shown in get_status ("storage", "network").
 	Name() string
 	// Validate checks the parts of d this reconciler owns, beyond the generic
-	// checks of state.Desired.Validate (e.g. a PF the card does not have).
+	// checks of nodestate.Desired.Validate (e.g. a PF the card does not have).
 	// It must not change anything.
-	Validate(ctx context.Context, d *state.Desired) error
+	Validate(ctx context.Context, d *nodestate.Desired) error
 	// Reconcile compares d with what the DPU holds and fixes only the
 	// difference: an unchanged d makes no mutating call. Items the agent
 	// created that are no longer in d are removed. Per-item failures are
 	// recorded for Observe and returned wrapped in an errdefs kind.
-	Reconcile(ctx context.Context, d *state.Desired) error
+	Reconcile(ctx context.Context, d *nodestate.Desired) error
 	// Observe fills this reconciler's part of obs from the last reconcile.
-	Observe(ctx context.Context, obs *state.Observed)
+	Observe(ctx context.Context, obs *nodestate.Observed)
 	// Health reports whether the component's backend (SPDK, OVSDB) is
 	// reachable now; nil means healthy.
 	Health(ctx context.Context) error
@@ -35,7 +35,7 @@ type Reconciler interface {
 // the image and drops its data from d. Admit runs once every Validate has
 // passed; an error refuses the state and nothing is persisted.
 type Admitter interface {
-	Admit(ctx context.Context, d *state.Desired) error
+	Admit(ctx context.Context, d *nodestate.Desired) error
 }
 
 // RetryHinter is implemented by reconcilers that keep per-item backoff (the

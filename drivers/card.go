@@ -3,8 +3,8 @@ package drivers
 import (
 	"fmt"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 // Card is the host-visible shape of the DPU: [dpu] pfs and max_vfs_per_pf.
@@ -21,14 +21,14 @@ type Card struct {
 var DefaultCard = Card{PFs: 2, VFsPerPF: 127}
 
 // Check refuses f when it names a PF or VF outside the card.
-func (c Card) Check(f state.Function) error {
+func (c Card) Check(f nodestate.Function) error {
 	if f.PF >= c.PFs {
 		return fmt.Errorf("%w: function %s: the card has %d host PFs (pf 0..%d, [dpu] pfs)",
-			errdefs.ErrInvalidArgument, FunctionName(f), c.PFs, c.PFs-1)
+			errdefs.ErrInvalidArgument, f, c.PFs, c.PFs-1)
 	}
 	if f.VF != nil && *f.VF >= c.VFsPerPF {
 		return fmt.Errorf("%w: function %s: the card has %d VFs per PF ([dpu] max_vfs_per_pf)",
-			errdefs.ErrInvalidArgument, FunctionName(f), c.VFsPerPF)
+			errdefs.ErrInvalidArgument, f, c.VFsPerPF)
 	}
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/bluefield"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
@@ -15,6 +14,7 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/network/representor"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/sf"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/sf/sftest"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 )
 
@@ -42,7 +42,7 @@ func TestEveryDriverChecksTheCard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	validators := map[string]func(state.Function) error{
+	validators := map[string]func(nodestate.Function) error{
 		"sim network":       sim.NewCardNetwork(card).ValidateFunction,
 		"sim storage":       simStorage.ValidateFunction,
 		"spdk-generic":      generic.ValidateFunction,
@@ -50,14 +50,14 @@ func TestEveryDriverChecksTheCard(t *testing.T) {
 		"bluefield storage": snap.ValidateFunction,
 	}
 	for name, validate := range validators {
-		for _, fn := range []state.Function{{PF: 5}, {PF: 2}, {PF: 1, VF: state.IntPtr(4)}, {PF: 0, VF: state.IntPtr(100)}} {
+		for _, fn := range []nodestate.Function{{PF: 5}, {PF: 2}, {PF: 1, VF: nodestate.IntPtr(4)}, {PF: 0, VF: nodestate.IntPtr(100)}} {
 			if err := validate(fn); !errors.Is(err, errdefs.ErrInvalidArgument) {
-				t.Errorf("%s accepted %s: %v", name, drivers.FunctionName(fn), err)
+				t.Errorf("%s accepted %s: %v", name, fn, err)
 			}
 		}
-		for _, fn := range []state.Function{{PF: 1}, {PF: 1, VF: state.IntPtr(3)}} {
+		for _, fn := range []nodestate.Function{{PF: 1}, {PF: 1, VF: nodestate.IntPtr(3)}} {
 			if err := validate(fn); err != nil {
-				t.Errorf("%s refused %s: %v", name, drivers.FunctionName(fn), err)
+				t.Errorf("%s refused %s: %v", name, fn, err)
 			}
 		}
 	}
@@ -65,10 +65,10 @@ func TestEveryDriverChecksTheCard(t *testing.T) {
 
 func TestCardWithoutVFs(t *testing.T) {
 	c := drivers.Card{PFs: 1}
-	if err := c.Check(state.Function{PF: 0, VF: state.IntPtr(0)}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+	if err := c.Check(nodestate.Function{PF: 0, VF: nodestate.IntPtr(0)}); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("vf on a card without VFs: %v", err)
 	}
-	if err := c.Check(state.Function{PF: 0, SF: state.IntPtr(7)}); err != nil {
+	if err := c.Check(nodestate.Function{PF: 0, SF: nodestate.IntPtr(7)}); err != nil {
 		t.Fatalf("sfs are not bounded by the card: %v", err)
 	}
 }

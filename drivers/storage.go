@@ -2,11 +2,9 @@ package drivers
 
 import (
 	"context"
-	"fmt"
-	"strconv"
 	"strings"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 // HostNamespace is an SPDK bdev the host sees as an NVMe namespace.
@@ -22,7 +20,7 @@ type HostNamespace struct {
 // HostController is the emulated NVMe controller of one host function, as
 // the emulation layer holds it.
 type HostController struct {
-	Function state.Function `json:"function"`
+	Function nodestate.Function `json:"function"`
 	// ID names the controller for the driver: the subsystem NQN (SPDK nvmf)
 	// or the SNAP ctrl_id.
 	ID string `json:"id"`
@@ -45,13 +43,13 @@ type StorageDriver interface {
 	// ValidateFunction checks that volumes can be exposed on f, without
 	// side effects. Errors wrap errdefs.ErrInvalidArgument or
 	// errdefs.ErrNotSupported.
-	ValidateFunction(f state.Function) error
+	ValidateFunction(f nodestate.Function) error
 	// Controllers lists the host controllers this agent created (recognised
 	// by name), read-only.
 	Controllers(ctx context.Context) ([]HostController, error)
 	// EnsureController creates f's controller, not yet visible to the host,
 	// when cur (what Controllers returned for f) is nil, and returns it.
-	EnsureController(ctx context.Context, f state.Function, cur *HostController) (HostController, error)
+	EnsureController(ctx context.Context, f nodestate.Function, cur *HostController) (HostController, error)
 	// AddNamespace exposes ns on c (hot-plug when c is active).
 	AddNamespace(ctx context.Context, c HostController, ns HostNamespace) error
 	// RemoveNamespace hot-unplugs nsid from c; a missing nsid is success.
@@ -65,50 +63,33 @@ type StorageDriver interface {
 // HostNQNPrefix is the prefix of the NVMe subsystem NQNs the agent creates.
 const HostNQNPrefix = "nqn.2024-01.io.openstack.ironic-dpu:node-"
 
-// FunctionName is the short name of a host function: pf0, pf0vf3, pf0sf88.
-func FunctionName(f state.Function) string {
-	switch {
-	case f.VF != nil:
-		return fmt.Sprintf("pf%dvf%d", f.PF, *f.VF)
-	case f.SF != nil:
-		return fmt.Sprintf("pf%dsf%d", f.PF, *f.SF)
-	}
-	return fmt.Sprintf("pf%d", f.PF)
+// HostSubsystemNQN is the NQN of the emulated controller of function f of
+// node nodeUUID: nqn.2024-01.io.openstack.ironic-dpu:node-<uuid>:pf0.
+func HostSubsystemNQN(nodeUUID string, f nodestate.Function) string {
+	return HostNQNPrefix + strings.ToLower(nodeUUID) + ":" + f.String()
 }
 
-// ParseFunctionName reverses FunctionName for PFs and VFs.
-func ParseFunctionName(s string) (state.Function, bool) {
-	rest, ok := strings.CutPrefix(s, "pf")
+// ParseHostSubsystemNQN returns the function of one of this node's NQNs.
+func ParseHostSubsystemNQN(nodeUUID, nqn string) (nodestate.Function, bool) {
+	rest, ok := strings.CutPrefix(nqn, HostNQNPrefix+strings.ToLower(nodeUUID)+":")
 	if !ok {
-		return state.Function{}, false
+		return nodestate.Function{}, false
 	}
-	pfs, vfs, hasVF := strings.Cut(rest, "vf")
-	pf, err := strconv.Atoi(pfs)
-	if err != nil || pf < 0 || strconv.Itoa(pf) != pfs {
-		return state.Function{}, false
-	}
-	f := state.Function{PF: pf}
-	if hasVF {
-		vf, err := strconv.Atoi(vfs)
-		if err != nil || vf < 0 || strconv.Itoa(vf) != vfs {
-			return state.Function{}, false
-		}
-		f.VF = &vf
+	f, err := nodestate.ParseFunction(rest)
+	if err != nil || f.IsSF() { // SFs have no NVMe controller
+		return nodestate.Function{}, false
 	}
 	return f, true
 }
 
-// HostSubsystemNQN is the NQN of the emulated controller of function f of
-// node nodeUUID: nqn.2024-01.io.openstack.ironic-dpu:node-<uuid>:pf0.
-func HostSubsystemNQN(nodeUUID string, f state.Function) string {
-	return HostNQNPrefix + strings.ToLower(nodeUUID) + ":" + FunctionName(f)
-}
-
-// ParseHostSubsystemNQN returns the function of one of this node's NQNs.
-func ParseHostSubsystemNQN(nodeUUID, nqn string) (state.Function, bool) {
-	rest, ok := strings.CutPrefix(nqn, HostNQNPrefix+strings.ToLower(nodeUUID)+":")
-	if !ok {
-		return state.Function{}, false
+// HostSerial is a stable 20-character NVMe serial number per node and
+// function: the node UUID's hex digits, cut to leave room for the
+// upper-cased function name (…PF0VF3).
+func HostSerial(nodeUUID string, f nodestate.Function) string {
+	s := strings.ToUpper(strings.ReplaceAll(nodeUUID, "-", ""))
+	fn := strings.ToUpper(f.String())
+	if len(s) > 20-len(fn) {
+		s = s[:20-len(fn)]
 	}
-	return ParseFunctionName(rest)
+	return s + fn
 }

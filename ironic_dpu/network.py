@@ -67,6 +67,19 @@ def binding_attrs(node, port):
         'mac_address': port.address}}
 
 
+def _recorded_vif(node, vif_id):
+    """Whether the desired state last told the agent still lists vif_id.
+
+    Undeploy pushes a state without VIFs before Ironic detaches each VIF
+    (remove_vifs_from_node): the agent has unplugged it already, so one
+    unplug_vif call and one node save per VIF would be spent for nothing.
+    """
+    state = node.driver_internal_info.get(desired.STATE_KEY)
+    if state is None:
+        return True    # nothing recorded: ask the agent
+    return any(v.get('port_id') == vif_id for v in state.get('vifs') or [])
+
+
 class DPUNetwork(common.VIFPortIDMixin, base.NetworkInterface):
 
     def get_properties(self):
@@ -132,7 +145,8 @@ class DPUNetwork(common.VIFPortIDMixin, base.NetworkInterface):
 
     def vif_detach(self, task, vif_id):
         port = self._get_port_like_obj_by_vif_id(task, vif_id)
-        if task.node.provision_state in (states.ACTIVE, states.DELETING):
+        if (task.node.provision_state in (states.ACTIVE, states.DELETING)
+                and _recorded_vif(task.node, vif_id)):
             try:
                 _edit_vif(task, remove_vif=vif_id)
             except exception.DPUAgentError as e:

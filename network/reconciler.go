@@ -18,13 +18,12 @@ import (
 
 	"github.com/ovn-kubernetes/libovsdb/ovsdb"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/backoff"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/ovs"
-	"github.com/ironic-dpu/ironic-dpu-agent/network/representor"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 // Options configures a Reconciler.
@@ -44,13 +43,11 @@ type Options struct {
 
 // Reconciler implements agent.Reconciler for VIFs.
 type Reconciler struct {
-	cfg    config.OVSOpts
-	node   string
-	drv    drivers.NetworkDriver
-	log    *zap.Logger
-	ovs    *ovs.Client
-	cancel context.CancelFunc
-	done   chan struct{}
+	cfg  config.OVSOpts
+	node string
+	drv  drivers.NetworkDriver
+	log  *zap.Logger
+	ovs  *ovs.Client
 
 	retryBase, retryMax time.Duration
 
@@ -70,20 +67,20 @@ type vifRetry struct {
 
 type vifStatus struct {
 	portID    string
-	fn        *state.Function
+	fn        *nodestate.Function
 	rep       string
 	lastErr   string
 	installed bool
 }
 
-// New returns promptly even when OVSDB is down: a goroutine owned by the
-// Reconciler keeps (re)connecting until ctx is done or Close is called, and
-// Health reports errdefs.ErrUnavailable meanwhile.
-func New(ctx context.Context, o Options) (*Reconciler, error) {
+// New checks the options and starts nothing: the owner runs the OVSDB
+// connection with Run. Until it is connected Health and Reconcile report
+// errdefs.ErrUnavailable.
+func New(o Options) (*Reconciler, error) {
 	if o.Driver == nil {
 		return nil, fmt.Errorf("%w: network: no DPU network driver", errdefs.ErrInvalidArgument)
 	}
-	if !state.ValidUUID(o.NodeUUID) {
+	if !nodestate.ValidUUID(o.NodeUUID) {
 		return nil, fmt.Errorf("%w: network: node uuid %q is not a UUID", errdefs.ErrInvalidArgument, o.NodeUUID)
 	}
 	if o.Config.IntegrationBridge == "" || o.Config.OVSDBConnection == "" {
@@ -96,24 +93,18 @@ func New(ctx context.Context, o Options) (*Reconciler, error) {
 		o.Trigger = func() {}
 	}
 	log := o.Logger.Named("network")
-	ctx, cancel := context.WithCancel(ctx)
 	r := &Reconciler{
-		cfg: o.Config, node: o.NodeUUID, drv: o.Driver, log: log, cancel: cancel, done: make(chan struct{}),
+		cfg: o.Config, node: o.NodeUUID, drv: o.Driver, log: log,
 		retryBase: o.RetryBase, retryMax: max(o.RetryMax, o.RetryBase),
 		ovs: ovs.NewClient(o.Config.OVSDBConnection, log, o.Trigger),
 	}
-	go func() {
-		defer close(r.done)
-		r.ovs.Run(ctx)
-	}()
 	return r, nil
 }
 
-// Close stops the OVSDB connection goroutine and waits for it.
-func (r *Reconciler) Close() {
-	r.cancel()
-	<-r.done
-}
+// Run keeps the OVSDB connection up ((re)connecting with backoff, firing
+// Options.Trigger on every connect) until ctx is done, and returns when it
+// is closed.
+func (r *Reconciler) Run(ctx context.Context) { r.ovs.Run(ctx) }
 
 // Name implements agent.Reconciler.
 func (r *Reconciler) Name() string { return "network" }
@@ -144,12 +135,12 @@ func (r *Reconciler) Health(ctx context.Context) error {
 
 // Validate implements agent.Reconciler: every VIF is well-formed and names a
 // function the DPU driver accepts (e.g. a PF the card has). No side effects.
-func (r *Reconciler) Validate(_ context.Context, d *state.Desired) error {
+func (r *Reconciler) Validate(_ context.Context, d *nodestate.Desired) error {
 	if d == nil {
 		return nil
 	}
 	for _, v := range d.VIFs {
-		if err := state.ValidateVIF(v); err != nil {
+		if err := nodestate.ValidateVIF(v); err != nil {
 			return err
 		}
 		if v.Function != nil {
@@ -159,27 +150,6 @@ func (r *Reconciler) Validate(_ context.Context, d *state.Desired) error {
 		}
 	}
 	return nil
-}
-
-// functionKey is how a host function is recorded in external_ids.
-func functionKey(f state.Function) string { return representor.Name(f) }
-
-func parseFunctionKey(s string) (state.Function, bool) {
-	p, ok := representor.ParsePortName(s)
-	if !ok || p.Controller != -1 {
-		return state.Function{}, false
-	}
-	f := state.Function{PF: p.PF}
-	switch p.Kind {
-	case representor.VF:
-		f.VF = state.IntPtr(p.Num)
-	case representor.SF:
-		f.SF = state.IntPtr(p.Num)
-	case representor.HostPF:
-	default:
-		return state.Function{}, false
-	}
-	return f, true
 }
 
 // maxInflight bounds concurrent plug transactions.
@@ -226,7 +196,7 @@ func (r *Reconciler) transactAll(ctx context.Context, jobs []plugJob) {
 // for the plugged ones to be bound. Unchanged VIFs cost no write at all; a
 // VIF that failed is retried after its own backoff (sooner when its spec
 // changes), not on every reconcile.
-func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
+func (r *Reconciler) Reconcile(ctx context.Context, d *nodestate.Desired) error {
 	p, err := r.plan(ctx, d)
 	if err != nil {
 		return err
@@ -241,7 +211,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
 // plan is one reconcile's view: the desired VIFs, the OVSDB snapshot, and
 // what each VIF resolved to so far.
 type plan struct {
-	vifs     []state.VIF
+	vifs     []nodestate.VIF
 	snap     *ovs.Snapshot
 	statuses []vifStatus
 	causes   []error         // per VIF: why it failed (nil = it did not)
@@ -262,9 +232,9 @@ func (p *plan) fail(i int, err error) {
 
 // plan validates d, reads OVSDB and resolves representors, without side
 // effects. An SF that does not exist yet resolves in plugs (Prepare).
-func (r *Reconciler) plan(ctx context.Context, d *state.Desired) (*plan, error) {
+func (r *Reconciler) plan(ctx context.Context, d *nodestate.Desired) (*plan, error) {
 	if d == nil {
-		d = &state.Desired{}
+		d = &nodestate.Desired{}
 	}
 	if err := r.Validate(ctx, d); err != nil {
 		return nil, err
@@ -291,7 +261,7 @@ func (r *Reconciler) plan(ctx context.Context, d *state.Desired) (*plan, error) 
 	p.snap = snap
 	now := time.Now()
 	for i, v := range d.VIFs {
-		k := functionKey(*v.Function)
+		k := v.Function.String()
 		p.wantFns[k] = true
 		if wait, last := r.retryWait(v, now); wait > 0 {
 			// Failed recently with this very spec: leave it (and its port)
@@ -391,7 +361,7 @@ func (r *Reconciler) planPlug(ctx context.Context, p *plan, i int) (plugJob, boo
 	}
 	p.statuses[i].rep = p.reps[i]
 	spec := ovs.IfaceSpec{Name: p.reps[i], IfaceID: v.PortID, MAC: v.MAC, NodeUUID: r.node,
-		Function: functionKey(*v.Function), MTU: v.MTU}
+		Function: v.Function.String(), MTU: v.MTU}
 	if p.snap.Matches(bridge, spec) {
 		p.statuses[i].installed = p.snap.Iface(spec.Name).Installed()
 		return plugJob{}, false
@@ -491,13 +461,13 @@ func (r *Reconciler) NextRetry() time.Time {
 }
 
 // retrySpec is what a retry is keyed on: a changed VIF is tried at once.
-func retrySpec(v state.VIF) string {
-	return fmt.Sprintf("%s/%s/%d", functionKey(*v.Function), strings.ToLower(v.MAC), v.MTU)
+func retrySpec(v nodestate.VIF) string {
+	return fmt.Sprintf("%s/%s/%d", v.Function.String(), strings.ToLower(v.MAC), v.MTU)
 }
 
 // retryWait is how long v must still wait after its last failure (0 = try
 // now), with that failure's message.
-func (r *Reconciler) retryWait(v state.VIF, now time.Time) (time.Duration, error) {
+func (r *Reconciler) retryWait(v nodestate.VIF, now time.Time) (time.Duration, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rt, ok := r.retries[strings.ToLower(v.PortID)]
@@ -514,8 +484,8 @@ func (r *Reconciler) unplug(ctx context.Context, snap *ovs.Snapshot, name string
 	snap.Forget(name)
 	r.log.Info("unplugged vif", zap.String("port_id", f.ExternalIDs[ovs.KeyIfaceID]), zap.String("representor", name))
 	key := f.ExternalIDs[ovs.KeyFunction]
-	fn, ok := parseFunctionKey(key)
-	if !ok || wantFns[key] {
+	fn, err := nodestate.ParseFunction(key)
+	if err != nil || wantFns[key] {
 		// Unknown key, or the function now backs another desired VIF.
 		return nil
 	}
@@ -531,14 +501,14 @@ func (r *Reconciler) store(s []vifStatus, lat []time.Duration) {
 
 // Observe implements agent.Reconciler: per VIF of the last Reconcile, live
 // values (ofport, bound) from the OVSDB cache when connected.
-func (r *Reconciler) Observe(ctx context.Context, obs *state.Observed) {
+func (r *Reconciler) Observe(ctx context.Context, obs *nodestate.Observed) {
 	r.mu.Lock()
 	vifs := slices.Clone(r.vifs)
 	r.mu.Unlock()
 	snap, snapErr := r.ovs.Snapshot(ctx)
 	obs.VIFs = obs.VIFs[:0]
 	for _, v := range vifs {
-		st := state.VIFStatus{PortID: v.portID, Representor: v.rep, Function: v.fn, LastError: v.lastErr, Bound: v.installed}
+		st := nodestate.VIFStatus{PortID: v.portID, Representor: v.rep, Function: v.fn, LastError: v.lastErr, Bound: v.installed}
 		if snapErr == nil && v.rep != "" {
 			if f := snap.Iface(v.rep); f != nil && strings.EqualFold(f.ExternalIDs[ovs.KeyIfaceID], v.portID) {
 				st.OFPort, st.Bound = f.OFPort, f.Installed()
@@ -554,11 +524,11 @@ func (r *Reconciler) Observe(ctx context.Context, obs *state.Observed) {
 		}
 		switch {
 		case v.lastErr != "":
-			st.State = state.StateError
+			st.State = nodestate.StateError
 		case st.Bound:
-			st.State = state.StatePlugged
+			st.State = nodestate.StatePlugged
 		default:
-			st.State = state.StatePending
+			st.State = nodestate.StatePending
 		}
 		obs.VIFs = append(obs.VIFs, st)
 	}

@@ -3,6 +3,7 @@ package network
 import (
 	"context"
 	"errors"
+	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -10,10 +11,10 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent"
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 var _ agent.Reconciler = (*Reconciler)(nil)
@@ -23,7 +24,7 @@ const nodeUUID = "6a3c2b1e-0000-4000-8000-000000000001"
 func TestNewReturnsPromptlyWhenOVSDBIsDown(t *testing.T) {
 	ctx := context.Background()
 	start := time.Now()
-	r, err := New(ctx, Options{
+	r, err := New(Options{
 		Config:   config.OVSOpts{OVSDBConnection: "unix:" + filepath.Join(t.TempDir(), "none.sock"), IntegrationBridge: "br-int", BindTimeout: time.Second},
 		NodeUUID: nodeUUID, Driver: sim.NewNetwork(0), Logger: zaptest.NewLogger(t),
 	})
@@ -36,22 +37,80 @@ func TestNewReturnsPromptlyWhenOVSDBIsDown(t *testing.T) {
 	if err := r.Health(ctx); !errors.Is(err, errdefs.ErrUnavailable) {
 		t.Errorf("Health = %v, want ErrUnavailable", err)
 	}
-	d := &state.Desired{VIFs: []state.VIF{{PortID: "11111111-2222-3333-4444-555555555555", MAC: "fa:16:3e:00:00:01",
-		Function: &state.Function{PF: 0, SF: state.IntPtr(1)}}}}
+	d := &nodestate.Desired{VIFs: []nodestate.VIF{{PortID: "11111111-2222-3333-4444-555555555555", MAC: "fa:16:3e:00:00:01",
+		Function: &nodestate.Function{PF: 0, SF: nodestate.IntPtr(1)}}}}
 	if err := r.Reconcile(ctx, d); !errors.Is(err, errdefs.ErrUnavailable) {
 		t.Errorf("Reconcile = %v, want ErrUnavailable", err)
 	}
-	var obs state.Observed
+	var obs nodestate.Observed
 	r.Observe(ctx, &obs)
-	if len(obs.VIFs) != 1 || obs.VIFs[0].State != state.StateError || obs.VIFs[0].LastError == "" {
+	if len(obs.VIFs) != 1 || obs.VIFs[0].State != nodestate.StateError || obs.VIFs[0].LastError == "" {
 		t.Errorf("Observe = %+v", obs.VIFs)
 	}
+	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { r.Close(); close(done) }()
+	go func() { r.Run(runCtx); close(done) }()
+	time.Sleep(100 * time.Millisecond) // let it fail to connect at least once
+	stop()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
-		t.Fatal("Close did not stop the connection goroutine")
+		t.Fatal("Run did not return after its context ended")
+	}
+}
+
+// New starts nothing: OVSDB sees no connection until the owner calls Run,
+// and none after Run returned.
+func TestNoOVSDBConnectionOutsideRun(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "ovsdb.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 8)
+	go func() { // ends when ln is closed
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	r, err := New(Options{
+		Config:   config.OVSOpts{OVSDBConnection: "unix:" + sock, IntegrationBridge: "br-int", BindTimeout: time.Second},
+		NodeUUID: nodeUUID, Driver: sim.NewNetwork(0), Logger: zaptest.NewLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-accepted:
+		c.Close()
+		t.Fatal("the reconciler connected to OVSDB before Run")
+	case <-time.After(300 * time.Millisecond):
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	select {
+	case c := <-accepted:
+		defer c.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not connect to OVSDB")
+	}
+	stop()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	select {
+	case c := <-accepted:
+		c.Close()
+		t.Fatal("a connection after Run returned")
+	case <-time.After(300 * time.Millisecond):
 	}
 }
 
@@ -64,7 +123,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	} {
 		o := good
 		mut(&o)
-		if _, err := New(context.Background(), o); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		if _, err := New(o); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
@@ -72,36 +131,22 @@ func TestNewRejectsBadOptions(t *testing.T) {
 
 func TestValidateUsesDriver(t *testing.T) {
 	r := &Reconciler{drv: sim.NewNetwork(2)}
-	vif := func(f state.Function) *state.Desired {
-		return &state.Desired{VIFs: []state.VIF{{PortID: "11111111-2222-3333-4444-555555555555", MAC: "fa:16:3e:00:00:01", Function: &f}}}
+	vif := func(f nodestate.Function) *nodestate.Desired {
+		return &nodestate.Desired{VIFs: []nodestate.VIF{{PortID: "11111111-2222-3333-4444-555555555555", MAC: "fa:16:3e:00:00:01", Function: &f}}}
 	}
-	if err := r.Validate(context.Background(), vif(state.Function{PF: 1, VF: state.IntPtr(3)})); err != nil {
+	if err := r.Validate(context.Background(), vif(nodestate.Function{PF: 1, VF: nodestate.IntPtr(3)})); err != nil {
 		t.Errorf("pf1vf3: %v", err)
 	}
-	if err := r.Validate(context.Background(), vif(state.Function{PF: 2, VF: state.IntPtr(3)})); !errors.Is(err, errdefs.ErrInvalidArgument) {
+	if err := r.Validate(context.Background(), vif(nodestate.Function{PF: 2, VF: nodestate.IntPtr(3)})); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("unknown pf: %v", err)
 	}
 	// A VIF without a function is fine to validate (the agent assigns an SF)
 	// but Reconcile refuses it.
-	d := &state.Desired{VIFs: []state.VIF{{PortID: "11111111-2222-3333-4444-555555555555", MAC: "fa:16:3e:00:00:01"}}}
+	d := &nodestate.Desired{VIFs: []nodestate.VIF{{PortID: "11111111-2222-3333-4444-555555555555", MAC: "fa:16:3e:00:00:01"}}}
 	if err := r.Validate(context.Background(), d); err != nil {
 		t.Errorf("nil function: %v", err)
 	}
 	if err := r.Reconcile(context.Background(), d); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("Reconcile nil function: %v", err)
-	}
-}
-
-func TestFunctionKeyRoundTrip(t *testing.T) {
-	for _, f := range []state.Function{{PF: 0}, {PF: 1, VF: state.IntPtr(3)}, {PF: 0, SF: state.IntPtr(88)}} {
-		got, ok := parseFunctionKey(functionKey(f))
-		if !ok || !got.Equal(f) {
-			t.Errorf("%s -> %+v %v", functionKey(f), got, ok)
-		}
-	}
-	for _, bad := range []string{"", "p0", "c1pf0vf1", "eth0"} {
-		if _, ok := parseFunctionKey(bad); ok {
-			t.Errorf("parseFunctionKey(%q) ok", bad)
-		}
 	}
 }

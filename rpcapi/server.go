@@ -44,7 +44,10 @@ type ServerConfig struct {
 	// OnConnect runs after every (re)connect once consuming; keep it short
 	// (e.g. trigger a reconcile).
 	OnConnect func()
-	Logger    *zap.Logger
+	// Link, when set, is where the server records whether it is connected
+	// (see Link); nil: the server keeps its own.
+	Link   *Link
+	Logger *zap.Logger
 	// Observe, when set, is told how long each dispatched request took and
 	// its error (metrics). Malformed requests are not dispatched.
 	Observe func(method string, took time.Duration, err error)
@@ -70,7 +73,7 @@ type Server struct {
 	log         *zap.Logger
 	fanoutQueue string
 	seen        *dedupe
-	connected   atomic.Bool
+	link        *Link
 	running     atomic.Bool
 	// classifyMalformed: the caller's Classify also maps malformed requests
 	// (an ErrMalformed is an errdefs.ErrInvalidArgument), so its callers see
@@ -101,6 +104,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
+	if cfg.Link == nil {
+		cfg.Link = &Link{}
+	}
 	if cfg.MaxMessageBytes <= 0 {
 		cfg.MaxMessageBytes = 4 << 20
 	}
@@ -126,7 +132,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		log.Warn("ignoring unknown transport_url options", zap.Strings("options", unknown))
 	}
 	return &Server{
-		cfg: cfg, url: u, opts: opts, log: log,
+		cfg: cfg, url: u, opts: opts, log: log, link: cfg.Link,
 		fanoutQueue:       cfg.Target.Topic + "_fanout_" + newID(),
 		seen:              newDedupe(cfg.DedupeSize),
 		sessSet:           make(chan struct{}),
@@ -135,7 +141,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 }
 
 // Connected reports whether the server is consuming right now.
-func (s *Server) Connected() bool { return s.connected.Load() }
+func (s *Server) Connected() bool { return s.link.Connected() }
 
 // ServerQueue is the name of the per-server queue (<topic>.<server>).
 func (s *Server) ServerQueue() string { return s.cfg.Target.Topic + "." + s.cfg.Target.Server }
@@ -193,13 +199,13 @@ func (s *Server) Run(ctx context.Context) error {
 			if err == nil {
 				attempt = 0
 				s.setSession(sess)
-				s.connected.Store(true)
+				s.link.set(true)
 				s.log.Info("rpc server consuming", zap.String("queue", s.ServerQueue()), zap.String("fanout_queue", s.fanoutQueue))
 				if s.cfg.OnConnect != nil {
 					s.cfg.OnConnect()
 				}
 				s.consume(ctx, hctx, sess, dels, sem)
-				s.connected.Store(false)
+				s.link.set(false)
 				if ctx.Err() != nil {
 					s.shutdown(sess, ch, hcancel)
 					return nil

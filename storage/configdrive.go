@@ -19,9 +19,9 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/atomicfile"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/backend"
 )
 
@@ -54,7 +54,7 @@ func (r *Reconciler) maxEncoded() int {
 
 // checkConfigDrive is the side-effect-free part of admission: the encoded
 // size cap, or an image the agent already holds when no data is sent.
-func (r *Reconciler) checkConfigDrive(c *state.ConfigDrive) error {
+func (r *Reconciler) checkConfigDrive(c *nodestate.ConfigDrive) error {
 	if c == nil {
 		return nil
 	}
@@ -113,7 +113,7 @@ func (r *Reconciler) decodeConfigDrive(data string) ([]byte, error) {
 // writes the image atomically under config_drive_dir and drops the data from
 // d, so the persisted state holds the sha256 only. Nothing is written unless
 // the image matches its sha256.
-func (r *Reconciler) Admit(_ context.Context, d *state.Desired) error {
+func (r *Reconciler) Admit(_ context.Context, d *nodestate.Desired) error {
 	c := d.ConfigDrive
 	if c == nil || c.Data == "" {
 		return r.checkConfigDrive(c)
@@ -150,7 +150,7 @@ func (r *Reconciler) Admit(_ context.Context, d *state.Desired) error {
 
 // gcImages removes the images d does not name. A file written in the last
 // minute is left alone: it may belong to a state being admitted right now.
-func (r *Reconciler) gcImages(d *state.Desired) {
+func (r *Reconciler) gcImages(d *nodestate.Desired) {
 	ents, err := os.ReadDir(r.o.Storage.ConfigDriveDir)
 	if err != nil {
 		return

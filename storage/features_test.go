@@ -14,8 +14,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk/spdktest"
@@ -63,15 +63,15 @@ func cdRig(t *testing.T, maxBytes int) (*rig, func() *storage.Reconciler, string
 }
 
 // admit runs what the agent runs before persisting a state.
-func (g *rig) admit(d *state.Desired) error {
+func (g *rig) admit(d *nodestate.Desired) error {
 	if err := g.r.Validate(context.Background(), d); err != nil {
 		return err
 	}
 	return g.r.Admit(context.Background(), d)
 }
 
-func withCD(d *state.Desired, sha, data string) *state.Desired {
-	d.ConfigDrive = &state.ConfigDrive{SHA256: sha, Data: data}
+func withCD(d *nodestate.Desired, sha, data string) *nodestate.Desired {
+	d.ConfigDrive = &nodestate.ConfigDrive{SHA256: sha, Data: data}
 	return d
 }
 
@@ -99,9 +99,9 @@ func TestConfigDriveAdmitExposeReplaceRemove(t *testing.T) {
 	if err != nil || bs[0].BlockSize != 2048 || bs[0].NumBlocks != 20 {
 		t.Fatalf("aio bdev = %+v %v", bs, err)
 	}
-	var obs state.Observed
+	var obs nodestate.Observed
 	g.r.Observe(context.Background(), &obs)
-	if c := obs.ConfigDrive; c == nil || c.SHA256 != sha || c.State != state.StateAttached || c.NSID != 3 {
+	if c := obs.ConfigDrive; c == nil || c.SHA256 != sha || c.State != nodestate.StateAttached || c.NSID != 3 {
 		t.Fatalf("observed config drive %+v", obs.ConfigDrive)
 	}
 	if n := g.mutations(func() { g.reconcile(d) }); n != 0 {
@@ -125,7 +125,7 @@ func TestConfigDriveAdmitExposeReplaceRemove(t *testing.T) {
 	if ns := g.namespaces(pf0NQN); len(ns) != 2 {
 		t.Fatalf("config drive still exposed: %v", ns)
 	}
-	obs = state.Observed{}
+	obs = nodestate.Observed{}
 	g.r.Observe(context.Background(), &obs)
 	if obs.ConfigDrive != nil {
 		t.Fatalf("observed config drive after removal: %+v", obs.ConfigDrive)
@@ -154,7 +154,7 @@ func TestConfigDriveRefusedBeforeAnythingIsWritten(t *testing.T) {
 	g, _, dir := cdRig(t, 64<<10)
 	img := iso(40000, 0)
 	big := iso(70000, 0)
-	cases := map[string]*state.ConfigDrive{
+	cases := map[string]*nodestate.ConfigDrive{
 		"not base64":      {SHA256: shaOf(img), Data: "!!!"},
 		"sha mismatch":    {SHA256: shaOf(big), Data: gzipB64(t, img)},
 		"over the cap":    {SHA256: shaOf(big), Data: gzipB64(t, big)},
@@ -211,14 +211,14 @@ func TestConfigDriveNSIDSurvivesRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.r = mk()
-	d.Volumes = []state.Volume{bootVol(), data1(), data2()}
+	d.Volumes = []nodestate.Volume{bootVol(), data1(), data2()}
 	g.reconcile(d)
 	if got := g.namespaces(pf0NQN); !sameMap(got, before) {
 		t.Fatalf("after restarts %v, want %v", got, before)
 	}
 }
 
-func qosVol(specs map[string]any) state.Volume {
+func qosVol(specs map[string]any) nodestate.Volume {
 	v := data1()
 	v.ConnectionInfo.Data["qos_specs"] = specs
 	return v
@@ -242,7 +242,7 @@ func TestQoSAppliedOnceChangedRemovedReapplied(t *testing.T) {
 	if got := g.limits(bdev); got != want {
 		t.Fatalf("limits %+v, want %+v", got, want)
 	}
-	var obs state.Observed
+	var obs nodestate.Observed
 	g.r.Observe(context.Background(), &obs)
 	if q := obs.Volumes[1].QoS; q == nil || q.RwIOsPerSec != 2000 || q.RwMBytesPerSec != 100 {
 		t.Fatalf("observed qos %+v", obs.Volumes[1].QoS)
@@ -304,10 +304,10 @@ func TestSizeFollowsRemoteResize(t *testing.T) {
 	}
 	dpu := spdktest.StartT(t, spdktest.Options{Peers: []*spdktest.Emulator{target}})
 	g := newRig(t, dpu, simDriver(t))
-	v := state.Volume{VolumeID: data1ID, ConnectionInfo: newFormat(data1ID, 4430)}
+	v := nodestate.Volume{VolumeID: data1ID, ConnectionInfo: newFormat(data1ID, 4430)}
 	g.reconcile(desired(v))
 	size := func() int64 {
-		var obs state.Observed
+		var obs nodestate.Observed
 		g.r.Observe(ctx, &obs)
 		return obs.Volumes[0].SizeBytes
 	}

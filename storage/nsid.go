@@ -3,7 +3,7 @@ package storage
 // nsidRequest is one item asking for a namespace id on a host function.
 type nsidRequest struct {
 	Key  string // remembered-nsid key: "<volume id or config-drive>/<function>"
-	Fn   string // function key (drivers.FunctionName)
+	Fn   string // function name (nodestate.Function.String)
 	Boot bool   // the boot volume: nsid 1 of PF 0
 	Have int    // the nsid of a namespace kept as it is (0: none)
 }

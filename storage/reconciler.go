@@ -19,11 +19,11 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/atomicfile"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/backend"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/nvmeof"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
@@ -47,18 +47,19 @@ type Options struct {
 
 // Reconciler implements agent.Reconciler for storage.
 type Reconciler struct {
-	o   Options
-	be  *backend.Backend
-	log *zap.Logger
+	o       Options
+	be      *backend.Backend
+	log     *zap.Logger
+	targets *targets // parsed connection info
 
 	// runMu keeps reconciles from overlapping: SPDK refuses a second
 	// bdev_set_qos_limit on a bdev while one is in progress.
 	runMu sync.Mutex
 
 	mu     sync.Mutex // guards status, cdStatus and lastNSID
-	status []state.VolumeStatus
+	status []nodestate.VolumeStatus
 	// cdStatus is the config drive's last observed state (nil: none wanted).
-	cdStatus *state.ConfigDriveStatus
+	cdStatus *nodestate.ConfigDriveStatus
 	// lastNSID remembers where each volume was exposed, so that a restarted
 	// (empty) SPDK gets every namespace back at the nsid the host knew.
 	lastNSID map[string]int
@@ -70,7 +71,7 @@ func New(o Options) (*Reconciler, error) {
 	if o.Client == nil || o.Driver == nil {
 		return nil, fmt.Errorf("%w: storage: Client and Driver are required", errdefs.ErrInvalidArgument)
 	}
-	if !state.ValidUUID(o.NodeUUID) {
+	if !nodestate.ValidUUID(o.NodeUUID) {
 		return nil, fmt.Errorf("%w: storage: node uuid %q", errdefs.ErrInvalidArgument, o.NodeUUID)
 	}
 	if o.Logger == nil {
@@ -90,7 +91,7 @@ func New(o Options) (*Reconciler, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Reconciler{o: o, be: be, log: o.Logger.With(zap.String("component", "storage"))}
+	r := &Reconciler{o: o, be: be, log: o.Logger.With(zap.String("component", "storage")), targets: newTargets()}
 	r.lastNSID = r.loadNSIDs()
 	return r, nil
 }
@@ -132,16 +133,14 @@ func (r *Reconciler) saveNSIDs(m map[string]int) {
 // Name implements agent.Reconciler.
 func (r *Reconciler) Name() string { return "storage" }
 
-var pf0 = state.Function{PF: 0}
-
-func fnKey(f state.Function) string { return drivers.FunctionName(f) }
+var pf0 = nodestate.Function{PF: 0}
 
 // item is one thing to expose: a volume or the config drive.
 type item struct {
 	volumeID string // "" for the config drive
 	target   nvmeof.Target
 	ctrl     string // bdev_nvme controller ("" for the config drive)
-	fn       state.Function
+	fn       nodestate.Function
 	boot     bool
 	file     string // config drive image
 	sha      string // config drive sha256
@@ -158,12 +157,13 @@ func (it *item) key() string {
 	if id == "" {
 		id = configDriveKey
 	}
-	return id + "/" + fnKey(it.fn)
+	return id + "/" + it.fn.String()
 }
 
 // Validate implements agent.Reconciler: everything that can be checked
-// without SPDK.
-func (r *Reconciler) Validate(_ context.Context, d *state.Desired) error {
+// without SPDK. It parses each volume's connection info; reconciles of the
+// admitted state reuse the result.
+func (r *Reconciler) Validate(_ context.Context, d *nodestate.Desired) error {
 	_, err := r.plan(d)
 	if err == nil {
 		err = r.checkConfigDrive(d.ConfigDrive)
@@ -171,8 +171,13 @@ func (r *Reconciler) Validate(_ context.Context, d *state.Desired) error {
 	return err
 }
 
-func (r *Reconciler) plan(d *state.Desired) ([]*item, error) {
-	if err := d.Validate(); err != nil {
+// plan validates d and turns it into items. Connection info is parsed
+// only when it is new to this reconciler (see targets).
+func (r *Reconciler) plan(d *nodestate.Desired) ([]*item, error) {
+	if err := d.ValidateWith(func(v nodestate.Volume) error {
+		_, err := r.targets.get(v)
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	if d.NodeUUID != "" && !strings.EqualFold(d.NodeUUID, r.o.NodeUUID) {
@@ -186,7 +191,7 @@ func (r *Reconciler) plan(d *state.Desired) ([]*item, error) {
 	var items []*item
 	byNQN := map[string]string{}
 	for _, v := range d.Volumes {
-		t, err := nvmeof.Parse(v.ConnectionInfo.Data)
+		t, err := r.targets.get(v)
 		if err != nil {
 			return nil, fmt.Errorf("volume %s: %w", v.VolumeID, err)
 		}
@@ -249,7 +254,7 @@ func (r *Reconciler) read(ctx context.Context) (*snapshot, error) {
 		return nil, err
 	}
 	for i := range hcs {
-		s.hcs[fnKey(hcs[i].Function)] = &hcs[i]
+		s.hcs[hcs[i].Function.String()] = &hcs[i]
 	}
 	return s, nil
 }
@@ -285,11 +290,12 @@ func (p *pass) mark(did bool) {
 // Reconcile implements agent.Reconciler. Phases: read SPDK, match what is
 // there, remove what is not wanted (host side first), host controllers,
 // nsids, backends and namespaces, activation, record.
-func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
+func (r *Reconciler) Reconcile(ctx context.Context, d *nodestate.Desired) error {
 	items, err := r.plan(d)
 	if err != nil {
 		return err
 	}
+	r.targets.keepOnly(d)
 	r.runMu.Lock()
 	defer r.runMu.Unlock()
 	snap, err := r.read(ctx)
@@ -303,7 +309,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
 	}
 	p := &pass{r: r, items: items, snap: snap, wantFn: map[string]bool{}, fnErr: map[string]error{}}
 	for _, it := range items {
-		p.wantFn[fnKey(it.fn)] = true
+		p.wantFn[it.fn.String()] = true
 	}
 	p.matchBdevs()
 	p.removeNamespaces(ctx)
@@ -363,14 +369,14 @@ func (p *pass) removeNamespaces(ctx context.Context) {
 	keep := map[string]*item{} // "fn/bdev" of wanted exposures
 	for _, it := range p.items {
 		if it.bdev != "" {
-			keep[fnKey(it.fn)+"/"+it.bdev] = it
+			keep[it.fn.String()+"/"+it.bdev] = it
 		}
 	}
 	for key, hc := range p.snap.hcs {
 		var kept []drivers.HostNamespace
 		for _, ns := range hc.Namespaces {
 			it := keep[key+"/"+ns.Bdev]
-			ok := it != nil && (!it.boot || ns.NSID == 1) && (it.boot || key != fnKey(pf0) || ns.NSID != 1)
+			ok := it != nil && (!it.boot || ns.NSID == 1) && (it.boot || key != pf0.String() || ns.NSID != 1)
 			if ok {
 				it.nsid = ns.NSID
 				kept = append(kept, ns)
@@ -437,7 +443,7 @@ func (p *pass) removeBackends(ctx context.Context) {
 // ensureControllers makes a host controller for every function in use.
 func (p *pass) ensureControllers(ctx context.Context) {
 	for _, it := range p.items {
-		key := fnKey(it.fn)
+		key := it.fn.String()
 		if _, done := p.fnErr[key]; done {
 			continue
 		}
@@ -471,12 +477,12 @@ func (p *pass) allocateNSIDs() {
 	}
 	reqs := make([]nsidRequest, len(p.items))
 	for i, it := range p.items {
-		reqs[i] = nsidRequest{Key: it.key(), Fn: fnKey(it.fn), Boot: it.boot, Have: it.nsid}
+		reqs[i] = nsidRequest{Key: it.key(), Fn: it.fn.String(), Boot: it.boot, Have: it.nsid}
 	}
 	p.r.mu.Lock()
 	last := p.r.lastNSID
 	p.r.mu.Unlock()
-	for i, n := range assignNSIDs(reqs, used, last, fnKey(pf0)) {
+	for i, n := range assignNSIDs(reqs, used, last, pf0.String()) {
 		p.items[i].nsid = n
 	}
 }
@@ -486,7 +492,7 @@ func (p *pass) ensureItems(ctx context.Context) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, p.r.o.Parallel)
 	for _, it := range p.items {
-		if err := p.fnErr[fnKey(it.fn)]; err != nil {
+		if err := p.fnErr[it.fn.String()]; err != nil {
 			it.err = err
 			continue
 		}
@@ -513,7 +519,7 @@ func (p *pass) activate(ctx context.Context) {
 		if err := p.r.o.Driver.Activate(ctx, *hc); err != nil {
 			err = fmt.Errorf("activate host controller %s: %w", key, err)
 			for _, it := range p.items {
-				if fnKey(it.fn) == key && it.err == nil {
+				if it.fn.String() == key && it.err == nil {
 					it.err = err
 				}
 			}
@@ -559,7 +565,7 @@ func (r *Reconciler) ensureItem(ctx context.Context, it *item, snap *snapshot) (
 			return changed, err
 		}
 	}
-	hc := snap.hcs[fnKey(it.fn)]
+	hc := snap.hcs[it.fn.String()]
 	// A controller attached just now has fresh bdevs: whatever namespace
 	// showed the old ones went with them (SPDK hot-removes it).
 	if !fresh {
@@ -570,9 +576,9 @@ func (r *Reconciler) ensureItem(ctx context.Context, it *item, snap *snapshot) (
 		}
 	}
 	r.log.Info("exposing", zap.String("volume", it.volumeID), zap.String("bdev", it.bdev),
-		zap.String("function", fnKey(it.fn)), zap.Int("nsid", it.nsid))
+		zap.String("function", it.fn.String()), zap.Int("nsid", it.nsid))
 	if err := r.o.Driver.AddNamespace(ctx, *hc, drivers.HostNamespace{NSID: it.nsid, Bdev: it.bdev}); err != nil {
-		return true, fmt.Errorf("expose %s as nsid %d on %s: %w", it.bdev, it.nsid, fnKey(it.fn), err)
+		return true, fmt.Errorf("expose %s as nsid %d on %s: %w", it.bdev, it.nsid, it.fn.String(), err)
 	}
 	return true, nil
 }
@@ -638,13 +644,13 @@ func (r *Reconciler) pickBdev(ctx context.Context, it *item, names []string) (st
 // record keeps what Observe reports and the nsids to remember. ctrls nil
 // means SPDK could not be read.
 func (r *Reconciler) record(items []*item, ctrls map[string]*spdk.NVMeController, bdevs map[string]spdk.Bdev) {
-	var out []state.VolumeStatus
-	var cd *state.ConfigDriveStatus
+	var out []nodestate.VolumeStatus
+	var cd *nodestate.ConfigDriveStatus
 	for _, it := range items {
 		if it.volumeID == "" {
-			cd = &state.ConfigDriveStatus{SHA256: it.sha, State: state.StateAttached, NSID: it.nsid}
+			cd = &nodestate.ConfigDriveStatus{SHA256: it.sha, State: nodestate.StateAttached, NSID: it.nsid}
 			if it.err != nil {
-				cd.State, cd.LastError, cd.NSID = state.StateError, it.err.Error(), 0
+				cd.State, cd.LastError, cd.NSID = nodestate.StateError, it.err.Error(), 0
 			}
 			continue
 		}
@@ -674,16 +680,16 @@ func (r *Reconciler) record(items []*item, ctrls map[string]*spdk.NVMeController
 	}
 }
 
-func (r *Reconciler) volumeStatus(it *item, ctrls map[string]*spdk.NVMeController, bdevs map[string]spdk.Bdev) state.VolumeStatus {
+func (r *Reconciler) volumeStatus(it *item, ctrls map[string]*spdk.NVMeController, bdevs map[string]spdk.Bdev) nodestate.VolumeStatus {
 	f := it.fn
-	st := state.VolumeStatus{VolumeID: it.volumeID, State: state.StateAttached, Controller: it.ctrl, Bdev: it.bdev,
+	st := nodestate.VolumeStatus{VolumeID: it.volumeID, State: nodestate.StateAttached, Controller: it.ctrl, Bdev: it.bdev,
 		Function: &f, NSID: it.nsid, QoS: it.qos}
 	if b, ok := bdevs[it.bdev]; ok && it.bdev != "" {
 		st.SizeBytes = b.NumBlocks * int64(b.BlockSize)
 	}
 	have := backend.Paths(ctrls[it.ctrl])
 	for _, p := range it.target.Portals {
-		ps := state.PathStatus{Transport: p.Transport, Address: p.Address, Port: fmt.Sprint(p.Port), State: "detached"}
+		ps := nodestate.PathStatus{Transport: p.Transport, Address: p.Address, Port: fmt.Sprint(p.Port), State: "detached"}
 		for _, h := range have {
 			if strings.EqualFold(h.Trid.Trtype, p.Transport) && h.Trid.Traddr == p.Address && h.Trid.Trsvcid == ps.Port {
 				ps.State = h.State
@@ -692,7 +698,7 @@ func (r *Reconciler) volumeStatus(it *item, ctrls map[string]*spdk.NVMeControlle
 		st.Paths = append(st.Paths, ps)
 	}
 	if it.err != nil {
-		st.State, st.LastError = state.StateError, it.err.Error()
+		st.State, st.LastError = nodestate.StateError, it.err.Error()
 		if it.bdev == "" {
 			st.NSID = 0
 		}
@@ -707,13 +713,13 @@ const sizeRefreshTimeout = time.Second
 // Observe implements agent.Reconciler from the last reconcile, with the
 // volumes' sizes re-read in one bdev_get_bdevs call (an online extend shows
 // at once, without waiting for a reconcile).
-func (r *Reconciler) Observe(ctx context.Context, obs *state.Observed) {
+func (r *Reconciler) Observe(ctx context.Context, obs *nodestate.Observed) {
 	r.refreshSizes(ctx)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	obs.Volumes = make([]state.VolumeStatus, len(r.status))
+	obs.Volumes = make([]nodestate.VolumeStatus, len(r.status))
 	for i, s := range r.status {
-		s.Paths = append([]state.PathStatus(nil), s.Paths...)
+		s.Paths = append([]nodestate.PathStatus(nil), s.Paths...)
 		obs.Volumes[i] = s
 	}
 	if r.cdStatus != nil {

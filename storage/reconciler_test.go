@@ -10,13 +10,13 @@ import (
 	"testing"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent"
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/bluefield"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/spdkgeneric"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk/spdktest"
@@ -32,7 +32,7 @@ const (
 
 var _ agent.Reconciler = (*storage.Reconciler)(nil)
 
-var pf0NQN = drivers.HostSubsystemNQN(nodeUUID, state.Function{PF: 0})
+var pf0NQN = drivers.HostSubsystemNQN(nodeUUID, nodestate.Function{PF: 0})
 
 func storageOpts() config.StorageOpts {
 	return config.StorageOpts{HostNQN: hostNQN, CtrlrLossTimeoutSec: -1, ReconnectDelaySec: 5, FastIOFailTimeoutSec: 0, Multipath: "multipath"}
@@ -90,38 +90,38 @@ func simDriver(t *testing.T) func(*spdk.Client) drivers.StorageDriver {
 }
 
 // Connection info in Cinder's two formats.
-func newFormat(id string, ports ...int) state.ConnectionInfo {
+func newFormat(id string, ports ...int) nodestate.ConnectionInfo {
 	var portals []any
 	for _, p := range ports {
 		portals = append(portals, []any{"127.0.0.1", float64(p), "tcp"})
 	}
-	return state.ConnectionInfo{DriverVolumeType: "nvmeof", Data: map[string]any{
+	return nodestate.ConnectionInfo{DriverVolumeType: "nvmeof", Data: map[string]any{
 		"target_nqn": "nqn.2010-10.org.openstack:volume-" + id, "vol_uuid": id, "portals": portals,
 	}}
 }
 
-func oldFormat(id string, port int) state.ConnectionInfo {
-	return state.ConnectionInfo{DriverVolumeType: "nvmeof", Data: map[string]any{
+func oldFormat(id string, port int) nodestate.ConnectionInfo {
+	return nodestate.ConnectionInfo{DriverVolumeType: "nvmeof", Data: map[string]any{
 		"nqn": "nqn.2010-10.org.openstack:volume-" + id, "target_portal": "127.0.0.1",
 		"target_port": float64(port), "transport_type": "tcp", "ns_id": float64(1),
 	}}
 }
 
-func desired(vols ...state.Volume) *state.Desired {
-	return &state.Desired{Generation: 1, NodeUUID: nodeUUID, Volumes: vols, VIFs: []state.VIF{}}
+func desired(vols ...nodestate.Volume) *nodestate.Desired {
+	return &nodestate.Desired{Generation: 1, NodeUUID: nodeUUID, Volumes: vols, VIFs: []nodestate.VIF{}}
 }
 
-func bootVol() state.Volume {
-	return state.Volume{VolumeID: bootID, BootIndex: state.IntPtr(0), ConnectionInfo: newFormat(bootID, 4420, 4421)}
+func bootVol() nodestate.Volume {
+	return nodestate.Volume{VolumeID: bootID, BootIndex: nodestate.IntPtr(0), ConnectionInfo: newFormat(bootID, 4420, 4421)}
 }
-func data1() state.Volume {
-	return state.Volume{VolumeID: data1ID, ConnectionInfo: oldFormat(data1ID, 4420)}
+func data1() nodestate.Volume {
+	return nodestate.Volume{VolumeID: data1ID, ConnectionInfo: oldFormat(data1ID, 4420)}
 }
-func data2() state.Volume {
-	return state.Volume{VolumeID: data2ID, BootIndex: state.IntPtr(1), ConnectionInfo: newFormat(data2ID, 4420)}
+func data2() nodestate.Volume {
+	return nodestate.Volume{VolumeID: data2ID, BootIndex: nodestate.IntPtr(1), ConnectionInfo: newFormat(data2ID, 4420)}
 }
 
-func (g *rig) reconcile(d *state.Desired) {
+func (g *rig) reconcile(d *nodestate.Desired) {
 	g.t.Helper()
 	if err := g.r.Reconcile(context.Background(), d); err != nil {
 		g.t.Fatalf("reconcile: %v", err)
@@ -164,10 +164,10 @@ func (g *rig) controllers() map[string]spdk.NVMeController {
 	return out
 }
 
-func (g *rig) observe() map[string]state.VolumeStatus {
-	var obs state.Observed
+func (g *rig) observe() map[string]nodestate.VolumeStatus {
+	var obs nodestate.Observed
 	g.r.Observe(context.Background(), &obs)
-	out := map[string]state.VolumeStatus{}
+	out := map[string]nodestate.VolumeStatus{}
 	for _, v := range obs.Volumes {
 		out[v.VolumeID] = v
 	}
@@ -242,11 +242,11 @@ func TestAttachHotplugDetachSim(t *testing.T) {
 	}
 	obs := g.observe()
 	b := obs[bootID]
-	if b.State != state.StateAttached || b.NSID != 1 || b.Controller != "idpu-"+bootID || b.Bdev != "idpu-"+bootID+"n1" ||
-		b.Function == nil || !b.Function.Equal(state.Function{PF: 0}) || len(b.Paths) != 2 || b.Paths[0].State != "enabled" || b.Paths[1].State != "enabled" {
+	if b.State != nodestate.StateAttached || b.NSID != 1 || b.Controller != "idpu-"+bootID || b.Bdev != "idpu-"+bootID+"n1" ||
+		b.Function == nil || !b.Function.Equal(nodestate.Function{PF: 0}) || len(b.Paths) != 2 || b.Paths[0].State != "enabled" || b.Paths[1].State != "enabled" {
 		t.Fatalf("boot status = %+v", b)
 	}
-	if obs[data1ID].NSID != 2 || obs[data2ID].NSID != 3 || obs[data1ID].State != state.StateAttached {
+	if obs[data1ID].NSID != 2 || obs[data2ID].NSID != 3 || obs[data1ID].State != nodestate.StateAttached {
 		t.Fatalf("data status = %+v", obs)
 	}
 
@@ -327,7 +327,7 @@ func TestSPDKRestartConverges(t *testing.T) {
 	if err := g.r.Reconcile(ctx, all); !errors.Is(err, errdefs.ErrUnavailable) {
 		t.Fatalf("reconcile with SPDK down = %v", err)
 	}
-	if obs := g.observe(); obs[bootID].State != state.StateError || obs[bootID].LastError == "" {
+	if obs := g.observe(); obs[bootID].State != nodestate.StateError || obs[bootID].LastError == "" {
 		t.Fatalf("observe with SPDK down = %+v", obs[bootID])
 	}
 	// A constructor with SPDK down still works.
@@ -354,28 +354,28 @@ func TestSPDKRestartConverges(t *testing.T) {
 func TestBadInputMakesNoCall(t *testing.T) {
 	emu := newEmu(t)
 	g := newRig(t, emu, simDriver(t))
-	mod := func(f func(d map[string]any)) state.Volume {
+	mod := func(f func(d map[string]any)) nodestate.Volume {
 		v := bootVol()
 		v.ConnectionInfo = newFormat(bootID, 4420)
 		f(v.ConnectionInfo.Data)
 		return v
 	}
-	cases := map[string]*state.Desired{
+	cases := map[string]*nodestate.Desired{
 		"bad target nqn":    desired(mod(func(d map[string]any) { d["target_nqn"] = "iqn.bogus" })),
 		"unknown transport": desired(mod(func(d map[string]any) { d["portals"] = []any{[]any{"127.0.0.1", float64(4420), "fc"}} })),
 		"port 0":            desired(mod(func(d map[string]any) { d["portals"] = []any{[]any{"127.0.0.1", float64(0), "tcp"}} })),
 		"port 65536":        desired(mod(func(d map[string]any) { d["portals"] = []any{[]any{"127.0.0.1", float64(65536), "tcp"}} })),
 		"missing target":    desired(mod(func(d map[string]any) { delete(d, "target_nqn") })),
 		"no portals":        desired(mod(func(d map[string]any) { delete(d, "portals") })),
-		"duplicate boot_index": desired(bootVol(), state.Volume{VolumeID: data1ID, BootIndex: state.IntPtr(0),
+		"duplicate boot_index": desired(bootVol(), nodestate.Volume{VolumeID: data1ID, BootIndex: nodestate.IntPtr(0),
 			ConnectionInfo: newFormat(data1ID, 4420)}),
-		"boot on a vf": desired(state.Volume{VolumeID: bootID, BootIndex: state.IntPtr(0), ConnectionInfo: newFormat(bootID, 4420),
-			Function: &state.Function{PF: 0, VF: state.IntPtr(1)}}),
-		"pf the card lacks": desired(state.Volume{VolumeID: data1ID, ConnectionInfo: newFormat(data1ID, 4420), Function: &state.Function{PF: 7}}),
+		"boot on a vf": desired(nodestate.Volume{VolumeID: bootID, BootIndex: nodestate.IntPtr(0), ConnectionInfo: newFormat(bootID, 4420),
+			Function: &nodestate.Function{PF: 0, VF: nodestate.IntPtr(1)}}),
+		"pf the card lacks": desired(nodestate.Volume{VolumeID: data1ID, ConnectionInfo: newFormat(data1ID, 4420), Function: &nodestate.Function{PF: 7}}),
 		"other host nqn": desired(mod(func(d map[string]any) {
 			d["host_nqn"] = "nqn.2014-08.org.nvmexpress:uuid:deadbeef-0000-4000-8000-000000000000"
 		})),
-		"other node": {Generation: 1, NodeUUID: "00000000-0000-4000-8000-000000000001", Volumes: []state.Volume{bootVol()}},
+		"other node": {Generation: 1, NodeUUID: "00000000-0000-4000-8000-000000000001", Volumes: []nodestate.Volume{bootVol()}},
 	}
 	for name, d := range cases {
 		emu.ResetCalls()
@@ -425,10 +425,10 @@ func TestDegradedAndFailedVolumes(t *testing.T) {
 	}
 	obs := g.observe()
 	b := obs[bootID]
-	if b.State != state.StateAttached || b.NSID != 1 || len(b.Paths) != 2 || b.Paths[0].State != "enabled" || b.Paths[1].State != "detached" {
+	if b.State != nodestate.StateAttached || b.NSID != 1 || len(b.Paths) != 2 || b.Paths[0].State != "enabled" || b.Paths[1].State != "detached" {
 		t.Fatalf("degraded boot = %+v", b)
 	}
-	if d := obs[data1ID]; d.State != state.StateError || !strings.Contains(d.LastError, "Input/output error") || d.NSID != 0 {
+	if d := obs[data1ID]; d.State != nodestate.StateError || !strings.Contains(d.LastError, "Input/output error") || d.NSID != 0 {
 		t.Fatalf("failed data1 = %+v", d)
 	}
 	// The missing path comes back once the target listens on it.
@@ -436,7 +436,7 @@ func TestDegradedAndFailedVolumes(t *testing.T) {
 	emu.AddRemote(spdktest.CinderVolume(bootID, hostNQN, "4420", "4421"))
 	emu.AddRemote(spdktest.CinderVolume(data1ID, hostNQN, "4420"))
 	g.reconcile(desired(bootVol(), data1()))
-	if obs := g.observe(); obs[bootID].Paths[1].State != "enabled" || obs[data1ID].State != state.StateAttached {
+	if obs := g.observe(); obs[bootID].Paths[1].State != "enabled" || obs[data1ID].State != nodestate.StateAttached {
 		t.Fatalf("recovered = %+v", obs)
 	}
 }
@@ -494,7 +494,7 @@ func TestRetargetedVolume(t *testing.T) {
 	if seq := strings.Join(mutatingOrder(emu2), ","); seq != "nvme_controller_detach_ns,nvme_namespace_destroy,bdev_nvme_detach_controller,bdev_nvme_attach_controller,nvme_namespace_create,nvme_controller_attach_ns" {
 		t.Fatalf("SNAP retarget calls = %s", seq)
 	}
-	if st := g2.observe()[data2ID]; st.State != state.StateAttached || st.NSID != 2 {
+	if st := g2.observe()[data2ID]; st.State != nodestate.StateAttached || st.NSID != 2 {
 		t.Fatalf("SNAP retarget status = %+v", st)
 	}
 }
@@ -513,7 +513,7 @@ func TestBluefieldSNAP(t *testing.T) {
 	emu := newEmu(t)
 	g := newRig(t, emu, snapDriver(t))
 	vfData := data2()
-	vfData.Function = &state.Function{PF: 0, VF: state.IntPtr(2)}
+	vfData.Function = &nodestate.Function{PF: 0, VF: nodestate.IntPtr(2)}
 	all := desired(bootVol(), data1(), vfData)
 	g.reconcile(all)
 	for _, m := range []string{"nvme_subsystem_create", "nvme_controller_create", "nvme_controller_resume"} {
@@ -566,7 +566,7 @@ func TestBluefieldSNAP(t *testing.T) {
 	}
 	// The card has no VF 9 and SNAP cannot use SFs.
 	bad := data2()
-	bad.Function = &state.Function{PF: 0, VF: state.IntPtr(9)}
+	bad.Function = &nodestate.Function{PF: 0, VF: nodestate.IntPtr(9)}
 	if err := g.r.Validate(context.Background(), desired(bad)); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("vf 9: %v", err)
 	}
@@ -599,7 +599,7 @@ func TestSPDKNvmfVFIOUser(t *testing.T) {
 	}
 	// VFs are not emulated by this driver.
 	v := data1()
-	v.Function = &state.Function{PF: 0, VF: state.IntPtr(1)}
+	v.Function = &nodestate.Function{PF: 0, VF: nodestate.IntPtr(1)}
 	if err := g.r.Validate(context.Background(), desired(v)); !errors.Is(err, errdefs.ErrNotSupported) {
 		t.Fatalf("vf: %v", err)
 	}

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 // Reconciler records every call and reports the desired items as attached
@@ -19,9 +19,9 @@ type Reconciler struct {
 	ReconcileErr error
 	ValidateErr  error
 	HealthErr    error
-	Reconciles   []*state.Desired
+	Reconciles   []*nodestate.Desired
 	Validates    int
-	last         *state.Desired
+	last         *nodestate.Desired
 	// Block, when set, is waited on inside Reconcile (to test slow calls).
 	Block   chan struct{}
 	started int
@@ -52,7 +52,7 @@ func (r *Reconciler) Name() string {
 }
 
 // Validate implements agent.Reconciler.
-func (r *Reconciler) Validate(ctx context.Context, d *state.Desired) error {
+func (r *Reconciler) Validate(ctx context.Context, d *nodestate.Desired) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.Validates++
@@ -60,7 +60,7 @@ func (r *Reconciler) Validate(ctx context.Context, d *state.Desired) error {
 }
 
 // Reconcile implements agent.Reconciler.
-func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
+func (r *Reconciler) Reconcile(ctx context.Context, d *nodestate.Desired) error {
 	r.mu.Lock()
 	block := r.Block
 	r.started++
@@ -80,7 +80,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *state.Desired) error {
 }
 
 // Observe implements agent.Reconciler.
-func (r *Reconciler) Observe(ctx context.Context, obs *state.Observed) {
+func (r *Reconciler) Observe(ctx context.Context, obs *nodestate.Observed) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.last == nil {
@@ -92,18 +92,18 @@ func (r *Reconciler) Observe(ctx context.Context, obs *state.Observed) {
 	}
 	if r.NameValue != "storage" {
 		for _, v := range r.last.VIFs {
-			obs.VIFs = append(obs.VIFs, state.VIFStatus{PortID: v.PortID, State: state.StatePlugged, Function: v.Function, Bound: true})
+			obs.VIFs = append(obs.VIFs, nodestate.VIFStatus{PortID: v.PortID, State: nodestate.StatePlugged, Function: v.Function, Bound: true})
 		}
 	}
 }
 
-func (r *Reconciler) observeVolumes(obs *state.Observed) {
+func (r *Reconciler) observeVolumes(obs *nodestate.Observed) {
 	for _, v := range r.last.Volumes {
 		nsid := 2
 		if v.BootIndex != nil && *v.BootIndex == 0 {
 			nsid = 1
 		}
-		obs.Volumes = append(obs.Volumes, state.VolumeStatus{VolumeID: v.VolumeID, State: state.StateAttached, NSID: nsid})
+		obs.Volumes = append(obs.Volumes, nodestate.VolumeStatus{VolumeID: v.VolumeID, State: nodestate.StateAttached, NSID: nsid})
 	}
 }
 
@@ -143,8 +143,8 @@ func (r *Reconciler) Set(reconcileErr, validateErr, healthErr error) {
 }
 
 // Seen returns the desired states Reconcile was called with, in order.
-func (r *Reconciler) Seen() []*state.Desired {
+func (r *Reconciler) Seen() []*nodestate.Desired {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]*state.Desired(nil), r.Reconciles...)
+	return append([]*nodestate.Desired(nil), r.Reconciles...)
 }

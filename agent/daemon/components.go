@@ -57,32 +57,45 @@ func buildDriver(cfg *config.Config, client *spdk.Client, log *zap.Logger) (*dri
 	return nil, fmt.Errorf("%w: [dpu] driver %q: want one of %s", errdefs.ErrInvalidArgument, cfg.DPU.Driver, driverNames)
 }
 
-// buildReconcilers builds the DPU driver and the storage and network
-// reconcilers. None of them needs its backend to be up; the returned closers
-// stop their background work.
-func buildReconcilers(ctx context.Context, cfg *config.Config, log *zap.Logger, trigger func()) ([]agent.Reconciler, []func(), error) {
+// components are the reconcilers and what the daemon runs and closes for
+// them. Building them starts nothing.
+type components struct {
+	reconcilers []agent.Reconciler
+	// runs are the connection watchers (SPDK re-dial, OVSDB connection):
+	// each blocks until its ctx is done.
+	runs  []func(context.Context)
+	close func()
+}
+
+// buildComponents builds the DPU driver and the storage and network
+// reconcilers. None of them needs its backend to be up; trigger asks for a
+// reconcile when SPDK or OVSDB (re)connects.
+func buildComponents(cfg *config.Config, log *zap.Logger, trigger func()) (*components, error) {
 	// A restarted SPDK has forgotten every bdev and subsystem: reconcile as
 	// soon as it answers again, even if the restart beat the health probe.
 	client := spdk.NewUnix(cfg.SPDK.RPCSocket, log.Named("spdk"), spdk.WithOnReconnect(trigger))
 	client.SetCallTimeout(cfg.SPDK.RPCTimeout)
 	drv, err := buildDriver(cfg, client, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	net, err := network.New(ctx, network.Options{
+	net, err := network.New(network.Options{
 		Config: cfg.OVS, NodeUUID: cfg.Default.NodeUUID, Driver: drv.Network, Trigger: trigger, Logger: log,
 		RetryBase: cfg.Default.RetryBase, RetryMax: cfg.Default.ReconcileInterval,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	st, err := storage.New(storage.Options{
 		Client: client, Storage: cfg.Storage, NodeUUID: cfg.Default.NodeUUID, Driver: drv.Storage, Logger: log,
 		NSIDFile: filepath.Join(cfg.Default.StateDir, "nsids.json"),
 	})
 	if err != nil {
-		net.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	return []agent.Reconciler{st, net}, []func(){net.Close, func() { _ = client.Close() }}, nil
+	return &components{
+		reconcilers: []agent.Reconciler{st, net},
+		runs:        []func(context.Context){client.Run, net.Run},
+		close:       func() { _ = client.Close() },
+	}, nil
 }

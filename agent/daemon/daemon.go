@@ -6,9 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"sync"
-	"sync/atomic"
 
 	"go.uber.org/zap"
 
@@ -17,8 +15,8 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/ironicsync"
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
-	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/version"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/rpcapi"
 )
 
@@ -39,24 +37,17 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	// The reconcilers need a trigger before the agent that owns them exists;
-	// their connection goroutines may fire it at any time, hence atomic.
-	var built atomic.Pointer[agent.Agent]
-	trigger := func() {
-		if a := built.Load(); a != nil {
-			a.RequestReconcile()
-		}
-	}
-	recs, closers, err := buildReconcilers(ctx, cfg, log, trigger)
+	// Made before everything they connect: the components fire wake, the
+	// agent serves it; the RPC server records link, the agent's health
+	// reads it.
+	wake := agent.NewWakeup()
+	link := &rpcapi.Link{}
+	comps, err := buildComponents(cfg, log, wake.Request)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for _, c := range closers {
-			c()
-		}
-	}()
-	var pull func(context.Context) (*state.Desired, error)
+	defer comps.close()
+	var pull func(context.Context) (*nodestate.Desired, error)
 	if cfg.Ironic.APIURL != "" {
 		src, err := ironicsync.New(ctx, cfg.Ironic, cfg.Default.NodeUUID)
 		if err != nil {
@@ -69,19 +60,20 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		NodeUUID:       cfg.Default.NodeUUID,
 		DriverName:     cfg.DPU.Driver,
 		Store:          store,
-		Reconcilers:    recs,
+		Reconcilers:    comps.reconcilers,
+		Wakeup:         wake,
+		RPCHealth:      link.Health,
 		Interval:       cfg.Default.ReconcileInterval,
 		HealthInterval: cfg.Default.HealthInterval,
 		RetryBase:      cfg.Default.RetryBase,
 		ItemWait:       cfg.Default.ItemWait,
 		SFBase:         cfg.Agent.SFBase,
-		Limits:         state.Limits{MaxVIFs: cfg.Agent.MaxVIFs, MaxVolumes: cfg.Agent.MaxVolumes},
+		Limits:         nodestate.Limits{MaxVIFs: cfg.Agent.MaxVIFs, MaxVolumes: cfg.Agent.MaxVolumes},
 		Logger:         log,
 	})
 	if err != nil {
 		return err
 	}
-	built.Store(a)
 
 	disp := rpcapi.NewDispatcher(version.RPCAPIVersion, "")
 	methods := []string{rpcapi.PingMethod}
@@ -97,7 +89,8 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		ListenShared: cfg.Agent.ListenSharedTopic,
 		Dispatcher:   disp,
 		Classify:     Classify,
-		OnConnect:    a.RequestReconcile,
+		OnConnect:    wake.Request,
+		Link:         link,
 		Observe:      metrics.ObserveRPC,
 		// apply_state carries the config drive: see the option's help
 		MaxMessageBytes: cfg.Agent.MaxMessageBytes,
@@ -106,14 +99,11 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	a.SetRPCHealth(func() error {
-		if !srv.Connected() {
-			return fmt.Errorf("not connected to the message broker: %w", errdefs.ErrUnavailable)
-		}
-		return nil
-	})
-
 	var wg sync.WaitGroup
+	// Every goroutine of the daemon is started here and waited for below.
+	for _, run := range comps.runs {
+		wg.Go(func() { run(ctx) })
+	}
 	errc := make(chan error, 3)
 	wg.Go(func() { errc <- a.Run(ctx) })
 	wg.Go(func() { errc <- srv.Run(ctx) })

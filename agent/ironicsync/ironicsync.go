@@ -17,9 +17,9 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/baremetal/noauth"
 	"github.com/gophercloud/gophercloud/v2/openstack/baremetal/v1/nodes"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 // StateKey is where the dpu driver records the node's desired state in
@@ -91,7 +91,7 @@ func (s *Source) serviceClient(ctx context.Context) (*gophercloud.ServiceClient,
 
 // Fetch returns the node's recorded desired state, or nil if the driver has
 // recorded none.
-func (s *Source) Fetch(ctx context.Context) (*state.Desired, error) {
+func (s *Source) Fetch(ctx context.Context) (*nodestate.Desired, error) {
 	client, err := s.serviceClient(ctx)
 	if err != nil {
 		return nil, err
@@ -111,7 +111,7 @@ func (s *Source) Fetch(ctx context.Context) (*state.Desired, error) {
 }
 
 // Decode turns the recorded value (a JSON object) into a desired state.
-func Decode(raw any) (*state.Desired, error) {
+func Decode(raw any) (*nodestate.Desired, error) {
 	b, err := json.Marshal(raw)
 	if err != nil {
 		return nil, err
@@ -119,7 +119,7 @@ func Decode(raw any) (*state.Desired, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	dec.DisallowUnknownFields()
-	var d state.Desired
+	var d nodestate.Desired
 	if err := dec.Decode(&d); err != nil {
 		return nil, fmt.Errorf("%w: driver_internal_info.%s: %v", errdefs.ErrInvalidArgument, StateKey, err)
 	}

@@ -1,3 +1,5 @@
+// Package state is the agent's durable store of the desired state
+// (nodestate.Desired) in state_dir.
 package state
 
 import (
@@ -10,6 +12,7 @@ import (
 	"path/filepath"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/atomicfile"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 // FileName is the desired-state file inside state_dir.
@@ -37,7 +40,7 @@ func (s *Store) Path() string { return filepath.Join(s.dir, FileName) }
 
 // Load returns the stored state, or an empty generation-0 state if none was
 // ever saved. Leftover temp files from an interrupted save are removed.
-func (s *Store) Load() (*Desired, error) {
+func (s *Store) Load() (*nodestate.Desired, error) {
 	if tmps, _ := filepath.Glob(atomicfile.TempPrefix(s.Path()) + "*"); len(tmps) > 0 {
 		for _, t := range tmps {
 			_ = os.Remove(t)
@@ -45,7 +48,7 @@ func (s *Store) Load() (*Desired, error) {
 	}
 	b, err := os.ReadFile(s.Path())
 	if errors.Is(err, fs.ErrNotExist) {
-		return &Desired{Volumes: []Volume{}, VIFs: []VIF{}}, nil
+		return &nodestate.Desired{Volumes: []nodestate.Volume{}, VIFs: []nodestate.VIF{}}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read state: %w", err)
@@ -53,22 +56,22 @@ func (s *Store) Load() (*Desired, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	dec.DisallowUnknownFields()
-	var d Desired
+	var d nodestate.Desired
 	if err := dec.Decode(&d); err != nil {
 		return nil, fmt.Errorf("decode %s: %w", s.Path(), err)
 	}
 	if d.Volumes == nil {
-		d.Volumes = []Volume{}
+		d.Volumes = []nodestate.Volume{}
 	}
 	if d.VIFs == nil {
-		d.VIFs = []VIF{}
+		d.VIFs = []nodestate.VIF{}
 	}
 	d.Normalize() // a state saved before MACs were lower-cased at admission
 	return &d, nil
 }
 
 // Save writes d durably.
-func (s *Store) Save(d *Desired) error {
+func (s *Store) Save(d *nodestate.Desired) error {
 	b, err := json.MarshalIndent(d, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)

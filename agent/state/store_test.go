@@ -10,12 +10,13 @@ import (
 	"time"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
-func bigState(gen int64) *state.Desired {
-	d := &state.Desired{Generation: gen, Volumes: []state.Volume{}, VIFs: []state.VIF{}}
+func bigState(gen int64) *nodestate.Desired {
+	d := &nodestate.Desired{Generation: gen, Volumes: []nodestate.Volume{}, VIFs: []nodestate.VIF{}}
 	for i := 0; i < 200; i++ { // a few tens of KiB, so a kill often lands mid-write
-		d.VIFs = append(d.VIFs, state.VIF{PortID: "0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01", MAC: "fa:16:3e:00:00:01", MTU: 1500 + i})
+		d.VIFs = append(d.VIFs, nodestate.VIF{PortID: "0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01", MAC: "fa:16:3e:00:00:01", MTU: 1500 + i})
 	}
 	return d
 }

@@ -17,8 +17,9 @@ func main() {
 	sock := flag.String("socket", "/var/tmp/spdk.sock", "unix socket to serve")
 	remotes := flag.String("remotes", "", "JSON file listing the reachable remote NVMe-oF subsystems")
 	debug := flag.Bool("debug-methods", false, "serve spdktest_get_call_counts and spdktest_reset_call_counts")
+	pathTick := flag.Duration("path-tick", 0, "how often lost NVMe-oF paths advance (0: the emulator's default, 25ms)")
 	flag.Parse()
-	opts := spdktest.Options{Debug: *debug}
+	opts := spdktest.Options{Debug: *debug, PathTick: *pathTick}
 	var err error
 	if *remotes != "" {
 		opts.Remotes, err = spdktest.LoadRemotes(*remotes)

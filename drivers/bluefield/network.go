@@ -11,11 +11,11 @@ import (
 	"github.com/vishvananda/netlink"
 	"go.uber.org/zap"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/representor"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/sf"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 // HostController is the eswitch controller of the bare-metal host on a
@@ -53,13 +53,13 @@ func NewNetworkWith(f representor.Finder, sfs SFManager, card drivers.Card) *Net
 
 // ValidateFunction implements drivers.NetworkDriver: the PF must exist on
 // this card (discovered from sysfs), the SF number must be ours to use.
-func (n *Network) ValidateFunction(f state.Function) error {
-	if err := state.ValidateFunction(f); err != nil {
+func (n *Network) ValidateFunction(f nodestate.Function) error {
+	if err := nodestate.ValidateFunction(f); err != nil {
 		return err
 	}
 	if f.SF != nil && *f.SF > MaxSF {
 		return fmt.Errorf("%w: function %s: sf numbers above %d are reserved for virtio-net-controller",
-			errdefs.ErrInvalidArgument, representor.Name(f), MaxSF)
+			errdefs.ErrInvalidArgument, f, MaxSF)
 	}
 	if err := n.card.Check(f); err != nil {
 		return err
@@ -69,13 +69,13 @@ func (n *Network) ValidateFunction(f state.Function) error {
 		return err
 	}
 	if !slices.Contains(pfs, f.PF) {
-		return fmt.Errorf("%w: function %s: this card has PFs %v", errdefs.ErrInvalidArgument, representor.Name(f), pfs)
+		return fmt.Errorf("%w: function %s: this card has PFs %v", errdefs.ErrInvalidArgument, f, pfs)
 	}
 	return nil
 }
 
 // Representor implements drivers.NetworkDriver.
-func (n *Network) Representor(_ context.Context, f state.Function) (string, error) {
+func (n *Network) Representor(_ context.Context, f nodestate.Function) (string, error) {
 	if err := n.ValidateFunction(f); err != nil {
 		return "", err
 	}
@@ -84,7 +84,7 @@ func (n *Network) Representor(_ context.Context, f state.Function) (string, erro
 
 // Prepare implements drivers.NetworkDriver: SFs are created and activated
 // with the VIF's MAC; VFs and PFs belong to the host and are only looked up.
-func (n *Network) Prepare(ctx context.Context, f state.Function, mac string) (string, error) {
+func (n *Network) Prepare(ctx context.Context, f nodestate.Function, mac string) (string, error) {
 	if err := n.ValidateFunction(f); err != nil {
 		return "", err
 	}
@@ -95,7 +95,7 @@ func (n *Network) Prepare(ctx context.Context, f state.Function, mac string) (st
 }
 
 // Release implements drivers.NetworkDriver.
-func (n *Network) Release(ctx context.Context, f state.Function) error {
+func (n *Network) Release(ctx context.Context, f nodestate.Function) error {
 	if f.SF == nil {
 		return nil
 	}

@@ -7,13 +7,13 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/bluefield"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/representor"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/sf"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/sf/sftest"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 var _ drivers.NetworkDriver = (*bluefield.Network)(nil)
@@ -30,19 +30,19 @@ func TestNetworkDriver(t *testing.T) {
 
 	// Unknown PF (the card has 0 and 1), reserved SF, negative/huge numbers:
 	// ErrInvalidArgument and no devlink call.
-	for _, fn := range []state.Function{
-		{PF: 2, SF: state.IntPtr(1)}, {PF: 0, SF: state.IntPtr(1000)}, {PF: 0, VF: state.IntPtr(-1)},
-		{PF: 0, SF: state.IntPtr(1 << 20)}, {PF: -1},
+	for _, fn := range []nodestate.Function{
+		{PF: 2, SF: nodestate.IntPtr(1)}, {PF: 0, SF: nodestate.IntPtr(1000)}, {PF: 0, VF: nodestate.IntPtr(-1)},
+		{PF: 0, SF: nodestate.IntPtr(1 << 20)}, {PF: -1},
 	} {
 		if _, err := n.Prepare(ctx, fn, "fa:16:3e:00:00:01"); !errors.Is(err, errdefs.ErrInvalidArgument) {
-			t.Errorf("Prepare(%s) err = %v, want ErrInvalidArgument", representor.Name(fn), err)
+			t.Errorf("Prepare(%s) err = %v, want ErrInvalidArgument", fn, err)
 		}
 	}
 	if c := fake.Calls(); len(c) != 0 {
 		t.Fatalf("devlink calls on invalid input: %v", c)
 	}
 
-	sf5 := state.Function{PF: 0, SF: state.IntPtr(5)}
+	sf5 := nodestate.Function{PF: 0, SF: nodestate.IntPtr(5)}
 	if _, err := n.Representor(ctx, sf5); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("SF before Prepare: %v, want ErrNotFound", err)
 	}
@@ -54,11 +54,11 @@ func TestNetworkDriver(t *testing.T) {
 		t.Fatalf("Representor after Prepare = %q, %v", got, err)
 	}
 	// A host VF the host has not enabled is NotFound, and Prepare cannot make it.
-	vf3 := state.Function{PF: 0, VF: state.IntPtr(3)}
+	vf3 := nodestate.Function{PF: 0, VF: nodestate.IntPtr(3)}
 	if _, err := n.Prepare(ctx, vf3, "fa:16:3e:00:00:03"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("VF Prepare: %v, want ErrNotFound", err)
 	}
-	if got, err := n.Representor(ctx, state.Function{PF: 1}); err != nil || got != "pf1hpf" {
+	if got, err := n.Representor(ctx, nodestate.Function{PF: 1}); err != nil || got != "pf1hpf" {
 		t.Fatalf("host PF 1 = %q, %v", got, err)
 	}
 	if err := n.Release(ctx, sf5); err != nil {
@@ -76,7 +76,7 @@ func TestNetworkDriver(t *testing.T) {
 }
 
 // SF allocation interplay: VIFs without a function get SFs from
-// state.AssignFunctions, and those land on distinct BlueField SF representors.
+// nodestate.AssignFunctions, and those land on distinct BlueField SF representors.
 func TestAssignedSFsGetRepresentors(t *testing.T) {
 	ctx := context.Background()
 	root := t.TempDir()
@@ -86,12 +86,12 @@ func TestAssignedSFsGetRepresentors(t *testing.T) {
 	fake := sftest.NewNetlink(root)
 	f := representor.Finder{Root: root, Controller: bluefield.HostController}
 	n := bluefield.NewNetworkWith(f, &sf.Manager{NL: fake, Finder: f, Controller: bluefield.HostController, Log: zap.NewNop()}, drivers.DefaultCard)
-	d := &state.Desired{VIFs: []state.VIF{
+	d := &nodestate.Desired{VIFs: []nodestate.VIF{
 		{PortID: "11111111-1111-1111-1111-111111111111", MAC: "fa:16:3e:00:00:01"},
-		{PortID: "22222222-2222-2222-2222-222222222222", MAC: "fa:16:3e:00:00:02", Function: &state.Function{PF: 0, SF: state.IntPtr(1)}},
+		{PortID: "22222222-2222-2222-2222-222222222222", MAC: "fa:16:3e:00:00:02", Function: &nodestate.Function{PF: 0, SF: nodestate.IntPtr(1)}},
 		{PortID: "33333333-3333-3333-3333-333333333333", MAC: "fa:16:3e:00:00:03"},
 	}}
-	if err := state.AssignFunctions(nil, d, 1); err != nil {
+	if err := nodestate.AssignFunctions(nil, d, 1); err != nil {
 		t.Fatal(err)
 	}
 	reps := map[string]bool{}

@@ -12,13 +12,12 @@ package bluefield
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"go.uber.org/zap"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 )
 
@@ -43,7 +42,7 @@ func NewStorage(o StorageOptions) (*Storage, error) {
 	if o.Client == nil {
 		return nil, fmt.Errorf("%w: bluefield storage: no SNAP client", errdefs.ErrInvalidArgument)
 	}
-	if !state.ValidUUID(o.NodeUUID) {
+	if !nodestate.ValidUUID(o.NodeUUID) {
 		return nil, fmt.Errorf("%w: bluefield storage: node uuid %q", errdefs.ErrInvalidArgument, o.NodeUUID)
 	}
 	if o.PFs <= 0 {
@@ -56,8 +55,8 @@ func NewStorage(o StorageOptions) (*Storage, error) {
 }
 
 // ValidateFunction implements drivers.StorageDriver.
-func (s *Storage) ValidateFunction(f state.Function) error {
-	if err := state.ValidateFunction(f); err != nil {
+func (s *Storage) ValidateFunction(f nodestate.Function) error {
+	if err := nodestate.ValidateFunction(f); err != nil {
 		return err
 	}
 	if f.SF != nil {
@@ -129,14 +128,14 @@ func (s *Storage) Controllers(ctx context.Context) ([]drivers.HostController, er
 }
 
 // EnsureController implements drivers.StorageDriver.
-func (s *Storage) EnsureController(ctx context.Context, f state.Function, cur *drivers.HostController) (drivers.HostController, error) {
+func (s *Storage) EnsureController(ctx context.Context, f nodestate.Function, cur *drivers.HostController) (drivers.HostController, error) {
 	if cur != nil && cur.ID != "" {
 		return *cur, nil
 	}
 	nqn := drivers.HostSubsystemNQN(s.o.NodeUUID, f)
 	if cur == nil {
 		err := s.o.Client.Call(ctx, "nvme_subsystem_create", map[string]any{
-			"nqn": nqn, "serial_number": snapSerial(s.o.NodeUUID, f), "model_number": "Ironic DPU NVMe",
+			"nqn": nqn, "serial_number": drivers.HostSerial(s.o.NodeUUID, f), "model_number": "Ironic DPU NVMe",
 		}, nil)
 		if err != nil {
 			return drivers.HostController{}, err
@@ -157,15 +156,6 @@ func (s *Storage) EnsureController(ctx context.Context, f state.Function, cur *d
 	}
 	s.log.Info("created SNAP NVMe controller", zap.String("nqn", nqn), zap.String("ctrl_id", res.CtrlID))
 	return drivers.HostController{Function: f, ID: res.CtrlID}, nil
-}
-
-func snapSerial(node string, f state.Function) string {
-	s := strings.ToUpper(strings.ReplaceAll(node, "-", ""))
-	fn := strings.ToUpper(drivers.FunctionName(f))
-	if len(s) > 20-len(fn) {
-		s = s[:20-len(fn)]
-	}
-	return s + fn
 }
 
 // AddNamespace implements drivers.StorageDriver.

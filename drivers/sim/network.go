@@ -9,10 +9,9 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
-	"github.com/ironic-dpu/ironic-dpu-agent/network/representor"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 // DefaultPFs is how many PFs the simulated card has.
@@ -41,8 +40,8 @@ func NewCardNetwork(card drivers.Card) *Network {
 }
 
 // ValidateFunction implements drivers.NetworkDriver.
-func (n *Network) ValidateFunction(f state.Function) error {
-	if err := state.ValidateFunction(f); err != nil {
+func (n *Network) ValidateFunction(f nodestate.Function) error {
+	if err := nodestate.ValidateFunction(f); err != nil {
 		return err
 	}
 	return n.card.Check(f)
@@ -50,7 +49,7 @@ func (n *Network) ValidateFunction(f state.Function) error {
 
 // Representor implements drivers.NetworkDriver: VFs and PFs always exist
 // (the host made them); SFs only after Prepare.
-func (n *Network) Representor(_ context.Context, f state.Function) (string, error) {
+func (n *Network) Representor(_ context.Context, f nodestate.Function) (string, error) {
 	if err := n.ValidateFunction(f); err != nil {
 		return "", err
 	}
@@ -67,7 +66,7 @@ func (n *Network) Representor(_ context.Context, f state.Function) (string, erro
 }
 
 // Prepare implements drivers.NetworkDriver.
-func (n *Network) Prepare(_ context.Context, f state.Function, mac string) (string, error) {
+func (n *Network) Prepare(_ context.Context, f nodestate.Function, mac string) (string, error) {
 	if err := n.ValidateFunction(f); err != nil {
 		return "", err
 	}
@@ -81,7 +80,7 @@ func (n *Network) Prepare(_ context.Context, f state.Function, mac string) (stri
 }
 
 // Release implements drivers.NetworkDriver.
-func (n *Network) Release(_ context.Context, f state.Function) error {
+func (n *Network) Release(_ context.Context, f nodestate.Function) error {
 	if f.IsSF() {
 		n.mu.Lock()
 		delete(n.sfs, repName(f))
@@ -101,10 +100,11 @@ func (n *Network) SFs() map[string]string {
 	return out
 }
 
-// repName is BlueField's representor name for f (the host PF's is pf<N>hpf).
-func repName(f state.Function) string {
+// repName is BlueField's representor netdev name for f: the function's
+// name, except that the host PF's is pf<N>hpf (udev's name for it).
+func repName(f nodestate.Function) string {
 	if f.VF == nil && f.SF == nil {
-		return representor.Name(f) + "hpf"
+		return f.String() + "hpf"
 	}
-	return representor.Name(f)
+	return f.String()
 }

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 var _ drivers.NetworkDriver = (*sim.Network)(nil)
@@ -16,14 +16,14 @@ var _ drivers.NetworkDriver = (*sim.Network)(nil)
 func TestSimNetwork(t *testing.T) {
 	ctx := context.Background()
 	n := sim.NewNetwork(0)
-	vf := state.Function{PF: 0, VF: state.IntPtr(3)}
+	vf := nodestate.Function{PF: 0, VF: nodestate.IntPtr(3)}
 	if got, err := n.Representor(ctx, vf); err != nil || got != "pf0vf3" {
 		t.Fatalf("vf3 = %q, %v", got, err)
 	}
-	if got, err := n.Representor(ctx, state.Function{PF: 1}); err != nil || got != "pf1hpf" {
+	if got, err := n.Representor(ctx, nodestate.Function{PF: 1}); err != nil || got != "pf1hpf" {
 		t.Fatalf("pf1 = %q, %v", got, err)
 	}
-	sf := state.Function{PF: 0, SF: state.IntPtr(88)}
+	sf := nodestate.Function{PF: 0, SF: nodestate.IntPtr(88)}
 	if _, err := n.Representor(ctx, sf); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("sf before Prepare: %v", err)
 	}
@@ -36,7 +36,7 @@ func TestSimNetwork(t *testing.T) {
 	if err := n.Release(ctx, sf); err != nil || len(n.SFs()) != 0 {
 		t.Fatalf("Release: %v, left %v", err, n.SFs())
 	}
-	for _, bad := range []state.Function{{PF: 2, SF: state.IntPtr(1)}, {PF: 0, VF: state.IntPtr(-1)}, {PF: 0, SF: state.IntPtr(1 << 20)}} {
+	for _, bad := range []nodestate.Function{{PF: 2, SF: nodestate.IntPtr(1)}, {PF: 0, VF: nodestate.IntPtr(-1)}, {PF: 0, SF: nodestate.IntPtr(1 << 20)}} {
 		if _, err := n.Prepare(ctx, bad, "fa:16:3e:00:00:01"); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("Prepare(%+v) = %v, want ErrInvalidArgument", bad, err)
 		}

@@ -7,10 +7,10 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/spdkgeneric"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk/spdktest"
 )
@@ -49,7 +49,7 @@ func hostFacing(t *testing.T, s *spdkgeneric.Storage) {
 	if len(hcs) == 1 {
 		cur = &hcs[0]
 	}
-	hc, err := s.EnsureController(ctx, state.Function{PF: 0}, cur)
+	hc, err := s.EnsureController(ctx, nodestate.Function{PF: 0}, cur)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func hostFacing(t *testing.T, s *spdkgeneric.Storage) {
 
 func acl(t *testing.T, c *spdk.Client) (bool, []string, int) {
 	t.Helper()
-	subs, err := c.GetSubsystems(context.Background(), drivers.HostSubsystemNQN(testNode, state.Function{PF: 0}))
+	subs, err := c.GetSubsystems(context.Background(), drivers.HostSubsystemNQN(testNode, nodestate.Function{PF: 0}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestHostACL(t *testing.T) {
 	// The option is set: the existing subsystem is restricted, the listener
 	// is not added twice, and the host is added once although it is listed
 	// first ("already present" would be -32603).
-	if err := c.AddHost(context.Background(), drivers.HostSubsystemNQN(testNode, state.Function{PF: 0}), otherHost, ""); err != nil {
+	if err := c.AddHost(context.Background(), drivers.HostSubsystemNQN(testNode, nodestate.Function{PF: 0}), otherHost, ""); err != nil {
 		t.Fatal(err)
 	}
 	s := newDriver(otherHost, metalHost)
@@ -115,7 +115,7 @@ func TestHostACL(t *testing.T) {
 		t.Fatalf("after removing a host: any=%v hosts=%v", anyHost, hosts)
 	}
 	// A new subsystem is created closed: allow_any_host false from the start.
-	if err := c.DeleteSubsystem(context.Background(), drivers.HostSubsystemNQN(testNode, state.Function{PF: 0})); err != nil {
+	if err := c.DeleteSubsystem(context.Background(), drivers.HostSubsystemNQN(testNode, nodestate.Function{PF: 0})); err != nil {
 		t.Fatal(err)
 	}
 	e.ResetCalls()
@@ -152,7 +152,7 @@ func TestHostDHCHAP(t *testing.T) {
 		t.Fatalf("key without allowed hosts: %v", err)
 	}
 	hostKey := func() string {
-		subs, err := c.GetSubsystems(ctx, drivers.HostSubsystemNQN(testNode, state.Function{PF: 0}))
+		subs, err := c.GetSubsystems(ctx, drivers.HostSubsystemNQN(testNode, nodestate.Function{PF: 0}))
 		if err != nil || len(subs[0].Hosts) != 1 || subs[0].Hosts[0].NQN != metalHost {
 			t.Fatalf("hosts: %+v %v", subs, err)
 		}
@@ -196,11 +196,11 @@ func TestHostDHCHAP(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = os.Chmod(bad, 0o644)
-	if err := c.DeleteSubsystem(ctx, drivers.HostSubsystemNQN(testNode, state.Function{PF: 0})); err != nil {
+	if err := c.DeleteSubsystem(ctx, drivers.HostSubsystemNQN(testNode, nodestate.Function{PF: 0})); err != nil {
 		t.Fatal(err)
 	}
 	sb := newDriver(bad)
-	hc, err := sb.EnsureController(ctx, state.Function{PF: 0}, nil)
+	hc, err := sb.EnsureController(ctx, nodestate.Function{PF: 0}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,9 +14,9 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 )
 
@@ -59,7 +59,7 @@ func NewStorage(o Options) (*Storage, error) {
 	if o.Client == nil {
 		return nil, fmt.Errorf("%w: spdkgeneric: no SPDK client", errdefs.ErrInvalidArgument)
 	}
-	if !state.ValidUUID(o.NodeUUID) {
+	if !nodestate.ValidUUID(o.NodeUUID) {
 		return nil, fmt.Errorf("%w: spdkgeneric: node uuid %q", errdefs.ErrInvalidArgument, o.NodeUUID)
 	}
 	o.Transport = strings.ToUpper(o.Transport)
@@ -93,21 +93,21 @@ func NewStorage(o Options) (*Storage, error) {
 }
 
 // ValidateFunction implements drivers.StorageDriver.
-func (s *Storage) ValidateFunction(f state.Function) error {
-	if err := state.ValidateFunction(f); err != nil {
+func (s *Storage) ValidateFunction(f nodestate.Function) error {
+	if err := nodestate.ValidateFunction(f); err != nil {
 		return err
 	}
 	if f.SF != nil || (f.VF != nil && s.o.Card.VFsPerPF == 0) {
-		return fmt.Errorf("%w: spdk-nvmf exposes volumes on PFs only, not %s", errdefs.ErrNotSupported, drivers.FunctionName(f))
+		return fmt.Errorf("%w: spdk-nvmf exposes volumes on PFs only, not %s", errdefs.ErrNotSupported, f)
 	}
 	return s.o.Card.Check(f)
 }
 
-func (s *Storage) listener(f state.Function) spdk.ListenAddress {
+func (s *Storage) listener(f nodestate.Function) spdk.ListenAddress {
 	if s.o.Transport == "TCP" {
 		return spdk.ListenAddress{Trtype: "TCP", Adrfam: adrfam(s.o.ListenAddress), Traddr: s.o.ListenAddress, Trsvcid: s.o.ListenPort}
 	}
-	return spdk.ListenAddress{Trtype: "VFIOUSER", Traddr: filepath.Join(s.o.VFIOUserDir, drivers.FunctionName(f)), Trsvcid: "0"}
+	return spdk.ListenAddress{Trtype: "VFIOUSER", Traddr: filepath.Join(s.o.VFIOUserDir, f.String()), Trsvcid: "0"}
 }
 
 func adrfam(addr string) string {
@@ -142,7 +142,7 @@ func (s *Storage) Controllers(ctx context.Context) ([]drivers.HostController, er
 
 // EnsureController implements drivers.StorageDriver: transport (if missing)
 // and subsystem; the listener comes with Activate, after the namespaces.
-func (s *Storage) EnsureController(ctx context.Context, f state.Function, cur *drivers.HostController) (drivers.HostController, error) {
+func (s *Storage) EnsureController(ctx context.Context, f nodestate.Function, cur *drivers.HostController) (drivers.HostController, error) {
 	if cur != nil {
 		return *cur, nil
 	}
@@ -162,7 +162,7 @@ func (s *Storage) EnsureController(ctx context.Context, f state.Function, cur *d
 	nqn := drivers.HostSubsystemNQN(s.o.NodeUUID, f)
 	// With allowed hosts, nobody may connect before Activate lists them.
 	err = s.o.Client.CreateSubsystem(ctx, spdk.CreateSubsystemParams{
-		NQN: nqn, AllowAnyHost: len(s.o.AllowedHosts) == 0, SerialNumber: serial(s.o.NodeUUID, f), ModelNumber: "Ironic DPU NVMe",
+		NQN: nqn, AllowAnyHost: len(s.o.AllowedHosts) == 0, SerialNumber: drivers.HostSerial(s.o.NodeUUID, f), ModelNumber: "Ironic DPU NVMe",
 		// SPDK's default of 32 would cap the data disks of one host.
 		MaxNamespaces: MaxNamespaces,
 	})
@@ -171,16 +171,6 @@ func (s *Storage) EnsureController(ctx context.Context, f state.Function, cur *d
 	}
 	s.log.Info("created host NVMe subsystem", zap.String("nqn", nqn))
 	return drivers.HostController{Function: f, ID: nqn}, nil
-}
-
-// serial is a stable 20-character serial number per node and function.
-func serial(node string, f state.Function) string {
-	s := strings.ToUpper(strings.ReplaceAll(node, "-", ""))
-	fn := strings.ToUpper(drivers.FunctionName(f))
-	if len(s) > 20-len(fn) {
-		s = s[:20-len(fn)]
-	}
-	return s + fn
 }
 
 // AddNamespace implements drivers.StorageDriver.

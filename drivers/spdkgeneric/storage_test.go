@@ -7,10 +7,10 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/spdkgeneric"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk/spdktest"
 )
@@ -38,13 +38,13 @@ func TestOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.ValidateFunction(state.Function{PF: 1}); err != nil {
+	if err := s.ValidateFunction(nodestate.Function{PF: 1}); err != nil {
 		t.Error(err)
 	}
-	if err := s.ValidateFunction(state.Function{PF: 2}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+	if err := s.ValidateFunction(nodestate.Function{PF: 2}); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("pf 2: %v", err)
 	}
-	if err := s.ValidateFunction(state.Function{PF: 0, VF: state.IntPtr(1)}); !errors.Is(err, errdefs.ErrNotSupported) {
+	if err := s.ValidateFunction(nodestate.Function{PF: 0, VF: nodestate.IntPtr(1)}); !errors.Is(err, errdefs.ErrNotSupported) {
 		t.Errorf("vf: %v", err)
 	}
 }
@@ -63,7 +63,7 @@ func TestActivateAfterCrashRemovesStaleSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	activate := func() error {
-		hc, err := s.EnsureController(ctx, state.Function{PF: 0}, nil)
+		hc, err := s.EnsureController(ctx, nodestate.Function{PF: 0}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

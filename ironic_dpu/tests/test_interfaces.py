@@ -435,6 +435,28 @@ class NetworkTests(AgentTestCase):
             task.context, 'vif-1', expected_generation=None)
         self.assertNotIn('tenant_vif_port_id', task.ports[0].internal_info)
 
+    def test_detach_after_tear_down_skips_the_agent(self):
+        # tear_down pushed a state without VIFs; Ironic then detaches each
+        task = self.make_task(provision_state=states.DELETING)
+        task.node.set_driver_internal_info(
+            'dpu_desired_state', {'generation': 3, 'volumes': [], 'vifs': []})
+        self.net.vif_detach(task, 'vif-1')
+        self.client.unplug_vif.assert_not_called()
+        self.assertEqual(3, task.node.driver_internal_info[
+            'dpu_desired_state']['generation'])
+        self.assertNotIn('tenant_vif_port_id', task.ports[0].internal_info)
+
+    def test_detach_recorded_vif_unplugs(self):
+        task = self.make_task(provision_state=states.DELETING)
+        task.node.set_driver_internal_info(
+            'dpu_desired_state', {'generation': 3, 'volumes': [],
+                                  'vifs': [{'port_id': 'vif-1'}]})
+        self.net.vif_detach(task, 'vif-1')
+        self.client.unplug_vif.assert_called_once_with(
+            task.context, 'vif-1', expected_generation=None)
+        self.assertEqual([], task.node.driver_internal_info[
+            'dpu_desired_state']['vifs'])
+
     def test_detach_failure_keeps_vif(self):
         task = self.make_task(provision_state=states.ACTIVE)
         self.client.unplug_vif.side_effect = unreachable()

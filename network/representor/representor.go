@@ -17,8 +17,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 // Kind of a representor port.
@@ -43,7 +43,9 @@ type Port struct {
 
 var (
 	uplinkRe = regexp.MustCompile(`^p(\d+)$`)
-	funcRe   = regexp.MustCompile(`^(?:c(\d+))?pf(\d+)(?:(vf|sf)(\d+))?$`)
+	// ctrlRe splits the "c<N>" controller prefix off a function name; the
+	// rest is a nodestate.Function name (pf0, pf0vf3, pf0sf88).
+	ctrlRe = regexp.MustCompile(`^c(\d+)(pf.*)$`)
 )
 
 // ParsePortName parses a phys_port_name; ok is false for names that are no
@@ -54,28 +56,24 @@ func ParsePortName(name string) (p Port, ok bool) {
 		n, err := strconv.Atoi(m[1])
 		return Port{Kind: Uplink, PF: n, Controller: -1}, err == nil
 	}
-	m := funcRe.FindStringSubmatch(name)
-	if m == nil {
-		return Port{}, false
-	}
-	p = Port{Kind: HostPF, Controller: -1}
-	var err error
-	if m[1] != "" {
+	p.Controller = -1
+	if m := ctrlRe.FindStringSubmatch(name); m != nil {
+		var err error
 		if p.Controller, err = strconv.Atoi(m[1]); err != nil {
 			return Port{}, false
 		}
+		name = m[2]
 	}
-	if p.PF, err = strconv.Atoi(m[2]); err != nil {
+	f, err := nodestate.ParseFunction(name)
+	if err != nil {
 		return Port{}, false
 	}
-	if m[3] != "" {
-		p.Kind = VF
-		if m[3] == "sf" {
-			p.Kind = SF
-		}
-		if p.Num, err = strconv.Atoi(m[4]); err != nil {
-			return Port{}, false
-		}
+	p.PF, p.Kind = f.PF, HostPF
+	switch {
+	case f.VF != nil:
+		p.Kind, p.Num = VF, *f.VF
+	case f.SF != nil:
+		p.Kind, p.Num = SF, *f.SF
 	}
 	return p, true
 }
@@ -143,7 +141,7 @@ func (f Finder) PFs() ([]int, error) {
 // "c<N>" form wins over the bare form; when uplink p<PF> exists, the
 // representor must share its phys_switch_id. errdefs.ErrNotFound when no
 // representor exists (yet).
-func (f Finder) Lookup(fn state.Function) (string, error) {
+func (f Finder) Lookup(fn nodestate.Function) (string, error) {
 	ports, err := f.Ports()
 	if err != nil {
 		return "", err
@@ -151,7 +149,7 @@ func (f Finder) Lookup(fn state.Function) (string, error) {
 	return f.lookup(ports, fn)
 }
 
-func (f Finder) lookup(ports []Port, fn state.Function) (string, error) {
+func (f Finder) lookup(ports []Port, fn nodestate.Function) (string, error) {
 	want := Port{Kind: HostPF, PF: fn.PF}
 	switch {
 	case fn.VF != nil:
@@ -185,7 +183,7 @@ func (f Finder) lookup(ports []Port, fn state.Function) (string, error) {
 		}
 	}
 	if best == "" {
-		return "", fmt.Errorf("%w: no representor for %s under %s", errdefs.ErrNotFound, Name(fn), f.Root)
+		return "", fmt.Errorf("%w: no representor for %s under %s", errdefs.ErrNotFound, fn, f.Root)
 	}
 	return best, nil
 }
@@ -198,17 +196,4 @@ func (f Finder) PCIAddress(netdev string) (string, error) {
 		return "", fmt.Errorf("%w: %s has no PCI device: %w", errdefs.ErrNotFound, netdev, err)
 	}
 	return filepath.Base(link), nil
-}
-
-// Name renders a function the way phys_port_name does without controller:
-// pf0, pf0vf3, pf0sf88.
-func Name(fn state.Function) string {
-	s := "pf" + strconv.Itoa(fn.PF)
-	switch {
-	case fn.VF != nil:
-		s += "vf" + strconv.Itoa(*fn.VF)
-	case fn.SF != nil:
-		s += "sf" + strconv.Itoa(*fn.SF)
-	}
-	return s
 }

@@ -7,8 +7,8 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 // fakeSysfs builds root/class/net/<dev>/{phys_port_name,phys_switch_id}; an
@@ -70,22 +70,22 @@ func TestLookupBareNames(t *testing.T) {
 		"oob_net0":     {"", ""},
 	})
 	f := Finder{Root: root, Controller: 1}
-	for fn, want := range map[*state.Function]string{
-		{PF: 0, VF: state.IntPtr(3)}:  "pf0vf3",
-		{PF: 1, VF: state.IntPtr(3)}:  "pf1vf3",
-		{PF: 0, SF: state.IntPtr(88)}: "en3f0pf0sf88",
-		{PF: 0}:                       "pf0hpf",
-		{PF: 1}:                       "pf1hpf",
+	for fn, want := range map[*nodestate.Function]string{
+		{PF: 0, VF: nodestate.IntPtr(3)}:  "pf0vf3",
+		{PF: 1, VF: nodestate.IntPtr(3)}:  "pf1vf3",
+		{PF: 0, SF: nodestate.IntPtr(88)}: "en3f0pf0sf88",
+		{PF: 0}:                           "pf0hpf",
+		{PF: 1}:                           "pf1hpf",
 	} {
 		got, err := f.Lookup(*fn)
 		if err != nil || got != want {
-			t.Errorf("Lookup(%s) = %q, %v; want %q", Name(*fn), got, err, want)
+			t.Errorf("Lookup(%s) = %q, %v; want %q", fn, got, err, want)
 		}
 	}
 	// The uplink and the host PF are never a VF/SF; a missing VF is NotFound.
-	for _, fn := range []state.Function{{PF: 0, VF: state.IntPtr(0)}, {PF: 0, SF: state.IntPtr(0)}, {PF: 2}, {PF: 0, VF: state.IntPtr(4)}} {
+	for _, fn := range []nodestate.Function{{PF: 0, VF: nodestate.IntPtr(0)}, {PF: 0, SF: nodestate.IntPtr(0)}, {PF: 2}, {PF: 0, VF: nodestate.IntPtr(4)}} {
 		if got, err := f.Lookup(fn); !errors.Is(err, errdefs.ErrNotFound) {
-			t.Errorf("Lookup(%s) = %q, %v; want ErrNotFound", Name(fn), got, err)
+			t.Errorf("Lookup(%s) = %q, %v; want ErrNotFound", fn, got, err)
 		}
 	}
 	pfs, err := f.PFs()
@@ -105,16 +105,16 @@ func TestLookupControllerPrefixWins(t *testing.T) {
 		"en3f0pf0sf100": {"c2pf0sf100", "aa"},
 	})
 	f := Finder{Root: root, Controller: 1}
-	got, err := f.Lookup(state.Function{PF: 0, VF: state.IntPtr(3)})
+	got, err := f.Lookup(nodestate.Function{PF: 0, VF: nodestate.IntPtr(3)})
 	if err != nil || got != "pf0vf3" {
 		t.Errorf("vf3 = %q, %v; want pf0vf3 (c1 form)", got, err)
 	}
-	got, err = f.Lookup(state.Function{PF: 0, SF: state.IntPtr(88)})
+	got, err = f.Lookup(nodestate.Function{PF: 0, SF: nodestate.IntPtr(88)})
 	if err != nil || got != "en3f0pf0sf88" {
 		t.Errorf("sf88 = %q, %v", got, err)
 	}
 	// A representor on another controller is not ours.
-	if got, err := f.Lookup(state.Function{PF: 0, SF: state.IntPtr(100)}); !errors.Is(err, errdefs.ErrNotFound) {
+	if got, err := f.Lookup(nodestate.Function{PF: 0, SF: nodestate.IntPtr(100)}); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("sf100 on controller 2 = %q, %v; want ErrNotFound", got, err)
 	}
 	pfs, err := f.PFs()
@@ -138,7 +138,7 @@ func TestPCIAddress(t *testing.T) {
 }
 
 func TestMissingRootIsNetworkError(t *testing.T) {
-	_, err := Finder{Root: filepath.Join(t.TempDir(), "none")}.Lookup(state.Function{PF: 0})
+	_, err := Finder{Root: filepath.Join(t.TempDir(), "none")}.Lookup(nodestate.Function{PF: 0})
 	if !errors.Is(err, errdefs.ErrNetwork) {
 		t.Errorf("err = %v, want ErrNetwork", err)
 	}

@@ -16,9 +16,9 @@ import (
 	"github.com/vishvananda/netlink/nl"
 	"go.uber.org/zap"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/representor"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 // Netlink is the part of vishvananda/netlink's devlink API the manager uses;
@@ -47,7 +47,7 @@ func (m *Manager) Create(ctx context.Context, pf, sfnum int, mac string) (string
 	if err != nil {
 		return "", fmt.Errorf("%w: sf mac %q: %w", errdefs.ErrInvalidArgument, mac, err)
 	}
-	fn := state.Function{PF: pf, SF: &sfnum}
+	fn := nodestate.Function{PF: pf, SF: &sfnum}
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
@@ -92,7 +92,7 @@ func (m *Manager) Delete(ctx context.Context, pf, sfnum int) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	rep, err := m.Finder.Lookup(state.Function{PF: pf, SF: &sfnum})
+	rep, err := m.Finder.Lookup(nodestate.Function{PF: pf, SF: &sfnum})
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return nil
 	}

@@ -8,11 +8,11 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/representor"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/sf"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/sf/sftest"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 func setup(t *testing.T) (*sf.Manager, *sftest.Netlink) {
@@ -40,7 +40,7 @@ func TestCreateDeleteLifecycle(t *testing.T) {
 		t.Errorf("first call %q", c[0])
 	}
 	// The representor is now visible through sysfs.
-	if got, err := m.Finder.Lookup(state.Function{PF: 1, SF: state.IntPtr(88)}); err != nil || got != rep {
+	if got, err := m.Finder.Lookup(nodestate.Function{PF: 1, SF: nodestate.IntPtr(88)}); err != nil || got != rep {
 		t.Errorf("Lookup after create = %q, %v", got, err)
 	}
 	// Idempotent: a second Create adds no port, only re-sets the MAC.
@@ -56,7 +56,7 @@ func TestCreateDeleteLifecycle(t *testing.T) {
 	if len(fake.Ports()) != 0 {
 		t.Fatal("port left after Delete")
 	}
-	if _, err := m.Finder.Lookup(state.Function{PF: 1, SF: state.IntPtr(88)}); !errors.Is(err, errdefs.ErrNotFound) {
+	if _, err := m.Finder.Lookup(nodestate.Function{PF: 1, SF: nodestate.IntPtr(88)}); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("representor left after Delete: %v", err)
 	}
 	// Deleting again is success and makes no devlink call.

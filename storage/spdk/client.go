@@ -92,25 +92,24 @@ type Client struct {
 	onReconnect    func()
 	redialInterval time.Duration
 
-	mu   sync.Mutex // guards conn, closed and watching
+	// lostc tells Run that SPDK closed an established connection.
+	lostc chan struct{}
+
+	mu   sync.Mutex // guards conn and closed
 	conn *conn
 	// closed is set by Close; later calls fail.
 	closed bool
-	// watching is true while the redial goroutine runs (see lost).
-	watching bool
-	stop     chan struct{} // closed by Close: stops the redial goroutine
-	wg       sync.WaitGroup
 }
 
 // Option configures a Client.
 type Option func(*Client)
 
 // WithOnReconnect makes a lost connection an event: once SPDK closed an
-// established connection (it died or restarted), the client re-dials every
-// redial interval on its own goroutine and calls f as soon as SPDK accepts a
-// connection again. A restarted SPDK starts empty, so the owner reconciles in
-// f; without this nothing would notice a restart that is quicker than the
-// health probe. f must not block.
+// established connection (it died or restarted), Run re-dials every redial
+// interval and calls f as soon as SPDK accepts a connection again. A
+// restarted SPDK starts empty, so the owner reconciles in f; without this
+// nothing would notice a restart that is quicker than the health probe.
+// f must not block. The owner must call Run.
 func WithOnReconnect(f func()) Option { return func(c *Client) { c.onReconnect = f } }
 
 // WithRedialInterval sets how often the client re-dials after losing SPDK
@@ -130,7 +129,7 @@ func New(network, address string, log *zap.Logger, opts ...Option) *Client {
 		log = zap.NewNop()
 	}
 	c := &Client{network: network, address: address, log: log, dialTimeout: 5 * time.Second,
-		redialInterval: 200 * time.Millisecond, stop: make(chan struct{})}
+		redialInterval: 200 * time.Millisecond, lostc: make(chan struct{}, 1)}
 	for _, o := range opts {
 		o(c)
 	}
@@ -149,64 +148,72 @@ func (c *Client) SetCallTimeout(d time.Duration) { c.callTimeout.Store(int64(d))
 // Address returns the socket the client dials.
 func (c *Client) Address() string { return c.address }
 
-// Close drops the connection and stops the redial goroutine; pending calls
-// fail with ErrUnavailable.
+// Close drops the connection; pending calls fail with ErrUnavailable.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	cn := c.conn
 	c.conn = nil
-	if !c.closed {
-		close(c.stop)
-	}
 	c.closed = true
 	c.mu.Unlock()
 	if cn != nil {
 		cn.shutdown(errors.New("client closed"))
 	}
-	c.wg.Wait()
 	return nil
 }
 
-// lost is called when SPDK closed an established connection. With
-// WithOnReconnect it starts the one redial goroutine.
+// lost is called when SPDK closed an established connection: it wakes Run
+// (never blocks; one pending wake-up covers any number of losses).
 func (c *Client) lost() {
 	if c.onReconnect == nil {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed || c.watching {
-		return
+	select {
+	case c.lostc <- struct{}{}:
+	default:
 	}
-	c.watching = true
-	c.log.Warn("SPDK closed the connection; re-dialling", zap.String("socket", c.address))
-	c.wg.Add(1)
-	go c.redial()
 }
 
-// redial dials until SPDK accepts a connection, then reports the reconnect.
-func (c *Client) redial() {
-	defer c.wg.Done()
+// Run watches for lost connections until ctx is done (WithOnReconnect): after
+// each loss it re-dials until SPDK accepts a connection, then calls the
+// reconnect function. Nothing is re-dialled in the background unless the
+// owner runs it; calls re-dial on their own either way.
+func (c *Client) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.lostc:
+		}
+		c.log.Warn("SPDK closed the connection; re-dialling", zap.String("socket", c.address))
+		if c.redial(ctx) {
+			// Losses seen while re-dialling were of the old connection.
+			select {
+			case <-c.lostc:
+			default:
+			}
+			c.log.Info("SPDK answers again; requesting a reconcile", zap.String("socket", c.address))
+			c.onReconnect()
+		}
+	}
+}
+
+// redial dials every redial interval until SPDK accepts a connection (true)
+// or ctx is done (false).
+func (c *Client) redial(ctx context.Context) bool {
 	t := time.NewTicker(c.redialInterval)
 	defer t.Stop()
 	for {
 		select {
-		case <-c.stop:
-			return
+		case <-ctx.Done():
+			return false
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), c.redialInterval)
-		_, _, err := c.getConn(ctx)
+		dctx, cancel := context.WithTimeout(ctx, c.redialInterval)
+		_, _, err := c.getConn(dctx)
 		cancel()
-		if err != nil {
-			continue
+		if err == nil {
+			return true
 		}
-		c.mu.Lock()
-		c.watching = false
-		c.mu.Unlock()
-		c.log.Info("SPDK answers again; requesting a reconcile", zap.String("socket", c.address))
-		c.onReconnect()
-		return
 	}
 }
 

@@ -150,14 +150,14 @@ func TestConcurrentOutOfOrder(t *testing.T) {
 	}
 }
 
-// A restart quicker than any probe is still an event: the client notices the
-// closed connection, re-dials by itself and reports once SPDK accepts again.
+// A restart quicker than any probe is still an event: the client's Run
+// notices the closed connection, re-dials by itself and reports once SPDK
+// accepts again; cancelling Run's context stops it even while SPDK is away.
 func TestOnReconnectAfterQuickRestart(t *testing.T) {
-	e := spdktest.StartT(t, spdktest.Options{})
-	sock := e.Socket()
-	events := make(chan struct{}, 4)
-	c := spdk.NewUnix(sock, nil, spdk.WithOnReconnect(func() { events <- struct{}{} }),
-		spdk.WithRedialInterval(20*time.Millisecond))
+	e, sock, c, events := reconnectingClient(t)
+	runCtx, stop := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { c.Run(runCtx); close(ran) }()
 	ctx := context.Background()
 	if _, err := c.GetVersion(ctx); err != nil {
 		t.Fatal(err)
@@ -167,12 +167,7 @@ func TestOnReconnectAfterQuickRestart(t *testing.T) {
 		t.Fatal("the first connect is not a reconnect")
 	case <-time.After(100 * time.Millisecond):
 	}
-	if err := e.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(sock); err != nil {
-		t.Fatal(err)
-	}
+	restart(t, e, sock)
 	// No call is made: the client must find out on its own.
 	select {
 	case <-events:
@@ -187,21 +182,64 @@ func TestOnReconnectAfterQuickRestart(t *testing.T) {
 	if _, err := c.GetVersion(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// Close stops the redial goroutine even while SPDK is away.
+	// Cancelling Run stops the re-dialling even while SPDK is away.
 	if err := e.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(50 * time.Millisecond)
-	done := make(chan struct{})
-	go func() { _ = c.Close(); close(done) }()
+	stop()
 	select {
-	case <-done:
+	case <-ran:
 	case <-time.After(2 * time.Second):
-		t.Fatal("Close did not stop the redial goroutine")
+		t.Fatal("Run did not return after its context ended")
 	}
+	if err := e.Start(sock); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
 	select {
 	case <-events:
-		t.Fatal("event after Close")
+		t.Fatal("event after Run returned")
 	default:
+	}
+}
+
+// Nothing re-dials in the background unless the owner runs the client: a
+// restart without Run is no event (the next call re-dials by itself).
+func TestNoReconnectWatchWithoutRun(t *testing.T) {
+	e, sock, c, events := reconnectingClient(t)
+	ctx := context.Background()
+	if _, err := c.GetVersion(ctx); err != nil {
+		t.Fatal(err)
+	}
+	restart(t, e, sock)
+	select {
+	case <-events:
+		t.Fatal("a reconnect event fired without Run")
+	case <-time.After(300 * time.Millisecond):
+	}
+	if _, err := c.GetVersion(ctx); err != nil {
+		t.Fatalf("a call after the restart: %v", err)
+	}
+}
+
+// reconnectingClient is an emulator and a client that reports reconnects
+// on events.
+func reconnectingClient(t *testing.T) (*spdktest.Emulator, string, *spdk.Client, chan struct{}) {
+	e := spdktest.StartT(t, spdktest.Options{})
+	events := make(chan struct{}, 4)
+	c := spdk.NewUnix(e.Socket(), nil, spdk.WithOnReconnect(func() { events <- struct{}{} }),
+		spdk.WithRedialInterval(20*time.Millisecond))
+	t.Cleanup(func() { _ = c.Close() })
+	return e, e.Socket(), c, events
+}
+
+func restart(t *testing.T, e *spdktest.Emulator, sock string) {
+	t.Helper()
+	if err := e.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(sock); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -41,7 +41,7 @@ func (e *Emulator) listening() map[listenKey]bool {
 	return set
 }
 
-// pathTick is how often pathLoop looks at the targets: a target that comes
+// pathTick is the default of how often pathLoop looks at the targets: a target that comes
 // back is noticed within it, as bdev_nvme's pollers would.
 const pathTick = 25 * time.Millisecond
 
@@ -49,7 +49,11 @@ const pathTick = 25 * time.Millisecond
 // deleted on time even when nobody asks.
 func (e *Emulator) pathLoop(stop chan struct{}) {
 	defer e.wg.Done()
-	t := time.NewTicker(pathTick)
+	tick := e.opts.PathTick
+	if tick <= 0 {
+		tick = pathTick
+	}
+	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
 		select {

@@ -38,6 +38,10 @@ type Options struct {
 	// SNAPPFs and SNAPVFs size the emulated NVMe functions SNAP can put a
 	// controller on (default 2 PFs with 8 VFs each).
 	SNAPPFs, SNAPVFs int
+	// PathTick is how often lost paths advance (default 25ms). A fleet
+	// benchmark running a hundred emulators on the conductor's cores sets
+	// it longer: each tick wakes every emulator, faults or not.
+	PathTick time.Duration
 }
 
 // Emulator is one emulated SPDK process. Start/Stop may be repeated; every

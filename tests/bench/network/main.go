@@ -20,11 +20,11 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/ovn"
 	"github.com/ironic-dpu/ironic-dpu-agent/network"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 func main() {
@@ -96,22 +96,24 @@ func run(n int, withBaseline bool) error {
 	// 1. The agent.
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	r, err := network.New(rctx, network.Options{
+	r, err := network.New(network.Options{
 		Config:   config.OVSOpts{OVSDBConnection: env.OVSDB, IntegrationBridge: env.Bridge, BindTimeout: 5 * time.Minute},
 		NodeUUID: node, Driver: sim.NewNetwork(0), Logger: benchLogger(),
 	})
 	if err != nil {
 		return err
 	}
-	defer r.Close()
+	ran := make(chan struct{})
+	go func() { r.Run(rctx); close(ran) }()
+	defer func() { cancel(); <-ran }()
 	for deadline := time.Now().Add(10 * time.Second); r.Health(ctx) != nil; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("reconciler never connected: %w", r.Health(ctx))
 		}
 	}
-	d := &state.Desired{Generation: 1, NodeUUID: node}
+	d := &nodestate.Desired{Generation: 1, NodeUUID: node}
 	for i := 0; i < n; i++ {
-		d.VIFs = append(d.VIFs, state.VIF{PortID: portID(1, i), MAC: mac(1, i), Function: &state.Function{PF: 0, SF: state.IntPtr(i + 1)}})
+		d.VIFs = append(d.VIFs, nodestate.VIF{PortID: portID(1, i), MAC: mac(1, i), Function: &nodestate.Function{PF: 0, SF: nodestate.IntPtr(i + 1)}})
 	}
 	cpu0 := cpuTime()
 	start = time.Now()
@@ -120,7 +122,7 @@ func run(n int, withBaseline bool) error {
 	}
 	agentTime := time.Since(start)
 	agentCPU := cpuTime() - cpu0
-	var obs state.Observed
+	var obs nodestate.Observed
 	r.Observe(ctx, &obs)
 	bound := 0
 	for _, v := range obs.VIFs {
@@ -137,7 +139,7 @@ func run(n int, withBaseline bool) error {
 	p50, p99 := lat[len(lat)/2], lat[(len(lat)*99+99)/100-1]
 	txns := r.Transactions()
 	// Unplug again so the baseline starts from the same empty bridge.
-	if err := r.Reconcile(ctx, &state.Desired{Generation: 2, NodeUUID: node}); err != nil {
+	if err := r.Reconcile(ctx, &nodestate.Desired{Generation: 2, NodeUUID: node}); err != nil {
 		return err
 	}
 	if err := settle(ctx, env); err != nil {

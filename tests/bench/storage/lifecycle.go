@@ -12,6 +12,7 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/backend"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/nvmeof"
@@ -41,7 +42,7 @@ func runLifecycle(rounds int) error {
 	}
 	defer os.RemoveAll(dir)
 	ctx := context.Background()
-	l := &lifecycle{pf0: drivers.HostSubsystemNQN(nodeUUID, state.Function{PF: 0})}
+	l := &lifecycle{pf0: drivers.HostSubsystemNQN(nodeUUID, nodestate.Function{PF: 0})}
 	l.target = spdktest.New(spdktest.Options{})
 	if err := l.target.Start(filepath.Join(dir, "t.sock")); err != nil {
 		return err
@@ -181,8 +182,8 @@ func (l *lifecycle) setupFloor(ctx context.Context) error {
 	return l.fc.CreateSubsystem(ctx, spdk.CreateSubsystemParams{NQN: l.pf0, AllowAnyHost: true, SerialNumber: "1BE26C0B03F24D2EAPF0", ModelNumber: "Ironic DPU NVMe"})
 }
 
-func volume(id string) state.Volume {
-	return state.Volume{VolumeID: id, BootIndex: state.IntPtr(-1), ConnectionInfo: state.ConnectionInfo{DriverVolumeType: "nvmeof", Data: map[string]any{
+func volume(id string) nodestate.Volume {
+	return nodestate.Volume{VolumeID: id, BootIndex: nodestate.IntPtr(-1), ConnectionInfo: nodestate.ConnectionInfo{DriverVolumeType: "nvmeof", Data: map[string]any{
 		"target_nqn": "nqn.2010-10.org.openstack:volume-" + id, "vol_uuid": id, "portals": []any{[]any{"127.0.0.1", float64(4430), "tcp"}}}}}
 }
 

@@ -16,11 +16,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/spdkgeneric"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/backend"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/nvmeof"
@@ -190,14 +190,14 @@ func (b *bench) restart() error {
 	return b.emu.Start(b.sock)
 }
 
-func (b *bench) desired(k int) *state.Desired {
-	d := &state.Desired{Generation: 1, NodeUUID: nodeUUID, VIFs: []state.VIF{}}
+func (b *bench) desired(k int) *nodestate.Desired {
+	d := &nodestate.Desired{Generation: 1, NodeUUID: nodeUUID, VIFs: []nodestate.VIF{}}
 	for i, id := range b.ids[:k] {
-		v := state.Volume{VolumeID: id, ConnectionInfo: state.ConnectionInfo{DriverVolumeType: "nvmeof", Data: map[string]any{
+		v := nodestate.Volume{VolumeID: id, ConnectionInfo: nodestate.ConnectionInfo{DriverVolumeType: "nvmeof", Data: map[string]any{
 			"target_nqn": "nqn.2010-10.org.openstack:volume-" + id, "vol_uuid": id,
 			"portals": []any{[]any{"127.0.0.1", float64(4420), "tcp"}}}}}
 		if i == 0 {
-			v.BootIndex = state.IntPtr(0)
+			v.BootIndex = nodestate.IntPtr(0)
 		}
 		d.Volumes = append(d.Volumes, v)
 	}
@@ -212,7 +212,7 @@ func (b *bench) floor(ctx context.Context, from, to int, first bool) error {
 	if err != nil {
 		return err
 	}
-	nqn := drivers.HostSubsystemNQN(nodeUUID, state.Function{PF: 0})
+	nqn := drivers.HostSubsystemNQN(nodeUUID, nodestate.Function{PF: 0})
 	if _, err := b.cl.GetControllers(ctx, ""); err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/osloclient"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 func vifs(n int, fn map[string]any) []any {
@@ -81,7 +82,7 @@ func TestFloodsAndBadInputChangeNothing(t *testing.T) {
 		t.Errorf("plug_vif on pf 5: %+v", re)
 	}
 	var view struct {
-		Desired state.Desired `json:"desired"`
+		Desired nodestate.Desired `json:"desired"`
 	}
 	if err := c.Call(osloclient.Req{Method: "get_state"}, &view); err != nil {
 		t.Fatal(err)

@@ -9,13 +9,13 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/bluefield"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/representor"
 	sfm "github.com/ironic-dpu/ironic-dpu-agent/network/sf"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/sf/sftest"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 // The BlueField driver (fake sysfs + fake devlink, real OVS/OVN): an SF is
@@ -33,12 +33,12 @@ func TestBlueFieldDriverSFLifecycle(t *testing.T) {
 	drv := bluefield.NewNetworkWith(f, &sfm.Manager{NL: nl, Finder: f, Controller: bluefield.HostController, Log: zap.NewNop()}, drivers.DefaultCard)
 	h := newReconciler(t, env, uuidN('a'), drv)
 
-	v := state.VIF{PortID: uuidN('b'), MAC: macN(0x600), Function: sf(0, 5)}
+	v := nodestate.VIF{PortID: uuidN('b'), MAC: macN(0x600), Function: sf(0, 5)}
 	addLSP(t, env, "ls-bf", v.PortID, v.MAC, "10.6.0.1")
 	if err := h.reconcile(v); err != nil {
 		t.Fatal(err)
 	}
-	if st := h.observe()[v.PortID]; st.State != state.StatePlugged || st.Representor != "en3f0pf0sf5" {
+	if st := h.observe()[v.PortID]; st.State != nodestate.StatePlugged || st.Representor != "en3f0pf0sf5" {
 		t.Fatalf("status = %+v", st)
 	}
 	ports := nl.Ports()
@@ -57,7 +57,7 @@ func TestBlueFieldDriverSFLifecycle(t *testing.T) {
 		t.Errorf("unchanged reconcile made calls: devlink %v, txns %d", nl.Calls()[calls:], h.r.Transactions()-txns)
 	}
 
-	bad := state.VIF{PortID: uuidN('b'), MAC: macN(0x601), Function: sf(1, 5)} // the card has PF 0 only
+	bad := nodestate.VIF{PortID: uuidN('b'), MAC: macN(0x601), Function: sf(1, 5)} // the card has PF 0 only
 	if err := h.reconcile(v, bad); !isKind(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "PFs [0]") {
 		t.Errorf("unknown PF: %v", err)
 	}

@@ -11,9 +11,9 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 // flakyLookup is the sim card whose representor lookup can fail with
@@ -23,7 +23,7 @@ type flakyLookup struct {
 	fail atomic.Bool
 }
 
-func (f *flakyLookup) Representor(ctx context.Context, fn state.Function) (string, error) {
+func (f *flakyLookup) Representor(ctx context.Context, fn nodestate.Function) (string, error) {
 	if f.fail.Load() {
 		return "", fmt.Errorf("%w: read /sys/class/net: %w", errdefs.ErrNetwork, errors.New("transient"))
 	}
@@ -37,7 +37,7 @@ func TestLookupErrorKeepsDesiredPort(t *testing.T) {
 	h := newReconciler(t, env, uuidN('a'), drv)
 	port, mac := uuidN('b'), macN(0x500)
 	addLSP(t, env, "ls-flaky", port, mac, "10.5.0.11")
-	v := state.VIF{PortID: port, MAC: mac, Function: vf(0, 5)}
+	v := nodestate.VIF{PortID: port, MAC: mac, Function: vf(0, 5)}
 	if err := h.reconcile(v); err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func TestLookupErrorKeepsDesiredPort(t *testing.T) {
 	if err := h.reconcile(v); !errors.Is(err, errdefs.ErrNetwork) {
 		t.Fatalf("reconcile with failing lookup = %v, want ErrNetwork", err)
 	}
-	if st := h.observe()[port]; st.State != state.StateError || st.LastError == "" {
+	if st := h.observe()[port]; st.State != nodestate.StateError || st.LastError == "" {
 		t.Errorf("status with failing lookup = %+v", st)
 	}
 	if got := rows(t, env, "Interface"); !slices.Equal(got, before) {

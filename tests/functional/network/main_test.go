@@ -22,12 +22,12 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent"
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/ovn"
 	"github.com/ironic-dpu/ironic-dpu-agent/network"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 var env *ovn.Env
@@ -63,6 +63,7 @@ type harness struct {
 	drv      drivers.NetworkDriver
 	node     string
 	triggers atomic.Int64
+	stop     func() // ends the reconciler's Run and waits for it (idempotent)
 }
 
 // newReconciler starts a Reconciler against e and waits until it is connected.
@@ -90,28 +91,31 @@ func newReconcilerWith(t *testing.T, e *ovn.Env, node string, drv drivers.Networ
 		Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
 	}
 	mod(&o)
-	r, err := network.New(ctx, o)
+	r, err := network.New(o)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
 	}
 	h.r = r
-	t.Cleanup(func() { r.Close(); cancel() })
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	h.stop = func() { cancel(); <-done }
+	t.Cleanup(h.stop)
 	waitFor(t, 10*time.Second, "reconciler connected", func() bool { return r.Health(ctx) == nil })
 	return h
 }
 
-func (h *harness) reconcile(vifs ...state.VIF) error {
+func (h *harness) reconcile(vifs ...nodestate.VIF) error {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	return h.r.Reconcile(ctx, &state.Desired{Generation: 1, NodeUUID: h.node, VIFs: vifs})
+	return h.r.Reconcile(ctx, &nodestate.Desired{Generation: 1, NodeUUID: h.node, VIFs: vifs})
 }
 
-func (h *harness) observe() map[string]state.VIFStatus {
-	var obs state.Observed
+func (h *harness) observe() map[string]nodestate.VIFStatus {
+	var obs nodestate.Observed
 	h.r.Observe(context.Background(), &obs)
-	out := map[string]state.VIFStatus{}
+	out := map[string]nodestate.VIFStatus{}
 	for _, v := range obs.VIFs {
 		out[v.PortID] = v
 	}
@@ -153,8 +157,8 @@ func addLSP(t *testing.T, e *ovn.Env, ls, port, mac, ip string) {
 	t.Cleanup(func() { _, _ = e.Nbctl(context.Background(), "--if-exists", "ls-del", ls) })
 }
 
-func sf(pf, n int) *state.Function { return &state.Function{PF: pf, SF: state.IntPtr(n)} }
-func vf(pf, n int) *state.Function { return &state.Function{PF: pf, VF: state.IntPtr(n)} }
+func sf(pf, n int) *nodestate.Function { return &nodestate.Function{PF: pf, SF: nodestate.IntPtr(n)} }
+func vf(pf, n int) *nodestate.Function { return &nodestate.Function{PF: pf, VF: nodestate.IntPtr(n)} }
 
 // rows lists name=_uuid of every row of an OVS table, sorted.
 func rows(t *testing.T, e *ovn.Env, table string) []string {

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 // A Neutron-style logical port is bound to the DPU chassis by the reconciler
@@ -23,12 +23,12 @@ func TestPlugBindsToChassisAndUnplugReleases(t *testing.T) {
 	port, mac := uuidN('b'), macN(1)
 	addLSP(t, env, "ls-bind", port, mac, "10.0.0.11")
 
-	v := state.VIF{PortID: port, MAC: mac, Function: sf(0, 88), MTU: 1450}
+	v := nodestate.VIF{PortID: port, MAC: mac, Function: sf(0, 88), MTU: 1450}
 	if err := h.reconcile(v); err != nil {
 		t.Fatal(err)
 	}
 	st := h.observe()[port]
-	if st.State != state.StatePlugged || !st.Bound || st.Representor != "pf0sf88" || st.OFPort <= 0 || st.LastError != "" {
+	if st.State != nodestate.StatePlugged || !st.Bound || st.Representor != "pf0sf88" || st.OFPort <= 0 || st.LastError != "" {
 		t.Fatalf("status after plug = %+v", st)
 	}
 	if got := drv.SFs()["pf0sf88"]; got != mac {
@@ -79,9 +79,9 @@ func TestHotplugCyclesLeaveNoRows(t *testing.T) {
 	for i, p := range ports {
 		addLSP(t, env, "ls-hot", p, macN(0x100+i), "10.1.0.1"+string(rune('0'+i)))
 	}
-	always := state.VIF{PortID: ports[0], MAC: macN(0x100), Function: sf(0, 200)}
+	always := nodestate.VIF{PortID: ports[0], MAC: macN(0x100), Function: sf(0, 200)}
 	for cycle := 0; cycle < 20; cycle++ {
-		hot := state.VIF{PortID: ports[1], MAC: macN(0x101), Function: sf(1, 300+cycle%3)}
+		hot := nodestate.VIF{PortID: ports[1], MAC: macN(0x101), Function: sf(1, 300+cycle%3)}
 		if err := h.reconcile(always, hot); err != nil {
 			t.Fatalf("cycle %d plug: %v", cycle, err)
 		}
@@ -115,7 +115,7 @@ func TestIdempotencyStaleAndConflict(t *testing.T) {
 	h := newReconciler(t, env, uuidN('a'), nil)
 	port, mac := uuidN('d'), macN(0x200)
 	addLSP(t, env, "ls-idem", port, mac, "10.2.0.1")
-	v := state.VIF{PortID: port, MAC: mac, Function: vf(0, 40)}
+	v := nodestate.VIF{PortID: port, MAC: mac, Function: vf(0, 40)}
 	if err := h.reconcile(v); err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestIdempotencyStaleAndConflict(t *testing.T) {
 	if _, err := env.Vsctl(ctx, "add-port", env.Bridge, "stale0", "--", "set", "Interface", "stale0", "external_ids:iface-id="+port2); err != nil {
 		t.Fatal(err)
 	}
-	v2 := state.VIF{PortID: port2, MAC: mac2, Function: vf(0, 41)}
+	v2 := nodestate.VIF{PortID: port2, MAC: mac2, Function: vf(0, 41)}
 	if err := h.reconcile(v, v2); err != nil {
 		t.Fatal(err)
 	}
@@ -154,15 +154,15 @@ func TestIdempotencyStaleAndConflict(t *testing.T) {
 	}
 	t.Cleanup(func() { _, _ = env.Vsctl(context.Background(), "--if-exists", "del-br", "br-other") })
 	port3, mac3 := uuidN('d'), macN(0x202)
-	v3 := state.VIF{PortID: port3, MAC: mac3, Function: vf(1, 7)}
+	v3 := nodestate.VIF{PortID: port3, MAC: mac3, Function: vf(1, 7)}
 	err := h.reconcile(v, v2, v3)
 	if !isKind(err, errdefs.ErrConflict) || !strings.Contains(err.Error(), "br-other") {
 		t.Fatalf("err = %v, want ErrConflict naming br-other", err)
 	}
-	if st := h.observe()[port3]; st.State != state.StateError || st.LastError == "" {
+	if st := h.observe()[port3]; st.State != nodestate.StateError || st.LastError == "" {
 		t.Errorf("conflicting VIF status = %+v", st)
 	}
-	if st := h.observe()[port]; st.State != state.StatePlugged {
+	if st := h.observe()[port]; st.State != nodestate.StatePlugged {
 		t.Errorf("unrelated VIF hurt by the conflict: %+v", st)
 	}
 	if out, _ := env.Vsctl(ctx, "port-to-br", "pf1vf7"); strings.TrimSpace(out) != "br-other" {
@@ -174,7 +174,7 @@ func TestIdempotencyStaleAndConflict(t *testing.T) {
 		t.Fatal(err)
 	}
 	port4, mac4 := uuidN('d'), macN(0x203)
-	err = h.reconcile(v, v2, state.VIF{PortID: port4, MAC: mac4, Function: sf(1, 9)})
+	err = h.reconcile(v, v2, nodestate.VIF{PortID: port4, MAC: mac4, Function: sf(1, 9)})
 	if !isKind(err, errdefs.ErrConflict) {
 		t.Fatalf("SF on another bridge: err = %v, want ErrConflict", err)
 	}
@@ -189,13 +189,13 @@ func TestIdempotencyStaleAndConflict(t *testing.T) {
 // A restarted reconciler with nothing changed touches no row.
 func TestRestartWithNothingChangedTouchesNothing(t *testing.T) {
 	node := uuidN('a')
-	var vifs []state.VIF
+	var vifs []nodestate.VIF
 	for i := 0; i < 3; i++ {
 		p, m := uuidN('e'), macN(0x300+i)
 		addLSP(t, env, "ls-restart", p, m, "10.3.0.1"+string(rune('0'+i)))
-		vifs = append(vifs, state.VIF{PortID: p, MAC: m, Function: sf(0, 500+i), MTU: 1500})
+		vifs = append(vifs, nodestate.VIF{PortID: p, MAC: m, Function: sf(0, 500+i), MTU: 1500})
 	}
-	vifs = append(vifs, state.VIF{PortID: uuidN('e'), MAC: macN(0x310), Function: vf(1, 5)}) // no LSP: stays pending
+	vifs = append(vifs, nodestate.VIF{PortID: uuidN('e'), MAC: macN(0x310), Function: vf(1, 5)}) // no LSP: stays pending
 	h1 := newReconcilerTimeout(t, env, node, nil, time.Second)
 	start := time.Now()
 	if err := h1.reconcile(vifs...); err != nil {
@@ -205,11 +205,11 @@ func TestRestartWithNothingChangedTouchesNothing(t *testing.T) {
 	if d := time.Since(start); d < time.Second || d > 5*time.Second {
 		t.Errorf("plug with an unbindable VIF took %v, want about bind_timeout (1s)", d)
 	}
-	if st := h1.observe()[vifs[3].PortID]; st.State != state.StatePending || st.Bound || st.OFPort <= 0 {
+	if st := h1.observe()[vifs[3].PortID]; st.State != nodestate.StatePending || st.Bound || st.OFPort <= 0 {
 		t.Errorf("unbindable VIF status = %+v, want pending with an ofport", st)
 	}
 	ifs, pts := rows(t, env, "Interface"), rows(t, env, "Port")
-	h1.r.Close()
+	h1.stop()
 
 	h2 := newReconciler(t, env, node, sim.NewNetwork(0)) // fresh driver: sim SFs re-made in memory only
 	if err := h2.reconcile(vifs...); err != nil {
@@ -226,9 +226,9 @@ func TestRestartWithNothingChangedTouchesNothing(t *testing.T) {
 	}
 	obs := h2.observe()
 	for i, v := range vifs {
-		want := state.StatePlugged
+		want := nodestate.StatePlugged
 		if i == 3 {
-			want = state.StatePending
+			want = nodestate.StatePending
 		}
 		if obs[v.PortID].State != want {
 			t.Errorf("vif %d state %q, want %q (%+v)", i, obs[v.PortID].State, want, obs[v.PortID])
@@ -242,9 +242,9 @@ func TestRestartWithNothingChangedTouchesNothing(t *testing.T) {
 // Bad input is a typed error and writes nothing.
 func TestBadInputWritesNothing(t *testing.T) {
 	h := newReconciler(t, env, uuidN('a'), nil)
-	ok := state.VIF{PortID: uuidN('f'), MAC: macN(0x400), Function: sf(0, 600)}
+	ok := nodestate.VIF{PortID: uuidN('f'), MAC: macN(0x400), Function: sf(0, 600)}
 	ifs := rows(t, env, "Interface")
-	for name, bad := range map[string]state.VIF{
+	for name, bad := range map[string]nodestate.VIF{
 		"malformed mac":  {PortID: uuidN('f'), MAC: "fa:16:3e:00:00", Function: sf(0, 1)},
 		"multicast mac":  {PortID: uuidN('f'), MAC: "01:16:3e:00:00:01", Function: sf(0, 1)},
 		"non-uuid port":  {PortID: "port-1; rm -rf /", MAC: macN(0x401), Function: sf(0, 1)},
@@ -253,14 +253,14 @@ func TestBadInputWritesNothing(t *testing.T) {
 		"negative sf":    {PortID: uuidN('f'), MAC: macN(0x404), Function: sf(0, -3)},
 		"huge sf":        {PortID: uuidN('f'), MAC: macN(0x405), Function: sf(0, 1<<30)},
 		"unknown pf":     {PortID: uuidN('f'), MAC: macN(0x406), Function: sf(2, 1)},
-		"vf and sf both": {PortID: uuidN('f'), MAC: macN(0x407), Function: &state.Function{PF: 0, VF: state.IntPtr(1), SF: state.IntPtr(1)}},
+		"vf and sf both": {PortID: uuidN('f'), MAC: macN(0x407), Function: &nodestate.Function{PF: 0, VF: nodestate.IntPtr(1), SF: nodestate.IntPtr(1)}},
 		"mtu too big":    {PortID: uuidN('f'), MAC: macN(0x408), Function: sf(0, 2), MTU: 65000},
 	} {
 		err := h.reconcile(ok, bad)
 		if !isKind(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("%s: err = %v, want ErrInvalidArgument", name, err)
 		}
-		if err := h.r.Validate(context.Background(), &state.Desired{VIFs: []state.VIF{bad}}); !isKind(err, errdefs.ErrInvalidArgument) {
+		if err := h.r.Validate(context.Background(), &nodestate.Desired{VIFs: []nodestate.VIF{bad}}); !isKind(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("%s: Validate = %v, want ErrInvalidArgument", name, err)
 		}
 	}

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 // ovsdb-server is killed and restarted mid-way: the reconciler reports
@@ -18,8 +18,8 @@ import (
 func TestOVSDBRestartConverges(t *testing.T) {
 	ctx := context.Background()
 	h := newReconciler(t, env, uuidN('a'), nil)
-	a := state.VIF{PortID: uuidN('7'), MAC: macN(0x500), Function: sf(1, 700)}
-	b := state.VIF{PortID: uuidN('7'), MAC: macN(0x501), Function: sf(1, 701)}
+	a := nodestate.VIF{PortID: uuidN('7'), MAC: macN(0x500), Function: sf(1, 700)}
+	b := nodestate.VIF{PortID: uuidN('7'), MAC: macN(0x501), Function: sf(1, 701)}
 	addLSP(t, env, "ls-reconnect", a.PortID, a.MAC, "10.5.0.1")
 	addLSP(t, env, "ls-reconnect", b.PortID, b.MAC, "10.5.0.2")
 	if err := h.reconcile(a); err != nil {
@@ -50,7 +50,7 @@ func TestOVSDBRestartConverges(t *testing.T) {
 	if err := h.reconcile(b); !isKind(err, errdefs.ErrUnavailable) {
 		t.Fatalf("Reconcile during outage = %v, want ErrUnavailable", err)
 	}
-	if st := h.observe()[b.PortID]; st.State != state.StateError || st.LastError == "" {
+	if st := h.observe()[b.PortID]; st.State != nodestate.StateError || st.LastError == "" {
 		t.Errorf("status during outage = %+v", st)
 	}
 
@@ -72,8 +72,8 @@ func TestOVSDBRestartConverges(t *testing.T) {
 		t.Errorf("convergence sent %d transactions, want 2 (re-plug a, plug b)", got)
 	}
 	obs := h.observe()
-	for _, v := range []state.VIF{a, b} {
-		if st := obs[v.PortID]; st.State != state.StatePlugged || !st.Bound {
+	for _, v := range []nodestate.VIF{a, b} {
+		if st := obs[v.PortID]; st.State != nodestate.StatePlugged || !st.Bound {
 			t.Fatalf("%s after reconnect = %+v", st.Representor, st)
 		}
 	}

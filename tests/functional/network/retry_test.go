@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/network"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 // failingPrepare is the sim card whose SF creation fails for chosen SFs
@@ -26,7 +26,7 @@ type failingPrepare struct {
 	tries map[int]int
 }
 
-func (f *failingPrepare) Prepare(ctx context.Context, fn state.Function, mac string) (string, error) {
+func (f *failingPrepare) Prepare(ctx context.Context, fn nodestate.Function, mac string) (string, error) {
 	f.mu.Lock()
 	n := *fn.SF
 	f.tries[n]++
@@ -52,13 +52,13 @@ func TestFailedVIFWaitsForItsBackoff(t *testing.T) {
 	drv := &failingPrepare{Network: sim.NewNetwork(0), fail: map[int]bool{71: true}, tries: map[int]int{}}
 	const wait = 400 * time.Millisecond
 	h := newReconcilerWith(t, env, uuidN('a'), drv, 10*time.Second, func(o *network.Options) { o.RetryBase, o.RetryMax = wait, wait })
-	bad := state.VIF{PortID: uuidN('b'), MAC: macN(0x710), Function: sf(0, 71)}
-	good := state.VIF{PortID: uuidN('b'), MAC: macN(0x720), Function: sf(0, 72)}
+	bad := nodestate.VIF{PortID: uuidN('b'), MAC: macN(0x710), Function: sf(0, 71)}
+	good := nodestate.VIF{PortID: uuidN('b'), MAC: macN(0x720), Function: sf(0, 72)}
 	addLSP(t, env, "ls-retry", good.PortID, good.MAC, "10.7.0.12")
 	if err := h.reconcile(bad, good); !errors.Is(err, errdefs.ErrNetwork) {
 		t.Fatalf("first reconcile = %v, want ErrNetwork", err)
 	}
-	if st := h.observe()[good.PortID]; st.State != state.StatePlugged {
+	if st := h.observe()[good.PortID]; st.State != nodestate.StatePlugged {
 		t.Fatalf("the healthy VIF was not plugged beside the failing one: %+v", st)
 	}
 	// The agent's loop retries when the VIF is due (agent.RetryHinter).
@@ -72,7 +72,7 @@ func TestFailedVIFWaitsForItsBackoff(t *testing.T) {
 	if n := drv.set(71, false); n != 1 {
 		t.Fatalf("Prepare of the failed SF tried %d times within its backoff, want 1", n)
 	}
-	if st := h.observe()[bad.PortID]; st.State != state.StateError || !strings.Contains(st.LastError, "no space left") || !strings.Contains(st.LastError, "retrying in") {
+	if st := h.observe()[bad.PortID]; st.State != nodestate.StateError || !strings.Contains(st.LastError, "no space left") || !strings.Contains(st.LastError, "retrying in") {
 		t.Fatalf("deferred VIF status %+v", st)
 	}
 	time.Sleep(wait)
@@ -83,7 +83,7 @@ func TestFailedVIFWaitsForItsBackoff(t *testing.T) {
 		t.Fatalf("pf0sf71 iface-id %q after the retry", got)
 	}
 	// Fails again, then the VIF changes (new MAC): tried at once.
-	other := state.VIF{PortID: uuidN('b'), MAC: macN(0x730), Function: sf(0, 73)}
+	other := nodestate.VIF{PortID: uuidN('b'), MAC: macN(0x730), Function: sf(0, 73)}
 	drv.set(73, true)
 	if err := h.reconcile(bad, good, other); !errors.Is(err, errdefs.ErrNetwork) {
 		t.Fatalf("reconcile = %v", err)

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/ovn"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 // Two "hosts" in network namespaces, each behind a veth whose DPU-side end
@@ -35,7 +35,7 @@ func TestTwoHostsPingThroughOVN(t *testing.T) {
 	id := os.Getpid() % 10000
 	type host struct {
 		ns, rep, ip string
-		vif         state.VIF
+		vif         nodestate.VIF
 	}
 	hosts := []host{
 		{ns: fmt.Sprintf("idpa%d-h1", id), rep: "pf0vf101", ip: "10.9.0.1"},
@@ -60,7 +60,7 @@ func TestTwoHostsPingThroughOVN(t *testing.T) {
 	e := ovn.New(t, ovn.Options{Datapath: "netdev", SystemID: "dpu-chassis-netdev", Bridge: fmt.Sprintf("br-idpa%d", id)})
 	for i := range hosts {
 		h := &hosts[i]
-		h.vif = state.VIF{PortID: uuidN('9'), MAC: macN(0x900 + i), Function: vf(0, 101+i)} // within the card's 127 VFs per PF
+		h.vif = nodestate.VIF{PortID: uuidN('9'), MAC: macN(0x900 + i), Function: vf(0, 101+i)} // within the card's 127 VFs per PF
 		addLSP(t, e, "ls-ping", h.vif.PortID, h.vif.MAC, h.ip)
 		for _, args := range [][]string{
 			{"link", "add", h.rep, "type", "veth", "peer", "name", "vf0"},
@@ -90,7 +90,7 @@ func TestTwoHostsPingThroughOVN(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, h := range hosts {
-		if st := r.observe()[h.vif.PortID]; st.State != state.StatePlugged || st.Representor != h.rep {
+		if st := r.observe()[h.vif.PortID]; st.State != nodestate.StatePlugged || st.Representor != h.rep {
 			t.Fatalf("%s: %+v", h.rep, st)
 		}
 	}

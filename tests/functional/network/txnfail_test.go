@@ -7,10 +7,10 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/ovn"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 // racingPrepare is the sim card where, right after Prepare made the SF,
@@ -23,7 +23,7 @@ type racingPrepare struct {
 	on  bool
 }
 
-func (c *racingPrepare) Prepare(ctx context.Context, f state.Function, mac string) (string, error) {
+func (c *racingPrepare) Prepare(ctx context.Context, f nodestate.Function, mac string) (string, error) {
 	rep, err := c.Network.Prepare(ctx, f, mac)
 	if c.on && err == nil {
 		if _, verr := c.env.Vsctl(ctx, "--may-exist", "add-br", "br-race", "--", "add-port", "br-race", rep); verr != nil {
@@ -40,7 +40,7 @@ func TestFailedPlugTransactionReleasesNewSF(t *testing.T) {
 	t.Cleanup(func() { _, _ = env.Vsctl(context.Background(), "--if-exists", "del-br", "br-race") })
 	h := newReconciler(t, env, uuidN('a'), drv)
 	port, mac := uuidN('b'), macN(0x600)
-	v := state.VIF{PortID: port, MAC: mac, Function: sf(0, 61)}
+	v := nodestate.VIF{PortID: port, MAC: mac, Function: sf(0, 61)}
 	if err := h.reconcile(v); !errors.Is(err, errdefs.ErrNetwork) {
 		t.Fatalf("reconcile racing another port of that name = %v, want ErrNetwork", err)
 	}

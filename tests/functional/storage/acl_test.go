@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/agentproc"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 )
 
@@ -27,7 +27,7 @@ func TestAgentHostFacingACL(t *testing.T) {
 	startAgentProc(t, emu.sock, volumes(), map[string]map[string]string{"spdk_nvmf": {"allowed_host_nqns": metalHostNQN}})
 	want := map[int]string{1: "idpu-" + bootID + "n1", 2: "idpu-" + data1ID + "n1", 3: "idpu-" + data2ID + "n1"}
 	waitNamespaces(t, cl, want, 30*time.Second)
-	subs, err := cl.GetSubsystems(context.Background(), drivers.HostSubsystemNQN(nodeUUID, state.Function{PF: 0}))
+	subs, err := cl.GetSubsystems(context.Background(), drivers.HostSubsystemNQN(nodeUUID, nodestate.Function{PF: 0}))
 	if err != nil {
 		t.Fatal(err)
 	}

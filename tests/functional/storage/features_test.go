@@ -18,10 +18,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/agentproc"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk/spdktest"
@@ -47,7 +47,7 @@ func agentStorage(t *testing.T, sock, dir string) (*storage.Reconciler, *spdk.Cl
 	return r, cl
 }
 
-func configDrive(t *testing.T) *state.ConfigDrive {
+func configDrive(t *testing.T) *nodestate.ConfigDrive {
 	t.Helper()
 	img := make([]byte, 6000)
 	copy(img[1:], "CD001")
@@ -58,7 +58,7 @@ func configDrive(t *testing.T) *state.ConfigDrive {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(img)
-	return &state.ConfigDrive{SHA256: hex.EncodeToString(sum[:]), Data: base64.StdEncoding.EncodeToString(buf.Bytes())}
+	return &nodestate.ConfigDrive{SHA256: hex.EncodeToString(sum[:]), Data: base64.StdEncoding.EncodeToString(buf.Bytes())}
 }
 
 func limits(t *testing.T, cl *spdk.Client, bdev string) spdk.QoSLimits {
@@ -110,7 +110,7 @@ func TestConfigDriveAndQoSSurviveSPDKCrashAndAgentRestart(t *testing.T) {
 		t.Fatalf("sha-only state after restart: %v", err)
 	}
 	// Volumes listed in another order: the host still gets its layout.
-	d.Volumes = []state.Volume{d.Volumes[2], d.Volumes[0], d.Volumes[1]}
+	d.Volumes = []nodestate.Volume{d.Volumes[2], d.Volumes[0], d.Volumes[1]}
 	if err := r.Reconcile(ctx, d); err != nil {
 		t.Fatal(err)
 	}
@@ -120,9 +120,9 @@ func TestConfigDriveAndQoSSurviveSPDKCrashAndAgentRestart(t *testing.T) {
 	if got := limits(t, cl, "idpu-"+data1ID+"n1"); got != wantQoS {
 		t.Fatalf("qos after crash %+v, want %+v", got, wantQoS)
 	}
-	var obs state.Observed
+	var obs nodestate.Observed
 	r.Observe(ctx, &obs)
-	if c := obs.ConfigDrive; c == nil || c.State != state.StateAttached || c.NSID != 4 {
+	if c := obs.ConfigDrive; c == nil || c.State != nodestate.StateAttached || c.NSID != 4 {
 		t.Fatalf("observed config drive %+v", obs.ConfigDrive)
 	}
 	emu.reset(cl)
@@ -197,14 +197,14 @@ func TestSizeFollowsTargetResize(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, _ := agentStorage(t, dsock, t.TempDir())
-	d := &state.Desired{Generation: 1, NodeUUID: nodeUUID, VIFs: []state.VIF{}, Volumes: []state.Volume{{VolumeID: data1ID,
-		BootIndex: state.IntPtr(-1), ConnectionInfo: state.ConnectionInfo{DriverVolumeType: "nvmeof", Data: map[string]any{
+	d := &nodestate.Desired{Generation: 1, NodeUUID: nodeUUID, VIFs: []nodestate.VIF{}, Volumes: []nodestate.Volume{{VolumeID: data1ID,
+		BootIndex: nodestate.IntPtr(-1), ConnectionInfo: nodestate.ConnectionInfo{DriverVolumeType: "nvmeof", Data: map[string]any{
 			"target_nqn": nqn, "vol_uuid": data1ID, "portals": []any{[]any{"127.0.0.1", float64(4430), "tcp"}}}}}}}
 	if err := r.Reconcile(ctx, d); err != nil {
 		t.Fatal(err)
 	}
 	size := func() int64 {
-		var obs state.Observed
+		var obs nodestate.Observed
 		r.Observe(ctx, &obs)
 		if obs.Volumes[0].NSID != 2 {
 			t.Fatalf("data disk (boot_index -1) at nsid %d, want 2", obs.Volumes[0].NSID)

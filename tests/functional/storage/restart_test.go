@@ -17,6 +17,7 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/agentproc"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk/spdktest"
 )
@@ -29,7 +30,7 @@ const healthInterval = "30s"
 // startAgentProc runs the real agent binary on the emulator's socket with d
 // persisted as its desired state. The broker and OVSDB are absent: storage
 // does not need them.
-func startAgentProc(t *testing.T, sock string, d *state.Desired, extra map[string]map[string]string) *agentproc.Proc {
+func startAgentProc(t *testing.T, sock string, d *nodestate.Desired, extra map[string]map[string]string) *agentproc.Proc {
 	t.Helper()
 	dir := t.TempDir()
 	stateDir := filepath.Join(dir, "state")
@@ -133,7 +134,7 @@ func TestAgentReattachesAfterControllerLoss(t *testing.T) {
 // pf0Listening reports whether pf0 has a VFIOUSER listener on dir/pf0.
 func pf0Listening(t *testing.T, c *spdk.Client, dir string) bool {
 	t.Helper()
-	subs, err := c.GetSubsystems(context.Background(), drivers.HostSubsystemNQN(nodeUUID, state.Function{PF: 0}))
+	subs, err := c.GetSubsystems(context.Background(), drivers.HostSubsystemNQN(nodeUUID, nodestate.Function{PF: 0}))
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return false
 	}

@@ -18,12 +18,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/agentproc"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk/spdktest"
@@ -161,7 +161,7 @@ func newReconciler(t *testing.T, sock string) (*storage.Reconciler, *spdk.Client
 	return r, cl
 }
 
-func volumes() *state.Desired {
+func volumes() *nodestate.Desired {
 	portals := func(id string, ports ...float64) map[string]any {
 		var ps []any
 		for _, p := range ports {
@@ -169,17 +169,17 @@ func volumes() *state.Desired {
 		}
 		return map[string]any{"target_nqn": "nqn.2010-10.org.openstack:volume-" + id, "vol_uuid": id, "portals": ps}
 	}
-	return &state.Desired{Generation: 1, NodeUUID: nodeUUID, VIFs: []state.VIF{}, Volumes: []state.Volume{
-		{VolumeID: bootID, BootIndex: state.IntPtr(0), ConnectionInfo: state.ConnectionInfo{DriverVolumeType: "nvmeof", Data: portals(bootID, 4420, 4421)}},
-		{VolumeID: data1ID, ConnectionInfo: state.ConnectionInfo{DriverVolumeType: "nvmeof", Data: map[string]any{
+	return &nodestate.Desired{Generation: 1, NodeUUID: nodeUUID, VIFs: []nodestate.VIF{}, Volumes: []nodestate.Volume{
+		{VolumeID: bootID, BootIndex: nodestate.IntPtr(0), ConnectionInfo: nodestate.ConnectionInfo{DriverVolumeType: "nvmeof", Data: portals(bootID, 4420, 4421)}},
+		{VolumeID: data1ID, ConnectionInfo: nodestate.ConnectionInfo{DriverVolumeType: "nvmeof", Data: map[string]any{
 			"nqn": "nqn.2010-10.org.openstack:volume-" + data1ID, "target_portal": "127.0.0.1", "target_port": float64(4420), "transport_type": "tcp", "ns_id": float64(1)}}},
-		{VolumeID: data2ID, ConnectionInfo: state.ConnectionInfo{DriverVolumeType: "nvmeof", Data: portals(data2ID, 4420, 4421)}},
+		{VolumeID: data2ID, ConnectionInfo: nodestate.ConnectionInfo{DriverVolumeType: "nvmeof", Data: portals(data2ID, 4420, 4421)}},
 	}}
 }
 
 func namespaces(t *testing.T, c *spdk.Client) map[int]string {
 	t.Helper()
-	subs, err := c.GetSubsystems(context.Background(), drivers.HostSubsystemNQN(nodeUUID, state.Function{PF: 0}))
+	subs, err := c.GetSubsystems(context.Background(), drivers.HostSubsystemNQN(nodeUUID, nodestate.Function{PF: 0}))
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return map[int]string{}
 	}
@@ -235,10 +235,10 @@ func TestEmulatorProcessKillRestartConverges(t *testing.T) {
 	if got := namespaces(t, cl); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("after restart = %v, want %v", got, want)
 	}
-	var obs state.Observed
+	var obs nodestate.Observed
 	r.Observe(ctx, &obs)
 	for _, v := range obs.Volumes {
-		if v.State != state.StateAttached || v.LastError != "" {
+		if v.State != nodestate.StateAttached || v.LastError != "" {
 			t.Fatalf("observe after restart: %+v", v)
 		}
 	}
@@ -258,7 +258,7 @@ func TestEmulatorProcessKillRestartConverges(t *testing.T) {
 	if got := namespaces(t, cl); len(got) != 2 || got[3] != "" {
 		t.Fatalf("after unplug = %v", got)
 	}
-	empty := &state.Desired{Generation: 2, NodeUUID: nodeUUID, Volumes: []state.Volume{}, VIFs: []state.VIF{}}
+	empty := &nodestate.Desired{Generation: 2, NodeUUID: nodeUUID, Volumes: []nodestate.Volume{}, VIFs: []nodestate.VIF{}}
 	for i := 0; i < 2; i++ {
 		if err := r.Reconcile(ctx, empty); err != nil {
 			t.Fatal(err)

@@ -1,4 +1,4 @@
-package state
+package nodestate
 
 import (
 	"bytes"
@@ -110,15 +110,26 @@ func (d *Desired) Normalize() {
 	}
 }
 
+// ConnectionChecker checks one volume's Cinder connection info.
+type ConnectionChecker func(Volume) error
+
+// ParseConnection is the ConnectionChecker of Validate: nvmeof.Parse.
+func ParseConnection(v Volume) error {
+	_, err := nvmeof.Parse(v.ConnectionInfo.Data)
+	return err
+}
+
 // ValidateVolume checks one volume, including its Cinder connection info.
-func ValidateVolume(v Volume) error {
+func ValidateVolume(v Volume) error { return validateVolume(v, ParseConnection) }
+
+func validateVolume(v Volume, conn ConnectionChecker) error {
 	if !ValidUUID(v.VolumeID) {
 		return invalid("volume_id %q is not a UUID", v.VolumeID)
 	}
 	if v.ConnectionInfo.DriverVolumeType != "nvmeof" {
 		return invalid("volume %s: driver_volume_type %q is not supported (want nvmeof)", v.VolumeID, v.ConnectionInfo.DriverVolumeType)
 	}
-	if _, err := nvmeof.Parse(v.ConnectionInfo.Data); err != nil {
+	if err := conn(v); err != nil {
 		return fmt.Errorf("volume %s: %w", v.VolumeID, err)
 	}
 	if v.Function != nil {
@@ -163,7 +174,11 @@ func ValidateVIF(v VIF) error {
 }
 
 // Validate checks a whole desired state. It has no side effects.
-func (d *Desired) Validate() error {
+func (d *Desired) Validate() error { return d.ValidateWith(ParseConnection) }
+
+// ValidateWith is Validate with conn checking each volume's connection info
+// (the storage reconciler passes one that reuses what it parsed before).
+func (d *Desired) ValidateWith(conn ConnectionChecker) error {
 	if d.Generation < 0 {
 		return invalid("generation %d is negative", d.Generation)
 	}
@@ -173,7 +188,7 @@ func (d *Desired) Validate() error {
 	vols := map[string]bool{}
 	boots := map[int]string{}
 	for _, v := range d.Volumes {
-		if err := ValidateVolume(v); err != nil {
+		if err := validateVolume(v, conn); err != nil {
 			return err
 		}
 		id := strings.ToLower(v.VolumeID)

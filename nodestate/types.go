@@ -1,7 +1,9 @@
-// Package state holds the node's desired state (the contract between the
-// conductor and the agent, DESIGN.md §2), its validation and its durable store,
-// and the observed state that reconcilers report.
-package state
+// Package nodestate holds the node's desired state (the contract between the
+// conductor and the agent, DESIGN.md §2), its validation, and the observed
+// state that reconcilers report. It imports nothing of the agent, so storage,
+// network and drivers can share these types without depending on agent/.
+// The durable store of the desired state is agent/state.
+package nodestate
 
 import (
 	"bytes"
@@ -9,26 +11,6 @@ import (
 
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 )
-
-// Function is a host-visible PCIe function: a PF, a VF of a PF, or an SF of a PF.
-// Exactly one of VF and SF may be set; neither means the PF itself.
-type Function struct {
-	PF int  `json:"pf"`
-	VF *int `json:"vf,omitempty"`
-	SF *int `json:"sf,omitempty"`
-}
-
-// IsSF reports whether f names a scalable function.
-func (f Function) IsSF() bool { return f.SF != nil }
-
-// Equal compares two functions by value.
-func (f Function) Equal(g Function) bool {
-	eq := func(a, b *int) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
-	return f.PF == g.PF && eq(f.VF, g.VF) && eq(f.SF, g.SF)
-}
-
-// IntPtr is a helper for building functions in code and tests.
-func IntPtr(i int) *int { return &i }
 
 // ConnectionInfo is Cinder's connection_info as Nova/Ironic hand it over.
 type ConnectionInfo struct {

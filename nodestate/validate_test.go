@@ -1,23 +1,23 @@
-package state_test
+package nodestate_test
 
 import (
 	"errors"
 	"testing"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 func TestAssignFunctionsKeepsAndFills(t *testing.T) {
-	prev := &state.Desired{VIFs: []state.VIF{
-		{PortID: "0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01", MAC: "fa:16:3e:00:00:01", Function: &state.Function{PF: 0, SF: state.IntPtr(4)}},
+	prev := &nodestate.Desired{VIFs: []nodestate.VIF{
+		{PortID: "0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01", MAC: "fa:16:3e:00:00:01", Function: &nodestate.Function{PF: 0, SF: nodestate.IntPtr(4)}},
 	}}
-	next := &state.Desired{VIFs: []state.VIF{
+	next := &nodestate.Desired{VIFs: []nodestate.VIF{
 		{PortID: "0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a02", MAC: "fa:16:3e:00:00:02"},
 		{PortID: "0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01", MAC: "fa:16:3e:00:00:01"},
-		{PortID: "0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a03", MAC: "fa:16:3e:00:00:03", Function: &state.Function{PF: 0, SF: state.IntPtr(1)}},
+		{PortID: "0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a03", MAC: "fa:16:3e:00:00:03", Function: &nodestate.Function{PF: 0, SF: nodestate.IntPtr(1)}},
 	}}
-	if err := state.AssignFunctions(prev, next, 1); err != nil {
+	if err := nodestate.AssignFunctions(prev, next, 1); err != nil {
 		t.Fatal(err)
 	}
 	got := []int{*next.VIFs[0].Function.SF, *next.VIFs[1].Function.SF, *next.VIFs[2].Function.SF}
@@ -30,12 +30,12 @@ func TestAssignFunctionsKeepsAndFills(t *testing.T) {
 }
 
 func TestValidateFunctionBounds(t *testing.T) {
-	for _, f := range []state.Function{{PF: -1}, {PF: 16}, {PF: 0, VF: state.IntPtr(-2)}, {PF: 0, SF: state.IntPtr(1 << 20)}} {
-		if err := state.ValidateFunction(f); !errors.Is(err, errdefs.ErrInvalidArgument) {
+	for _, f := range []nodestate.Function{{PF: -1}, {PF: 16}, {PF: 0, VF: nodestate.IntPtr(-2)}, {PF: 0, SF: nodestate.IntPtr(1 << 20)}} {
+		if err := nodestate.ValidateFunction(f); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Fatalf("%+v accepted", f)
 		}
 	}
-	if err := state.ValidateFunction(state.Function{PF: 1, VF: state.IntPtr(7)}); err != nil {
+	if err := nodestate.ValidateFunction(nodestate.Function{PF: 1, VF: nodestate.IntPtr(7)}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -45,16 +45,16 @@ func TestValidateFunctionBounds(t *testing.T) {
 // a running host's NICs to other SFs).
 func TestAssignFunctionsNewPortFirstKeepsExistingSFs(t *testing.T) {
 	const a, x, y = "0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01", "0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a02", "0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a03"
-	prev := &state.Desired{VIFs: []state.VIF{
-		{PortID: a, MAC: "fa:16:3e:00:00:01", Function: &state.Function{PF: 0, SF: state.IntPtr(1)}},
-		{PortID: x, MAC: "fa:16:3e:00:00:02", Function: &state.Function{PF: 0, SF: state.IntPtr(2)}},
+	prev := &nodestate.Desired{VIFs: []nodestate.VIF{
+		{PortID: a, MAC: "fa:16:3e:00:00:01", Function: &nodestate.Function{PF: 0, SF: nodestate.IntPtr(1)}},
+		{PortID: x, MAC: "fa:16:3e:00:00:02", Function: &nodestate.Function{PF: 0, SF: nodestate.IntPtr(2)}},
 	}}
-	next := &state.Desired{VIFs: []state.VIF{
+	next := &nodestate.Desired{VIFs: []nodestate.VIF{
 		{PortID: y, MAC: "fa:16:3e:00:00:03"},
 		{PortID: a, MAC: "fa:16:3e:00:00:01"},
 		{PortID: x, MAC: "fa:16:3e:00:00:02"},
 	}}
-	if err := state.AssignFunctions(prev, next, 1); err != nil {
+	if err := nodestate.AssignFunctions(prev, next, 1); err != nil {
 		t.Fatal(err)
 	}
 	got := []int{*next.VIFs[0].Function.SF, *next.VIFs[1].Function.SF, *next.VIFs[2].Function.SF}
@@ -66,23 +66,23 @@ func TestAssignFunctionsNewPortFirstKeepsExistingSFs(t *testing.T) {
 	}
 }
 
-func vol(id string, boot *int) state.Volume {
-	return state.Volume{VolumeID: id, BootIndex: boot, ConnectionInfo: state.ConnectionInfo{DriverVolumeType: "nvmeof",
+func vol(id string, boot *int) nodestate.Volume {
+	return nodestate.Volume{VolumeID: id, BootIndex: boot, ConnectionInfo: nodestate.ConnectionInfo{DriverVolumeType: "nvmeof",
 		Data: map[string]any{"target_nqn": "nqn.2010-10.org.openstack:volume-" + id, "portals": []any{[]any{"192.0.2.10", 4420, "tcp"}}}}}
 }
 
 // Nova marks every data disk boot_index -1: several of them are fine, and
 // none is the boot disk.
 func TestValidateNegativeBootIndexIsDataDisk(t *testing.T) {
-	d := &state.Desired{Volumes: []state.Volume{
-		vol("6f1c5e0a-3b7d-4c2e-9a41-2d8f7b9e0c11", state.IntPtr(0)),
-		vol("a2d4c6e8-1f3b-4d5a-8c7e-9b0a1c2d3e4f", state.IntPtr(-1)),
-		vol("3c9e7b1d-5a2f-4e8c-b6d4-7f0a9e2c1b35", state.IntPtr(-1)),
+	d := &nodestate.Desired{Volumes: []nodestate.Volume{
+		vol("6f1c5e0a-3b7d-4c2e-9a41-2d8f7b9e0c11", nodestate.IntPtr(0)),
+		vol("a2d4c6e8-1f3b-4d5a-8c7e-9b0a1c2d3e4f", nodestate.IntPtr(-1)),
+		vol("3c9e7b1d-5a2f-4e8c-b6d4-7f0a9e2c1b35", nodestate.IntPtr(-1)),
 	}}
 	if err := d.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	d.Volumes[2].BootIndex = state.IntPtr(0)
+	d.Volumes[2].BootIndex = nodestate.IntPtr(0)
 	if err := d.Validate(); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("two boot_index 0 accepted: %v", err)
 	}
@@ -90,12 +90,12 @@ func TestValidateNegativeBootIndexIsDataDisk(t *testing.T) {
 
 func TestValidateConfigDriveSHA(t *testing.T) {
 	for _, sha := range []string{"", "abc", "ZZ" + string(make([]byte, 62)), "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"} {
-		d := &state.Desired{ConfigDrive: &state.ConfigDrive{SHA256: sha}}
+		d := &nodestate.Desired{ConfigDrive: &nodestate.ConfigDrive{SHA256: sha}}
 		if err := d.Validate(); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("sha %q accepted", sha)
 		}
 	}
-	d := &state.Desired{ConfigDrive: &state.ConfigDrive{SHA256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}}
+	d := &nodestate.Desired{ConfigDrive: &nodestate.ConfigDrive{SHA256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}}
 	if err := d.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -103,30 +103,30 @@ func TestValidateConfigDriveSHA(t *testing.T) {
 
 func TestValidateMACRefusesNonUnicastAndZero(t *testing.T) {
 	for _, mac := range []string{"00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff", "FF:FF:FF:FF:FF:FF", "01:00:5e:00:00:01", "33:33:00:00:00:01", "fa:16:3e:00:00", "fa-16-3e-00-00-01"} {
-		if err := state.ValidateMAC(mac); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		if err := nodestate.ValidateMAC(mac); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("%s accepted: %v", mac, err)
 		}
 	}
 	for _, mac := range []string{"fa:16:3e:00:00:01", "FA:16:3E:0A:BB:01", "02:00:00:00:00:00"} {
-		if err := state.ValidateMAC(mac); err != nil {
+		if err := nodestate.ValidateMAC(mac); err != nil {
 			t.Errorf("%s refused: %v", mac, err)
 		}
 	}
 }
 
 func TestCheckLimits(t *testing.T) {
-	d := &state.Desired{VIFs: make([]state.VIF, state.DefaultMaxVIFs), Volumes: make([]state.Volume, state.DefaultMaxVolumes)}
-	if err := d.CheckLimits(state.Limits{}); err != nil {
+	d := &nodestate.Desired{VIFs: make([]nodestate.VIF, nodestate.DefaultMaxVIFs), Volumes: make([]nodestate.Volume, nodestate.DefaultMaxVolumes)}
+	if err := d.CheckLimits(nodestate.Limits{}); err != nil {
 		t.Fatalf("defaults are inclusive: %v", err)
 	}
-	if err := d.CheckLimits(state.Limits{MaxVIFs: 3}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+	if err := d.CheckLimits(nodestate.Limits{MaxVIFs: 3}); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("configured vif limit: %v", err)
 	}
-	d.Volumes = append(d.Volumes, state.Volume{})
-	if err := d.CheckLimits(state.Limits{}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+	d.Volumes = append(d.Volumes, nodestate.Volume{})
+	if err := d.CheckLimits(nodestate.Limits{}); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("volume limit: %v", err)
 	}
-	if err := d.CheckLimits(state.Limits{MaxVolumes: 100}); err != nil {
+	if err := d.CheckLimits(nodestate.Limits{MaxVolumes: 100}); err != nil {
 		t.Fatalf("raised volume limit: %v", err)
 	}
 }
