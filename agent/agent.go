@@ -18,6 +18,7 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
+	"github.com/ironic-dpu/ironic-dpu-agent/storage/nvmeof"
 )
 
 // Options wires an Agent.
@@ -453,7 +454,7 @@ func (a *Agent) admitLocked(ctx context.Context, cur, next *nodestate.Desired) e
 		return err
 	}
 	next.Normalize()
-	if err := next.Validate(); err != nil {
+	if err := next.ValidateWith(checkConnection); err != nil {
 		return err
 	}
 	if err := nodestate.AssignFunctions(cur, next, a.opts.SFBase); err != nil {
@@ -500,4 +501,11 @@ func sameContent(a, b *nodestate.Desired) bool {
 		}
 	}
 	return equalJSON(x, y)
+}
+
+// checkConnection parses a volume's Cinder connection info at admission, so
+// bad data is refused before any reconciler sees the state.
+func checkConnection(v nodestate.Volume) error {
+	_, err := nvmeof.Parse(v.ConnectionInfo.Data)
+	return err
 }

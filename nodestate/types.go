@@ -1,15 +1,13 @@
 // Package nodestate holds the node's desired state (the contract between the
 // conductor and the agent, DESIGN.md §2), its validation, and the observed
-// state that reconcilers report. It imports nothing of the agent, so storage,
-// network and drivers can share these types without depending on agent/.
+// state that reconcilers report. It imports nothing of the agent, storage or
+// network, so all of them share these types without a cycle between folders.
 // The durable store of the desired state is agent/state.
 package nodestate
 
 import (
 	"bytes"
 	"encoding/json"
-
-	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 )
 
 // ConnectionInfo is Cinder's connection_info as Nova/Ironic hand it over.
@@ -136,8 +134,8 @@ type VolumeStatus struct {
 	// SizeBytes is what the DPU's bdev reports (num_blocks*block_size).
 	SizeBytes int64 `json:"size_bytes,omitempty"`
 	// QoS is the limits SPDK holds on the bdev (bdev_set_qos_limit names).
-	QoS       *spdk.QoSLimits `json:"qos,omitempty"`
-	LastError string          `json:"last_error,omitempty"`
+	QoS       *QoSLimits `json:"qos,omitempty"`
+	LastError string     `json:"last_error,omitempty"`
 }
 
 // VIFStatus is the observed state of one VIF.
@@ -149,4 +147,13 @@ type VIFStatus struct {
 	OFPort      int       `json:"ofport,omitempty"`
 	Bound       bool      `json:"bound"`
 	LastError   string    `json:"last_error,omitempty"`
+}
+
+// QoSLimits are the rate limits SPDK holds on a volume's bdev, with SPDK's
+// names (bdev_get_bdevs assigned_rate_limits); 0 = unlimited.
+type QoSLimits struct {
+	RwIOsPerSec    uint64 `json:"rw_ios_per_sec"`
+	RwMBytesPerSec uint64 `json:"rw_mbytes_per_sec"`
+	RMBytesPerSec  uint64 `json:"r_mbytes_per_sec"`
+	WMBytesPerSec  uint64 `json:"w_mbytes_per_sec"`
 }

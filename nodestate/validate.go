@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
-	"github.com/ironic-dpu/ironic-dpu-agent/storage/nvmeof"
 )
 
 // Bounds on host functions. Drivers narrow these further (e.g. how many PFs a
@@ -113,24 +112,23 @@ func (d *Desired) Normalize() {
 // ConnectionChecker checks one volume's Cinder connection info.
 type ConnectionChecker func(Volume) error
 
-// ParseConnection is the ConnectionChecker of Validate: nvmeof.Parse.
-func ParseConnection(v Volume) error {
-	_, err := nvmeof.Parse(v.ConnectionInfo.Data)
-	return err
-}
+// ValidateVolume checks one volume's shape. This package knows no storage
+// protocol: callers pass the parser of its Cinder connection info to
+// ValidateVolumeWith.
+func ValidateVolume(v Volume) error { return ValidateVolumeWith(v, nil) }
 
-// ValidateVolume checks one volume, including its Cinder connection info.
-func ValidateVolume(v Volume) error { return validateVolume(v, ParseConnection) }
-
-func validateVolume(v Volume, conn ConnectionChecker) error {
+// ValidateVolumeWith is ValidateVolume with conn checking the connection info.
+func ValidateVolumeWith(v Volume, conn ConnectionChecker) error {
 	if !ValidUUID(v.VolumeID) {
 		return invalid("volume_id %q is not a UUID", v.VolumeID)
 	}
 	if v.ConnectionInfo.DriverVolumeType != "nvmeof" {
 		return invalid("volume %s: driver_volume_type %q is not supported (want nvmeof)", v.VolumeID, v.ConnectionInfo.DriverVolumeType)
 	}
-	if err := conn(v); err != nil {
-		return fmt.Errorf("volume %s: %w", v.VolumeID, err)
+	if conn != nil {
+		if err := conn(v); err != nil {
+			return fmt.Errorf("volume %s: %w", v.VolumeID, err)
+		}
 	}
 	if v.Function != nil {
 		if err := ValidateFunction(*v.Function); err != nil {
@@ -173,8 +171,9 @@ func ValidateVIF(v VIF) error {
 	return nil
 }
 
-// Validate checks a whole desired state. It has no side effects.
-func (d *Desired) Validate() error { return d.ValidateWith(ParseConnection) }
+// Validate checks a whole desired state's shape. It has no side effects and
+// leaves the volumes' connection info to the storage reconciler.
+func (d *Desired) Validate() error { return d.ValidateWith(nil) }
 
 // ValidateWith is Validate with conn checking each volume's connection info
 // (the storage reconciler passes one that reuses what it parsed before).
@@ -188,7 +187,7 @@ func (d *Desired) ValidateWith(conn ConnectionChecker) error {
 	vols := map[string]bool{}
 	boots := map[int]string{}
 	for _, v := range d.Volumes {
-		if err := validateVolume(v, conn); err != nil {
+		if err := ValidateVolumeWith(v, conn); err != nil {
 			return err
 		}
 		id := strings.ToLower(v.VolumeID)

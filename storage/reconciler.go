@@ -147,7 +147,7 @@ type item struct {
 
 	bdev string
 	nsid int
-	qos  *spdk.QoSLimits // limits SPDK holds after this reconcile
+	qos  *nodestate.QoSLimits // limits SPDK holds after this reconcile
 	err  error
 }
 
@@ -604,11 +604,12 @@ func (r *Reconciler) applyQoS(ctx context.Context, it *item, cur spdk.QoSLimits)
 }
 
 // qosStatus is the observed form of limits: nil when there are none.
-func qosStatus(l spdk.QoSLimits) *spdk.QoSLimits {
+func qosStatus(l spdk.QoSLimits) *nodestate.QoSLimits {
 	if l == (spdk.QoSLimits{}) {
 		return nil
 	}
-	return &l
+	return &nodestate.QoSLimits{RwIOsPerSec: l.RwIOsPerSec, RwMBytesPerSec: l.RwMBytesPerSec,
+		RMBytesPerSec: l.RMBytesPerSec, WMBytesPerSec: l.WMBytesPerSec}
 }
 
 // pickBdev finds the volume's namespace among a controller's bdevs; names
