@@ -7,7 +7,10 @@ BIN     := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/ironic-dpu/ironic-dpu-agent/internal/version.Version=$(VERSION)
 SAMPLE  := etc/ironic-dpu-agent/ironic-dpu-agent.conf.sample
-FUZZTIME ?= 20s
+# A count, not a duration: a duration-based -fuzztime can fail with a bare
+# "context deadline exceeded" and no crasher on a loaded machine (a race in
+# Go 1.26's fuzz coordinator, go.dev/issue/75804, fixed in Go 1.27).
+FUZZTIME ?= 200000x
 
 .PHONY: help deps build unit functional fuzz python-unit e2e e2e-openstack lint genconfig \
         check-generated test bench demo clean
