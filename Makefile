@@ -7,7 +7,10 @@ BIN     := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/ironic-dpu/ironic-dpu-agent/internal/version.Version=$(VERSION)
 SAMPLE  := etc/ironic-dpu-agent/ironic-dpu-agent.conf.sample
-FUZZTIME ?= 20s
+# A count, not a duration: a duration-based -fuzztime can fail with a bare
+# "context deadline exceeded" and no crasher on a loaded machine (a race in
+# Go 1.26's fuzz coordinator, go.dev/issue/75804, fixed in Go 1.27).
+FUZZTIME ?= 200000x
 
 .PHONY: help deps build unit functional fuzz python-unit e2e e2e-openstack lint genconfig \
         check-generated test bench demo clean
@@ -31,8 +34,9 @@ functional: build ## functional tests against real RabbitMQ, oslo.messaging, OVS
 fuzz: ## bounded fuzzing of the oslo envelope decoder
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME) ./rpcapi
 
-python-unit: ## unit tests of the ironic_dpu driver with Debian's python3
+python-unit: ## unit tests of the ironic_dpu driver and the Nova driver (nova/virt/ironic_dpu) with Debian's python3
 	$(PY) -m unittest discover -s ironic_dpu/tests -t .
+	$(PY) -m unittest discover -s tests/nova_driver -t tests/nova_driver
 
 e2e: build ## Ironic end to end: real ironic-api/conductor, RabbitMQ, OVS/OVN, agent
 	IRONIC_DPU_AGENT_BIN=$(BIN)/ironic-dpu-agent SPDK_EMULATOR_BIN=$(BIN)/spdk-emulator bash tests/ironic/e2e.sh
@@ -48,7 +52,7 @@ lint: ## gofmt, go vet, staticcheck, shellcheck, python byte-compile
 	$(GO) tool staticcheck -tags functional ./...
 	bash -n devstack/plugin.sh
 	shellcheck -x devstack/plugin.sh devstack/settings .ci/run .ci/deps.sh $$(git ls-files 'tests/*.sh' 'scripts/*.sh')
-	$(PY) -m compileall -q ironic_dpu tests/python
+	$(PY) -m compileall -q ironic_dpu nova tests/python tests/nova_driver
 
 genconfig: ## regenerate the sample config in etc/
 	$(GO) run ./cmd/ironic-dpu-agent genconfig -o $(SAMPLE)

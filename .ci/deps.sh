@@ -10,7 +10,9 @@ PKGS=(rabbitmq-server python3-oslo.messaging openvswitch-switch ovn-central ovn-
       jq curl shellcheck iproute2 iputils-ping procps psmisc make
       # the whole-OpenStack suite (tests/openstack): Nova, Neutron ML2/OVN, Cinder, Glance, Placement
       postgresql-15 neutron-server placement-api nova-api nova-conductor nova-scheduler
-      nova-compute-ironic cinder-api cinder-scheduler cinder-volume glance-api)
+      nova-compute-ironic cinder-api cinder-scheduler cinder-volume glance-api
+      # config drives: Nova and Ironic build the ISO, the suite reads it back
+      genisoimage python3-pycdlib)
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -31,6 +31,27 @@ function install_ironic_dpu {
     setup_develop "$IRONIC_DPU_DIR"
 }
 
+# Nova loads compute drivers from its own package only (compute_driver = X
+# imports nova.virt.X): link nova/virt/ironic_dpu into Nova's tree, as
+# out-of-tree drivers (nova-powervm's powervm_ext) install themselves.
+function install_ironic_dpu_nova_driver {
+    local virt
+    virt=$("$PYTHON" -c 'import os, nova.virt; print(os.path.dirname(nova.virt.__file__))') \
+        || die $LINENO "nova is not importable with $PYTHON"
+    echo_summary "Linking the ironic_dpu Nova driver into $virt"
+    sudo ln -sfn "$IRONIC_DPU_DIR/nova/virt/ironic_dpu" "$virt/ironic_dpu"
+    "$PYTHON" -c 'import nova.virt.ironic_dpu' || die $LINENO "nova.virt.ironic_dpu does not import"
+}
+
+function configure_ironic_dpu_nova {
+    local conf
+    for conf in "$NOVA_CONF" "${NOVA_CPU_CONF:-}"; do
+        [[ -n "$conf" && -f "$conf" ]] || continue
+        iniset "$conf" DEFAULT compute_driver ironic_dpu.IronicDPUDriver
+        iniset "$conf" ironic_dpu volume_timeout "$IRONIC_DPU_NOVA_VOLUME_TIMEOUT"
+    done
+}
+
 function configure_ironic_dpu_conductor {
     echo_summary "Enabling the dpu hardware type in $IRONIC_CONF_FILE"
     _ironic_dpu_add_to_list DEFAULT enabled_hardware_types dpu
@@ -163,6 +184,10 @@ if is_service_enabled ironic-dpu-agent; then
         configure_ironic_dpu_conductor
         configure_ironic_dpu_agent
         install_ironic_dpu_units
+        if [[ "$IRONIC_DPU_NOVA_DRIVER" == True ]] && is_service_enabled n-cpu; then
+            install_ironic_dpu_nova_driver
+            configure_ironic_dpu_nova
+        fi
     elif [[ "$1" == "stack" && "$2" == "extra" ]]; then
         # Ironic (and its conductor with the dpu type) is up by now.
         if [[ "$IRONIC_DPU_ENROLL_NODE" == True ]]; then

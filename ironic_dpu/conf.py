@@ -67,6 +67,13 @@ dpu_opts = [
                      'binding:profile.capabilities=["switchdev"], '
                      'binding:host_id=<driver_info dpu_hostname>) on '
                      'attach, and unbind on detach.'),
+    cfg.IntOpt('config_drive_max_bytes', default=64 * 1024 * 1024, min=1,
+               help='Largest config drive (decoded ISO, bytes) the deploy '
+                    'accepts from instance_info; keep it at or below the '
+                    'agent\'s [storage] config_drive_max_bytes.'),
+    cfg.IntOpt('config_drive_fetch_timeout', default=60, min=1,
+               help='Seconds to connect to, and between reads from, a '
+                    'config drive URL (e.g. a Swift temp URL).'),
 ]
 
 CONF.register_opts(agent_opts, group='dpu_agent')

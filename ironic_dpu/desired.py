@@ -5,7 +5,11 @@ Sources:
 * volumes: the node's volume targets of type 'nvmeof'; properties are the
   Cinder connection data (old: nqn/target_portal/target_port/
   transport_type/ns_id, or new: target_nqn/vol_uuid/portals), as Nova or
-  an operator stores them; boot_index is passed through (0 = boot disk).
+  an operator stores them; boot_index 0 = the boot disk, other
+  non-negative values are passed through, a negative one (Nova's data
+  disks: -1) or none = not a boot disk.
+* config_drive: instance_info['configdrive'] (configdrive.py), sent as
+  {sha256, data}; only its sha256 is ever recorded.
 * VIFs: every port with a VIF (internal_info tenant_vif_port_id, or the
   legacy extra vif_port_id); MAC = port address. The host function comes
   from, in order: port extra 'dpu_function' ({"pf": 0, "vf": 3}, or a
@@ -29,6 +33,7 @@ from ironic.common import states
 from ironic.conf import CONF
 
 from ironic_dpu import agent_client
+from ironic_dpu import configdrive
 from ironic_dpu import exception
 
 LOG = log.getLogger(__name__)
@@ -145,18 +150,27 @@ def volume_for_target(target):
     vol = {'volume_id': target.volume_id,
            'connection_info': {'driver_volume_type': VOLUME_TYPE,
                                'data': connection_data(target)}}
-    if target.boot_index is not None:
+    if boot_index(target) is not None:
         vol['boot_index'] = target.boot_index
     return vol
 
 
+def boot_index(target):
+    """target's boot_index, or None for a data disk (none or negative)."""
+    bi = target.boot_index
+    return bi if bi is not None and bi >= 0 else None
+
+
+def _boot_order(target):
+    bi = boot_index(target)
+    return (bi is None, bi or 0, target.volume_id)
+
+
 def build(task, volumes=True, vifs=True):
-    """The desired state of task.node; validates, touches nothing."""
+    """The desired state of task.node; validates, saves nothing."""
     vols = []
     if volumes:
-        targets = sorted(task.volume_targets,
-                         key=lambda t: (t.boot_index is None,
-                                        t.boot_index or 0, t.volume_id))
+        targets = sorted(task.volume_targets, key=_boot_order)
         vols = [volume_for_target(t) for t in targets]
     nics = []
     if vifs:
@@ -170,7 +184,11 @@ def build(task, volumes=True, vifs=True):
                     'VIF %s is attached to more than one port' % vif_id)
             seen.add(vif_id)
             nics.append(vif_for_port(port, vif_id))
-    return {'node_uuid': task.node.uuid, 'volumes': vols, 'vifs': nics}
+    state = {'node_uuid': task.node.uuid, 'volumes': vols, 'vifs': nics}
+    drive = configdrive.for_node(task.node)
+    if drive:
+        state['config_drive'] = drive
+    return state
 
 
 def _next_generation(node, floor=0):
@@ -184,10 +202,17 @@ def record(task, state, save=True):
     """Store state as the node's desired state (without pushing it)."""
     state = dict(state)
     state['generation'] = _next_generation(task.node)
-    task.node.set_driver_internal_info(STATE_KEY, state)
+    _store(task, state, save)
+    return state
+
+
+def _store(task, state, save=True):
+    # The config drive image is large and holds the tenant's user data:
+    # Ironic's DB (and API) keep its sha256 only.
+    task.node.set_driver_internal_info(STATE_KEY,
+                                       configdrive.without_data(state))
     if save:
         task.node.save()
-    return state
 
 
 def push(task, state, client=None, save=True):
@@ -205,17 +230,28 @@ def push(task, state, client=None, save=True):
     try:
         return client.apply_state(task.context, state)
     except exception.DPUAgentError as e:
+        if _drive_unknown(state, e):
+            # A new or wiped DPU lacks the image we named by sha256 only.
+            state = dict(state, config_drive=configdrive.for_node(
+                task.node, fresh=True))
+            return client.apply_state(task.context,
+                                      record(task, state, save=save))
         if getattr(e, 'remote_class', None) != 'Conflict':
             raise
         current = client.get_state(task.context) or {}
         floor = (current.get('desired') or {}).get('generation') or 0
         state['generation'] = _next_generation(task.node, floor)
-        task.node.set_driver_internal_info(STATE_KEY, state)
-        if save:
-            task.node.save()
+        _store(task, state, save)
         LOG.info('Node %s: agent held generation %s; pushing again as %s',
                  task.node.uuid, floor, state['generation'])
         return client.apply_state(task.context, state)
+
+
+def _drive_unknown(state, err):
+    # the agent's refusal of a config drive it has no image for
+    drive = state.get('config_drive') or {}
+    return bool(drive) and 'data' not in drive and (
+        'no such image' in str(err))
 
 
 def with_vif_change(task, vif=None, remove_vif=None):

@@ -5,6 +5,11 @@
   and ports: this is how a volume target added to or removed from an
   ACTIVE node is hot-plugged without rebooting the host (a power on or
   reboot through Ironic does the same via the storage interface).
+* `baremetal node passthru call --http-method POST <node> detach_volume
+  volume_id=<id>` removes that volume's targets and pushes the state: the
+  volume target API refuses deletions while the node is powered on, and a
+  running host is exactly when a hot-unplug is wanted (Nova's
+  ironic_dpu compute driver calls this for `server remove volume`).
 * `baremetal node passthru call --http-method GET <node> agent_state`
   returns the agent's get_status and get_state.
 """
@@ -22,6 +27,16 @@ def _api_error(e):
     return ir_exc.VendorPassthruException(str(e))
 
 
+def _push_observed(task):
+    """Push the state built from task; the agent's observed state."""
+    client = agent_client.AgentClient(task.node.uuid)
+    try:
+        result = desired.push(task, desired.build(task), client=client)
+    except exception.DPUAgentError as e:
+        raise _api_error(e)
+    return (result or {}).get('observed')
+
+
 class DPUVendor(base.VendorInterface):
 
     def get_properties(self):
@@ -30,6 +45,9 @@ class DPUVendor(base.VendorInterface):
     def validate(self, task, method=None, **kwargs):
         if method == 'sync_state':
             desired.build(task)
+        if method == 'detach_volume' and not kwargs.get('volume_id'):
+            raise ir_exc.MissingParameterValue(
+                'detach_volume needs volume_id')
 
     @base.passthru(['POST'], async_call=False,
                    description='Push the node\'s desired state (volume '
@@ -38,13 +56,23 @@ class DPUVendor(base.VendorInterface):
                                'admitted it (it converges asynchronously: '
                                'see agent_state).')
     def sync_state(self, task, **kwargs):
-        state = desired.build(task)
-        client = agent_client.AgentClient(task.node.uuid)
-        try:
-            result = desired.push(task, state, client=client)
-        except exception.DPUAgentError as e:
-            raise _api_error(e)
-        return (result or {}).get('observed')
+        return _push_observed(task)
+
+    @base.passthru(['POST'], async_call=False,
+                   description='Remove the volume targets of volume_id '
+                               '(also from a powered-on node) and push the '
+                               'node\'s state to its agent; returns the '
+                               'agent\'s observed state.')
+    def detach_volume(self, task, volume_id=None, **kwargs):
+        gone = [t for t in task.volume_targets if t.volume_id == volume_id]
+        task.volume_targets = [t for t in task.volume_targets
+                               if t.volume_id != volume_id]
+        observed = _push_observed(task)
+        # Only once the agent took the state: a refused detach leaves
+        # Ironic and the agent agreeing that the volume is still there.
+        for target in gone:
+            target.destroy()
+        return observed
 
     @base.passthru(['GET'], async_call=False, require_exclusive_lock=False,
                    description='The DPU agent\'s status and state.')

@@ -637,6 +637,38 @@ class VendorTests(AgentTestCase):
         self.assertEqual({'status': {'agent_version': '0.1'}, 'state': ATTACHED}, out)
         self.assertIn('sync_state', vendor.DPUVendor().vendor_routes)
 
+    def test_detach_volume_of_a_powered_on_node(self):
+        task = self.make_task(provision_state=states.ACTIVE,
+                              power_state=states.POWER_ON)
+        data = self.target('data-2', boot_index=-1)
+        task.volume_targets.append(data)
+        with mock.patch.object(type(data), 'destroy', autospec=True) as d:
+            obs = vendor.DPUVendor().detach_volume(task, volume_id='data-2')
+            d.assert_called_once_with(data)
+        self.assertEqual(ATTACHED['observed'], obs)
+        state = self.client.apply_state.call_args.args[1]
+        self.assertEqual(['boot'], [v['volume_id'] for v in state['volumes']])
+
+    def test_detach_volume_refused_keeps_the_target(self):
+        task = self.make_task(provision_state=states.ACTIVE)
+        data = self.target('data-2', boot_index=-1)
+        task.volume_targets.append(data)
+        self.client.apply_state.side_effect = agent_error('busy')
+        with mock.patch.object(type(data), 'destroy', autospec=True) as d:
+            e = self.raises(ir_exc.VendorPassthruException,
+                            vendor.DPUVendor().detach_volume, task,
+                            volume_id='data-2')
+            d.assert_not_called()
+        self.assertIn('busy', str(e))
+
+    def test_detach_volume_needs_volume_id(self):
+        task = self.make_task()
+        self.assertRaises(ir_exc.MissingParameterValue,
+                          vendor.DPUVendor().validate, task,
+                          method='detach_volume')
+        vendor.DPUVendor().validate(task, method='detach_volume',
+                                    volume_id='v')
+
     def test_errors_cross_the_api(self):
         task = self.make_task(provision_state=states.ACTIVE)
         self.client.apply_state.side_effect = unreachable()

@@ -122,7 +122,8 @@ case_deploy() {
   bm node vif attach n1 "$VIF1" || return 1     # not active yet: recorded only
   agent_start "$NODE1" || return 1
   local t0=$SECONDS
-  bm node deploy n1 || return 1
+  # the config drive as a JSON object: Ironic's conductor builds the ISO
+  bm node deploy n1 --config-drive "$(jq -nc '{meta_data:{hostname:"n1"}, user_data:"#cloud-config\n# e2e-ironic\n"}')" || return 1
   wait_state "$NODE1" active 90 || return 1
   th_log "  deploy -> active in $((SECONDS - t0))s"
   expect "power on" [ "$(node_field "$NODE1" power_state)" = "power on" ] &&
@@ -137,8 +138,30 @@ case_deploy() {
   expect "fast path: no DEPLOYWAIT" not_async "$NODE1" &&
   expect "wait state cleared" [ "$(api GET "/nodes/$NODE1" | jq -r '.driver_internal_info.dpu_wait')" = null ] &&
   expect "desired state recorded in driver_internal_info" \
-    [ "$(api GET "/nodes/$NODE1" | jq -r '.driver_internal_info.dpu_desired_state.volumes | length')" = 2 ]
+    [ "$(api GET "/nodes/$NODE1" | jq -r '.driver_internal_info.dpu_desired_state.volumes | length')" = 2 ] &&
+  config_drive_ok
 }
+
+# The JSON config drive reached the host: the agent holds Ironic's ISO
+# (label config-2, the user data, meta_data uuid = the node); Ironic's
+# driver_internal_info keeps its sha256 only.
+config_drive_ok() {
+  local cd iso out
+  expect "agent: config drive attached" th_wait 15 "config drive" drive_attached "$NODE1" || return 1
+  cd=$(agent_state "$NODE1" | jq -c .observed.config_drive)
+  iso=$(find "$BASE/agent-$NODE1/config-drive" -type f -name '*.iso' | head -1)
+  [ -n "$iso" ] || iso=$(find "$BASE/agent-$NODE1/config-drive" -type f | head -1)
+  expect "an image file under config_drive_dir with the agent's sha256" \
+    [ -n "$iso" ] && [ "$(sha256sum "$iso" | cut -d' ' -f1)" = "$(jq -r .sha256 <<<"$cd")" ] || return 1
+  out=$(/usr/bin/python3 "$TH_REPO/tests/python/read_configdrive.py" "$iso") || return 1
+  # shellcheck disable=SC2016   # jq variables
+  expect "ISO label config-2, meta_data uuid = node, the user data" jq -e --arg n "$NODE1" \
+    --arg u $'#cloud-config\n# e2e-ironic\n' '.label == "config-2" and .uuid == $n and .user_data == $u' <<<"$out" >/dev/null &&
+  expect "driver_internal_info: config drive by sha256 only" \
+    [ "$(api GET "/nodes/$NODE1" | jq -c .driver_internal_info.dpu_desired_state.config_drive)" = "$(jq -c '{sha256}' <<<"$cd")" ]
+}
+drive_attached() { agent_state "$1" | jq -e '.observed.config_drive.state == "attached"' >/dev/null; }
+drive_gone() { agent_state "$1" | jq -e '.observed.config_drive == null' >/dev/null; }
 
 case_vif_hotplug() {
   local vif1_before; vif1_before=$(ovs_iface_uuid "$VIF1")
@@ -224,6 +247,7 @@ case_undeploy() {
   wait_state "$NODE1" available 60 || return 1
   expect "no volumes" th_wait 10 "volumes gone" no_volumes "$NODE1" &&
   expect "no VIFs" vif_absent "$NODE1" "$VIF1" &&
+  expect "no config drive" th_wait 10 "config drive gone" drive_gone "$NODE1" &&
   expect "VIF1 port gone from br-int" ovs_gone "$VIF1" &&
   expect "power off" [ "$(node_field "$NODE1" power_state)" = "power off" ]
 }

@@ -208,6 +208,7 @@ rpc_socket = $BASE/spdk.sock
 
 [storage]
 host_nqn = nqn.2014-08.org.nvmexpress:uuid:$1
+config_drive_dir = $d/config-drive
 
 [spdk_nvmf]
 transport = TCP

@@ -52,13 +52,21 @@ main() {
     run_case "0 setup: net01, image, flavor; dpu node enrolled and schedulable; agent up" case_setup
     if [ "$FAILED" -eq 0 ]; then
       run_case "1 server create --image --network net01: ACTIVE; agent plugs the port, OVN binds it on the DPU, ACTIVE" case_network_boot
+      run_case "7 config drive: Nova's ISO under config_drive_dir, PF0 namespace (read-only AIO), label config-2, user data + key; Ironic keeps the sha256 only" case_config_drive
       run_case "3a server add port (with a security group): hot-plugged and bound, first port untouched" case_port_add
       run_case "4 the port's security group is an OVN port group with ACLs (NB + SB logical flows)" case_security_group
       run_case "3b server remove port: unplugged and unbound, first port untouched" case_port_remove
       run_case "6 bare-metal port reaches a VM port on net01: same switch, ovn-trace output (spoofed MAC dropped)" case_trace_to_vm
+      run_case "8 QoS + server add volume: front-end QoS type, attached on the DPU as a PF0 namespace, rate limits on the DPU bdev" case_volume_add_qos
+      run_case "9 volume extend (in-use, 3.42): Cinder, Nova event, agent and the DPU bdev at 2 GiB, same nsid" case_volume_extend
+      run_case "10 reboot --hard, stop/start, rebuild: same OVS Interface row, same nsid and QoS, config drive" case_lifecycle
+      run_case "11 server remove volume: namespace, bdev, controller, Ironic target gone; volume available" case_volume_remove
+      run_case "12a server add volume with a malformed QoS value: refused, the agent's reason in the instance action event" case_bad_qos_attach
       run_case "5a server delete (network boot): port unplugged, LSP gone, node available" case_delete_network_boot
-      run_case "2 volume create --image; server create --volume: ACTIVE, nsid 1 on the DPU from Cinder's target" case_boot_from_volume
+      run_case "2 volume create --image; server create --volume + two data disks (boot_index=-1): ACTIVE, nsids 1, 2, 3 on the DPU from Cinder's target" case_boot_from_volume
       run_case "5b server delete (boot from volume): volume available, detached on DPU and target, unplugged, node available" case_delete
+      run_case "12b server create --volume with a malformed QoS value: ERROR, the agent's reason in the server's fault" case_bad_qos_boot
+      run_case "13 the deleted server's config drive image is removed from config_drive_dir" case_config_drive_file_gone
     fi
   fi
   [ ${#FAILURES[@]} -eq 0 ] || os_log "failed: ${FAILURES[*]}"

@@ -81,6 +81,36 @@ agent_vif_gone() { [ -z "$(agent_vif "$1")" ] && agent_state >/dev/null; }
 agent_vol() { agent_state | jq -c --arg v "$1" '.observed.volumes[]? | select(.volume_id == $v)'; }
 agent_vol_nsid() { agent_vol "$1" | jq -e --argjson n "$2" 'select(.state == "attached" and .nsid == $n)' >/dev/null; }
 agent_vol_gone() { [ -z "$(agent_vol "$1")" ] && agent_state >/dev/null; }
+agent_vol_attached() { agent_vol "$1" | jq -e 'select(.state == "attached")' >/dev/null; }
+agent_vol_size() { agent_vol "$1" | jq -e --argjson s "$2" 'select(.state == "attached" and .size_bytes == $s)' >/dev/null; }
+agent_drive() { agent_state | jq -c '.observed.config_drive // {}'; }
+agent_drive_attached() { agent_drive | jq -e '.state == "attached" and .nsid > 0' >/dev/null; }
+agent_drive_gone() { [ "$(agent_drive)" = "{}" ]; }
+
+# The DPU's SPDK as the host sees it: PF0's emulated controller (subsystem
+# <host NQN prefix><node>:pf0) and its namespaces.
+pf0_nqn() { echo "nqn.2024-01.io.openstack.ironic-dpu:node-$NODE:pf0"; }
+pf0_ns_bdev() {   # NSID -> the bdev behind PF0's namespace NSID, or nothing
+  dpu_spdk_rpc nvmf_get_subsystems | jq -r --arg q "$(pf0_nqn)" --argjson n "$1" \
+    '.result[] | select(.nqn == $q) | .namespaces[]? | select(.nsid == $n) | .bdev_name'
+}
+pf0_ns_gone() { [ -z "$(pf0_ns_bdev "$1")" ] && dpu_spdk_rpc nvmf_get_subsystems >/dev/null; }
+dpu_bdev() { dpu_spdk_rpc bdev_get_bdevs "$(jq -nc --arg b "$1" '{name:$b}')" | jq -c '.result[0] // empty'; }
+dpu_bdev_bytes() { dpu_bdev "$1" | jq -e --argjson s "$2" '.num_blocks * .block_size == $s' >/dev/null; }
+under() { case "$2" in "$1"/*) return 0;; esac; return 1; }   # under DIR PATH
+target_of() {   # VOLUME_ID -> its Ironic volume target (JSON) on the node
+  ir GET "/volume/targets?node=$NODE&detail=true" | jq -c --arg v "$1" '.targets[] | select(.volume_id == $v)'
+}
+jq_true() { jq -e "$@" >/dev/null; }   # jq_true [ARGS] FILTER <<< JSON
+# the details of the last event NAME of the last instance action ACTION
+action_event() {   # SERVER ACTION EVENT -> {result, details}
+  local req
+  req=$(nv "/servers/$1/os-instance-actions" | jq -r --arg a "$2" \
+    '[.instanceActions[] | select(.action == $a)] | sort_by(.start_time) | last | .request_id // empty')
+  [ -n "$req" ] && nv "/servers/$1/os-instance-actions/$req" | jq -c --arg e "$3" \
+    '[.instanceAction.events[]? | select(.event == $e)] | last | {result, details}'
+}
+event_done() { [ "$(action_event "$@" | jq -r '.result // empty')" != "" ] && [ "$(action_event "$@" | jq -r .result)" != null ]; }
 
 # The port is wired end to end: Neutron binding to the DPU, OVN LSP pinned to
 # the DPU chassis, the agent's representor in br-int with the iface-id and
@@ -119,6 +149,11 @@ case_setup() {
   openstack flavor create --ram 8192 --disk 10 --vcpus 4 --property resources:CUSTOM_BAREMETAL=1 \
     --property resources:VCPU=0 --property resources:MEMORY_MB=0 --property resources:DISK_GB=0 "$FLAVOR" \
     -f value -c id > /dev/null || return 1
+  # the tenant's key and user data (flow 1 puts them on a config drive)
+  ssh-keygen -q -t ed25519 -N '' -C e2e@bm-01 -f "$BASE/key01" &&
+  openstack keypair create --public-key "$BASE/key01.pub" key01 -f value -c name > /dev/null &&
+  printf '#cloud-config\nruncmd:\n  - [echo, e2e-%s]\n' "$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
+    > "$BASE/user-data" || return 1
   # The operator's enrollment (REST): a dpu node whose DPU is OVN chassis
   # $DPU_HOST; ports name their host function (pf0vfN); connectors: the DPU's
   # host NQN (dpu storage interface) and an iqn, because Cinder Zed insists
@@ -152,7 +187,8 @@ case_setup() {
 SID1="" PORT1="" T_ACTIVE1="" T_PORT1=""
 case_network_boot() {
   local t0; t0=$(os_now)
-  SID1=$(openstack server create --flavor "$FLAVOR" --image "$IMAGE" --network "$NET" bm-01 -f value -c id) || return 1
+  SID1=$(openstack server create --flavor "$FLAVOR" --image "$IMAGE" --network "$NET" --config-drive true \
+    --user-data "$BASE/user-data" --key-name key01 bm-01 -f value -c id) || return 1
   expect "bm-01 ACTIVE" wait_server "$SID1" ACTIVE 120 || return 1
   T_ACTIVE1=$(os_since "$t0")
   PORT1=$(port_of "$SID1")
@@ -244,24 +280,35 @@ case_delete_network_boot() {
   os_log "  bm-01 deleted after $(os_since "$t0")s"
   port_unwired "$PORT1" &&
   expect "Nova removed the port and its LSP" os_wait 20 "LSP gone" lsp_gone "$PORT1" &&
+  expect "agent: config drive removed" os_wait 20 "config drive gone" agent_drive_gone &&
+  expect "flow 7 found the config drive" [ -n "$CD_NSID" ] && [ -n "$CD_FILE" ] &&
+  expect "DPU SPDK: PF0 namespace $CD_NSID gone" os_wait 20 "namespace gone" pf0_ns_gone "$CD_NSID" &&
+  expect "DPU SPDK: the config drive's bdev is gone" [ -z "$(dpu_bdev "$CD_BDEV")" ] &&
   expect "node available and schedulable again" os_wait 90 "node free" node_free
 }
 
-SID2="" VOL="" PORTB="" T_ACTIVE2="" T_PORT2="" TGT_NQN=""
+SID2="" VOL="" VOLD="" VOLE="" PORTB="" T_ACTIVE2="" T_PORT2="" TGT_NQN=""
 case_boot_from_volume() {
   local t0 tgt ctrl
   t0=$(os_now)
-  VOL=$(openstack volume create --image "$IMAGE" --size 1 vol01 -f value -c id) || return 1
-  expect "vol01 available" os_wait 120 "volume available" volume_is "$VOL" available || return 1
+  VOL=$(openstack volume create --image "$IMAGE" --size 1 vol01 -f value -c id) &&
+  VOLD=$(openstack volume create --size 1 data01 -f value -c id) &&
+  VOLE=$(openstack volume create --size 1 data02 -f value -c id) || return 1
+  expect "vol01 available" os_wait 120 "volume available" volume_is "$VOL" available &&
+  expect "data01 available" os_wait 60 "volume available" volume_is "$VOLD" available &&
+  expect "data02 available" os_wait 60 "volume available" volume_is "$VOLE" available || return 1
   os_log "  vol01 available after $(os_since "$t0")s"
   t0=$(os_now)
-  SID2=$(openstack server create --flavor "$FLAVOR" --volume vol01 --network "$NET" bm-02 -f value -c id) || return 1
+  # boot disk vol01 + two data disks (Nova marks both boot_index -1)
+  SID2=$(openstack server create --flavor "$FLAVOR" --volume vol01 --network "$NET" \
+    --block-device "source_type=volume,uuid=$VOLD,destination_type=volume,boot_index=-1" \
+    --block-device "source_type=volume,uuid=$VOLE,destination_type=volume,boot_index=-1" bm-02 -f value -c id) || return 1
   expect "bm-02 ACTIVE" wait_server "$SID2" ACTIVE 120 || return 1
   T_ACTIVE2=$(os_since "$t0")
   PORTB=$(port_of "$SID2")
   os_wait 30 "port ACTIVE" port_active "$PORTB"; T_PORT2=$(os_since "$t0")
   os_log "  bm-02 ACTIVE after ${T_ACTIVE2}s, its port ACTIVE after ${T_PORT2}s"
-  tgt=$(ir GET "/volume/targets?node=$NODE&detail=true" | jq -c '.targets[0]')
+  tgt=$(ir GET "/volume/targets?node=$NODE&detail=true" | jq -c '.targets[] | select(.boot_index == 0)')
   echo "$tgt" > "$BASE/log/volume-target.json"
   TGT_NQN=$(jq -r .properties.nqn <<<"$tgt")
   expect "Ironic volume target: nvmeof, boot_index 0, vol01, Cinder's legacy NVMe/TCP data" \
@@ -270,6 +317,11 @@ case_boot_from_volume() {
       <<<"$tgt" >/dev/null &&
   expect "vol01 in-use by bm-02 in Cinder" [ "$(cv "/volumes/$VOL" | jq -r '.volume.status + " " + .volume.attachments[0].server_id')" = "in-use $SID2" ] &&
   expect "agent: vol01 attached as nsid 1" os_wait 15 "agent volume" agent_vol_nsid "$VOL" 1 &&
+  expect "Ironic: data01/data02 targets are data disks (distinct negative boot_index)" \
+    [ "$(jq -s -c 'map(.boot_index) | sort' <<<"$(target_of "$VOLD")$(target_of "$VOLE")")" = "[-2,-1]" ] &&
+  expect "data01, data02 in-use by bm-02" [ "$(volume_status "$VOLD") $(volume_status "$VOLE")" = "in-use in-use" ] &&
+  expect "agent: vol01 nsid 1, data01 and data02 nsids 2 and 3" os_wait 15 "data disks" data_nsids_ok &&
+  expect "DPU SPDK: PF0 has namespaces 1, 2 and 3" [ -n "$(pf0_ns_bdev 1)" ] && [ -n "$(pf0_ns_bdev 2)" ] && [ -n "$(pf0_ns_bdev 3)" ] &&
   ctrl=$(dpu_spdk_rpc bdev_nvme_get_controllers | jq -c --arg n "$TGT_NQN" '[.result[] | select(.ctrlrs[].trid.subnqn == $n)]') &&
   echo "$ctrl" > "$BASE/log/dpu-controllers.json" &&
   expect "DPU SPDK: a controller to Cinder's target $TGT_NQN on 127.0.0.1:$NVMF_PORT with the DPU's host NQN" \
@@ -285,6 +337,12 @@ target_exports() {   # NQN VOLUME_ID: the subsystem's namespace is the lvol lvs0
   bdev=$(spdk_rpc nvmf_get_subsystems | jq -r --arg n "$1" '.result[] | select(.nqn == $n) | .namespaces[0].bdev_name')
   [ -n "$bdev" ] && spdk_rpc bdev_get_bdevs "{\"name\":\"$bdev\"}" | jq -e --arg a "lvs0/volume-$2" '.result[0].aliases | index($a)' >/dev/null
 }
+data_nsids_ok() {   # vol01 nsid 1; the two data disks 2 and 3 (either order)
+  local st; st=$(agent_state) || return 1
+  agent_vol_nsid "$VOL" 1 &&
+  [ "$(jq -c --arg d "$VOLD" --arg e "$VOLE" '[.observed.volumes[] | select(.volume_id == $d or .volume_id == $e)
+      | select(.state == "attached") | .nsid] | sort' <<<"$st")" = "[2,3]" ]
+}
 target_gone() { ! spdk_rpc nvmf_get_subsystems | jq -e --arg n "$1" '.result[] | select(.nqn == $n)' >/dev/null; }
 dpu_ctrl_gone() { dpu_spdk_rpc bdev_nvme_get_controllers | jq -e --arg n "$1" '[.result[] | select(.ctrlrs[].trid.subnqn == $n)] | length == 0' >/dev/null; }
 
@@ -294,10 +352,194 @@ case_delete() {
   openstack server delete --wait bm-02 || return 1
   os_log "  bm-02 deleted after $(os_since "$t0")s"
   expect "vol01 available again in Cinder" os_wait 60 "volume available" volume_is "$VOL" available &&
+  expect "data01, data02 available again in Cinder" os_wait 60 "volume available" volume_is "$VOLD" available &&
+  expect "data02 available" os_wait 30 "volume available" volume_is "$VOLE" available &&
+  expect "agent: data01, data02 detached" os_wait 20 "agent detach" agent_vol_gone "$VOLD" && agent_vol_gone "$VOLE" &&
   expect "agent: vol01 detached" os_wait 20 "agent detach" agent_vol_gone "$VOL" &&
   expect "DPU SPDK: controller to $TGT_NQN gone" os_wait 10 "ctrl gone" dpu_ctrl_gone "$TGT_NQN" &&
   expect "Cinder's target no longer exports $TGT_NQN" os_wait 20 "export gone" target_gone "$TGT_NQN" &&
   expect "Ironic volume target removed" [ "$(ir GET "/volume/targets?node=$NODE" | jq '.targets | length')" = 0 ] &&
   port_unwired "$PORTB" &&
   expect "node available and schedulable again" os_wait 90 "node free" node_free
+}
+
+# ---------------------------------------------------------------- issue 9: a tenant's server lifecycle
+CD_NSID="" CD_FILE="" CD_BDEV=""
+note_config_drive() {   # CD_NSID, CD_BDEV, CD_FILE of the config drive PF0 has now
+  CD_NSID=$(agent_drive | jq .nsid); CD_BDEV=$(pf0_ns_bdev "$CD_NSID")
+  CD_FILE=$(dpu_bdev "$CD_BDEV" | jq -r '.driver_specific.aio.filename // empty')
+}
+# Flow 1 asked for a config drive: the agent wrote Nova's ISO under
+# config_drive_dir and PF0 exposes it read-only; read it back as cloud-init.
+case_config_drive() {
+  local cd sha out
+  need_bm01 || return 1
+  expect "agent: config drive attached with an nsid" os_wait 15 "config drive" agent_drive_attached || return 1
+  cd=$(agent_drive); echo "$cd" > "$BASE/log/agent-config-drive.json"
+  sha=$(jq -r .sha256 <<<"$cd")
+  note_config_drive
+  expect "DPU SPDK: PF0's subsystem $(pf0_nqn) has namespace $CD_NSID" [ -n "$CD_BDEV" ] || return 1
+  dpu_bdev "$CD_BDEV" > "$BASE/log/config-drive-bdev.json"
+  expect "namespace $CD_NSID is an AIO bdev on a file under config_drive_dir (got '$CD_FILE')" \
+    under "$BASE/agent/config-drive" "$CD_FILE" &&
+  expect "the file exists" [ -f "$CD_FILE" ] &&
+  expect "the AIO bdev is read-only" jq_true '.driver_specific.aio.readonly == true' "$BASE/log/config-drive-bdev.json" &&
+  expect "the file's sha256 is the agent's" [ "$(sha256sum "$CD_FILE" | cut -d' ' -f1)" = "$sha" ] || return 1
+  out=$($PY "$OS_REPO/tests/python/read_configdrive.py" "$CD_FILE") || return 1
+  echo "$out" > "$BASE/log/config-drive-content.json"
+  expect "ISO volume label config-2 (what cloud-init looks for)" jq_true '.label == "config-2"' <<<"$out" &&
+  expect "meta_data uuid = bm-01" jq_true --arg s "$SID1" '.uuid == $s' <<<"$out" &&
+  expect "user data = the file given to server create" [ "$(jq -r .user_data <<<"$out")" = "$(cat "$BASE/user-data")" ] &&
+  expect "public key key01 in meta_data" [ "$(jq -r .public_keys.key01 <<<"$out")" = "$(cat "$BASE/key01.pub")" ] &&
+  expect "Ironic's driver_internal_info holds the config drive by sha256 only" \
+    [ "$(ir GET "/nodes/$NODE" | jq -c .driver_internal_info.dpu_desired_state.config_drive)" = "{\"sha256\":\"$sha\"}" ]
+}
+
+VOL2="" VOL2_NSID="" VOL2_BDEV="" VOL2_NQN="" T_ADDVOL="" T_EXTEND=""
+# Per-volume QoS (Cinder front-end specs) and hot-plug: `server add volume`.
+case_volume_add_qos() {
+  local t0 tgt vol
+  need_bm01 || return 1
+  openstack volume qos create --consumer front-end --property total_iops_sec=2500 \
+    --property total_bytes_sec=10485760 q1 -f value -c id > /dev/null &&
+  openstack volume type create gold -f value -c id > /dev/null &&
+  openstack volume qos associate q1 gold &&
+  VOL2=$(openstack volume create --size 1 --type gold vol02 -f value -c id) || return 1
+  expect "vol02 available" os_wait 60 "vol02 available" volume_is "$VOL2" available || return 1
+  t0=$(os_now)
+  openstack server add volume bm-01 vol02 > /dev/null || return 1
+  expect "agent: vol02 attached" os_wait 60 "agent attach" agent_vol_attached "$VOL2" || return 1
+  T_ADDVOL=$(os_since "$t0")
+  expect "vol02 in-use in Cinder" os_wait 30 "vol02 in-use" volume_is "$VOL2" in-use || return 1
+  os_log "  server add volume → attached on the DPU after ${T_ADDVOL}s"
+  vol=$(agent_vol "$VOL2"); echo "$vol" > "$BASE/log/agent-vol02.json"
+  VOL2_NSID=$(jq .nsid <<<"$vol"); VOL2_BDEV=$(jq -r '.bdev // empty' <<<"$vol")
+  tgt=$(target_of "$VOL2"); echo "$tgt" > "$BASE/log/volume-target-vol02.json"
+  VOL2_NQN=$(jq -r .properties.nqn <<<"$tgt")
+  expect "Nova lists vol02 attached to bm-01" jq_true --arg v "$VOL2" '.volumeAttachments | map(.volumeId) | index($v)' \
+    <<<"$(nv "/servers/$SID1/os-volume_attachments")" &&
+  expect "Ironic target: nvmeof, a data disk (negative boot_index), Cinder's front-end QoS in the connection data" \
+    jq_true '.volume_type == "nvmeof" and .boot_index < 0 and .properties.qos_specs.total_iops_sec == "2500"' <<<"$tgt" &&
+  expect "DPU SPDK: PF0 exposes vol02's bdev '$VOL2_BDEV' as namespace $VOL2_NSID" \
+    [ -n "$VOL2_BDEV" ] && [ "$(pf0_ns_bdev "$VOL2_NSID")" = "$VOL2_BDEV" ] &&
+  dpu_bdev "$VOL2_BDEV" > "$BASE/log/dpu-bdev-vol02.json" &&
+  expect "DPU SPDK: vol02's bdev limited to 3000 IO/s (2500 rounded up, as SPDK does) and 10 MB/s" \
+    jq_true '.assigned_rate_limits.rw_ios_per_sec == 3000 and .assigned_rate_limits.rw_mbytes_per_sec == 10' \
+    "$BASE/log/dpu-bdev-vol02.json" &&
+  expect "agent reports the limits SPDK holds" jq_true '.qos.rw_ios_per_sec == 3000 and .qos.rw_mbytes_per_sec == 10' <<<"$vol" &&
+  expect "config drive still attached" agent_drive_attached
+}
+
+need_vol2() { expect "vol02 from flow 8 attached to bm-01" [ -n "$VOL2_BDEV" ] && agent_vol_attached "$VOL2"; }
+cinder_vol_is() { jq_true --argjson s "$2" --arg st "$3" '.volume.size == $s and .volume.status == $st' <<<"$(cv "/volumes/$1")"; }
+
+# Online extend: Cinder grows the lvol, Nova's volume-extended event reaches
+# the driver, which waits for the agent to see the new size on the DPU.
+case_volume_extend() {
+  local t0 ev
+  need_bm01 && need_vol2 || return 1
+  t0=$(os_now)
+  openstack --os-volume-api-version 3.42 volume set --size 2 vol02 || return 1
+  expect "Cinder: vol02 2 GiB, still in-use" os_wait 60 "vol02 extended" cinder_vol_is "$VOL2" 2 in-use &&
+  expect "agent: vol02 is 2 GiB" os_wait 30 "agent size" agent_vol_size "$VOL2" $((2 << 30)) || return 1
+  T_EXTEND=$(os_since "$t0")
+  os_log "  volume extend → new size on the DPU after ${T_EXTEND}s"
+  expect "DPU SPDK: vol02's bdev is 2 GiB" dpu_bdev_bytes "$VOL2_BDEV" $((2 << 30)) &&
+  expect "Nova's compute_extend_volume event done" os_wait 30 "extend event" event_done "$SID1" extend_volume compute_extend_volume || return 1
+  ev=$(action_event "$SID1" extend_volume compute_extend_volume)
+  expect "Nova: extend_volume succeeded ($ev)" jq_true '.result == "Success"' <<<"$ev" &&
+  expect "vol02 kept nsid $VOL2_NSID" agent_vol_nsid "$VOL2" "$VOL2_NSID" &&
+  expect "QoS still applied after the extend" jq_true '.assigned_rate_limits.rw_ios_per_sec == 3000' <<<"$(dpu_bdev "$VOL2_BDEV")"
+}
+
+# After each power or provisioning action: the port's OVS row and the
+# volume's namespace are the same ones.
+kept() {   # WHAT IFACE_UUID
+  expect "$1: bm-01 ACTIVE" wait_server "$SID1" ACTIVE 120 &&
+  expect "$1: the port's OVS Interface row is the same (_uuid $2)" [ "$(iface_uuid "$PORT1")" = "$2" ] &&
+  expect "$1: vol02 attached as nsid $VOL2_NSID" os_wait 20 "vol02 nsid" agent_vol_nsid "$VOL2" "$VOL2_NSID" &&
+  expect "$1: PF0 namespace $VOL2_NSID is vol02's bdev" [ "$(pf0_ns_bdev "$VOL2_NSID")" = "$VOL2_BDEV" ] &&
+  expect "$1: vol02's QoS on the DPU bdev (re-applied after a re-attach)" \
+    jq_true '.assigned_rate_limits.rw_ios_per_sec == 3000' <<<"$(dpu_bdev "$VOL2_BDEV")" &&
+  expect "$1: config drive attached" os_wait 20 "config drive" agent_drive_attached &&
+  expect "$1: port ACTIVE" os_wait 30 "port ACTIVE" port_active "$PORT1"
+}
+
+case_lifecycle() {
+  local ifu
+  need_bm01 && need_vol2 || return 1
+  ifu=$(iface_uuid "$PORT1")
+  openstack server reboot --hard --wait bm-01 && kept "reboot --hard" "$ifu" || return 1
+  openstack server stop bm-01 && expect "bm-01 SHUTOFF" wait_server "$SID1" SHUTOFF 120 &&
+  expect "stopped: the port's OVS Interface row stays" [ "$(iface_uuid "$PORT1")" = "$ifu" ] || return 1
+  openstack server start bm-01 && kept "stop/start" "$ifu" || return 1
+  openstack server rebuild --image "$IMAGE" --wait bm-01 > /dev/null && kept "rebuild" "$ifu" &&
+  note_config_drive   # Nova made a new one
+}
+
+case_volume_remove() {
+  need_bm01 && need_vol2 || return 1
+  openstack server remove volume bm-01 vol02 || return 1
+  expect "vol02 available in Cinder" os_wait 60 "vol02 available" volume_is "$VOL2" available &&
+  expect "agent: vol02 detached" os_wait 20 "agent detach" agent_vol_gone "$VOL2" &&
+  expect "DPU SPDK: PF0 namespace $VOL2_NSID gone" os_wait 10 "namespace gone" pf0_ns_gone "$VOL2_NSID" &&
+  expect "DPU SPDK: vol02's bdev gone" [ -z "$(dpu_bdev "$VOL2_BDEV" 2>/dev/null)" ] &&
+  expect "DPU SPDK: controller to $VOL2_NQN gone" os_wait 10 "ctrl gone" dpu_ctrl_gone "$VOL2_NQN" &&
+  expect "Ironic: vol02's target removed" [ -z "$(target_of "$VOL2")" ] &&
+  expect "Nova: no volume attached to bm-01" jq_true '.volumeAttachments == []' <<<"$(nv "/servers/$SID1/os-volume_attachments")" &&
+  expect "config drive still attached" agent_drive_attached &&
+  expect "port still ACTIVE" port_active "$PORT1"
+}
+
+# A QoS value the agent refuses: the tenant reads the agent's reason.
+bad_qos_type() {
+  openstack volume type show bad -f value -c id > /dev/null 2>&1 && return 0
+  openstack volume qos create --consumer front-end --property total_iops_sec=lots qbad -f value -c id > /dev/null &&
+  openstack volume type create bad -f value -c id > /dev/null &&
+  openstack volume qos associate qbad bad
+}
+case_bad_qos_attach() {
+  local vol ev
+  need_bm01 && bad_qos_type || return 1
+  vol=$(openstack volume create --size 1 --type bad vol03 -f value -c id) &&
+  expect "vol03 available" os_wait 60 "vol03 available" volume_is "$vol" available || return 1
+  openstack server add volume bm-01 vol03 > /dev/null || return 1
+  expect "Nova's compute_attach_volume event done" os_wait 60 "attach event" event_done "$SID1" attach_volume compute_attach_volume || return 1
+  ev=$(action_event "$SID1" attach_volume compute_attach_volume)
+  os_log "  attach_volume event: $ev"
+  expect "the event failed with the agent's reason (total_iops_sec)" jq_true '.result == "Error" and (.details | test("total_iops_sec"))' <<<"$ev" &&
+  expect "vol03 available again" os_wait 60 "vol03 available" volume_is "$vol" available &&
+  expect "no Ironic target for vol03" [ -z "$(target_of "$vol")" ] &&
+  expect "the agent never had vol03" agent_vol_gone "$vol" &&
+  expect "bm-01 still ACTIVE" [ "$(server_field "$SID1" status)" = ACTIVE ] &&
+  openstack volume delete "$vol"
+}
+
+# A boot the agent refuses: the server goes ERROR and its fault message (what
+# `openstack server show -c fault` prints) carries the agent's reason.
+case_bad_qos_boot() {
+  local vol sid i st fault
+  bad_qos_type || return 1
+  expect "node free for the next server" os_wait 90 "node free" node_free || return 1
+  vol=$(openstack volume create --image "$IMAGE" --size 1 --type bad vol04 -f value -c id) &&
+  expect "vol04 available" os_wait 120 "vol04 available" volume_is "$vol" available || return 1
+  sid=$(openstack server create --flavor "$FLAVOR" --volume vol04 --network "$NET" bm-04 -f value -c id) || return 1
+  for ((i = 0; i < 600; i++)); do
+    st=$(server_field "$sid" status); [ "$st" = ERROR ] || [ "$st" = ACTIVE ] && break; sleep 0.2
+  done
+  expect "bm-04 ERROR (got $st)" [ "$st" = ERROR ] || return 1
+  fault=$(openstack server show bm-04 -f json -c fault | jq -r .fault.message)
+  os_log "  bm-04 fault: $fault"
+  expect "the fault message carries the agent's reason (total_iops_sec)" grep -q total_iops_sec <<<"$fault" &&
+  expect "the agent has no volume of bm-04" agent_vol_gone "$vol" &&
+  openstack server delete --wait bm-04 &&
+  expect "vol04 available again" os_wait 60 "vol04 available" volume_is "$vol" available &&
+  expect "node available and schedulable again" os_wait 90 "node free" node_free
+}
+
+# The agent deletes images no longer named once they are a minute old (one
+# may belong to a state being admitted): by now bm-01's drive is gone.
+case_config_drive_file_gone() {
+  expect "flow 7 found the config drive" [ -n "$CD_FILE" ] &&
+  expect "bm-01's config drive image deleted from config_drive_dir" os_wait 90 "ISO deleted" test ! -e "$CD_FILE"
 }

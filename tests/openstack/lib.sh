@@ -22,7 +22,7 @@ DPU_HOST=dpu1                  # the DPU's OVN chassis hostname (Neutron binding
 DPU_CHASSIS=dpu-chassis-1      # its OVN system-id
 OS_APT="rabbitmq-server postgresql-15 openvswitch-switch ovn-central ovn-host neutron-server placement-api \
 nova-api nova-conductor nova-scheduler nova-compute-ironic cinder-api cinder-scheduler cinder-volume glance-api \
-ironic-api ironic-conductor python3-openstackclient python3-ironicclient jq curl"
+ironic-api ironic-conductor python3-openstackclient python3-ironicclient jq curl genisoimage python3-pycdlib"
 
 os_log() { printf '[%6.1fs] %s\n' "$(os_elapsed)" "$*" >&2; }
 os_die() { os_log "FATAL: $*"; exit 1; }
@@ -38,10 +38,11 @@ os_require() {
     /usr/bin/placement-api /usr/bin/placement-manage /usr/bin/uwsgi /usr/bin/nova-api /usr/bin/nova-conductor \
     /usr/bin/nova-scheduler /usr/bin/nova-compute /usr/bin/nova-manage /usr/bin/cinder-api /usr/bin/cinder-scheduler \
     /usr/bin/cinder-volume /usr/bin/cinder-manage /usr/bin/ironic-api /usr/bin/ironic-conductor /usr/bin/ironic-dbsync \
-    openstack jq curl go setsid; do
+    openstack jq curl go setsid genisoimage; do
     command -v "$b" >/dev/null 2>&1 || missing+=("$b")
   done
   [ -f /usr/lib/uwsgi/plugins/python3_plugin.so ] || missing+=(uwsgi-plugin-python3)
+  $PY -c 'import pycdlib' 2>/dev/null || missing+=(python3-pycdlib)
   [ ${#missing[@]} -eq 0 ] || os_die "missing: ${missing[*]} (apt-get install --no-install-recommends $OS_APT)"
 }
 
@@ -437,10 +438,12 @@ CONF
 
 cinder_conf() {
   local d=$BASE/cinder; mkdir -p "$d"/{log,state,lock}
-  # noauth pipeline + the filter that maps X-Service-Token to the service role
-  sed -e 's/ noauth_include_project_id apiv3/ noauth_include_project_id servicetoken apiv3/' \
+  # noauth pipeline + the filters that refuse token-less requests (as Keystone
+  # would) and map X-Service-Token to the service role (pymod/)
+  sed -e 's/ noauth_include_project_id apiv3/ needtoken noauth_include_project_id servicetoken apiv3/' \
     /etc/cinder/api-paste.ini > "$d/api-paste.ini"
   printf '\n[filter:servicetoken]\npaste.filter_factory = noauth_token:cinder_filter_factory\n' >> "$d/api-paste.ini"
+  printf '\n[filter:needtoken]\npaste.filter_factory = noauth_token:cinder_token_filter_factory\n' >> "$d/api-paste.ini"
   cat > "$d/cinder.conf" <<CONF
 [DEFAULT]
 host = cinder-1
@@ -504,7 +507,9 @@ nova_conf() {
 [DEFAULT]
 host = nova-ironic-1
 transport_url = $TRANSPORT_URL
-compute_driver = ironic.IronicDriver
+# Nova's ironic driver + volume attach/detach/extend through the DPU
+# (nova/virt/ironic_dpu, installed into Nova's tree by nova_driver_install)
+compute_driver = ironic_dpu.IronicDPUDriver
 my_ip = 127.0.0.1
 state_path = $d/state
 instances_path = $d/instances
@@ -541,6 +546,13 @@ workers = 1
 [scheduler]
 workers = 1
 discover_hosts_in_cells_interval = 2
+# one node: no host to retry a failed build on, and a reschedule would
+# replace the fault (the deploy's reason) by "Exhausted all hosts"
+max_attempts = 1
+
+[ironic_dpu]
+volume_timeout = 30
+poll_interval = 0.2
 
 [filter_scheduler]
 track_instance_changes = false
@@ -627,6 +639,18 @@ schemas() {   # 3 parallel chains (CPU bound); nova's is the long pole
   return $rc
 }
 
+# Nova imports compute drivers from its own package only (compute_driver = X
+# loads nova.virt.X): the out-of-tree driver goes into Debian's nova/virt/ as
+# a symlink to this checkout (re-pointed when another checkout left one).
+NOVA_VIRT=/usr/lib/python3/dist-packages/nova/virt
+nova_driver_install() {
+  local src=$IRONIC_DPU_ROOT/nova/virt/ironic_dpu dst=$NOVA_VIRT/ironic_dpu
+  [ -f "$src/driver.py" ] || { os_log "no Nova driver at $src"; return 1; }
+  if [ -e "$dst" ] && [ ! -L "$dst" ]; then os_log "$dst exists and is not a symlink: not replacing it"; return 1; fi
+  [ "$(readlink "$dst" 2>/dev/null)" = "$src" ] || ln -sfn "$src" "$dst" || return 1
+  $PY -c 'import nova.virt.ironic_dpu' || { os_log "nova.virt.ironic_dpu does not import"; return 1; }
+}
+
 # The paste filters (pymod/) for nova and cinder; ironic_dpu + its dist-info.
 PYPATH_OS() { echo "$OS_HERE/pymod"; }
 PYPATH_IRONIC() { echo "$IRONIC_DPU_ROOT"; }
@@ -645,6 +669,7 @@ services_up() {
     os_spawn "cinder-$s" PYTHONPATH="$(PYPATH_OS)" $PY "/usr/bin/cinder-$s" --config-file "$BASE/cinder/cinder.conf"
   done
   os_wait 60 placement curl -sf -o /dev/null "$PLACEMENT/" || return 1
+  nova_driver_install || return 1
   for s in api conductor scheduler compute; do
     os_spawn "nova-$s" PYTHONPATH="$(PYPATH_OS)" $PY "/usr/bin/nova-$s" --config-file "$BASE/nova/nova.conf"
   done
@@ -700,6 +725,7 @@ rpc_socket = $SPDK_DIR/dpu.sock
 
 [storage]
 host_nqn = nqn.2014-08.org.nvmexpress:uuid:$1
+config_drive_dir = $d/config-drive
 
 [spdk_nvmf]
 transport = TCP

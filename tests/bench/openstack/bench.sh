@@ -3,7 +3,10 @@
 # Benchmark (not a test): on the whole-OpenStack test cloud of
 # tests/openstack, how long a bare-metal server takes from the create request
 # to ACTIVE and to its Neutron port ACTIVE, and the agent's share of each,
-# for the network-boot (--image) and boot-from-volume cases.
+# for the network-boot (--image) and boot-from-volume cases; then, on a
+# running server, `server add volume` until the namespace is on the DPU,
+# an in-use `volume extend` until the DPU's bdev has the new size, and
+# `server remove volume` until the namespace is gone (issue 9).
 #
 # The agent's share is measured in the same run from its own log: for each
 # desired state it admitted during the create, the duration of the reconcile
@@ -46,6 +49,52 @@ one_run() {
   nova_delete "$sid" && wait_server_gone "$sid" 120 && os_wait 120 "node free" node_free
 }
 
+# The volume steps, as a tenant's REST calls; the clock stops when the
+# DPU's SPDK shows the result (PF0 namespace, bdev size), polled every 0.1 s.
+vol_on_dpu() {
+  local b; b=$(agent_vol "$1" | jq -r 'select(.state == "attached") | .bdev // empty')
+  [ -n "$b" ] && [ "$(pf0_ns_bdev "$(agent_vol "$1" | jq .nsid)")" = "$b" ]
+}
+vol_size_on_dpu() {
+  local b; b=$(agent_vol "$1" | jq -r '.bdev // empty'); [ -n "$b" ] && dpu_bdev_bytes "$b" "$2"
+}
+VOLB=""   # the DPU bdev of the benchmark's data volume while attached
+vol_off_dpu() { agent_vol_gone "$1" && [ -z "$(dpu_bdev "$VOLB")" ]; }
+timed() {   # timed KIND CMD... : run CMD, append "KIND t0 t1" to bench.raw
+  local kind=$1 t0; shift; t0=$(os_now)
+  "$@" || return 1
+  echo "$kind $t0 $(os_now) $(os_now)" >> "$BASE/bench.raw"
+}
+add_volume() {
+  nova_post "/servers/$1/os-volume_attachments" "$(jq -nc --arg v "$2" '{volumeAttachment:{volumeId:$v}}')" > /dev/null &&
+  os_wait 60 "namespace on the DPU" vol_on_dpu "$2" &&
+  VOLB=$(agent_vol "$2" | jq -r .bdev)
+}
+extend_volume() {
+  curl -sf -H 'X-Auth-Token: admin:admin' -H 'OpenStack-API-Version: volume 3.42' -H 'Content-Type: application/json' \
+    -X POST "$CINDER/volumes/$1/action" -d "{\"os-extend\":{\"new_size\":$2}}" &&
+  os_wait 60 "new size on the DPU" vol_size_on_dpu "$1" $(($2 << 30))
+}
+remove_volume() {
+  curl -sf "${NOVA_H[@]}" -X DELETE "$NOVA/servers/$1/os-volume_attachments/$2" &&
+  os_wait 60 "namespace gone from the DPU" vol_off_dpu "$2"
+}
+volume_runs() {   # NET IMG FLAVOR
+  local sid vol i
+  sid=$(nova_post /servers "$(jq -nc --arg n "$1" --arg i "$2" --arg f "$3" \
+    '{server:{name:"bench-vol-host", flavorRef:$f, imageRef:$i, networks:[{uuid:$n}]}}')" | jq -r .server.id) &&
+  wait_server "$sid" ACTIVE 120 || return 1
+  vol=$(curl -sf "${CINDER_H[@]}" -H 'Content-Type: application/json' -X POST "$CINDER/volumes" \
+    -d '{"volume":{"size":1, "name":"bench-data"}}' | jq -r .volume.id) &&
+  os_wait 60 "data volume" volume_is "$vol" available || return 1
+  for ((i = 1; i <= RUNS; i++)); do
+    timed add-volume add_volume "$sid" "$vol" && os_wait 60 "in-use" volume_is "$vol" in-use &&
+    timed extend extend_volume "$vol" $((i + 1)) && os_wait 60 "in-use" volume_is "$vol" in-use &&
+    timed remove-volume remove_volume "$sid" "$vol" && os_wait 60 "available" volume_is "$vol" available || return 1
+  done
+  nova_delete "$sid" && wait_server_gone "$sid" 120
+}
+
 report() {
   $PY - "$BASE/bench.raw" "$BASE/log/agent.out" <<'PYEOF'
 import datetime, json, statistics, sys
@@ -82,6 +131,13 @@ def agent_share(t0, t1):
         total += max(per.values(), default=0.0)
     return total
 
+VOLUME_STEPS = ('add-volume', 'extend', 'remove-volume')
+steps = {}
+for kind, t0, t1, _ in [r for r in runs if r[0] in VOLUME_STEPS]:
+    t0, t1 = float(t0), float(t1)
+    steps.setdefault(kind, []).append((t1 - t0, agent_share(t0, t1)))
+runs = [r for r in runs if r[0] not in VOLUME_STEPS]
+
 rows = {}
 for kind, t0, ta, tp in runs:
     t0, ta, tp = float(t0), float(ta), float(tp)
@@ -99,6 +155,17 @@ if 'network-boot' in rows and 'boot-from-volume' in rows:
     nb = statistics.median(x[0] for x in rows['network-boot'])
     bfv = statistics.median(x[0] for x in rows['boot-from-volume'])
     print('boot-from-volume / network-boot time to ACTIVE: %.2fx' % (bfv / nb))
+if steps:
+    print()
+    print('%-16s %4s %18s %10s %12s' % ('volume step', 'runs', 'request->DPU s', 'agent s', 'agent/total'))
+    for kind in VOLUME_STEPS:
+        r = steps.get(kind) or []
+        if not r:
+            continue
+        tot = statistics.median(x[0] for x in r)
+        ag = statistics.median(x[1] for x in r)
+        print('%-16s %4d %18.2f %10.3f %11.1f%%   (all: %s)' % (
+            kind, len(r), tot, ag, 100 * ag / tot, ', '.join('%.2f' % x[0] for x in r)))
 PYEOF
 }
 
@@ -122,6 +189,7 @@ main() {
       || os_die "boot-from-volume run $i failed"
     os_log "run $i done"
   done
+  volume_runs "$net" "$img" "$flavor" || os_die "volume runs failed"
   report
 }
 main "$@"

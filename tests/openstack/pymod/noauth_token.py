@@ -13,6 +13,7 @@ give it. Without it cinder's attachment delete asks nova through the service
 catalog, which does not exist here (EndpointNotFound, HTTP 500).
 """
 import webob.dec
+import webob.exc
 
 
 class InjectToken(object):
@@ -45,6 +46,26 @@ class CinderServiceRoles(object):
 
 def cinder_filter_factory(global_conf, **local_conf):
     return CinderServiceRoles
+
+
+class CinderRequireToken(object):
+    """For cinder, before its noauth filter: answer a request without a token
+    401, as keystonemiddleware does. Cinder's noauth answers it 204 (a
+    legacy auth emulation), which openstacksdk's version discovery of the
+    block-storage endpoint (`server add volume`) takes for an empty version
+    document and fails; after a 401 keystoneauth tries the unversioned root."""
+    def __init__(self, app):
+        self.app = app
+
+    @webob.dec.wsgify
+    def __call__(self, req):
+        if 'X-Auth-Token' not in req.headers:
+            return webob.exc.HTTPUnauthorized()
+        return req.get_response(self.app)
+
+
+def cinder_token_filter_factory(global_conf, **local_conf):
+    return CinderRequireToken
 
 
 class NeutronTokenProject(object):

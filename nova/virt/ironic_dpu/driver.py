@@ -1,0 +1,266 @@
+"""Nova's ironic driver plus volume hot-plug through the node's DPU.
+
+`openstack server add volume` / `server remove volume` / an in-use `volume
+extend` reach a bare-metal server here. Nova's ironic driver cannot do them
+(a host's disks are fixed once it boots); a node of Ironic's ``dpu``
+hardware type can, because its DPU emulates the host's NVMe disks:
+
+* attach: create the node's Ironic volume target (type nvmeof, properties =
+  Cinder's connection data, a negative boot_index = a data disk), push the
+  node's state to its agent (vendor passthru ``sync_state``), then poll the
+  agent (passthru ``agent_state``) until it reports the volume attached;
+* detach: vendor passthru ``detach_volume`` (Ironic's volume target API
+  refuses deletions on a powered-on node), then poll until it is gone;
+* extend: Cinder grew the volume; push the state so the agent looks again,
+  then poll until the agent reports at least the new size.
+
+Every wait is bounded ([ironic_dpu] volume_timeout). A refusal or an agent
+error raises Nova's VolumeAttachFailed / VolumeDetachFailed /
+VolumeExtendFailed with the agent's reason: Nova records it as the
+instance action's event details, which the tenant can read.
+"""
+import re
+import time
+
+from ironicclient import exc as ironic_exc
+from oslo_config import cfg
+from oslo_log import log as logging
+from oslo_serialization import jsonutils
+
+import nova.conf
+from nova import exception
+from nova.virt import driver as virt_driver
+from nova.virt.ironic import driver as ironic_driver
+
+LOG = logging.getLogger(__name__)
+CONF = nova.conf.CONF
+
+opts = [
+    cfg.IntOpt('volume_timeout', default=60, min=1,
+               help='Seconds attach, detach and extend wait for the DPU '
+                    'agent to report the volume attached, gone or at its '
+                    'new size.'),
+    cfg.FloatOpt('poll_interval', default=0.5, min=0.05,
+                 help='Seconds between polls of the agent\'s state.'),
+]
+CONF.register_opts(opts, group='ironic_dpu')
+
+VOLUME_TYPE = 'nvmeof'
+NQN_CONNECTOR = 'nqn'
+
+
+# Nova cuts fault and event messages at 255 characters: drop what the
+# tenant's server already says (which node) and HTTP noise, keep the reason.
+_AGENT_PREFIX = re.compile(r'DPU agent of node [0-9a-fA-F-]{36} failed \w+: ')
+_HTTP_SUFFIX = re.compile(r'\s*\(HTTP \d{3}\)\s*$')
+
+
+def tenant_reason(text):
+    """The agent's reason from an Ironic error, without the node UUID."""
+    return _HTTP_SUFFIX.sub('', _AGENT_PREFIX.sub('DPU agent: ', str(text)))
+
+
+class AgentError(Exception):
+    """The agent reported the volume in error, or did not converge."""
+
+
+def _body(res):
+    # ironicclient wraps a passthru's JSON answer in a resource object
+    return res.to_dict() if hasattr(res, 'to_dict') else res
+
+
+def find_volume(answer, volume_id):
+    """The agent's observed entry of volume_id in an agent_state answer."""
+    observed = ((answer or {}).get('state') or {}).get('observed') or {}
+    for vol in observed.get('volumes') or []:
+        if vol.get('volume_id') == volume_id:
+            return vol
+    return None
+
+
+def volume_id_of(connection_info):
+    return (connection_info.get('serial')
+            or (connection_info.get('data') or {}).get('volume_id'))
+
+
+def free_data_index(targets):
+    """A negative boot_index unused on the node (Ironic: unique per node;
+    the dpu driver: negative = not a boot disk)."""
+    return _next_negative({t.boot_index for t in targets})
+
+
+def _next_negative(used):
+    idx = -1
+    while idx in used:
+        idx -= 1
+    return idx
+
+
+def attached(vol):
+    return vol is not None and vol.get('state') == 'attached'
+
+
+def gone(vol):
+    return vol is None
+
+
+def sized(size):
+    def done(vol):
+        return attached(vol) and int(vol.get('size_bytes') or 0) >= size
+    return done
+
+
+class IronicDPUDriver(ironic_driver.IronicDriver):
+
+    capabilities = dict(ironic_driver.IronicDriver.capabilities,
+                        supports_extend_volume=True)
+
+    # ---------------------------------------------------------- helpers
+    def _passthru(self, node, method, args=None, http_method='POST'):
+        return _body(self.ironicclient.call(
+            'node.vendor_passthru', node, method, args=args,
+            http_method=http_method))
+
+    def _wait_volume(self, node, volume_id, done, what):
+        """Poll the agent until done(observed volume); raise AgentError."""
+        deadline = time.monotonic() + CONF.ironic_dpu.volume_timeout
+        while True:
+            vol = find_volume(self._passthru(node, 'agent_state',
+                                             http_method='GET'), volume_id)
+            if done(vol):
+                return vol
+            if vol is not None and vol.get('state') == 'error':
+                raise AgentError('DPU agent: %s' % (vol.get('last_error')
+                                                    or 'error'))
+            if time.monotonic() >= deadline:
+                raise AgentError(
+                    'the DPU agent did not report the volume %s within %ss '
+                    '(last seen: %s)' % (what, CONF.ironic_dpu.volume_timeout,
+                                         vol))
+            time.sleep(CONF.ironic_dpu.poll_interval)
+
+    def _ensure_target(self, node, volume_id, connection_info):
+        """Create the volume target unless the node has one (a retry)."""
+        targets = self.ironicclient.call('node.list_volume_targets', node,
+                                         detail=True)
+        if any(t.volume_id == volume_id for t in targets):
+            return
+        self.ironicclient.call(
+            'volume_target.create', node_uuid=node, volume_type=VOLUME_TYPE,
+            properties=connection_info['data'], volume_id=volume_id,
+            boot_index=free_data_index(targets))
+
+    def _add_volume_target_info(self, context, instance, block_device_info):
+        """Nova's, but each data disk gets its own negative boot_index:
+        Nova marks them all -1 and Ironic keeps boot_index unique per node,
+        so a second data disk at boot failed with Conflict."""
+        used = set()
+        for bdm in virt_driver.block_device_info_get_mapping(
+                block_device_info):
+            if not bdm.is_volume:
+                continue
+            obj = bdm._bdm_obj
+            index = obj.boot_index
+            if index is None or index < 0:
+                index = _next_negative(used)
+            used.add(index)
+            info = jsonutils.loads(obj.connection_info)
+            try:
+                self.ironicclient.call(
+                    'volume_target.create', node_uuid=instance.node,
+                    volume_type=info['driver_volume_type'],
+                    properties=info['data'], boot_index=index,
+                    volume_id=obj.volume_id)
+            except (ironic_exc.BadRequest, ironic_exc.Conflict) as e:
+                raise exception.InstanceDeployFailure(
+                    'Volume %s: Ironic refused its volume target: %s'
+                    % (obj.volume_id, tenant_reason(e))) from e
+
+    # ---------------------------------------------------------- virt API
+    def get_volume_connector(self, instance):
+        """Nova's connector plus the DPU's host NQN (connector type nqn),
+        which NVMe-oF back ends that allow-list hosts need."""
+        props = super().get_volume_connector(instance)
+        conns = self.ironicclient.call('node.list_volume_connectors',
+                                       instance.node, detail=True)
+        nqns = [c.connector_id for c in conns if c.type == NQN_CONNECTOR]
+        if nqns:
+            props['nqn'] = nqns[0]
+        return props
+
+    def attach_volume(self, context, connection_info, instance, mountpoint,
+                      disk_bus=None, device_type=None, encryption=None):
+        volume_id = volume_id_of(connection_info)
+        vtype = connection_info.get('driver_volume_type')
+        if vtype != VOLUME_TYPE:
+            raise exception.VolumeAttachFailed(
+                volume_id=volume_id, reason='the DPU attaches %s volumes '
+                'only, not %s' % (VOLUME_TYPE, vtype))
+        if encryption:
+            raise exception.VolumeAttachFailed(
+                volume_id=volume_id, reason='encrypted volumes are not '
+                'supported on bare metal')
+        node = instance.node
+        try:
+            self._ensure_target(node, volume_id, connection_info)
+            self._passthru(node, 'sync_state')
+            self._wait_volume(node, volume_id, attached, 'attached')
+        except Exception as e:
+            reason = tenant_reason(e)
+            LOG.warning('Attaching volume %s to node %s failed: %s',
+                        volume_id, node, reason, instance=instance)
+            self._undo_attach(node, volume_id, instance)
+            raise exception.VolumeAttachFailed(volume_id=volume_id,
+                                               reason=reason) from e
+        LOG.info('Volume %s attached to node %s through its DPU', volume_id,
+                 node, instance=instance)
+
+    def _undo_attach(self, node, volume_id, instance):
+        # Nova deletes the Cinder attachment: the DPU must not keep trying.
+        try:
+            self._passthru(node, 'detach_volume', {'volume_id': volume_id})
+        except Exception as e:
+            LOG.error('Could not roll back volume %s on node %s: %s',
+                      volume_id, node, e, instance=instance)
+
+    def detach_volume(self, context, connection_info, instance, mountpoint,
+                      encryption=None):
+        volume_id = volume_id_of(connection_info)
+        node = instance.node
+        try:
+            self._passthru(node, 'detach_volume', {'volume_id': volume_id})
+            self._wait_volume(node, volume_id, gone, 'detached')
+        except Exception as e:
+            raise exception.VolumeDetachFailed(volume_id=volume_id,
+                                               reason=tenant_reason(e)) from e
+        LOG.info('Volume %s detached from node %s', volume_id, node,
+                 instance=instance)
+
+    def extend_volume(self, context, connection_info, instance,
+                      requested_size):
+        volume_id = volume_id_of(connection_info)
+        node = instance.node
+        try:
+            # the agent reads the DPU bdev's size when it reconciles
+            self._passthru(node, 'sync_state')
+            vol = self._wait_volume(node, volume_id, sized(requested_size),
+                                    'at %d bytes' % requested_size)
+        except Exception as e:
+            raise exception.VolumeExtendFailed(volume_id=volume_id,
+                                               reason=tenant_reason(e)) from e
+        LOG.info('Volume %s on node %s is now %s bytes', volume_id, node,
+                 vol.get('size_bytes'), instance=instance)
+
+    def _wait_for_active(self, instance):
+        """Nova's wait, with a fault message that keeps Ironic's reason:
+        Nova cuts fault messages at 255 characters, and its prefix (with
+        the instance UUID the fault already belongs to) used a quarter."""
+        try:
+            return super()._wait_for_active(instance)
+        except exception.InstanceDeployFailure as e:
+            prefix = 'Failed to provision instance %s: ' % instance.uuid
+            msg = e.format_message()
+            if not msg.startswith(prefix):
+                raise
+            raise exception.InstanceDeployFailure(
+                'Deploy failed: %s' % tenant_reason(msg[len(prefix):])) from e
