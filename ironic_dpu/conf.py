@@ -27,9 +27,12 @@ agent_opts = [
     cfg.IntOpt('ping_timeout', default=5, min=1,
                help='Seconds the power-on/power-off volume hooks wait for '
                     'the agent to answer a ping before they only record '
-                    'the desired state. Keeps power actions quick while a '
-                    'DPU is down (its queue survives it, so calls would '
-                    'otherwise wait the full timeout).'),
+                    'the desired state, and the bound of each get_state '
+                    'of the deploy step\'s inline wait and of the '
+                    'convergence periodic. Keeps power actions and the '
+                    'periodic quick while a DPU is down (its queue '
+                    'survives it, so calls would otherwise wait the full '
+                    'timeout).'),
     cfg.IntOpt('retry', default=2, min=-1,
                help='Reconnect attempts to the broker per call before it '
                     'fails (-1: forever, which would hold a conductor '

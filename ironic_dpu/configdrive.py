@@ -61,6 +61,11 @@ def _is_iso(raw):
     return raw[_ISO_MAGIC_AT:_ISO_MAGIC_AT + 5] == b'CD001'
 
 
+def _encoded_cap(cap):
+    """Largest base64 text of an image of at most cap bytes (+ framing)."""
+    return (cap + 2) // 3 * 4 + 4096
+
+
 def decode(content, cap, raw_allowed=False):
     """ISO bytes of a base64 (gzipped or plain) config drive.
 
@@ -73,7 +78,7 @@ def decode(content, cap, raw_allowed=False):
             raise _too_big('image', cap)
         return content
     # base64 of gzip: the encoded size bounds the compressed size
-    if len(content) > (cap + 2) // 3 * 4 + 4096:
+    if len(content) > _encoded_cap(cap):
         raise _too_big('(encoded)', cap)
     try:
         raw = base64.b64decode(b''.join(content.split()), validate=True)
@@ -90,7 +95,7 @@ def decode(content, cap, raw_allowed=False):
 
 def fetch(url, cap):
     """GET url, reading at most cap+1 bytes of the (encoded) content."""
-    limit = (cap + 2) // 3 * 4 + 4096
+    limit = _encoded_cap(cap)
     timeout = CONF.dpu.config_drive_fetch_timeout
     try:
         with requests.get(url, stream=True, timeout=timeout) as resp:

@@ -143,11 +143,9 @@ class DPUDeploy(base.DeployInterface):
         if node.provision_state != states.DEPLOYWAIT or not wait:
             return  # someone else moved it on while we waited for the lock
         node.del_driver_internal_info(desired.WAIT_KEY)
-        if errors or blocking:
-            self._fail(task, wait['generation'], '; '.join(errors) if errors
-                       else 'not converged after %ss: %s'
-                       % (CONF.dpu_agent.state_wait_timeout,
-                          ', '.join(blocking)))
+        reason = desired.failure_reason(errors, blocking)
+        if reason:
+            self._fail(task, wait['generation'], reason)
             return
         node.save()
         desired.warn_unbound(task, unbound)

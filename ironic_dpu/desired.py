@@ -29,7 +29,6 @@ import time
 from oslo_log import log
 
 from ironic.common import exception as ir_exc
-from ironic.common import states
 from ironic.conf import CONF
 
 from ironic_dpu import agent_client
@@ -344,37 +343,34 @@ def _config_drive(state, observed):
     return [], []
 
 
-def start_wait(task, generation, since=None):
+def start_wait(task, generation, since):
     """Record that the node's deploy waits for generation (DEPLOYWAIT),
-    pushed at since (epoch; default now).
+    pushed at since (epoch).
 
     Not saved here: the step returns DEPLOYWAIT and Ironic saves the node
     with that transition (one write instead of two); the periodic only
     looks at nodes in DEPLOYWAIT, so it never sees one without the record.
     """
     task.node.set_driver_internal_info(
-        WAIT_KEY, {'generation': generation,
-                   'since': time.time() if since is None else since})
-    if task.node.provision_state == states.DEPLOYWAIT:
-        task.node.save()  # no transition will save it
+        WAIT_KEY, {'generation': generation, 'since': since})
 
 
 # First gap between get_state polls; each next one doubles up to the cap.
 FIRST_POLL = 0.05
 
 
-def poll(task, state, result, budget, client=None, cap=None, sleep=None,
-         clock=None, timeout=None):
+def poll(task, state, result, budget, client=None, sleep=None, clock=None,
+         timeout=None):
     """Poll get_state until the agent converged on state's generation, reports
     an error, or budget seconds passed: (errors, blocking, unbound, observed).
 
     result is apply_state's answer (its observed is the first look). Polls
-    start FIRST_POLL apart and double up to cap (state_poll_interval): a
+    start FIRST_POLL apart and double up to state_poll_interval: a
     fast agent is seen within tens of milliseconds, a slow one is not asked
     more than twice a second. timeout: of each get_state call.
     """
     client = client or agent_client.AgentClient(task.node.uuid)
-    cap = cap or CONF.dpu_agent.state_poll_interval
+    cap = CONF.dpu_agent.state_poll_interval
     sleep, clock = sleep or time.sleep, clock or time.monotonic
     deadline = clock() + budget
     gap = FIRST_POLL
@@ -404,16 +400,22 @@ def wait_converged(task, state, result, client=None, sleep=None,
     errors, blocking, unbound, observed = poll(
         task, state, result, timeout, client=client, sleep=sleep,
         clock=clock)
-    if errors:
+    reason = failure_reason(errors, blocking)
+    if reason:
         raise exception.DPUStateError(node=task.node.uuid, method='',
-                                      error='; '.join(errors))
-    if blocking:
-        raise exception.DPUStateError(
-            node=task.node.uuid, method='',
-            error='not converged after %ss: %s' % (timeout,
-                                                   ', '.join(blocking)))
+                                      error=reason)
     warn_unbound(task, unbound)
     return observed
+
+
+def failure_reason(errors, blocking):
+    """Why a wait that ended failed (the agent's errors first), or None."""
+    if errors:
+        return '; '.join(errors)
+    if blocking:
+        return 'not converged after %ss: %s' % (
+            CONF.dpu_agent.state_wait_timeout, ', '.join(blocking))
+    return None
 
 
 def warn_unbound(task, unbound):

@@ -1,7 +1,6 @@
 from unittest import mock
 
 from ironic.common import exception as ir_exc
-from ironic.common import states
 from ironic.conf import CONF
 from ironic import objects
 
@@ -154,9 +153,6 @@ class PushTests(base.TestCase):
         self.assertEqual({'generation': 3, 'since': 12.5},
                          self.task.node.driver_internal_info['dpu_wait'])
         objects.Node.save.assert_not_called()  # process_event('wait') saves
-        self.task.node.provision_state = states.DEPLOYWAIT
-        desired.start_wait(self.task, 4)
-        objects.Node.save.assert_called_once_with(self.task.node)
 
     def test_note_item_change(self):
         desired.record(self.task, desired.build(self.task))

@@ -82,7 +82,8 @@ ovn_bound() {     # PORT_ID: ovn-installed on the OVS Interface and LSP up in NB
 }
 ovs_gone() { [ -z "$(ovs_iface_uuid "$1")" ]; }
 # conductor log: did a deploy step of NODE return DEPLOYWAIT?
-not_async() { ! grep -q "on node $1 being executed asynchronously" "$IRONIC_DIR"/log/ironic-conductor.log; }
+went_async() { grep -q "on node $1 being executed asynchronously" "$IRONIC_DIR"/log/ironic-conductor.log; }
+not_async() { ! went_async "$1"; }
 in_state() { [ "$(node_field "$1" provision_state)" = "$2" ]; }
 
 enroll_node() {   # UUID NAME MAC1 MAC2
@@ -136,7 +137,7 @@ case_deploy() {
   expect "converged within the deploy step" \
     grep -q "Node $NODE1: DPU agent converged generation [0-9]* in [0-9.]*s (in the deploy step)" "$IRONIC_DIR"/log/ironic-conductor.log &&
   expect "fast path: no DEPLOYWAIT" not_async "$NODE1" &&
-  expect "wait state cleared" [ "$(api GET "/nodes/$NODE1" | jq -r '.driver_internal_info.dpu_wait')" = null ] &&
+  expect "wait state cleared" [ "$(node_field "$NODE1" driver_internal_info.dpu_wait)" = null ] &&
   expect "desired state recorded in driver_internal_info" \
     [ "$(api GET "/nodes/$NODE1" | jq -r '.driver_internal_info.dpu_desired_state.volumes | length')" = 2 ] &&
   config_drive_ok
@@ -297,7 +298,7 @@ case_agent_converge_error() {
   expect "last_error carries the agent's reason for the boot volume" grep -q "volume .*: " <<<"$err" &&
   expect "failed on the error, before state_wait_timeout" [ $((SECONDS - t0)) -lt 20 ] &&
   expect "host not powered on" [ "$(node_field "$NODE2" power_state)" != "power on" ] &&
-  expect "wait state cleared" [ "$(api GET "/nodes/$NODE2" | jq -r '.driver_internal_info.dpu_wait')" = null ]
+  expect "wait state cleared" [ "$(node_field "$NODE2" driver_internal_info.dpu_wait)" = null ]
 }
 
 case_agent_pending() {
@@ -312,8 +313,8 @@ case_agent_pending() {
   agent_start "$NODE3" || return 1
   bm node deploy n3 || return 1
   expect "waits in DEPLOYWAIT" th_wait 30 "n3 in wait call-back" in_state "$NODE3" "wait call-back" &&
-  expect "the deploy step returned DEPLOYWAIT" grep -q "on node $NODE3 being executed asynchronously" "$IRONIC_DIR"/log/ironic-conductor.log &&
-  expect "wait recorded" [ "$(api GET "/nodes/$NODE3" | jq -r '.driver_internal_info.dpu_wait.generation')" != null ] &&
+  expect "the deploy step returned DEPLOYWAIT" went_async "$NODE3" &&
+  expect "wait recorded" [ "$(node_field "$NODE3" driver_internal_info.dpu_wait.generation)" != null ] &&
   expect "lock released while waiting" [ "$(node_field "$NODE3" reservation)" = null ] &&
   expect "boot volume already attached" vol_attached "$NODE3" "$DATA2_VOL" 1 &&
   expect "host not powered on yet" [ "$(node_field "$NODE3" power_state)" != "power on" ] || return 1
@@ -325,7 +326,7 @@ case_agent_pending() {
     grep -q "Node $NODE3: DPU agent converged generation [0-9]* in [0-9.]*s (in DEPLOYWAIT)" "$IRONIC_DIR"/log/ironic-conductor.log &&
   expect "VIF3 bound" vif_plugged "$NODE3" "$VIF3" &&
   expect "power on" [ "$(node_field "$NODE3" power_state)" = "power on" ] &&
-  expect "wait state cleared" [ "$(api GET "/nodes/$NODE3" | jq -r '.driver_internal_info.dpu_wait')" = null ]
+  expect "wait state cleared" [ "$(node_field "$NODE3" driver_internal_info.dpu_wait)" = null ]
 }
 
 main() {
