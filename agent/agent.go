@@ -304,7 +304,8 @@ type View struct {
 	Generation int64 `json:"generation"`
 }
 
-// State returns the desired and observed state. It calls no backend.
+// State returns the desired and observed state. Only storage's Observe
+// touches a backend (one bdev_get_bdevs for the volumes' sizes, bounded).
 func (a *Agent) State(ctx context.Context) View {
 	d := a.Desired()
 	v := View{Desired: d, Generation: d.Generation, Observed: nodestate.Observed{Volumes: []nodestate.VolumeStatus{}, VIFs: []nodestate.VIFStatus{},
@@ -387,26 +388,23 @@ func (a *Agent) edit(ctx context.Context, component string, expected *int64, fn 
 	if err != nil {
 		return err
 	}
-	// Only this component's loop is waited for (every loop when no
-	// reconciler has its name). Every loop learns of a new generation
-	// (observed.generation is their minimum); an unchanged repeat still
-	// re-checks this component (the DPU may have drifted).
-	wait := a.loops
-	if l := a.byName[component]; l != nil {
-		wait = []*loop{l}
-	}
-	tickets := make([]uint64, len(wait))
-	for i, l := range wait {
-		tickets[i] = l.request()
-	}
+	// Only this component's loop is waited for. Every loop learns of a new
+	// generation (observed.generation is their minimum); an unchanged
+	// repeat still re-checks this component (the DPU may have drifted).
+	wait := a.loopsOf(component)
+	ask := wait
 	if changed {
-		a.RequestReconcile()
+		ask = a.loops
+	}
+	tickets := make(map[*loop]uint64, len(ask))
+	for _, l := range ask { // once each: a second request could rerun a loop
+		tickets[l] = l.request()
 	}
 	wctx, cancel := context.WithTimeout(ctx, a.opts.ItemWait)
 	defer cancel()
 	var errs []error
-	for i, l := range wait {
-		if !l.wait(wctx, tickets[i]) {
+	for _, l := range wait {
+		if !l.wait(wctx, tickets[l]) {
 			return nil // still converging: the caller sees "pending" and may poll
 		}
 		if st := l.status(); st.err != nil {
@@ -414,6 +412,14 @@ func (a *Agent) edit(ctx context.Context, component string, expected *int64, fn 
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// loopsOf is component's loop, or every loop when no reconciler has its name.
+func (a *Agent) loopsOf(component string) []*loop {
+	if l := a.byName[component]; l != nil {
+		return []*loop{l}
+	}
+	return a.loops
 }
 
 // admitEdit admits fn's change under the admission lock; it reports whether
@@ -430,6 +436,7 @@ func (a *Agent) admitEdit(ctx context.Context, expected *int64, fn func(d *nodes
 	if err := fn(next); err != nil {
 		return false, err
 	}
+	next.Normalize() // stored form: a repeat in other case stays idempotent
 	if expected == nil && sameContent(cur, next) {
 		return false, nil // idempotent repeat: nothing to persist
 	}

@@ -272,7 +272,6 @@ func (a *Agent) PlugVIF(ctx context.Context, v nodestate.VIF, expected *int64) (
 	if err := nodestate.ValidateVIF(v); err != nil {
 		return nodestate.VIFStatus{}, err
 	}
-	v.MAC = strings.ToLower(v.MAC) // stored form; a repeat in upper case stays idempotent
 	err := a.edit(ctx, ComponentNetwork, expected, func(d *nodestate.Desired) error {
 		for i := range d.VIFs {
 			if strings.EqualFold(d.VIFs[i].PortID, v.PortID) {
@@ -311,8 +310,18 @@ func (a *Agent) UnplugVIF(ctx context.Context, id string, expected *int64) (node
 	return st, err
 }
 
+// observe is what component alone reports: a single-item reply never waits
+// on the other component's backend.
+func (a *Agent) observe(ctx context.Context, component string) nodestate.Observed {
+	var obs nodestate.Observed
+	for _, l := range a.loopsOf(component) {
+		l.r.Observe(ctx, &obs)
+	}
+	return obs
+}
+
 func (a *Agent) volumeStatus(ctx context.Context, id string) nodestate.VolumeStatus {
-	for _, s := range a.State(ctx).Observed.Volumes {
+	for _, s := range a.observe(ctx, ComponentStorage).Volumes {
 		if strings.EqualFold(s.VolumeID, id) {
 			return s
 		}
@@ -321,7 +330,7 @@ func (a *Agent) volumeStatus(ctx context.Context, id string) nodestate.VolumeSta
 }
 
 func (a *Agent) vifStatus(ctx context.Context, id string) nodestate.VIFStatus {
-	for _, s := range a.State(ctx).Observed.VIFs {
+	for _, s := range a.observe(ctx, ComponentNetwork).VIFs {
 		if strings.EqualFold(s.PortID, id) {
 			return s
 		}
