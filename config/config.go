@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"gopkg.in/ini.v1"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
 // Config is every option the agent reads. Each field's tags give its INI
@@ -202,9 +204,9 @@ func (c *Config) Validate() error {
 	if c.Agent.MaxVIFs < 1 || c.Agent.MaxVolumes < 1 || c.Agent.MaxMessageBytes < 1<<16 {
 		errs = append(errs, errors.New("[agent] max_vifs and max_volumes must be >= 1 and max_message_bytes >= 65536"))
 	}
-	// state.MaxPF / MaxVF are the generic bounds of a host function
-	if c.DPU.PFs < 1 || c.DPU.PFs > 16 || c.DPU.MaxVFsPerPF < 0 || c.DPU.MaxVFsPerPF > 1024 {
-		errs = append(errs, errors.New("[dpu] pfs must be 1..16 and max_vfs_per_pf 0..1024"))
+	// nodestate.MaxPF / MaxVF are the generic bounds of a host function
+	if c.DPU.PFs < 1 || c.DPU.PFs > nodestate.MaxPF+1 || c.DPU.MaxVFsPerPF < 0 || c.DPU.MaxVFsPerPF > nodestate.MaxVF+1 {
+		errs = append(errs, fmt.Errorf("[dpu] pfs must be 1..%d and max_vfs_per_pf 0..%d", nodestate.MaxPF+1, nodestate.MaxVF+1))
 	}
 	if c.Rabbit.QosPrefetchCount < 0 {
 		errs = append(errs, errors.New("[oslo_messaging_rabbit] rabbit_qos_prefetch_count must be >= 0"))

@@ -115,10 +115,7 @@ func (r *Reconciler) decodeConfigDrive(data string) ([]byte, error) {
 // the image matches its sha256.
 func (r *Reconciler) Admit(_ context.Context, d *nodestate.Desired) error {
 	c := d.ConfigDrive
-	if c == nil || c.Data == "" {
-		return r.checkConfigDrive(c)
-	}
-	if err := r.checkConfigDrive(c); err != nil {
+	if err := r.checkConfigDrive(c); err != nil || c == nil || c.Data == "" {
 		return err
 	}
 	iso, err := r.decodeConfigDrive(c.Data)

@@ -41,13 +41,12 @@ func assignNSIDs(reqs []nsidRequest, used map[string][]int, remembered map[strin
 		if out[i] != 0 || taken[q.Fn] == nil {
 			continue
 		}
-		n := 1
+		n := 1 // the boot volume's, whoever holds it
 		if !q.Boot && q.Fn == pf0 {
-			for n = 2; taken[q.Fn][n]; n++ {
-			}
-		} else if !q.Boot {
-			for ; taken[q.Fn][n]; n++ {
-			}
+			n = 2 // nsid 1 of pf0 is the boot disk's
+		}
+		for !q.Boot && taken[q.Fn][n] {
+			n++
 		}
 		out[i] = n
 		taken[q.Fn][n] = true

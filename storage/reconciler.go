@@ -174,8 +174,10 @@ func (r *Reconciler) Validate(_ context.Context, d *nodestate.Desired) error {
 // plan validates d and turns it into items. Connection info is parsed
 // only when it is new to this reconciler (see targets).
 func (r *Reconciler) plan(d *nodestate.Desired) ([]*item, error) {
-	if err := d.ValidateWith(func(v nodestate.Volume) error {
-		_, err := r.targets.get(v)
+	ts := make([]nvmeof.Target, 0, len(d.Volumes))
+	if err := d.ValidateWith(func(v nodestate.Volume) error { // called once per volume, in order
+		t, err := r.targets.get(v)
+		ts = append(ts, t)
 		return err
 	}); err != nil {
 		return nil, err
@@ -190,11 +192,8 @@ func (r *Reconciler) plan(d *nodestate.Desired) ([]*item, error) {
 	}
 	var items []*item
 	byNQN := map[string]string{}
-	for _, v := range d.Volumes {
-		t, err := r.targets.get(v)
-		if err != nil {
-			return nil, fmt.Errorf("volume %s: %w", v.VolumeID, err)
-		}
+	for i, v := range d.Volumes {
+		t := ts[i]
 		if t.HostNQN != "" && t.HostNQN != r.o.Storage.HostNQN {
 			return nil, fmt.Errorf("%w: volume %s: Cinder exported it to host NQN %s, but this DPU is %s",
 				errdefs.ErrInvalidArgument, v.VolumeID, t.HostNQN, r.o.Storage.HostNQN)
@@ -742,13 +741,15 @@ func (r *Reconciler) refreshSizes(ctx context.Context) {
 	if err != nil {
 		return
 	}
+	size := make(map[string]int64, len(bs))
+	for _, b := range bs {
+		size[b.Name] = b.NumBlocks * int64(b.BlockSize)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i := range r.status {
-		for _, b := range bs {
-			if s := &r.status[i]; s.Bdev != "" && b.Name == s.Bdev {
-				s.SizeBytes = b.NumBlocks * int64(b.BlockSize)
-			}
+		if n, ok := size[r.status[i].Bdev]; ok && r.status[i].Bdev != "" {
+			r.status[i].SizeBytes = n
 		}
 	}
 }

@@ -3,7 +3,6 @@ package spdkgeneric
 import (
 	"context"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 
@@ -12,18 +11,6 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 )
-
-// IsLoopback reports whether a listen address only accepts local
-// connections ("localhost", 127.0.0.0/8, ::1). Anything else, including
-// 0.0.0.0 and a host name, may be reachable from the network.
-func IsLoopback(addr string) bool {
-	addr = strings.Trim(addr, "[]")
-	if strings.EqualFold(addr, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(addr)
-	return ip != nil && ip.IsLoopback()
-}
 
 // listening reports whether sub has this driver's listener for its function.
 func (s *Storage) listening(sub spdk.Subsystem) bool {
@@ -64,14 +51,6 @@ func (s *Storage) aclDone(sub spdk.Subsystem) bool {
 	return true
 }
 
-func hostNQNs(sub spdk.Subsystem) []string {
-	out := make([]string, 0, len(sub.Hosts))
-	for _, h := range sub.Hosts {
-		out = append(out, h.NQN)
-	}
-	return out
-}
-
 // ensureACL brings sub's host list and allow_any_host to the configuration,
 // from what nvmf_get_subsystems showed: SPDK answers a duplicate add_host or
 // an absent remove_host with the same -32603 as a real failure, so only
@@ -94,9 +73,9 @@ func (s *Storage) ensureACL(ctx context.Context, sub spdk.Subsystem) error {
 			return err
 		}
 	}
-	for _, h := range hostNQNs(sub) {
-		if !slices.Contains(s.o.AllowedHosts, h) {
-			if err := s.o.Client.RemoveHost(ctx, sub.NQN, h); err != nil {
+	for _, h := range sub.Hosts {
+		if !slices.Contains(s.o.AllowedHosts, h.NQN) {
+			if err := s.o.Client.RemoveHost(ctx, sub.NQN, h.NQN); err != nil {
 				return err
 			}
 		}

@@ -67,6 +67,12 @@ func (e *Emulator) pathLoop(stop chan struct{}) {
 
 // advancePaths brings every path state to now.
 func (e *Emulator) advancePaths(now time.Time) {
+	e.mu.Lock()
+	idle := len(e.st.ctrlrs) == 0
+	e.mu.Unlock()
+	if idle { // no bdev_nvme controller (a target, an idle DPU): no path to move
+		return
+	}
 	up := e.listening()
 	e.mu.Lock()
 	defer e.mu.Unlock()
