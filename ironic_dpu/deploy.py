@@ -1,15 +1,21 @@
 """Deploy interface 'dpu': no ramdisk, no PXE, no image written, one boot.
 
-The core deploy step pushes the desired state (volumes and VIFs) to the
+One deploy step. It pushes the desired state (volumes and VIFs) to the
 node's agent, which admits it at once, and polls get_state for a bounded
 [dpu_agent] inline_wait (the agent usually converges in milliseconds): once
-the agent converged on the pushed generation (boot disk attached) the deploy
-goes on in the same worker. Otherwise the step returns DEPLOYWAIT: nothing
-waits longer under the node lock. A periodic task polls the agent for nodes
-in DEPLOYWAIT and resumes the deploy once it converged. The next step,
-boot_host, sets the boot device to disk and powers the host on. The host then boots its cloud disk through the
-DPU's emulated NVMe controller. An agent error, or no convergence within
+the agent converged on the pushed generation (boot disk attached) the step
+sets the boot device to disk and powers the host on, in the same worker.
+Otherwise the step returns DEPLOYWAIT: nothing waits longer under the node
+lock. A periodic task polls the agent for nodes in DEPLOYWAIT; once the
+agent converged it resumes the deploy, which runs the step again
+(skip_current_deploy_step False, as Ironic's own async steps do) and the
+step boots the host. The host then boots its cloud disk through the DPU's
+emulated NVMe controller. An agent error, or no convergence within
 [dpu_agent] state_wait_timeout, fails the deploy with the agent's reason.
+
+Booting inside the step instead of a step of its own saves Ironic's node
+save per step on every deploy (the fleet bench's conductor is bound by its
+DB writes).
 """
 import time
 
@@ -52,7 +58,12 @@ class DPUDeploy(base.DeployInterface):
         task.driver.storage.validate(task)
 
     def prepare(self, task):
-        """Nothing to stage: the agent gets everything in deploy."""
+        """Nothing to stage: the agent gets everything in deploy.
+
+        A wait record left by a failed or aborted deploy must not make this
+        deploy's step boot the host without pushing (saved with the step).
+        """
+        task.node.del_driver_internal_info(desired.WAIT_KEY)
 
     def clean_up(self, task):
         """Nothing staged by prepare; tear_down does the work."""
@@ -62,10 +73,17 @@ class DPUDeploy(base.DeployInterface):
         """Push the desired state and give the agent inline_wait seconds.
 
         Converged by then (the usual case: the agent reconciles in
-        milliseconds): return None, boot_host runs in this worker. Still
-        pending: DEPLOYWAIT, the periodic check resumes the deploy.
+        milliseconds): boot the host and return None. Still pending:
+        DEPLOYWAIT; the periodic check resumes the deploy, which runs this
+        step again to boot the host.
         """
         node = task.node
+        wait = node.driver_internal_info.get(desired.WAIT_KEY)
+        if wait and wait.get('converged'):
+            # Resumed by check_convergence: the agent is there already.
+            node.del_driver_internal_info(desired.WAIT_KEY)
+            self.boot_host(task)
+            return None
         state = desired.build(task)
         client = agent_client.AgentClient(node.uuid)
         task.driver.network.configure_tenant_networks(task)
@@ -88,11 +106,14 @@ class DPUDeploy(base.DeployInterface):
             return None
         if blocking or unbound:
             desired.start_wait(task, generation, since=since)
+            # The resume runs this step again (then it boots the host).
+            node.set_driver_internal_info('skip_current_deploy_step', False)
             LOG.info('Node %s: DPU agent admitted generation %s; waiting in '
                      'DEPLOYWAIT for %s', node.uuid, generation,
                      ', '.join(blocking + unbound))
             return states.DEPLOYWAIT
         self._converged(task, generation, since, 'in the deploy step')
+        self.boot_host(task)
         return None
 
     def _fail(self, task, generation, reason):
@@ -105,7 +126,6 @@ class DPUDeploy(base.DeployInterface):
         LOG.info('Node %s: DPU agent converged generation %s in %.3fs (%s)',
                  task.node.uuid, generation, time.time() - since, where)
 
-    @base.deploy_step(priority=90)
     def boot_host(self, task):
         """The agent converged: boot the host from its (DPU) disk."""
         node = task.node
@@ -140,13 +160,17 @@ class DPUDeploy(base.DeployInterface):
             return
         task.upgrade_lock(purpose='resuming a deploy on a DPU')
         wait = node.driver_internal_info.get(desired.WAIT_KEY)
-        if node.provision_state != states.DEPLOYWAIT or not wait:
+        if (node.provision_state != states.DEPLOYWAIT or not wait
+                or wait.get('converged')):
             return  # someone else moved it on while we waited for the lock
-        node.del_driver_internal_info(desired.WAIT_KEY)
         reason = desired.failure_reason(errors, blocking)
         if reason:
+            node.del_driver_internal_info(desired.WAIT_KEY)
             self._fail(task, wait['generation'], reason)
             return
+        # The resumed step reads this and boots the host.
+        node.set_driver_internal_info(desired.WAIT_KEY,
+                                      dict(wait, converged=True))
         node.save()
         desired.warn_unbound(task, unbound)
         self._converged(task, wait['generation'], wait['since'],
@@ -214,9 +238,11 @@ def _due(node_uuid, info):
 
     Only a node waiting on its agent (the wait record is ours alone) whose
     agent converged or failed, or whose wait expired: a still-pending node
-    costs one get_state, no lock, no node load and no DB write.
+    costs one get_state, no lock, no node load and no DB write. A node
+    already resumed (converged) waits for its step, not for the agent.
     """
-    if not (info or {}).get(desired.WAIT_KEY):
+    wait = (info or {}).get(desired.WAIT_KEY)
+    if not wait or wait.get('converged'):
         return False
     errors, blocking, unbound, expired = _poll(node_uuid, info, None)
     return bool(errors or expired or not (blocking or unbound))

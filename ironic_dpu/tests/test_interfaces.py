@@ -102,8 +102,8 @@ class DeployTests(AgentTestCase):
 
     def test_deploy_converged_goes_on_in_the_step(self):
         # apply_state answers before the reconcile (generation 0 seen); the
-        # step polls quickly and returns None: boot_host runs next in the
-        # same worker, no DEPLOYWAIT, no periodic.
+        # step polls quickly, boots the host and returns None: no
+        # DEPLOYWAIT, no periodic, no second step.
         task = self.make_task()
         self.client.apply_state.return_value = self.BEHIND
         self.client.get_state.side_effect = [self.BEHIND, ATTACHED]
@@ -116,8 +116,10 @@ class DeployTests(AgentTestCase):
         self.assertIn('converged generation 1 in 0.150s (in the deploy step)',
                       ''.join(logs.output))
         self.failed.assert_not_called()
-        self.node_power_action.assert_not_called()  # boot_host's job
-        # Recorded, not saved: Ironic saves the node before the next step.
+        self.node_set_boot_device.assert_called_once_with(
+            task, boot_devices.DISK, persistent=True)
+        self.node_power_action.assert_called_once_with(task, states.POWER_ON)
+        # Recorded, not saved here: Ironic saves the node after the step.
         self.assertEqual(1, task.node.driver_internal_info[
             'dpu_desired_state']['generation'])
         objects.Node.save.assert_not_called()
@@ -136,7 +138,11 @@ class DeployTests(AgentTestCase):
         # The wait counts from the push, not from the end of the inline poll.
         self.assertEqual({'generation': 1, 'since': 1000.0},
                          task.node.driver_internal_info['dpu_wait'])
+        # Ironic's resume runs this step again instead of the next one.
+        self.assertIs(False, task.node.driver_internal_info[
+            'skip_current_deploy_step'])
         self.failed.assert_not_called()
+        self.node_power_action.assert_not_called()
         objects.Node.save.assert_not_called()  # process_event('wait') saves
 
     def test_deploy_agent_error_fails_in_the_step(self):
@@ -175,8 +181,8 @@ class DeployTests(AgentTestCase):
         self.assertEqual(1, state['generation'])
         self.assertEqual({'generation': 1, 'since': 1000.0},
                          task.node.driver_internal_info['dpu_wait'])
-        # inline_wait 0: no polling, no boot yet: that is the periodic's
-        # and boot_host's.
+        # inline_wait 0: no polling, no boot yet: the periodic resumes the
+        # step, which boots then.
         self.client.get_state.assert_not_called()
         self.assertEqual([], self.slept)
         self.node_power_action.assert_not_called()
@@ -192,8 +198,34 @@ class DeployTests(AgentTestCase):
             task.context, timeout=CONF.dpu_agent.ping_timeout)
         task.upgrade_lock.assert_called_once()
         self.resume.assert_called_once_with(task)
-        self.assertNotIn('dpu_wait', task.node.driver_internal_info)
+        self.assertEqual({'generation': 1, 'since': 1000.0,
+                          'converged': True},
+                         task.node.driver_internal_info['dpu_wait'])
+        self.assertEqual(1, objects.Node.save.call_count)
         self.failed.assert_not_called()
+        self.node_power_action.assert_not_called()
+        # Already resumed: the periodic leaves it to the step.
+        self.assertFalse(deploy._due(task.node.uuid,
+                                     task.node.driver_internal_info))
+        deploy.DPUDeploy().check_convergence(task)
+        self.resume.assert_called_once_with(task)
+        # The resumed step boots the host without pushing again.
+        self.client.apply_state.reset_mock()
+        self.assertIsNone(deploy.DPUDeploy().deploy(task))
+        self.client.apply_state.assert_not_called()
+        self.node_power_action.assert_called_once_with(task, states.POWER_ON)
+        self.assertNotIn('dpu_wait', task.node.driver_internal_info)
+
+    def test_prepare_forgets_a_wait_of_an_earlier_deploy(self):
+        # A resumed-but-aborted deploy must not make the next one boot
+        # without pushing its state.
+        task = self.make_task()
+        task.node.set_driver_internal_info(
+            'dpu_wait', {'generation': 1, 'since': 1.0, 'converged': True})
+        deploy.DPUDeploy().prepare(task)
+        self.client.apply_state.return_value = ATTACHED
+        self.assertIsNone(deploy.DPUDeploy().deploy(task))
+        self.client.apply_state.assert_called_once()
 
     def test_older_generation_keeps_waiting(self):
         task = self.deploying()
@@ -332,8 +364,7 @@ class DeployTests(AgentTestCase):
 
     def test_deploy_steps(self):
         steps = deploy.DPUDeploy().get_deploy_steps(mock.Mock())
-        self.assertEqual([('deploy', 'deploy', 100),
-                          ('deploy', 'boot_host', 90)],
+        self.assertEqual([('deploy', 'deploy', 100)],
                          sorted([(s['interface'], s['step'], s['priority'])
                                  for s in steps], key=lambda s: -s[2]))
 

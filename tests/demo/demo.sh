@@ -65,7 +65,7 @@ wait_state "$NODE1" active 90 || fail "deploy did not reach active"
 echo "node n1 is $(node_field "$NODE1" provision_state), power $(node_field "$NODE1" power_state), in $((SECONDS - t0))s"
 line=$(grep -o "Node $NODE1: DPU agent converged generation [0-9]* in [0-9.]*s ([a-zA-Z ]*)" "$IRONIC_DIR"/log/ironic-conductor.log | tail -1)
 [ -n "$line" ] || fail "the conductor did not see the agent converge"
-echo "conductor: $line, then boot_host powered the host on"
+echo "conductor: $line, then the step powered the host on"
 th_wait 15 "VIF1 bound" vif_plugged "$NODE1" "$VIF1" || fail "VIF1 not bound"
 show_state; show_ovn "$VIF1"
 

@@ -15,7 +15,9 @@
 #        FLEET_OVS_GROUPS (default 1), FLEET_RECONCILE_INTERVAL, FLEET_SPDK_ARGS,
 #        FLEET_INLINE_WAIT ([dpu_agent] inline_wait, default 2 as shipped; 0
 #        sends every deploy through DEPLOYWAIT and the periodic check),
-#        FLEET_KEEP=1 keeps the temp dir;
+#        FLEET_DPU_CPUS (CPU list the agents and their SPDK emulators are
+#        pinned to; default: the last CPU of a machine with 2 or more, "" =
+#        not pinned), FLEET_KEEP=1 keeps the temp dir;
 #        IRONIC_DPU_AGENT_BIN / SPDK_EMULATOR_BIN reuse prebuilt binaries)
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -33,6 +35,16 @@ SPDK_ARGS=${FLEET_SPDK_ARGS---path-tick=1s}
 # The shipped inline_wait, not the e2e config's (read by ironic_conf).
 export DPU_INLINE_WAIT=${FLEET_INLINE_WAIT:-2}
 DRIVER=$TH_REPO/tests/python/fleet_bench.py
+# In production every agent runs on its own DPU's cores, beside nothing of
+# the control plane's. Here N agents would take the conductor's CPU: the
+# scheduler shares it per thread, so 100 runnable agents leave the
+# single-threaded conductor a sliver, which no deployment sees. Pinning the
+# DPU side to one CPU keeps it from starving the control plane and still
+# gives 100 DPUs' work a single core between them.
+NCPU=$(nproc)
+DPU_CPUS=${FLEET_DPU_CPUS-$([ "$NCPU" -ge 2 ] && echo $((NCPU - 1)))}
+DPU_PIN=()
+[ -n "$DPU_CPUS" ] && DPU_PIN=(taskset -c "$DPU_CPUS")
 
 # th_stop NAME-1..N in parallel (a bare `wait` would wait for the daemons too).
 stop_all() {   # PREFIX SECONDS
@@ -119,7 +131,7 @@ spdk_fleet_up() {
     { echo '['; remote_json "nqn.2010-10.org.openstack:volume-$b" "$b"; echo ','
       remote_json "nqn.2010-10.org.openstack:volume-$d" "$d"; echo ']'; } > "$BASE/spdk/$i.json"
     # shellcheck disable=SC2086   # FLEET_SPDK_ARGS is a list of flags
-    th_spawn "spdk-$i" "$BASE/bin/spdk-emulator" --socket "$BASE/spdk/$i.sock" --remotes "$BASE/spdk/$i.json" $SPDK_ARGS
+    th_spawn "spdk-$i" "${DPU_PIN[@]}" "$BASE/bin/spdk-emulator" --socket "$BASE/spdk/$i.sock" --remotes "$BASE/spdk/$i.json" $SPDK_ARGS
   done < "$BASE/nodes.txt"
   for ((i = 1; i <= N; i++)); do
     th_wait 30 "spdk emulator $i" test -S "$BASE/spdk/$i.sock" || th_die "spdk emulator $i"
@@ -145,7 +157,7 @@ agents_up() {
       -e "s#^ovsdb_connection = .*#ovsdb_connection = $(group_db "$(group_of "$i")")#" \
       -e "s#^reconcile_interval = .*#${RECONCILE_INTERVAL:+reconcile_interval = $RECONCILE_INTERVAL}#" \
       "$BASE/agent-$u/agent.conf"
-    th_spawn "agent-$i" env "${env[@]}" "$BASE/bin/ironic-dpu-agent" serve --config-file "$BASE/agent-$u/agent.conf"
+    th_spawn "agent-$i" "${DPU_PIN[@]}" env "${env[@]}" "$BASE/bin/ironic-dpu-agent" serve --config-file "$BASE/agent-$u/agent.conf"
   done < "$BASE/nodes.txt"
   for ((i = 1; i <= N; i++)); do
     th_wait 60 "agent $i consuming" grep -q '"rpc server consuming"' "$BASE/log/agent-$i.out" \
@@ -260,7 +272,7 @@ main() {
     done
     th_log "round $r ($order): deploy-all baseline $(jq .total "$BASE/bd-$r.json")s dpu $(jq .total "$BASE/dd-$r.json")s"
   done
-  echo "fleet bench: N=$N nodes per group, $ROUNDS round(s), 1 conductor, 1 broker, $OVS_GROUPS OVS chassis (fake power; dpu: 2 volumes + 1 VIF, sim driver)"
+  echo "fleet bench: N=$N nodes per group, $ROUNDS round(s), 1 conductor, 1 broker, $OVS_GROUPS OVS chassis (fake power; dpu: 2 volumes + 1 VIF, sim driver); agents + SPDK emulators on CPU ${DPU_CPUS:-any} of $NCPU"
   for ((r = 1; r <= ROUNDS; r++)); do
     echo " round $r"
     report_line "baseline deploy  " "$BASE/bd-$r"
