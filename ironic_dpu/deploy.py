@@ -187,7 +187,9 @@ class DPUDeploy(base.DeployInterface):
         client = agent_client.AgentClient(node.uuid)
         state = {'node_uuid': node.uuid, 'volumes': [], 'vifs': []}
         t0 = time.monotonic()
-        result = desired.push(task, state, client=client)
+        # Not saved here: the power-off below saves the node (and Ironic's
+        # failure handling does if anything raises): one DB write less.
+        result = desired.push(task, state, client=client, save=False)
         state = node.driver_internal_info[desired.STATE_KEY]
         desired.wait_converged(task, state, result, client=client)
         LOG.info('Node %s: DPU agent converged generation %s in %.3fs',

@@ -388,6 +388,10 @@ class DeployTests(AgentTestCase):
         self.assertEqual(([], []), (state['volumes'], state['vifs']))
         self.node_power_action.assert_called_once_with(task, states.POWER_OFF)
         task.driver.network.unconfigure_tenant_networks.assert_called_once_with(task)
+        # Recorded for the power-off's save, not saved on its own.
+        self.assertEqual(1, task.node.driver_internal_info[
+            'dpu_desired_state']['generation'])
+        objects.Node.save.assert_not_called()
 
     def test_tear_down_agent_error_keeps_power(self):
         task = self.make_task(provision_state=states.DELETING)

@@ -15,8 +15,8 @@
 #        FLEET_OVS_GROUPS (default 1), FLEET_RECONCILE_INTERVAL, FLEET_SPDK_ARGS,
 #        FLEET_INLINE_WAIT ([dpu_agent] inline_wait, default 2 as shipped; 0
 #        sends every deploy through DEPLOYWAIT and the periodic check),
-#        FLEET_DPU_CPUS (CPU list the agents and their SPDK emulators are
-#        pinned to; default: the last CPU of a machine with 2 or more, "" =
+#        FLEET_DPU_CPUS (CPU list the DPU side is pinned to: agents, SPDK
+#        emulators, OVS/ovn-controller chassis; default: the last CPU of a machine with 2 or more, "" =
 #        not pinned), FLEET_KEEP=1 keeps the temp dir;
 #        IRONIC_DPU_AGENT_BIN / SPDK_EMULATOR_BIN reuse prebuilt binaries)
 set -uo pipefail
@@ -39,8 +39,9 @@ DRIVER=$TH_REPO/tests/python/fleet_bench.py
 # the control plane's. Here N agents would take the conductor's CPU: the
 # scheduler shares it per thread, so 100 runnable agents leave the
 # single-threaded conductor a sliver, which no deployment sees. Pinning the
-# DPU side to one CPU keeps it from starving the control plane and still
-# gives 100 DPUs' work a single core between them.
+# DPU side (agents, SPDK emulators, and the OVS/ovn-controller chassis that
+# stand in for each DPU's own) to one CPU keeps it from starving the control
+# plane and still gives 100 DPUs' work a single core between them.
 NCPU=$(nproc)
 DPU_CPUS=${FLEET_DPU_CPUS-$([ "$NCPU" -ge 2 ] && echo $((NCPU - 1)))}
 DPU_PIN=()
@@ -80,11 +81,11 @@ ovs_group_up() {   # G (>= 1): ovsdb-server + ovs-vswitchd (dummy) + ovn-control
   local env=(env OVS_RUNDIR="$d" OVS_LOGDIR="$d" OVS_DBDIR="$d" OVS_SYSCONFDIR="$d"
     OVN_RUNDIR="$d" OVN_LOGDIR="$d" OVN_DBDIR="$d" OVN_SYSCONFDIR="$d")
   ovsdb-tool create "$d/conf.db" /usr/share/openvswitch/vswitch.ovsschema
-  th_spawn "ovsdb-server-g$g" "${env[@]}" ovsdb-server "$d/conf.db" --remote="punix:$d/db.sock" \
+  th_spawn "ovsdb-server-g$g" "${DPU_PIN[@]}" "${env[@]}" ovsdb-server "$d/conf.db" --remote="punix:$d/db.sock" \
     --unixctl="$d/ovsdb-server.ctl" --no-chdir
   th_wait 10 "ovsdb $g" test -S "$d/db.sock" || th_die "ovsdb group $g"
   ovs-vsctl --db="$db" --timeout=10 --no-wait init
-  th_spawn "ovs-vswitchd-g$g" "${env[@]}" ovs-vswitchd --enable-dummy=override --disable-system "$db" \
+  th_spawn "ovs-vswitchd-g$g" "${DPU_PIN[@]}" "${env[@]}" ovs-vswitchd --enable-dummy=override --disable-system "$db" \
     --unixctl="$d/ovs-vswitchd.ctl" --no-chdir
   ovs-vsctl --db="$db" --timeout=10 add-br br-int -- set Bridge br-int datapath_type=dummy fail-mode=secure \
     other-config:disable-in-band=true
@@ -92,11 +93,15 @@ ovs_group_up() {   # G (>= 1): ovsdb-server + ovs-vswitchd (dummy) + ovn-control
   ovs-vsctl --db="$db" --timeout=10 set Open_vSwitch . external_ids:system-id="$ch" external_ids:hostname="$ch" \
     external_ids:ovn-remote="$SBDB" external_ids:ovn-encap-type=geneve external_ids:ovn-encap-ip="127.0.1.$g" \
     external_ids:ovn-bridge=br-int external_ids:ovn-bridge-datapath-type=dummy
-  th_spawn "ovn-controller-g$g" "${env[@]}" ovn-controller "$db" --no-chdir
+  th_spawn "ovn-controller-g$g" "${DPU_PIN[@]}" "${env[@]}" ovn-controller "$db" --no-chdir
 }
 
 ovs_groups_up() {
-  local g
+  local g n
+  # The harness's own chassis (group 0, started by ovn_up) is DPU side too.
+  if [ -n "$DPU_CPUS" ]; then
+    for n in ovsdb-server ovs-vswitchd ovn-controller; do taskset -apc "$DPU_CPUS" "$(th_pid $n)" >/dev/null || th_die "pin $n"; done
+  fi
   for ((g = 1; g < OVS_GROUPS; g++)); do ovs_group_up "$g"; done
   for ((g = 1; g < OVS_GROUPS; g++)); do
     th_wait 30 "chassis $g" bash -c "[ \"\$(ovn-sbctl --db=$SBDB --bare --columns=name find Chassis name=$(group_chassis "$g"))\" = $(group_chassis "$g") ]" \
@@ -272,7 +277,7 @@ main() {
     done
     th_log "round $r ($order): deploy-all baseline $(jq .total "$BASE/bd-$r.json")s dpu $(jq .total "$BASE/dd-$r.json")s"
   done
-  echo "fleet bench: N=$N nodes per group, $ROUNDS round(s), 1 conductor, 1 broker, $OVS_GROUPS OVS chassis (fake power; dpu: 2 volumes + 1 VIF, sim driver); agents + SPDK emulators on CPU ${DPU_CPUS:-any} of $NCPU"
+  echo "fleet bench: N=$N nodes per group, $ROUNDS round(s), 1 conductor, 1 broker, $OVS_GROUPS OVS chassis (fake power; dpu: 2 volumes + 1 VIF, sim driver); DPU side (agents, SPDK emulators, OVS chassis) on CPU ${DPU_CPUS:-any} of $NCPU"
   for ((r = 1; r <= ROUNDS; r++)); do
     echo " round $r"
     report_line "baseline deploy  " "$BASE/bd-$r"
