@@ -29,12 +29,8 @@ type loop struct {
 	// before it, and doneSeq is the reqSeq the last completed run covered.
 	reqSeq, doneSeq uint64
 	done            chan struct{} // closed and replaced when a run completes
-	gen             int64         // generation the last completed run used
-	err             error         // its error
 	failures        int           // consecutive failed runs
-	runs, failed    uint64
-	lastEnd         time.Time
-	lastTook        time.Duration
+	loopStatus                    // the record status() copies
 }
 
 func newLoop(r Reconciler, desired func() *nodestate.Desired, log *zap.Logger, base, max time.Duration) *loop {
@@ -152,10 +148,10 @@ func (l *loop) once(ctx context.Context) error {
 	return err
 }
 
-// loopStatus is a copy of a loop's record.
+// loopStatus is a loop's record of its last completed run.
 type loopStatus struct {
-	gen          int64
-	err          error
+	gen          int64 // generation the last completed run used
+	err          error // its error
 	runs, failed uint64
 	lastEnd      time.Time
 	lastTook     time.Duration
@@ -164,5 +160,5 @@ type loopStatus struct {
 func (l *loop) status() loopStatus {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return loopStatus{gen: l.gen, err: l.err, runs: l.runs, failed: l.failed, lastEnd: l.lastEnd, lastTook: l.lastTook}
+	return l.loopStatus
 }

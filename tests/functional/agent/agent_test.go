@@ -77,28 +77,13 @@ func startAgent(t *testing.T, stateDir string) *agentproc.Proc {
 	t.Helper()
 	dir := t.TempDir()
 	healthAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cfg := filepath.Join(dir, "agent.conf")
-	err := agentproc.WriteConfig(cfg, map[string]map[string]string{
+	return agentproc.StartT(t, bin, map[string]map[string]string{
 		"DEFAULT": {"transport_url": broker.URL(), "node_uuid": node, "state_dir": stateDir, "reconcile_interval": "2s", "health_listen": healthAddr},
 		"dpu":     {"driver": "sim"},
 		"spdk":    {"rpc_socket": filepath.Join(dir, "no-spdk.sock")},
 		"ovs":     {"ovsdb_connection": "unix:" + filepath.Join(dir, "no-ovsdb.sock")},
 		"storage": {"host_nqn": "nqn.2014-08.org.nvmexpress:uuid:0d5e8f2a-4b6c-4d7e-8f90-a1b2c3d4e5f6"},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := agentproc.Start(bin, cfg, filepath.Join(dir, "agent.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		p.Stop(syscall.SIGTERM)
-		if t.Failed() {
-			t.Logf("agent log:\n%s", p.Log())
-		}
-	})
-	return p
 }
 
 func client(t *testing.T) *osloclient.Client {
