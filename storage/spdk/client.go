@@ -35,8 +35,12 @@ type Error struct {
 func (e *Error) Error() string { return fmt.Sprintf("Code=%d Msg=%s", e.Code, e.Message) }
 
 // Is makes every SPDK error an errdefs.ErrStorage, so the RPC edge can
-// classify it without knowing SPDK codes.
-func (e *Error) Is(target error) bool { return target == errdefs.ErrStorage }
+// classify it without knowing SPDK codes; -108 (SPDK shutting down answers
+// what is still pending with it) is errdefs.ErrUnavailable too, like a
+// dropped connection.
+func (e *Error) Is(target error) bool {
+	return target == errdefs.ErrStorage || (target == errdefs.ErrUnavailable && e.Code == CodeESHUTDOWN)
+}
 
 // JSON-RPC and errno codes SPDK uses that callers test for.
 const (
@@ -50,6 +54,7 @@ const (
 	CodeEEXIST         = -17
 	CodeENODEV         = -19
 	CodeEINVAL         = -22
+	CodeESHUTDOWN      = -108
 	CodeETIMEDOUT      = -110
 	CodeEALREADY       = -114
 )

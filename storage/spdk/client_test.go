@@ -243,3 +243,34 @@ func restart(t *testing.T, e *spdktest.Emulator, sock string) {
 		t.Fatal(err)
 	}
 }
+
+// SPDK stopping gracefully answers a pending request with -108
+// (c-faults.jsonl line 18): the caller sees an unavailable SPDK (retried once
+// it is back), not a storage error of the request itself.
+func TestPendingCallAtGracefulStopIsUnavailable(t *testing.T) {
+	e := spdktest.StartT(t, spdktest.Options{})
+	c := spdk.NewUnix(e.Socket(), nil)
+	defer c.Close()
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Call(context.Background(), "bdev_get_bdevs", map[string]any{"name": "NoSuchBdev", "timeout": 10000}, nil)
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for e.Calls("bdev_get_bdevs") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the request never reached the emulator")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := e.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !spdk.HasCode(err, spdk.CodeESHUTDOWN) || !errors.Is(err, errdefs.ErrUnavailable) || !errors.Is(err, errdefs.ErrStorage) {
+			t.Fatalf("err = %v (kind %v), want -108 and unavailable", err, errdefs.Kind(err))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the pending call got no answer when SPDK stopped")
+	}
+}

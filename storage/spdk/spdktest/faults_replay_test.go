@@ -2,6 +2,7 @@ package spdktest
 
 import (
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -71,6 +72,41 @@ func (f *faultsEnv) play(from, to int) {
 	}
 }
 
+// rawConn opens a connection to B and writes raw; with method set it waits
+// until B has dispatched it (so it is pending when B stops).
+func (f *faultsEnv) rawConn(raw, method string) net.Conn {
+	f.t.Helper()
+	before := f.b.Calls(method)
+	c, err := net.Dial("unix", f.bSock)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { _ = c.Close() })
+	if raw != "" {
+		if _, err := c.Write([]byte(raw)); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); method != "" && f.b.Calls(method) == before; {
+		if time.Now().After(deadline) {
+			f.t.Fatalf("%s never dispatched", method)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return c
+}
+
+// readToEOF returns everything c receives until EOF (5 s at most).
+func readToEOF(t *testing.T, c net.Conn) string {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("no EOF: %v (read %q)", err, b)
+	}
+	return string(b)
+}
+
 func (f *faultsEnv) restartB() {
 	if err := f.b.Start(f.bSock); err != nil {
 		f.t.Fatal(err)
@@ -87,19 +123,36 @@ func TestFaultsReplay(t *testing.T) {
 		t.Fatalf("VFIOUSER listener made no cntrl socket: %v %v", fi, err)
 	}
 
-	// (a) SIGTERM: cntrl goes with the process; the restarted B starts empty.
+	// (a) SIGTERM with three connections open (lines 18-20): the pending
+	// asynchronous request gets its -108 reply, then EOF; the half-written
+	// request and the idle connection get EOF and no bytes.
+	pending := f.rawConn(*f.steps[17].RequestRaw, "bdev_get_bdevs")
+	half := f.rawConn(*f.steps[18].RequestRaw, "")
+	idle := f.rawConn("", "")
 	if err := f.b.Stop(); err != nil {
 		t.Fatal(err)
 	}
+	for i, c := range []net.Conn{pending, half, idle} {
+		got := readToEOF(t, c)
+		if want := *f.steps[17+i].ResponseRw; got != want {
+			t.Fatalf("line %d: SPDK sent %q before EOF, want %q", 18+i, got, want)
+		}
+	}
+	// cntrl goes with the process; the restarted B starts empty.
 	if _, err := os.Lstat(f.cntrl); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("cntrl after a graceful exit: %v", err)
 	}
 	f.restartB()
 	f.play(22, 30)
 
-	// (b) SIGKILL: cntrl and the RPC socket stay; connecting is refused.
+	// (b) SIGKILL: a pending request gets no answer; cntrl and the RPC
+	// socket stay; connecting is refused.
+	pending = f.rawConn(*f.steps[17].RequestRaw, "bdev_get_bdevs")
 	if err := f.b.Crash(); err != nil {
 		t.Fatal(err)
+	}
+	if got := readToEOF(t, pending); got != "" {
+		t.Fatalf("a crashed SPDK answered %q", got)
 	}
 	for _, p := range []string{f.cntrl, f.bSock} {
 		if _, err := net.Dial("unix", p); !errors.Is(err, syscall.ECONNREFUSED) {

@@ -66,6 +66,10 @@ type Emulator struct {
 	notifications int
 
 	wg sync.WaitGroup // accept loop, connections, async replies
+	// pending counts asynchronous requests not answered yet: a graceful
+	// stop answers them (-108) before it closes their connections.
+	pending  sync.WaitGroup
+	crashing bool // the running halt is a crash: pending requests get no answer
 }
 
 // New returns a stopped emulator.
@@ -120,14 +124,17 @@ func (e *Emulator) Socket() string {
 	return e.path
 }
 
-// Stop is a graceful exit (SIGTERM): it closes the listener and every
-// connection, removes the RPC socket and the vfio-user cntrl sockets, waits
-// for all goroutines and forgets the configuration (call counters are kept).
+// Stop is a graceful exit (SIGTERM): it answers every request still pending
+// (an asynchronous one) with -108 "Cannot send after transport endpoint
+// shutdown", then closes the listener and every connection (an idle or
+// half-written one gets EOF and no bytes), removes the RPC socket and the
+// vfio-user cntrl sockets, waits for all goroutines and forgets the
+// configuration (call counters are kept).
 func (e *Emulator) Stop() error { return e.halt(false) }
 
-// Crash is SIGKILL: like Stop, but the RPC socket file and every vfio-user
-// cntrl socket stay behind (c-faults.jsonl (b)), and connecting to them is
-// refused.
+// Crash is SIGKILL: like Stop, but pending requests get no answer, and the
+// RPC socket file and every vfio-user cntrl socket stay behind
+// (c-faults.jsonl (b)), and connecting to them is refused.
 func (e *Emulator) Crash() error { return e.halt(true) }
 
 func (e *Emulator) halt(crash bool) error {
@@ -138,7 +145,15 @@ func (e *Emulator) halt(crash bool) error {
 	}
 	ln := e.ln
 	e.ln = nil
+	e.crashing = crash
 	close(e.stop)
+	e.mu.Unlock()
+	if !crash {
+		// SPDK's graceful exit answers what is still pending with -108
+		// before the connections close (c-faults.jsonl (a)).
+		e.pending.Wait()
+	}
+	e.mu.Lock()
 	for c := range e.conns {
 		_ = c.Close()
 	}
@@ -335,6 +350,7 @@ var (
 	errEINVAL         = rpcError{-22, "Invalid argument"}
 	errETIMEDOUT      = rpcError{-110, "Connection timed out"}
 	errEBUSY          = rpcError{-16, "Device or resource busy"}
+	errESHUTDOWN      = rpcError{-108, "Cannot send after transport endpoint shutdown"}
 )
 
 // async is returned by handlers that answer later (SPDK's asynchronous RPCs).
@@ -440,12 +456,35 @@ func (e *Emulator) handleRaw(w *connWriter, raw json.RawMessage, stop chan struc
 	}
 	result, err := e.dispatch(method, params, hasParams)
 	if fn, ok := result.(async); ok {
-		e.wg.Add(1)
+		// Counted under the lock halt closes stop with, so no Add races
+		// its pending.Wait; one arriving while stopping is answered now.
+		e.mu.Lock()
+		stopping, graceful := false, !e.crashing
+		select {
+		case <-stop:
+			stopping = true
+		default:
+			e.wg.Add(1)
+			e.pending.Add(1)
+		}
+		e.mu.Unlock()
+		if stopping {
+			if graceful {
+				w.write(e.reply(id, hasID, nil, errESHUTDOWN))
+			}
+			return
+		}
 		go func() {
 			defer e.wg.Done()
+			defer e.pending.Done()
 			res, err := fn(stop)
 			select {
 			case <-stop:
+				// Stopped while pending: a graceful exit answers -108, a
+				// crash nothing.
+				if e.stopIsGraceful() {
+					w.write(e.reply(id, hasID, nil, errESHUTDOWN))
+				}
 				return
 			default:
 			}
@@ -454,6 +493,12 @@ func (e *Emulator) handleRaw(w *connWriter, raw json.RawMessage, stop chan struc
 		return
 	}
 	w.write(e.reply(id, hasID, result, err))
+}
+
+func (e *Emulator) stopIsGraceful() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return !e.crashing
 }
 
 func (e *Emulator) reply(id []byte, hasID bool, result any, err error) []byte {
