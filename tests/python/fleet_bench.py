@@ -25,6 +25,7 @@ import urllib.error
 import urllib.request
 
 POLL = 0.25
+ENROLL_BATCH = 100
 TIMEOUT = 600
 HEADERS = {'Content-Type': 'application/json',
            'X-OpenStack-Ironic-API-Version': '1.78'}
@@ -153,11 +154,15 @@ def enroll(api, spec):
         list(pool.map(baseline, spec['baseline']))
         list(pool.map(dpu, spec['dpu']))
     everyone = spec['baseline'] + dpus
+    # Set-up, not measured: in batches, as 400 requests at once (N=200)
+    # overran the single API worker (connections reset).
     for target, want in (('manage', 'manageable'),
                          ('provide', 'available')):
-        r = transition_all(api, everyone, target, want)
-        if r['errors']:
-            raise RuntimeError('%s: %s' % (target, r['errors']))
+        for i in range(0, len(everyone), ENROLL_BATCH):
+            r = transition_all(api, everyone[i:i + ENROLL_BATCH], target,
+                               want)
+            if r['errors']:
+                raise RuntimeError('%s: %s' % (target, r['errors']))
 
 
 def attach_vifs(api, spec):

@@ -8,7 +8,8 @@
 # own SPDK emulator (an agent owns every idpu-* controller of its SPDK, as on
 # a real DPU, so agents cannot share one) and all agents share one OVS/OVN
 # br-int: ports carry their node's external_ids and each node gets its own
-# VF (pf0vf<i>), so representor names never collide.
+# VF (node i: pf<(i-1)/127>vf<(i-1)%127>, the sim card's 2 PFs x 127 VFs,
+# so N <= 254), so representor names never collide.
 # Prints deploy-all time and its ratio to the baseline, per-node p50/p95,
 # failures, and the agents' RSS (mean/max); asserts nothing about time.
 # Usage: FLEET_N=100 tests/bench/fleet/run.sh   (default N 100, FLEET_ROUNDS 2,
@@ -24,6 +25,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../../ironic/lib.sh
 . "$HERE/../../ironic/lib.sh"
 N=${FLEET_N:-100}
+[ "$N" -le 254 ] || { echo "FLEET_N=$N: one VF per node, the card has 2 PFs x 127 VFs" >&2; exit 2; }
 ROUNDS=${FLEET_ROUNDS:-2}
 # Empty: the agent's default (production); the harness's 5s adds N/5 full
 # reconciles a second to a shared machine.
@@ -127,7 +129,7 @@ make_spec() {
   jq -n --arg api "$API" --arg ip "$CINDER_IP" --rawfile nodes "$BASE/nodes.txt" --rawfile base "$BASE/baseline.txt" '
     {api: $api, cinder_ip: $ip, baseline: ($base | split("\n") | map(select(. != ""))),
      dpu: [$nodes | split("\n")[] | select(. != "") | split(" ")
-           | {uuid: .[1], boot: .[2], data: .[3], vif: .[4], mac: .[5], function: ("pf0vf" + .[0])}]}' > "$BASE/spec.json"
+           | {uuid: .[1], boot: .[2], data: .[3], vif: .[4], mac: .[5], function: (.[0] | tonumber - 1 | "pf\(. / 127 | floor)vf\(. % 127)")}]}' > "$BASE/spec.json"
 }
 
 # One emulator per agent, serving that node's two remote volumes.
