@@ -326,3 +326,69 @@ func TestSizeFollowsRemoteResize(t *testing.T) {
 		t.Fatalf("shrink while exported: %v, size %d", err, size())
 	}
 }
+
+// The Cinder target removes the volume's namespace and adds it back (as an
+// offline shrink does, c-resize.jsonl lines 44-53): the DPU's bdev and pf0's
+// namespace go with it while the controller stays, and when it is back pf0
+// does not re-add it by itself. The reconcile must put it back at the nsid
+// the host knew, with the new size, without re-attaching the controller.
+func TestNamespaceRemovedAndReaddedOnTheTarget(t *testing.T) {
+	target := spdktest.StartT(t, spdktest.Options{})
+	tc := spdk.NewUnix(target.Socket(), nil)
+	t.Cleanup(func() { _ = tc.Close() })
+	ctx := context.Background()
+	if err := spdktest.Run(ctx, tc, append(spdktest.LvstoreSetup(128),
+		append(spdktest.LvolExport(data1ID, 32, "4430"), spdktest.LvolExport(data2ID, 32, "4430")...)...)); err != nil {
+		t.Fatal(err)
+	}
+	dpu := spdktest.StartT(t, spdktest.Options{Peers: []*spdktest.Emulator{target}})
+	g := newRig(t, dpu, simDriver(t))
+	all := desired(nodestate.Volume{VolumeID: data1ID, ConnectionInfo: newFormat(data1ID, 4430)},
+		nodestate.Volume{VolumeID: data2ID, ConnectionInfo: newFormat(data2ID, 4430)})
+	g.reconcile(all)
+	before := g.namespaces(pf0NQN)
+	if len(before) != 2 {
+		t.Fatalf("namespaces = %v", before)
+	}
+	nsid := 0
+	for n, b := range before {
+		if b == "idpu-"+data1ID+"n1" {
+			nsid = n
+		}
+	}
+	nqn := "nqn.2010-10.org.openstack:volume-" + data1ID
+	if err := tc.Call(ctx, "nvmf_subsystem_remove_ns", map[string]any{"nqn": nqn, "nsid": 1}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ns := g.namespaces(pf0NQN); len(ns) != 1 || ns[nsid] != "" {
+		t.Fatalf("after the target removed its namespace: %v", ns)
+	}
+	// Gone from the target: the volume cannot be served, and says so.
+	if err := g.r.Reconcile(ctx, all); err == nil {
+		t.Fatal("reconcile without the remote namespace succeeded")
+	}
+	if st := g.observe()[data1ID]; st.State != nodestate.StateError {
+		t.Fatalf("volume without its remote namespace: %+v", st)
+	}
+	if err := tc.Call(ctx, "bdev_lvol_resize", map[string]any{"name": "cinder-volumes/volume-" + data1ID, "size_in_mib": 16}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := tc.Call(ctx, "nvmf_subsystem_add_ns", map[string]any{"nqn": nqn,
+		"namespace": map[string]any{"bdev_name": "cinder-volumes/volume-" + data1ID, "uuid": data1ID, "nsid": 1}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ns := g.namespaces(pf0NQN); len(ns) != 1 {
+		t.Fatalf("pf0 re-added the namespace by itself: %v", ns)
+	}
+	attaches := dpu.Calls("bdev_nvme_attach_controller")
+	g.reconcile(all)
+	if ns := g.namespaces(pf0NQN); !sameMap(ns, before) {
+		t.Fatalf("namespaces after the target re-added it = %v, want %v", ns, before)
+	}
+	if n := dpu.Calls("bdev_nvme_attach_controller") - attaches; n != 0 {
+		t.Fatalf("%d re-attaches: the controller was still there", n)
+	}
+	if st := g.observe()[data1ID]; st.State != nodestate.StateAttached || st.SizeBytes != 16<<20 || st.NSID != nsid {
+		t.Fatalf("volume after the namespace came back: %+v", st)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -280,37 +281,102 @@ func (e *Emulator) remoteView(t trid, peersOnly bool) (reachable bool, sub *Remo
 	return reachable, sub
 }
 
-// followRemoteSizes gives every NVMe bdev the current size of the remote
-// namespace behind it: real SPDK learns a resize on the target through the
-// namespace-change notice within ms and needs no RPC (c-resize.jsonl).
-// Locks are taken one at a time (own, then each peer), never nested.
-func (e *Emulator) followRemoteSizes() {
-	type shown struct {
-		b    *bdev
+// followRemotes makes every NVMe bdev follow the remote namespace behind it,
+// as real SPDK does through the NVMe namespace-change notice within ms and
+// with no RPC (c-resize.jsonl): a resize shows at once; a namespace removed
+// on the target hot-removes the bdev (and any local namespace exporting it)
+// while the controller stays; a namespace added back reappears as a bdev,
+// but no local subsystem exports it again by itself. Unreachable targets
+// change nothing (path states are faults.go's). Locks are taken one at a
+// time (own, then each peer), never nested.
+func (e *Emulator) followRemotes() {
+	type ctl struct {
+		name string
 		t    trid
-		nsid int
 	}
-	var all []shown
+	var all []ctl
 	e.mu.Lock()
-	for _, b := range e.st.bdevs {
-		if c := e.st.ctrlr(b.ctrlr); b.kind == "nvme" && c != nil && len(c.paths) > 0 {
-			all = append(all, shown{b, c.paths[0].trid, b.nsid})
+	for _, c := range e.st.ctrlrs {
+		if len(c.paths) > 0 {
+			all = append(all, ctl{c.name, c.paths[0].trid})
 		}
 	}
 	e.mu.Unlock()
-	for _, s := range all {
-		_, sub := e.remoteView(s.t, false)
+	for _, c := range all {
+		_, sub := e.remoteView(c.t, false)
 		if sub == nil {
 			continue
 		}
-		for _, ns := range sub.Namespaces {
-			if ns.NSID == s.nsid && ns.NumBlocks > 0 {
-				e.mu.Lock()
-				s.b.numBlocks = ns.NumBlocks
-				e.mu.Unlock()
-			}
+		e.mu.Lock()
+		e.st.follow(c.name, sub.Namespaces)
+		e.mu.Unlock()
+	}
+}
+
+// follow brings controller name's bdevs in line with the remote namespaces.
+func (s *state) follow(name string, remote []RemoteNamespace) {
+	c := s.ctrlr(name)
+	if c == nil {
+		return
+	}
+	want := map[int]RemoteNamespace{}
+	for _, ns := range remote {
+		want[ns.NSID] = ns
+	}
+	have := map[int]bool{}
+	var gone []string
+	for _, b := range s.bdevs {
+		if b.kind != "nvme" || b.ctrlr != name {
+			continue
+		}
+		have[b.nsid] = true
+		ns, ok := want[b.nsid]
+		switch {
+		case !ok:
+			gone = append(gone, b.name)
+		case ns.NumBlocks > 0:
+			b.numBlocks = ns.NumBlocks
 		}
 	}
+	if len(gone) > 0 {
+		s.removeBdevs(gone)
+		keep := c.bdevs[:0]
+		for _, n := range c.bdevs {
+			if !slices.Contains(gone, n) {
+				keep = append(keep, n)
+			}
+		}
+		c.bdevs = keep
+	}
+	for _, ns := range remote {
+		if !have[ns.NSID] {
+			s.addNVMeBdev(c, ns)
+		}
+	}
+}
+
+// addNVMeBdev registers the bdev of remote namespace ns under controller c
+// ("<ctrl>n<nsid>"), unless a bdev already holds its uuid: SPDK then logs
+// "Unable to add uuid:... alias ... already exists" and creates none (an
+// instance attaching its own export without an explicit uuid, research §2.4).
+func (s *state) addNVMeBdev(c *nvmeCtrlr, ns RemoteNamespace) {
+	bs, nb := ns.BlockSize, ns.NumBlocks
+	if bs == 0 {
+		bs = 512
+	}
+	if nb == 0 {
+		nb = 131072
+	}
+	if ns.UUID != "" && s.bdev(ns.UUID) != nil {
+		return
+	}
+	b := &bdev{name: fmt.Sprintf("%sn%d", c.name, ns.NSID), uuid: ns.UUID, product: "NVMe disk",
+		blockSize: bs, numBlocks: nb, kind: "nvme", ctrlr: c.name, nsid: ns.NSID}
+	if ns.UUID != "" {
+		b.aliases = []string{ns.UUID}
+	}
+	s.bdevs = append(s.bdevs, b)
+	c.bdevs = append(c.bdevs, b.name)
 }
 
 // exportedTCP presents this emulator's nvmf subsystems with TCP listeners as
@@ -470,26 +536,7 @@ func bdevNVMeAttach(e *Emulator, params json.RawMessage, _ bool) (any, error) {
 		c = &nvmeCtrlr{name: name, subnqn: t.Subnqn, hostnqn: hostnqn, paths: []*nvmePath{path}, remote: remote}
 		e.st.ctrlrs = append(e.st.ctrlrs, c)
 		for _, ns := range remote.Namespaces {
-			bs, nb := ns.BlockSize, ns.NumBlocks
-			if bs == 0 {
-				bs = 512
-			}
-			if nb == 0 {
-				nb = 131072
-			}
-			if ns.UUID != "" && e.st.bdev(ns.UUID) != nil {
-				// SPDK: "Unable to add uuid:... alias ... already exists" —
-				// an instance attaching its own export of a bdev without an
-				// explicit namespace uuid gets no bdev (research §2.4).
-				continue
-			}
-			b := &bdev{name: fmt.Sprintf("%sn%d", name, ns.NSID), uuid: ns.UUID, product: "NVMe disk",
-				blockSize: bs, numBlocks: nb, kind: "nvme", ctrlr: name, nsid: ns.NSID}
-			if ns.UUID != "" {
-				b.aliases = []string{ns.UUID}
-			}
-			e.st.bdevs = append(e.st.bdevs, b)
-			c.bdevs = append(c.bdevs, b.name)
+			e.st.addNVMeBdev(c, ns)
 		}
 		return append([]string{}, c.bdevs...), nil
 	}), nil
@@ -777,7 +824,6 @@ func bdevGetBdevs(e *Emulator, params json.RawMessage, _ bool) (any, error) {
 		}
 		return append(out, e.st.bdevJSON(b)), nil
 	}
-	e.followRemoteSizes()
 	res, err := lookup()
 	if err == nil || p.Timeout == nil || *p.Timeout == 0 {
 		return res, err

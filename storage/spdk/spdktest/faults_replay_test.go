@@ -96,13 +96,15 @@ func (f *faultsEnv) rawConn(raw, method string) net.Conn {
 	return c
 }
 
-// readToEOF returns everything c receives until EOF (5 s at most).
+// readToEOF returns everything c receives until SPDK closes it (5 s at
+// most). A close with bytes the server had not read yet (a half-written
+// request) reaches the client as a reset instead of EOF: closed all the same.
 func readToEOF(t *testing.T, c net.Conn) string {
 	t.Helper()
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	b, err := io.ReadAll(c)
-	if err != nil {
-		t.Fatalf("no EOF: %v (read %q)", err, b)
+	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("not closed: %v (read %q)", err, b)
 	}
 	return string(b)
 }

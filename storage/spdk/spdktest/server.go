@@ -556,6 +556,7 @@ func (e *Emulator) dispatch(method string, params json.RawMessage, hasParams boo
 		}
 	}
 	e.advancePaths(time.Now())
+	e.followRemotes()
 	e.mu.Lock()
 	e.calls[method]++
 	e.reqs[method] = append(e.reqs[method], append(json.RawMessage(nil), params...))
