@@ -459,7 +459,7 @@ func (e *Emulator) handleRaw(w *connWriter, raw json.RawMessage, stop chan struc
 		// Counted under the lock halt closes stop with, so no Add races
 		// its pending.Wait; one arriving while stopping is answered now.
 		e.mu.Lock()
-		stopping, graceful := false, !e.crashing
+		stopping := false
 		select {
 		case <-stop:
 			stopping = true
@@ -469,9 +469,7 @@ func (e *Emulator) handleRaw(w *connWriter, raw json.RawMessage, stop chan struc
 		}
 		e.mu.Unlock()
 		if stopping {
-			if graceful {
-				w.write(e.reply(id, hasID, nil, errESHUTDOWN))
-			}
+			e.answerStopped(w, id, hasID)
 			return
 		}
 		go func() {
@@ -480,11 +478,7 @@ func (e *Emulator) handleRaw(w *connWriter, raw json.RawMessage, stop chan struc
 			res, err := fn(stop)
 			select {
 			case <-stop:
-				// Stopped while pending: a graceful exit answers -108, a
-				// crash nothing.
-				if e.stopIsGraceful() {
-					w.write(e.reply(id, hasID, nil, errESHUTDOWN))
-				}
+				e.answerStopped(w, id, hasID)
 				return
 			default:
 			}
@@ -495,10 +489,15 @@ func (e *Emulator) handleRaw(w *connWriter, raw json.RawMessage, stop chan struc
 	w.write(e.reply(id, hasID, result, err))
 }
 
-func (e *Emulator) stopIsGraceful() bool {
+// answerStopped answers a request the stop caught pending: -108 on a
+// graceful exit, nothing on a crash.
+func (e *Emulator) answerStopped(w *connWriter, id []byte, hasID bool) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	return !e.crashing
+	crashing := e.crashing
+	e.mu.Unlock()
+	if !crashing {
+		w.write(e.reply(id, hasID, nil, errESHUTDOWN))
+	}
 }
 
 func (e *Emulator) reply(id []byte, hasID bool, result any, err error) []byte {

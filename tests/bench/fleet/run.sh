@@ -8,8 +8,8 @@
 # own SPDK emulator (an agent owns every idpu-* controller of its SPDK, as on
 # a real DPU, so agents cannot share one) and all agents share one OVS/OVN
 # br-int: ports carry their node's external_ids and each node gets its own
-# VF (node i: pf<(i-1)/127>vf<(i-1)%127>, the sim card's 2 PFs x 127 VFs,
-# so N <= 254), so representor names never collide.
+# VF (node i: VF (i-1) % CARD_VFS of PF (i-1) / CARD_VFS, so N is at most
+# the card's CARD_PFS x CARD_VFS), so representor names never collide.
 # Prints deploy-all time and its ratio to the baseline, per-node p50/p95,
 # failures, and the agents' RSS (mean/max); asserts nothing about time.
 # Usage: FLEET_N=100 tests/bench/fleet/run.sh   (default N 100, FLEET_ROUNDS 2,
@@ -17,15 +17,18 @@
 #        FLEET_INLINE_WAIT ([dpu_agent] inline_wait, default 2 as shipped; 0
 #        sends every deploy through DEPLOYWAIT and the periodic check),
 #        FLEET_DPU_CPUS (CPU list the DPU side is pinned to: agents, SPDK
-#        emulators, OVS/ovn-controller chassis; default: the last CPU of a machine with 2 or more, "" =
-#        not pinned), FLEET_KEEP=1 keeps the temp dir;
+#        emulators, OVS/ovn-controller chassis; default: the last CPU of
+#        a machine with 2 or more, "" = not pinned), FLEET_KEEP=1 keeps the
+#        temp dir;
 #        IRONIC_DPU_AGENT_BIN / SPDK_EMULATOR_BIN reuse prebuilt binaries)
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../../ironic/lib.sh
 . "$HERE/../../ironic/lib.sh"
 N=${FLEET_N:-100}
-[ "$N" -le 254 ] || { echo "FLEET_N=$N: one VF per node, the card has 2 PFs x 127 VFs" >&2; exit 2; }
+# The agent's [dpu] pfs / max_vfs_per_pf defaults (the sim driver's card).
+CARD_PFS=2 CARD_VFS=127
+[ "$N" -le $((CARD_PFS * CARD_VFS)) ] || { echo "FLEET_N=$N: one VF per node, the card has $CARD_PFS PFs x $CARD_VFS VFs" >&2; exit 2; }
 ROUNDS=${FLEET_ROUNDS:-2}
 # Empty: the agent's default (production); the harness's 5s adds N/5 full
 # reconciles a second to a shared machine.
@@ -126,10 +129,10 @@ make_spec() {
     echo "$i $u $b $d $v $mac" >> "$BASE/nodes.txt"
   done
   for ((i = 1; i <= N; i++)); do uuid; done > "$BASE/baseline.txt"
-  jq -n --arg api "$API" --arg ip "$CINDER_IP" --rawfile nodes "$BASE/nodes.txt" --rawfile base "$BASE/baseline.txt" '
+  jq -n --arg api "$API" --arg ip "$CINDER_IP" --argjson vfs "$CARD_VFS" --rawfile nodes "$BASE/nodes.txt" --rawfile base "$BASE/baseline.txt" '
     {api: $api, cinder_ip: $ip, baseline: ($base | split("\n") | map(select(. != ""))),
      dpu: [$nodes | split("\n")[] | select(. != "") | split(" ")
-           | {uuid: .[1], boot: .[2], data: .[3], vif: .[4], mac: .[5], function: (.[0] | tonumber - 1 | "pf\(. / 127 | floor)vf\(. % 127)")}]}' > "$BASE/spec.json"
+           | {uuid: .[1], boot: .[2], data: .[3], vif: .[4], mac: .[5], function: (.[0] | tonumber - 1 | "pf\(. / $vfs | floor)vf\(. % $vfs)")}]}' > "$BASE/spec.json"
 }
 
 # One emulator per agent, serving that node's two remote volumes.
