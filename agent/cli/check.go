@@ -1,17 +1,15 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/oneshot"
 	"github.com/ironic-dpu/ironic-dpu-agent/rpcapi"
 )
 
@@ -66,36 +64,8 @@ and OVSDB (list_dbs). Exit code: 0 all good; 1 config invalid; otherwise the sum
 	return c
 }
 
-// jsonRPC sends one JSON-RPC request on a fresh connection and decodes the
-// reply's result, enough for a reachability probe.
-func jsonRPC(ctx context.Context, network, addr string, req any) (json.RawMessage, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, network, addr)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	if err := json.NewEncoder(conn).Encode(req); err != nil {
-		return nil, err
-	}
-	var resp struct {
-		Result json.RawMessage `json:"result"`
-		Error  json.RawMessage `json:"error"`
-	}
-	if err := json.NewDecoder(bufio.NewReader(conn)).Decode(&resp); err != nil {
-		return nil, fmt.Errorf("no JSON-RPC reply: %w", err)
-	}
-	if len(resp.Error) > 0 && string(resp.Error) != "null" {
-		return nil, fmt.Errorf("error reply: %s", resp.Error)
-	}
-	return resp.Result, nil
-}
-
 func probeSPDK(ctx context.Context, sock string) error {
-	res, err := jsonRPC(ctx, "unix", sock, map[string]any{"jsonrpc": "2.0", "id": 1, "method": "spdk_get_version"})
+	res, err := oneshot.Call(ctx, "unix", sock, map[string]any{"jsonrpc": "2.0", "id": 1, "method": "spdk_get_version"})
 	if err != nil {
 		return err
 	}
@@ -108,11 +78,11 @@ func probeSPDK(ctx context.Context, sock string) error {
 
 // probeOVSDB accepts OVS-style endpoints: unix:PATH, tcp:HOST:PORT.
 func probeOVSDB(ctx context.Context, endpoint string) error {
-	network, addr, ok := strings.Cut(endpoint, ":")
-	if !ok || (network != "unix" && network != "tcp") {
-		return fmt.Errorf("unsupported OVSDB endpoint %q (want unix:PATH or tcp:HOST:PORT)", endpoint)
+	network, addr, err := oneshot.OVSDBAddr(endpoint)
+	if err != nil {
+		return err
 	}
-	res, err := jsonRPC(ctx, network, addr, map[string]any{"id": 1, "method": "list_dbs", "params": []any{}})
+	res, err := oneshot.Call(ctx, network, addr, map[string]any{"id": 1, "method": "list_dbs", "params": []any{}})
 	if err != nil {
 		return err
 	}
