@@ -36,8 +36,22 @@ type Inventory struct {
 	// under this naming: the DPU's own SFs (pf0sf0 = en3f0pf0sf0 in ovsbr1)
 	// and VFs, ports of other controllers or of another switch. The agent
 	// never plugs, re-MACs or deletes them.
-	NotForHost []Port
+	NotForHost []OtherRep
 }
+
+// OtherRep is a representor that is not for host VIFs, and why.
+type OtherRep struct {
+	Port
+	// Why: WhyDPUOwn, WhyOtherController or WhyOtherSwitch.
+	Why string
+}
+
+// Reasons a representor is not for host VIFs.
+const (
+	WhyDPUOwn          = "the DPU's own function (local controller)"
+	WhyOtherController = "another controller's function"
+	WhyOtherSwitch     = "on another eswitch than its uplink"
+)
 
 // UplinkInfo is one uplink (p<PF>) and its eswitch.
 type UplinkInfo struct {
@@ -87,7 +101,14 @@ func (f Finder) Inventory() (Inventory, error) {
 			}
 			inv.Host = append(inv.Host, HostRep{Function: fn, Port: p})
 		default:
-			inv.NotForHost = append(inv.NotForHost, p)
+			o := OtherRep{Port: p, Why: WhyOtherController}
+			switch sw := switchOf(ports, p.PF); {
+			case sw != "" && p.SwitchID != sw:
+				o.Why = WhyOtherSwitch
+			case p.Controller == -1:
+				o.Why = WhyDPUOwn
+			}
+			inv.NotForHost = append(inv.NotForHost, o)
 		}
 	}
 	sort.Slice(inv.Uplinks, func(i, j int) bool { return inv.Uplinks[i].PF < inv.Uplinks[j].PF })

@@ -47,8 +47,8 @@ func TestInventoryBlueField(t *testing.T) {
 	}
 	// The DPU's own SFs and VF are listed as not for host VIFs; plain
 	// netdevs (oob_net0, tmfifo_net0, the SFs' own netdevs) not at all.
-	other := netdevs(inv.NotForHost, func(p Port) string { return p.Netdev })
-	if want := []string{"en3f0pf0sf0", "en3f1pf1sf0", "pf0vf2"}; !reflect.DeepEqual(other, want) {
+	other := netdevs(inv.NotForHost, func(o OtherRep) string { return o.Netdev + ": " + o.Why })
+	if want := []string{"en3f0pf0sf0: " + WhyDPUOwn, "en3f1pf1sf0: " + WhyDPUOwn, "pf0vf2: " + WhyDPUOwn}; !reflect.DeepEqual(other, want) {
 		t.Errorf("not for host = %v, want %v", other, want)
 	}
 }
@@ -81,5 +81,22 @@ func TestInventoryNaming(t *testing.T) {
 		if err != nil || len(inv.Uplinks) != 1 || inv.Uplinks[0].Naming != c.want {
 			t.Errorf("%s: %+v, %v; want naming %s", name, inv.Uplinks, err, c.want)
 		}
+	}
+}
+
+func TestInventoryOtherControllerAndSwitch(t *testing.T) {
+	root := fakeSysfs(t, map[string][2]string{
+		"p0":     {"p0", "aa"},
+		"pf0hpf": {"c1pf0", "aa"},
+		"x":      {"c2pf0sf1", "aa"},
+		"y":      {"c1pf0vf1", "zz"},
+	})
+	inv, err := Finder{Root: root, Controller: 1}.Inventory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := netdevs(inv.NotForHost, func(o OtherRep) string { return o.Netdev + ": " + o.Why })
+	if want := []string{"x: " + WhyOtherController, "y: " + WhyOtherSwitch}; !reflect.DeepEqual(other, want) {
+		t.Errorf("not for host = %v, want %v", other, want)
 	}
 }
