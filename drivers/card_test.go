@@ -12,6 +12,7 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/spdkgeneric"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/representor"
+	"github.com/ironic-dpu/ironic-dpu-agent/network/representor/representortest"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/sf"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/sf/sftest"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
@@ -25,11 +26,11 @@ const node = "1be26c0b-03f2-4d2e-ae87-c02d7f33c123"
 func TestEveryDriverChecksTheCard(t *testing.T) {
 	card := drivers.Card{PFs: 2, VFsPerPF: 4}
 	client := spdk.NewUnix("/nonexistent", nil)
-	root := t.TempDir()
-	if err := sftest.MakeCard(root, 4); err != nil { // sysfs shows 4 PFs; the config says 2
+	bf, err := representortest.New(t.TempDir(), representortest.Options{PFs: 4}) // sysfs shows 4 PFs; the config says 2
+	if err != nil {
 		t.Fatal(err)
 	}
-	f := representor.Finder{Root: root, Controller: bluefield.HostController}
+	f := representor.Finder{Root: bf.Root, Controller: bluefield.HostController}
 	simStorage, err := sim.NewCardStorage(client, node, "", card, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +47,7 @@ func TestEveryDriverChecksTheCard(t *testing.T) {
 		"sim network":       sim.NewCardNetwork(card).ValidateFunction,
 		"sim storage":       simStorage.ValidateFunction,
 		"spdk-generic":      generic.ValidateFunction,
-		"bluefield network": bluefield.NewNetworkWith(f, &sf.Manager{NL: sftest.NewNetlink(root), Finder: f, Log: zap.NewNop()}, card).ValidateFunction,
+		"bluefield network": bluefield.NewNetworkWith(f, &sf.Manager{NL: sftest.NewNetlink(bf), Finder: f, Log: zap.NewNop()}, card).ValidateFunction,
 		"bluefield storage": snap.ValidateFunction,
 	}
 	for name, validate := range validators {

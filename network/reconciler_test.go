@@ -12,8 +12,14 @@ import (
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent"
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
+	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
+	"github.com/ironic-dpu/ironic-dpu-agent/drivers/bluefield"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/network/representor"
+	"github.com/ironic-dpu/ironic-dpu-agent/network/representor/representortest"
+	"github.com/ironic-dpu/ironic-dpu-agent/network/sf"
+	"github.com/ironic-dpu/ironic-dpu-agent/network/sf/sftest"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
@@ -148,5 +154,46 @@ func TestValidateUsesDriver(t *testing.T) {
 	}
 	if err := r.Reconcile(context.Background(), d); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("Reconcile nil function: %v", err)
+	}
+}
+
+// Admission with the BlueField driver over a fake default BlueField
+// (representortest): sf 0 is a valid host function (the host's c1pf0sf0,
+// not the DPU's own pf0sf0), a PF the card lacks and a reserved SF are
+// refused before anything is touched, and Reconcile with OVSDB down resolves
+// no representor and makes no SF.
+func TestValidateBlueFieldCard(t *testing.T) {
+	card, err := representortest.New(t.TempDir(), representortest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := sftest.NewNetlink(card)
+	f := representor.Finder{Root: card.Root, Controller: bluefield.HostController}
+	drv := bluefield.NewNetworkWith(f, &sf.Manager{NL: fake, Finder: f, Log: zaptest.NewLogger(t)}, drivers.DefaultCard)
+	vif := func(fn nodestate.Function) *nodestate.Desired {
+		return &nodestate.Desired{VIFs: []nodestate.VIF{{PortID: "11111111-2222-3333-4444-555555555555", MAC: "fa:16:3e:00:00:01", Function: &fn}}}
+	}
+	r := &Reconciler{drv: drv}
+	if err := r.Validate(context.Background(), vif(nodestate.Function{PF: 0, SF: nodestate.IntPtr(0)})); err != nil {
+		t.Errorf("pf0sf0: %v", err)
+	}
+	for _, fn := range []nodestate.Function{{PF: 2, SF: nodestate.IntPtr(0)}, {PF: 0, SF: nodestate.IntPtr(1000)}} {
+		err := r.Validate(context.Background(), vif(fn))
+		if !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("%s: %v, want ErrInvalidArgument", fn, err)
+		}
+	}
+	r, err = New(Options{
+		Config:   config.OVSOpts{OVSDBConnection: "unix:" + filepath.Join(t.TempDir(), "none.sock"), IntegrationBridge: "br-int", BindTimeout: time.Second},
+		NodeUUID: nodeUUID, Driver: drv, Logger: zaptest.NewLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Reconcile(context.Background(), vif(nodestate.Function{PF: 0, SF: nodestate.IntPtr(0)})); !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Errorf("Reconcile with OVSDB down: %v", err)
+	}
+	if c := fake.Calls(); len(c) != 0 {
+		t.Errorf("devlink calls: %v", c)
 	}
 }

@@ -50,9 +50,9 @@ func buildDriver(cfg *config.Config, client *spdk.Client, log *zap.Logger) (*dri
 		if err != nil {
 			return nil, err
 		}
-		// Representors of a generic switchdev NIC follow the same sysfs
-		// phys_port_name rules as BlueField's.
-		return &drivers.Driver{Name: "spdk-generic", Network: bluefield.NewNetwork(cfg.OVS.SysfsRoot, card, log.Named("spdk-generic")), Storage: st}, nil
+		// A generic switchdev NIC in the host: its functions are on the
+		// local controller (pf0vf3, pf0sf88), not on an external one.
+		return &drivers.Driver{Name: "spdk-generic", Network: bluefield.NewLocalNetwork(cfg.OVS.SysfsRoot, card, log.Named("spdk-generic")), Storage: st}, nil
 	}
 	return nil, fmt.Errorf("%w: [dpu] driver %q: want one of %s", errdefs.ErrInvalidArgument, cfg.DPU.Driver, driverNames)
 }

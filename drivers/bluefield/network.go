@@ -1,6 +1,8 @@
 // Package bluefield is the NVIDIA BlueField DPU driver. Its network half
-// finds representors by sysfs phys_port_name (c1pf0vf3 / pf0vf3, c1pf0sf88)
-// and creates SFs on the host controller through devlink.
+// finds representors by sysfs phys_port_name (c1pf0, c1pf0vf3, c1pf0sf88:
+// the host's external controller 1) and creates SFs on that controller
+// through devlink. The DPU's own functions (pf0sf0 = en3f0pf0sf0 in
+// ovsbr1) are never used; see docs/bluefield-network.md.
 package bluefield
 
 import (
@@ -39,11 +41,22 @@ type Network struct {
 	card   drivers.Card
 }
 
-// NewNetwork uses sysfs under sysfsRoot and devlink through the kernel; card
+// NewNetwork is a BlueField in DPU mode: host functions on controller
+// HostController, sysfs under sysfsRoot, devlink through the kernel; card
 // is [dpu] pfs and max_vfs_per_pf.
 func NewNetwork(sysfsRoot string, card drivers.Card, log *zap.Logger) *Network {
-	f := representor.Finder{Root: sysfsRoot, Controller: HostController}
-	return NewNetworkWith(f, &sf.Manager{NL: &netlink.Handle{}, Finder: f, Controller: HostController, Log: log}, card)
+	return newNetwork(representor.Finder{Root: sysfsRoot, Controller: HostController}, card, log)
+}
+
+// NewLocalNetwork is a switchdev NIC inside the host itself (spdk-generic):
+// its VFs and SFs are on the local controller and named without a
+// controller prefix (pf0vf3, pf0sf88); SFs are added without one.
+func NewLocalNetwork(sysfsRoot string, card drivers.Card, log *zap.Logger) *Network {
+	return newNetwork(representor.Finder{Root: sysfsRoot, Local: true}, card, log)
+}
+
+func newNetwork(f representor.Finder, card drivers.Card, log *zap.Logger) *Network {
+	return NewNetworkWith(f, &sf.Manager{NL: &netlink.Handle{}, Finder: f, Log: log}, card)
 }
 
 // NewNetworkWith injects the representor finder and SF manager (tests).
@@ -92,6 +105,26 @@ func (n *Network) Prepare(ctx context.Context, f nodestate.Function, mac string)
 		return n.sfs.Create(ctx, f.PF, *f.SF, mac)
 	}
 	return n.finder.Lookup(f)
+}
+
+// Inventory lists, read-only, what the driver sees on the card: uplinks,
+// host function representors and the ports that are not for host VIFs.
+func (n *Network) Inventory() (representor.Inventory, error) { return n.finder.Inventory() }
+
+// SFProber is an SF manager that can tell, read-only, whether SFs can be
+// made (network/sf.Manager).
+type SFProber interface {
+	Probe(ctx context.Context) (sf.Support, error)
+}
+
+// ProbeSF reports, read-only, whether host SFs can be made on each uplink.
+// errdefs.ErrNotSupported when the SF manager cannot probe.
+func (n *Network) ProbeSF(ctx context.Context) (sf.Support, error) {
+	p, ok := n.sfs.(SFProber)
+	if !ok {
+		return sf.Support{}, fmt.Errorf("%w: the SF manager %T cannot probe", errdefs.ErrNotSupported, n.sfs)
+	}
+	return p.Probe(ctx)
 }
 
 // Release implements drivers.NetworkDriver.

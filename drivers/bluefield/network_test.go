@@ -11,6 +11,7 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/bluefield"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/representor"
+	"github.com/ironic-dpu/ironic-dpu-agent/network/representor/representortest"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/sf"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/sf/sftest"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
@@ -18,15 +19,22 @@ import (
 
 var _ drivers.NetworkDriver = (*bluefield.Network)(nil)
 
-func TestNetworkDriver(t *testing.T) {
-	ctx := context.Background()
-	root := t.TempDir()
-	if err := sftest.MakeCard(root, 2); err != nil {
+// newCard is the driver over a fake BlueField (representortest) and a fake
+// devlink.
+func newCard(t *testing.T, o representortest.Options) (*bluefield.Network, *sftest.Netlink) {
+	t.Helper()
+	card, err := representortest.New(t.TempDir(), o)
+	if err != nil {
 		t.Fatal(err)
 	}
-	fake := sftest.NewNetlink(root)
-	f := representor.Finder{Root: root, Controller: bluefield.HostController}
-	n := bluefield.NewNetworkWith(f, &sf.Manager{NL: fake, Finder: f, Controller: bluefield.HostController, Log: zap.NewNop()}, drivers.DefaultCard)
+	fake := sftest.NewNetlink(card)
+	f := representor.Finder{Root: card.Root, Controller: bluefield.HostController}
+	return bluefield.NewNetworkWith(f, &sf.Manager{NL: fake, Finder: f, Log: zap.NewNop()}, drivers.DefaultCard), fake
+}
+
+func TestNetworkDriver(t *testing.T) {
+	ctx := context.Background()
+	n, fake := newCard(t, representortest.Options{})
 
 	// Unknown PF (the card has 0 and 1), reserved SF, negative/huge numbers:
 	// ErrInvalidArgument and no devlink call.
@@ -47,7 +55,7 @@ func TestNetworkDriver(t *testing.T) {
 		t.Fatalf("SF before Prepare: %v, want ErrNotFound", err)
 	}
 	rep, err := n.Prepare(ctx, sf5, "fa:16:3e:00:00:05")
-	if err != nil || rep != "en3f0pf0sf5" {
+	if err != nil || rep != "en3f0c1pf0sf5" {
 		t.Fatalf("Prepare = %q, %v", rep, err)
 	}
 	if got, err := n.Representor(ctx, sf5); err != nil || got != rep {
@@ -67,7 +75,7 @@ func TestNetworkDriver(t *testing.T) {
 	if err := n.Release(ctx, sf5); err != nil {
 		t.Fatalf("second Release: %v", err)
 	}
-	if len(fake.Ports()) != 0 {
+	if len(fake.Made()) != 0 {
 		t.Fatal("SF left after Release")
 	}
 	if err := n.Release(ctx, vf3); err != nil {
@@ -79,13 +87,7 @@ func TestNetworkDriver(t *testing.T) {
 // nodestate.AssignFunctions, and those land on distinct BlueField SF representors.
 func TestAssignedSFsGetRepresentors(t *testing.T) {
 	ctx := context.Background()
-	root := t.TempDir()
-	if err := sftest.MakeCard(root, 1); err != nil {
-		t.Fatal(err)
-	}
-	fake := sftest.NewNetlink(root)
-	f := representor.Finder{Root: root, Controller: bluefield.HostController}
-	n := bluefield.NewNetworkWith(f, &sf.Manager{NL: fake, Finder: f, Controller: bluefield.HostController, Log: zap.NewNop()}, drivers.DefaultCard)
+	n, _ := newCard(t, representortest.Options{PFs: 1})
 	d := &nodestate.Desired{VIFs: []nodestate.VIF{
 		{PortID: "11111111-1111-1111-1111-111111111111", MAC: "fa:16:3e:00:00:01"},
 		{PortID: "22222222-2222-2222-2222-222222222222", MAC: "fa:16:3e:00:00:02", Function: &nodestate.Function{PF: 0, SF: nodestate.IntPtr(1)}},
@@ -105,9 +107,60 @@ func TestAssignedSFsGetRepresentors(t *testing.T) {
 		}
 		reps[rep] = true
 	}
-	for _, want := range []string{"en3f0pf0sf1", "en3f0pf0sf2", "en3f0pf0sf3"} {
+	for _, want := range []string{"en3f0c1pf0sf1", "en3f0c1pf0sf2", "en3f0c1pf0sf3"} {
 		if !reps[want] {
 			t.Errorf("missing %s in %v", want, reps)
 		}
 	}
 }
+
+// M4 through the driver: a host VIF with sf 0 on a default BlueField gets
+// the new host SF c1pf0sf0; Representor never names the DPU's own
+// en3f0pf0sf0, whose devlink function stays as it was through Prepare and
+// Release.
+func TestHostSF0IsNotTheDPUsSF0(t *testing.T) {
+	ctx := context.Background()
+	n, fake := newCard(t, representortest.Options{})
+	dpuSF := representortest.DPUSF(0)
+	before, _ := fake.Port(dpuSF)
+	sf0 := nodestate.Function{PF: 0, SF: nodestate.IntPtr(0)}
+	if got, err := n.Representor(ctx, sf0); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("Representor(pf0sf0) before Prepare = %q, %v; want ErrNotFound", got, err)
+	}
+	rep, err := n.Prepare(ctx, sf0, "fa:16:3e:00:00:10")
+	if err != nil || rep == dpuSF || rep != "en3f0c1pf0sf0" {
+		t.Fatalf("Prepare(pf0sf0) = %q, %v", rep, err)
+	}
+	if err := n.Release(ctx, sf0); err != nil {
+		t.Fatal(err)
+	}
+	after, ok := fake.Port(dpuSF)
+	if !ok || after.Fn.HwAddr.String() != before.Fn.HwAddr.String() || after.Fn.State != before.Fn.State || after.PortIndex != before.PortIndex {
+		t.Fatalf("%s: %+v -> %+v", dpuSF, before.Fn, after)
+	}
+}
+
+// The read-only inventory and SF probe for check --hardware.
+func TestInventoryAndProbe(t *testing.T) {
+	n, fake := newCard(t, representortest.Options{})
+	inv, err := n.Inventory()
+	if err != nil || len(inv.Uplinks) != 2 || len(inv.Host) != 2 || len(inv.NotForHost) != 2 {
+		t.Fatalf("Inventory = %+v, %v", inv, err)
+	}
+	s, err := n.ProbeSF(context.Background())
+	if err != nil || len(s.Devices) != 2 || !s.Devices[0].Ready || !s.Devices[1].Ready {
+		t.Fatalf("ProbeSF = %+v, %v", s, err)
+	}
+	if c := fake.Calls(); len(c) != 0 {
+		t.Errorf("inventory/probe made devlink calls: %v", c)
+	}
+	other := bluefield.NewNetworkWith(representor.Finder{Root: t.TempDir(), Controller: 1}, fakeSFs{}, drivers.DefaultCard)
+	if _, err := other.ProbeSF(context.Background()); !errors.Is(err, errdefs.ErrNotSupported) {
+		t.Errorf("ProbeSF without a prober: %v", err)
+	}
+}
+
+type fakeSFs struct{}
+
+func (fakeSFs) Create(context.Context, int, int, string) (string, error) { return "", nil }
+func (fakeSFs) Delete(context.Context, int, int) error                   { return nil }

@@ -1,9 +1,10 @@
 // Package representor maps a host function (PF, VF or SF of a PF) to its
-// representor netdev on the DPU's eswitch, the way the kernel names them in
-// sysfs: phys_port_name "p0" (uplink), "pf0"/"c1pf0" (host PF), "pf0vf3"/
-// "c1pf0vf3" (host VF), "pf0sf88"/"c1pf0sf88" (SF), all sharing the uplink's
-// phys_switch_id. Udev names (pf0hpf, en3f0pf0sf88) vary; these attributes
-// do not.
+// representor netdev on the DPU's eswitch by the kernel's sysfs attributes:
+// phys_port_name "p0" (uplink), "c1pf0" (host PF), "c1pf0vf3" (host VF),
+// "c1pf0sf88" (host SF), all sharing the uplink's phys_switch_id. Udev names
+// (pf0hpf, en3f0pf0sf88) vary; these attributes do not. Controller-less
+// names ("pf0sf0") are the DPU's own functions on a BlueField; see Finder
+// and docs/bluefield-network.md.
 package representor
 
 import (
@@ -79,12 +80,29 @@ func ParsePortName(name string) (p Port, ok bool) {
 }
 
 // Finder looks representors up under a sysfs root.
+//
+// Which names are the host's functions (docs/bluefield-network.md):
+//   - Controller N >= 1 (a BlueField in DPU mode: 1): host functions carry
+//     the external controller's prefix, c1pf0, c1pf0vf3, c1pf0sf88. A
+//     controller-less pf0sf0 is the DPU's own SF (en3f0pf0sf0 in ovsbr1) and
+//     a controller-less pf0vf3 the DPU's own VF: neither is ever returned.
+//     Only on an eswitch whose host PF is itself named without a prefix (a
+//     kernel older than the devlink controller attribute) are pf0 and pf0vf3
+//     accepted for host PFs and VFs, as sriovnet's GetVfRepresentorDPU and
+//     GetPfRepresentorDPU do; SFs never (sriovnet's GetSfRepresentorDPU
+//     matches c1pfNsfM only).
+//   - Local: the functions are on the eswitch manager's own controller (a
+//     switchdev NIC inside the host, spdk-generic): controller-less names
+//     only.
 type Finder struct {
 	// Root is the sysfs mount ("/sys"); tests point it at a fake tree.
 	Root string
-	// Controller is the host's eswitch controller number for the "c<N>"
-	// naming form (1 on a BlueField in DPU mode).
+	// Controller is the host's eswitch controller number (1 on a BlueField
+	// in DPU mode). Must be >= 1 unless Local.
 	Controller int
+	// Local selects controller-less names (the functions live on the local
+	// controller); Controller is then unused.
+	Local bool
 }
 
 // Ports lists every representor under Root/class/net, sorted by netdev.
@@ -116,16 +134,27 @@ func (f Finder) Ports() ([]Port, error) {
 	return out, nil
 }
 
+func (f Finder) check() error {
+	if !f.Local && f.Controller < 1 {
+		return fmt.Errorf("%w: representor finder: host controller %d (a BlueField's host is controller 1; a NIC inside the host is Local)",
+			errdefs.ErrInvalidArgument, f.Controller)
+	}
+	return nil
+}
+
 // PFs returns the PF numbers this eswitch has: those with an uplink or a host
-// PF representor.
+// PF representor Lookup accepts.
 func (f Finder) PFs() ([]int, error) {
+	if err := f.check(); err != nil {
+		return nil, err
+	}
 	ports, err := f.Ports()
 	if err != nil {
 		return nil, err
 	}
 	seen := map[int]bool{}
 	for _, p := range ports {
-		if p.Kind == Uplink || p.Kind == HostPF {
+		if p.Kind == Uplink || (p.Kind == HostPF && f.isHost(ports, p)) {
 			seen[p.PF] = true
 		}
 	}
@@ -137,19 +166,18 @@ func (f Finder) PFs() ([]int, error) {
 	return out, nil
 }
 
-// Lookup returns the representor netdev of fn. The external controller's
-// "c<N>" form wins over the bare form; when uplink p<PF> exists, the
-// representor must share its phys_switch_id. errdefs.ErrNotFound when no
-// representor exists (yet).
+// Lookup returns the representor netdev of fn: a port of the host's naming
+// (see Finder) on PF fn.PF; when uplink p<PF> exists, the representor must
+// share its phys_switch_id. errdefs.ErrNotFound when no representor exists
+// (yet).
 func (f Finder) Lookup(fn nodestate.Function) (string, error) {
+	if err := f.check(); err != nil {
+		return "", err
+	}
 	ports, err := f.Ports()
 	if err != nil {
 		return "", err
 	}
-	return f.lookup(ports, fn)
-}
-
-func (f Finder) lookup(ports []Port, fn nodestate.Function) (string, error) {
 	want := Port{Kind: HostPF, PF: fn.PF}
 	switch {
 	case fn.VF != nil:
@@ -157,35 +185,66 @@ func (f Finder) lookup(ports []Port, fn nodestate.Function) (string, error) {
 	case fn.SF != nil:
 		want.Kind, want.Num = SF, *fn.SF
 	}
-	switchID := ""
-	for _, p := range ports {
-		if p.Kind == Uplink && p.PF == fn.PF {
-			switchID = p.SwitchID
-		}
-	}
-	best, bestRank := "", 0
 	for _, p := range ports {
 		if p.Kind != want.Kind || p.PF != want.PF || (want.Kind != HostPF && p.Num != want.Num) {
 			continue
 		}
-		if switchID != "" && p.SwitchID != switchID {
+		if f.isHost(ports, p) {
+			return p.Netdev, nil
+		}
+	}
+	return "", fmt.Errorf("%w: no representor for %s under %s", errdefs.ErrNotFound, fn, f.Root)
+}
+
+// switchOf is the phys_switch_id of uplink p<pf>, "" when there is none.
+func switchOf(ports []Port, pf int) string {
+	for _, p := range ports {
+		if p.Kind == Uplink && p.PF == pf {
+			return p.SwitchID
+		}
+	}
+	return ""
+}
+
+// isHost says whether p (a PF, VF or SF port) is one of the host's
+// functions under f's naming.
+func (f Finder) isHost(ports []Port, p Port) bool {
+	if p.Kind == Uplink {
+		return false
+	}
+	if sw := switchOf(ports, p.PF); sw != "" && p.SwitchID != sw {
+		return false
+	}
+	switch {
+	case f.Local:
+		return p.Controller == -1
+	case p.Controller == f.Controller:
+		return true
+	case p.Controller == -1 && p.Kind != SF:
+		return legacyNaming(ports, p.PF)
+	}
+	return false
+}
+
+// legacyNaming says whether PF pf's eswitch names host functions without a
+// controller prefix: its host PF representor is a bare pf<N> and no port
+// on that switch carries any c<N> prefix. A kernel with the controller
+// attribute names the host PF c1pf<N> (always present on a BlueField with
+// host PFs), so there a bare pf<N>vf<M> can only be the DPU's own VF.
+func legacyNaming(ports []Port, pf int) bool {
+	sw, bare := switchOf(ports, pf), false
+	for _, p := range ports {
+		if sw != "" && p.SwitchID != sw {
 			continue
 		}
-		rank := 0
-		switch p.Controller {
-		case f.Controller:
-			rank = 2
-		case -1:
-			rank = 1
+		if p.Controller >= 0 {
+			return false
 		}
-		if rank > bestRank {
-			best, bestRank = p.Netdev, rank
+		if p.Kind == HostPF && p.PF == pf {
+			bare = true
 		}
 	}
-	if best == "" {
-		return "", fmt.Errorf("%w: no representor for %s under %s", errdefs.ErrNotFound, fn, f.Root)
-	}
-	return best, nil
+	return bare
 }
 
 // PCIAddress returns the PCI address of netdev's device (the devlink handle

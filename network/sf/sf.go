@@ -4,6 +4,12 @@
 //	devlink port add pci/<uplink pci> flavour pcisf pfnum N sfnum K controller C
 //	devlink port function set <port> hw_addr <mac> state active
 //	devlink port function set <port> state inactive; devlink port del <port>
+//
+// SFs are made on the host's controller (Finder.Controller, 1 on a
+// BlueField; no controller attribute when Finder.Local). SF numbers are per
+// controller, so the host's SF 0 (c1pf0sf0) and the DPU's own SF 0 (pf0sf0,
+// en3f0pf0sf0 in ovsbr1) are different ports; this package only ever finds,
+// changes or deletes the host's.
 package sf
 
 import (
@@ -28,16 +34,16 @@ type Netlink interface {
 	DevLinkPortDel(bus, device string, portIndex uint32) error
 	DevlinkPortFnSet(bus, device string, portIndex uint32, attrs netlink.DevlinkPortFnSetAttrs) error
 	DevLinkGetAllPortList() ([]*netlink.DevlinkPort, error)
+	DevLinkGetDeviceByName(bus, device string) (*netlink.DevlinkDevice, error)
 }
 
 // Manager is the SF lifecycle on one eswitch.
 type Manager struct {
-	NL     Netlink
+	NL Netlink
+	// Finder finds the host's SF representors; its Controller (or Local)
+	// is also the controller SFs are created on.
 	Finder representor.Finder
-	// Controller is the eswitch controller of the bare-metal host (1 on a
-	// BlueField in DPU mode); SFs are created on it so the host sees them.
-	Controller uint32
-	Log        *zap.Logger
+	Log    *zap.Logger
 }
 
 // Create makes SF sfnum of PF pf exist with hw_addr mac and state active, and
@@ -64,12 +70,16 @@ func (m *Manager) Create(ctx context.Context, pf, sfnum int, mac string) (string
 	if err != nil {
 		return "", err
 	}
-	port, err := m.NL.DevLinkPortAdd("pci", pci, nl.DEVLINK_PORT_FLAVOUR_PCI_SF, netlink.DevLinkPortAddAttrs{
-		PfNumber: uint16(pf), SfNumber: uint32(sfnum), SfNumberValid: true,
-		Controller: m.Controller, ControllerValid: true,
-	})
+	attrs := netlink.DevLinkPortAddAttrs{PfNumber: uint16(pf), SfNumber: uint32(sfnum), SfNumberValid: true}
+	ctrl := ""
+	if !m.Finder.Local {
+		// Without it the SF would land on the DPU's own controller.
+		attrs.Controller, attrs.ControllerValid = uint32(m.Finder.Controller), true
+		ctrl = fmt.Sprintf(" controller %d", m.Finder.Controller)
+	}
+	port, err := m.NL.DevLinkPortAdd("pci", pci, nl.DEVLINK_PORT_FLAVOUR_PCI_SF, attrs)
 	if err != nil {
-		return "", fmt.Errorf("%w: devlink port add pci/%s pcisf pfnum %d sfnum %d: %w", errdefs.ErrNetwork, pci, pf, sfnum, err)
+		return "", fmt.Errorf("%w: devlink port add pci/%s pcisf pfnum %d sfnum %d%s: %w", errdefs.ErrNetwork, pci, pf, sfnum, ctrl, err)
 	}
 	if err := m.activate(port, hw); err != nil {
 		// Leave nothing half-made behind.
