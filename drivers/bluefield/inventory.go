@@ -82,7 +82,9 @@ func (s *Storage) planOne(f nodestate.Function, have []EmulationFunction, subs [
 			return fmt.Sprintf("%s: fails: controller %s on %s is in no subsystem SNAP lists", f, fn.CtrlID, fn.PCIBDF)
 		}
 		return fmt.Sprintf("%s: adopt controller %s of subsystem %s on %s, not created by the agent: "+
-			"its namespaces go into that subsystem, the controller and subsystem are never destroyed", f, fn.CtrlID, owner, fn.PCIBDF)
+			"its namespaces go into that subsystem, the controller and subsystem are never destroyed; "+
+			"if it was created admin-only (as NVIDIA's published configuration creates NVMeCtrl1), check that the host can do I/O through it",
+			f, fn.CtrlID, owner, fn.PCIBDF)
 	}
 	by := "pci_bdf " + fn.PCIBDF
 	if fn.PCIBDF == "" || fn.PCIBDF == "00:00.0" {
