@@ -338,3 +338,42 @@ func TestBluefieldAdmitsWhileSNAPIsDown(t *testing.T) {
 		}
 	}
 }
+
+// SNAP crashes and restarts with only its init configuration: the agent
+// re-adopts NVMeCtrl1 and re-creates its VF controller, which SNAP names as
+// the lost one; that new controller is resumed too, even when its first
+// resume fails (nothing carried over from the old one).
+func TestBluefieldAfterSNAPRestart(t *testing.T) {
+	emu := snapEmu(t, spdktest.Options{SNAPPFs: 1, SNAPVFs: 2})
+	if err := emu.EnableSRIOV(0, 1); err != nil {
+		t.Fatal(err)
+	}
+	g := newRig(t, emu, snapDriver(t))
+	all := desired(bootVol(), onVF(data2(), 0, 0))
+	g.reconcile(all)
+	vf0 := drivers.HostSubsystemNQN(nodeUUID, nodestate.Function{PF: 0, VF: nodestate.IntPtr(0)})
+	want := map[string]string{
+		"pf0":    "NVMeCtrl1@" + spdktest.SNAPInitNQN + " running [1]",
+		"pf0vf0": "NVMeCtrl2@" + vf0 + " running [1]",
+	}
+	if h := host(emu); !reflect.DeepEqual(h, want) {
+		t.Fatalf("host sees %v, want %v", h, want)
+	}
+	sock := emu.Socket()
+	if err := emu.Crash(); err != nil {
+		t.Fatal(err)
+	}
+	if err := emu.Start(sock); err != nil {
+		t.Fatal(err)
+	}
+	// The first resume of the new NVMeCtrl2 fails; the retry must not take
+	// it for the old one, which this process had resumed.
+	emu.InjectError("nvme_controller_resume", -1, "Operation not permitted")
+	if err := g.r.Reconcile(context.Background(), all); err == nil || emu.Calls("nvme_controller_resume") != 3 {
+		t.Fatalf("resume failure not reported (%v), or NVMeCtrl1 resumed again: %v", err, emu.CallCounts())
+	}
+	g.reconcile(all)
+	if h := host(emu); !reflect.DeepEqual(h, want) {
+		t.Fatalf("after the SNAP restart the host sees %v, want %v", h, want)
+	}
+}

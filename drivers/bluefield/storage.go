@@ -20,6 +20,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -273,14 +274,7 @@ func (c *ctrlRefs) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-func (c ctrlRefs) has(id string) bool {
-	for _, x := range c {
-		if x == id {
-			return true
-		}
-	}
-	return false
-}
+func (c ctrlRefs) has(id string) bool { return slices.Contains(c, id) }
 
 type snapNamespace struct {
 	NSID        int      `json:"nsid"`
