@@ -136,6 +136,9 @@ func (e *Emulator) EnableSRIOV(pf, n int) error {
 	return nil
 }
 
+// SNAPPFs is the number of static NVMe emulation PFs.
+func (e *Emulator) SNAPPFs() int { return e.opts.SNAPPFs }
+
 // SNAPHostFunction is what the host sees on one emulated NVMe function that
 // has a controller.
 type SNAPHostFunction struct {
