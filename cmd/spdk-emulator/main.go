@@ -16,7 +16,7 @@ import (
 func main() {
 	sock := flag.String("socket", "/var/tmp/spdk.sock", "unix socket to serve")
 	remotes := flag.String("remotes", "", "JSON file listing the reachable remote NVMe-oF subsystems")
-	debug := flag.Bool("debug-methods", false, "serve spdktest_get_call_counts and spdktest_reset_call_counts")
+	debug := flag.Bool("debug-methods", false, "serve spdktest_get_call_counts, spdktest_reset_call_counts, spdktest_remove_remote/add_remote and spdktest_snap_host")
 	pathTick := flag.Duration("path-tick", 0, "how often lost NVMe-oF paths advance (0: the emulator's default, 25ms)")
 	snapPFs := flag.Int("snap-pfs", 0, "SNAP: static NVMe emulation PFs (0: the emulator's default, 2)")
 	snapVFs := flag.Int("snap-sriov-vfs", 0, "SNAP: VFs the host has enabled on every NVMe PF (sriov_numvfs) at start")

@@ -33,7 +33,8 @@ type Options struct {
 	// pipelined later request is answered first). Default 2ms; negative = 0.
 	AttachLatency time.Duration
 	// Debug adds spdktest_get_call_counts and spdktest_reset_call_counts,
-	// so tests can read the counters of an emulator run as a process.
+	// so tests can read the counters of an emulator run as a process, and
+	// spdktest_snap_host (SNAPHost).
 	Debug bool
 	// SNAPPFs and SNAPVFs size the emulated NVMe functions SNAP can put a
 	// controller on: static PFs (default 2) and the most VFs each may have
@@ -565,6 +566,8 @@ func (e *Emulator) dispatch(method string, params json.RawMessage, hasParams boo
 			return true, nil
 		case "spdktest_remove_remote", "spdktest_add_remote":
 			return e.debugRemote(method, params)
+		case "spdktest_snap_host":
+			return e.SNAPHost(), nil
 		}
 	}
 	e.advancePaths(time.Now())

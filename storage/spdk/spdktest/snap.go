@@ -142,15 +142,15 @@ func (e *Emulator) SNAPPFs() int { return e.opts.SNAPPFs }
 // SNAPHostFunction is what the host sees on one emulated NVMe function that
 // has a controller.
 type SNAPHostFunction struct {
-	PF        int
-	VF        *int
-	CtrlID    string
-	NQN       string
-	AdminOnly bool
+	PF        int    `json:"pf"`
+	VF        *int   `json:"vf,omitempty"`
+	CtrlID    string `json:"ctrl_id"`
+	NQN       string `json:"nqn"`
+	AdminOnly bool   `json:"admin_only"`
 	// Running is false while the controller is suspended: the host sees
 	// none of its namespaces.
-	Running bool
-	NSIDs   []int
+	Running bool  `json:"running"`
+	NSIDs   []int `json:"nsids"`
 }
 
 // SNAPHost lists the functions with a controller, PFs first.
