@@ -53,7 +53,8 @@ type StorageDriver interface {
 	// ErrFunctionAbsent when the card may have f later.
 	ValidateFunction(f nodestate.Function) error
 	// Controllers lists the host controllers this agent created (recognised
-	// by name), read-only.
+	// by name) or adopted (a vendor's pre-existing controller holding the
+	// agent's bdevs), read-only.
 	Controllers(ctx context.Context) ([]HostController, error)
 	// EnsureController creates f's controller, not yet visible to the host,
 	// when cur (what Controllers returned for f) is nil, and returns it.
@@ -64,7 +65,8 @@ type StorageDriver interface {
 	RemoveNamespace(ctx context.Context, c HostController, nsid int) error
 	// Activate makes c visible to the host unless c.Active already.
 	Activate(ctx context.Context, c HostController) error
-	// RemoveController deletes c and whatever it still exposes.
+	// RemoveController deletes c and whatever it still exposes; of an
+	// adopted controller only the agent's namespaces.
 	RemoveController(ctx context.Context, c HostController) error
 }
 
