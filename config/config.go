@@ -79,8 +79,8 @@ type AgentOpts struct {
 // DPUOpts is [dpu].
 type DPUOpts struct {
 	Driver      string `ini:"driver" default:"sim" help:"DPU driver: bluefield, spdk-generic or sim."`
-	PFs         int    `ini:"pfs" default:"2" help:"Number of host PFs of the card (a BlueField-2/3 has 2). A VIF or volume naming a PF outside 0..pfs-1 is refused at admission. The bluefield driver also requires the PF's representor in sysfs."`
-	MaxVFsPerPF int    `ini:"max_vfs_per_pf" default:"127" help:"Number of VFs each host PF may have (BlueField firmware NUM_OF_VFS / NVME_EMULATION_NUM_VF, at most 127 on BlueField-2); a function naming vf >= this is refused at admission. 0 refuses VFs."`
+	PFs         int    `ini:"pfs" default:"2" help:"Number of host PFs of the card (a BlueField-2/3 has 2). A VIF or volume naming a PF outside 0..pfs-1 is refused at admission. The bluefield driver also requires the PF's representor in sysfs; its volumes ignore this: their NVMe functions are those SNAP's emulation_function_list reports."`
+	MaxVFsPerPF int    `ini:"max_vfs_per_pf" default:"127" help:"Number of VFs each host PF may have (BlueField firmware NUM_OF_VFS, at most 127 on BlueField-2); a function naming vf >= this is refused at admission. 0 refuses VFs. The bluefield driver's volumes ignore this: SNAP lists the NVMe VFs the host has enabled."`
 }
 
 // OVSOpts is [ovs]; names follow Neutron's.

@@ -2,6 +2,7 @@ package drivers
 
 import (
 	"context"
+	"errors"
 	"strings"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
@@ -30,6 +31,12 @@ type HostController struct {
 	Namespaces []HostNamespace `json:"namespaces"`
 }
 
+// ErrFunctionAbsent marks a ValidateFunction refusal that depends on what
+// the card has at the moment (a VF exists only while the host has SR-IOV
+// on). It fails admission like any refusal, but a reconcile of a state
+// admitted earlier fails only the volumes on that function.
+var ErrFunctionAbsent = errors.New("not on the card now")
+
 // StorageDriver is the vendor half of volume exposure: turning SPDK bdevs
 // into namespaces of an emulated NVMe controller on a host PCIe function. The
 // generic half (Cinder connection info, bdev_nvme backend, what to add or
@@ -41,11 +48,13 @@ type HostController struct {
 // one at a time.
 type StorageDriver interface {
 	// ValidateFunction checks that volumes can be exposed on f, without
-	// side effects. Errors wrap errdefs.ErrInvalidArgument or
-	// errdefs.ErrNotSupported.
+	// side effects and without waiting long. Errors wrap
+	// errdefs.ErrInvalidArgument or errdefs.ErrNotSupported, and also
+	// ErrFunctionAbsent when the card may have f later.
 	ValidateFunction(f nodestate.Function) error
 	// Controllers lists the host controllers this agent created (recognised
-	// by name), read-only.
+	// by name) or adopted (a vendor's pre-existing controller holding the
+	// agent's bdevs), read-only.
 	Controllers(ctx context.Context) ([]HostController, error)
 	// EnsureController creates f's controller, not yet visible to the host,
 	// when cur (what Controllers returned for f) is nil, and returns it.
@@ -56,7 +65,8 @@ type StorageDriver interface {
 	RemoveNamespace(ctx context.Context, c HostController, nsid int) error
 	// Activate makes c visible to the host unless c.Active already.
 	Activate(ctx context.Context, c HostController) error
-	// RemoveController deletes c and whatever it still exposes.
+	// RemoveController deletes c and whatever it still exposes; of an
+	// adopted controller only the agent's namespaces.
 	RemoveController(ctx context.Context, c HostController) error
 }
 

@@ -149,6 +149,10 @@ type item struct {
 	nsid int
 	qos  *nodestate.QoSLimits // limits SPDK holds after this reconcile
 	err  error
+	// fnErr is the driver's refusal of fn met by a reconcile (it was
+	// admitted, but the card no longer has it: a VF gone with the host's
+	// SR-IOV): this item fails, the others go on.
+	fnErr error
 }
 
 // key names the item among remembered nsids.
@@ -164,7 +168,7 @@ func (it *item) key() string {
 // without SPDK. It parses each volume's connection info; reconciles of the
 // admitted state reuse the result.
 func (r *Reconciler) Validate(_ context.Context, d *nodestate.Desired) error {
-	_, err := r.plan(d)
+	_, err := r.plan(d, true)
 	if err == nil {
 		err = r.checkConfigDrive(d.ConfigDrive)
 	}
@@ -172,8 +176,11 @@ func (r *Reconciler) Validate(_ context.Context, d *nodestate.Desired) error {
 }
 
 // plan validates d and turns it into items. Connection info is parsed
-// only when it is new to this reconciler (see targets).
-func (r *Reconciler) plan(d *nodestate.Desired) ([]*item, error) {
+// only when it is new to this reconciler (see targets). A function the
+// driver refuses fails admission; in a reconcile (admit false) one the card
+// just does not have now (drivers.ErrFunctionAbsent: VFs come and go with
+// the host's SR-IOV) fails only the items on it.
+func (r *Reconciler) plan(d *nodestate.Desired, admit bool) ([]*item, error) {
 	ts := make([]nvmeof.Target, 0, len(d.Volumes))
 	if err := d.ValidateWith(func(v nodestate.Volume) error { // called once per volume, in order
 		t, err := r.targets.get(v)
@@ -207,15 +214,16 @@ func (r *Reconciler) plan(d *nodestate.Desired) ([]*item, error) {
 		if v.Function != nil {
 			fn = *v.Function
 		}
-		if err := r.o.Driver.ValidateFunction(fn); err != nil {
-			return nil, fmt.Errorf("volume %s: %w", v.VolumeID, err)
+		fnErr := r.o.Driver.ValidateFunction(fn)
+		if fnErr != nil && (admit || !errors.Is(fnErr, drivers.ErrFunctionAbsent)) {
+			return nil, fmt.Errorf("volume %s: %w", v.VolumeID, fnErr)
 		}
 		boot := v.BootIndex != nil && *v.BootIndex == 0
 		if boot && !fn.Equal(pf0) {
 			return nil, fmt.Errorf("%w: boot volume %s must be on pf 0 (nsid 1 of the boot controller)", errdefs.ErrInvalidArgument, v.VolumeID)
 		}
 		id := strings.ToLower(v.VolumeID)
-		items = append(items, &item{volumeID: v.VolumeID, target: t, ctrl: backend.ControllerName(id), fn: fn, boot: boot})
+		items = append(items, &item{volumeID: v.VolumeID, target: t, ctrl: backend.ControllerName(id), fn: fn, boot: boot, fnErr: fnErr})
 	}
 	// The boot volume first, then the listed order: that order hands out
 	// nsids to new volumes.
@@ -290,7 +298,7 @@ func (p *pass) mark(did bool) {
 // there, remove what is not wanted (host side first), host controllers,
 // nsids, backends and namespaces, activation, record.
 func (r *Reconciler) Reconcile(ctx context.Context, d *nodestate.Desired) error {
-	items, err := r.plan(d)
+	items, err := r.plan(d, false)
 	if err != nil {
 		return err
 	}
@@ -309,6 +317,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *nodestate.Desired) error 
 	p := &pass{r: r, items: items, snap: snap, wantFn: map[string]bool{}, fnErr: map[string]error{}}
 	for _, it := range items {
 		p.wantFn[it.fn.String()] = true
+		if it.fnErr != nil {
+			p.fnErr[it.fn.String()] = fmt.Errorf("host controller %s: %w", it.fn, it.fnErr)
+		}
 	}
 	p.matchBdevs()
 	p.removeNamespaces(ctx)

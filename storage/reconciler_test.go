@@ -12,7 +12,6 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/agent"
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
-	"github.com/ironic-dpu/ironic-dpu-agent/drivers/bluefield"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/spdkgeneric"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
@@ -484,7 +483,7 @@ func TestRetargetedVolume(t *testing.T) {
 		t.Fatalf("retarget calls = %s", seq)
 	}
 
-	// The same with SNAP.
+	// The same with SNAP (on the pre-created controller of PF 0).
 	emu2 := newEmu(t)
 	emu2.AddRemote(r)
 	g2 := newRig(t, emu2, snapDriver(t))
@@ -496,79 +495,6 @@ func TestRetargetedVolume(t *testing.T) {
 	}
 	if st := g2.observe()[data2ID]; st.State != nodestate.StateAttached || st.NSID != 2 {
 		t.Fatalf("SNAP retarget status = %+v", st)
-	}
-}
-
-func snapDriver(t *testing.T) func(*spdk.Client) drivers.StorageDriver {
-	return func(cl *spdk.Client) drivers.StorageDriver {
-		d, err := bluefield.NewStorage(bluefield.StorageOptions{Client: cl, NodeUUID: nodeUUID, PFs: 1, VFs: 4})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
-}
-
-func TestBluefieldSNAP(t *testing.T) {
-	emu := newEmu(t)
-	g := newRig(t, emu, snapDriver(t))
-	vfData := data2()
-	vfData.Function = &nodestate.Function{PF: 0, VF: nodestate.IntPtr(2)}
-	all := desired(bootVol(), data1(), vfData)
-	g.reconcile(all)
-	for _, m := range []string{"nvme_subsystem_create", "nvme_controller_create", "nvme_controller_resume"} {
-		if emu.Calls(m) != 2 {
-			t.Errorf("%s called %d times, want 2 (pf0, pf0vf2)", m, emu.Calls(m))
-		}
-	}
-	if emu.Calls("nvme_namespace_create") != 3 || emu.Calls("nvme_controller_attach_ns") != 3 {
-		t.Errorf("namespace calls = %v", emu.CallCounts())
-	}
-	var ctrls []struct {
-		NQN        string `json:"nqn"`
-		PFIndex    int    `json:"pf_index"`
-		VFIndex    *int   `json:"vf_index"`
-		Suspended  bool   `json:"suspended"`
-		Namespaces []struct {
-			NSID int    `json:"nsid"`
-			Bdev string `json:"bdev"`
-		} `json:"namespaces"`
-	}
-	if err := g.cl.Call(context.Background(), "nvme_controller_list", nil, &ctrls); err != nil || len(ctrls) != 2 {
-		t.Fatalf("controllers = %+v %v", ctrls, err)
-	}
-	for _, c := range ctrls {
-		if c.Suspended {
-			t.Errorf("%s still suspended", c.NQN)
-		}
-		if c.VFIndex == nil && (len(c.Namespaces) != 2 || c.Namespaces[0].NSID != 1 || c.Namespaces[0].Bdev != "idpu-"+bootID+"n1") {
-			t.Errorf("pf0 namespaces = %+v", c.Namespaces)
-		}
-		if c.VFIndex != nil && (*c.VFIndex != 2 || len(c.Namespaces) != 1 || c.Namespaces[0].NSID != 1) {
-			t.Errorf("vf2 = %+v", c)
-		}
-	}
-	if n := g.mutations(func() { g.reconcile(all) }); n != 0 {
-		t.Fatalf("unchanged SNAP reconcile made %d mutating calls: %v", n, emu.CallCounts())
-	}
-	// Unplug the VF disk: its controller and subsystem go (no volume left there).
-	emu.ResetCalls()
-	g.reconcile(desired(bootVol(), data1()))
-	if seq := strings.Join(mutatingOrder(emu), ","); seq != "nvme_controller_detach_ns,nvme_namespace_destroy,nvme_controller_destroy,nvme_subsystem_destroy,bdev_nvme_detach_controller" {
-		t.Fatalf("SNAP unplug order = %s", seq)
-	}
-	g.reconcile(desired())
-	if err := g.cl.Call(context.Background(), "nvme_controller_list", nil, &ctrls); err != nil || len(ctrls) != 0 {
-		t.Fatalf("left over: %+v", ctrls)
-	}
-	if n := g.mutations(func() { g.reconcile(desired()) }); n != 0 {
-		t.Fatal("repeat detach-all mutated")
-	}
-	// The card has no VF 9 and SNAP cannot use SFs.
-	bad := data2()
-	bad.Function = &nodestate.Function{PF: 0, VF: nodestate.IntPtr(9)}
-	if err := g.r.Validate(context.Background(), desired(bad)); !errors.Is(err, errdefs.ErrInvalidArgument) {
-		t.Fatalf("vf 9: %v", err)
 	}
 }
 

@@ -44,7 +44,7 @@ func TestConnectionInfoIsParsedOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 3 {
-		items, err := r.plan(d.Clone()) // what each Reconcile starts with
+		items, err := r.plan(d.Clone(), false) // what each Reconcile starts with
 		if err != nil || len(items) != 1 || items[0].target.Portals[0].Port != 4420 {
 			t.Fatalf("plan = %+v, %v", items, err)
 		}
@@ -54,7 +54,7 @@ func TestConnectionInfoIsParsedOnce(t *testing.T) {
 	}
 
 	d.Volumes[0].ConnectionInfo.Data["portals"] = []any{[]any{"127.0.0.1", float64(4421), "tcp"}}
-	items, err := r.plan(d.Clone())
+	items, err := r.plan(d.Clone(), false)
 	if err != nil || parses != 2 || items[0].target.Portals[0].Port != 4421 {
 		t.Fatalf("changed data: items %+v, err %v, parses %d; want port 4421 after a second parse", items, err, parses)
 	}
@@ -63,7 +63,7 @@ func TestConnectionInfoIsParsedOnce(t *testing.T) {
 	if err := r.Validate(context.Background(), d); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("bad port: %v, want ErrInvalidArgument", err)
 	}
-	if _, err := r.plan(d.Clone()); !errors.Is(err, errdefs.ErrInvalidArgument) {
+	if _, err := r.plan(d.Clone(), false); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("bad port reached a plan: %v", err)
 	}
 }

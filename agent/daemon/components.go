@@ -35,8 +35,9 @@ func buildDriver(cfg *config.Config, client *spdk.Client, log *zap.Logger) (*dri
 		}
 		return &drivers.Driver{Name: "sim", Network: sim.NewCardNetwork(card), Storage: st}, nil
 	case "bluefield":
-		st, err := bluefield.NewStorage(bluefield.StorageOptions{Client: client, NodeUUID: node,
-			PFs: card.PFs, VFs: card.VFsPerPF, Logger: log.Named("bluefield")})
+		// SNAP's NVMe functions come from SNAP (emulation_function_list),
+		// not from [dpu] pfs/max_vfs_per_pf, which shape the network side.
+		st, err := bluefield.NewStorage(bluefield.StorageOptions{Client: client, NodeUUID: node, Logger: log.Named("bluefield")})
 		if err != nil {
 			return nil, err
 		}

@@ -3,8 +3,6 @@ package spdktest_test
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
@@ -79,75 +77,4 @@ func TestRemoteRemovedMarksPathsFailed(t *testing.T) {
 	e.InjectError("bdev_nvme_detach_controller", -5, "Input/output error")
 	code(t, c, -5, "bdev_nvme_detach_controller", map[string]any{"name": "V"})
 	call(t, c, "bdev_nvme_detach_controller", map[string]any{"name": "V"}, nil)
-}
-
-func TestSNAPMethods(t *testing.T) {
-	e := spdktest.StartT(t, spdktest.Options{SNAPPFs: 1, SNAPVFs: 2})
-	c := spdk.NewUnix(e.Socket(), nil)
-	defer c.Close()
-	img := filepath.Join(t.TempDir(), "disk.img")
-	if err := os.WriteFile(img, make([]byte, 4096), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	call(t, c, "bdev_aio_create", map[string]any{"name": "d0", "filename": img, "block_size": 512}, nil)
-	nqn := "nqn.2024-01.io.openstack.ironic-dpu:node-x:pf0"
-	call(t, c, "nvme_subsystem_create", map[string]any{"nqn": nqn, "serial_number": "S", "model_number": "M"}, nil)
-	code(t, c, -17, "nvme_subsystem_create", map[string]any{"nqn": nqn})
-	code(t, c, -32602, "nvme_subsystem_create", map[string]any{"nqn": nqn, "bogus": 1})
-	call(t, c, "nvme_namespace_create", map[string]any{"nqn": nqn, "nsid": 1, "bdev_name": "d0", "bdev_type": "spdk", "uuid": "6f1c5e0a-3b7d-4c2e-9a41-2d8f7b9e0c11"}, nil)
-	code(t, c, -17, "nvme_namespace_create", map[string]any{"nqn": nqn, "nsid": 1, "bdev_name": "d0"})
-	code(t, c, -19, "nvme_namespace_create", map[string]any{"nqn": nqn, "nsid": 2, "bdev_name": "nope"})
-	code(t, c, -19, "nvme_controller_create", map[string]any{"nqn": nqn, "pf_id": 1})
-	code(t, c, -19, "nvme_controller_create", map[string]any{"nqn": nqn, "pf_id": 0, "vf_id": 2})
-	var res struct {
-		CtrlID string `json:"ctrl_id"`
-	}
-	call(t, c, "nvme_controller_create", map[string]any{"nqn": nqn, "pf_id": 0, "suspended": true}, &res)
-	if res.CtrlID == "" {
-		t.Fatal("no ctrl_id")
-	}
-	code(t, c, -17, "nvme_controller_create", map[string]any{"nqn": nqn, "pf_id": 0})
-	call(t, c, "nvme_controller_attach_ns", map[string]any{"ctrl_id": res.CtrlID, "nsid": 1}, nil)
-	code(t, c, -17, "nvme_controller_attach_ns", map[string]any{"ctrl_id": res.CtrlID, "nsid": 1})
-	code(t, c, -16, "nvme_namespace_destroy", map[string]any{"nqn": nqn, "nsid": 1})
-	code(t, c, -16, "nvme_subsystem_destroy", map[string]any{"nqn": nqn})
-	call(t, c, "nvme_controller_resume", map[string]any{"ctrl_id": res.CtrlID}, nil)
-	var fns []struct {
-		PFIndex int    `json:"pf_index"`
-		CtrlID  string `json:"ctrl_id"`
-		VFs     []struct {
-			VFIndex int `json:"vf_index"`
-		} `json:"vfs"`
-	}
-	call(t, c, "emulation_function_list", map[string]any{"all": true}, &fns)
-	if len(fns) != 1 || fns[0].CtrlID != res.CtrlID || len(fns[0].VFs) != 2 {
-		t.Fatalf("functions = %+v", fns)
-	}
-	var subs []struct {
-		Namespaces []struct {
-			NSID        int    `json:"nsid"`
-			Bdev        string `json:"bdev"`
-			Controllers []struct {
-				CtrlID string `json:"ctrl_id"`
-			} `json:"controllers"`
-		} `json:"namespaces"`
-	}
-	call(t, c, "nvme_subsystem_list", nil, &subs)
-	if len(subs) != 1 || subs[0].Namespaces[0].Bdev != "d0" || subs[0].Namespaces[0].Controllers[0].CtrlID != res.CtrlID {
-		t.Fatalf("subsystems = %+v", subs)
-	}
-	// The bdev is claimed while SNAP exposes it.
-	bs, _ := c.GetBdevs(context.Background(), "d0")
-	if !bs[0].Claimed {
-		t.Fatal("bdev not claimed")
-	}
-	call(t, c, "nvme_controller_detach_ns", map[string]any{"ctrl_id": res.CtrlID, "nsid": 1}, nil)
-	code(t, c, -19, "nvme_controller_detach_ns", map[string]any{"ctrl_id": res.CtrlID, "nsid": 1})
-	call(t, c, "nvme_namespace_destroy", map[string]any{"nqn": nqn, "nsid": 1}, nil)
-	call(t, c, "nvme_controller_destroy", map[string]any{"ctrl_id": res.CtrlID, "force": true}, nil)
-	call(t, c, "nvme_subsystem_destroy", map[string]any{"nqn": nqn}, nil)
-	code(t, c, -19, "nvme_subsystem_destroy", map[string]any{"nqn": nqn})
-	if e.MutatingCalls() == 0 || e.Calls("nvme_subsystem_list") != 1 {
-		t.Fatalf("counters = %v", e.CallCounts())
-	}
 }

@@ -2,8 +2,8 @@
 // JSON-RPC methods the agent uses, served on a unix socket. Its results,
 // error codes and messages and its wire quirks come from the transcripts of a
 // real SPDK v24.09 in /work/shared/spdk-transcripts (replayed by
-// TestTranscriptReplay); the SNAP methods follow research/spdk.md §3.1 because
-// no transcript exists for them. It counts calls per method so tests can
+// TestTranscriptReplay); the SNAP methods follow docs/bluefield-snap.md
+// because no transcript exists for them. It counts calls per method so tests can
 // assert that an unchanged reconcile makes no mutating call.
 package spdktest
 
@@ -33,11 +33,20 @@ type Options struct {
 	// pipelined later request is answered first). Default 2ms; negative = 0.
 	AttachLatency time.Duration
 	// Debug adds spdktest_get_call_counts and spdktest_reset_call_counts,
-	// so tests can read the counters of an emulator run as a process.
+	// so tests can read the counters of an emulator run as a process, and
+	// spdktest_snap_host (SNAPHost).
 	Debug bool
 	// SNAPPFs and SNAPVFs size the emulated NVMe functions SNAP can put a
-	// controller on (default 2 PFs with 8 VFs each).
+	// controller on: static PFs (default 2) and the most VFs each may have
+	// (default 8). VFs exist only after EnableSRIOV, as on a real host.
 	SNAPPFs, SNAPVFs int
+	// SNAPNoInitConfig starts SNAP without NVIDIA's published init
+	// configuration (by default subsystem SNAPInitNQN with the admin-only
+	// controller SNAPInitCtrl on PF 0 exists from the start).
+	SNAPNoInitConfig bool
+	// SNAPVirtioBlkPFs adds virtio-blk emulation PFs to
+	// emulation_function_list (functions the NVMe driver must ignore).
+	SNAPVirtioBlkPFs int
 	// PathTick is how often lost paths advance (default 25ms). A fleet
 	// benchmark running a hundred emulators on the conductor's cores sets
 	// it longer: each tick wakes every emulator, faults or not.
@@ -45,7 +54,8 @@ type Options struct {
 }
 
 // Emulator is one emulated SPDK process. Start/Stop may be repeated; every
-// Start begins with an empty configuration, like a restarted SPDK.
+// Start begins with an empty configuration (SNAP: its init configuration),
+// like a restarted SPDK.
 type Emulator struct {
 	opts Options
 
@@ -59,6 +69,9 @@ type Emulator struct {
 	ln      net.Listener
 	vfio    map[string]*net.UnixListener // VFIOUSER traddr -> its cntrl socket
 	conns   map[net.Conn]struct{}
+	// sriov is the host's sriov_numvfs per SNAP NVMe PF: host state that
+	// outlives a SNAP restart.
+	sriov   map[int]int
 	stop    chan struct{}
 	path    string
 	methods []string
@@ -86,7 +99,7 @@ func New(opts Options) *Emulator {
 	if opts.SNAPVFs == 0 {
 		opts.SNAPVFs = 8
 	}
-	e := &Emulator{opts: opts, calls: map[string]int{}, reqs: map[string][]json.RawMessage{}, inject: map[string][]rpcError{}}
+	e := &Emulator{opts: opts, calls: map[string]int{}, reqs: map[string][]json.RawMessage{}, inject: map[string][]rpcError{}, sriov: map[int]int{}}
 	e.remotes = append(e.remotes, opts.Remotes...)
 	e.methods = methodNames()
 	e.st = newState()
@@ -108,6 +121,7 @@ func (e *Emulator) Start(path string) error {
 	}
 	e.ln, e.path = ln, path
 	e.st = newState()
+	e.snapInit(e.st)
 	e.vfio = map[string]*net.UnixListener{}
 	e.conns = map[net.Conn]struct{}{}
 	e.stop = make(chan struct{})
@@ -552,6 +566,8 @@ func (e *Emulator) dispatch(method string, params json.RawMessage, hasParams boo
 			return true, nil
 		case "spdktest_remove_remote", "spdktest_add_remote":
 			return e.debugRemote(method, params)
+		case "spdktest_snap_host":
+			return e.SNAPHost(), nil
 		}
 	}
 	e.advancePaths(time.Now())

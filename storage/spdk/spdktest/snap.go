@@ -1,14 +1,38 @@
 package spdktest
 
-// DOCA SNAP 4 methods. No transcript of a real SNAP exists; names and
-// parameter keys follow research/spdk.md §3.1 (NVIDIA's DPF Go client), and
-// the error codes are the emulator's choice: decode errors -32602, missing
-// objects -19, duplicates -17, objects in use -16.
+// DOCA SNAP 4 methods. No transcript of a real SNAP exists: the method names,
+// parameter keys and result shapes follow docs/bluefield-snap.md (NVIDIA's
+// SNAP JSON-RPC client in NVIDIA/doca-platform and NVIDIA's published SNAP
+// configuration); every key not listed there is refused like SPDK refuses an
+// unknown key (-32602). Error codes are the emulator's choice (SNAP's are not
+// published): decode errors -32602, missing objects -19, duplicates -17,
+// objects in use -16.
+//
+// The card it emulates: SNAPPFs static NVMe PFs (not hot-plugged), each with
+// up to SNAPVFs VFs that exist only once the host enabled SR-IOV on the PF
+// (EnableSRIOV), and, unless SNAPNoInitConfig, the controller NVIDIA's
+// published snap_rpc_init.conf pre-creates: subsystem
+// nqn.2022-10.io.nvda.nvme:0 with the admin-only controller NVMeCtrl1 on PF 0.
 
 import (
 	"encoding/json"
 	"fmt"
 	"sort"
+)
+
+const (
+	// SNAPInitNQN and SNAPInitCtrl are the subsystem and controller of
+	// NVIDIA's published SNAP init configuration.
+	SNAPInitNQN  = "nqn.2022-10.io.nvda.nvme:0"
+	SNAPInitCtrl = "NVMeCtrl1"
+	// snapDefaultNN is the maximal nsid of a subsystem created without nn
+	// (NVIDIA's client relies on it being 0xFFFFFFFE).
+	snapDefaultNN = 0xFFFFFFFE
+	snapTypeNVMe  = "NVME"
+	// snapTypeVirtioBlk marks the virtio-blk PFs of SNAPVirtioBlkPFs. The
+	// exact string SNAP uses is not published; the agent only relies on
+	// NVMe functions being "NVME".
+	snapTypeVirtioBlk = "VIRTIO_BLK"
 )
 
 type snapNS struct {
@@ -28,15 +52,42 @@ type snapCtrl struct {
 	pf        int
 	vf        *int
 	suspended bool
+	adminOnly bool
 	nsids     []int
 }
 
-func (e *Emulator) snapBDF(pf int, vf *int) string {
-	if vf == nil {
-		return fmt.Sprintf("0000:3b:00.%d", pf)
+// snapFn is one emulated PCIe function.
+type snapFn struct {
+	typ    string
+	pf     int
+	vf     *int
+	bdf    string
+	vuid   string
+	vhcaID int
+}
+
+// snapFunctions lists the functions the host has now: the static PFs and
+// the VFs SR-IOV enabled. Called with e.mu held.
+func (e *Emulator) snapFunctions() []snapFn {
+	var out []snapFn
+	for pf := 0; pf < e.opts.SNAPPFs; pf++ {
+		out = append(out, snapFn{typ: snapTypeNVMe, pf: pf, bdf: fmt.Sprintf("3b:00.%d", 2+pf),
+			vuid: fmt.Sprintf("MT0000EMU0NVMES0D0F%d", 2+pf), vhcaID: 2 + pf})
+		for vf := 0; vf < e.sriov[pf]; vf++ {
+			v, n := vf, pf*e.opts.SNAPVFs+vf
+			out = append(out, snapFn{typ: snapTypeNVMe, pf: pf, vf: &v, bdf: fmt.Sprintf("3b:%02x.%d", 4+n/8, n%8),
+				vuid: fmt.Sprintf("MT0000EMU0NVMES0D0F%dVF%d", 2+pf, vf+1), vhcaID: 100 + n})
+		}
 	}
-	n := 1 + pf*e.opts.SNAPVFs + *vf
-	return fmt.Sprintf("0000:3b:%02x.%d", n/8, n%8)
+	for i := 0; i < e.opts.SNAPVirtioBlkPFs; i++ {
+		out = append(out, snapFn{typ: snapTypeVirtioBlk, pf: i, bdf: fmt.Sprintf("3b:00.%d", 2+e.opts.SNAPPFs+i),
+			vuid: fmt.Sprintf("MT0000EMU0VRTBLKS0D0F%d", 2+e.opts.SNAPPFs+i), vhcaID: 50 + i})
+	}
+	return out
+}
+
+func sameFn(pf int, vf *int, pf2 int, vf2 *int) bool {
+	return pf == pf2 && (vf == nil) == (vf2 == nil) && (vf == nil || *vf == *vf2)
 }
 
 func (s *state) snapCtrl(id string) *snapCtrl {
@@ -50,11 +101,75 @@ func (s *state) snapCtrl(id string) *snapCtrl {
 
 func (s *state) snapCtrlOn(pf int, vf *int) *snapCtrl {
 	for _, c := range s.snapCtrls {
-		if c.pf == pf && (c.vf == nil) == (vf == nil) && (vf == nil || *c.vf == *vf) {
+		if sameFn(c.pf, c.vf, pf, vf) {
 			return c
 		}
 	}
 	return nil
+}
+
+// snapInit applies the published init configuration to a fresh state.
+func (e *Emulator) snapInit(s *state) {
+	if e.opts.SNAPNoInitConfig || e.opts.SNAPPFs == 0 {
+		return
+	}
+	s.snapSubs[SNAPInitNQN] = &snapSubsystem{nqn: SNAPInitNQN, sn: "SNAPEMU0", mn: "SNAP emulated NVMe", nn: snapDefaultNN, mnan: 1024}
+	s.snapCtrls = append(s.snapCtrls, &snapCtrl{id: SNAPInitCtrl, nqn: SNAPInitNQN, pf: 0, adminOnly: true})
+	s.snapNextID = 1
+}
+
+// EnableSRIOV is the host writing n to sriov_numvfs of NVMe PF pf: its VFs
+// 0..n-1 appear in emulation_function_list (0 removes them). SR-IOV is host
+// state: it survives a SNAP restart. A VF that holds a controller cannot go.
+func (e *Emulator) EnableSRIOV(pf, n int) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if pf < 0 || pf >= e.opts.SNAPPFs || n < 0 || n > e.opts.SNAPVFs {
+		return fmt.Errorf("spdktest: sriov_numvfs %d on NVMe PF %d: the card has %d PFs with at most %d VFs", n, pf, e.opts.SNAPPFs, e.opts.SNAPVFs)
+	}
+	for _, c := range e.st.snapCtrls {
+		if c.pf == pf && c.vf != nil && *c.vf >= n {
+			return fmt.Errorf("spdktest: VF %d of PF %d holds controller %s", *c.vf, pf, c.id)
+		}
+	}
+	e.sriov[pf] = n
+	return nil
+}
+
+// SNAPPFs is the number of static NVMe emulation PFs.
+func (e *Emulator) SNAPPFs() int { return e.opts.SNAPPFs }
+
+// SNAPHostFunction is what the host sees on one emulated NVMe function that
+// has a controller.
+type SNAPHostFunction struct {
+	PF        int    `json:"pf"`
+	VF        *int   `json:"vf,omitempty"`
+	CtrlID    string `json:"ctrl_id"`
+	NQN       string `json:"nqn"`
+	AdminOnly bool   `json:"admin_only"`
+	// Running is false while the controller is suspended: the host sees
+	// none of its namespaces.
+	Running bool  `json:"running"`
+	NSIDs   []int `json:"nsids"`
+}
+
+// SNAPHost lists the functions with a controller, PFs first.
+func (e *Emulator) SNAPHost() []SNAPHostFunction {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []SNAPHostFunction
+	for _, c := range e.st.snapCtrls {
+		out = append(out, SNAPHostFunction{PF: c.pf, VF: c.vf, CtrlID: c.id, NQN: c.nqn, AdminOnly: c.adminOnly,
+			Running: !c.suspended, NSIDs: append([]int(nil), c.nsids...)})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.PF != b.PF {
+			return a.PF < b.PF
+		}
+		return a.VF == nil || (b.VF != nil && *a.VF < *b.VF)
+	})
+	return out
 }
 
 func snapFunctionList(e *Emulator, params json.RawMessage, _ bool) (any, error) {
@@ -64,53 +179,44 @@ func snapFunctionList(e *Emulator, params json.RawMessage, _ bool) (any, error) 
 	if err := decodeStrict(params, &p); err != nil {
 		return nil, errInvalidParams
 	}
-	type vfJSON struct {
-		VFIndex int    `json:"vf_index"`
-		PCIBDF  string `json:"pci_bdf"`
-		VhcaID  int    `json:"vhca_id"`
-		VUID    string `json:"vuid"`
-		CtrlID  string `json:"ctrl_id"`
-	}
-	type pfJSON struct {
-		EmulationType string   `json:"emulation_type"`
-		PFIndex       int      `json:"pf_index"`
-		PCIBDF        string   `json:"pci_bdf"`
-		VhcaID        int      `json:"vhca_id"`
-		VUID          string   `json:"vuid"`
-		Hotplugged    bool     `json:"hotplugged"`
-		CtrlID        string   `json:"ctrl_id"`
-		VFs           []vfJSON `json:"vfs"`
+	type fnJSON struct {
+		Hotplugged    bool      `json:"hotplugged"`
+		EmulationType string    `json:"emulation_type"`
+		PFIndex       int       `json:"pf_index"`
+		VFIndex       *int      `json:"vf_index,omitempty"`
+		PCIBDF        string    `json:"pci_bdf"`
+		VhcaID        int       `json:"vhca_id"`
+		VUID          string    `json:"vuid"`
+		CtrlID        string    `json:"ctrl_id,omitempty"`
+		VFs           *[]fnJSON `json:"vfs,omitempty"`
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	out := []pfJSON{}
-	for pf := 0; pf < e.opts.SNAPPFs; pf++ {
-		j := pfJSON{EmulationType: "NVME", PFIndex: pf, PCIBDF: e.snapBDF(pf, nil), VhcaID: 0x100 + pf,
-			VUID: fmt.Sprintf("EMUVUID%02dPF", pf), VFs: []vfJSON{}}
-		if c := e.st.snapCtrlOn(pf, nil); c != nil {
+	out := []fnJSON{}
+	for _, f := range e.snapFunctions() {
+		j := fnJSON{EmulationType: f.typ, PFIndex: f.pf, VFIndex: f.vf, PCIBDF: f.bdf, VhcaID: f.vhcaID, VUID: f.vuid}
+		if c := e.st.snapCtrlOn(f.pf, f.vf); c != nil && f.typ == snapTypeNVMe {
 			j.CtrlID = c.id
 		}
-		for vf := 0; vf < e.opts.SNAPVFs; vf++ {
-			v := vf
-			vj := vfJSON{VFIndex: vf, PCIBDF: e.snapBDF(pf, &v), VhcaID: 0x200 + pf*e.opts.SNAPVFs + vf,
-				VUID: fmt.Sprintf("EMUVUID%02dVF%03d", pf, vf)}
-			if c := e.st.snapCtrlOn(pf, &v); c != nil {
-				vj.CtrlID = c.id
-			}
-			j.VFs = append(j.VFs, vj)
+		if f.vf == nil {
+			j.VFs = &[]fnJSON{}
+			out = append(out, j)
+			continue
 		}
-		out = append(out, j)
+		for i := range out {
+			if out[i].VFIndex == nil && out[i].PFIndex == f.pf && out[i].EmulationType == f.typ {
+				*out[i].VFs = append(*out[i].VFs, j)
+			}
+		}
 	}
 	return out, nil
 }
 
 func snapSubsystemCreate(e *Emulator, params json.RawMessage, _ bool) (any, error) {
+	// Only nqn: the JSON keys of the CLI's -sn/-mn/-nn/-mnan are not
+	// published, and NVIDIA's own client sends nqn alone.
 	var p struct {
-		NQN          *string `json:"nqn"`
-		SerialNumber string  `json:"serial_number"`
-		ModelNumber  string  `json:"model_number"`
-		NN           int     `json:"nn"`
-		MNAN         int     `json:"mnan"`
+		NQN *string `json:"nqn"`
 	}
 	if err := decodeStrict(params, &p); err != nil || p.NQN == nil || *p.NQN == "" {
 		return nil, errInvalidParams
@@ -120,14 +226,7 @@ func snapSubsystemCreate(e *Emulator, params json.RawMessage, _ bool) (any, erro
 	if _, dup := e.st.snapSubs[*p.NQN]; dup {
 		return nil, errEEXIST
 	}
-	s := &snapSubsystem{nqn: *p.NQN, sn: p.SerialNumber, mn: p.ModelNumber, nn: p.NN, mnan: p.MNAN}
-	if s.nn == 0 {
-		s.nn = 1024
-	}
-	if s.mnan == 0 {
-		s.mnan = s.nn
-	}
-	e.st.snapSubs[s.nqn] = s
+	e.st.snapSubs[*p.NQN] = &snapSubsystem{nqn: *p.NQN, sn: fmt.Sprintf("SNAPEMU%d", len(e.st.snapSubs)), mn: "SNAP emulated NVMe", nn: snapDefaultNN, mnan: 1024}
 	return true, nil
 }
 
@@ -160,9 +259,7 @@ type snapNSJSON struct {
 	NSID        int          `json:"nsid"`
 	Bdev        string       `json:"bdev"`
 	UUID        string       `json:"uuid,omitempty"`
-	NGUID       string       `json:"nguid,omitempty"`
 	NQN         string       `json:"nqn"`
-	Ready       bool         `json:"ready"`
 	Controllers []ctrlIDJSON `json:"controllers"`
 }
 
@@ -175,7 +272,7 @@ func (s *state) snapNSJSON(sub *snapSubsystem) []snapNSJSON {
 	nss := append([]*snapNS{}, sub.namespaces...)
 	sort.Slice(nss, func(i, j int) bool { return nss[i].nsid < nss[j].nsid })
 	for _, ns := range nss {
-		j := snapNSJSON{NSID: ns.nsid, Bdev: ns.bdev, UUID: ns.uuid, NGUID: ns.nguid, NQN: sub.nqn, Ready: true, Controllers: []ctrlIDJSON{}}
+		j := snapNSJSON{NSID: ns.nsid, Bdev: ns.bdev, UUID: ns.uuid, NQN: sub.nqn, Controllers: []ctrlIDJSON{}}
 		for _, c := range s.snapCtrls {
 			for _, n := range c.nsids {
 				if c.nqn == sub.nqn && n == ns.nsid {
@@ -319,8 +416,8 @@ func snapControllerCreate(e *Emulator, params json.RawMessage, _ bool) (any, err
 		NQN                *string `json:"nqn"`
 		PFID               *int    `json:"pf_id"`
 		VFID               *int    `json:"vf_id"`
-		PCIBDF             string  `json:"pci_bdf"`
-		VUID               string  `json:"vuid"`
+		PCIBDF             *string `json:"pci_bdf"`
+		VUID               *string `json:"vuid"`
 		VhcaID             *int    `json:"vhca_id"`
 		Ctrl               string  `json:"ctrl"`
 		NumQueues          int     `json:"num_queues"`
@@ -332,8 +429,14 @@ func snapControllerCreate(e *Emulator, params json.RawMessage, _ bool) (any, err
 	if err := decodeStrict(params, &p); err != nil || p.NQN == nil {
 		return nil, errInvalidParams
 	}
-	// The emulator addresses functions by pf_id[/vf_id] only.
-	if p.PFID == nil || p.PCIBDF != "" || p.VUID != "" || p.VhcaID != nil {
+	// Exactly one way of naming the function (vf_id only with pf_id).
+	selectors := 0
+	for _, set := range []bool{p.PFID != nil, p.PCIBDF != nil, p.VUID != nil, p.VhcaID != nil} {
+		if set {
+			selectors++
+		}
+	}
+	if selectors != 1 || (p.VFID != nil && p.PFID == nil) {
 		return nil, errInvalidParams
 	}
 	e.mu.Lock()
@@ -341,10 +444,21 @@ func snapControllerCreate(e *Emulator, params json.RawMessage, _ bool) (any, err
 	if _, ok := e.st.snapSubs[*p.NQN]; !ok {
 		return nil, errENODEV
 	}
-	if *p.PFID < 0 || *p.PFID >= e.opts.SNAPPFs || (p.VFID != nil && (*p.VFID < 0 || *p.VFID >= e.opts.SNAPVFs)) {
+	var fn *snapFn
+	for _, f := range e.snapFunctions() {
+		if f.typ != snapTypeNVMe {
+			continue
+		}
+		if (p.PFID != nil && sameFn(f.pf, f.vf, *p.PFID, p.VFID)) || (p.PCIBDF != nil && f.bdf == *p.PCIBDF) ||
+			(p.VUID != nil && f.vuid == *p.VUID) || (p.VhcaID != nil && f.vhcaID == *p.VhcaID) {
+			fn = &f
+			break
+		}
+	}
+	if fn == nil {
 		return nil, errENODEV
 	}
-	if e.st.snapCtrlOn(*p.PFID, p.VFID) != nil {
+	if e.st.snapCtrlOn(fn.pf, fn.vf) != nil {
 		return nil, errEEXIST
 	}
 	id := p.Ctrl
@@ -355,7 +469,7 @@ func snapControllerCreate(e *Emulator, params json.RawMessage, _ bool) (any, err
 	if e.st.snapCtrl(id) != nil {
 		return nil, errEEXIST
 	}
-	e.st.snapCtrls = append(e.st.snapCtrls, &snapCtrl{id: id, nqn: *p.NQN, pf: *p.PFID, vf: p.VFID, suspended: p.Suspended})
+	e.st.snapCtrls = append(e.st.snapCtrls, &snapCtrl{id: id, nqn: *p.NQN, pf: fn.pf, vf: fn.vf, suspended: p.Suspended, adminOnly: p.AdminOnly})
 	return struct {
 		CtrlID string `json:"ctrl_id"`
 	}{id}, nil
@@ -394,23 +508,28 @@ func snapControllerList(e *Emulator, params json.RawMessage, _ bool) (any, error
 		NSID int    `json:"nsid"`
 		Bdev string `json:"bdev"`
 	}
+	// No suspended/running field: none is published (the agent tracks
+	// activation itself).
 	type ctrlJSON struct {
 		CtrlID     string  `json:"ctrl_id"`
 		NQN        string  `json:"nqn"`
-		PFIndex    int     `json:"pf_index"`
-		VFIndex    *int    `json:"vf_index,omitempty"`
-		PCIBDF     string  `json:"pci_bdf"`
-		Suspended  bool    `json:"suspended"`
+		VhcaID     int     `json:"vhca_id"`
 		Namespaces []nsRef `json:"namespaces"`
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	fns := e.snapFunctions()
 	out := []ctrlJSON{}
 	for _, c := range e.st.snapCtrls {
 		if p.NQN != "" && p.NQN != c.nqn {
 			continue
 		}
-		j := ctrlJSON{CtrlID: c.id, NQN: c.nqn, PFIndex: c.pf, VFIndex: c.vf, PCIBDF: e.snapBDF(c.pf, c.vf), Suspended: c.suspended, Namespaces: []nsRef{}}
+		j := ctrlJSON{CtrlID: c.id, NQN: c.nqn, Namespaces: []nsRef{}}
+		for _, f := range fns {
+			if f.typ == snapTypeNVMe && sameFn(f.pf, f.vf, c.pf, c.vf) {
+				j.VhcaID = f.vhcaID
+			}
+		}
 		sub := e.st.snapSubs[c.nqn]
 		for _, n := range c.nsids {
 			r := nsRef{NSID: n}
@@ -480,6 +599,9 @@ func snapControllerNS(attach bool) handler {
 	}
 }
 
+// snapControllerSuspend serves nvme_controller_suspend and _resume; both are
+// idempotent here (resuming a running controller succeeds: assumed, see
+// docs/bluefield-snap.md).
 func snapControllerSuspend(suspend bool) handler {
 	return func(e *Emulator, params json.RawMessage, _ bool) (any, error) {
 		var p struct {
@@ -490,6 +612,9 @@ func snapControllerSuspend(suspend bool) handler {
 		}
 		if err := decodeStrict(params, &p); err != nil || p.CtrlID == nil {
 			return nil, errInvalidParams
+		}
+		if !suspend && (p.AdminOnly || p.LiveUpdateNotifier || p.TimeoutMS != 0) {
+			return nil, errInvalidParams // suspend-only flags
 		}
 		e.mu.Lock()
 		defer e.mu.Unlock()
