@@ -16,8 +16,8 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/bluefield"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/oneshot"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
-	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 	"github.com/ironic-dpu/ironic-dpu-agent/rpcapi"
+	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 )
 
 // Exit codes of `check`: a config problem stops at once; otherwise the code is
