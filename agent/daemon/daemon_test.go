@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,66 +19,11 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/daemon"
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/httpapi"
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/sdnotify/sdnotifytest"
+	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk/spdktest"
 )
 
 const node = "1be26c0b-03f2-4d2e-ae87-c02d7f33c123"
-
-// hungSPDK accepts connections and reads requests but never answers.
-func hungSPDK(t *testing.T, path string) {
-	t.Helper()
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Go(func() { _, _ = io.Copy(io.Discard, c) }) // ends when c is closed
-		}
-	})
-	t.Cleanup(func() {
-		_ = l.Close()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-}
-
-// notifySocket is a fake systemd notify socket; it returns what arrives.
-func notifySocket(t *testing.T, path string) <-chan string {
-	t.Helper()
-	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make(chan string, 10000)
-	done := make(chan struct{})
-	go func() { // ends when the socket is closed at cleanup
-		defer close(done)
-		buf := make([]byte, 4096)
-		for {
-			n, err := c.Read(buf)
-			if err != nil {
-				return
-			}
-			out <- string(buf[:n])
-		}
-	}()
-	t.Cleanup(func() { _ = c.Close(); <-done })
-	return out
-}
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -111,10 +55,9 @@ func getJSON(t *testing.T, url string, v any) int {
 // shutdown.
 func TestDaemonNotifiesSystemdAndFeedsTheWatchdogOnlyWhileAlive(t *testing.T) {
 	dir := t.TempDir()
-	spdkSock := filepath.Join(dir, "spdk.sock")
-	hungSPDK(t, spdkSock)
-	got := notifySocket(t, filepath.Join(dir, "notify.sock"))
-	t.Setenv("NOTIFY_SOCKET", filepath.Join(dir, "notify.sock"))
+	spdkSock := spdktest.HungT(t)
+	notifyName, got := sdnotifytest.ListenT(t, "")
+	t.Setenv("NOTIFY_SOCKET", notifyName)
 	t.Setenv("WATCHDOG_USEC", "300000")
 	t.Setenv("WATCHDOG_PID", "")
 

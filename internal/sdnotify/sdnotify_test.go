@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -16,31 +14,8 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/sdnotify"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/sdnotify/sdnotifytest"
 )
-
-// listen is a fake service manager socket; it returns the received datagrams.
-func listen(t *testing.T, name string) <-chan string {
-	t.Helper()
-	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: name, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make(chan string, 1000)
-	done := make(chan struct{})
-	go func() { // ends when the socket is closed at cleanup
-		defer close(done)
-		buf := make([]byte, 4096)
-		for {
-			n, err := c.Read(buf)
-			if err != nil {
-				return
-			}
-			out <- string(buf[:n])
-		}
-	}()
-	t.Cleanup(func() { _ = c.Close(); <-done })
-	return out
-}
 
 func recv(t *testing.T, c <-chan string) string {
 	t.Helper()
@@ -54,11 +29,11 @@ func recv(t *testing.T, c <-chan string) string {
 }
 
 func TestNotifyPathAndAbstractSockets(t *testing.T) {
-	for _, name := range []string{
-		filepath.Join(t.TempDir(), "notify.sock"),
+	for _, want := range []string{
+		"", // a path
 		fmt.Sprintf("@ironic-dpu-agent-test-%d-%d", os.Getpid(), time.Now().UnixNano()),
 	} {
-		got := listen(t, name)
+		name, got := sdnotifytest.ListenT(t, want)
 		t.Setenv("NOTIFY_SOCKET", name)
 		n, err := sdnotify.FromEnv()
 		if err != nil || n == nil {
@@ -117,8 +92,7 @@ func TestWatchdogTimeoutHonoursPID(t *testing.T) {
 // Pings come every timeout/2 while alive, none while a loop is stuck (the
 // reason goes to STATUS=), and they resume when it recovers.
 func TestWatchdogFedOnlyWhileAlive(t *testing.T) {
-	name := filepath.Join(t.TempDir(), "notify.sock")
-	got := listen(t, name)
+	name, got := sdnotifytest.ListenT(t, "")
 	t.Setenv("NOTIFY_SOCKET", name)
 	n, err := sdnotify.FromEnv()
 	if err != nil {
