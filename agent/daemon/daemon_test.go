@@ -101,22 +101,7 @@ func TestDaemonNotifiesSystemdAndFeedsTheWatchdogOnlyWhileAlive(t *testing.T) {
 	}()
 	base := "http://" + cfg.Default.HealthListen
 
-	// count collects notifications for d: WATCHDOG=1 pings and the others.
-	count := func(d time.Duration) (pings int, other []string) {
-		end := time.After(d)
-		for {
-			select {
-			case m := <-got:
-				if m == "WATCHDOG=1" {
-					pings++
-				} else {
-					other = append(other, m)
-				}
-			case <-end:
-				return
-			}
-		}
-	}
+	count := func(d time.Duration) (int, []string) { return sdnotifytest.Collect(got, d) }
 	select {
 	case m := <-got:
 		if !strings.HasPrefix(m, "READY=1") {

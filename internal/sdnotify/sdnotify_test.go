@@ -111,21 +111,7 @@ func TestWatchdogFedOnlyWhileAlive(t *testing.T) {
 	go func() { defer close(done); sdnotify.Watchdog(ctx, n, 40*time.Millisecond, alive, zaptest.NewLogger(t)) }()
 	defer func() { cancel(); <-done }()
 
-	count := func(d time.Duration) (pings int, other []string) {
-		end := time.After(d)
-		for {
-			select {
-			case m := <-got:
-				if m == "WATCHDOG=1" {
-					pings++
-				} else {
-					other = append(other, m)
-				}
-			case <-end:
-				return
-			}
-		}
-	}
+	count := func(d time.Duration) (int, []string) { return sdnotifytest.Collect(got, d) }
 	if p, _ := count(400 * time.Millisecond); p < 5 {
 		t.Fatalf("%d pings in 400ms at a 20ms period", p)
 	}

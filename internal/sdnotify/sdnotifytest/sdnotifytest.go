@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // ListenT listens on name (a path, or "@name" for the abstract namespace;
@@ -40,4 +41,22 @@ func ListenT(t testing.TB, name string) (string, <-chan string) {
 	}()
 	t.Cleanup(func() { _ = c.Close(); <-done })
 	return name, out
+}
+
+// Collect reads got for d: the WATCHDOG=1 pings are counted, every other
+// notification is returned.
+func Collect(got <-chan string, d time.Duration) (pings int, other []string) {
+	end := time.After(d)
+	for {
+		select {
+		case m := <-got:
+			if m == "WATCHDOG=1" {
+				pings++
+			} else {
+				other = append(other, m)
+			}
+		case <-end:
+			return pings, other
+		}
+	}
 }
