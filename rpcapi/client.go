@@ -129,6 +129,7 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 		sess.close()
 		return nil, fmt.Errorf("reply queue %s: %w", c.replyQ, err)
 	}
+	c.log.Debug("rpc client connected", zap.String("broker", sess.addr))
 	c.sess, c.declared, c.readDone = sess, map[string]bool{}, make(chan struct{})
 	go c.readReplies(sess, dels, c.readDone) // ends when the connection closes
 	return sess, nil
