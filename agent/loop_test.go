@@ -207,12 +207,12 @@ func TestSingleItemWaitIsBounded(t *testing.T) {
 // name; the idle loop beside it (and a loop that finished) stays alive, and
 // the stuck one is alive again once its reconcile returns.
 func TestHungReconcileIsReportedStuckByItsLoopOnly(t *testing.T) {
-	mon := liveness.New(200 * time.Millisecond)
+	mon := liveness.New(500 * time.Millisecond)
 	a, stor, _ := twoComponents(t, agent.Options{Liveness: mon})
 	if got := strings.Join(mon.Names(), ","); got != "reconcile/network,reconcile/storage" {
 		t.Fatalf("loops %s", got)
 	}
-	time.Sleep(500 * time.Millisecond) // idle loops, longer than the bound
+	time.Sleep(1500 * time.Millisecond) // idle loops, longer than the bound
 	if err := mon.Check(); err != nil {
 		t.Fatalf("idle loops reported stuck: %v", err)
 	}
@@ -222,7 +222,7 @@ func TestHungReconcileIsReportedStuckByItsLoopOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return stor.Started() >= 1 })
-	time.Sleep(400 * time.Millisecond)
+	time.Sleep(1200 * time.Millisecond)
 	var se *liveness.StuckError
 	if err := mon.Check(); !errors.As(err, &se) || len(se.Loops) != 1 || se.Loops[0].Name != "reconcile/storage" {
 		t.Fatalf("Check = %v, want reconcile/storage stuck alone", err)

@@ -95,8 +95,8 @@ func TestServerBeatsWhileTheBrokerIsDown(t *testing.T) {
 	addr := ln.Addr().String()
 	_ = ln.Close() // nothing listens: every dial is refused
 	o := config.Defaults().Rabbit
-	o.RetryInterval, o.RetryBackoff, o.IntervalMax = 5, 0, 5 // one long sleep
-	mon := liveness.New(300 * time.Millisecond)
+	o.RetryInterval, o.RetryBackoff, o.IntervalMax = 10, 0, 10 // one long sleep
+	mon := liveness.New(500 * time.Millisecond)
 	s, err := NewServer(ServerConfig{URL: "rabbit://guest:guest@" + addr + "/", Rabbit: o,
 		Target: Target{Topic: "t", Server: "s"}, Dispatcher: NewDispatcher("1.0", ""), Beat: mon.Register("rpc/server")})
 	if err != nil {
@@ -106,7 +106,7 @@ func TestServerBeatsWhileTheBrokerIsDown(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+	for end := time.Now().Add(2500 * time.Millisecond); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 		if err := mon.Check(); err != nil {
 			t.Fatalf("broker outage made the server loop look stuck: %v", err)
 		}
