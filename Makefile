@@ -56,10 +56,13 @@ lint: ## gofmt, go vet, staticcheck, shellcheck, python byte-compile, systemd-an
 	shellcheck -x devstack/plugin.sh devstack/settings .ci/run .ci/deps.sh $$(git ls-files 'tests/*.sh' 'scripts/*.sh')
 	$(PY) -m compileall -q ironic_dpu nova tests/python tests/nova_driver
 	@# The unit's binary is not installed here: verify a copy running /bin/true.
-	@# verify exits 0 on unknown keys and bad values, so any output fails.
-	@if command -v systemd-analyze >/dev/null; then tmp=$$(mktemp -d); \
-	  sed 's|^ExecStart=/usr/bin/ironic-dpu-agent |ExecStart=/bin/true |' $(UNIT) > $$tmp/$$(basename $(UNIT)); \
-	  out=$$(systemd-analyze verify --man=no $$tmp/$$(basename $(UNIT)) 2>&1); rc=$$?; rm -rf $$tmp; \
+	@# verify exits 0 on unknown keys and bad values, so any line about the
+	@# unit fails; lines about the machine's other units (loaded through
+	@# multi-user.target) are not ours to judge.
+	@if command -v systemd-analyze >/dev/null; then tmp=$$(mktemp -d); u=$$(basename $(UNIT)); \
+	  sed 's|^ExecStart=/usr/bin/ironic-dpu-agent |ExecStart=/bin/true |' $(UNIT) > $$tmp/$$u; \
+	  all=$$(systemd-analyze verify --man=no --recursive-errors=no $$tmp/$$u 2>&1); rc=$$?; rm -rf $$tmp; \
+	  out=$$(grep -F "$$u" <<<"$$all"); \
 	  if [ $$rc -ne 0 ] || [ -n "$$out" ]; then echo "systemd-analyze verify $(UNIT):"; echo "$$out"; exit 1; fi; \
 	  else echo "systemd-analyze not installed: $(UNIT) not verified"; fi
 
