@@ -116,15 +116,22 @@ function configure_ironic_dpu_agent {
         iniset "$IRONIC_DPU_CONF" ironic password "$SERVICE_PASSWORD"
         iniset "$IRONIC_DPU_CONF" ironic project_name "$SERVICE_PROJECT_NAME"
     fi
+    # The unit runs as root without CAP_DAC_OVERRIDE: root must own it.
+    sudo chown root:root "$IRONIC_DPU_CONF"
 }
 
 function install_ironic_dpu_units {
     echo_summary "Installing the systemd units"
-    # The agent's unit is etc/ironic-dpu-agent.service; only paths change.
+    # The agent's unit is etc/ironic-dpu-agent/ironic-dpu-agent.service; only paths change.
     sed -e "s|/usr/bin/ironic-dpu-agent|$IRONIC_DPU_AGENT_BIN|g" \
         -e "s|/etc/ironic-dpu-agent|$IRONIC_DPU_CONF_DIR|g" \
-        "$IRONIC_DPU_DIR/etc/ironic-dpu-agent.service" \
+        "$IRONIC_DPU_DIR/etc/ironic-dpu-agent/ironic-dpu-agent.service" \
         | sudo tee "/etc/systemd/system/$IRONIC_DPU_UNIT" > /dev/null
+    # ProtectSystem=strict leaves only /var/lib/ironic-dpu-agent writable;
+    # devstack keeps the state (and the emulator's socket) under $DATA_DIR.
+    sudo install -d "/etc/systemd/system/$IRONIC_DPU_UNIT.d"
+    printf '[Service]\nReadWritePaths=%s\n' "$IRONIC_DPU_STATE_DIR" \
+        | sudo tee "/etc/systemd/system/$IRONIC_DPU_UNIT.d/devstack.conf" > /dev/null
     if [[ "$IRONIC_DPU_RUN_SPDK_EMULATOR" == True ]]; then
         sudo tee /etc/systemd/system/ironic-dpu-spdk-emulator.service > /dev/null <<UNIT
 [Unit]
@@ -172,6 +179,7 @@ function stop_ironic_dpu {
 function cleanup_ironic_dpu {
     stop_ironic_dpu
     sudo rm -f "/etc/systemd/system/$IRONIC_DPU_UNIT" /etc/systemd/system/ironic-dpu-spdk-emulator.service
+    sudo rm -rf "/etc/systemd/system/$IRONIC_DPU_UNIT.d"
     sudo rm -f "$IRONIC_DPU_AGENT_BIN" "$IRONIC_DPU_SPDK_EMULATOR_BIN"
     sudo rm -rf "$IRONIC_DPU_CONF_DIR" "$IRONIC_DPU_STATE_DIR"
     $SYSTEMCTL daemon-reload
