@@ -205,8 +205,7 @@ class DeployTests(AgentTestCase):
         self.failed.assert_not_called()
         self.node_power_action.assert_not_called()
         # Already resumed: the periodic leaves it to the step.
-        self.assertFalse(deploy._due(task.node.uuid,
-                                     task.node.driver_internal_info))
+        self.assertIsNone(deploy._waiting(task.node.driver_internal_info))
         deploy.DPUDeploy().check_convergence(task)
         self.resume.assert_called_once_with(task)
         # The resumed step boots the host without pushing again.
@@ -312,30 +311,30 @@ class DeployTests(AgentTestCase):
         self.resume.assert_not_called()
         self.failed.assert_not_called()
 
-    def test_periodic_locks_only_nodes_with_news(self):
-        # The predicate runs before any lock or node load: a pending agent
-        # costs one get_state; converged, failed or expired nodes are taken.
+    def test_pending_agent_is_not_locked(self):
+        # A pending agent costs one get_state, no lock; converged, failed
+        # or expired nodes are locked.
         CONF.set_override('state_wait_timeout', 30, group='dpu_agent')
         task = self.deploying()
         info = task.node.driver_internal_info
         pending = {'observed': {'generation': 1, 'volumes': [
             {'volume_id': 'boot', 'state': 'pending'}], 'vifs': []}}
         self.client.get_state.return_value = pending
-        self.assertFalse(deploy._due(task.node.uuid, info))
-        self.client.get_state.assert_called_once_with(
-            None, timeout=CONF.dpu_agent.ping_timeout)
+        verdict = deploy._ask(task.node.uuid, info, None, 5)
+        self.client.get_state.assert_called_once_with(None, timeout=5)
+        self.assertFalse(deploy._needs_lock(info, verdict))
         self.client.get_state.return_value = ATTACHED
-        self.assertTrue(deploy._due(task.node.uuid, info))
+        self.assertTrue(deploy._needs_lock(
+            info, deploy._ask(task.node.uuid, info, None, 5)))
         self.client.get_state.return_value = {'observed': {
             'generation': 1, 'volumes': [{'volume_id': 'boot',
                                           'state': 'error'}]}}
-        self.assertTrue(deploy._due(task.node.uuid, info))
+        self.assertTrue(deploy._needs_lock(
+            info, deploy._ask(task.node.uuid, info, None, 5)))
         self.client.get_state.return_value = pending
         self.now[0] += 30
-        self.assertTrue(deploy._due(task.node.uuid, info))
-        self.client.get_state.reset_mock()
-        self.assertFalse(deploy._due(task.node.uuid, {}))
-        self.client.get_state.assert_not_called()
+        self.assertTrue(deploy._needs_lock(
+            info, deploy._ask(task.node.uuid, info, None, 5)))
 
     def test_boot_host_boots_from_disk(self):
         task = self.make_task()
@@ -370,7 +369,7 @@ class DeployTests(AgentTestCase):
 
     def test_periodic_is_registered_for_deploywait(self):
         # Ironic collects an interface's periodics from these attributes.
-        fn = deploy.DPUDeploy._check_dpu_convergence
+        fn = deploy.DPUDeploy()._check_dpu_convergence
         self.assertTrue(getattr(fn, '_is_periodic', False))
         self.assertEqual(CONF.dpu_agent.state_check_interval,
                          fn._periodic_spacing)
