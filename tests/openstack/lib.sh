@@ -648,7 +648,8 @@ schemas() {   # 3 parallel chains (CPU bound); nova's is the long pole
 driver_install() {
   [ -d "$BASE/site" ] && return 0
   pyinstall_dpu "$IRONIC_DPU_ROOT" "$BASE/site" "$BASE/log/pip-install.out" || return 1
-  local f; f=$(PYTHONPATH=$BASE/site $PY -c 'import nova.virt.ironic_dpu as m; print(m.__file__)')
+  # (from $BASE: python -c puts the working directory, maybe a checkout, first)
+  local f; f=$(cd "$BASE" && PYTHONPATH=$BASE/site $PY -c 'import nova.virt.ironic_dpu as m; print(m.__file__)')
   [ "$f" = "$BASE/site/nova/virt/ironic_dpu/__init__.py" ] \
     || { os_log "nova.virt.ironic_dpu does not import from $BASE/site (${f:-no module})"; return 1; }
 }
