@@ -91,7 +91,7 @@ class DPUDeploy(base.DeployInterface):
         node = task.node
         wait = node.driver_internal_info.get(desired.WAIT_KEY)
         if wait and wait.get('converged'):
-            # Resumed by check_convergence: the agent is there already.
+            # Resumed by the periodic: the agent is there already.
             node.del_driver_internal_info(desired.WAIT_KEY)
             self.boot_host(task)
             return None
@@ -229,14 +229,6 @@ class DPUDeploy(base.DeployInterface):
         except (ir_exc.NodeNotFound, ir_exc.NodeLocked) as e:
             LOG.info('Node %s: %s; its DPU agent\'s convergence is '
                      'checked again next pass', node_uuid, e)
-
-    def check_convergence(self, task):
-        """Resume, fail, or keep waiting for one node in DEPLOYWAIT."""
-        info = task.node.driver_internal_info
-        verdict = _ask(task.node.uuid, info, task.context,
-                       CONF.dpu_agent.ping_timeout)
-        if _needs_lock(info, verdict):
-            self.settle(task, info[desired.WAIT_KEY], verdict)
 
     def settle(self, task, wait, verdict):
         """Act on the agent's verdict (errors, blocking, unbound) on the

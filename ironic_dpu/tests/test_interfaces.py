@@ -1,3 +1,4 @@
+import contextlib
 from unittest import mock
 
 from ironic.common import boot_devices
@@ -89,6 +90,16 @@ class DeployTests(AgentTestCase):
     def sleep(self, seconds):
         self.slept.append(seconds)
         self.now[0] += seconds
+
+    def check(self, task):
+        """One pass of the convergence periodic over task's node, which the
+        pass locks as task."""
+        iface = deploy.DPUDeploy()
+        task.driver.deploy = iface
+        with mock.patch.object(deploy.task_manager, 'acquire',
+                               return_value=contextlib.nullcontext(task)):
+            iface.check_waiting(task.context, [
+                (task.node.uuid, task.node.driver_internal_info)])
 
     def deploying(self, **kw):
         """A task whose deploy step ran: the node waits in DEPLOYWAIT."""
@@ -193,7 +204,7 @@ class DeployTests(AgentTestCase):
     def test_converged_resumes(self):
         task = self.deploying()
         self.now[0] += 2.5
-        deploy.DPUDeploy().check_convergence(task)
+        self.check(task)
         self.client.get_state.assert_called_once_with(
             task.context, timeout=CONF.dpu_agent.ping_timeout)
         task.upgrade_lock.assert_called_once()
@@ -206,7 +217,7 @@ class DeployTests(AgentTestCase):
         self.node_power_action.assert_not_called()
         # Already resumed: the periodic leaves it to the step.
         self.assertIsNone(deploy._waiting(task.node.driver_internal_info))
-        deploy.DPUDeploy().check_convergence(task)
+        self.check(task)
         self.resume.assert_called_once_with(task)
         # The resumed step boots the host without pushing again.
         self.client.apply_state.reset_mock()
@@ -230,7 +241,7 @@ class DeployTests(AgentTestCase):
         task = self.deploying()
         behind = {'observed': dict(ATTACHED['observed'], generation=0)}
         self.client.get_state.return_value = behind
-        deploy.DPUDeploy().check_convergence(task)
+        self.check(task)
         self.resume.assert_not_called()
         self.failed.assert_not_called()
         task.upgrade_lock.assert_not_called()
@@ -243,11 +254,11 @@ class DeployTests(AgentTestCase):
             'generation': 1, 'volumes': [{'volume_id': 'boot',
                                           'state': 'pending'}],
             'vifs': [{'port_id': 'vif-1', 'state': 'plugged'}]}}
-        deploy.DPUDeploy().check_convergence(task)
+        self.check(task)
         self.resume.assert_not_called()
         self.failed.assert_not_called()
         self.now[0] += 31
-        deploy.DPUDeploy().check_convergence(task)
+        self.check(task)
         self.resume.assert_not_called()
         msg = self.failed.call_args.args[1]
         self.assertIn('not converged after 30s: volume boot', msg)
@@ -260,7 +271,7 @@ class DeployTests(AgentTestCase):
                 {'volume_id': 'boot', 'state': 'error',
                  'last_error': 'bdev_nvme_attach_controller: no route'}],
             'vifs': []}}
-        deploy.DPUDeploy().check_convergence(task)
+        self.check(task)
         self.resume.assert_not_called()
         self.failed.assert_called_once()
         self.assertIn('volume boot: bdev_nvme_attach_controller: no route',
@@ -275,7 +286,7 @@ class DeployTests(AgentTestCase):
             'vifs': [{'port_id': 'vif-1', 'state': 'plugged'}],
             'components': {'storage': {'generation': 1,
                                        'last_error': 'spdk: remove nsid 2'}}}}
-        deploy.DPUDeploy().check_convergence(task)
+        self.check(task)
         self.assertIn('storage: spdk: remove nsid 2',
                       self.failed.call_args.args[1])
 
@@ -283,10 +294,10 @@ class DeployTests(AgentTestCase):
         CONF.set_override('state_wait_timeout', 30, group='dpu_agent')
         task = self.deploying()
         self.client.get_state.side_effect = unreachable()
-        deploy.DPUDeploy().check_convergence(task)
+        self.check(task)
         self.failed.assert_not_called()
         self.now[0] += 30
-        deploy.DPUDeploy().check_convergence(task)
+        self.check(task)
         self.assertIn('no agent listening', self.failed.call_args.args[1])
 
     def test_unbound_vif_waits_then_continues(self):
@@ -296,10 +307,10 @@ class DeployTests(AgentTestCase):
             'generation': 1, 'volumes': [{'volume_id': 'boot',
                                           'state': 'attached'}],
             'vifs': [{'port_id': 'vif-1', 'state': 'pending'}]}}
-        deploy.DPUDeploy().check_convergence(task)
+        self.check(task)
         self.resume.assert_not_called()
         self.now[0] += 30
-        deploy.DPUDeploy().check_convergence(task)
+        self.check(task)
         self.resume.assert_called_once_with(task)
         self.failed.assert_not_called()
 
@@ -307,7 +318,7 @@ class DeployTests(AgentTestCase):
         task = self.deploying()
         task.upgrade_lock.side_effect = lambda **k: setattr(
             task.node, 'provision_state', states.DEPLOYFAIL)
-        deploy.DPUDeploy().check_convergence(task)
+        self.check(task)
         self.resume.assert_not_called()
         self.failed.assert_not_called()
 
