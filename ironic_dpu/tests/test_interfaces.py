@@ -78,14 +78,11 @@ class DeployTests(AgentTestCase):
             p = mock.patch.object(deploy.time, name, fn)
             p.start()
             self.addCleanup(p.stop)
-        p = mock.patch.object(manager_utils, 'notify_conductor_resume_deploy',
-                              autospec=True)
-        self.resume = p.start()
-        self.addCleanup(p.stop)
-        p = mock.patch.object(deploy.deploy_utils, 'set_failed_state',
-                              autospec=True)
-        self.failed = p.start()
-        self.addCleanup(p.stop)
+        self.resume = self.patch(manager_utils,
+                                 'notify_conductor_resume_deploy',
+                                 autospec=True)
+        self.failed = self.patch(deploy.deploy_utils, 'set_failed_state',
+                                 autospec=True)
 
     def sleep(self, seconds):
         self.slept.append(seconds)

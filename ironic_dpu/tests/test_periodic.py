@@ -85,18 +85,13 @@ class PeriodicTests(base.TestCase):
         super().setUp()
         self.nodes = {}
         self.tasks = {}
-        p = mock.patch.object(deploy.task_manager, 'acquire',
-                              side_effect=self.acquire)
-        self.acquire_mock = p.start()
-        self.addCleanup(p.stop)
-        p = mock.patch.object(manager_utils, 'notify_conductor_resume_deploy',
-                              autospec=True)
-        self.resume = p.start()
-        self.addCleanup(p.stop)
-        p = mock.patch.object(deploy.deploy_utils, 'set_failed_state',
-                              autospec=True)
-        self.failed = p.start()
-        self.addCleanup(p.stop)
+        self.acquire_mock = self.patch(deploy.task_manager, 'acquire',
+                                       side_effect=self.acquire)
+        self.resume = self.patch(manager_utils,
+                                 'notify_conductor_resume_deploy',
+                                 autospec=True)
+        self.failed = self.patch(deploy.deploy_utils, 'set_failed_state',
+                                 autospec=True)
         self.iface = deploy.DPUDeploy()
 
     @contextlib.contextmanager
@@ -140,14 +135,9 @@ class PeriodicTests(base.TestCase):
         CONF.set_override('ping_timeout', 1, group='dpu_agent')
         for _ in range(n):
             self.add(waiting_info())
-        p = mock.patch.object(agent_client, 'get_transport',
-                              return_value=mock.sentinel.transport)
-        p.start()
-        self.addCleanup(p.stop)
-        p = mock.patch.object(agent_client.messaging, 'get_rpc_client',
-                              return_value=rpc)
-        p.start()
-        self.addCleanup(p.stop)
+        self.patch(agent_client, 'get_transport',
+                   return_value=mock.sentinel.transport)
+        self.patch(agent_client.messaging, 'get_rpc_client', return_value=rpc)
 
     def test_unreachable_agents_cost_one_ping_timeout(self):
         # 100 dead DPUs whose queues survive them: each get_state waits
@@ -273,6 +263,23 @@ class PeriodicTests(base.TestCase):
         self.failed.assert_not_called()
         self.assertNotIn('converged',
                          self.tasks[node].node.driver_internal_info['dpu_wait'])
+
+    def test_a_node_with_another_deploy_interface_is_left_alone(self):
+        node = self.add(waiting_info())
+        acquire = self.acquire
+
+        @contextlib.contextmanager
+        def acquire_other(context, node_uuid, **kw):
+            with acquire(context, node_uuid, **kw) as task:
+                task.driver.deploy = mock.Mock()
+                yield task
+
+        self.acquire_mock.side_effect = acquire_other
+        with mock.patch.object(agent_client, 'AgentClient') as cls:
+            cls.return_value.get_state.return_value = ATTACHED
+            self.iface.check_waiting(self.ctx, self.rows())
+        self.tasks[node].upgrade_lock.assert_not_called()
+        self.resume.assert_not_called()
 
     def test_a_locked_node_is_retried_next_pass(self):
         node = self.add(waiting_info())
