@@ -23,6 +23,7 @@ import (
 
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/rabbitmq"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/testpki"
 	"github.com/ironic-dpu/ironic-dpu-agent/rpcapi"
 )
 
@@ -57,10 +58,10 @@ func run(m *testing.M) int {
 	start := time.Now()
 	broker, err = rabbitmq.New(dir)
 	if err == nil {
-		tlsFiles, err = writeTLSFiles(filepath.Join(dir, "tls"))
+		tlsFiles, err = testpki.Write(filepath.Join(dir, "tls"))
 	}
 	if err == nil {
-		err = broker.EnableTLS(tlsFiles.cert, tlsFiles.key, tlsFiles.ca)
+		err = broker.EnableTLS(tlsFiles.ServerCert, tlsFiles.ServerKey, tlsFiles.CA)
 	}
 	if err == nil {
 		err = broker.Start(ctx)
