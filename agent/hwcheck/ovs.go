@@ -51,7 +51,7 @@ func ReadOVS(ctx context.Context, endpoint string, tc *tls.Config) (OVSView, err
 		return OVSView{}, err
 	}
 	if secure != (tc != nil) {
-		return OVSView{}, fmt.Errorf("ovsdb %s: TLS config given for a plain endpoint, or missing for ssl:", endpoint)
+		return OVSView{}, fmt.Errorf("ovsdb %s: a TLS config is needed with ssl: and only then", endpoint)
 	}
 	res, err := oneshot.CallTLS(ctx, network, addr, tc, map[string]any{"id": 1, "method": "transact", "params": []any{
 		"Open_vSwitch",
