@@ -53,21 +53,9 @@ func run(m *testing.M) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	broker, err = rabbitmq.New(filepath.Join(dir, "rabbit"))
-	if err == nil {
-		pki, err = testpki.Write(filepath.Join(dir, "pki"))
-	}
-	if err == nil {
-		err = broker.EnableTLS(pki.ServerCert, pki.ServerKey, pki.CA)
-	}
-	if err == nil {
-		err = broker.Start(ctx)
-	}
+	broker, pki, err = rabbitmq.StartTLS(ctx, filepath.Join(dir, "rabbit"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start rabbitmq:", err)
-		if broker != nil {
-			broker.Stop()
-		}
 		return 1
 	}
 	defer broker.Stop()

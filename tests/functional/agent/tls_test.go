@@ -85,7 +85,11 @@ func (p *firstBytesProxy) serve(c net.Conn, conns *sync.Map) {
 	done := make(chan struct{}, 2)
 	go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
 	go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
-	<-done // either side closing ends both (deferred closes)
+	<-done
+	// either side closing ends both copies; wait for the second too
+	_ = c.Close()
+	_ = up.Close()
+	<-done
 }
 
 func (p *firstBytesProxy) seen() [][]byte {

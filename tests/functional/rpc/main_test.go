@@ -23,7 +23,6 @@ import (
 
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/rabbitmq"
-	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/testpki"
 	"github.com/ironic-dpu/ironic-dpu-agent/rpcapi"
 )
 
@@ -56,21 +55,9 @@ func run(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	start := time.Now()
-	broker, err = rabbitmq.New(dir)
-	if err == nil {
-		tlsFiles, err = testpki.Write(filepath.Join(dir, "tls"))
-	}
-	if err == nil {
-		err = broker.EnableTLS(tlsFiles.ServerCert, tlsFiles.ServerKey, tlsFiles.CA)
-	}
-	if err == nil {
-		err = broker.Start(ctx)
-	}
+	broker, tlsFiles, err = rabbitmq.StartTLS(ctx, dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL: start rabbitmq:", err)
-		if broker != nil {
-			broker.Stop()
-		}
 		return 1
 	}
 	defer broker.Stop()
