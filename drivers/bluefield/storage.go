@@ -17,6 +17,7 @@ import (
 
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/logctx"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 )
@@ -154,7 +155,7 @@ func (s *Storage) EnsureController(ctx context.Context, f nodestate.Function, cu
 	if res.CtrlID == "" {
 		return drivers.HostController{}, fmt.Errorf("%w: nvme_controller_create returned no ctrl_id", errdefs.ErrStorage)
 	}
-	s.log.Info("created SNAP NVMe controller", zap.String("nqn", nqn), zap.String("ctrl_id", res.CtrlID))
+	logctx.Logger(ctx, s.log).Info("created SNAP NVMe controller", zap.String("nqn", nqn), zap.String("ctrl_id", res.CtrlID))
 	return drivers.HostController{Function: f, ID: res.CtrlID}, nil
 }
 
@@ -220,6 +221,6 @@ func (s *Storage) RemoveController(ctx context.Context, c drivers.HostController
 	if err != nil && !spdk.HasCode(err, spdk.CodeENODEV) {
 		return err
 	}
-	s.log.Info("removed SNAP NVMe controller", zap.String("nqn", nqn), zap.String("ctrl_id", c.ID))
+	logctx.Logger(ctx, s.log).Info("removed SNAP NVMe controller", zap.String("nqn", nqn), zap.String("ctrl_id", c.ID))
 	return nil
 }
