@@ -10,6 +10,8 @@ set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
+# shellcheck source=takeover.sh
+. "$HERE/takeover.sh"
 
 PASSED=0; FAILED=0; FAILURES=()
 run_case() {   # run_case NAME FUNCTION
@@ -44,7 +46,7 @@ write_remotes() {
   local v
   {
     echo '['
-    for v in "$BOOT_VOL" "$DATA_VOL" "$DATA2_VOL"; do
+    for v in "$BOOT_VOL" "$DATA_VOL" "$DATA2_VOL" "$TAKE_VOL"; do
       [ "$v" = "$BOOT_VOL" ] || echo ','
       remote_json "$NQN_BASE:volume-$v" "$v"
     done
@@ -329,7 +331,20 @@ case_agent_pending() {
   expect "wait state cleared" [ "$(node_field "$NODE3" driver_internal_info.dpu_wait)" = null ]
 }
 
+# The suite's stack (the demo, which sources this file, keeps lib.sh's):
+# one PostgreSQL database, so that a second conductor can join it for the
+# takeover cases; short heartbeats so that the hash ring drops a dead
+# conductor, and the other takes its nodes and locks over, within seconds.
+e2e_settings() {
+  IRONIC_DB=postgresql
+  : "${IRONIC_HEARTBEAT_INTERVAL:=1}" "${IRONIC_HEARTBEAT_TIMEOUT:=8}" "${IRONIC_RING_RESET:=1}"
+  : "${IRONIC_PROVISION_CHECK:=1}" "${IRONIC_SYNC_LOCAL_STATE:=1}" "${IRONIC_RPC_TIMEOUT:=15}"
+  # a deploy waiting in DEPLOYWAIT outlives a takeover (heartbeat_timeout + ring refresh)
+  : "${DPU_STATE_WAIT:=40}"
+}
+
 main() {
+  e2e_settings
   th_init
   trap cleanup EXIT
   rabbit_up
@@ -348,6 +363,8 @@ main() {
   run_case "6b agent refuses bad connection data: deploy failed with its text" case_agent_error
   run_case "6c agent cannot attach the boot volume: deploy fails with its reason" case_agent_converge_error
   run_case "6d agent still pending (VIF not bound yet): DEPLOYWAIT, resumed by the periodic" case_agent_pending
+  run_case "7a SIGKILL the conductor of a node in DEPLOYWAIT: the other takes it over, deploy completes" case_takeover_deploywait
+  run_case "7b SIGKILL the conductor inside a VIF hot-plug: retried on the survivor, completes" case_takeover_hotplug
   [ ${#FAILURES[@]} -eq 0 ] || th_log "failed: ${FAILURES[*]}"
   cleanup; trap - EXIT
   echo "$PASSED passed, $FAILED failed"

@@ -1,0 +1,152 @@
+#!/bin/bash
+# Conductor takeover cases of the Ironic end-to-end suite (sourced by
+# e2e.sh, which runs them last, on its stack with IRONIC_DB=postgresql).
+# A second ironic-conductor joins the first on the shared PostgreSQL
+# database; Ironic's hash ring maps each node to one of them. The suite
+# SIGKILLs the conductor a node is mapped to in the middle of an operation
+# and checks that the other one takes the node over (short heartbeat
+# timeouts, see e2e.sh) and that the operation completes, with the lock of
+# the dead conductor released and no generation admitted twice by the agent.
+# shellcheck disable=SC2034   # fixtures are used by e2e.sh
+
+NODE4=$(cat /proc/sys/kernel/random/uuid)
+VIF4=$(cat /proc/sys/kernel/random/uuid); VIF5=$(cat /proc/sys/kernel/random/uuid)
+TAKE_VOL=$(cat /proc/sys/kernel/random/uuid)   # NODE4's boot volume
+NODE4_MAC1=52:54:00:00:04:01 NODE4_MAC2=52:54:00:00:04:02
+
+# Conductor process names (pid files, logs) and their [DEFAULT] host.
+C1=ironic-conductor C2=ironic-conductor-2
+conductor_host() { echo "dpu-test-${1#ironic-}"; }      # ironic-conductor-2 -> dpu-test-conductor-2
+conductor_named() { echo "ironic-${1#dpu-test-}"; }
+other_conductor() { if [ "$1" = "$C1" ]; then echo "$C2"; else echo "$C1"; fi; }
+
+# owner NODE: the conductor the API's hash ring maps the node to (the node's
+# 'conductor' field), as a process name.
+owner() { conductor_named "$(node_field "$1" conductor)"; }
+owned_by() { [ "$(node_field "$1" conductor)" = "$(conductor_host "$2")" ]; }
+
+conductor_restart() {   # NAME : C1 runs on ironic.conf alone
+  if [ "$1" = "$C1" ]; then conductor_start "$1"; else conductor_start "$1" "$(conductor_host "$1")"; fi
+}
+conductor_kill() {   # NAME : SIGKILL its whole process group, no shutdown
+  local pid; pid=$(th_pid "$1")
+  [ -n "$pid" ] || return 1
+  disown "$pid" 2>/dev/null   # no "Killed" job notice from bash
+  kill -KILL -- "-$pid"
+  rm -f "$BASE/pids/$1"
+  th_log "  SIGKILLed $1 ($(conductor_host "$1"), pid $pid)"
+}
+
+# Both conductors registered, and the API's ring (refreshed every
+# hash_ring_reset_interval) spreads nodes over both of them again.
+two_conductors() {
+  wait_conductors 2 || return 1
+  th_wait 15 "the API's hash ring to hold both conductors" \
+    bash -c "[ \"\$(curl -sf -H 'X-OpenStack-Ironic-API-Version: latest' $API/v1/conductors | jq '[.conductors[] | select(.alive)] | length')\" = 2 ]"
+  sleep 1.5   # > hash_ring_reset_interval: every ring has both
+}
+
+# The agent admits each generation once and in order (its Conflict refuses
+# a used generation with other content): the log's sequence is strictly
+# increasing.
+generations_once() {   # NODE
+  local gens
+  gens=$(jq -rR 'fromjson? | select(.msg == "desired state admitted") | .generation' "$BASE/log/agent-$1.out")
+  th_log "  agent of $1 admitted generations: $(echo "$gens" | xargs)"
+  [ -n "$gens" ] && awk 'NR > 1 && $1 <= prev { bad = 1 } { prev = $1 } END { exit bad }' <<<"$gens"
+}
+
+# Ironic's record (driver_internal_info) and the agent agree: the same
+# generation, the same volumes and VIFs.
+record_matches() {   # NODE
+  local rec ag
+  rec=$(api GET "/nodes/$1" | jq -c '.driver_internal_info | [.dpu_generation, .dpu_desired_state.generation,
+    ([.dpu_desired_state.volumes[]?.volume_id] | sort), ([.dpu_desired_state.vifs[]?.port_id] | sort)]') || return 1
+  ag=$(agent_state "$1" | jq -c '.desired | [.generation, .generation,
+    ([.volumes[]?.volume_id] | sort), ([.vifs[]?.port_id] | sort)]') || return 1
+  [ "$rec" = "$ag" ]
+}
+unlocked() { [ "$(node_field "$1" reservation)" = null ]; }
+port_vif() {   # MAC : the VIF Ironic recorded on that port
+  api GET "/ports/detail?address=$1" | jq -r '.ports[0].internal_info.tenant_vif_port_id // empty'
+}
+# NODE CONDUCTOR VIF MAC: the conductor holds the node's lock and saved the
+# VIF on the port, which it does right before it calls the agent.
+inside_attach() { [ "$(node_field "$1" reservation)" = "$(conductor_host "$2")" ] && [ "$(port_vif "$4")" = "$3" ]; }
+
+case_takeover_deploywait() {
+  conductor_start "$C2" "$(conductor_host "$C2")"   # starts while n4 is enrolled
+  agent_start "$NODE4" || return 1
+  enroll_node "$NODE4" n4 "$NODE4_MAC1" "$NODE4_MAC2" || return 1
+  add_boot_target "$NODE4" "$TAKE_VOL" || return 1
+  make_available "$NODE4" || return 1
+  bm node vif attach n4 "$VIF4" || return 1     # no logical switch port yet: OVN will not bind it
+  two_conductors || return 1
+  bm node deploy n4 || return 1
+  expect "waits in DEPLOYWAIT" th_wait 30 "n4 in wait call-back" in_state "$NODE4" "wait call-back" &&
+  expect "wait recorded, lock released" \
+    [ "$(node_field "$NODE4" driver_internal_info.dpu_wait.generation)/$(node_field "$NODE4" reservation)" != null/null ] || return 1
+  local victim survivor t0
+  victim=$(owner "$NODE4"); survivor=$(other_conductor "$victim")
+  th_log "  n4 waits on $victim; killing it"
+  conductor_kill "$victim"
+  t0=$SECONDS
+  ovn_lsp_add "$VIF4" "$NODE4_MAC1"            # the agent converges now
+  wait_state "$NODE4" active 60 || return 1
+  th_log "  active $((SECONDS - t0))s after the kill"
+  expect "the node maps to the survivor" owned_by "$NODE4" "$survivor" &&
+  expect "resumed by the survivor's convergence periodic" grep -q \
+    "Node $NODE4: DPU agent converged generation [0-9]* in [0-9.]*s (in DEPLOYWAIT)" "$(conductor_log "$survivor")" &&
+  expect "lock released" th_wait 10 "n4 unlocked" unlocked "$NODE4" &&
+  expect "wait state cleared" [ "$(node_field "$NODE4" driver_internal_info.dpu_wait)" = null ] &&
+  expect "power on" [ "$(node_field "$NODE4" power_state)" = "power on" ] &&
+  expect "VIF4 bound" vif_plugged "$NODE4" "$VIF4" && expect "VIF4 bound in OVN" ovn_bound "$VIF4" &&
+  expect "boot volume nsid 1" vol_attached "$NODE4" "$TAKE_VOL" 1 &&
+  expect "Ironic's record and the agent agree" th_wait 15 "record = agent" record_matches "$NODE4" &&
+  expect "every generation admitted once, in order" generations_once "$NODE4" || return 1
+  # Back to two conductors for the next case (the same host name: it
+  # clears its own stale locks at start).
+  conductor_restart "$victim" && two_conductors
+}
+
+case_takeover_hotplug() {
+  local victim survivor agent_pid bg vif4_row rc
+  # Whoever owns n4 now has taken it over (sync_local_state_interval):
+  # the hot-plug must not meet that take-over's lock.
+  sleep 2
+  expect "n4 settled" th_wait 20 "n4 unlocked" unlocked "$NODE4" || return 1
+  victim=$(owner "$NODE4"); survivor=$(other_conductor "$victim")
+  vif4_row=$(ovs_iface_uuid "$VIF4")
+  ovn_lsp_add "$VIF5" "$NODE4_MAC2"
+  # Stop the agent: the owner's plug_vif waits for it, inside the lock.
+  agent_pid=$(th_pid "agent-$NODE4")
+  kill -STOP "$agent_pid"
+  api POST "/nodes/$NODE4/vifs" "$(jq -nc --arg v "$VIF5" '{id: $v}')" > "$BASE/log/vif5-attach.out" 2>&1 &
+  bg=$!
+  if ! expect "$victim is inside the hot-plug" th_wait 20 "$victim in vif_attach" \
+      inside_attach "$NODE4" "$victim" "$VIF5" "$NODE4_MAC2"; then
+    kill -CONT "$agent_pid"; cat "$BASE/log/vif5-attach.out" >&2; return 1
+  fi
+  sleep 0.5      # the plug_vif call is on its way to the agent
+  conductor_kill "$victim"
+  kill -CONT "$agent_pid"  # the agent now takes the dead conductor's plug_vif
+  local t0=$SECONDS
+  # The operator retries once the API routes the node to the survivor and
+  # the survivor has cleared the dead conductor's lock.
+  expect "the node maps to the survivor" th_wait 30 "n4 on $survivor" owned_by "$NODE4" "$survivor" &&
+  expect "the dead conductor's lock released" th_wait 30 "n4 unlocked" unlocked "$NODE4" || return 1
+  th_log "  lock released $((SECONDS - t0))s after the kill"
+  expect "retried attach completes on the survivor" bm node vif attach n4 "$VIF5" &&
+  expect "VIF5 plugged+bound (agent)" th_wait 15 "VIF5 bound" vif_plugged "$NODE4" "$VIF5" &&
+  expect "VIF5 bound in OVN" th_wait 10 "VIF5 ovn-installed" ovn_bound "$VIF5" &&
+  expect "VIF4 untouched (same Interface row)" [ "$(ovs_iface_uuid "$VIF4")" = "$vif4_row" ] &&
+  expect "boot volume still nsid 1" vol_attached "$NODE4" "$TAKE_VOL" 1 &&
+  expect "power untouched" [ "$(node_field "$NODE4" power_state)" = "power on" ] &&
+  expect "vif list shows both" [ "$(bm node vif list n4 -f value -c ID | sort | xargs)" = "$(printf '%s\n' "$VIF4" "$VIF5" | sort | xargs)" ] &&
+  expect "Ironic's record and the agent agree" th_wait 15 "record = agent" record_matches "$NODE4" &&
+  expect "every generation admitted once, in order" generations_once "$NODE4" || return 1
+  # The call the kill cut short ends with an error (rpc_response_timeout).
+  wait "$bg"; rc=$?
+  th_log "  the interrupted attach: exit $rc: $(head -c 300 "$BASE/log/vif5-attach.out")"
+  expect "the interrupted call failed (the API's RPC timed out), not hung" [ "$rc" -ne 0 ]
+}
