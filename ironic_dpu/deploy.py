@@ -154,6 +154,10 @@ class DPUDeploy(base.DeployInterface):
     def check_convergence(self, task):
         """Resume, fail, or keep waiting for a node in DEPLOYWAIT."""
         node = task.node
+        if (node.driver_internal_info.get(desired.WAIT_KEY)
+                or {}).get('converged'):
+            self._resume_again(task)
+            return
         errors, blocking, unbound, expired = _poll(
             node.uuid, node.driver_internal_info, task.context)
         if not errors and (blocking or unbound) and not expired:
@@ -169,12 +173,39 @@ class DPUDeploy(base.DeployInterface):
             self._fail(task, wait['generation'], reason)
             return
         # The resumed step reads this and boots the host.
-        node.set_driver_internal_info(desired.WAIT_KEY,
-                                      dict(wait, converged=True))
+        node.set_driver_internal_info(
+            desired.WAIT_KEY, dict(wait, converged=True, resumed=time.time()))
         node.save()
         desired.warn_unbound(task, unbound)
         self._converged(task, wait['generation'], wait['since'],
                         'in DEPLOYWAIT')
+        manager_utils.notify_conductor_resume_deploy(task)
+
+    def _resume_again(self, task):
+        """Resume a converged deploy whose resume never ran.
+
+        The resume is a cast to this conductor's own queue: a conductor
+        killed after it saved the converged wait and before its worker took
+        the cast leaves the node in DEPLOYWAIT with nothing to move it on.
+        Once heartbeat_timeout passed, that conductor is off the hash ring
+        and the node's new owner resumes it here (a live one runs its cast
+        within seconds; a late duplicate finds the node moved on).
+        """
+        if not _resume_lost(task.node.driver_internal_info):
+            return
+        task.upgrade_lock(purpose='resuming a deploy on a DPU')
+        node = task.node
+        if (node.provision_state != states.DEPLOYWAIT
+                or not _resume_lost(node.driver_internal_info)):
+            return
+        wait = node.driver_internal_info[desired.WAIT_KEY]
+        LOG.warning('Node %s: its deploy was resumed (DPU agent converged '
+                    'on generation %s) but is still waiting after %ss; '
+                    'resuming it again', node.uuid, wait['generation'],
+                    CONF.conductor.heartbeat_timeout)
+        node.set_driver_internal_info(desired.WAIT_KEY,
+                                      dict(wait, resumed=time.time()))
+        node.save()
         manager_utils.notify_conductor_resume_deploy(task)
 
     def tear_down(self, task):
@@ -235,16 +266,29 @@ def _poll(node_uuid, info, context):
     return errors, blocking, unbound, expired
 
 
+def _resume_lost(info):
+    """Whether the wait in info (driver_internal_info) was resumed more
+    than heartbeat_timeout ago and the node still waits."""
+    wait = (info or {}).get(desired.WAIT_KEY) or {}
+    if not wait.get('converged'):
+        return False
+    resumed = wait.get('resumed', wait.get('since', 0))
+    return time.time() - resumed >= CONF.conductor.heartbeat_timeout
+
+
 def _due(node_uuid, info):
     """The periodic's lock-free pre-check: does this node need its lock?
 
     Only a node waiting on its agent (the wait record is ours alone) whose
     agent converged or failed, or whose wait expired: a still-pending node
     costs one get_state, no lock, no node load and no DB write. A node
-    already resumed (converged) waits for its step, not for the agent.
+    already resumed (converged) waits for its step, not for the agent,
+    unless that resume was lost (_resume_lost).
     """
     wait = (info or {}).get(desired.WAIT_KEY)
-    if not wait or wait.get('converged'):
+    if not wait:
         return False
+    if wait.get('converged'):
+        return _resume_lost(info)
     errors, blocking, unbound, expired = _poll(node_uuid, info, None)
     return bool(errors or expired or not (blocking or unbound))
