@@ -365,6 +365,7 @@ main() {
   run_case "6d agent still pending (VIF not bound yet): DEPLOYWAIT, resumed by the periodic" case_agent_pending
   run_case "7a SIGKILL the conductor of a node in DEPLOYWAIT: the other takes it over, deploy completes" case_takeover_deploywait
   run_case "7b SIGKILL the conductor inside a VIF hot-plug: retried on the survivor, completes" case_takeover_hotplug
+  run_case "7c a deploy whose resume was lost with its conductor: resumed again after heartbeat_timeout" case_lost_resume
   [ ${#FAILURES[@]} -eq 0 ] || th_log "failed: ${FAILURES[*]}"
   cleanup; trap - EXIT
   echo "$PASSED passed, $FAILED failed"

@@ -178,3 +178,37 @@ case_takeover_hotplug() {
   th_log "  the interrupted attach: exit $rc: $(head -c 300 "$BASE/log/vif5-attach.out")"
   expect "the interrupted call failed (the API's RPC timed out), not hung" [ "$rc" -ne 0 ]
 }
+
+# What a conductor leaves when it dies between saving the converged wait and
+# running its own continue_node_deploy cast (a window too short to hit with
+# a kill): the wait marked converged and resumed now, and no resume coming.
+lose_resume() {   # NODE : written into the database, as that conductor would
+  local info
+  info=$(api GET "/nodes/$1" | jq -c --argjson now "$(date +%s)" \
+    '.driver_internal_info | .dpu_wait += {converged: true, resumed: $now}') || return 1
+  [ "$("$PGBIN/psql" -h "$BASE/pg/sock" -U ironic -d ironic -v ON_ERROR_STOP=1 -v info="$info" -v node="$1" -Atq \
+    <<<"UPDATE nodes SET driver_internal_info = :'info' WHERE uuid = :'node'
+        AND provision_state = 'wait call-back' RETURNING uuid")" = "$1" ]
+}
+
+case_lost_resume() {
+  # n4 again in DEPLOYWAIT: undeployed, VIF4 attached again without its
+  # logical switch port.
+  provision "$NODE4" deleted && wait_state "$NODE4" available 60 || return 1
+  nbctl lsp-del "$VIF4" || return 1
+  api POST "/nodes/$NODE4/vifs" "$(jq -nc --arg v "$VIF4" '{id: $v}')" > /dev/null || return 1
+  provision "$NODE4" active || return 1
+  expect "waits in DEPLOYWAIT" th_wait 30 "n4 in wait call-back" in_state "$NODE4" "wait call-back" &&
+  expect "resume lost" lose_resume "$NODE4" || return 1
+  local t0=$SECONDS
+  wait_state "$NODE4" active 40 || return 1
+  th_log "  resumed again $((SECONDS - t0))s after the lost resume"
+  expect "not before heartbeat_timeout (${IRONIC_HEARTBEAT_TIMEOUT}s)" [ $((SECONDS - t0)) -ge $((IRONIC_HEARTBEAT_TIMEOUT - 1)) ] &&
+  expect "the node's owner resumed it again" \
+    grep -q "Node $NODE4: its deploy was resumed .* resuming it again" "$(conductor_log "$(owner "$NODE4")")" &&
+  expect "lock released" th_wait 10 "n4 unlocked" unlocked "$NODE4" &&
+  expect "wait state cleared" [ "$(node_field "$NODE4" driver_internal_info.dpu_wait)" = null ] &&
+  expect "power on" [ "$(node_field "$NODE4" power_state)" = "power on" ] &&
+  expect "Ironic's record and the agent agree" th_wait 15 "record = agent" record_matches "$NODE4" &&
+  expect "every generation admitted once, in order" generations_once "$NODE4"
+}
