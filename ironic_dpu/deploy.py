@@ -232,15 +232,18 @@ class DPUDeploy(base.DeployInterface):
     def take_over(self, task):
         """Another conductor owns the node now: re-assert its state.
 
-        An unreachable agent is not fatal; it restores its persisted state
-        and the recorded one is in driver_internal_info.
+        The agent's answer is not fatal: an unreachable agent restores its
+        persisted state and the recorded one is in driver_internal_info; a
+        refusal is logged. Raising would leave the node's
+        conductor_affinity unchanged, and every sync_local_state pass
+        would take it over again, minting a generation each time.
         """
         if task.node.provision_state != states.ACTIVE:
             return
         state = desired.build(task)
         try:
             desired.push(task, state)
-        except exception.DPUAgentUnreachable as e:
+        except exception.DPUAgentError as e:
             LOG.warning('Take-over of node %s: %s', task.node.uuid, e)
 
 

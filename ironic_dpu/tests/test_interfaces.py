@@ -445,6 +445,25 @@ class DeployTests(AgentTestCase):
         self.assertEqual(1, task.node.driver_internal_info['dpu_desired_state']
                          ['generation'])
 
+    def test_take_over_survives_a_refusal(self):
+        # Raising would keep the old conductor_affinity: every
+        # sync_local_state pass would take the node over again and mint a
+        # generation.
+        task = self.make_task(provision_state=states.ACTIVE,
+                              driver_internal_info={'dpu_generation': 4})
+        self.client.apply_state.side_effect = agent_error(
+            'volume boot: unknown NVMe-oF transport', 'InvalidParameterValue')
+        with self.assertLogs('ironic_dpu.deploy', 'WARNING') as logs:
+            deploy.DPUDeploy().take_over(task)
+        self.assertIn('unknown NVMe-oF transport', logs.output[0])
+        self.client.apply_state.assert_called_once()
+        self.assertEqual(5, task.node.driver_internal_info['dpu_generation'])
+
+    def test_take_over_of_a_node_not_active_pushes_nothing(self):
+        task = self.make_task(provision_state=states.DEPLOYWAIT)
+        deploy.DPUDeploy().take_over(task)
+        self.client.apply_state.assert_not_called()
+
     def test_validate_requires_boot_volume(self):
         task = self.make_task()
         task.volume_targets = [self.target('data')]
