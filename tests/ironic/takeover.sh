@@ -105,15 +105,17 @@ other_agents_stop() {   # NODE : stop every agent but NODE's
 case_takeover_deploywait() {
   conductor_start "$C2" "$(conductor_host "$C2")"   # starts while n4 is enrolled
   other_agents_stop "$NODE4"
-  agent_start "$NODE4" || return 1
+  agent_start "$NODE4" &    # it reports healthy after seconds: enroll meanwhile
+  local agent_job=$!
   api_enroll "$NODE4" n4 "$NODE4_MAC1" "$NODE4_MAC2" "$TAKE_VOL" || return 1
+  wait "$agent_job" || return 1
   # no logical switch port yet: OVN will not bind it
   api POST "/nodes/$NODE4/vifs" "$(jq -nc --arg v "$VIF4" '{id: $v}')" > /dev/null || return 1
   two_conductors || return 1
   provision "$NODE4" active || return 1
   expect "waits in DEPLOYWAIT" th_wait 30 "n4 in wait call-back" in_state "$NODE4" "wait call-back" &&
-  expect "wait recorded, lock released" \
-    [ "$(node_field "$NODE4" driver_internal_info.dpu_wait.generation)/$(node_field "$NODE4" reservation)" != null/null ] || return 1
+  expect "wait recorded" [ "$(node_field "$NODE4" driver_internal_info.dpu_wait.generation)" != null ] &&
+  expect "lock released while waiting" unlocked "$NODE4" || return 1
   local victim survivor t0
   victim=$(owner "$NODE4"); survivor=$(other_conductor "$victim")
   th_log "  n4 waits on $victim; killing it"
@@ -124,17 +126,18 @@ case_takeover_deploywait() {
   th_log "  active $((SECONDS - t0))s after the kill"
   expect "the node maps to the survivor" owned_by "$NODE4" "$survivor" &&
   expect "resumed by the survivor's convergence periodic" grep -q \
-    "Node $NODE4: DPU agent converged generation [0-9]* in [0-9.]*s (in DEPLOYWAIT)" "$(conductor_log "$survivor")" &&
+    "Node $NODE4: DPU agent converged generation [0-9]* in [0-9.]*s (in DEPLOYWAIT)" "$(conductor_log "$survivor")" || return 1
+  # Back to two conductors for the next case, starting while the rest is
+  # checked (the same host name: it clears its own stale locks at start).
+  conductor_restart "$victim"
   expect "lock released" th_wait 10 "n4 unlocked" unlocked "$NODE4" &&
   expect "wait state cleared" [ "$(node_field "$NODE4" driver_internal_info.dpu_wait)" = null ] &&
   expect "power on" [ "$(node_field "$NODE4" power_state)" = "power on" ] &&
   expect "VIF4 bound" vif_plugged "$NODE4" "$VIF4" && expect "VIF4 bound in OVN" ovn_bound "$VIF4" &&
   expect "boot volume nsid 1" vol_attached "$NODE4" "$TAKE_VOL" 1 &&
   expect "Ironic's record and the agent agree" th_wait 15 "record = agent" record_matches "$NODE4" &&
-  expect "every generation admitted once, in order" generations_once "$NODE4" || return 1
-  # Back to two conductors for the next case (the same host name: it
-  # clears its own stale locks at start).
-  conductor_restart "$victim" && two_conductors
+  expect "every generation admitted once, in order" generations_once "$NODE4" &&
+  two_conductors
 }
 
 case_takeover_hotplug() {
@@ -162,7 +165,9 @@ case_takeover_hotplug() {
   # The operator retries once the API routes the node to the survivor and
   # the survivor has cleared the dead conductor's lock.
   expect "the node maps to the survivor" th_wait 30 "n4 on $survivor" owned_by "$NODE4" "$survivor" &&
-  expect "the dead conductor's lock released" th_wait 30 "n4 unlocked" unlocked "$NODE4" || return 1
+  expect "the dead conductor's lock released" th_wait 30 "n4 unlocked" unlocked "$NODE4" &&
+  expect "... by the survivor's orphan check" grep -q "Forcibly removed reservation of conductor $(conductor_host "$victim") on node $NODE4" \
+    "$(conductor_log "$survivor")" || return 1
   th_log "  lock released $((SECONDS - t0))s after the kill"
   expect "retried attach completes on the survivor" bm node vif attach n4 "$VIF5" &&
   expect "VIF5 plugged+bound (agent)" th_wait 15 "VIF5 bound" vif_plugged "$NODE4" "$VIF5" &&
