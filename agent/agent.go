@@ -20,7 +20,6 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/liveness"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/logctx"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
-	"github.com/ironic-dpu/ironic-dpu-agent/storage/nvmeof"
 )
 
 // Options wires an Agent.
@@ -512,7 +511,10 @@ func (a *Agent) admitLocked(ctx context.Context, cur, next *nodestate.Desired) e
 		return err
 	}
 	next.Normalize()
-	if err := next.ValidateWith(checkConnection); err != nil {
+	// Shape only: each volume's Cinder connection info is parsed once, by
+	// the storage reconciler's Validate below, which keeps the result for
+	// its reconciles.
+	if err := next.Validate(); err != nil {
 		return err
 	}
 	if err := nodestate.AssignFunctions(cur, next, a.opts.SFBase); err != nil {
@@ -562,11 +564,4 @@ func sameContent(a, b *nodestate.Desired) bool {
 		}
 	}
 	return equalJSON(x, y)
-}
-
-// checkConnection parses a volume's Cinder connection info at admission, so
-// bad data is refused before any reconciler sees the state.
-func checkConnection(v nodestate.Volume) error {
-	_, err := nvmeof.Parse(v.ConnectionInfo.Data)
-	return err
 }

@@ -257,7 +257,7 @@ func (a *Agent) rpcUnplugVIF(ctx context.Context, args map[string]json.RawMessag
 // AttachVolume adds (or replaces) one volume in the desired state and returns
 // its observed status.
 func (a *Agent) AttachVolume(ctx context.Context, v nodestate.Volume, expected *int64) (nodestate.VolumeStatus, error) {
-	if err := nodestate.ValidateVolumeWith(v, checkConnection); err != nil {
+	if err := nodestate.ValidateVolume(v); err != nil {
 		return nodestate.VolumeStatus{}, err
 	}
 	err := a.edit(ctx, ComponentStorage, expected, func(d *nodestate.Desired) error {
