@@ -19,6 +19,7 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/liveness"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/logctx"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/ticker"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
@@ -225,18 +226,11 @@ func (a *Agent) serveWakeup(ctx context.Context, w *Wakeup) {
 // reconcile when one comes back.
 func (a *Agent) watchHealth(ctx context.Context) {
 	a.recovered(ctx) // first probe, for Status
-	t := time.NewTicker(a.opts.HealthInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if a.recovered(ctx) {
-				a.RequestReconcile()
-			}
+	ticker.Every(ctx, a.opts.HealthInterval, func(ctx context.Context) {
+		if a.recovered(ctx) {
+			a.RequestReconcile()
 		}
-	}
+	})
 }
 
 // probe asks every component for its health, concurrently: a hung SPDK

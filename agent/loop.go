@@ -83,17 +83,9 @@ func (l *loop) run(ctx context.Context) {
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
-	tick, stopTick := l.beat.Ticker()
-	defer stopTick()
 	for {
-		l.beat.Beat()
-		select {
-		case <-ctx.Done():
+		if l.beat.Wait(ctx, retry.C, l.kick) != nil {
 			return
-		case <-tick:
-			continue
-		case <-l.kick:
-		case <-retry.C:
 		}
 		retry.Stop()
 		if log, err := l.once(ctx); err != nil && ctx.Err() == nil {

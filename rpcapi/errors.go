@@ -55,15 +55,9 @@ func DefaultClassify(err error) Failure {
 	return Failure{Class: "RuntimeError", Module: "builtins", Message: err.Error()}
 }
 
-// RemoteError is a failure reply received by the Go client.
-type RemoteError struct {
-	Class     string
-	Module    string
-	Message   string
-	Traceback []string
-	Args      []any
-	Kwargs    map[string]any
-}
+// RemoteError is a failure reply received by the Go client: the same wire
+// Failure, as an error.
+type RemoteError Failure
 
 func (e *RemoteError) Error() string {
 	msg := strings.TrimSpace(e.Message)

@@ -15,6 +15,7 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/liveness"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/ticker"
 )
 
 // DefaultExchange is the agent's own control exchange (never the conductor's).
@@ -250,20 +251,9 @@ func (s *Server) Run(ctx context.Context) error {
 // sleepBeating is sleepCtx that keeps feeding beat: waiting out a broker
 // outage is progress, not a hang.
 func sleepBeating(ctx context.Context, d time.Duration, beat *liveness.Beat) error {
-	tick, stop := beat.Ticker()
-	defer stop()
 	t := time.NewTimer(d)
 	defer t.Stop()
-	for {
-		beat.Beat()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-			return nil
-		case <-tick:
-		}
-	}
+	return beat.Wait(ctx, t.C, nil)
 }
 
 // consumer is one started basic.consume: its queue and its deliveries.
@@ -634,16 +624,7 @@ func runHeartbeats(ctx context.Context, interval time.Duration, beat func(contex
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				beat(ctx)
-			}
-		}
+		ticker.Every(ctx, interval, beat)
 	}()
 	return func() { cancel(); <-done }
 }

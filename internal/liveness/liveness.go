@@ -8,6 +8,7 @@
 package liveness
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -122,6 +123,27 @@ type Beat struct {
 func (b *Beat) Beat() {
 	if b != nil {
 		b.last.Store(time.Now().UnixNano())
+	}
+}
+
+// Wait blocks until timer fires or wake receives (nil: never) and returns
+// nil, or until ctx is done and returns its error; it beats meanwhile, so a
+// loop idle in Wait is alive. The agent's reconcile loops wait for work
+// here, the RPC server for its next connection attempt.
+func (b *Beat) Wait(ctx context.Context, timer <-chan time.Time, wake <-chan struct{}) error {
+	tick, stop := b.Ticker()
+	defer stop()
+	for {
+		b.Beat()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer:
+			return nil
+		case <-wake:
+			return nil
+		case <-tick:
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package liveness_test
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -54,5 +55,34 @@ func TestNilBeatIsANoOp(t *testing.T) {
 	stop()
 	if c != nil {
 		t.Fatal("a nil beat's ticker must never fire")
+	}
+}
+
+// TestWaitBeatsUntilItReturns: a loop idle in Wait for three bounds stays
+// alive; Wait returns on its timer, on wake, and with ctx's error.
+func TestWaitBeatsUntilItReturns(t *testing.T) {
+	m := liveness.New(200 * time.Millisecond)
+	b := m.Register("idle")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	timer := time.NewTimer(600 * time.Millisecond)
+	if err := b.Wait(ctx, timer.C, nil); err != nil {
+		t.Fatalf("timer: %v", err)
+	}
+	if err := m.Check(); err != nil {
+		t.Fatalf("after 3 bounds in Wait: %v", err)
+	}
+	wake := make(chan struct{}, 1)
+	wake <- struct{}{}
+	if err := b.Wait(ctx, nil, wake); err != nil {
+		t.Fatalf("wake: %v", err)
+	}
+	cancel()
+	if err := b.Wait(ctx, nil, nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: %v", err)
+	}
+	var none *liveness.Beat // a nil Beat just waits
+	if err := none.Wait(context.Background(), time.After(time.Millisecond), nil); err != nil {
+		t.Fatalf("nil beat: %v", err)
 	}
 }
