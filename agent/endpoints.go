@@ -29,10 +29,10 @@ func (a *Agent) Methods() map[string]Method {
 		"get_status":    a.rpcGetStatus,
 		"get_state":     a.rpcGetState,
 		"apply_state":   a.rpcApplyState,
-		"attach_volume": a.rpcAttachVolume,
-		"detach_volume": a.rpcDetachVolume,
-		"plug_vif":      a.rpcPlugVIF,
-		"unplug_vif":    a.rpcUnplugVIF,
+		"attach_volume": rpcPut(a, volumes()),
+		"detach_volume": rpcDrop(a, volumes()),
+		"plug_vif":      rpcPut(a, vifs()),
+		"unplug_vif":    rpcDrop(a, vifs()),
 	}
 }
 
@@ -218,124 +218,157 @@ func (a *Agent) rpcApplyState(ctx context.Context, args map[string]json.RawMessa
 	return v, nil
 }
 
-func (a *Agent) rpcAttachVolume(ctx context.Context, args map[string]json.RawMessage) (any, error) {
-	var v nodestate.Volume
-	var expected *int64
-	if err := a.kwargsOpt(ctx, "attach_volume", args, map[string]any{"volume": &v}, map[string]any{"expected_generation": &expected}); err != nil {
-		return nil, err
-	}
-	return a.AttachVolume(ctx, v, expected)
+// single describes one list of the desired state that the single-item
+// calls edit: attach/detach_volume the volumes, plug/unplug_vif the VIFs.
+type single[T, S any] struct {
+	component string
+	put, drop string // the RPC methods
+	item, id  string // their arguments: the item, the id of one to remove
+	list      func(*nodestate.Desired) *[]T
+	key       func(T) string
+	validate  func(T) error
+	keep      func(old T, v *T) // nil: a put replaces an item as it comes
+	observed  func(nodestate.Observed) []S
+	statusKey func(S) string
+	blank     func(id string) S       // the status of an item not observed
+	absent    func(id string, st S) S // the status of an item dropped
 }
 
-func (a *Agent) rpcDetachVolume(ctx context.Context, args map[string]json.RawMessage) (any, error) {
-	var id string
-	var expected *int64
-	if err := a.kwargsOpt(ctx, "detach_volume", args, map[string]any{"volume_id": &id}, map[string]any{"expected_generation": &expected}); err != nil {
-		return nil, err
+func volumes() single[nodestate.Volume, nodestate.VolumeStatus] {
+	return single[nodestate.Volume, nodestate.VolumeStatus]{
+		component: ComponentStorage, put: "attach_volume", drop: "detach_volume", item: "volume", id: "volume_id",
+		list:      func(d *nodestate.Desired) *[]nodestate.Volume { return &d.Volumes },
+		key:       func(v nodestate.Volume) string { return v.VolumeID },
+		validate:  nodestate.ValidateVolume, // connection info: the storage reconciler, at admission
+		observed:  func(o nodestate.Observed) []nodestate.VolumeStatus { return o.Volumes },
+		statusKey: func(s nodestate.VolumeStatus) string { return s.VolumeID },
+		blank:     func(id string) nodestate.VolumeStatus { return nodestate.VolumeStatus{VolumeID: id} },
+		absent: func(id string, st nodestate.VolumeStatus) nodestate.VolumeStatus {
+			if st.State == "" {
+				st.State = "detached"
+			}
+			return st
+		},
 	}
-	return a.DetachVolume(ctx, id, expected)
 }
 
-func (a *Agent) rpcPlugVIF(ctx context.Context, args map[string]json.RawMessage) (any, error) {
-	var v nodestate.VIF
-	var expected *int64
-	if err := a.kwargsOpt(ctx, "plug_vif", args, map[string]any{"vif": &v}, map[string]any{"expected_generation": &expected}); err != nil {
-		return nil, err
+func vifs() single[nodestate.VIF, nodestate.VIFStatus] {
+	return single[nodestate.VIF, nodestate.VIFStatus]{
+		component: ComponentNetwork, put: "plug_vif", drop: "unplug_vif", item: "vif", id: "port_id",
+		list:     func(d *nodestate.Desired) *[]nodestate.VIF { return &d.VIFs },
+		key:      func(v nodestate.VIF) string { return v.PortID },
+		validate: nodestate.ValidateVIF,
+		keep: func(old nodestate.VIF, v *nodestate.VIF) {
+			if v.Function == nil {
+				v.Function = old.Function // keep the NIC it has
+			}
+		},
+		observed:  func(o nodestate.Observed) []nodestate.VIFStatus { return o.VIFs },
+		statusKey: func(s nodestate.VIFStatus) string { return s.PortID },
+		blank:     func(id string) nodestate.VIFStatus { return nodestate.VIFStatus{PortID: id} },
+		absent: func(id string, st nodestate.VIFStatus) nodestate.VIFStatus {
+			if st.State == "" {
+				st = nodestate.VIFStatus{PortID: id, State: "unplugged"}
+			}
+			return st
+		},
 	}
-	return a.PlugVIF(ctx, v, expected)
 }
 
-func (a *Agent) rpcUnplugVIF(ctx context.Context, args map[string]json.RawMessage) (any, error) {
-	var id string
-	var expected *int64
-	if err := a.kwargsOpt(ctx, "unplug_vif", args, map[string]any{"port_id": &id}, map[string]any{"expected_generation": &expected}); err != nil {
-		return nil, err
+// rpcPut is the endpoint of k.put: (item, expected_generation=None).
+func rpcPut[T, S any](a *Agent, k single[T, S]) Method {
+	return func(ctx context.Context, args map[string]json.RawMessage) (any, error) {
+		var v T
+		var expected *int64
+		if err := a.kwargsOpt(ctx, k.put, args, map[string]any{k.item: &v}, map[string]any{"expected_generation": &expected}); err != nil {
+			return nil, err
+		}
+		return put(ctx, a, k, v, expected)
 	}
-	return a.UnplugVIF(ctx, id, expected)
+}
+
+// rpcDrop is the endpoint of k.drop: (id, expected_generation=None).
+func rpcDrop[T, S any](a *Agent, k single[T, S]) Method {
+	return func(ctx context.Context, args map[string]json.RawMessage) (any, error) {
+		var id string
+		var expected *int64
+		if err := a.kwargsOpt(ctx, k.drop, args, map[string]any{k.id: &id}, map[string]any{"expected_generation": &expected}); err != nil {
+			return nil, err
+		}
+		return drop(ctx, a, k, id, expected)
+	}
+}
+
+// put adds v to k's list, or replaces the item with its id, and returns
+// its observed status.
+func put[T, S any](ctx context.Context, a *Agent, k single[T, S], v T, expected *int64) (S, error) {
+	if err := k.validate(v); err != nil {
+		var zero S
+		return zero, err
+	}
+	id := k.key(v)
+	err := a.edit(ctx, k.component, expected, func(d *nodestate.Desired) error {
+		l := k.list(d)
+		for i := range *l {
+			if strings.EqualFold(k.key((*l)[i]), id) {
+				if k.keep != nil {
+					k.keep((*l)[i], &v)
+				}
+				(*l)[i] = v
+				return nil
+			}
+		}
+		*l = append(*l, v)
+		return nil
+	})
+	return status(ctx, a, k, id), err
+}
+
+// drop removes the item with id from k's list; one that is not there is
+// success.
+func drop[T, S any](ctx context.Context, a *Agent, k single[T, S], id string, expected *int64) (S, error) {
+	if !nodestate.ValidUUID(id) {
+		var zero S
+		return zero, fmt.Errorf("%w: %s %q is not a UUID", errdefs.ErrInvalidArgument, k.id, id)
+	}
+	err := a.edit(ctx, k.component, expected, func(d *nodestate.Desired) error {
+		l := k.list(d)
+		*l = slices.DeleteFunc(*l, func(x T) bool { return strings.EqualFold(k.key(x), id) })
+		return nil
+	})
+	return k.absent(id, status(ctx, a, k, id)), err
+}
+
+// status is the observed status of k's item id; one with only its id set
+// when k's component does not report it.
+func status[T, S any](ctx context.Context, a *Agent, k single[T, S], id string) S {
+	for _, s := range k.observed(a.observe(ctx, k.component)) {
+		if strings.EqualFold(k.statusKey(s), id) {
+			return s
+		}
+	}
+	return k.blank(id)
 }
 
 // AttachVolume adds (or replaces) one volume in the desired state and returns
 // its observed status.
 func (a *Agent) AttachVolume(ctx context.Context, v nodestate.Volume, expected *int64) (nodestate.VolumeStatus, error) {
-	if err := nodestate.ValidateVolume(v); err != nil {
-		return nodestate.VolumeStatus{}, err
-	}
-	err := a.edit(ctx, ComponentStorage, expected, func(d *nodestate.Desired) error {
-		for i := range d.Volumes {
-			if strings.EqualFold(d.Volumes[i].VolumeID, v.VolumeID) {
-				d.Volumes[i] = v
-				return nil
-			}
-		}
-		d.Volumes = append(d.Volumes, v)
-		return nil
-	})
-	return a.volumeStatus(ctx, v.VolumeID), err
+	return put(ctx, a, volumes(), v, expected)
 }
 
 // DetachVolume removes one volume; a volume that is not there is success.
 func (a *Agent) DetachVolume(ctx context.Context, id string, expected *int64) (nodestate.VolumeStatus, error) {
-	if !nodestate.ValidUUID(id) {
-		return nodestate.VolumeStatus{}, fmt.Errorf("%w: volume_id %q is not a UUID", errdefs.ErrInvalidArgument, id)
-	}
-	err := a.edit(ctx, ComponentStorage, expected, func(d *nodestate.Desired) error {
-		out := d.Volumes[:0]
-		for _, v := range d.Volumes {
-			if !strings.EqualFold(v.VolumeID, id) {
-				out = append(out, v)
-			}
-		}
-		d.Volumes = out
-		return nil
-	})
-	st := a.volumeStatus(ctx, id)
-	if st.State == "" {
-		st.State = "detached"
-	}
-	return st, err
+	return drop(ctx, a, volumes(), id, expected)
 }
 
 // PlugVIF adds (or replaces) one VIF and returns its observed status.
 func (a *Agent) PlugVIF(ctx context.Context, v nodestate.VIF, expected *int64) (nodestate.VIFStatus, error) {
-	if err := nodestate.ValidateVIF(v); err != nil {
-		return nodestate.VIFStatus{}, err
-	}
-	err := a.edit(ctx, ComponentNetwork, expected, func(d *nodestate.Desired) error {
-		for i := range d.VIFs {
-			if strings.EqualFold(d.VIFs[i].PortID, v.PortID) {
-				if v.Function == nil {
-					v.Function = d.VIFs[i].Function // keep the NIC it has
-				}
-				d.VIFs[i] = v
-				return nil
-			}
-		}
-		d.VIFs = append(d.VIFs, v)
-		return nil
-	})
-	return a.vifStatus(ctx, v.PortID), err
+	return put(ctx, a, vifs(), v, expected)
 }
 
 // UnplugVIF removes one VIF; a VIF that is not there is success.
 func (a *Agent) UnplugVIF(ctx context.Context, id string, expected *int64) (nodestate.VIFStatus, error) {
-	if !nodestate.ValidUUID(id) {
-		return nodestate.VIFStatus{}, fmt.Errorf("%w: port_id %q is not a UUID", errdefs.ErrInvalidArgument, id)
-	}
-	err := a.edit(ctx, ComponentNetwork, expected, func(d *nodestate.Desired) error {
-		out := d.VIFs[:0]
-		for _, v := range d.VIFs {
-			if !strings.EqualFold(v.PortID, id) {
-				out = append(out, v)
-			}
-		}
-		d.VIFs = out
-		return nil
-	})
-	st := a.vifStatus(ctx, id)
-	if st.State == "" {
-		st = nodestate.VIFStatus{PortID: id, State: "unplugged"}
-	}
-	return st, err
+	return drop(ctx, a, vifs(), id, expected)
 }
 
 // observe is what component alone reports: a single-item reply never waits
@@ -346,22 +379,4 @@ func (a *Agent) observe(ctx context.Context, component string) nodestate.Observe
 		l.r.Observe(ctx, &obs)
 	}
 	return obs
-}
-
-func (a *Agent) volumeStatus(ctx context.Context, id string) nodestate.VolumeStatus {
-	for _, s := range a.observe(ctx, ComponentStorage).Volumes {
-		if strings.EqualFold(s.VolumeID, id) {
-			return s
-		}
-	}
-	return nodestate.VolumeStatus{VolumeID: id}
-}
-
-func (a *Agent) vifStatus(ctx context.Context, id string) nodestate.VIFStatus {
-	for _, s := range a.observe(ctx, ComponentNetwork).VIFs {
-		if strings.EqualFold(s.PortID, id) {
-			return s
-		}
-	}
-	return nodestate.VIFStatus{PortID: id}
 }

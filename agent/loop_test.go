@@ -230,3 +230,57 @@ func TestHungReconcileIsReportedStuckByItsLoopOnly(t *testing.T) {
 	close(hung)
 	waitFor(t, func() bool { return mon.Check() == nil })
 }
+
+// The single-item calls' replies: the item's observed status after a put;
+// "detached"/"unplugged" after a drop, also of an item never there; only
+// the id while a put is still converging; a re-plug without a function
+// keeps the NIC the VIF has; a bad id names its argument.
+func TestSingleItemReplies(t *testing.T) {
+	a, _, net := twoComponents(t, agent.Options{ItemWait: 200 * time.Millisecond})
+	const volID, portID = "a2d4c6e8-1f3b-4d5a-8c7e-9b0a1c2d3e4f", "0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01"
+	res, err := call(t, a, "attach_volume", `{"volume":`+dataVol+`}`)
+	if st, _ := res.(nodestate.VolumeStatus); err != nil || st.VolumeID != volID || st.State != nodestate.StateAttached {
+		t.Fatalf("attach_volume = %+v, %v", res, err)
+	}
+	res, err = call(t, a, "plug_vif", `{"vif":`+vif1+`}`)
+	if st, _ := res.(nodestate.VIFStatus); err != nil || st.PortID != portID || st.State != nodestate.StatePlugged {
+		t.Fatalf("plug_vif = %+v, %v", res, err)
+	}
+	if _, err := call(t, a, "plug_vif", `{"vif":{"port_id":"`+portID+`","mac":"fa:16:3e:00:00:01","mtu":9000}}`); err != nil {
+		t.Fatal(err)
+	}
+	if v := a.Desired().VIFs; len(v) != 1 || v[0].MTU != 9000 || v[0].Function == nil || v[0].Function.String() != "pf0vf3" {
+		t.Fatalf("re-plug without a function: %+v, want pf0vf3 kept and mtu 9000", v)
+	}
+	for _, c := range []struct{ method, args, want string }{
+		{"detach_volume", `{"volume_id":"` + volID + `"}`, "detached"},
+		{"detach_volume", `{"volume_id":"` + volID + `"}`, "detached"}, // gone already
+		{"unplug_vif", `{"port_id":"` + portID + `"}`, "unplugged"},
+		{"unplug_vif", `{"port_id":"` + portID + `"}`, "unplugged"},
+	} {
+		res, err := call(t, a, c.method, c.args)
+		var id, state string
+		switch st := res.(type) {
+		case nodestate.VolumeStatus:
+			id, state = st.VolumeID, st.State
+		case nodestate.VIFStatus:
+			id, state = st.PortID, st.State
+		}
+		if err != nil || state != c.want || (id != volID && id != portID) {
+			t.Fatalf("%s = %+v, %v; want %s", c.method, res, err, c.want)
+		}
+	}
+	for method, arg := range map[string]string{"detach_volume": "volume_id", "unplug_vif": "port_id"} {
+		_, err := call(t, a, method, `{"`+arg+`":"nope"}`)
+		if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), arg+` "nope" is not a UUID`) {
+			t.Fatalf("%s(nope) = %v", method, err)
+		}
+	}
+	slow := make(chan struct{})
+	defer close(slow)
+	net.SetBlock(slow)
+	res, err = call(t, a, "plug_vif", `{"vif":`+vif1+`}`)
+	if st, _ := res.(nodestate.VIFStatus); err != nil || st != (nodestate.VIFStatus{PortID: portID}) {
+		t.Fatalf("converging plug_vif = %+v, %v; want only the port id", res, err)
+	}
+}
