@@ -2,9 +2,10 @@ package config
 
 import (
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/netaddr"
 )
 
 // parseList reads an oslo.config ListOpt: comma-separated, blanks dropped,
@@ -31,15 +32,6 @@ func validNQN(s string) bool {
 	return strings.HasPrefix(s, "nqn.") && len(s) >= 11 && len(s) <= 223 && !strings.ContainsAny(s, " \t,")
 }
 
-// IsLoopback reports whether a listen address only accepts local
-// connections ("localhost", 127.0.0.0/8, ::1). Anything else, including
-// 0.0.0.0 and a host name, may be reachable from the network.
-func IsLoopback(addr string) bool {
-	addr = strings.Trim(addr, "[]")
-	ip := net.ParseIP(addr)
-	return strings.EqualFold(addr, "localhost") || (ip != nil && ip.IsLoopback())
-}
-
 // validate refuses a host-facing TCP listener that the network can reach
 // while any host may connect: every volume of the node would be readable by
 // anyone who can route to the DPU.
@@ -54,7 +46,7 @@ func (o NVMfOpts) validate(driver string) []error {
 		errs = append(errs, fmt.Errorf("[spdk_nvmf] dhchap_key_file %q must be an absolute path and needs allowed_host_nqns", o.DHCHAPKeyFile))
 	}
 	generic := driver == "spdk-generic" || driver == "spdk-nvmf"
-	if generic && strings.EqualFold(o.Transport, "TCP") && !IsLoopback(o.ListenAddress) && len(o.AllowedHostNQNs) == 0 {
+	if generic && strings.EqualFold(o.Transport, "TCP") && !netaddr.IsLoopback(o.ListenAddress) && len(o.AllowedHostNQNs) == 0 {
 		errs = append(errs, fmt.Errorf("[spdk_nvmf] transport TCP on listen_address %q (not loopback) needs allowed_host_nqns: "+
 			"otherwise any host that reaches the DPU can connect to the node's volumes", o.ListenAddress))
 	}

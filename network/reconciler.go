@@ -19,7 +19,6 @@ import (
 
 	"github.com/ovn-kubernetes/libovsdb/ovsdb"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/backoff"
@@ -31,9 +30,17 @@ import (
 
 // Options configures a Reconciler.
 type Options struct {
-	Config   config.OVSOpts
-	NodeUUID string
-	Driver   drivers.NetworkDriver
+	// OVSDBConnection is the DPU's OVSDB server: unix:PATH, tcp:HOST:PORT
+	// or ssl:HOST:PORT; an ssl: one needs the three files below (PEM).
+	OVSDBConnection                        string
+	SSLKeyFile, SSLCertFile, SSLCACertFile string
+	// IntegrationBridge is OVN's integration bridge (br-int).
+	IntegrationBridge string
+	// BindTimeout bounds the wait for ovn-installed before a VIF is
+	// reported pending.
+	BindTimeout time.Duration
+	NodeUUID    string
+	Driver      drivers.NetworkDriver
 	// Trigger asks the agent for a reconcile (agent.RequestReconcile); called
 	// after every OVSDB (re)connect. Must not block.
 	Trigger func()
@@ -46,11 +53,12 @@ type Options struct {
 
 // Reconciler implements agent.Reconciler for VIFs.
 type Reconciler struct {
-	cfg  config.OVSOpts
-	node string
-	drv  drivers.NetworkDriver
-	log  *zap.Logger
-	ovs  *ovs.Client
+	bridge      string
+	bindTimeout time.Duration
+	node        string
+	drv         drivers.NetworkDriver
+	log         *zap.Logger
+	ovs         *ovs.Client
 
 	retryBase, retryMax time.Duration
 
@@ -86,7 +94,7 @@ func New(o Options) (*Reconciler, error) {
 	if !nodestate.ValidUUID(o.NodeUUID) {
 		return nil, fmt.Errorf("%w: network: node uuid %q is not a UUID", errdefs.ErrInvalidArgument, o.NodeUUID)
 	}
-	if o.Config.IntegrationBridge == "" || o.Config.OVSDBConnection == "" {
+	if o.IntegrationBridge == "" || o.OVSDBConnection == "" {
 		return nil, fmt.Errorf("%w: network: [ovs] integration_bridge and ovsdb_connection must be set", errdefs.ErrInvalidArgument)
 	}
 	if o.Logger == nil {
@@ -95,9 +103,8 @@ func New(o Options) (*Reconciler, error) {
 	if o.Trigger == nil {
 		o.Trigger = func() {}
 	}
-	oc := o.Config
 	tlsConfig := func() (*tls.Config, error) {
-		return tlsconf.OVSDB(oc.OVSDBConnection, oc.SSLKeyFile, oc.SSLCertFile, oc.SSLCACertFile)
+		return tlsconf.OVSDB(o.OVSDBConnection, o.SSLKeyFile, o.SSLCertFile, o.SSLCACertFile)
 	}
 	// unreadable or missing files fail here, not at every reconnect
 	if _, err := tlsConfig(); err != nil {
@@ -105,9 +112,9 @@ func New(o Options) (*Reconciler, error) {
 	}
 	log := o.Logger.Named("network")
 	r := &Reconciler{
-		cfg: o.Config, node: o.NodeUUID, drv: o.Driver, log: log,
+		bridge: o.IntegrationBridge, bindTimeout: o.BindTimeout, node: o.NodeUUID, drv: o.Driver, log: log,
 		retryBase: o.RetryBase, retryMax: max(o.RetryMax, o.RetryBase),
-		ovs: ovs.NewClient(o.Config.OVSDBConnection, tlsConfig, log, o.Trigger),
+		ovs: ovs.NewClient(o.OVSDBConnection, tlsConfig, log, o.Trigger),
 	}
 	return r, nil
 }
@@ -138,8 +145,8 @@ func (r *Reconciler) Health(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if snap.Bridge(r.cfg.IntegrationBridge) == nil {
-		return fmt.Errorf("%w: integration bridge %s does not exist", errdefs.ErrUnavailable, r.cfg.IntegrationBridge)
+	if snap.Bridge(r.bridge) == nil {
+		return fmt.Errorf("%w: integration bridge %s does not exist", errdefs.ErrUnavailable, r.bridge)
 	}
 	return nil
 }
@@ -302,7 +309,7 @@ func (r *Reconciler) plan(ctx context.Context, d *nodestate.Desired) (*plan, err
 // function is desired but not resolved yet is left to plugs, which replaces
 // it if the representor turns out different.
 func (r *Reconciler) removals(ctx context.Context, p *plan) {
-	for name, f := range p.snap.Owned(r.cfg.IntegrationBridge, r.node) {
+	for name, f := range p.snap.Owned(r.bridge, r.node) {
 		if p.wantReps[name] || p.unresolved[f.ExternalIDs[ovs.KeyFunction]] {
 			continue
 		}
@@ -360,7 +367,7 @@ func (r *Reconciler) plugs(ctx context.Context, p *plan) []bindWait {
 // reports false when nothing is to be sent (unchanged, MTU fixed in place,
 // or failed).
 func (r *Reconciler) planPlug(ctx context.Context, p *plan, i int) (plugJob, bool) {
-	v, bridge := p.vifs[i], r.cfg.IntegrationBridge
+	v, bridge := p.vifs[i], r.bridge
 	prepared := false
 	if p.reps[i] == "" {
 		rep, err := r.drv.Prepare(ctx, *v.Function, v.MAC)
@@ -415,7 +422,7 @@ func (r *Reconciler) awaitBound(ctx context.Context, p *plan, waits []bindWait) 
 	if len(waits) == 0 {
 		return nil
 	}
-	wctx, cancel := context.WithTimeout(ctx, r.cfg.BindTimeout)
+	wctx, cancel := context.WithTimeout(ctx, r.bindTimeout)
 	defer cancel()
 	uuids := make([]string, len(waits))
 	for i, w := range waits {
@@ -529,7 +536,7 @@ func (r *Reconciler) Observe(ctx context.Context, obs *nodestate.Observed) {
 			} else {
 				st.Bound = false
 				if st.LastError == "" {
-					st.LastError = "not on " + r.cfg.IntegrationBridge
+					st.LastError = "not on " + r.bridge
 				}
 			}
 		}

@@ -11,7 +11,6 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent"
-	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/bluefield"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
@@ -31,7 +30,7 @@ func TestNewReturnsPromptlyWhenOVSDBIsDown(t *testing.T) {
 	ctx := context.Background()
 	start := time.Now()
 	r, err := New(Options{
-		Config:   config.OVSOpts{OVSDBConnection: "unix:" + filepath.Join(t.TempDir(), "none.sock"), IntegrationBridge: "br-int", BindTimeout: time.Second},
+		OVSDBConnection: "unix:" + filepath.Join(t.TempDir(), "none.sock"), IntegrationBridge: "br-int", BindTimeout: time.Second,
 		NodeUUID: nodeUUID, Driver: sim.NewNetwork(0), Logger: zaptest.NewLogger(t),
 	})
 	if err != nil {
@@ -85,7 +84,7 @@ func TestNoOVSDBConnectionOutsideRun(t *testing.T) {
 		}
 	}()
 	r, err := New(Options{
-		Config:   config.OVSOpts{OVSDBConnection: "unix:" + sock, IntegrationBridge: "br-int", BindTimeout: time.Second},
+		OVSDBConnection: "unix:" + sock, IntegrationBridge: "br-int", BindTimeout: time.Second,
 		NodeUUID: nodeUUID, Driver: sim.NewNetwork(0), Logger: zaptest.NewLogger(t),
 	})
 	if err != nil {
@@ -121,11 +120,11 @@ func TestNoOVSDBConnectionOutsideRun(t *testing.T) {
 }
 
 func TestNewRejectsBadOptions(t *testing.T) {
-	good := Options{Config: config.OVSOpts{OVSDBConnection: "unix:/x", IntegrationBridge: "br-int"}, NodeUUID: nodeUUID, Driver: sim.NewNetwork(0)}
+	good := Options{OVSDBConnection: "unix:/x", IntegrationBridge: "br-int", NodeUUID: nodeUUID, Driver: sim.NewNetwork(0)}
 	for name, mut := range map[string]func(*Options){
 		"no driver": func(o *Options) { o.Driver = nil },
 		"bad node":  func(o *Options) { o.NodeUUID = "node-1" },
-		"no bridge": func(o *Options) { o.Config.IntegrationBridge = "" },
+		"no bridge": func(o *Options) { o.IntegrationBridge = "" },
 	} {
 		o := good
 		mut(&o)
@@ -184,7 +183,7 @@ func TestValidateBlueFieldCard(t *testing.T) {
 		}
 	}
 	r, err = New(Options{
-		Config:   config.OVSOpts{OVSDBConnection: "unix:" + filepath.Join(t.TempDir(), "none.sock"), IntegrationBridge: "br-int", BindTimeout: time.Second},
+		OVSDBConnection: "unix:" + filepath.Join(t.TempDir(), "none.sock"), IntegrationBridge: "br-int", BindTimeout: time.Second,
 		NodeUUID: nodeUUID, Driver: drv, Logger: zaptest.NewLogger(t),
 	})
 	if err != nil {

@@ -15,7 +15,6 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/zap"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 )
 
@@ -24,7 +23,7 @@ const dialTimeout = 10 * time.Second
 // retryDelay is oslo's reconnect schedule (rabbit_retry_interval +
 // n*rabbit_retry_backoff, capped at rabbit_interval_max) with +-20% jitter
 // so a fleet of DPUs does not reconnect in lockstep after a broker restart.
-func retryDelay(o config.RabbitOpts, attempt int) time.Duration {
+func retryDelay(o RabbitOptions, attempt int) time.Duration {
 	d := o.RetryInterval + float64(attempt)*o.RetryBackoff
 	if o.IntervalMax > 0 && d > o.IntervalMax {
 		d = o.IntervalMax
@@ -48,10 +47,10 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 }
 
 // durable is oslo's Connection.durable.
-func durable(o config.RabbitOpts) bool { return o.AMQPDurableQueues || o.RabbitQuorumQueue }
+func durable(o RabbitOptions) bool { return o.AMQPDurableQueues || o.RabbitQuorumQueue }
 
 // serverQueueArgs are the arguments of the <topic>[.<server>] queues.
-func serverQueueArgs(o config.RabbitOpts) amqp.Table {
+func serverQueueArgs(o RabbitOptions) amqp.Table {
 	t := amqp.Table{}
 	if o.RabbitHAQueues {
 		t["x-ha-policy"] = "all"
@@ -63,7 +62,7 @@ func serverQueueArgs(o config.RabbitOpts) amqp.Table {
 }
 
 // transientQueueArgs are the arguments of fanout and reply queues (never quorum in 14.0).
-func transientQueueArgs(o config.RabbitOpts) amqp.Table {
+func transientQueueArgs(o RabbitOptions) amqp.Table {
 	t := amqp.Table{}
 	if o.RabbitHAQueues {
 		t["x-ha-policy"] = "all"
@@ -190,7 +189,7 @@ func (o *hostOrder) pick() Host {
 
 // openSession makes one pass of len(hosts) attempts in order's sequence;
 // beat (may be nil) is called before each, as a dial may take dialTimeout.
-func openSession(ctx context.Context, u *TransportURL, order *hostOrder, o config.RabbitOpts, connName string, beat func(), log *zap.Logger) (*session, error) {
+func openSession(ctx context.Context, u *TransportURL, order *hostOrder, o RabbitOptions, connName string, beat func(), log *zap.Logger) (*session, error) {
 	var errs []error
 	for range order.hosts {
 		if beat != nil {
@@ -209,7 +208,7 @@ func openSession(ctx context.Context, u *TransportURL, order *hostOrder, o confi
 	return nil, fmt.Errorf("connect to broker: %w: %w", errors.Join(errs...), errdefs.ErrUnavailable)
 }
 
-func dialHost(ctx context.Context, u *TransportURL, h Host, o config.RabbitOpts, connName string, log *zap.Logger) (*session, error) {
+func dialHost(ctx context.Context, u *TransportURL, h Host, o RabbitOptions, connName string, log *zap.Logger) (*session, error) {
 	addr := net.JoinHostPort(h.Host, strconv.Itoa(h.Port))
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName(connName)

@@ -20,7 +20,6 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 )
 
@@ -55,7 +54,7 @@ func TestBlockStatePausesPublishing(t *testing.T) {
 }
 
 func TestQueueArgs(t *testing.T) {
-	o := config.Defaults().Rabbit
+	o := DefaultRabbitOptions()
 	if len(serverQueueArgs(o)) != 0 || durable(o) {
 		t.Errorf("defaults: %v durable=%v", serverQueueArgs(o), durable(o))
 	}
@@ -104,7 +103,7 @@ func tlsPair(t *testing.T, dir, name string) (caFile string, server tls.Certific
 }
 
 // handshake dials a TLS listener serving cert with the client config of o.
-func handshake(t *testing.T, o config.RabbitOpts, cert tls.Certificate) error {
+func handshake(t *testing.T, o RabbitOptions, cert tls.Certificate) error {
 	t.Helper()
 	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
 	if err != nil {
@@ -133,7 +132,7 @@ func TestTLSVerification(t *testing.T) {
 	dir := t.TempDir()
 	caFile, cert := tlsPair(t, dir, "good")
 	otherCA, _ := tlsPair(t, dir, "other")
-	o := config.Defaults().Rabbit
+	o := DefaultRabbitOptions()
 	o.SSL, o.SSLCAFile = true, caFile
 	// like oslo: chain verified, host name (127.0.0.1 vs broker.example) not, by default
 	if err := handshake(t, o, cert); err != nil {
@@ -156,7 +155,7 @@ func TestTLSVerification(t *testing.T) {
 // ssl_version (oslo's kombu_ssl_version) pins TLS 1.2 with TLSv1_2; older
 // protocols are refused rather than silently upgraded.
 func TestSSLVersion(t *testing.T) {
-	o := config.Defaults().Rabbit
+	o := DefaultRabbitOptions()
 	for v, maxV := range map[string]uint16{"": 0, "SSLv23": 0, "TLSv1_2": tls.VersionTLS12, "tlsv1_2": tls.VersionTLS12} {
 		o.SSLVersion = v
 		c, err := tlsConfig(o, "h")

@@ -12,14 +12,13 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/zap"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 )
 
 // ClientConfig configures an RPC client.
 type ClientConfig struct {
 	URL    string
-	Rabbit config.RabbitOpts
+	Rabbit RabbitOptions
 	Logger *zap.Logger
 	// Exchange is used for targets that name none (default DefaultExchange).
 	Exchange string
@@ -46,7 +45,7 @@ type CallOptions struct {
 type Client struct {
 	cfg    ClientConfig
 	url    *TransportURL
-	opts   config.RabbitOpts
+	opts   RabbitOptions
 	log    *zap.Logger
 	replyQ string
 

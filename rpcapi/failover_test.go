@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/liveness"
 )
@@ -78,7 +77,7 @@ func TestUnknownFailoverStrategyIsRefused(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 	// from the transport_url query as well, before anything is dialled
-	_, err := NewServer(ServerConfig{URL: "rabbit://h1,h2/?kombu_failover_strategy=random", Rabbit: config.Defaults().Rabbit,
+	_, err := NewServer(ServerConfig{URL: "rabbit://h1,h2/?kombu_failover_strategy=random", Rabbit: DefaultRabbitOptions(),
 		Target: Target{Topic: "t", Server: "s"}, Dispatcher: NewDispatcher("1.0", "")})
 	if !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("NewServer: %v", err)
@@ -94,7 +93,7 @@ func TestServerBeatsWhileTheBrokerIsDown(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	_ = ln.Close() // nothing listens: every dial is refused
-	o := config.Defaults().Rabbit
+	o := DefaultRabbitOptions()
 	o.RetryInterval, o.RetryBackoff, o.IntervalMax = 10, 0, 10 // one long sleep
 	mon := liveness.New(500 * time.Millisecond)
 	s, err := NewServer(ServerConfig{URL: "rabbit://guest:guest@" + addr + "/", Rabbit: o,

@@ -4,13 +4,11 @@ import (
 	"context"
 
 	"go.uber.org/zap"
-
-	"github.com/ironic-dpu/ironic-dpu-agent/config"
 )
 
 // Probe logs in to a broker of rawURL and disconnects: a reachability check
 // for `ironic-dpu-agent check`.
-func Probe(ctx context.Context, rawURL string, o config.RabbitOpts) error {
+func Probe(ctx context.Context, rawURL string, o RabbitOptions) error {
 	u, err := ParseTransportURL(rawURL)
 	if err != nil {
 		return err

@@ -12,7 +12,6 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/zap"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/liveness"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/ticker"
@@ -34,7 +33,7 @@ type Target struct {
 // ServerConfig configures an RPC server.
 type ServerConfig struct {
 	URL    string
-	Rabbit config.RabbitOpts
+	Rabbit RabbitOptions
 	// Target: Topic and Server are required; Exchange defaults to DefaultExchange.
 	Target Target
 	// ListenShared also consumes the shared <topic> queue (load-balanced).
@@ -76,7 +75,7 @@ type Server struct {
 	cfg         ServerConfig
 	url         *TransportURL
 	order       *hostOrder // used by Run only
-	opts        config.RabbitOpts
+	opts        RabbitOptions
 	log         *zap.Logger
 	fanoutQueue string
 	seen        *dedupe

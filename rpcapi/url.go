@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/tlsconf"
 )
@@ -175,13 +174,13 @@ func RedactURL(raw string) string {
 // ApplyQuery returns base with the URL's query options (named like the
 // [oslo_messaging_rabbit] options) applied; query wins, as in oslo.
 // Unknown options are returned so the caller can log them.
-func (u *TransportURL) ApplyQuery(base config.RabbitOpts) (config.RabbitOpts, []string, error) {
+func (u *TransportURL) ApplyQuery(base RabbitOptions) (RabbitOptions, []string, error) {
 	out := base
 	v := reflect.ValueOf(&out).Elem()
 	t := v.Type()
 	byName := map[string]int{}
 	for i := 0; i < t.NumField(); i++ {
-		if n := t.Field(i).Tag.Get("ini"); n != "" {
+		if n := t.Field(i).Tag.Get("oslo"); n != "" {
 			byName[n] = i
 		}
 	}
@@ -237,7 +236,7 @@ func parseOsloBool(s string) (bool, error) {
 // the host name is only checked when ssl_enforce_hostname_verification is set;
 // the chain is always verified. ssl_version TLSv1_2 pins TLS 1.2 (older
 // versions are refused by config validation and here).
-func tlsConfig(o config.RabbitOpts, serverName string) (*tls.Config, error) {
+func tlsConfig(o RabbitOptions, serverName string) (*tls.Config, error) {
 	c, err := tlsconf.Client(tlsconf.Files{CA: o.SSLCAFile, Cert: o.SSLCertFile, Key: o.SSLKeyFile,
 		CAOpt: "ssl_ca_file", CertOpt: "ssl_cert_file", KeyOpt: "ssl_key_file"}, serverName, o.SSLEnforceHostname)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 )
 
@@ -21,7 +20,7 @@ func TestParseTransportURL(t *testing.T) {
 	if u.VHost != "ironic/dpu" {
 		t.Errorf("vhost %q", u.VHost)
 	}
-	o, unknown, err := u.ApplyQuery(config.Defaults().Rabbit)
+	o, unknown, err := u.ApplyQuery(DefaultRabbitOptions())
 	if err != nil || !o.AMQPDurableQueues || !o.SSL || len(unknown) != 0 {
 		t.Errorf("query overrides: %+v %v %v", o, unknown, err)
 	}
@@ -48,7 +47,7 @@ func TestParseTransportURL(t *testing.T) {
 
 func TestQueryOverrides(t *testing.T) {
 	u, _ := ParseTransportURL("rabbit://h/?rabbit_quorum_queue=yes&rabbit_transient_queues_ttl=60&rabbit_retry_backoff=0.5&ssl_ca_file=/ca.pem&heartbeat_timeout_threshold=0&frobnicate=1")
-	base := config.Defaults().Rabbit
+	base := DefaultRabbitOptions()
 	o, unknown, err := u.ApplyQuery(base)
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +100,7 @@ func TestRedaction(t *testing.T) {
 	} {
 		u, err := ParseTransportURL(raw)
 		if err == nil {
-			_, unknown, _ := u.ApplyQuery(config.Defaults().Rabbit)
+			_, unknown, _ := u.ApplyQuery(DefaultRabbitOptions())
 			t.Errorf("%s: accepted as %s (unknown options %v)", RedactURL(raw), u.Redacted(), unknown)
 			continue
 		}
@@ -115,7 +114,7 @@ func TestRedaction(t *testing.T) {
 }
 
 func TestRetryDelay(t *testing.T) {
-	o := config.Defaults().Rabbit // 1 s + n*2 s, max 30 s
+	o := DefaultRabbitOptions() // 1 s + n*2 s, max 30 s
 	for attempt, base := range map[int]float64{0: 1, 1: 3, 5: 11, 100: 30} {
 		for range 20 {
 			d := retryDelay(o, attempt).Seconds()

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
@@ -64,7 +63,7 @@ func TestNSIDFileSchemas(t *testing.T) {
 		}
 		cl := spdk.NewUnix(filepath.Join(t.TempDir(), "none.sock"), nil)
 		defer func() { _ = cl.Close() }()
-		_, err := storage.New(storage.Options{Client: cl, Storage: config.StorageOpts{HostNQN: hostNQN}, NodeUUID: nodeUUID,
+		_, err := storage.New(storage.Options{Client: cl, Storage: storage.Settings{HostNQN: hostNQN}, NodeUUID: nodeUUID,
 			Driver: simDriver(t)(cl), NSIDFile: file})
 		return err
 	}

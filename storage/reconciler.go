@@ -19,7 +19,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/atomicfile"
@@ -34,7 +33,7 @@ import (
 // Options build a Reconciler.
 type Options struct {
 	Client   *spdk.Client
-	Storage  config.StorageOpts
+	Storage  Settings
 	NodeUUID string
 	Driver   drivers.StorageDriver
 	Logger   *zap.Logger
@@ -45,6 +44,22 @@ type Options struct {
 	// Parallel bounds how many volumes are attached at once (default 8):
 	// a real attach takes 60-170 ms, mostly waiting for the target.
 	Parallel int
+}
+
+// Settings are how volumes are attached and where config drives live.
+type Settings struct {
+	// HostNQN is this DPU's NVMe host NQN, used for every attach.
+	HostNQN string
+	// The bdev_nvme controller options of every attach (SPDK's names).
+	CtrlrLossTimeoutSec, ReconnectDelaySec, FastIOFailTimeoutSec int
+	// Multipath is bdev_nvme's mode for volumes with several portals:
+	// multipath or failover.
+	Multipath string
+	// ConfigDriveDir holds the config-drive images, one file per sha256.
+	ConfigDriveDir string
+	// ConfigDriveMaxBytes is the largest decoded image accepted
+	// (DefaultConfigDriveMaxBytes when not positive).
+	ConfigDriveMaxBytes int
 }
 
 // Reconciler implements agent.Reconciler for storage.

@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent"
-	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/spdkgeneric"
@@ -33,8 +32,8 @@ var _ agent.Reconciler = (*storage.Reconciler)(nil)
 
 var pf0NQN = drivers.HostSubsystemNQN(nodeUUID, nodestate.Function{PF: 0})
 
-func storageOpts() config.StorageOpts {
-	return config.StorageOpts{HostNQN: hostNQN, CtrlrLossTimeoutSec: -1, ReconnectDelaySec: 5, FastIOFailTimeoutSec: 0, Multipath: "multipath"}
+func storageOpts() storage.Settings {
+	return storage.Settings{HostNQN: hostNQN, CtrlrLossTimeoutSec: -1, ReconnectDelaySec: 5, FastIOFailTimeoutSec: 0, Multipath: "multipath"}
 }
 
 // newEmu starts an emulator that serves the three test volumes: the boot
@@ -67,7 +66,7 @@ func newRig(t *testing.T, emu *spdktest.Emulator, mk func(*spdk.Client) drivers.
 
 // persistent builds a reconciler that remembers nsids in file: building it
 // again is an agent restart.
-func persistent(t *testing.T, emu *spdktest.Emulator, o config.StorageOpts, file string) *storage.Reconciler {
+func persistent(t *testing.T, emu *spdktest.Emulator, o storage.Settings, file string) *storage.Reconciler {
 	t.Helper()
 	cl := spdk.NewUnix(emu.Socket(), nil)
 	t.Cleanup(func() { _ = cl.Close() })

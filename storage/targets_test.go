@@ -12,7 +12,6 @@ import (
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent"
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
-	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
@@ -33,7 +32,7 @@ func TestConnectionInfoIsParsedOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := New(Options{Client: cl, Driver: drv, NodeUUID: node, Storage: config.StorageOpts{
+	r, err := New(Options{Client: cl, Driver: drv, NodeUUID: node, Storage: Settings{
 		HostNQN: "nqn.2014-08.org.nvmexpress:uuid:0d5e8f2a-4b6c-4d7e-8f90-a1b2c3d4e5f6", CtrlrLossTimeoutSec: -1, ReconnectDelaySec: 5, Multipath: "multipath"}})
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +93,7 @@ func TestAttachPathParsesConnectionInfoOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := New(Options{Client: cl, Driver: drv, NodeUUID: node, Storage: config.StorageOpts{
+	r, err := New(Options{Client: cl, Driver: drv, NodeUUID: node, Storage: Settings{
 		HostNQN: hostNQN, CtrlrLossTimeoutSec: -1, ReconnectDelaySec: 5, Multipath: "multipath"}})
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/ironic-dpu/ironic-dpu-agent/agent/daemon"
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/hwcheck"
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
@@ -98,7 +99,7 @@ state as apply takes it), what the agent would create or adopt for it.`,
 				}
 				fmt.Fprintf(g.stdout, "%s: ok\n", name)
 			}
-			report("rabbitmq "+rpcapi.RedactURL(cfg.Default.TransportURL), CheckRabbitDown, rpcapi.Probe(ctx, cfg.Default.TransportURL, cfg.Rabbit))
+			report("rabbitmq "+rpcapi.RedactURL(cfg.Default.TransportURL), CheckRabbitDown, rpcapi.Probe(ctx, cfg.Default.TransportURL, daemon.RabbitOptions(cfg.Rabbit)))
 			report("spdk "+cfg.SPDK.RPCSocket, CheckSPDKDown, probeSPDK(ctx, cfg.SPDK.RPCSocket))
 			report("ovsdb "+cfg.OVS.OVSDBConnection, CheckOVSDBDown, probeOVSDB(ctx, cfg.OVS))
 			if code&(CheckRabbitDown|CheckSPDKDown|CheckOVSDBDown) != 0 {
@@ -217,7 +218,7 @@ func probeOVSDB(ctx context.Context, o config.OVSOpts) error {
 func plaintextWarnings(cfg *config.Config) []string {
 	var out []string
 	if u, err := rpcapi.ParseTransportURL(cfg.Default.TransportURL); err == nil {
-		o, _, err := u.ApplyQuery(cfg.Rabbit)
+		o, _, err := u.ApplyQuery(daemon.RabbitOptions(cfg.Rabbit))
 		if err == nil && !o.SSL {
 			for _, h := range u.Hosts {
 				if !loopback(h.Host) {

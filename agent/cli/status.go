@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/ironic-dpu/ironic-dpu-agent/agent/daemon"
 	"github.com/ironic-dpu/ironic-dpu-agent/rpcapi"
 )
 
@@ -58,7 +59,7 @@ func (g *globals) rpc(ctx context.Context, f *rpcFlags, method string, args map[
 		return nil, fmt.Errorf("no node: give --node or set [DEFAULT] node_uuid")
 	}
 	cl, err := rpcapi.NewClient(ctx, rpcapi.ClientConfig{
-		URL: cfg.Default.TransportURL, Rabbit: cfg.Rabbit, Exchange: cfg.Agent.Exchange,
+		URL: cfg.Default.TransportURL, Rabbit: daemon.RabbitOptions(cfg.Rabbit), Exchange: cfg.Agent.Exchange,
 		Name: "ironic-dpu-agent-cli", Timeout: f.timeout, Logger: zap.NewNop(),
 	})
 	if err != nil {

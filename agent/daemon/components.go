@@ -80,15 +80,15 @@ func buildComponents(cfg *config.Config, log *zap.Logger, trigger func()) (*comp
 	if err != nil {
 		return nil, err
 	}
-	net, err := network.New(network.Options{
-		Config: cfg.OVS, NodeUUID: cfg.Default.NodeUUID, Driver: drv.Network, Trigger: trigger, Logger: log,
-		RetryBase: cfg.Default.RetryBase, RetryMax: cfg.Default.ReconcileInterval,
-	})
+	no := NetworkOptions(cfg.OVS)
+	no.NodeUUID, no.Driver, no.Trigger, no.Logger = cfg.Default.NodeUUID, drv.Network, trigger, log
+	no.RetryBase, no.RetryMax = cfg.Default.RetryBase, cfg.Default.ReconcileInterval
+	net, err := network.New(no)
 	if err != nil {
 		return nil, err
 	}
 	st, err := storage.New(storage.Options{
-		Client: client, Storage: cfg.Storage, NodeUUID: cfg.Default.NodeUUID, Driver: drv.Storage, Logger: log,
+		Client: client, Storage: StorageSettings(cfg.Storage), NodeUUID: cfg.Default.NodeUUID, Driver: drv.Storage, Logger: log,
 		NSIDFile: filepath.Join(cfg.Default.StateDir, "nsids.json"),
 	})
 	if err != nil {

@@ -98,7 +98,7 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	metrics := httpapi.NewMetrics(a, methods, link)
 	srv, err := rpcapi.NewServer(rpcapi.ServerConfig{
 		URL:          cfg.Default.TransportURL,
-		Rabbit:       cfg.Rabbit,
+		Rabbit:       RabbitOptions(cfg.Rabbit),
 		Target:       rpcapi.Target{Exchange: cfg.Agent.Exchange, Topic: cfg.Agent.Topic, Server: cfg.Default.NodeUUID},
 		ListenShared: cfg.Agent.ListenSharedTopic,
 		Dispatcher:   disp,

@@ -14,10 +14,10 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/logctx"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/netaddr"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 )
@@ -75,7 +75,7 @@ func NewStorage(o Options) (*Storage, error) {
 		if o.ListenAddress == "" || o.ListenPort == "" {
 			return nil, fmt.Errorf("%w: spdkgeneric: TCP needs [spdk_nvmf] listen_address and listen_port", errdefs.ErrInvalidArgument)
 		}
-		if len(o.AllowedHosts) == 0 && !config.IsLoopback(o.ListenAddress) {
+		if len(o.AllowedHosts) == 0 && !netaddr.IsLoopback(o.ListenAddress) {
 			return nil, fmt.Errorf("%w: spdkgeneric: a TCP listener on %s exposes the volumes to the network: set [spdk_nvmf] allowed_host_nqns",
 				errdefs.ErrInvalidArgument, o.ListenAddress)
 		}

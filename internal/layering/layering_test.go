@@ -25,7 +25,13 @@ var rules = []struct {
 }{
 	{"agent", false, []string{"storage/nvmeof"},
 		"the agent knows no storage protocol: the storage reconciler parses Cinder's connection info, once"},
+	{"network", true, []string{"config"}, noConfig},
+	{"storage", true, []string{"config"}, noConfig},
+	{"rpcapi", true, []string{"config"}, noConfig},
+	{"drivers", true, []string{"config"}, noConfig},
 }
+
+const noConfig = "a mechanism package owns its options; agent/daemon maps the configuration onto them"
 
 // root is the module's directory (this file is internal/layering/).
 func root(t *testing.T) string {

@@ -20,7 +20,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/ovn"
 	"github.com/ironic-dpu/ironic-dpu-agent/network"
@@ -97,7 +96,7 @@ func run(n int, withBaseline bool) error {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	r, err := network.New(network.Options{
-		Config:   config.OVSOpts{OVSDBConnection: env.OVSDB, IntegrationBridge: env.Bridge, BindTimeout: 5 * time.Minute},
+		OVSDBConnection: env.OVSDB, IntegrationBridge: env.Bridge, BindTimeout: 5 * time.Minute,
 		NodeUUID: node, Driver: sim.NewNetwork(0), Logger: benchLogger(),
 	})
 	if err != nil {

@@ -24,7 +24,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/rabbitmq"
 	"github.com/ironic-dpu/ironic-dpu-agent/rpcapi"
 )
@@ -95,7 +94,7 @@ func startAgent(ctx context.Context, url, bin, conf string) (*proc, error) {
 	}
 	p := &proc{cmd: cmd, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(p.done) }()
-	cl, err := rpcapi.NewClient(ctx, rpcapi.ClientConfig{URL: url, Rabbit: config.Defaults().Rabbit, Name: "bench-wait"})
+	cl, err := rpcapi.NewClient(ctx, rpcapi.ClientConfig{URL: url, Rabbit: rpcapi.DefaultRabbitOptions(), Name: "bench-wait"})
 	if err != nil {
 		p.stop()
 		return nil, err
@@ -356,7 +355,7 @@ ovsdb_connection = unix:%s
 	}
 	// The Python client is GIL-bound and shares the 2 cores with both servers,
 	// so also drive both servers with the cheaper Go client.
-	gc, err := rpcapi.NewClient(ctx, rpcapi.ClientConfig{URL: b.URL(), Rabbit: config.Defaults().Rabbit, Name: "bench"})
+	gc, err := rpcapi.NewClient(ctx, rpcapi.ClientConfig{URL: b.URL(), Rabbit: rpcapi.DefaultRabbitOptions(), Name: "bench"})
 	if err != nil {
 		return err
 	}

@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/spdkgeneric"
@@ -40,7 +39,7 @@ type bench struct {
 	emu         *spdktest.Emulator
 	cl          *spdk.Client
 	ids         []string
-	opts        config.StorageOpts
+	opts        storage.Settings
 }
 
 func main() {
@@ -171,8 +170,8 @@ func run(n, par, runs int, lat time.Duration) error {
 	return nil
 }
 
-func configOpts() config.StorageOpts {
-	return config.StorageOpts{HostNQN: hostNQN, Multipath: "multipath", CtrlrLossTimeoutSec: -1, ReconnectDelaySec: 5}
+func configOpts() storage.Settings {
+	return storage.Settings{HostNQN: hostNQN, Multipath: "multipath", CtrlrLossTimeoutSec: -1, ReconnectDelaySec: 5}
 }
 
 func (b *bench) reconciler() (*storage.Reconciler, error) {

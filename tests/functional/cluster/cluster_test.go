@@ -21,7 +21,6 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/agentproc"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/osloclient"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/rabbitmq"
@@ -66,8 +65,8 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-func fastRetry() config.RabbitOpts {
-	o := config.Defaults().Rabbit
+func fastRetry() rpcapi.RabbitOptions {
+	o := rpcapi.DefaultRabbitOptions()
 	o.RetryInterval, o.RetryBackoff, o.IntervalMax = 0.2, 0.2, 1
 	o.HeartbeatTimeout = 10
 	return o

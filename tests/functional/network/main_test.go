@@ -23,7 +23,6 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent"
-	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/ovn"
@@ -96,7 +95,7 @@ func newReconcilerWith(t *testing.T, e *ovn.Env, node string, drv drivers.Networ
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	o := network.Options{
-		Config:   config.OVSOpts{OVSDBConnection: e.OVSDB, IntegrationBridge: e.Bridge, BindTimeout: bind},
+		OVSDBConnection: e.OVSDB, IntegrationBridge: e.Bridge, BindTimeout: bind,
 		NodeUUID: node, Driver: h.drv, Trigger: func() { h.triggers.Add(1) },
 		Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
 	}

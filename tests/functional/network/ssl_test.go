@@ -14,18 +14,17 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/agentproc"
 	"github.com/ironic-dpu/ironic-dpu-agent/network"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
-// sslOpts are the [ovs] options of an ssl: ovsdb_connection to the shared
+// withSSL sets o's OVSDB options to an ssl: ovsdb_connection to the shared
 // stack, trusting ca.
-func sslOpts(ca string) config.OVSOpts {
-	return config.OVSOpts{OVSDBConnection: env.OVSDBSSL, IntegrationBridge: env.Bridge, BindTimeout: 10 * time.Second,
-		SSLKeyFile: pki.ClientKey, SSLCertFile: pki.ClientCert, SSLCACertFile: ca}
+func withSSL(o *network.Options, ca string) {
+	o.OVSDBConnection, o.IntegrationBridge, o.BindTimeout = env.OVSDBSSL, env.Bridge, 10*time.Second
+	o.SSLKeyFile, o.SSLCertFile, o.SSLCACertFile = pki.ClientKey, pki.ClientCert, ca
 }
 
 // ovsdb-server with --private-key/--certificate/--ca-cert and a pssl:
@@ -33,7 +32,7 @@ func sslOpts(ca string) config.OVSOpts {
 // and ovn-controller binds it.
 func TestPlugOverSSL(t *testing.T) {
 	drv := sim.NewNetwork(0)
-	h := newReconcilerWith(t, env, uuidN('a'), drv, 10*time.Second, func(o *network.Options) { o.Config = sslOpts(pki.CA) })
+	h := newReconcilerWith(t, env, uuidN('a'), drv, 10*time.Second, func(o *network.Options) { withSSL(o, pki.CA) })
 	port, mac := uuidN('b'), macN(0x551)
 	addLSP(t, env, "ls-ssl", port, mac, "10.0.5.11")
 	if err := h.reconcile(nodestate.VIF{PortID: port, MAC: mac, Function: sf(0, 55)}); err != nil {
@@ -54,8 +53,9 @@ func TestPlugOverSSL(t *testing.T) {
 // the reconciler never connects and says why.
 func TestSSLRefusesWrongCA(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	r, err := network.New(network.Options{Config: sslOpts(pki.OtherCA), NodeUUID: uuidN('a'), Driver: sim.NewNetwork(0),
-		Logger: zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel))})
+	o := network.Options{NodeUUID: uuidN('a'), Driver: sim.NewNetwork(0), Logger: zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel))}
+	withSSL(&o, pki.OtherCA)
+	r, err := network.New(o)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -69,9 +69,10 @@ func TestSSLRefusesWrongCA(t *testing.T) {
 		t.Fatalf("health with an untrusted server certificate: %v", err)
 	}
 	// missing files are refused at once, before any connection
-	o := sslOpts(pki.CA)
+	o = network.Options{NodeUUID: uuidN('a'), Driver: sim.NewNetwork(0)}
+	withSSL(&o, pki.CA)
 	o.SSLKeyFile = filepath.Join(t.TempDir(), "none.key")
-	if _, err := network.New(network.Options{Config: o, NodeUUID: uuidN('a'), Driver: sim.NewNetwork(0)}); err == nil {
+	if _, err := network.New(o); err == nil {
 		t.Fatal("a missing ssl_key_file was accepted")
 	}
 }

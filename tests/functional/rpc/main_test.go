@@ -21,7 +21,6 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/rabbitmq"
 	"github.com/ironic-dpu/ironic-dpu-agent/rpcapi"
 )
@@ -66,8 +65,8 @@ func run(m *testing.M) int {
 }
 
 // fastRetry reconnects quickly so restart tests stay short.
-func fastRetry() config.RabbitOpts {
-	o := config.Defaults().Rabbit
+func fastRetry() rpcapi.RabbitOptions {
+	o := rpcapi.DefaultRabbitOptions()
 	o.RetryInterval, o.RetryBackoff, o.IntervalMax = 0.2, 0.2, 1
 	o.HeartbeatTimeout = 10
 	return o
@@ -85,7 +84,7 @@ func startServer(t *testing.T, cfg rpcapi.ServerConfig) *rpcapi.Server {
 	if cfg.Logger == nil {
 		cfg.Logger = zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
 	}
-	if cfg.Rabbit == (config.RabbitOpts{}) {
+	if cfg.Rabbit == (rpcapi.RabbitOptions{}) {
 		cfg.Rabbit = fastRetry()
 	}
 	s, err := rpcapi.NewServer(cfg)

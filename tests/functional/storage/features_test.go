@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/agentproc"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
@@ -39,7 +38,7 @@ func agentStorage(t *testing.T, sock, dir string) (*storage.Reconciler, *spdk.Cl
 		t.Fatal(err)
 	}
 	r, err := storage.New(storage.Options{Client: cl, NodeUUID: nodeUUID, Driver: d, NSIDFile: filepath.Join(dir, "nsids.json"),
-		Storage: config.StorageOpts{HostNQN: hostNQN, Multipath: "multipath", CtrlrLossTimeoutSec: -1, ReconnectDelaySec: 5,
+		Storage: storage.Settings{HostNQN: hostNQN, Multipath: "multipath", CtrlrLossTimeoutSec: -1, ReconnectDelaySec: 5,
 			ConfigDriveDir: filepath.Join(dir, "config-drive"), ConfigDriveMaxBytes: 1 << 20}})
 	if err != nil {
 		t.Fatal(err)

@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
@@ -153,7 +152,7 @@ func newReconciler(t *testing.T, sock string) (*storage.Reconciler, *spdk.Client
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := storage.New(storage.Options{Client: cl, NodeUUID: nodeUUID, Driver: d, Storage: config.StorageOpts{
+	r, err := storage.New(storage.Options{Client: cl, NodeUUID: nodeUUID, Driver: d, Storage: storage.Settings{
 		HostNQN: hostNQN, Multipath: "multipath", CtrlrLossTimeoutSec: -1, ReconnectDelaySec: 5}})
 	if err != nil {
 		t.Fatal(err)
