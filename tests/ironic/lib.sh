@@ -8,8 +8,12 @@
 
 PY=/usr/bin/python3          # Debian's python: the pyenv one cannot import ironic
 TH_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=tests/lib/proc.sh
+. "$TH_REPO/tests/lib/proc.sh"
 # shellcheck source=tests/lib/rabbit.sh
 . "$TH_REPO/tests/lib/rabbit.sh"
+# shellcheck source=tests/lib/ovn.sh
+. "$TH_REPO/tests/lib/ovn.sh"
 # shellcheck source=tests/lib/pyinstall.sh
 . "$TH_REPO/tests/lib/pyinstall.sh"
 # shellcheck source=tests/lib/postgres.sh
@@ -18,9 +22,11 @@ TH_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # that several conductors share: the takeover cases).
 IRONIC_DB=${IRONIC_DB:-sqlite}
 
-th_log() { printf '[%6.2fs] %s\n' "$(th_elapsed)" "$*" >&2; }
-th_die() { th_log "FATAL: $*"; exit 1; }
-th_elapsed() { awk -v s="$TH_T0" -v e="$(date +%s.%N)" 'BEGIN{printf "%.2f", e-s}'; }
+# Logging, process spawn/stop by PID and port picking: tests/lib/proc.sh;
+# the th_* names are the ones this suite's scripts (and tests/bench) use.
+th_log() { proc_log "$@"; }
+th_die() { proc_die "$@"; }
+th_elapsed() { proc_elapsed; }
 
 th_require() {
   local b missing=()
@@ -29,10 +35,10 @@ th_require() {
 }
 
 # Pick a base port with 25 free ports above it (RabbitMQ uses P..P+20).
-th_free_base() { $PY "$TH_REPO/tests/python/free_ports.py" 25; }
+th_free_base() { proc_free_base 25; }
 
 th_init() {
-  TH_T0=$(date +%s.%N)
+  PROC_T0=$(date +%s.%N) PROC_LOG_DIGITS=2
   th_require "$PY" /usr/lib/rabbitmq/bin/rabbitmq-server epmd ovsdb-tool ovsdb-server ovs-vswitchd \
     ovs-vsctl ovn-nbctl ovn-sbctl ovn-northd ovn-controller ironic-api ironic-conductor \
     ironic-dbsync openstack jq curl go
@@ -48,108 +54,29 @@ th_init() {
   th_log "base $BASE, rabbit $RMQ_PORT, ironic api $IRONIC_API_PORT"
 }
 
-# th_spawn NAME CMD... : start in its own session, record the PID.
-th_spawn() {
-  local name=$1; shift
-  setsid "$@" >> "$BASE/log/$name.out" 2>&1 < /dev/null &
-  echo $! > "$BASE/pids/$name"
-}
-
-th_pid() { cat "$BASE/pids/$1" 2>/dev/null; }
-th_alive() { local p; p=$(th_pid "$1"); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
-
-# th_stop NAME [SECONDS]: SIGTERM, then SIGKILL of its process group.
-th_stop() {
-  local name=$1 secs=${2:-20} pid i
-  pid=$(th_pid "$name") || return 0
-  [ -n "$pid" ] || return 0
-  if kill -TERM "$pid" 2>/dev/null; then
-    for ((i = 0; i < secs * 10; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL -- "-$pid" 2>/dev/null
-  fi
-  # ironic-api forks a worker in the same session; stop what is left of it.
-  kill -KILL -- "-$pid" 2>/dev/null
-  rm -f "$BASE/pids/$name"
-}
-
-th_wait() {   # th_wait SECONDS DESCRIPTION CMD... : poll every 0.1 s
-  local secs=$1 what=$2 i; shift 2
-  for ((i = 0; i < secs * 10; i++)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  th_log "timeout after ${secs}s waiting for $what"; return 1
-}
+th_spawn() { proc_spawn "$@"; }   # NAME CMD...
+th_pid() { proc_pid "$1"; }
+th_alive() { proc_alive "$1"; }
+th_stop() { proc_stop -t "${2:-20}" "$1"; }   # NAME [SECONDS]: SIGTERM, then SIGKILL of its process group
+th_wait() { proc_wait "$@"; }                 # SECONDS DESCRIPTION CMD...
 
 # ---------------------------------------------------------------- RabbitMQ
-rabbit_env() { rabbit_env_for "$BASE/rmq" "$RMQ_PORT" "rmqdpu$RMQ_PORT@localhost"; }
-
-rabbit_up() {
-  rabbit_env
-  th_spawn rabbit env "${RMQ_ENV[@]}" /usr/lib/rabbitmq/bin/rabbitmq-server
-  local i
-  for ((i = 0; i < 600; i++)); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$RMQ_PORT") 2>/dev/null; then th_log "rabbit up"; return 0; fi
-    th_alive rabbit || { tail -30 "$BASE/log/rabbit.out" >&2; th_die "rabbit died"; }
-    sleep 0.1
-  done
-  th_die "rabbit did not open $RMQ_PORT"
-}
-
-rabbit_down() {
-  local beam
-  beam=$(cat "$BASE/rmq/rabbit.pid" 2>/dev/null)
-  if [ -n "$beam" ] && kill -TERM "$beam" 2>/dev/null; then
-    th_wait 15 "rabbit exit" bash -c "! kill -0 $beam" || kill -KILL "$beam" 2>/dev/null
-  fi
-  th_stop rabbit 5
-  epmd -port "$((RMQ_PORT + 2))" -kill >/dev/null 2>&1 || true
-}
+rabbit_up() { rabbit_start "rmqdpu$RMQ_PORT@localhost" || th_die "rabbit"; th_log "rabbit up"; }
+rabbit_down() { rabbit_stop; }
 
 # ---------------------------------------------------------------- OVS / OVN
-# Unprivileged-style stack (research/ovs-ovn.md 4.3): dummy datapath, every
-# daemon in the foreground under th_spawn, unix sockets in $BASE/ovn.
+# tests/lib/ovn.sh: one DPU chassis, $OVN_SYSTEM_ID, and a tenant switch.
 OVN_SYSTEM_ID=dpu-chassis-1
-ovn_env() {
-  OVN_DIR=$BASE/ovn
-  export OVS_RUNDIR=$OVN_DIR OVS_LOGDIR=$OVN_DIR OVS_DBDIR=$OVN_DIR OVS_SYSCONFDIR=$OVN_DIR \
-    OVN_RUNDIR=$OVN_DIR OVN_LOGDIR=$OVN_DIR OVN_DBDIR=$OVN_DIR OVN_SYSCONFDIR=$OVN_DIR
-  OVSDB=unix:$OVN_DIR/db.sock NBDB=unix:$OVN_DIR/ovnnb_db.sock SBDB=unix:$OVN_DIR/ovnsb_db.sock
-}
-vsctl() { ovs-vsctl --db="$OVSDB" --timeout=10 "$@"; }
-nbctl() { ovn-nbctl --db="$NBDB" --timeout=10 "$@"; }
-sbctl() { ovn-sbctl --db="$SBDB" --timeout=10 "$@"; }
+ovn_env() { ovn_env_for "$BASE/ovn"; }
 
 ovn_up() {
-  ovn_env; mkdir -p "$OVN_DIR"
-  ovsdb-tool create "$OVN_DIR/conf.db" /usr/share/openvswitch/vswitch.ovsschema
-  ovsdb-tool create "$OVN_DIR/ovnnb_db.db" /usr/share/ovn/ovn-nb.ovsschema
-  ovsdb-tool create "$OVN_DIR/ovnsb_db.db" /usr/share/ovn/ovn-sb.ovsschema
-  th_spawn ovsdb-server ovsdb-server "$OVN_DIR/conf.db" --remote="punix:$OVN_DIR/db.sock" \
-    --remote=db:Open_vSwitch,Open_vSwitch,manager_options --unixctl="$OVN_DIR/ovsdb-server.ctl" --no-chdir
-  local n
-  for n in ovnnb_db ovnsb_db; do
-    th_spawn "$n" ovsdb-server "$OVN_DIR/$n.db" --remote="punix:$OVN_DIR/$n.sock" \
-      --unixctl="$OVN_DIR/$n.ctl" --no-chdir
-  done
-  for n in db ovnnb_db ovnsb_db; do th_wait 10 "$n.sock" test -S "$OVN_DIR/$n.sock" || th_die "ovsdb $n"; done
-  vsctl --no-wait init; nbctl init; sbctl init
-  th_spawn ovs-vswitchd ovs-vswitchd --enable-dummy=override --disable-system "$OVSDB" \
-    --unixctl="$OVN_DIR/ovs-vswitchd.ctl" --no-chdir
-  th_spawn ovn-northd ovn-northd --ovnnb-db="$NBDB" --ovnsb-db="$SBDB" --unixctl="$OVN_DIR/ovn-northd.ctl" --no-chdir
-  vsctl add-br br-int -- set Bridge br-int datapath_type=dummy fail-mode=secure other-config:disable-in-band=true
-  vsctl set Open_vSwitch . external_ids:system-id=$OVN_SYSTEM_ID external_ids:hostname=$OVN_SYSTEM_ID \
-    external_ids:ovn-remote="$SBDB" external_ids:ovn-encap-type=geneve external_ids:ovn-encap-ip=127.0.0.1 \
-    external_ids:ovn-bridge=br-int external_ids:ovn-bridge-datapath-type=dummy
-  th_spawn ovn-controller ovn-controller "$OVSDB" --no-chdir
-  th_wait 30 "chassis $OVN_SYSTEM_ID" bash -c \
-    "[ \"\$(ovn-sbctl --db=$SBDB --bare --columns=name find Chassis name=$OVN_SYSTEM_ID)\" = $OVN_SYSTEM_ID ]" \
-    || th_die "ovn-controller did not register"
+  ovn_env
+  ovn_stack_up "$OVN_SYSTEM_ID" "$OVN_SYSTEM_ID" || th_die "ovn-controller did not register"
   nbctl ls-add tenant-net
   th_log "ovs/ovn up"
 }
 
-ovn_down() {
-  local n
-  for n in ovn-controller ovn-northd ovs-vswitchd ovnsb_db ovnnb_db ovsdb-server; do th_stop "$n" 10; done
-}
+ovn_down() { ovn_stack_down; }
 
 # The Neutron side, without Neutron: the logical switch port a Neutron port
 # would be; requested-chassis like neutron's OVN driver sets for a port bound

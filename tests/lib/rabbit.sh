@@ -4,6 +4,7 @@
 # ports P (AMQP), P+1 (distribution), P+2 (epmd), P+10..20 (CLI tools), all on
 # loopback, never the system broker's /etc or /var files.
 # shellcheck disable=SC2034   # RMQ_ENV is used by the sourcing scripts
+# Needs tests/lib/proc.sh (rabbit_start, rabbit_stop).
 
 # rabbit_env_for DIR PORT NODENAME: writes DIR/etc/* and sets the array
 # RMQ_ENV to the variables rabbitmq-server and rabbitmqctl need.
@@ -27,4 +28,32 @@ CONF
     ERL_EPMD_PORT="$((port + 2))" ERL_EPMD_ADDRESS=127.0.0.1
     RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
     RABBITMQ_CTL_DIST_PORT_MIN="$((port + 10))" RABBITMQ_CTL_DIST_PORT_MAX="$((port + 20))")
+}
+
+# rabbit_start NODENAME: a private broker on $RMQ_PORT under $BASE/rmq
+# (tests/lib/proc.sh's proc_spawn, name "rabbit"); returns once it accepts
+# AMQP connections, or 1 with the tail of its log.
+rabbit_start() {
+  rabbit_env_for "$BASE/rmq" "$RMQ_PORT" "$1"
+  proc_spawn rabbit "${RMQ_ENV[@]}" /usr/lib/rabbitmq/bin/rabbitmq-server
+  local i
+  for ((i = 0; i < 600; i++)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$RMQ_PORT") 2>/dev/null; then return 0; fi
+    proc_alive rabbit || { tail -30 "$BASE/log/rabbit.out" >&2; proc_log "rabbit died"; return 1; }
+    sleep 0.1
+  done
+  proc_log "rabbit did not open $RMQ_PORT"; return 1
+}
+
+# rabbit_stop: the Erlang VM by its own pid file (the server script's child),
+# then the script's process group, then this broker's epmd.
+rabbit_stop() {
+  local beam i
+  beam=$(cat "$BASE/rmq/rabbit.pid" 2>/dev/null)
+  if [ -n "$beam" ] && kill -TERM "$beam" 2>/dev/null; then
+    for ((i = 0; i < 150; i++)); do proc_pid_alive "$beam" || break; sleep 0.1; done
+    proc_pid_alive "$beam" && kill -KILL "$beam" 2>/dev/null
+  fi
+  proc_stop -t 5 rabbit
+  ERL_EPMD_PORT=$((RMQ_PORT + 2)) epmd -port "$((RMQ_PORT + 2))" -kill >/dev/null 2>&1 || true
 }

@@ -13,8 +13,12 @@
 PY=/usr/bin/python3          # Debian's python: the pyenv one cannot import OpenStack
 OS_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OS_REPO=$(cd "$OS_HERE/../.." && pwd)
+# shellcheck source=tests/lib/proc.sh
+. "$OS_REPO/tests/lib/proc.sh"
 # shellcheck source=tests/lib/rabbit.sh
 . "$OS_REPO/tests/lib/rabbit.sh"
+# shellcheck source=tests/lib/ovn.sh
+. "$OS_REPO/tests/lib/ovn.sh"
 # shellcheck source=tests/lib/pyinstall.sh
 . "$OS_REPO/tests/lib/pyinstall.sh"
 # shellcheck source=tests/lib/postgres.sh
@@ -28,9 +32,12 @@ OS_APT="rabbitmq-server postgresql-15 openvswitch-switch ovn-central ovn-host ne
 nova-api nova-conductor nova-scheduler nova-compute-ironic cinder-api cinder-scheduler cinder-volume glance-api \
 ironic-api ironic-conductor python3-openstackclient python3-ironicclient jq curl genisoimage python3-pycdlib"
 
-os_log() { printf '[%6.1fs] %s\n' "$(os_elapsed)" "$*" >&2; }
-os_die() { os_log "FATAL: $*"; exit 1; }
-os_elapsed() { awk -v s="$OS_T0" -v e="$(date +%s.%N)" 'BEGIN{printf "%.1f", e-s}'; }
+# Logging, process spawn/stop by PID and port picking: tests/lib/proc.sh;
+# the os_* names are the ones this suite's scripts (and tests/bench) use.
+PROC_LOG_DIGITS=1
+os_log() { proc_log "$@"; }
+os_die() { proc_die "$@"; }
+os_elapsed() { proc_elapsed; }
 os_now() { date +%s.%N; }
 os_since() { awk -v s="$1" -v e="$(date +%s.%N)" 'BEGIN{printf "%.2f", e-s}'; }
 
@@ -51,10 +58,10 @@ os_require() {
 }
 
 # Pick a base port with 40 free ports above it.
-os_free_base() { $PY "$OS_REPO/tests/python/free_ports.py" 40; }
+os_free_base() { proc_free_base 40; }
 
 os_init() {
-  OS_T0=$(os_now)
+  PROC_T0=$(os_now)
   os_require
   BASE=${OS_BASE:-$(mktemp -d /tmp/ironic-dpu-os.XXXXXX)}
   mkdir -p "$BASE"/{pids,log,bin}
@@ -86,73 +93,23 @@ os_vars() {
 
 # os_attach DIR: use a stack that another shell brought up (debugging).
 os_attach() {
-  OS_T0=$(os_now); BASE=$1
+  PROC_T0=$(os_now); BASE=$1
   # shellcheck disable=SC1091
   . "$BASE/ports.sh"; os_vars
   export XDG_CACHE_HOME=$BASE/cache
 }
 
-# os_spawn NAME [ENV=V...] CMD... : own session, record the PID.
-os_spawn() {
-  local name=$1; shift
-  setsid env "$@" > "$BASE/log/$name.out" 2>&1 < /dev/null &
-  echo $! > "$BASE/pids/$name"
-}
-
-# alive = exists and is not a zombie (PID 1 may reap orphans lazily).
-os_pid_alive() { [ -r "/proc/$1/stat" ] && [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)" != Z ]; }
-os_alive() { local p; p=$(cat "$BASE/pids/$1" 2>/dev/null) && [ -n "$p" ] && os_pid_alive "$p"; }
-
-# os_stop NAME... : SIGTERM to all, wait up to 20 s, then SIGKILL each one's
-# process group (setsid made the PID the group leader; workers share it).
-os_stop() {
-  local n pid i pids=()
-  for n in "$@"; do
-    pid=$(cat "$BASE/pids/$n" 2>/dev/null) || continue
-    rm -f "$BASE/pids/$n"
-    [ -n "$pid" ] || continue
-    kill -TERM "$pid" 2>/dev/null
-    pids+=("$pid")
-  done
-  for ((i = 0; i < 200; i++)); do
-    local any=0
-    for pid in "${pids[@]}"; do os_pid_alive "$pid" && any=1; done
-    [ $any = 0 ] && break
-    sleep 0.1
-  done
-  for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null; done
-  return 0
-}
-
-os_wait() {   # os_wait SECONDS DESCRIPTION CMD... : poll every 0.1 s
-  local secs=$1 what=$2 i; shift 2
-  for ((i = 0; i < secs * 10; i++)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  os_log "timeout after ${secs}s waiting for $what"; return 1
-}
+# os_spawn NAME [ENV=V...] CMD... : own session, record the PID; the log
+# starts afresh.
+os_spawn() { : > "$BASE/log/$1.out"; proc_spawn "$@"; }
+os_pid_alive() { proc_pid_alive "$1"; }
+os_alive() { proc_alive "$1"; }
+os_stop() { proc_stop "$@"; }   # NAME... : SIGTERM to all, up to 20 s, then SIGKILL each process group
+os_wait() { proc_wait "$@"; }   # SECONDS DESCRIPTION CMD...
 
 # ---------------------------------------------------------------- RabbitMQ
-rabbit_up() {
-  rabbit_env_for "$BASE/rmq" "$RMQ_PORT" "rmqos$RMQ_PORT@localhost"
-  os_spawn rabbit "${RMQ_ENV[@]}" /usr/lib/rabbitmq/bin/rabbitmq-server
-  local i
-  for ((i = 0; i < 600; i++)); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$RMQ_PORT") 2>/dev/null; then return 0; fi
-    os_alive rabbit || { tail -30 "$BASE/log/rabbit.out" >&2; os_log "rabbit died"; return 1; }
-    sleep 0.1
-  done
-  os_log "rabbit did not open $RMQ_PORT"; return 1
-}
-
-rabbit_down() {
-  local beam i
-  beam=$(cat "$BASE/rmq/rabbit.pid" 2>/dev/null)
-  if [ -n "$beam" ] && kill -TERM "$beam" 2>/dev/null; then
-    for ((i = 0; i < 150; i++)); do os_pid_alive "$beam" || break; sleep 0.1; done
-    os_pid_alive "$beam" && kill -KILL "$beam" 2>/dev/null
-  fi
-  os_stop rabbit
-  ERL_EPMD_PORT=$((RMQ_PORT + 2)) epmd -port "$((RMQ_PORT + 2))" -kill >/dev/null 2>&1 || true
-}
+rabbit_up() { rabbit_start "rmqos$RMQ_PORT@localhost"; }
+rabbit_down() { rabbit_stop; }
 
 # ---------------------------------------------------------------- PostgreSQL
 pg_up() {   # tests/lib/postgres.sh: private cluster, unix socket only
@@ -163,38 +120,10 @@ pg_down() { pg_cluster_down "$BASE/pg"; os_stop postgres; }
 pgdb() { pg_cluster_url "$BASE/pg" os "$1"; }
 
 # ---------------------------------------------------------------- OVS / OVN
-# OVN central + the DPU's own OVS (dummy datapath) and ovn-controller.
-vsctl() { ovs-vsctl --db="$OVSDB" --timeout=10 "$@"; }
-nbctl() { ovn-nbctl --db="$NBDB" --timeout=10 "$@"; }
-sbctl() { ovn-sbctl --db="$SBDB" --timeout=10 "$@"; }
-
-ovn_up() {
-  export OVS_RUNDIR=$OVN_DIR OVS_LOGDIR=$OVN_DIR OVS_DBDIR=$OVN_DIR OVS_SYSCONFDIR=$OVN_DIR \
-    OVN_RUNDIR=$OVN_DIR OVN_LOGDIR=$OVN_DIR OVN_DBDIR=$OVN_DIR OVN_SYSCONFDIR=$OVN_DIR
-  mkdir -p "$OVN_DIR"
-  ovsdb-tool create "$OVN_DIR/conf.db" /usr/share/openvswitch/vswitch.ovsschema
-  ovsdb-tool create "$OVN_DIR/ovnnb_db.db" /usr/share/ovn/ovn-nb.ovsschema
-  ovsdb-tool create "$OVN_DIR/ovnsb_db.db" /usr/share/ovn/ovn-sb.ovsschema
-  os_spawn ovsdb-server ovsdb-server "$OVN_DIR/conf.db" --remote="punix:$OVN_DIR/db.sock" \
-    --unixctl="$OVN_DIR/ovsdb-server.ctl" --no-chdir
-  local n
-  for n in ovnnb_db ovnsb_db; do
-    os_spawn "$n" ovsdb-server "$OVN_DIR/$n.db" --remote="punix:$OVN_DIR/$n.sock" --unixctl="$OVN_DIR/$n.ctl" --no-chdir
-  done
-  for n in db ovnnb_db ovnsb_db; do os_wait 10 "$n.sock" test -S "$OVN_DIR/$n.sock" || return 1; done
-  vsctl --no-wait init; nbctl init; sbctl init
-  os_spawn ovs-vswitchd ovs-vswitchd --enable-dummy=override --disable-system "$OVSDB" \
-    --unixctl="$OVN_DIR/ovs-vswitchd.ctl" --no-chdir
-  os_spawn ovn-northd ovn-northd --ovnnb-db="$NBDB" --ovnsb-db="$SBDB" --unixctl="$OVN_DIR/ovn-northd.ctl" --no-chdir
-  vsctl add-br br-int -- set Bridge br-int datapath_type=dummy fail-mode=secure other-config:disable-in-band=true
-  vsctl set Open_vSwitch . external_ids:system-id=$DPU_CHASSIS external_ids:hostname=$DPU_HOST \
-    external_ids:ovn-remote="$SBDB" external_ids:ovn-encap-type=geneve external_ids:ovn-encap-ip=127.0.0.1 \
-    external_ids:ovn-bridge=br-int external_ids:ovn-bridge-datapath-type=dummy
-  os_spawn ovn-controller ovn-controller "$OVSDB" --no-chdir
-  os_wait 30 "chassis $DPU_CHASSIS" bash -c \
-    "[ \"\$(ovn-sbctl --db=$SBDB --bare --columns=hostname find Chassis name=$DPU_CHASSIS)\" = $DPU_HOST ]"
-}
-ovn_down() { os_stop ovn-controller ovn-northd ovs-vswitchd; os_stop ovnsb_db ovnnb_db ovsdb-server; }
+# OVN central + the DPU's own OVS (dummy datapath) and ovn-controller:
+# tests/lib/ovn.sh.
+ovn_up() { ovn_env_for "$OVN_DIR"; ovn_stack_up "$DPU_CHASSIS" "$DPU_HOST"; }
+ovn_down() { ovn_stack_down; }
 
 # ---------------------------------------------------------------- Go binaries
 # Builds the agent and spdkpair into $BASE/bin, or uses a prebuilt agent:
