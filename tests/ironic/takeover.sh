@@ -9,10 +9,10 @@
 # the dead conductor released and no generation admitted twice by the agent.
 # shellcheck disable=SC2034   # fixtures are used by e2e.sh
 
-NODE4=$(cat /proc/sys/kernel/random/uuid)
+NODE5=$(cat /proc/sys/kernel/random/uuid)
 VIF4=$(cat /proc/sys/kernel/random/uuid); VIF5=$(cat /proc/sys/kernel/random/uuid)
-TAKE_VOL=$(cat /proc/sys/kernel/random/uuid)   # NODE4's boot volume
-NODE4_MAC1=52:54:00:00:04:01 NODE4_MAC2=52:54:00:00:04:02
+TAKE_VOL=$(cat /proc/sys/kernel/random/uuid)   # NODE5's boot volume
+NODE5_MAC1=52:54:00:00:05:01 NODE5_MAC2=52:54:00:00:05:02
 
 # Conductor process names (pid files, logs) and their [DEFAULT] host.
 C1=ironic-conductor C2=ironic-conductor-2
@@ -103,59 +103,59 @@ other_agents_stop() {   # NODE : stop every agent but NODE's
 }
 
 case_takeover_deploywait() {
-  conductor_start "$C2" "$(conductor_host "$C2")"   # starts while n4 is enrolled
-  other_agents_stop "$NODE4"
-  agent_start "$NODE4" &    # it reports healthy after seconds: enroll meanwhile
+  conductor_start "$C2" "$(conductor_host "$C2")"   # starts while n5 is enrolled
+  other_agents_stop "$NODE5"
+  agent_start "$NODE5" &    # it reports healthy after seconds: enroll meanwhile
   local agent_job=$!
-  api_enroll "$NODE4" n4 "$NODE4_MAC1" "$NODE4_MAC2" "$TAKE_VOL" || return 1
+  api_enroll "$NODE5" n5 "$NODE5_MAC1" "$NODE5_MAC2" "$TAKE_VOL" || return 1
   wait "$agent_job" || return 1
   # no logical switch port yet: OVN will not bind it
-  api POST "/nodes/$NODE4/vifs" "$(jq -nc --arg v "$VIF4" '{id: $v}')" > /dev/null || return 1
+  api POST "/nodes/$NODE5/vifs" "$(jq -nc --arg v "$VIF4" '{id: $v}')" > /dev/null || return 1
   two_conductors || return 1
-  provision "$NODE4" active || return 1
-  expect "waits in DEPLOYWAIT" th_wait 30 "n4 in wait call-back" in_state "$NODE4" "wait call-back" &&
-  expect "wait recorded" [ "$(node_field "$NODE4" driver_internal_info.dpu_wait.generation)" != null ] &&
-  expect "lock released while waiting" unlocked "$NODE4" || return 1
+  provision "$NODE5" active || return 1
+  expect "waits in DEPLOYWAIT" th_wait 30 "n5 in wait call-back" in_state "$NODE5" "wait call-back" &&
+  expect "wait recorded" [ "$(node_field "$NODE5" driver_internal_info.dpu_wait.generation)" != null ] &&
+  expect "lock released while waiting" unlocked "$NODE5" || return 1
   local victim survivor t0
-  victim=$(owner "$NODE4"); survivor=$(other_conductor "$victim")
-  th_log "  n4 waits on $victim; killing it"
+  victim=$(owner "$NODE5"); survivor=$(other_conductor "$victim")
+  th_log "  n5 waits on $victim; killing it"
   conductor_kill "$victim"
   t0=$SECONDS
-  ovn_lsp_add "$VIF4" "$NODE4_MAC1"            # the agent converges now
-  wait_state "$NODE4" active 60 || return 1
+  ovn_lsp_add "$VIF4" "$NODE5_MAC1"            # the agent converges now
+  wait_state "$NODE5" active 60 || return 1
   th_log "  active $((SECONDS - t0))s after the kill"
-  expect "the node maps to the survivor" owned_by "$NODE4" "$survivor" &&
+  expect "the node maps to the survivor" owned_by "$NODE5" "$survivor" &&
   expect "resumed by the survivor's convergence periodic" grep -q \
-    "Node $NODE4: DPU agent converged generation [0-9]* in [0-9.]*s (in DEPLOYWAIT)" "$(conductor_log "$survivor")" || return 1
+    "Node $NODE5: DPU agent converged generation [0-9]* in [0-9.]*s (in DEPLOYWAIT)" "$(conductor_log "$survivor")" || return 1
   # Back to two conductors for the next case, starting while the rest is
   # checked (the same host name: it clears its own stale locks at start).
   takeover_restart "$victim"
-  expect "lock released" th_wait 10 "n4 unlocked" unlocked "$NODE4" &&
-  expect "wait state cleared" [ "$(node_field "$NODE4" driver_internal_info.dpu_wait)" = null ] &&
-  expect "power on" [ "$(node_field "$NODE4" power_state)" = "power on" ] &&
-  expect "VIF4 bound" vif_plugged "$NODE4" "$VIF4" && expect "VIF4 bound in OVN" ovn_bound "$VIF4" &&
-  expect "boot volume nsid 1" vol_attached "$NODE4" "$TAKE_VOL" 1 &&
-  expect "Ironic's record and the agent agree" th_wait 15 "record = agent" record_matches "$NODE4" &&
-  expect "every generation admitted once, in order" generations_once "$NODE4" &&
+  expect "lock released" th_wait 10 "n5 unlocked" unlocked "$NODE5" &&
+  expect "wait state cleared" [ "$(node_field "$NODE5" driver_internal_info.dpu_wait)" = null ] &&
+  expect "power on" [ "$(node_field "$NODE5" power_state)" = "power on" ] &&
+  expect "VIF4 bound" vif_plugged "$NODE5" "$VIF4" && expect "VIF4 bound in OVN" ovn_bound "$VIF4" &&
+  expect "boot volume nsid 1" vol_attached "$NODE5" "$TAKE_VOL" 1 &&
+  expect "Ironic's record and the agent agree" th_wait 15 "record = agent" record_matches "$NODE5" &&
+  expect "every generation admitted once, in order" generations_once "$NODE5" &&
   two_conductors
 }
 
 case_takeover_hotplug() {
   local victim survivor agent_pid bg vif4_row rc
-  # Whoever owns n4 now has taken it over (sync_local_state_interval):
+  # Whoever owns n5 now has taken it over (sync_local_state_interval):
   # the hot-plug must not meet that take-over's lock.
   sleep 2
-  expect "n4 settled" th_wait 20 "n4 unlocked" unlocked "$NODE4" || return 1
-  victim=$(owner "$NODE4"); survivor=$(other_conductor "$victim")
+  expect "n5 settled" th_wait 20 "n5 unlocked" unlocked "$NODE5" || return 1
+  victim=$(owner "$NODE5"); survivor=$(other_conductor "$victim")
   vif4_row=$(ovs_iface_uuid "$VIF4")
-  ovn_lsp_add "$VIF5" "$NODE4_MAC2"
+  ovn_lsp_add "$VIF5" "$NODE5_MAC2"
   # Stop the agent: the owner's plug_vif waits for it, inside the lock.
-  agent_pid=$(th_pid "agent-$NODE4")
+  agent_pid=$(th_pid "agent-$NODE5")
   kill -STOP "$agent_pid"
-  api POST "/nodes/$NODE4/vifs" "$(jq -nc --arg v "$VIF5" '{id: $v}')" > "$BASE/log/vif5-attach.out" 2>&1 &
+  api POST "/nodes/$NODE5/vifs" "$(jq -nc --arg v "$VIF5" '{id: $v}')" > "$BASE/log/vif5-attach.out" 2>&1 &
   bg=$!
   if ! expect "$victim is inside the hot-plug" th_wait 20 "$victim in vif_attach" \
-      inside_attach "$NODE4" "$victim" "$VIF5" "$NODE4_MAC2"; then
+      inside_attach "$NODE5" "$victim" "$VIF5" "$NODE5_MAC2"; then
     kill -CONT "$agent_pid"; cat "$BASE/log/vif5-attach.out" >&2; return 1
   fi
   sleep 0.5      # the plug_vif call is on its way to the agent
@@ -164,20 +164,20 @@ case_takeover_hotplug() {
   local t0=$SECONDS
   # The operator retries once the API routes the node to the survivor and
   # the survivor has cleared the dead conductor's lock.
-  expect "the node maps to the survivor" th_wait 30 "n4 on $survivor" owned_by "$NODE4" "$survivor" &&
-  expect "the dead conductor's lock released" th_wait 30 "n4 unlocked" unlocked "$NODE4" &&
-  expect "... by the survivor's orphan check" grep -q "Forcibly removed reservation of conductor $(conductor_host "$victim") on node $NODE4" \
+  expect "the node maps to the survivor" th_wait 30 "n5 on $survivor" owned_by "$NODE5" "$survivor" &&
+  expect "the dead conductor's lock released" th_wait 30 "n5 unlocked" unlocked "$NODE5" &&
+  expect "... by the survivor's orphan check" grep -q "Forcibly removed reservation of conductor $(conductor_host "$victim") on node $NODE5" \
     "$(conductor_log "$survivor")" || return 1
   th_log "  lock released $((SECONDS - t0))s after the kill"
-  expect "retried attach completes on the survivor" bm node vif attach n4 "$VIF5" &&
-  expect "VIF5 plugged+bound (agent)" th_wait 15 "VIF5 bound" vif_plugged "$NODE4" "$VIF5" &&
+  expect "retried attach completes on the survivor" bm node vif attach n5 "$VIF5" &&
+  expect "VIF5 plugged+bound (agent)" th_wait 15 "VIF5 bound" vif_plugged "$NODE5" "$VIF5" &&
   expect "VIF5 bound in OVN" th_wait 10 "VIF5 ovn-installed" ovn_bound "$VIF5" &&
   expect "VIF4 untouched (same Interface row)" [ "$(ovs_iface_uuid "$VIF4")" = "$vif4_row" ] &&
-  expect "boot volume still nsid 1" vol_attached "$NODE4" "$TAKE_VOL" 1 &&
-  expect "power untouched" [ "$(node_field "$NODE4" power_state)" = "power on" ] &&
-  expect "vif list shows both" [ "$(api GET "/nodes/$NODE4/vifs" | jq -r '.vifs[].id' | sort | xargs)" = "$(printf '%s\n' "$VIF4" "$VIF5" | sort | xargs)" ] &&
-  expect "Ironic's record and the agent agree" th_wait 15 "record = agent" record_matches "$NODE4" &&
-  expect "every generation admitted once, in order" generations_once "$NODE4" || return 1
+  expect "boot volume still nsid 1" vol_attached "$NODE5" "$TAKE_VOL" 1 &&
+  expect "power untouched" [ "$(node_field "$NODE5" power_state)" = "power on" ] &&
+  expect "vif list shows both" [ "$(api GET "/nodes/$NODE5/vifs" | jq -r '.vifs[].id' | sort | xargs)" = "$(printf '%s\n' "$VIF4" "$VIF5" | sort | xargs)" ] &&
+  expect "Ironic's record and the agent agree" th_wait 15 "record = agent" record_matches "$NODE5" &&
+  expect "every generation admitted once, in order" generations_once "$NODE5" || return 1
   # The call the kill cut short ends with an error (rpc_response_timeout).
   wait "$bg"; rc=$?
   th_log "  the interrupted attach: exit $rc: $(head -c 300 "$BASE/log/vif5-attach.out")"
@@ -197,23 +197,23 @@ lose_resume() {   # NODE : written into the database, as that conductor would
 }
 
 case_lost_resume() {
-  # n4 again in DEPLOYWAIT: undeployed, VIF4 attached again without its
+  # n5 again in DEPLOYWAIT: undeployed, VIF4 attached again without its
   # logical switch port.
-  provision "$NODE4" deleted && wait_state "$NODE4" available 60 || return 1
+  provision "$NODE5" deleted && wait_state "$NODE5" available 60 || return 1
   nbctl lsp-del "$VIF4" || return 1
-  api POST "/nodes/$NODE4/vifs" "$(jq -nc --arg v "$VIF4" '{id: $v}')" > /dev/null || return 1
-  provision "$NODE4" active || return 1
-  expect "waits in DEPLOYWAIT" th_wait 30 "n4 in wait call-back" in_state "$NODE4" "wait call-back" &&
-  expect "resume lost" lose_resume "$NODE4" || return 1
+  api POST "/nodes/$NODE5/vifs" "$(jq -nc --arg v "$VIF4" '{id: $v}')" > /dev/null || return 1
+  provision "$NODE5" active || return 1
+  expect "waits in DEPLOYWAIT" th_wait 30 "n5 in wait call-back" in_state "$NODE5" "wait call-back" &&
+  expect "resume lost" lose_resume "$NODE5" || return 1
   local t0=$SECONDS
-  wait_state "$NODE4" active 40 || return 1
+  wait_state "$NODE5" active 40 || return 1
   th_log "  resumed again $((SECONDS - t0))s after the lost resume"
   expect "not before heartbeat_timeout (${IRONIC_HEARTBEAT_TIMEOUT}s)" [ $((SECONDS - t0)) -ge $((IRONIC_HEARTBEAT_TIMEOUT - 1)) ] &&
   expect "the node's owner resumed it again" \
-    grep -q "Node $NODE4: its deploy was resumed .* resuming it again" "$(conductor_log "$(owner "$NODE4")")" &&
-  expect "lock released" th_wait 10 "n4 unlocked" unlocked "$NODE4" &&
-  expect "wait state cleared" [ "$(node_field "$NODE4" driver_internal_info.dpu_wait)" = null ] &&
-  expect "power on" [ "$(node_field "$NODE4" power_state)" = "power on" ] &&
-  expect "Ironic's record and the agent agree" th_wait 15 "record = agent" record_matches "$NODE4" &&
-  expect "every generation admitted once, in order" generations_once "$NODE4"
+    grep -q "Node $NODE5: its deploy was resumed .* resuming it again" "$(conductor_log "$(owner "$NODE5")")" &&
+  expect "lock released" th_wait 10 "n5 unlocked" unlocked "$NODE5" &&
+  expect "wait state cleared" [ "$(node_field "$NODE5" driver_internal_info.dpu_wait)" = null ] &&
+  expect "power on" [ "$(node_field "$NODE5" power_state)" = "power on" ] &&
+  expect "Ironic's record and the agent agree" th_wait 15 "record = agent" record_matches "$NODE5" &&
+  expect "every generation admitted once, in order" generations_once "$NODE5"
 }
