@@ -14,6 +14,8 @@ TH_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 . "$TH_REPO/tests/lib/rabbit.sh"
 # shellcheck source=tests/lib/ovn.sh
 . "$TH_REPO/tests/lib/ovn.sh"
+# shellcheck source=tests/lib/agent.sh
+. "$TH_REPO/tests/lib/agent.sh"
 # shellcheck source=tests/lib/pyinstall.sh
 . "$TH_REPO/tests/lib/pyinstall.sh"
 # shellcheck source=tests/lib/postgres.sh
@@ -120,36 +122,7 @@ spdk_up() {   # serves $BASE/spdk.sock with the remotes in $BASE/spdk-remotes.js
 
 # ---------------------------------------------------------------- agent (sim driver)
 agent_conf() {   # NODE
-  local d=$BASE/agent-$1
-  mkdir -p "$d/state"
-  cat > "$d/agent.conf" <<CONF
-[DEFAULT]
-transport_url = $TRANSPORT_URL
-node_uuid = $1
-state_dir = $d/state
-reconcile_interval = 5s
-debug = true
-
-[dpu]
-driver = sim
-
-[ovs]
-ovsdb_connection = $OVSDB
-integration_bridge = br-int
-bind_timeout = 5s
-
-[spdk]
-rpc_socket = $BASE/spdk.sock
-
-[storage]
-host_nqn = nqn.2014-08.org.nvmexpress:uuid:$1
-config_drive_dir = $d/config-drive
-
-[spdk_nvmf]
-transport = TCP
-listen_address = 127.0.0.1
-listen_port = $SPDK_NVMF_PORT
-CONF
+  agent_conf_write "$BASE/agent-$1" "$1" "$BASE/spdk.sock" "$SPDK_NVMF_PORT" 5s true
 }
 agent_cli() { local n=$1; shift; "$BASE/bin/ironic-dpu-agent" "$@" --config-file "$BASE/agent-$n/agent.conf"; }
 agent_state() { agent_cli "$1" status --state 2>>"$BASE/log/agent-cli.err"; }

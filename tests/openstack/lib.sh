@@ -19,6 +19,8 @@ OS_REPO=$(cd "$OS_HERE/../.." && pwd)
 . "$OS_REPO/tests/lib/rabbit.sh"
 # shellcheck source=tests/lib/ovn.sh
 . "$OS_REPO/tests/lib/ovn.sh"
+# shellcheck source=tests/lib/agent.sh
+. "$OS_REPO/tests/lib/agent.sh"
 # shellcheck source=tests/lib/pyinstall.sh
 . "$OS_REPO/tests/lib/pyinstall.sh"
 # shellcheck source=tests/lib/postgres.sh
@@ -612,35 +614,7 @@ services_down() {
 
 # ---------------------------------------------------------------- the agent
 agent_conf() {   # NODE_UUID
-  local d=$BASE/agent; mkdir -p "$d/state"
-  cat > "$d/agent.conf" <<CONF
-[DEFAULT]
-transport_url = $TRANSPORT_URL
-node_uuid = $1
-state_dir = $d/state
-reconcile_interval = 10s
-debug = ${AGENT_DEBUG:-false}
-
-[dpu]
-driver = sim
-
-[ovs]
-ovsdb_connection = $OVSDB
-integration_bridge = br-int
-bind_timeout = 5s
-
-[spdk]
-rpc_socket = $SPDK_DIR/dpu.sock
-
-[storage]
-host_nqn = nqn.2014-08.org.nvmexpress:uuid:$1
-config_drive_dir = $d/config-drive
-
-[spdk_nvmf]
-transport = TCP
-listen_address = 127.0.0.1
-listen_port = $HOST_NVMF_PORT
-CONF
+  agent_conf_write "$BASE/agent" "$1" "$SPDK_DIR/dpu.sock" "$HOST_NVMF_PORT" 10s "${AGENT_DEBUG:-false}"
 }
 agent_start() {
   os_spawn agent "$BASE/bin/ironic-dpu-agent" serve --config-file "$BASE/agent/agent.conf"
