@@ -14,23 +14,6 @@ import (
 
 const module = "github.com/ironic-dpu/ironic-dpu-agent"
 
-// rules: the package pkg (with tree, every package under it too) must not
-// depend, directly or through other packages of this module, on any
-// package listed.
-var rules = []struct {
-	pkg    string
-	tree   bool
-	banned []string
-	why    string
-}{
-	{"agent", false, []string{"storage/nvmeof"},
-		"the agent knows no storage protocol: the storage reconciler parses Cinder's connection info, once"},
-	{"network", true, []string{"config"}, noConfig},
-	{"storage", true, []string{"config"}, noConfig},
-	{"rpcapi", true, []string{"config"}, noConfig},
-	{"drivers", true, []string{"config"}, noConfig},
-}
-
 const noConfig = "a mechanism package owns its options; agent/daemon maps the configuration onto them"
 
 // root is the module's directory (this file is internal/layering/).
@@ -98,6 +81,22 @@ func packages(t *testing.T, dir, rel string) []string {
 }
 
 func TestLayering(t *testing.T) {
+	// rules: the package pkg (with tree, every package under it too) must not
+	// depend, directly or through other packages of this module, on any
+	// package listed.
+	rules := []struct {
+		pkg    string
+		tree   bool
+		banned []string
+		why    string
+	}{
+		{"agent", false, []string{"storage/nvmeof"},
+			"the agent knows no storage protocol: the storage reconciler parses Cinder's connection info, once"},
+		{"network", true, []string{"config"}, noConfig},
+		{"storage", true, []string{"config"}, noConfig},
+		{"rpcapi", true, []string{"config"}, noConfig},
+		{"drivers", true, []string{"config"}, noConfig},
+	}
 	dir := root(t)
 	for _, rule := range rules {
 		pkgs := []string{rule.pkg}
