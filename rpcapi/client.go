@@ -74,19 +74,11 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 60 * time.Second
 	}
-	u, err := ParseTransportURL(cfg.URL)
+	b, err := resolveBrokers(cfg.URL, cfg.Rabbit)
 	if err != nil {
 		return nil, err
 	}
-	opts, _, err := u.ApplyQuery(cfg.Rabbit)
-	if err != nil {
-		return nil, err
-	}
-	order, err := newHostOrder(u.Hosts, opts.KombuFailoverStrategy, nil)
-	if err != nil {
-		return nil, err
-	}
-	c := &Client{cfg: cfg, url: u, opts: opts, order: order, log: cfg.Logger.With(zap.String("transport_url", u.Redacted())),
+	c := &Client{cfg: cfg, url: b.url, opts: b.opts, order: b.order, log: cfg.Logger.With(zap.String("transport_url", b.url.Redacted())),
 		replyQ: "reply_" + newID(), pending: map[string]chan *replyMsg{}}
 	if _, err := c.session(ctx); err != nil {
 		return nil, err

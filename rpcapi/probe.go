@@ -9,19 +9,11 @@ import (
 // Probe logs in to a broker of rawURL and disconnects: a reachability check
 // for `ironic-dpu-agent check`.
 func Probe(ctx context.Context, rawURL string, o RabbitOptions) error {
-	u, err := ParseTransportURL(rawURL)
+	b, err := resolveBrokers(rawURL, o)
 	if err != nil {
 		return err
 	}
-	opts, _, err := u.ApplyQuery(o)
-	if err != nil {
-		return err
-	}
-	order, err := newHostOrder(u.Hosts, opts.KombuFailoverStrategy, nil)
-	if err != nil {
-		return err
-	}
-	s, err := openSession(ctx, u, order, opts, "ironic-dpu-agent:check", nil, zap.NewNop())
+	s, err := openSession(ctx, b.url, b.order, b.opts, "ironic-dpu-agent:check", nil, zap.NewNop())
 	if err != nil {
 		return err
 	}

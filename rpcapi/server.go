@@ -125,24 +125,16 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.ReplyRetryTimeout <= 0 {
 		cfg.ReplyRetryTimeout = 60 * time.Second
 	}
-	u, err := ParseTransportURL(cfg.URL)
+	b, err := resolveBrokers(cfg.URL, cfg.Rabbit)
 	if err != nil {
 		return nil, err
 	}
-	opts, unknown, err := u.ApplyQuery(cfg.Rabbit)
-	if err != nil {
-		return nil, err
-	}
-	order, err := newHostOrder(u.Hosts, opts.KombuFailoverStrategy, nil)
-	if err != nil {
-		return nil, err
-	}
-	log := cfg.Logger.With(zap.String("transport_url", u.Redacted()), zap.String("topic", cfg.Target.Topic), zap.String("server", cfg.Target.Server))
-	if len(unknown) > 0 {
-		log.Warn("ignoring unknown transport_url options", zap.Strings("options", unknown))
+	log := cfg.Logger.With(zap.String("transport_url", b.url.Redacted()), zap.String("topic", cfg.Target.Topic), zap.String("server", cfg.Target.Server))
+	if len(b.unknown) > 0 {
+		log.Warn("ignoring unknown transport_url options", zap.Strings("options", b.unknown))
 	}
 	return &Server{
-		cfg: cfg, url: u, order: order, opts: opts, log: log, link: cfg.Link,
+		cfg: cfg, url: b.url, order: b.order, opts: b.opts, log: log, link: cfg.Link,
 		fanoutQueue:       cfg.Target.Topic + "_fanout_" + newID(),
 		seen:              newDedupe(cfg.DedupeSize),
 		sessSet:           make(chan struct{}),

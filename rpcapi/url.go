@@ -251,3 +251,28 @@ func tlsConfig(o RabbitOptions, serverName string) (*tls.Config, error) {
 	}
 	return c, nil
 }
+
+// brokers is what a client, a server and Probe derive from transport_url
+// and the rabbit options.
+type brokers struct {
+	url     *TransportURL
+	opts    RabbitOptions // with the URL's query applied (it wins, as in oslo)
+	unknown []string      // query options this package does not know
+	order   *hostOrder    // which broker to try next
+}
+
+func resolveBrokers(rawURL string, base RabbitOptions) (brokers, error) {
+	u, err := ParseTransportURL(rawURL)
+	if err != nil {
+		return brokers{}, err
+	}
+	opts, unknown, err := u.ApplyQuery(base)
+	if err != nil {
+		return brokers{}, err
+	}
+	order, err := newHostOrder(u.Hosts, opts.KombuFailoverStrategy, nil)
+	if err != nil {
+		return brokers{}, err
+	}
+	return brokers{url: u, opts: opts, unknown: unknown, order: order}, nil
+}
