@@ -30,7 +30,10 @@ type Config struct {
 	SPDK    SPDKOpts    `group:"spdk"`
 	Storage StorageOpts `group:"storage"`
 	NVMf    NVMfOpts    `group:"spdk_nvmf"`
-	Ironic  IronicOpts  `group:"ironic"`
+
+	// Warnings are what Load noticed but accepted (options this agent no
+	// longer uses); the daemon logs them and check prints them.
+	Warnings []string
 }
 
 // DefaultOpts is [DEFAULT].
@@ -121,18 +124,6 @@ type NVMfOpts struct {
 	DHCHAPKeyFile   string   `ini:"dhchap_key_file" default:"" help:"Absolute path (mode 0600) of a DH-HMAC-CHAP secret (DHHC-1:...) every allowed host must prove over TCP; SPDK loads it with keyring_file_add_key, the agent never reads it. Needs allowed_host_nqns."`
 }
 
-// IronicOpts is [ironic]: optional pull of the node's state from the Ironic API.
-type IronicOpts struct {
-	APIURL            string `ini:"api_url" default:"" help:"Ironic API endpoint; empty disables pulling the desired state at start."`
-	AuthType          string `ini:"auth_type" default:"none" help:"none (noauth Ironic) or password (Keystone)."`
-	AuthURL           string `ini:"auth_url" default:"" help:"Keystone URL for auth_type=password."`
-	Username          string `ini:"username" default:"" help:"Service user for auth_type=password."`
-	Password          string `ini:"password" default:"" secret:"true" help:"Service user's password."`
-	ProjectName       string `ini:"project_name" default:"service" help:"Project for auth_type=password."`
-	UserDomainName    string `ini:"user_domain_name" default:"Default" help:"User domain for auth_type=password."`
-	ProjectDomainName string `ini:"project_domain_name" default:"Default" help:"Project domain for auth_type=password."`
-}
-
 // Defaults returns a Config with every default applied.
 func Defaults() *Config {
 	c := &Config{}
@@ -185,6 +176,7 @@ func Load(files []string, dirs []string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.Warnings = append(c.Warnings, removedIn(f)...)
 	return c, nil
 }
 
@@ -297,6 +289,9 @@ func walk(c *Config, fn func(field) error) error {
 	ct := cv.Type()
 	for i := 0; i < ct.NumField(); i++ {
 		group := ct.Field(i).Tag.Get("group")
+		if group == "" {
+			continue // not an option group (Warnings)
+		}
 		sv := cv.Field(i)
 		st := sv.Type()
 		for j := 0; j < st.NumField(); j++ {

@@ -120,14 +120,13 @@ func TestSampleIsCommitted(t *testing.T) {
 func TestSecretsRedacted(t *testing.T) {
 	c := config.Defaults()
 	c.Default.TransportURL = "rabbit://ironic:s3cr3t@h1:5672/"
-	c.Ironic.Password = "hunter2"
 	redacted := 0
 	fields := c.LogFields(func(string) string { redacted++; return "<redacted url>" })
-	if redacted != 1 || fields["DEFAULT.transport_url"] != "<redacted url>" || fields["ironic.password"] != "***" {
+	if redacted != 1 || fields["DEFAULT.transport_url"] != "<redacted url>" {
 		t.Fatalf("redaction: %d calls, %v", redacted, fields)
 	}
 	for k, v := range fields {
-		if strings.Contains(v, "s3cr3t") || strings.Contains(v, "hunter2") {
+		if strings.Contains(v, "s3cr3t") {
 			t.Fatalf("%s leaks a secret: %s", k, v)
 		}
 	}
@@ -187,5 +186,38 @@ func TestHostFacingTCPNeedsAllowedHosts(t *testing.T) {
 	c, err := config.Load([]string{p}, nil)
 	if err != nil || !reflect.DeepEqual(c.NVMf.AllowedHostNQNs, []string{host, "nqn.2014-08.org.example:host2"}) {
 		t.Fatalf("list = %q, %v", c.NVMf.AllowedHostNQNs, err)
+	}
+}
+
+// An N-1 config still carries [ironic] (the agent used to read the Ironic
+// API): it loads, each option is named in a warning, no value is repeated,
+// and nothing of it is kept.
+func TestRemovedIronicOptionsWarnButLoad(t *testing.T) {
+	p := write(t, t.TempDir(), "old.conf", "[DEFAULT]\nnode_uuid = 1be26c0b-03f2-4d2e-ae87-c02d7f33c123\n"+
+		"[ironic]\napi_url = http://ironic:6385\nauth_type = password\npassword = hunter2\n")
+	c, err := config.Load([]string{p}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"[ironic] api_url is ignored: no longer used", "[ironic] auth_type is ignored: no longer used", "[ironic] password is ignored: no longer used"}
+	if len(c.Warnings) != len(want) {
+		t.Fatalf("warnings %q, want %d", c.Warnings, len(want))
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(c.Warnings[i], w) {
+			t.Fatalf("warning %d = %q, want prefix %q", i, c.Warnings[i], w)
+		}
+	}
+	if strings.Contains(strings.Join(c.Warnings, "\n"), "hunter2") {
+		t.Fatalf("a warning repeats the password: %q", c.Warnings)
+	}
+	for k, v := range c.LogFields(func(s string) string { return s }) {
+		if strings.HasPrefix(k, "ironic.") || strings.Contains(v, "hunter2") {
+			t.Fatalf("removed option still read: %s=%s", k, v)
+		}
+	}
+	d, err := config.Load([]string{write(t, t.TempDir(), "new.conf", "[DEFAULT]\nnode_uuid = x\n")}, nil)
+	if err != nil || len(d.Warnings) != 0 {
+		t.Fatalf("a config without removed options: %v %q", err, d.Warnings)
 	}
 }

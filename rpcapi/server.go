@@ -597,6 +597,20 @@ func (s *Server) sendReply(ctx context.Context, replyQ string, body []byte) erro
 	}
 }
 
+// Publish sends body (JSON) to exchange with routing key key on the
+// server's live connection, mandatory and confirmed: ErrMessageUndeliverable
+// when no queue is bound for the key, ErrUnavailable while disconnected or
+// when the broker refused it (e.g. its topic permission). Not retried here.
+func (s *Server) Publish(ctx context.Context, exchange, key string, body []byte) error {
+	s.mu.Lock()
+	sess := s.sess
+	s.mu.Unlock()
+	if sess == nil {
+		return fmt.Errorf("no broker connection: %w", errdefs.ErrUnavailable)
+	}
+	return sess.publish(ctx, exchange, key, true, publishing(body, 0))
+}
+
 // publishOnce sends a heartbeat; a lost heartbeat is harmless.
 func (s *Server) publishOnce(ctx context.Context, replyQ string, body []byte) error {
 	s.mu.Lock()

@@ -12,8 +12,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent"
+	"github.com/ironic-dpu/ironic-dpu-agent/agent/hello"
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/httpapi"
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/ironicsync"
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/liveness"
@@ -32,6 +32,9 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	log = log.With(zap.String("node_uuid", cfg.Default.NodeUUID))
 	log.Info("starting ironic-dpu-agent", zap.String("version", version.String()),
 		zap.String("driver", cfg.DPU.Driver), zap.Any("config", cfg.LogFields(rpcapi.RedactURL)))
+	for _, w := range cfg.Warnings {
+		log.Warn("config: " + w)
+	}
 
 	store, err := state.NewStore(cfg.Default.StateDir)
 	if err != nil {
@@ -53,16 +56,7 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		return err
 	}
 	defer comps.close()
-	var pull func(context.Context) (*nodestate.Desired, error)
-	if cfg.Ironic.APIURL != "" {
-		src, err := ironicsync.New(ctx, cfg.Ironic, cfg.Default.NodeUUID)
-		if err != nil {
-			return err
-		}
-		pull = src.Fetch
-	}
 	a, err := agent.New(agent.Options{
-		Pull:           pull,
 		NodeUUID:       cfg.Default.NodeUUID,
 		DriverName:     cfg.DPU.Driver,
 		Store:          store,
@@ -89,14 +83,29 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		methods = append(methods, name)
 	}
 	metrics := httpapi.NewMetrics(a, methods, link)
-	srv, err := rpcapi.NewServer(rpcapi.ServerConfig{
+	// After every connection the agent announces itself with the generation
+	// it restored; a conductor that recorded a newer one pushes it (the
+	// casts lost while the DPU was away). The broker authenticates the
+	// node by the routing key its user may publish: no Ironic credentials.
+	var srv *rpcapi.Server
+	ann := hello.New(hello.Options{
+		Publisher:     publisherFunc(func(ctx context.Context, x, k string, b []byte) error { return srv.Publish(ctx, x, k, b) }),
+		Exchange:      cfg.Agent.Exchange,
+		NodeUUID:      cfg.Default.NodeUUID,
+		Generation:    func() int64 { return a.Desired().Generation },
+		RPCAPIVersion: version.RPCAPIVersion,
+		AgentVersion:  version.String(),
+		RetryMax:      cfg.Default.ReconcileInterval,
+		Logger:        log.Named("hello"),
+	})
+	srv, err = rpcapi.NewServer(rpcapi.ServerConfig{
 		URL:          cfg.Default.TransportURL,
 		Rabbit:       cfg.Rabbit,
 		Target:       rpcapi.Target{Exchange: cfg.Agent.Exchange, Topic: cfg.Agent.Topic, Server: cfg.Default.NodeUUID},
 		ListenShared: cfg.Agent.ListenSharedTopic,
 		Dispatcher:   disp,
 		Classify:     Classify,
-		OnConnect:    wake.Request,
+		OnConnect:    func() { wake.Request(); ann.Connected() },
 		Link:         link,
 		Observe:      metrics.ObserveRPC,
 		Beat:         live.Register("rpc/server"),
@@ -129,6 +138,7 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		wg.Go(func() { run(ctx) })
 	}
 	errc := make(chan error, 3)
+	wg.Go(func() { ann.Run(ctx) })
 	wg.Go(func() { errc <- a.Run(ctx) })
 	wg.Go(func() { errc <- srv.Run(ctx) })
 	if ln != nil {
@@ -160,6 +170,13 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	}
 	log.Info("ironic-dpu-agent stopped", zap.Error(err))
 	return err
+}
+
+// publisherFunc makes a function a hello.Publisher.
+type publisherFunc func(ctx context.Context, exchange, key string, body []byte) error
+
+func (f publisherFunc) Publish(ctx context.Context, exchange, key string, body []byte) error {
+	return f(ctx, exchange, key, body)
 }
 
 func adapt(m agent.Method) rpcapi.Handler {
