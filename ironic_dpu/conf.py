@@ -61,6 +61,17 @@ agent_opts = [
                       'deploy resumes once the agent converged. 0 disables '
                       'the check (deploys then wait until Ironic\'s '
                       'deploy_callback_timeout). Read at conductor start.'),
+    cfg.FloatOpt('hello_interval', default=2.0, min=0,
+                 help='Seconds between reads of this conductor\'s queue of '
+                      'DPU agent announcements (ironic-dpu-conductor.'
+                      'hello_<host>, bound to ironic-dpu-conductor.hello.* '
+                      'on the agents\' exchange). An agent announces itself '
+                      'after each connection to the broker with the '
+                      'generation it holds; the conductor owning the node '
+                      'pushes the recorded desired state when it is newer '
+                      '(the catch-up after a DPU reboot: the agent needs no '
+                      'Ironic API credentials). 0 disables it. Read at '
+                      'conductor start.'),
 ]
 
 dpu_opts = [

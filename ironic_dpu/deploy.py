@@ -33,6 +33,7 @@ from ironic_dpu import agent_client
 from ironic_dpu import boot
 from ironic_dpu import desired
 from ironic_dpu import exception
+from ironic_dpu import hello
 
 LOG = log.getLogger(__name__)
 
@@ -150,6 +151,12 @@ class DPUDeploy(base.DeployInterface):
     )
     def _check_dpu_convergence(self, task, manager, context):
         self.check_convergence(task)
+
+    @periodics.periodic(spacing=CONF.dpu_agent.hello_interval)
+    def _answer_dpu_announcements(self, manager, context):
+        """Push the recorded state to agents that announced an older one
+        (hello.py): they missed casts while their DPU was down."""
+        hello.listener().drain(manager, context, DPUDeploy)
 
     def check_convergence(self, task):
         """Resume, fail, or keep waiting for a node in DEPLOYWAIT."""

@@ -60,6 +60,9 @@ state as apply takes it), what the agent would create or adopt for it.`,
 				return &ExitError{Code: CheckConfigInvalid, Err: fmt.Errorf("config invalid: %w", err)}
 			}
 			fmt.Fprintf(g.stdout, "config: ok (node %s, driver %s)\n", cfg.Default.NodeUUID, cfg.DPU.Driver)
+			for _, w := range cfg.Warnings {
+				fmt.Fprintf(g.stdout, "config: WARNING: %s\n", w)
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			code := 0

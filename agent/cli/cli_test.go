@@ -71,12 +71,22 @@ transport_url = rabbit://guest:s3cret@127.0.0.1:1/
 rpc_socket = `+dir+`/none.sock
 [ovs]
 ovsdb_connection = unix:`+dir+`/none.db.sock
+[ironic]
+api_url = http://ironic:6385
+password = hunter2
 `), 0o600)
 	code, out, errOut := run("check", "--config-file", cfg, "--timeout", "3s")
 	if code != cli.CheckRabbitDown|cli.CheckSPDKDown|cli.CheckOVSDBDown {
 		t.Fatalf("exit %d, want 14\n%s%s", code, out, errOut)
 	}
-	if strings.Contains(out+errOut, "s3cret") {
-		t.Fatal("check printed the broker password")
+	if strings.Contains(out+errOut, "s3cret") || strings.Contains(out+errOut, "hunter2") {
+		t.Fatal("check printed a password")
+	}
+	// An N-1 config's Ironic credentials: named, not fatal (the exit code
+	// above is the unreachable components only).
+	for _, opt := range []string{"api_url", "password"} {
+		if !strings.Contains(out, "config: WARNING: [ironic] "+opt+" is ignored: no longer used") {
+			t.Fatalf("check does not warn about [ironic] %s:\n%s", opt, out)
+		}
 	}
 }

@@ -222,25 +222,58 @@ case_restore_after_dpu_down() {
   expect "boot restored as nsid 1" th_wait 30 "boot restored" vol_attached "$NODE1" "$BOOT_VOL" 1 &&
   expect "data restored" vol_attached "$NODE1" "$DATA_VOL" &&
   expect "VIF1 still plugged" th_wait 15 "VIF1" vif_plugged "$NODE1" "$VIF1" &&
-  expect "restored from its own state (generation $gen_before)" \
-    [ "$(agent_state "$NODE1" | jq -r .desired.generation)" = "$gen_before" ]
+  # It restored its own state (generation $gen_before) and announced it; the
+  # conductor recorded newer ones while it was down and pushed the latest.
+  expect "caught up past its own generation $gen_before" th_wait 15 "agent generation" agent_gen_current "$NODE1" "$gen_before"
 }
 
-case_catch_up_from_ironic() {
+# publish_raw EXCHANGE ROUTING_KEY JSON: as anyone holding broker credentials could
+publish_raw() {
+  $PY - "$TRANSPORT_URL" "$1" "$2" "$3" <<'PY'
+import sys
+import kombu
+url, exchange, key, body = sys.argv[1:]
+with kombu.Connection(url.replace('rabbit://', 'amqp://', 1)) as conn:
+    conn.Producer().publish(body.encode(), exchange=exchange, routing_key=key,
+                            content_type='application/json')
+PY
+}
+recorded_gen() { api GET "/nodes/$1" | jq -r .driver_internal_info.dpu_desired_state.generation; }
+no_ironic_creds() { ! grep -qE '^\[ironic\]|api_url|password' "$BASE/agent-$1/agent.conf"; }
+
+case_catch_up_after_hello() {
   # While the DPU is down the conductor decides something (power off
-  # detaches the volumes) that the agent never hears; with [ironic] api_url
-  # the agent pulls the recorded state at start and catches up.
+  # detaches the volumes) that the agent never hears: the cast is lost. The
+  # agent holds no Ironic credentials; at start it announces the generation
+  # it restored on the broker, and the conductor pushes the recorded state.
+  expect "the agent's config holds no Ironic API credentials" no_ironic_creds "$NODE1" || return 1
   agent_stop "$NODE1"
   bm node power off n1 && wait_power "$NODE1" "power off" || return 1
-  local gen; gen=$(api GET "/nodes/$NODE1" | jq -r .driver_internal_info.dpu_desired_state.generation)
-  printf '\n[ironic]\napi_url = %s\nauth_type = none\n' "$API" >> "$BASE/agent-$NODE1/agent.conf"
+  local gen; gen=$(recorded_gen "$NODE1")
+  th_log "  recorded generation $gen while the agent was down"
   agent_start "$NODE1" || return 1
-  expect "agent adopted the recorded generation $gen" th_wait 15 "generation $gen" agent_gen_is "$NODE1" "$gen" &&
+  expect "the agent announced itself and the conductor pushed" th_wait 15 "conductor answered the announcement" \
+    grep -q "Node $NODE1: its DPU agent announced generation [0-9]*; pushed the recorded state" "$IRONIC_DIR"/log/ironic-conductor.log &&
+  expect "agent holds Ironic's recorded generation (newer than $gen)" th_wait 15 "agent generation" agent_gen_current "$NODE1" "$gen" &&
   expect "boot volume detached as recorded" th_wait 15 "boot detached" vol_absent "$NODE1" "$BOOT_VOL" &&
   expect "VIF1 kept" vif_plugged "$NODE1" "$VIF1" || return 1
+  # A forged announcement straight into the conductor's queue (the default
+  # exchange, which every DPU may write to reply) is refused: nothing pushed.
+  local now; now=$(recorded_gen "$NODE1")
+  publish_raw "" "ironic-dpu-conductor.hello_dpu-test-conductor" \
+    "{\"version\": \"1.0\", \"generation\": 0, \"node_uuid\": \"$NODE1\"}" || return 1
+  expect "conductor refused the announcement from the default exchange" th_wait 15 "refusal logged" \
+    grep -q "Refused a DPU announcement (exchange '', routing key 'ironic-dpu-conductor.hello_dpu-test-conductor'): not published to exchange ironic_dpu" "$IRONIC_DIR"/log/ironic-conductor.log &&
+  expect "nothing pushed for it" [ "$(recorded_gen "$NODE1")" = "$now" ] &&
+  expect "agent unchanged" agent_gen_is "$NODE1" "$now" || return 1
   bm node power on n1 && wait_power "$NODE1" "power on" || return 1
   expect "boot back as nsid 1 at power on" th_wait 15 "boot attached" vol_attached "$NODE1" "$BOOT_VOL" 1 &&
   expect "data back" vol_attached "$NODE1" "$DATA_VOL"
+}
+# agent_gen_current NODE GEN: the agent holds what Ironic recorded, past GEN
+agent_gen_current() {
+  local r; r=$(recorded_gen "$1")
+  [ "$r" -gt "$2" ] && agent_gen_is "$1" "$r"
 }
 
 case_undeploy() {
@@ -341,8 +374,8 @@ main() {
   run_case "1 deploy: boot+data volumes and a VIF, node active" case_deploy
   run_case "2 vif attach/detach on an active node (hot-plug)" case_vif_hotplug
   run_case "3 data volume add (sync_state hot-plug) and remove (power cycle)" case_volume_hotplug
-  run_case "4 power off/on while the agent is down; agent restores by itself" case_restore_after_dpu_down
-  run_case "4b DPU down during power off; agent catches up from the Ironic API" case_catch_up_from_ironic
+  run_case "4 power off/on while the agent is down; agent restores by itself, then catches up" case_restore_after_dpu_down
+  run_case "4b DPU down during power off; the agent announces itself, the conductor pushes" case_catch_up_after_hello
   run_case "5 undeploy: volumes detached, VIFs unplugged, available" case_undeploy
   run_case "6a agent not running: deploy fails fast with a clear last_error" case_agent_missing
   run_case "6b agent refuses bad connection data: deploy failed with its text" case_agent_error

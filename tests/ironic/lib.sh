@@ -285,6 +285,8 @@ state_poll_interval = 0.2
 inline_wait = ${DPU_INLINE_WAIT:-5}
 # a deploy in DEPLOYWAIT: the conductor checks the agent this often
 state_check_interval = 0.5
+# announcements of restarted agents: read this often
+hello_interval = 0.5
 
 [dpu]
 neutron_binding = false
