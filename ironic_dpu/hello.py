@@ -156,9 +156,9 @@ class Listener(object):
         transport = self._transport or agent_client.get_transport()
         # oslo's own connection carries the options ([DEFAULT]/[dpu_agent]
         # transport_url, [oslo_messaging_rabbit] ssl_*); a clone of its
-        # kombu connection is ours alone, outside oslo's pool.
+        # kombu connection is ours alone, outside oslo's pool. Retries are
         # bounded like the agents' calls: a broker that is down must not
-        # hold the periodic (and a conductor worker) forever
+        # hold the periodic (and a conductor worker) forever.
         retry = CONF.dpu_agent.retry
         with transport._driver._get_connection(
                 rpc_common.PURPOSE_SEND,
@@ -176,9 +176,13 @@ class Listener(object):
             queue_arguments={'x-expires': QUEUE_EXPIRES_MS,
                              'x-max-length': QUEUE_MAX_LENGTH,
                              'x-overflow': 'drop-head'})
-        conn.ensure_connection(max_retries=1)
-        bound = queue(conn.channel())
-        bound.declare()
+        try:
+            conn.ensure_connection(max_retries=1)
+            bound = queue(conn.channel())
+            bound.declare()
+        except Exception:
+            conn.release()
+            raise
         self._conn, self._queue = conn, bound
 
     def _close(self):
@@ -200,17 +204,19 @@ class Listener(object):
             msg = self._queue.get(no_ack=False)
             if msg is None:
                 break
+            refused = None
             try:
                 node, gen = parse(msg.delivery_info, msg.headers, msg.body)
+                got[node] = gen
             except Refused as e:
+                refused = str(e)
+            msg.ack()
+            if refused:  # logged outside the except: no traceback appended
                 LOG.warning('Refused a DPU announcement (exchange %r, '
                             'routing key %r): %s',
                             msg.delivery_info.get('exchange'),
                             str(msg.delivery_info.get('routing_key'))[:200],
-                            e)
-            else:
-                got[node] = gen
-            msg.ack()
+                            refused)
         return got
 
     # -- answering --
