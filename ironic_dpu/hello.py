@@ -40,6 +40,7 @@ import time
 from oslo_log import log
 
 from ironic.common import exception as ir_exc
+from ironic.common import states
 from ironic.conductor import task_manager
 from ironic.conf import CONF
 from ironic import objects
@@ -271,6 +272,13 @@ def answer(manager, context, node_uuid, agent_gen, interface_cls):
     if not manager._mapped_to_this_conductor(node.uuid, node.driver,
                                               node.conductor_group):
         return True  # its owner's queue has the same announcement
+    if node.provision_state == states.DEPLOYFAIL:
+        # The record belongs to a deploy Ironic gave up on; the next deploy
+        # or undeploy pushes the node's state anyway.
+        LOG.info('The DPU agent of node %s announced generation %s; the '
+                 'node is in %s: not pushing', node_uuid, agent_gen,
+                 node.provision_state)
+        return True
     if not _newer(node, agent_gen):
         LOG.debug('The DPU agent of node %s holds generation %s: current',
                   node_uuid, agent_gen)

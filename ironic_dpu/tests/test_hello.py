@@ -186,6 +186,11 @@ class AnswerTests(base.TestCase):
         self.assertTrue(self.answer(NODE_A, 0))
         self.client.apply_state.assert_not_called()
 
+    def test_failed_deploy_is_not_pushed(self):
+        self.nodes[NODE_A].provision_state = 'deploy failed'
+        self.assertTrue(self.answer(NODE_A, 0))
+        self.client.apply_state.assert_not_called()
+
     def test_not_this_conductors_node(self):
         # Every conductor has the announcement in its own queue; only the
         # owner answers, the others are done with it.

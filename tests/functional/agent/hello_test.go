@@ -62,6 +62,14 @@ func declareHelloQueue(ch *amqp.Channel) error {
 	if _, err := ch.QueueDeclare(helloQueue, false, false, false, false, nil); err != nil {
 		return err
 	}
+	// leftovers of an earlier test; before the bind, which may let an
+	// announcement in at once
+	if err := ch.QueueUnbind(helloQueue, "ironic-dpu-conductor.hello.*", "ironic_dpu", nil); err != nil {
+		return err
+	}
+	if _, err := ch.QueuePurge(helloQueue, false); err != nil {
+		return err
+	}
 	return ch.QueueBind(helloQueue, "ironic-dpu-conductor.hello.*", "ironic_dpu", false, nil)
 }
 
@@ -71,6 +79,21 @@ type helloMsg struct {
 	Generation    int64  `json:"generation"`
 	RPCAPIVersion string `json:"rpc_api_version"`
 	Reason        string `json:"reason"`
+}
+
+// nextRaw waits for one delivery on the conductor's queue.
+func (cs *conductorSide) nextRaw(within time.Duration) amqp.Delivery {
+	cs.t.Helper()
+	select {
+	case d, ok := <-cs.deliv:
+		if !ok {
+			cs.t.Fatal("announcement consumer closed")
+		}
+		return d
+	case <-time.After(within):
+		cs.t.Fatalf("no delivery within %s", within)
+	}
+	return amqp.Delivery{}
 }
 
 // next waits for one announcement and checks where it came through.
