@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -84,7 +85,7 @@ func TestBadValuesAndMissingFile(t *testing.T) {
 
 func TestSampleListsEveryGroupAndParsesBack(t *testing.T) {
 	s := config.Sample()
-	for _, g := range []string{"[DEFAULT]", "[oslo_messaging_rabbit]", "[agent]", "[dpu]", "[ovs]", "[spdk]", "[storage]", "[spdk_nvmf]", "[ironic]", "#transport_url = rabbit://", "#exchange = ironic_dpu"} {
+	for _, g := range []string{"[DEFAULT]", "[oslo_messaging_rabbit]", "[agent]", "[dpu]", "[ovs]", "[spdk]", "[storage]", "[spdk_nvmf]", "#transport_url = rabbit://", "#exchange = ironic_dpu"} {
 		if !strings.Contains(s, g) {
 			t.Fatalf("sample lacks %s", g)
 		}
@@ -190,34 +191,40 @@ func TestHostFacingTCPNeedsAllowedHosts(t *testing.T) {
 }
 
 // An N-1 config still carries [ironic] (the agent used to read the Ironic
-// API): it loads, each option is named in a warning, no value is repeated,
-// and nothing of it is kept.
+// API): it loads, each option is a "removed" notice (not unknown: check
+// passes) that never repeats the value, and nothing of it is kept. Another
+// key in [ironic] is unknown.
 func TestRemovedIronicOptionsWarnButLoad(t *testing.T) {
 	p := write(t, t.TempDir(), "old.conf", "[DEFAULT]\nnode_uuid = 1be26c0b-03f2-4d2e-ae87-c02d7f33c123\n"+
-		"[ironic]\napi_url = http://ironic:6385\nauth_type = password\npassword = hunter2\n")
-	c, err := config.Load([]string{p}, nil)
+		"[ironic]\napi_url = http://ironic:6385\nauth_type = password\npassword = hunter2\napi_urll = typo\n")
+	c, notices, err := config.LoadWithNotices([]string{p}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"[ironic] api_url is ignored: no longer used", "[ironic] auth_type is ignored: no longer used", "[ironic] password is ignored: no longer used"}
-	if len(c.Warnings) != len(want) {
-		t.Fatalf("warnings %q, want %d", c.Warnings, len(want))
-	}
-	for i, w := range want {
-		if !strings.HasPrefix(c.Warnings[i], w) {
-			t.Fatalf("warning %d = %q, want prefix %q", i, c.Warnings[i], w)
+	var got []string
+	for _, n := range notices {
+		got = append(got, fmt.Sprintf("%d %s", n.Kind, n.Msg))
+		if strings.Contains(n.String(), "hunter2") {
+			t.Fatalf("a notice repeats the password: %s", n)
 		}
 	}
-	if strings.Contains(strings.Join(c.Warnings, "\n"), "hunter2") {
-		t.Fatalf("a warning repeats the password: %q", c.Warnings)
+	want := []string{
+		fmt.Sprintf("%d [ironic] api_url is ignored: no longer used", config.NoticeRemoved),
+		fmt.Sprintf("%d [ironic] auth_type is ignored: no longer used", config.NoticeRemoved),
+		fmt.Sprintf("%d [ironic] password is ignored: no longer used", config.NoticeRemoved),
+		fmt.Sprintf("%d unknown option [ironic] api_urll: ignored", config.NoticeUnknown),
+	}
+	if len(got) != len(want) {
+		t.Fatalf("notices %q, want %d", got, len(want))
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(got[i], w) {
+			t.Fatalf("notice %d = %q, want prefix %q", i, got[i], w)
+		}
 	}
 	for k, v := range c.LogFields(func(s string) string { return s }) {
 		if strings.HasPrefix(k, "ironic.") || strings.Contains(v, "hunter2") {
 			t.Fatalf("removed option still read: %s=%s", k, v)
 		}
-	}
-	d, err := config.Load([]string{write(t, t.TempDir(), "new.conf", "[DEFAULT]\nnode_uuid = x\n")}, nil)
-	if err != nil || len(d.Warnings) != 0 {
-		t.Fatalf("a config without removed options: %v %q", err, d.Warnings)
 	}
 }

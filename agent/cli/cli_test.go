@@ -83,9 +83,9 @@ password = hunter2
 		t.Fatal("check printed a password")
 	}
 	// An N-1 config's Ironic credentials: named, not fatal (the exit code
-	// above is the unreachable components only).
+	// above is the unreachable components only, no CheckConfigUnknown).
 	for _, opt := range []string{"api_url", "password"} {
-		if !strings.Contains(out, "config: WARNING: [ironic] "+opt+" is ignored: no longer used") {
+		if !strings.Contains(out, "config: WARNING: "+cfg+": [ironic] "+opt+" is ignored: no longer used") {
 			t.Fatalf("check does not warn about [ironic] %s:\n%s", opt, out)
 		}
 	}

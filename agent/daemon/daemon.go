@@ -32,9 +32,6 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	log = log.With(zap.String("node_uuid", cfg.Default.NodeUUID))
 	log.Info("starting ironic-dpu-agent", zap.String("version", version.String()),
 		zap.String("driver", cfg.DPU.Driver), zap.Any("config", cfg.LogFields(rpcapi.RedactURL)))
-	for _, w := range cfg.Warnings {
-		log.Warn("config: " + w)
-	}
 
 	store, err := state.NewStore(cfg.Default.StateDir)
 	if err != nil {
