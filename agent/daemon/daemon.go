@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 
@@ -36,6 +37,12 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	store, err := state.NewStore(cfg.Default.StateDir)
 	if err != nil {
 		return err
+	}
+	// Read the state before anything that could reach SPDK, OVSDB or the
+	// broker is built: a file this agent cannot read (a newer agent's
+	// schema) stops it here, with the DPU untouched.
+	if _, err := store.Load(); err != nil {
+		return fmt.Errorf("agent: load desired state: %w", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -76,7 +83,7 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	disp := rpcapi.NewDispatcher(version.RPCAPIVersion, "")
 	methods := []string{rpcapi.PingMethod}
 	for name, m := range a.Methods() {
-		disp.Register(name, adapt(m))
+		disp.Register(name, adapt(name, m))
 		methods = append(methods, name)
 	}
 	metrics := httpapi.NewMetrics(a, methods, link)
@@ -176,12 +183,16 @@ func (f publisherFunc) Publish(ctx context.Context, exchange, key string, body [
 	return f(ctx, exchange, key, body)
 }
 
-func adapt(m agent.Method) rpcapi.Handler {
+// adapt serves m with the call's request ids and version in ctx: the
+// admission logs and records them, its reconciles log them.
+func adapt(name string, m agent.Method) rpcapi.Handler {
 	return func(ctx context.Context, req *rpcapi.Request) (any, error) {
 		args := req.Args
 		if args == nil {
 			args = map[string]json.RawMessage{}
 		}
+		rid, grid := rpcapi.RequestIDs(req.Context)
+		ctx = agent.WithCaller(ctx, agent.Caller{Method: name, Version: req.Version, RequestID: rid, GlobalRequestID: grid})
 		return m(ctx, args)
 	}
 }

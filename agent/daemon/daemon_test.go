@@ -71,7 +71,7 @@ func TestDaemonNotifiesSystemdAndFeedsTheWatchdogOnlyWhileAlive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := store.Save(&nodestate.Desired{Generation: 1, NodeUUID: node, Volumes: []nodestate.Volume{}, VIFs: []nodestate.VIF{}}); err != nil {
+	if err := store.Save(&nodestate.Desired{Generation: 1, NodeUUID: node, Volumes: []nodestate.Volume{}, VIFs: []nodestate.VIF{}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	sockPath := filepath.Join(dir, "spdk.sock")
