@@ -137,7 +137,7 @@ class AnswerTests(base.TestCase):
         self.addCleanup(p.stop)
         self.client = self.client_cls.return_value
         self.client.apply_state.side_effect = (
-            lambda ctx, state: {'generation': state['generation']})
+            lambda ctx, state, **kw: {'generation': state['generation']})
         self.manager = mock.Mock()
         self.manager._mapped_to_this_conductor.return_value = True
         self.deploy_iface = deploy.DPUDeploy()
