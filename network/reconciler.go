@@ -22,6 +22,7 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/backoff"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/logctx"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/ovs"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
@@ -338,7 +339,7 @@ func (r *Reconciler) plugs(ctx context.Context, p *plan) []bindWait {
 		for _, name := range p.snap.Replaced(j.spec) {
 			p.snap.Forget(name)
 		}
-		r.log.Info("plugged vif", zap.String("port_id", v.PortID), zap.String("representor", j.spec.Name),
+		logctx.Logger(ctx, r.log).Info("plugged vif", zap.String("port_id", v.PortID), zap.String("representor", j.spec.Name),
 			zap.String("function", j.spec.Function), zap.Duration("txn", j.took))
 		waits = append(waits, bindWait{idx: j.idx, iface: j.iface, sent: j.sent})
 	}
@@ -371,7 +372,7 @@ func (r *Reconciler) planPlug(ctx context.Context, p *plan, i int) (plugJob, boo
 			p.fail(i, err)
 			return plugJob{}, false
 		}
-		r.log.Info("changed vif mtu in place", zap.String("port_id", v.PortID), zap.String("representor", spec.Name), zap.Int("mtu", spec.MTU))
+		logctx.Logger(ctx, r.log).Info("changed vif mtu in place", zap.String("port_id", v.PortID), zap.String("representor", spec.Name), zap.Int("mtu", spec.MTU))
 		p.statuses[i].installed = p.snap.Iface(spec.Name).Installed()
 		return plugJob{}, false
 	}
@@ -482,7 +483,7 @@ func (r *Reconciler) unplug(ctx context.Context, snap *ovs.Snapshot, name string
 		return err
 	}
 	snap.Forget(name)
-	r.log.Info("unplugged vif", zap.String("port_id", f.ExternalIDs[ovs.KeyIfaceID]), zap.String("representor", name))
+	logctx.Logger(ctx, r.log).Info("unplugged vif", zap.String("port_id", f.ExternalIDs[ovs.KeyIfaceID]), zap.String("representor", name))
 	key := f.ExternalIDs[ovs.KeyFunction]
 	fn, err := nodestate.ParseFunction(key)
 	if err != nil || wantFns[key] {
