@@ -60,6 +60,9 @@ type ServerConfig struct {
 	// MaxMessageBytes bounds a request body (default 4 MiB); larger calls get
 	// an error reply.
 	MaxMessageBytes int
+	// LimitHint, when set, ends that reply: what the limit is called and
+	// what to do about it.
+	LimitHint string
 	// MaxConcurrent bounds handlers running at once (default 64).
 	MaxConcurrent int
 	// ShutdownGrace is how long Run waits for in-flight calls on shutdown (default 10 s).
@@ -539,7 +542,11 @@ func (s *Server) decode(d amqp.Delivery) (*incoming, error) {
 		// never parsed: only its ends are scanned for the reply address
 		in := &incoming{}
 		in.MsgID, in.ReplyQ = scanReplyInfo(d.Body)
-		return in, fmt.Errorf("message of %d bytes exceeds the %d byte limit: %w", len(d.Body), s.cfg.MaxMessageBytes, ErrMalformed)
+		hint := ""
+		if s.cfg.LimitHint != "" {
+			hint = " (" + s.cfg.LimitHint + ")"
+		}
+		return in, fmt.Errorf("message of %d bytes exceeds the %d byte limit%s: %w", len(d.Body), s.cfg.MaxMessageBytes, hint, ErrMalformed)
 	}
 	if d.ContentType != contentType {
 		in := &incoming{}

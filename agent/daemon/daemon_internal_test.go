@@ -89,7 +89,7 @@ func TestNewerStateFileTouchesNothing(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			err := Run(ctx, cfg, zap.NewNop())
-			if err == nil || !strings.Contains(err.Error(), "schema version 3.0 is newer than this agent's 2.0") {
+			if err == nil || !strings.Contains(err.Error(), "schema version 3.0 is newer than this agent's 2.1") {
 				t.Fatalf("Run = %v", err)
 			}
 			if ctx.Err() != nil {

@@ -128,7 +128,7 @@ func TestAgentOverOsloMessaging(t *testing.T) {
 	c := client(t)
 
 	st := waitServing(t, c)
-	if st["node_uuid"] != node || st["rpc_api_version"] != "1.1" || st["driver"] != "sim" || st["agent_version"] == "" {
+	if st["node_uuid"] != node || st["rpc_api_version"] != "1.2" || st["driver"] != "sim" || st["agent_version"] == "" {
 		t.Fatalf("get_status: %v", st)
 	}
 	comps, _ := st["components"].(map[string]any)
