@@ -462,7 +462,9 @@ func (s *Server) process(ctx context.Context, d amqp.Delivery) {
 		s.log.Info("ignoring duplicate message", zap.String("unique_id", in.UniqueID), zap.String("method", in.Method))
 		return
 	}
-	log := s.log.With(zap.String("method", in.Method), zap.String("msg_id", in.MsgID), zap.String("version", in.Version))
+	// bytes: the request body's size (what max_message_bytes bounds)
+	log := s.log.With(zap.String("method", in.Method), zap.String("msg_id", in.MsgID), zap.String("version", in.Version),
+		zap.Int("bytes", len(d.Body)))
 	rid, grid := RequestIDs(in.Context)
 	if rid != "" {
 		log = log.With(zap.String("request_id", rid))

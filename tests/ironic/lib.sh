@@ -32,7 +32,7 @@ th_init() {
   BASE=${TH_BASE:-$(mktemp -d /tmp/ironic-dpu-e2e.XXXXXX)}
   mkdir -p "$BASE"/{pids,log,bin}
   local p; p=$(th_free_base) || th_die "no free port range"
-  RMQ_PORT=$p; IRONIC_API_PORT=$((p + 21)); SPDK_NVMF_PORT=$((p + 22))
+  RMQ_PORT=$p; IRONIC_API_PORT=$((p + 21)); SPDK_NVMF_PORT=$((p + 22)); HTTP_PORT=$((p + 23))
   TRANSPORT_URL="rabbit://guest:guest@127.0.0.1:$RMQ_PORT/"
   API="http://127.0.0.1:$IRONIC_API_PORT"
   export XDG_CACHE_HOME=$BASE/cache          # stevedore's entry-point cache
@@ -288,12 +288,21 @@ state_check_interval = 0.5
 
 [dpu]
 neutron_binding = false
+
+[deploy]
+# The conductor's HTTP server, as for iPXE / virtual media: the config drive
+# is published here for the agent to fetch (agent RPC API 1.2).
+http_root = $IRONIC_DIR/httpboot
+http_url = http://127.0.0.1:$HTTP_PORT
 CONF
 }
 
 ironic_up() {
   ironic_conf
   local conf=$IRONIC_DIR/ironic.conf
+  # the conductor's web server ([deploy] http_root at http_url)
+  mkdir -p "$IRONIC_DIR/httpboot"
+  th_spawn ironic-http $PY -m http.server --bind 127.0.0.1 --directory "$IRONIC_DIR/httpboot" "$HTTP_PORT"
   $PY /usr/bin/ironic-dbsync --config-file "$conf" create_schema > "$BASE/log/dbsync.out" 2>&1 \
     || { cat "$BASE/log/dbsync.out" >&2; th_die "ironic-dbsync failed"; }
   th_spawn ironic-conductor env PYTHONPATH="$TH_REPO" $PY /usr/bin/ironic-conductor --config-file "$conf"
@@ -309,7 +318,7 @@ ironic_up() {
   th_die "ironic did not register the dpu hardware type in 60 s"
 }
 
-ironic_down() { th_stop ironic-api 10; th_stop ironic-conductor 20; }
+ironic_down() { th_stop ironic-api 10; th_stop ironic-conductor 20; th_stop ironic-http 5; }
 
 # REST helpers (the CLI's --wait polls every 10 s; poll ourselves).
 IRONIC_H=(-H 'Content-Type: application/json' -H 'X-OpenStack-Ironic-API-Version: 1.78')
