@@ -34,7 +34,7 @@ functional: build ## functional tests against real RabbitMQ, oslo.messaging, OVS
 fuzz: ## bounded fuzzing of the oslo envelope decoder
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME) ./rpcapi
 
-python-unit: ## unit tests of the ironic_dpu driver and the Nova driver (nova/virt/ironic_dpu) with Debian's python3
+python-unit: ## unit tests of the ironic_dpu driver and the Nova driver (nova/virt/ironic_dpu) with Debian's python3, and pip install . into a fresh virtualenv
 	$(PY) -m unittest discover -s ironic_dpu/tests -t .
 	$(PY) -m unittest discover -s tests/nova_driver -t tests/nova_driver
 

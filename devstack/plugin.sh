@@ -26,21 +26,18 @@ function install_ironic_dpu {
     sudo install -m 0755 "$IRONIC_DPU_DIR/bin/ironic-dpu-agent" "$IRONIC_DPU_AGENT_BIN"
     sudo install -m 0755 "$IRONIC_DPU_DIR/bin/spdk-emulator" "$IRONIC_DPU_SPDK_EMULATOR_BIN"
 
-    echo_summary "Installing the ironic_dpu driver"
-    # setup.cfg carries the entry points (ironic.hardware.types dpu, ...).
+    echo_summary "Installing the ironic_dpu driver and its Nova driver"
+    # One distribution: setup.cfg carries the Ironic entry points
+    # (ironic.hardware.types dpu, ...) and installs nova/virt/ironic_dpu with
+    # the nova and nova.virt namespace portions that join it to Nova's tree.
     setup_develop "$IRONIC_DPU_DIR"
 }
 
 # Nova loads compute drivers from its own package only (compute_driver = X
-# imports nova.virt.X): link nova/virt/ironic_dpu into Nova's tree, as
-# out-of-tree drivers (nova-powervm's powervm_ext) install themselves.
-function install_ironic_dpu_nova_driver {
-    local virt
-    virt=$("$PYTHON" -c 'import os, nova.virt; print(os.path.dirname(nova.virt.__file__))') \
-        || die $LINENO "nova is not importable with $PYTHON"
-    echo_summary "Linking the ironic_dpu Nova driver into $virt"
-    sudo ln -sfn "$IRONIC_DPU_DIR/nova/virt/ironic_dpu" "$virt/ironic_dpu"
-    "$PYTHON" -c 'import nova.virt.ironic_dpu' || die $LINENO "nova.virt.ironic_dpu does not import"
+# imports nova.virt.X): check that it finds the installed driver there.
+function verify_ironic_dpu_nova_driver {
+    "$PYTHON" -c 'import nova.virt.ironic_dpu' \
+        || die $LINENO "nova.virt.ironic_dpu does not import with $PYTHON after installing $IRONIC_DPU_DIR"
 }
 
 function configure_ironic_dpu_nova {
@@ -193,7 +190,7 @@ if is_service_enabled ironic-dpu-agent; then
         configure_ironic_dpu_agent
         install_ironic_dpu_units
         if [[ "$IRONIC_DPU_NOVA_DRIVER" == True ]] && is_service_enabled n-cpu; then
-            install_ironic_dpu_nova_driver
+            verify_ironic_dpu_nova_driver
             configure_ironic_dpu_nova
         fi
     elif [[ "$1" == "stack" && "$2" == "extra" ]]; then
