@@ -58,6 +58,17 @@ func TestBadConfigIsAClearError(t *testing.T) {
 	if code != cli.CheckConfigInvalid || !strings.Contains(out+errOut, "node_uuid") {
 		t.Fatalf("check with invalid config: %d", code)
 	}
+	// a config-drive CA file that holds no certificate: the agent would not
+	// start (storage.New), so check says so before probing anything
+	ca := filepath.Join(dir, "ca.pem")
+	_ = os.WriteFile(ca, []byte("not PEM\n"), 0o600)
+	badCA := filepath.Join(dir, "badca.conf")
+	_ = os.WriteFile(badCA, []byte("[DEFAULT]\nnode_uuid = 1be26c0b-03f2-4d2e-ae87-c02d7f33c123\nstate_dir = "+dir+
+		"\n[storage]\nconfig_drive_ca_file = "+ca+"\n"), 0o600)
+	code, out, errOut = run("check", "--config-file", badCA)
+	if code != cli.CheckConfigInvalid || !strings.Contains(out+errOut, "config_drive_ca_file") {
+		t.Fatalf("check with a bad config_drive_ca_file: %d %q", code, out+errOut)
+	}
 }
 
 func TestCheckReportsEachUnreachableComponent(t *testing.T) {
