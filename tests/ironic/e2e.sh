@@ -216,6 +216,24 @@ case_vif_hotplug() {
   expect "power untouched" [ "$(node_field "$NODE1" power_state)" = "power on" ]
 }
 
+# One request followed from the Ironic API to the DPU: the global request id
+# a caller (Nova) sends as X-OpenStack-Request-ID reaches the agent in the
+# RPC context and is on its admission line and on the OVSDB change it made.
+case_request_traced() {
+  local gid vif=$UP_VIF2
+  gid="req-$(uuidgen_)"
+  curl -sS -f "${IRONIC_H[@]}" -H "X-OpenStack-Request-ID: $gid" -X POST "$API/v1/nodes/$NODE4/vifs" \
+    -d "$(jq -nc --arg v "$vif" '{id:$v}')" || return 1
+  expect "VIF plugged" th_wait 15 "traced VIF plugged" vif_plugged "$NODE4" "$vif" &&
+  expect "agent: admission line with the global request id" \
+    grep -q "\"desired state admitted\".*\"global_request_id\":\"$gid\"" "$BASE/log/agent-$NODE4.out" &&
+  expect "agent: the OVSDB change with the global request id" \
+    grep -q "\"plugged vif\".*\"global_request_id\":\"$gid\"" "$BASE/log/agent-$NODE4.out" &&
+  expect "get_state: the generation's admission record" \
+    [ "$(agent_state "$NODE4" | jq -r .admission.global_request_id)" = "$gid" ] || return 1
+  bm node vif detach n4 "$vif" && th_wait 10 "traced VIF gone" vif_absent "$NODE4" "$vif"
+}
+
 case_volume_hotplug() {
   # Add: create the target (Ironic allows it on a powered-on node) and ask
   # the driver to sync: hot-plug without rebooting the host.
@@ -383,6 +401,7 @@ main() {
   run_case "6d agent still pending (VIF not bound yet): DEPLOYWAIT, resumed by the periodic" case_agent_pending
   run_case "7a rolling upgrade: this conductor with the agent of $UPGRADE_FROM" case_upgrade_old_agent
   run_case "7b rolling upgrade: agent upgraded in place, with the conductor of $UPGRADE_FROM" case_upgrade_old_conductor
+  run_case "8 a request id from the Ironic API on the agent's admission and OVSDB lines" case_request_traced
   [ ${#FAILURES[@]} -eq 0 ] || th_log "failed: ${FAILURES[*]}"
   cleanup; trap - EXIT
   echo "$PASSED passed, $FAILED failed"
