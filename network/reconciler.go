@@ -6,6 +6,7 @@ package network
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -23,6 +24,7 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/backoff"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/logctx"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/tlsconf"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/ovs"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
@@ -93,11 +95,19 @@ func New(o Options) (*Reconciler, error) {
 	if o.Trigger == nil {
 		o.Trigger = func() {}
 	}
+	oc := o.Config
+	tlsConfig := func() (*tls.Config, error) {
+		return tlsconf.OVSDB(oc.OVSDBConnection, oc.SSLKeyFile, oc.SSLCertFile, oc.SSLCACertFile)
+	}
+	// unreadable or missing files fail here, not at every reconnect
+	if _, err := tlsConfig(); err != nil {
+		return nil, fmt.Errorf("%w: network: %w", errdefs.ErrInvalidArgument, err)
+	}
 	log := o.Logger.Named("network")
 	r := &Reconciler{
 		cfg: o.Config, node: o.NodeUUID, drv: o.Driver, log: log,
 		retryBase: o.RetryBase, retryMax: max(o.RetryMax, o.RetryBase),
-		ovs: ovs.NewClient(o.Config.OVSDBConnection, log, o.Trigger),
+		ovs: ovs.NewClient(o.Config.OVSDBConnection, tlsConfig, log, o.Trigger),
 	}
 	return r, nil
 }

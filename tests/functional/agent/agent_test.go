@@ -24,6 +24,7 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/agentproc"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/osloclient"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/rabbitmq"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/testpki"
 )
 
 const node = "1be26c0b-03f2-4d2e-ae87-c02d7f33c123"
@@ -31,6 +32,8 @@ const node = "1be26c0b-03f2-4d2e-ae87-c02d7f33c123"
 var (
 	broker *rabbitmq.Broker
 	bin    string
+	// pki signed the broker's AMQPS listener (broker.TLSPort()).
+	pki testpki.Files
 )
 
 func TestMain(m *testing.M) {
@@ -50,7 +53,7 @@ func run(m *testing.M) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	broker, err = rabbitmq.Start(ctx, filepath.Join(dir, "rabbit"))
+	broker, pki, err = rabbitmq.StartTLS(ctx, filepath.Join(dir, "rabbit"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start rabbitmq:", err)
 		return 1
