@@ -130,6 +130,6 @@ case_upgrade_old_conductor() {
   { upgrade_hotplug &&
     expect "the first admission wrote schema 2.1" [ "$(state_schema)" = 2.1 ] &&
     upgrade_undeploy && upgrade_deploy; } || rc=1
-  conductor_restart "$BASE/site" || rc=1   # this tree's conductor (pip-installed into BASE/site) again
+  conductor_restart "$BASE/site" || rc=1   # this tree's conductor again for whatever follows
   return $rc
 }
