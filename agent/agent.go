@@ -298,6 +298,12 @@ type View struct {
 // touches a backend (one bdev_get_bdevs for the volumes' sizes, bounded).
 func (a *Agent) State(ctx context.Context) View {
 	d, adm := a.snapshot()
+	if c := d.ConfigDrive; c != nil && c.URL != "" {
+		// The URL's path or query is the secret that lets anyone fetch the
+		// tenant's config drive: get_state (Ironic's agent_state passthru,
+		// the agent's status CLI) shows where it comes from, not the secret.
+		c.URL = nodestate.RedactURL(c.URL)
+	}
 	v := View{Desired: d, Generation: d.Generation, Admission: adm, Observed: nodestate.Observed{Volumes: []nodestate.VolumeStatus{}, VIFs: []nodestate.VIFStatus{},
 		Components: map[string]nodestate.ComponentObserved{}}}
 	for i, l := range a.loops {
@@ -507,11 +513,11 @@ func sameContent(a, b *nodestate.Desired) bool {
 	x, y := a.Clone(), b.Clone()
 	x.Generation, y.Generation = 0, 0
 	x.NodeUUID, y.NodeUUID = "", ""
-	// The config drive is its sha256: a retry carrying the data again is
-	// the same state.
+	// The config drive is its sha256: a retry carrying the data again, or
+	// another URL to the same image, is the same state.
 	for _, d := range []*nodestate.Desired{x, y} {
 		if d.ConfigDrive != nil {
-			d.ConfigDrive.Data = ""
+			d.ConfigDrive.Data, d.ConfigDrive.URL, d.ConfigDrive.Size = "", "", 0
 		}
 	}
 	return equalJSON(x, y)

@@ -27,8 +27,9 @@ agent_opts = [
                     'under way, unset it once every agent is upgraded. '
                     'Empty: the newest version this driver speaks. A call '
                     'that needs a newer version than the cap is sent in '
-                    'its older form (apply_state without wait) or fails '
-                    'saying so.'),
+                    'its older form (apply_state without wait, or with '
+                    'the config drive inline instead of by URL: 1.2) or '
+                    'fails saying so.'),
     cfg.IntOpt('timeout', default=60, min=1,
                help='Seconds to wait for an agent\'s reply to a call.'),
     cfg.IntOpt('call_monitor_timeout', default=30, min=0,

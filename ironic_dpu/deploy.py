@@ -37,6 +37,7 @@ from ironic.drivers.modules import deploy_utils
 
 from ironic_dpu import agent_client
 from ironic_dpu import boot
+from ironic_dpu import configdrive
 from ironic_dpu import desired
 from ironic_dpu import exception
 from ironic_dpu import hello
@@ -78,7 +79,9 @@ class DPUDeploy(base.DeployInterface):
         task.node.del_driver_internal_info(desired.WAIT_KEY)
 
     def clean_up(self, task):
-        """Nothing staged by prepare; tear_down does the work."""
+        """Nothing staged by prepare; tear_down does the work. A config
+        drive still published for the agent (a failed deploy) goes."""
+        configdrive.unpublish(task.node)
 
     @base.deploy_step(priority=100)
     def deploy(self, task):
@@ -138,6 +141,8 @@ class DPUDeploy(base.DeployInterface):
             '%s' % (task.node.uuid, generation, reason), collect_logs=False)
 
     def _converged(self, task, generation, since, where):
+        # The agent holds the config drive now: its URL has done its job.
+        configdrive.unpublish(task.node)
         # The bench and e2e read this line: the DPU's share of the deploy.
         LOG.info('Node %s: DPU agent converged generation %s in %.3fs (%s)',
                  task.node.uuid, generation, time.time() - since, where)

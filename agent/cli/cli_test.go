@@ -20,7 +20,7 @@ func run(args ...string) (int, string, string) {
 
 func TestVersionAndGenconfig(t *testing.T) {
 	code, out, _ := run("version")
-	if code != 0 || !strings.Contains(out, "rpc api 1.1") {
+	if code != 0 || !strings.Contains(out, "rpc api 1.2") {
 		t.Fatalf("version: %d %q", code, out)
 	}
 	code, out, _ = run("genconfig")
@@ -57,6 +57,17 @@ func TestBadConfigIsAClearError(t *testing.T) {
 	code, out, _ := run("check", "--config-file", noNode)
 	if code != cli.CheckConfigInvalid || !strings.Contains(out+errOut, "node_uuid") {
 		t.Fatalf("check with invalid config: %d", code)
+	}
+	// a config-drive CA file that holds no certificate: the agent would not
+	// start (storage.New), so check says so before probing anything
+	ca := filepath.Join(dir, "ca.pem")
+	_ = os.WriteFile(ca, []byte("not PEM\n"), 0o600)
+	badCA := filepath.Join(dir, "badca.conf")
+	_ = os.WriteFile(badCA, []byte("[DEFAULT]\nnode_uuid = 1be26c0b-03f2-4d2e-ae87-c02d7f33c123\nstate_dir = "+dir+
+		"\n[storage]\nconfig_drive_ca_file = "+ca+"\n"), 0o600)
+	code, out, errOut = run("check", "--config-file", badCA)
+	if code != cli.CheckConfigInvalid || !strings.Contains(out+errOut, "config_drive_ca_file") {
+		t.Fatalf("check with a bad config_drive_ca_file: %d %q", code, out+errOut)
 	}
 }
 

@@ -24,6 +24,12 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/rpcapi"
 )
 
+// OversizeHint ends the answer to a request over [agent] max_message_bytes:
+// with the 1 MiB default, what exceeds it is almost always a config drive
+// sent inline by a conductor older than RPC API 1.2 (or capped below it).
+const OversizeHint = "[agent] max_message_bytes; a conductor before agent RPC API 1.2, or with rpc_version_cap below it, " +
+	"sends the config drive inline in apply_state: raise max_message_bytes on the agent while such conductors remain, or upgrade them"
+
 // Run serves the agent until ctx is done. Components that cannot reach their
 // backend (SPDK, OVSDB, the broker) start anyway, report unhealthy and retry.
 func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
@@ -113,8 +119,10 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		Link:         link,
 		Observe:      metrics.ObserveRPC,
 		Beat:         live.Register("rpc/server"),
-		// apply_state carries the config drive: see the option's help
+		// Since RPC API 1.2 the config drive comes by URL; an older
+		// conductor still sends it inline: see the option's help.
 		MaxMessageBytes: cfg.Agent.MaxMessageBytes,
+		LimitHint:       OversizeHint,
 		Logger:          log.Named("rpc"),
 	})
 	if err != nil {

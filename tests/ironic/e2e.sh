@@ -131,8 +131,14 @@ case_deploy() {
   bm node vif attach n1 "$VIF1" || return 1     # not active yet: recorded only
   agent_start "$NODE1" || return 1
   local t0=$SECONDS
-  # the config drive as a JSON object: Ironic's conductor builds the ISO
-  bm node deploy n1 --config-drive "$(jq -nc '{meta_data:{hostname:"n1"}, user_data:"#cloud-config\n# e2e-ironic\n"}')" || return 1
+  # The config drive as a JSON object: Ironic's conductor builds the ISO.
+  # Its user data carries 1.1 MB of random bytes (base64): the drive's gzip
+  # is over 1 MiB, so it cannot travel inline in apply_state (the agent's
+  # max_message_bytes default): the agent fetches it by URL (RPC API 1.2).
+  # Too big for argv: the REST API with a body file, as Nova would call it.
+  { printf '#cloud-config\n# e2e-ironic\n# '; head -c 1100000 /dev/urandom | base64 -w0; printf '\n'; } > "$BASE/user-data"
+  jq -nc --rawfile u "$BASE/user-data" '{target:"active", configdrive:{meta_data:{hostname:"n1"}, user_data:$u}}' > "$BASE/deploy.json"
+  curl -sS -f "${IRONIC_H[@]}" -X PUT "$API/v1/nodes/$NODE1/states/provision" -d @"$BASE/deploy.json" || return 1
   wait_state "$NODE1" active 90 || return 1
   th_log "  deploy -> active in $((SECONDS - t0))s"
   expect "power on" [ "$(node_field "$NODE1" power_state)" = "power on" ] &&
@@ -153,19 +159,39 @@ case_deploy() {
 
 # The JSON config drive reached the host: the agent holds Ironic's ISO
 # (label config-2, the user data, meta_data uuid = the node); Ironic's
-# driver_internal_info keeps its sha256 only.
+# driver_internal_info keeps its sha256 only. It went by URL: the
+# conductor published its gzip (over 1 MiB) under [deploy] http_root, the
+# agent fetched it from http_url, apply_state stayed a few KiB, the URL's
+# random name is in no log of the agent or the conductor, and the
+# published copy is gone once the deploy converged.
 config_drive_ok() {
-  local cd iso out
+  local cd iso gzbytes maxreq name
   expect "agent: config drive attached" th_wait 15 "config drive" drive_attached "$NODE1" || return 1
+  gzbytes=$(grep -o "Node $NODE1: config drive [0-9a-f]* ([0-9]* bytes, [0-9]* gzip'd) published at http://127.0.0.1:$HTTP_PORT/\.\.\." \
+    "$IRONIC_DIR"/log/ironic-conductor.log | tail -1 | sed -E "s/.* ([0-9]+) gzip'd.*/\1/")
+  th_log "  config drive gzip: ${gzbytes:-?} bytes"
+  expect "conductor published it under http_root (gzip over 1 MiB)" [ "${gzbytes:-0}" -gt 1048576 ] || return 1
+  maxreq=$(jq -Rr 'fromjson? | select(.msg == "rpc method done" and .method == "apply_state") | .bytes' \
+    "$BASE/log/agent-$NODE1.out" | sort -n | tail -1)
+  th_log "  largest apply_state request: ${maxreq:-?} bytes"
+  expect "apply_state stayed small (< 16 KiB)" [ -n "$maxreq" ] && [ "$maxreq" -lt 16384 ] &&
+  expect "agent fetched it from the conductor's http_url" \
+    grep -q "\"msg\":\"config drive fetched\".*\"from\":\"http://127.0.0.1:$HTTP_PORT/\.\.\.\"" "$BASE/log/agent-$NODE1.out" || return 1
+  name=$(grep -o "GET /dpu-configdrive/$NODE1-[A-Za-z0-9_-]*\.gz HTTP/1.[01]\" 200" "$BASE/log/ironic-http.out" | tail -1 | cut -d/ -f3 | cut -d' ' -f1)
+  expect "the web server served the node's image once" [ -n "$name" ] &&
+  expect "its random name is in no agent or conductor log" \
+    bash -c "! grep -qF -- '${name#"$NODE1"-}' '$BASE/log/agent-$NODE1.out' '$IRONIC_DIR/log/ironic-conductor.log'" &&
+  expect "published copy removed once the deploy converged" \
+    [ -z "$(ls -A "$IRONIC_DIR/httpboot/dpu-configdrive" 2>/dev/null)" ] || return 1
   cd=$(agent_state "$NODE1" | jq -c .observed.config_drive)
   iso=$(find "$BASE/agent-$NODE1/config-drive" -type f -name '*.iso' | head -1)
   [ -n "$iso" ] || iso=$(find "$BASE/agent-$NODE1/config-drive" -type f | head -1)
   expect "an image file under config_drive_dir with the agent's sha256" \
     [ -n "$iso" ] && [ "$(sha256sum "$iso" | cut -d' ' -f1)" = "$(jq -r .sha256 <<<"$cd")" ] || return 1
-  out=$(/usr/bin/python3 "$TH_REPO/tests/python/read_configdrive.py" "$iso") || return 1
+  /usr/bin/python3 "$TH_REPO/tests/python/read_configdrive.py" "$iso" > "$BASE/iso.json" || return 1
   # shellcheck disable=SC2016   # jq variables
   expect "ISO label config-2, meta_data uuid = node, the user data" jq -e --arg n "$NODE1" \
-    --arg u $'#cloud-config\n# e2e-ironic\n' '.label == "config-2" and .uuid == $n and .user_data == $u' <<<"$out" >/dev/null &&
+    --rawfile u "$BASE/user-data" '.label == "config-2" and .uuid == $n and .user_data == $u' "$BASE/iso.json" >/dev/null &&
   expect "driver_internal_info: config drive by sha256 only" \
     [ "$(api GET "/nodes/$NODE1" | jq -c .driver_internal_info.dpu_desired_state.config_drive)" = "$(jq -c '{sha256}' <<<"$cd")" ]
 }
