@@ -54,12 +54,6 @@ type Options struct {
 	// Wakeup, when set, carries reconcile requests from the components'
 	// connection goroutines; Run serves it.
 	Wakeup *Wakeup
-	// Pull, when set, fetches the node's desired state from Ironic. Run
-	// calls it after restoring the persisted state and adopts a newer
-	// generation; it retries on each periodic tick until one pull succeeds.
-	Pull func(ctx context.Context) (*nodestate.Desired, error)
-	// PullTimeout bounds one Pull (default 30s): the loop waits for it.
-	PullTimeout time.Duration
 	// Liveness, when set, gets one beat per component loop, named
 	// "reconcile/<component>" (/livez and the systemd watchdog read it).
 	Liveness *liveness.Monitor
@@ -151,9 +145,6 @@ func withDefaults(o Options) Options {
 	if o.ItemWait <= 0 {
 		o.ItemWait = 20 * time.Second
 	}
-	if o.PullTimeout <= 0 {
-		o.PullTimeout = 30 * time.Second
-	}
 	if o.HealthInterval <= 0 {
 		o.HealthInterval = 5 * time.Second
 	}
@@ -176,13 +167,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	pulled := a.opts.Pull == nil
-	if !pulled && a.Desired().Generation == 0 {
-		// No state of our own (new DPU, wiped state_dir): ask Ironic before
-		// anything else, so a running host's disks and NICs are not judged
-		// against an empty state.
-		pulled = a.pull(ctx)
-	}
 	for _, l := range a.loops {
 		wg.Go(func() { l.run(ctx) })
 	}
@@ -191,9 +175,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	if w := a.opts.Wakeup; w != nil {
 		wg.Go(func() { a.serveWakeup(ctx, w) })
 	}
-	if !pulled {
-		pulled = a.pull(ctx)
-	}
 	timer := time.NewTimer(a.jittered())
 	defer timer.Stop()
 	for {
@@ -201,9 +182,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
-			if !pulled {
-				pulled = a.pull(ctx)
-			}
 			a.RequestReconcile()
 			timer.Reset(a.jittered())
 		}
@@ -271,31 +249,6 @@ func (a *Agent) recovered(ctx context.Context) bool {
 	return back
 }
 
-// pull adopts Ironic's recorded desired state when it is newer than ours. It
-// reports whether the pull itself succeeded.
-func (a *Agent) pull(ctx context.Context) bool {
-	// Bounded: the loop waits for it, and an Ironic API that accepts but
-	// never answers must not stop the reconciles (retried next period).
-	pctx, cancel := context.WithTimeout(ctx, a.opts.PullTimeout)
-	d, err := a.opts.Pull(pctx)
-	cancel()
-	if err != nil {
-		a.log.Warn("could not pull the desired state from Ironic; will retry", zap.Error(err))
-		return false
-	}
-	cur := a.Desired()
-	if d == nil || d.Generation <= cur.Generation {
-		a.log.Info("desired state is current with Ironic", zap.Int64("generation", cur.Generation))
-		return true
-	}
-	a.log.Info("adopting newer desired state from Ironic", zap.Int64("generation", d.Generation), zap.Int64("had", cur.Generation))
-	if _, err := a.ApplyState(WithCaller(ctx, Caller{Method: "ironic"}), d, 0); err != nil {
-		// Invalid recorded state is final: say so, keep ours.
-		a.log.Warn("applying the state pulled from Ironic", zap.Error(err))
-	}
-	return true
-}
-
 func (a *Agent) jittered() time.Duration {
 	// ±20% so a fleet of DPUs rebooted together does not hit SPDK/OVSDB in step.
 	f := 0.8 + 0.4*rand.Float64()
@@ -338,6 +291,12 @@ type View struct {
 // touches a backend (one bdev_get_bdevs for the volumes' sizes, bounded).
 func (a *Agent) State(ctx context.Context) View {
 	d, adm := a.snapshot()
+	if c := d.ConfigDrive; c != nil && c.URL != "" {
+		// The URL's path or query is the secret that lets anyone fetch the
+		// tenant's config drive: get_state (Ironic's agent_state passthru,
+		// the agent's status CLI) shows where it comes from, not the secret.
+		c.URL = nodestate.RedactURL(c.URL)
+	}
 	v := View{Desired: d, Generation: d.Generation, Admission: adm, Observed: nodestate.Observed{Volumes: []nodestate.VolumeStatus{}, VIFs: []nodestate.VIFStatus{},
 		Components: map[string]nodestate.ComponentObserved{}}}
 	for i, l := range a.loops {
@@ -550,11 +509,11 @@ func sameContent(a, b *nodestate.Desired) bool {
 	x, y := a.Clone(), b.Clone()
 	x.Generation, y.Generation = 0, 0
 	x.NodeUUID, y.NodeUUID = "", ""
-	// The config drive is its sha256: a retry carrying the data again is
-	// the same state.
+	// The config drive is its sha256: a retry carrying the data again, or
+	// another URL to the same image, is the same state.
 	for _, d := range []*nodestate.Desired{x, y} {
 		if d.ConfigDrive != nil {
-			d.ConfigDrive.Data = ""
+			d.ConfigDrive.Data, d.ConfigDrive.URL, d.ConfigDrive.Size = "", "", 0
 		}
 	}
 	return equalJSON(x, y)

@@ -372,7 +372,7 @@ func TestStatusReportsComponentHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := res.(agent.Status)
-	if st.NodeUUID != node || st.RPCAPIVersion != "1.1" || st.Driver != "sim" || st.Healthy {
+	if st.NodeUUID != node || st.RPCAPIVersion != "1.2" || st.Driver != "sim" || st.Healthy {
 		t.Fatalf("status %+v", st)
 	}
 	if !st.Components["rpc"].Healthy || st.Components["network"].Healthy || st.Components["network"].Detail == "" {
@@ -388,35 +388,6 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met in 5s")
 		}
 		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func TestRunAdoptsNewerStateFromIronic(t *testing.T) {
-	r := &agenttest.Reconciler{}
-	st, _ := state.NewStore(t.TempDir())
-	pulls := 0
-	pull := func(ctx context.Context) (*nodestate.Desired, error) {
-		pulls++
-		if pulls == 1 {
-			return nil, fmt.Errorf("ironic down: %w", errdefs.ErrUnavailable)
-		}
-		return &nodestate.Desired{Generation: 9, NodeUUID: node, VIFs: []nodestate.VIF{{PortID: "0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01", MAC: "fa:16:3e:00:00:01"}}}, nil
-	}
-	a, err := agent.New(agent.Options{NodeUUID: node, Store: st, Reconcilers: []agent.Reconciler{r}, Interval: 20 * time.Millisecond, Pull: pull, SFBase: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = a.Run(ctx) }()
-	waitFor(t, func() bool { return a.Desired().Generation == 9 })
-	d := a.Desired()
-	if len(d.VIFs) != 1 || d.VIFs[0].Function == nil || *d.VIFs[0].Function.SF != 1 {
-		t.Fatalf("adopted state %+v", d)
-	}
-	// Persisted, like any other admitted state.
-	if got, _ := st.Load(); got.Desired.Generation != 9 || got.Admission == nil || got.Admission.Method != "ironic" {
-		t.Fatalf("pulled state not persisted: %+v %+v", got.Desired, got.Admission)
 	}
 }
 
@@ -445,30 +416,6 @@ func TestComponentRecoveryTriggersReconcile(t *testing.T) {
 	}
 }
 
-// An Ironic API that accepts the connection but never answers must not
-// stall the reconcile loop (an SPDK restart would then never be repaired).
-func TestHangingPullDoesNotStallTheLoop(t *testing.T) {
-	r := &agenttest.Reconciler{}
-	st := seeded(t)
-	pulls := make(chan struct{}, 100)
-	pull := func(ctx context.Context) (*nodestate.Desired, error) {
-		pulls <- struct{}{}
-		<-ctx.Done() // hangs until the agent gives up on it
-		return nil, ctx.Err()
-	}
-	a, err := agent.New(agent.Options{NodeUUID: node, Store: st, Reconcilers: []agent.Reconciler{r},
-		Interval: 50 * time.Millisecond, Pull: pull, PullTimeout: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = a.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	waitFor(t, func() bool { return r.Calls() >= 1 })
-	waitFor(t, func() bool { return r.Calls() >= 3 && len(pulls) >= 2 }) // periodic reconciles go on; the pull is retried
-}
-
 // A state_dir kept across a node_uuid change holds another node's volumes
 // and ports; reconciling them would expose them to this host.
 func TestRefusesAnotherNodesPersistedState(t *testing.T) {
@@ -490,9 +437,9 @@ func TestRefusesAnotherNodesPersistedState(t *testing.T) {
 }
 
 // An agent that was never told anything (new DPU, wiped state_dir) leaves the
-// DPU alone: generation 0 is "unknown", not "empty". With Ironic configured it
-// pulls before its first reconcile.
-func TestNoDesiredStateTouchesNothingAndPullsFirst(t *testing.T) {
+// DPU alone: generation 0 is "unknown", not "empty"; it waits for the
+// conductor's push (agent/hello).
+func TestNoDesiredStateTouchesNothing(t *testing.T) {
 	r := &agenttest.Reconciler{}
 	st, _ := state.NewStore(t.TempDir())
 	a, err := agent.New(agent.Options{NodeUUID: node, Store: st, Reconcilers: []agent.Reconciler{r}, Interval: 20 * time.Millisecond})
@@ -510,22 +457,6 @@ func TestNoDesiredStateTouchesNothingAndPullsFirst(t *testing.T) {
 		t.Fatalf("generation 0 accepted: %v", err)
 	}
 
-	r2 := &agenttest.Reconciler{}
-	st2, _ := state.NewStore(t.TempDir())
-	pulled := &nodestate.Desired{Generation: 4, NodeUUID: node, VIFs: []nodestate.VIF{{PortID: "0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01", MAC: "fa:16:3e:00:00:01"}}}
-	b, err := agent.New(agent.Options{NodeUUID: node, Store: st2, Reconcilers: []agent.Reconciler{r2}, Interval: time.Hour, SFBase: 1,
-		Pull: func(context.Context) (*nodestate.Desired, error) { return pulled.Clone(), nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx2, cancel2 := context.WithCancel(context.Background())
-	defer cancel2()
-	go func() { _ = b.Run(ctx2) }()
-	waitFor(t, func() bool { return r2.Calls() >= 1 })
-	first := r2.Seen()[0]
-	if first.Generation != 4 || len(first.VIFs) != 1 {
-		t.Fatalf("first reconcile saw %+v, want the pulled state", first)
-	}
 }
 
 // A single-item edit reports its own component's failure only: plugging a

@@ -132,7 +132,7 @@ func (l *loop) once(ctx context.Context) (*zap.Logger, error) {
 	if d.Generation == 0 {
 		// Generation 0 means "never told" (admitted states start at 1), not
 		// "nothing": leave whatever the DPU holds alone until a desired state
-		// arrives over RPC or from Ironic.
+		// arrives over RPC (the conductor pushes it after the hello).
 		log.Info("no desired state yet; leaving the DPU as it is")
 	} else {
 		err = l.r.Reconcile(logctx.With(ctx, fields...), d)

@@ -25,7 +25,6 @@ type Config struct {
 	SPDK    SPDKOpts    `group:"spdk"`
 	Storage StorageOpts `group:"storage"`
 	NVMf    NVMfOpts    `group:"spdk_nvmf"`
-	Ironic  IronicOpts  `group:"ironic"`
 }
 
 // DefaultOpts is [DEFAULT].
@@ -38,7 +37,7 @@ type DefaultOpts struct {
 	RetryBase         time.Duration `ini:"retry_base" default:"1s" help:"First retry delay after a failed reconcile of a component; it doubles per consecutive failure up to reconcile_interval, with jitter."`
 	ItemWait          time.Duration `ini:"item_wait" default:"20s" help:"How long attach_volume/detach_volume/plug_vif/unplug_vif wait for their own component (storage or network, never the other) to converge before answering with the item pending. apply_state never waits."`
 	HealthListen      string        `ini:"health_listen" default:"" help:"host:port of the HTTP endpoint: /livez (the agent's loops are alive), /readyz (broker, SPDK and OVSDB reachable; /healthz is the same, kept for older probes) and /metrics. Empty disables it."`
-	LivenessTimeout   time.Duration `ini:"liveness_timeout" default:"300s" help:"A reconcile loop or the RPC server loop that makes no progress for longer than this is stuck: /livez answers 503 naming it and the systemd watchdog is no longer fed (systemd restarts the agent). Keep it above the longest legitimate reconcile (several [spdk] rpc_timeout against a wedged SPDK) and the initial [ironic] pull."`
+	LivenessTimeout   time.Duration `ini:"liveness_timeout" default:"300s" help:"A reconcile loop or the RPC server loop that makes no progress for longer than this is stuck: /livez answers 503 naming it and the systemd watchdog is no longer fed (systemd restarts the agent). Keep it above the longest legitimate reconcile (several [spdk] rpc_timeout against a wedged SPDK)."`
 	Debug             bool          `ini:"debug" default:"false" help:"Log at debug level."`
 }
 
@@ -71,7 +70,7 @@ type AgentOpts struct {
 	SFBase            int    `ini:"sf_base" default:"1" help:"Lowest SF number the agent allocates for a VIF that names no host function."`
 	MaxVIFs           int    `ini:"max_vifs" default:"64" help:"Most VIFs one desired state may hold; a larger state (or a plug_vif beyond it) is refused with InvalidParameterValue before anything is persisted or plugged. A bare-metal host has a handful of NICs."`
 	MaxVolumes        int    `ini:"max_volumes" default:"32" help:"Most volumes one desired state may hold (refused like max_vifs). 32 is the max_namespaces of the host PF's NVMe subsystem on SNAP and usual SPDK setups, so more could never all be exposed."`
-	MaxMessageBytes   int    `ini:"max_message_bytes" default:"90527064" help:"Largest RPC request body accepted; a larger one is answered with InvalidParameterValue without being parsed. apply_state carries the base64 config drive, so keep this >= 4/3 * [storage] config_drive_max_bytes + 1 MiB for the rest of the state and the oslo envelope: the default is 4/3 * 64 MiB + 1 MiB. The broker's own max_message_size must be at least this."`
+	MaxMessageBytes   int    `ini:"max_message_bytes" default:"1048576" help:"Largest RPC request body accepted (default 1 MiB); a larger one is answered with InvalidParameterValue without being parsed. Since RPC API 1.2 the config drive is fetched by URL, not carried in apply_state, so a request is the volumes, VIFs and the oslo envelope: tens of KiB. A conductor older than 1.2 (or capped below it) sends the config drive inline as base64: during such an upgrade window raise this to 4/3 * [storage] config_drive_max_bytes + 1 MiB (90527064 for 64 MiB), or its larger drives are refused. The broker's own max_message_size must be at least this."`
 }
 
 // DPUOpts is [dpu].
@@ -100,13 +99,15 @@ type SPDKOpts struct {
 
 // StorageOpts is [storage].
 type StorageOpts struct {
-	HostNQN              string `ini:"host_nqn" default:"" help:"This DPU's NVMe host NQN, used for every attach and as the Ironic nqn volume connector."`
-	CtrlrLossTimeoutSec  int    `ini:"ctrlr_loss_timeout_sec" default:"-1" help:"bdev_nvme ctrlr_loss_timeout_sec: -1 retries forever (a cloud boot disk must not vanish)."`
-	ReconnectDelaySec    int    `ini:"reconnect_delay_sec" default:"5" help:"bdev_nvme reconnect_delay_sec."`
-	FastIOFailTimeoutSec int    `ini:"fast_io_fail_timeout_sec" default:"0" help:"bdev_nvme fast_io_fail_timeout_sec (0 = never fail I/O fast)."`
-	Multipath            string `ini:"multipath" default:"multipath" help:"bdev_nvme multipath mode for volumes with several portals: multipath or failover."`
-	ConfigDriveDir       string `ini:"config_drive_dir" default:"/var/lib/ironic-dpu-agent/config-drive" help:"Where config-drive ISO images live (one file per image, named by its sha256), exposed read-only to the host as a namespace of PF 0."`
-	ConfigDriveMaxBytes  int    `ini:"config_drive_max_bytes" default:"67108864" help:"Largest config-drive ISO accepted, decoded (default 64 MiB); a larger one is refused with InvalidParameterValue."`
+	HostNQN              string        `ini:"host_nqn" default:"" help:"This DPU's NVMe host NQN, used for every attach and as the Ironic nqn volume connector."`
+	CtrlrLossTimeoutSec  int           `ini:"ctrlr_loss_timeout_sec" default:"-1" help:"bdev_nvme ctrlr_loss_timeout_sec: -1 retries forever (a cloud boot disk must not vanish)."`
+	ReconnectDelaySec    int           `ini:"reconnect_delay_sec" default:"5" help:"bdev_nvme reconnect_delay_sec."`
+	FastIOFailTimeoutSec int           `ini:"fast_io_fail_timeout_sec" default:"0" help:"bdev_nvme fast_io_fail_timeout_sec (0 = never fail I/O fast)."`
+	Multipath            string        `ini:"multipath" default:"multipath" help:"bdev_nvme multipath mode for volumes with several portals: multipath or failover."`
+	ConfigDriveDir       string        `ini:"config_drive_dir" default:"/var/lib/ironic-dpu-agent/config-drive" help:"Where config-drive ISO images live (one file per image, named by its sha256), exposed read-only to the host as a namespace of PF 0."`
+	ConfigDriveMaxBytes  int           `ini:"config_drive_max_bytes" default:"67108864" help:"Largest config-drive ISO accepted, decoded (default 64 MiB); a larger one is refused with InvalidParameterValue."`
+	ConfigDriveCAFile    string        `ini:"config_drive_ca_file" default:"" help:"PEM file of the CA certificates that an https config-drive URL's server certificate must chain to (the conductor's HTTP server or Swift); empty uses the system roots. There is no option to skip verification."`
+	ConfigDriveTimeout   time.Duration `ini:"config_drive_fetch_timeout" default:"60s" help:"Deadline of one config-drive download (connect, headers and body). A failed or timed-out download marks the config drive in error and is retried by the storage reconcile with backoff; volumes and VIFs are not held up."`
 }
 
 // NVMfOpts is [spdk_nvmf] (upstream SPDK emulation).
@@ -118,18 +119,6 @@ type NVMfOpts struct {
 	// The host-facing subsystems admit only these hosts when set.
 	AllowedHostNQNs []string `ini:"allowed_host_nqns" default:"" help:"Host NQNs allowed to connect to the host-facing NVMe subsystems (comma-separated): allow_any_host false plus one nvmf_subsystem_add_host each. Empty allows any host, which is refused with a TCP listen_address that is not loopback."`
 	DHCHAPKeyFile   string   `ini:"dhchap_key_file" default:"" help:"Absolute path (mode 0600) of a DH-HMAC-CHAP secret (DHHC-1:...) every allowed host must prove over TCP; SPDK loads it with keyring_file_add_key, the agent never reads it. Needs allowed_host_nqns."`
-}
-
-// IronicOpts is [ironic]: optional pull of the node's state from the Ironic API.
-type IronicOpts struct {
-	APIURL            string `ini:"api_url" default:"" help:"Ironic API endpoint; empty disables pulling the desired state at start."`
-	AuthType          string `ini:"auth_type" default:"none" help:"none (noauth Ironic) or password (Keystone)."`
-	AuthURL           string `ini:"auth_url" default:"" help:"Keystone URL for auth_type=password."`
-	Username          string `ini:"username" default:"" help:"Service user for auth_type=password."`
-	Password          string `ini:"password" default:"" secret:"true" help:"Service user's password."`
-	ProjectName       string `ini:"project_name" default:"service" help:"Project for auth_type=password."`
-	UserDomainName    string `ini:"user_domain_name" default:"Default" help:"User domain for auth_type=password."`
-	ProjectDomainName string `ini:"project_domain_name" default:"Default" help:"Project domain for auth_type=password."`
 }
 
 // Defaults returns a Config with every default applied.

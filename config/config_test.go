@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -84,7 +85,7 @@ func TestBadValuesAndMissingFile(t *testing.T) {
 
 func TestSampleListsEveryGroupAndParsesBack(t *testing.T) {
 	s := config.Sample()
-	for _, g := range []string{"[DEFAULT]", "[oslo_messaging_rabbit]", "[agent]", "[dpu]", "[ovs]", "[spdk]", "[storage]", "[spdk_nvmf]", "[ironic]", "#transport_url = rabbit://", "#exchange = ironic_dpu"} {
+	for _, g := range []string{"[DEFAULT]", "[oslo_messaging_rabbit]", "[agent]", "[dpu]", "[ovs]", "[spdk]", "[storage]", "[spdk_nvmf]", "#transport_url = rabbit://", "#exchange = ironic_dpu"} {
 		if !strings.Contains(s, g) {
 			t.Fatalf("sample lacks %s", g)
 		}
@@ -120,14 +121,13 @@ func TestSampleIsCommitted(t *testing.T) {
 func TestSecretsRedacted(t *testing.T) {
 	c := config.Defaults()
 	c.Default.TransportURL = "rabbit://ironic:s3cr3t@h1:5672/"
-	c.Ironic.Password = "hunter2"
 	redacted := 0
 	fields := c.LogFields(func(string) string { redacted++; return "<redacted url>" })
-	if redacted != 1 || fields["DEFAULT.transport_url"] != "<redacted url>" || fields["ironic.password"] != "***" {
+	if redacted != 1 || fields["DEFAULT.transport_url"] != "<redacted url>" {
 		t.Fatalf("redaction: %d calls, %v", redacted, fields)
 	}
 	for k, v := range fields {
-		if strings.Contains(v, "s3cr3t") || strings.Contains(v, "hunter2") {
+		if strings.Contains(v, "s3cr3t") {
 			t.Fatalf("%s leaks a secret: %s", k, v)
 		}
 	}
@@ -187,5 +187,44 @@ func TestHostFacingTCPNeedsAllowedHosts(t *testing.T) {
 	c, err := config.Load([]string{p}, nil)
 	if err != nil || !reflect.DeepEqual(c.NVMf.AllowedHostNQNs, []string{host, "nqn.2014-08.org.example:host2"}) {
 		t.Fatalf("list = %q, %v", c.NVMf.AllowedHostNQNs, err)
+	}
+}
+
+// An N-1 config still carries [ironic] (the agent used to read the Ironic
+// API): it loads, each option is a "removed" notice (not unknown: check
+// passes) that never repeats the value, and nothing of it is kept. Another
+// key in [ironic] is unknown.
+func TestRemovedIronicOptionsWarnButLoad(t *testing.T) {
+	p := write(t, t.TempDir(), "old.conf", "[DEFAULT]\nnode_uuid = 1be26c0b-03f2-4d2e-ae87-c02d7f33c123\n"+
+		"[ironic]\napi_url = http://ironic:6385\nauth_type = password\npassword = hunter2\napi_urll = typo\n")
+	c, notices, err := config.LoadWithNotices([]string{p}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, n := range notices {
+		got = append(got, fmt.Sprintf("%d %s", n.Kind, n.Msg))
+		if strings.Contains(n.String(), "hunter2") {
+			t.Fatalf("a notice repeats the password: %s", n)
+		}
+	}
+	want := []string{
+		fmt.Sprintf("%d [ironic] api_url is ignored: no longer used", config.NoticeRemoved),
+		fmt.Sprintf("%d [ironic] auth_type is ignored: no longer used", config.NoticeRemoved),
+		fmt.Sprintf("%d [ironic] password is ignored: no longer used", config.NoticeRemoved),
+		fmt.Sprintf("%d unknown option [ironic] api_urll: ignored", config.NoticeUnknown),
+	}
+	if len(got) != len(want) {
+		t.Fatalf("notices %q, want %d", got, len(want))
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(got[i], w) {
+			t.Fatalf("notice %d = %q, want prefix %q", i, got[i], w)
+		}
+	}
+	for k, v := range c.LogFields(func(s string) string { return s }) {
+		if strings.HasPrefix(k, "ironic.") || strings.Contains(v, "hunter2") {
+			t.Fatalf("removed option still read: %s=%s", k, v)
+		}
 	}
 }

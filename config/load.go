@@ -43,6 +43,10 @@ const (
 	// NoticeDeprecated is an old option name that is still honoured, or one
 	// that is ignored because the new name is set too.
 	NoticeDeprecated
+	// NoticeRemoved is an option an earlier agent read and this one ignores
+	// (removedOptions): accepted so that an N-1 config still loads and
+	// passes `check`, but it does nothing.
+	NoticeRemoved
 )
 
 // Notice is something in the config files the operator should fix although
@@ -183,9 +187,20 @@ func LoadWithNotices(files []string, dirs []string) (*Config, []Notice, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	removed := removedOptions()
 	for _, s := range srcs {
 		for _, k := range s.order {
+			why, gone := removed[k.group][k.name]
 			switch {
+			case k.name != "" && gone:
+				// the value is never repeated: password is one of them
+				notices = append(notices, Notice{Kind: NoticeRemoved, File: s.path, Section: k.group, Key: k.name,
+					Msg: fmt.Sprintf("%s is ignored: no longer used (%s)", k, why)})
+			case k.name == "" && removed[k.group] != nil:
+				// a removed section: each of its keys is reported alone
+			case k.name != "" && removed[k.group] != nil && !groups[k.group]:
+				notices = append(notices, Notice{Kind: NoticeUnknown, File: s.path, Section: k.group, Key: k.name,
+					Msg: fmt.Sprintf("unknown option %s: ignored", k)})
 			case k.name == "" && !groups[k.group]:
 				notices = append(notices, Notice{Kind: NoticeUnknown, File: s.path, Section: k.group,
 					Msg: fmt.Sprintf("unknown section [%s]: the agent reads none of it", k.group)})

@@ -103,16 +103,9 @@ function configure_ironic_dpu_agent {
     iniset "$IRONIC_DPU_CONF" spdk_nvmf transport TCP
     iniset "$IRONIC_DPU_CONF" spdk_nvmf listen_address 127.0.0.1
     iniset "$IRONIC_DPU_CONF" spdk_nvmf listen_port "$IRONIC_DPU_NVMF_PORT"
-    # Let the agent pull the recorded desired state at start (noauth only
-    # when Ironic runs without Keystone).
-    iniset "$IRONIC_DPU_CONF" ironic api_url "$IRONIC_SERVICE_PROTOCOL://$IRONIC_SERVICE_HOST/baremetal"
-    if is_service_enabled keystone; then
-        iniset "$IRONIC_DPU_CONF" ironic auth_type password
-        iniset "$IRONIC_DPU_CONF" ironic auth_url "$KEYSTONE_SERVICE_URI/v3"
-        iniset "$IRONIC_DPU_CONF" ironic username ironic
-        iniset "$IRONIC_DPU_CONF" ironic password "$SERVICE_PASSWORD"
-        iniset "$IRONIC_DPU_CONF" ironic project_name "$SERVICE_PROJECT_NAME"
-    fi
+    # No [ironic] section: the agent holds no Ironic API credentials. After a
+    # restart it announces itself on the broker and the conductor pushes the
+    # node's recorded state (ironic_dpu/hello.py).
     # The unit runs as root without CAP_DAC_OVERRIDE: root must own it.
     sudo chown root:root "$IRONIC_DPU_CONF"
 }

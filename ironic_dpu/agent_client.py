@@ -31,9 +31,12 @@ LOG = log.getLogger(__name__)
 # The newest agent API this driver speaks. 1.0: d75592a. 1.1: apply_state
 # takes wait (seconds to wait for convergence before answering); answers
 # carry the admission record; unknown fields are ignored and logged.
-RPC_API_VERSION = '1.1'
+# 1.2: config_drive {sha256, size, url}: the agent fetches the image
+# (inline data stays accepted).
+RPC_API_VERSION = '1.2'
 BASE_VERSION = '1.0'
 APPLY_WAIT_VERSION = '1.1'
+CONFIG_DRIVE_URL_VERSION = '1.2'
 ALLOWED_EXMODS = ['ironic.common.exception']
 
 # One transport (one AMQP connection pool and one reply queue) per conductor
@@ -67,6 +70,18 @@ def _remote_message(exc):
     if isinstance(exc, ir_exc.IronicException) and exc.args:
         return str(exc.args[0]).strip()
     return str(exc).strip()
+
+
+def drive_form(state, url):
+    """state with its config drive in the form a version takes: url=True
+    (API 1.2) {sha256, size, url}, else (1.0/1.1) {sha256, data}, or
+    {sha256} alone when there is no image to send."""
+    drive = state.get('config_drive')
+    if not drive:
+        return state
+    keys = ('sha256', 'size', 'url') if url else ('sha256', 'data')
+    return dict(state, config_drive={k: drive[k] for k in keys
+                                     if k in drive})
 
 
 class AgentClient(object):
@@ -164,6 +179,22 @@ class AgentClient(object):
         admitted nothing) falls back to the 1.0 call, which answers at once
         (the caller polls get_state as before).
         """
+        drive = state.get('config_drive') or {}
+        if drive.get('url') and self.can_send_version(
+                CONFIG_DRIVE_URL_VERSION):
+            kwargs = {} if wait is None else {'wait': wait}
+            try:
+                return self.call(context, 'apply_state',
+                                 state=drive_form(state, url=True),
+                                 version=CONFIG_DRIVE_URL_VERSION, **kwargs)
+            except exception.DPUAgentError as e:
+                if getattr(e, 'remote_class', None) != 'UnsupportedVersion':
+                    raise
+                LOG.warning('Node %s: the DPU agent is older than RPC API %s '
+                            '(UnsupportedVersion); sending its config drive '
+                            'inline', self.node_uuid,
+                            CONFIG_DRIVE_URL_VERSION)
+        state = drive_form(state, url=False)
         if wait is None or not self.can_send_version(APPLY_WAIT_VERSION):
             return self.call(context, 'apply_state', state=state)
         try:

@@ -27,8 +27,9 @@ agent_opts = [
                     'under way, unset it once every agent is upgraded. '
                     'Empty: the newest version this driver speaks. A call '
                     'that needs a newer version than the cap is sent in '
-                    'its older form (apply_state without wait) or fails '
-                    'saying so.'),
+                    'its older form (apply_state without wait, or with '
+                    'the config drive inline instead of by URL: 1.2) or '
+                    'fails saying so.'),
     cfg.IntOpt('timeout', default=60, min=1,
                help='Seconds to wait for an agent\'s reply to a call.'),
     cfg.IntOpt('call_monitor_timeout', default=30, min=0,
@@ -78,6 +79,17 @@ agent_opts = [
                     'after it began, so as many unreachable agents as '
                     'this cost it one ping_timeout, more cost it two; '
                     'nodes it did not ask go first in the next check.'),
+    cfg.FloatOpt('hello_interval', default=2.0, min=0,
+                 help='Seconds between reads of this conductor\'s queue of '
+                      'DPU agent announcements (ironic-dpu-conductor.'
+                      'hello_<host>, bound to ironic-dpu-conductor.hello.* '
+                      'on the agents\' exchange). An agent announces itself '
+                      'after each connection to the broker with the '
+                      'generation it holds; the conductor owning the node '
+                      'pushes the recorded desired state when it is newer '
+                      '(the catch-up after a DPU reboot: the agent needs no '
+                      'Ironic API credentials). 0 disables it. Read at '
+                      'conductor start.'),
 ]
 
 dpu_opts = [

@@ -9,10 +9,19 @@ conductor does not convert it before the driver sees it unless
 configdrive_use_object_store is set). Decoding follows ironic-python-agent:
 base64 (gzipped or not) or, from a URL only, the raw ISO.
 
-The agent gets {"sha256": <hex of the ISO>, "data": <base64 gzip ISO>};
-driver_internal_info records only the sha256, never the image. A URL or a
-JSON object is fetched or built once per source: later pushes carry the
-sha256 alone (the agent keeps the image on disk).
+for_node gives {"sha256", "size", "data"}: sha256 and size of the ISO
+itself (decompressed, as the agent stores it), data its gzip in base64.
+An agent of RPC API 1.2 gets no data: publish() puts the gzip where the
+agent fetches it, as Ironic does for virtual media (under [deploy]
+http_root, served at [deploy] external_http_url or http_url, or a Swift
+temp URL with [deploy] configdrive_use_object_store), and the state
+carries {"sha256", "size", "url"}; an older agent gets {"sha256", "data"}
+(agent_client picks the form). The published name is the node's UUID and a
+random token (the URL is the only credential: the HTTP root has no auth),
+removed when replaced, once the agent converged on it, and at tear down.
+driver_internal_info records only the sha256, never the image or the URL.
+A source is fetched, built or decoded once: later pushes carry the sha256
+alone (the agent keeps the image on disk).
 """
 import base64
 import binascii
@@ -20,17 +29,29 @@ import copy
 import gzip
 import hashlib
 import json
+import os
+import secrets
+import tempfile
 import zlib
 
+from oslo_log import log
 import requests
 
 from ironic.common import exception as ir_exc
+from ironic.common import swift
 from ironic.conductor import utils as manager_utils
 from ironic.conf import CONF
 
 from ironic_dpu import conf as _conf  # noqa: F401  (registers [dpu])
 
+LOG = log.getLogger(__name__)
+
 INFO_KEY = 'dpu_config_drive'     # driver_internal_info: {sha256, source}
+# Published images: <http_root>/dpu-configdrive/<node uuid>-<token>.gz, or
+# Swift objects dpu-configdrive-<node uuid>-<token>.
+HTTP_SUBDIR = 'dpu-configdrive'
+SWIFT_PREFIX = 'dpu-configdrive-'
+_TOKEN_BYTES = 32
 _GZIP_MAGIC = b'\x1f\x8b'
 _ISO_MAGIC_AT = 32769            # ISO 9660 primary volume descriptor id
 
@@ -122,29 +143,33 @@ def _is_url(value):
 
 
 def encode(iso):
-    """The desired-state form of an ISO."""
-    return {'sha256': hashlib.sha256(iso).hexdigest(),
+    """The desired-state form of an ISO (agent_client trims it to what the
+    agent's version takes)."""
+    return {'sha256': hashlib.sha256(iso).hexdigest(), 'size': len(iso),
             'data': base64.b64encode(gzip.compress(iso, 6)).decode('ascii')}
 
 
 def for_node(node, fresh=False):
     """The config_drive item for node's desired state, or None.
 
-    A URL is fetched, and a JSON object built into an ISO (genisoimage
-    stamps the time: every build differs), once per source: later calls
-    name the same image by its sha256 alone, so the agent keeps the image
-    it has. fresh=True builds or fetches again (the agent lost it).
+    Each source (base64 text, URL, JSON object) is decoded, fetched or
+    built (genisoimage stamps the time: every build differs) once: later
+    calls name the same image by its sha256 alone, so the agent keeps the
+    image it has and nothing is published again. fresh=True does it again
+    (the agent lost it).
     """
     value = node.instance_info.get('configdrive')
     if not value:
         if INFO_KEY in node.driver_internal_info:
             node.del_driver_internal_info(INFO_KEY)
+            unpublish(node)
         return None
     cap = CONF.dpu.config_drive_max_bytes
-    if not isinstance(value, dict) and not _is_url(value):
-        return encode(decode(value, cap))
-    source = hashlib.sha256(json.dumps(value, sort_keys=True).encode()
-                            ).hexdigest()
+    if isinstance(value, dict):
+        source = json.dumps(value, sort_keys=True).encode()
+    else:
+        source = value.encode() if isinstance(value, str) else value
+    source = hashlib.sha256(source).hexdigest()
     known = node.driver_internal_info.get(INFO_KEY) or {}
     if not fresh and known.get('source') == source and known.get('sha256'):
         return {'sha256': known['sha256']}
@@ -154,8 +179,10 @@ def for_node(node, fresh=False):
         iso = decode(manager_utils.build_configdrive(node,
                                                      copy.deepcopy(value)),
                      cap)
-    else:
+    elif _is_url(value):
         iso = fetch(value, cap)
+    else:
+        iso = decode(value, cap)
     item = encode(iso)
     node.set_driver_internal_info(INFO_KEY, {'sha256': item['sha256'],
                                              'source': source})
@@ -163,10 +190,134 @@ def for_node(node, fresh=False):
 
 
 def without_data(state):
-    """state as it may be stored: the config drive by sha256 only."""
+    """state as it may be stored: the config drive by sha256 only (no
+    image, no URL: whoever reads the record must not fetch the drive)."""
     cd = state.get('config_drive')
-    if not cd or 'data' not in cd:
+    if not cd or list(cd) == ['sha256']:
         return state
     state = dict(state)
     state['config_drive'] = {'sha256': cd['sha256']}
     return state
+
+
+def _swift_timeout():
+    # Ironic's own rule for its configdrive temp URLs (conductor/deployments)
+    return (CONF.conductor.configdrive_swift_temp_url_duration
+            or CONF.conductor.deploy_callback_timeout or 1800)
+
+
+def _http_dir():
+    return os.path.join(CONF.deploy.http_root, HTTP_SUBDIR)
+
+
+def _http_base():
+    base = CONF.deploy.external_http_url or CONF.deploy.http_url
+    if not base:
+        raise ir_exc.InvalidParameterValue(
+            'The DPU agent (RPC API 1.2) fetches the config drive by URL: '
+            'set [deploy] http_url (and http_root, served by the '
+            'conductor\'s HTTP server) or [deploy] '
+            'configdrive_use_object_store = true, or set [dpu_agent] '
+            'rpc_version_cap = 1.1 to send it inline')
+    return base.rstrip('/')
+
+
+def redact(url):
+    """What may be logged of a published URL: no path, no query."""
+    scheme, _, rest = url.partition('://')
+    return '%s://%s/...' % (scheme, rest.split('/', 1)[0])
+
+
+def publish(node, item):
+    """Put item's image (its gzip) where the agent fetches it; its URL.
+
+    A new random name each time; the node's other published images go.
+    """
+    gz = base64.b64decode(item['data'])
+    token = secrets.token_urlsafe(_TOKEN_BYTES)
+    if CONF.deploy.configdrive_use_object_store:
+        container = CONF.conductor.configdrive_swift_container
+        name = '%s%s-%s' % (SWIFT_PREFIX, node.uuid, token)
+        timeout = _swift_timeout()
+        api = swift.SwiftAPI()
+        with tempfile.NamedTemporaryFile() as f:
+            f.write(gz)
+            f.flush()
+            api.create_object(container, name, f.name, object_headers={
+                'X-Delete-After': str(timeout)})
+        url = api.get_temp_url(container, name, timeout)
+        _unpublish_swift(api, node, keep=name)
+    else:
+        base = _http_base()
+        d = _http_dir()
+        os.makedirs(d, exist_ok=True)
+        # Not listable by the web server (or anyone but the conductor):
+        # the random name is the only credential.
+        os.chmod(d, 0o711)
+        name = '%s-%s.gz' % (node.uuid, token)
+        fd, tmp = tempfile.mkstemp(dir=d, prefix='.tmp-')
+        try:
+            with os.fdopen(fd, 'wb') as f:
+                f.write(gz)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, os.path.join(d, name))
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        url = '%s/%s/%s' % (base, HTTP_SUBDIR, name)
+        _unpublish_http(node, keep=name)
+    LOG.info('Node %s: config drive %s (%d bytes, %d gzip\'d) published '
+             'at %s for the DPU agent', node.uuid, item['sha256'],
+             item['size'], len(gz), redact(url))
+    return url
+
+
+def _unpublish_http(node, keep=None):
+    d = _http_dir()
+    try:
+        names = os.listdir(d)
+    except FileNotFoundError:
+        return
+    for name in names:
+        if name.startswith(node.uuid + '-') and name != keep:
+            try:
+                os.unlink(os.path.join(d, name))
+            except FileNotFoundError:
+                pass
+
+
+def _unpublish_swift(api, node, keep=None):
+    container = CONF.conductor.configdrive_swift_container
+    prefix = '%s%s-' % (SWIFT_PREFIX, node.uuid)
+    try:
+        _, objs = api.connection.get_container(container, prefix=prefix,
+                                               full_listing=True)
+    except Exception as e:  # swiftclient's ClientException and friends
+        LOG.warning('Node %s: cannot list published config drives in '
+                    'Swift container %s: %s', node.uuid, container, e)
+        return
+    for obj in objs:
+        if obj['name'] != keep:
+            try:
+                api.delete_object(container, obj['name'])
+            except ir_exc.SwiftObjectNotFoundError:
+                pass
+            except ir_exc.SwiftOperationError as e:
+                LOG.warning('Node %s: cannot delete a published config '
+                            'drive from Swift: %s', node.uuid, e)
+
+
+def unpublish(node):
+    """Remove every config drive published for node (tear down, or the
+    agent holds it now). Never fails: a leftover is only logged."""
+    try:
+        if CONF.deploy.configdrive_use_object_store:
+            _unpublish_swift(swift.SwiftAPI(), node)
+        else:
+            _unpublish_http(node)
+    except Exception as e:
+        LOG.warning('Node %s: cannot remove its published config drive: %s',
+                    node.uuid, e)

@@ -37,8 +37,10 @@ from ironic.drivers.modules import deploy_utils
 
 from ironic_dpu import agent_client
 from ironic_dpu import boot
+from ironic_dpu import configdrive
 from ironic_dpu import desired
 from ironic_dpu import exception
+from ironic_dpu import hello
 
 LOG = log.getLogger(__name__)
 
@@ -77,7 +79,9 @@ class DPUDeploy(base.DeployInterface):
         task.node.del_driver_internal_info(desired.WAIT_KEY)
 
     def clean_up(self, task):
-        """Nothing staged by prepare; tear_down does the work."""
+        """Nothing staged by prepare; tear_down does the work. A config
+        drive still published for the agent (a failed deploy) goes."""
+        configdrive.unpublish(task.node)
 
     @base.deploy_step(priority=100)
     def deploy(self, task):
@@ -137,6 +141,8 @@ class DPUDeploy(base.DeployInterface):
             '%s' % (task.node.uuid, generation, reason), collect_logs=False)
 
     def _converged(self, task, generation, since, where):
+        # The agent holds the config drive now: its URL has done its job.
+        configdrive.unpublish(task.node)
         # The bench and e2e read this line: the DPU's share of the deploy.
         LOG.info('Node %s: DPU agent converged generation %s in %.3fs (%s)',
                  task.node.uuid, generation, time.time() - since, where)
@@ -306,6 +312,12 @@ class DPUDeploy(base.DeployInterface):
                                       dict(wait, resumed=time.time()))
         node.save()
         manager_utils.notify_conductor_resume_deploy(task)
+
+    @periodics.periodic(spacing=CONF.dpu_agent.hello_interval)
+    def _answer_dpu_announcements(self, manager, context):
+        """Push the recorded state to agents that announced an older one
+        (hello.py): they missed casts while their DPU was down."""
+        hello.listener().drain(manager, context, DPUDeploy)
 
     def tear_down(self, task):
         """Detach volumes and unplug VIFs, then power the host off.

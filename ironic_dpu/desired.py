@@ -9,7 +9,8 @@ Sources:
   non-negative values are passed through, a negative one (Nova's data
   disks: -1) or none = not a boot disk.
 * config_drive: instance_info['configdrive'] (configdrive.py), sent as
-  {sha256, data}; only its sha256 is ever recorded.
+  {sha256, size, url} (published for the agent to fetch; agent API 1.2)
+  or {sha256, data} (an older agent); only its sha256 is ever recorded.
 * VIFs: every port with a VIF (internal_info tenant_vif_port_id, or the
   legacy extra vif_port_id); MAC = port address. The host function comes
   from, in order: port extra 'dpu_function' ({"pf": 0, "vf": 3}, or a
@@ -228,7 +229,7 @@ def push(task, state, client=None, save=True, wait=None):
     crash before that save would reuse from being applied twice.
     """
     client = client or agent_client.AgentClient(task.node.uuid)
-    state = record(task, state, save=save)
+    state = _published(task, record(task, state, save=save), client)
     try:
         return client.apply_state(task.context, state, wait=wait)
     except exception.DPUAgentError as e:
@@ -236,9 +237,8 @@ def push(task, state, client=None, save=True, wait=None):
             # A new or wiped DPU lacks the image we named by sha256 only.
             state = dict(state, config_drive=configdrive.for_node(
                 task.node, fresh=True))
-            return client.apply_state(task.context,
-                                      record(task, state, save=save),
-                                      wait=wait)
+            state = _published(task, record(task, state, save=save), client)
+            return client.apply_state(task.context, state, wait=wait)
         if getattr(e, 'remote_class', None) != 'Conflict':
             raise
         current = client.get_state(task.context) or {}
@@ -248,6 +248,18 @@ def push(task, state, client=None, save=True, wait=None):
         LOG.info('Node %s: agent held generation %s; pushing again as %s',
                  task.node.uuid, floor, state['generation'])
         return client.apply_state(task.context, state, wait=wait)
+
+
+def _published(task, state, client):
+    """state with its config drive image published for the agent to fetch
+    (its URL added) when the agent may take it by URL (API 1.2 within
+    rpc_version_cap); the inline data stays for an older agent."""
+    drive = state.get('config_drive') or {}
+    if 'data' not in drive or not client.can_send_version(
+            agent_client.CONFIG_DRIVE_URL_VERSION):
+        return state
+    url = configdrive.publish(task.node, drive)
+    return dict(state, config_drive=dict(drive, url=url))
 
 
 def _drive_unknown(state, err):

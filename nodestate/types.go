@@ -39,10 +39,17 @@ type VIF struct {
 }
 
 // ConfigDrive is the instance's config-drive ISO, exposed read-only to the
-// host. Data (base64 of the gzip'd or raw ISO) is only in transit: the agent
-// writes the image to a file at admission and persists SHA256 alone.
+// host. SHA256 and Size are those of the ISO itself (decompressed,
+// unpadded), whichever way it travels. Since RPC API 1.2 the agent fetches
+// it from URL (http or https; the body is the gzip'd or raw ISO) in the
+// storage reconcile. Data (base64 of the gzip'd or raw ISO, what conductors
+// before 1.2 send) is only in transit: the agent writes the image to a file
+// at admission and persists SHA256 alone. With neither, the agent must
+// already hold the image.
 type ConfigDrive struct {
 	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size,omitempty"`
+	URL    string `json:"url,omitempty"`
 	Data   string `json:"data,omitempty"`
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"net/url"
 	"regexp"
 	"strings"
 
@@ -146,10 +147,43 @@ var sha256Re = regexp.MustCompile(`^[0-9a-f]{64}$`)
 // ValidateConfigDrive checks the form of a config drive (nil = none); its
 // data is decoded and checked against the sha256 by the storage reconciler.
 func ValidateConfigDrive(c *ConfigDrive) error {
-	if c != nil && !sha256Re.MatchString(c.SHA256) {
+	if c == nil {
+		return nil
+	}
+	if !sha256Re.MatchString(c.SHA256) {
 		return invalid("config_drive.sha256 %q is not a lower-case hex SHA-256", c.SHA256)
 	}
+	if c.URL == "" {
+		if c.Size != 0 {
+			return invalid("config_drive.size without config_drive.url")
+		}
+		return nil
+	}
+	if c.Data != "" {
+		return invalid("config_drive has both url and data")
+	}
+	if c.Size <= 0 {
+		return invalid("config_drive.url needs config_drive.size (the ISO's size in bytes), got %d", c.Size)
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		// The URL may hold a secret (a token in its path, a temp URL's
+		// signature): name its scheme only.
+		return invalid("config_drive.url is not an http(s) URL with a host and no user info (%s)", RedactURL(c.URL))
+	}
 	return nil
+}
+
+// RedactURL is what may be logged of a config-drive URL: scheme and host.
+// Its path and query are left out, since either may be the secret that
+// grants access (a random file name under the conductor's HTTP root, a
+// Swift temp URL's signature), as is any user info.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return "<unparsable URL>"
+	}
+	return u.Scheme + "://" + u.Host + "/..."
 }
 
 // ValidateVIF checks one VIF. A nil function is allowed (allocated later).

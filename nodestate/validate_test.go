@@ -2,6 +2,7 @@ package nodestate_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
@@ -98,6 +99,43 @@ func TestValidateConfigDriveSHA(t *testing.T) {
 	d := &nodestate.Desired{ConfigDrive: &nodestate.ConfigDrive{SHA256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}}
 	if err := d.Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The URL form (RPC API 1.2): http(s) with a host, a size, no data beside
+// it; a refusal never quotes the URL's path or query (its secret).
+func TestValidateConfigDriveURL(t *testing.T) {
+	const sha = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+	const secret = "tok3n-sig"
+	bad := map[string]nodestate.ConfigDrive{
+		"no size":        {SHA256: sha, URL: "http://h/" + secret},
+		"negative size":  {SHA256: sha, Size: -1, URL: "http://h/" + secret},
+		"url and data":   {SHA256: sha, Size: 10, URL: "http://h/" + secret, Data: "AAAA"},
+		"size, no url":   {SHA256: sha, Size: 10},
+		"ftp":            {SHA256: sha, Size: 10, URL: "ftp://h/" + secret},
+		"file":           {SHA256: sha, Size: 10, URL: "file:///etc/" + secret},
+		"no host":        {SHA256: sha, Size: 10, URL: "http:///" + secret},
+		"user info":      {SHA256: sha, Size: 10, URL: "https://u:" + secret + "@h/x"},
+		"not a URL":      {SHA256: sha, Size: 10, URL: "%%" + secret},
+		"relative":       {SHA256: sha, Size: 10, URL: "/dpu-configdrive/" + secret},
+		"query, no host": {SHA256: sha, Size: 10, URL: "https://?temp_url_sig=" + secret},
+	}
+	for name, c := range bad {
+		err := (&nodestate.Desired{ConfigDrive: &c}).Validate()
+		if !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("%s accepted: %v", name, err)
+		}
+		if err != nil && strings.Contains(err.Error(), secret) {
+			t.Errorf("%s: the refusal quotes the URL's secret: %v", name, err)
+		}
+	}
+	for _, u := range []string{"http://192.0.2.10:8080/dpu-configdrive/x.gz", "https://swift.example/v1/AUTH_a/c/o?temp_url_sig=s&temp_url_expires=1"} {
+		if err := (&nodestate.Desired{ConfigDrive: &nodestate.ConfigDrive{SHA256: sha, Size: 4096, URL: u}}).Validate(); err != nil {
+			t.Errorf("%s refused: %v", u, err)
+		}
+	}
+	if got := nodestate.RedactURL("https://swift.example:443/v1/AUTH_a/c/o?temp_url_sig=" + secret); got != "https://swift.example:443/..." {
+		t.Errorf("RedactURL = %q", got)
 	}
 }
 

@@ -60,6 +60,9 @@ type ServerConfig struct {
 	// MaxMessageBytes bounds a request body (default 4 MiB); larger calls get
 	// an error reply.
 	MaxMessageBytes int
+	// LimitHint, when set, ends that reply: what the limit is called and
+	// what to do about it.
+	LimitHint string
 	// MaxConcurrent bounds handlers running at once (default 64).
 	MaxConcurrent int
 	// ShutdownGrace is how long Run waits for in-flight calls on shutdown (default 10 s).
@@ -440,7 +443,9 @@ func (s *Server) process(ctx context.Context, d amqp.Delivery) {
 		s.log.Info("ignoring duplicate message", zap.String("unique_id", in.UniqueID), zap.String("method", in.Method))
 		return
 	}
-	log := s.log.With(zap.String("method", in.Method), zap.String("msg_id", in.MsgID), zap.String("version", in.Version))
+	// bytes: the request body's size (what max_message_bytes bounds)
+	log := s.log.With(zap.String("method", in.Method), zap.String("msg_id", in.MsgID), zap.String("version", in.Version),
+		zap.Int("bytes", len(d.Body)))
 	rid, grid := RequestIDs(in.Context)
 	if rid != "" {
 		log = log.With(zap.String("request_id", rid))
@@ -520,7 +525,11 @@ func (s *Server) decode(d amqp.Delivery) (*incoming, error) {
 		// never parsed: only its ends are scanned for the reply address
 		in := &incoming{}
 		in.MsgID, in.ReplyQ = scanReplyInfo(d.Body)
-		return in, fmt.Errorf("message of %d bytes exceeds the %d byte limit: %w", len(d.Body), s.cfg.MaxMessageBytes, ErrMalformed)
+		hint := ""
+		if s.cfg.LimitHint != "" {
+			hint = " (" + s.cfg.LimitHint + ")"
+		}
+		return in, fmt.Errorf("message of %d bytes exceeds the %d byte limit%s: %w", len(d.Body), s.cfg.MaxMessageBytes, hint, ErrMalformed)
 	}
 	if d.ContentType != contentType {
 		in := &incoming{}
@@ -580,6 +589,20 @@ func (s *Server) sendReply(ctx context.Context, replyQ string, body []byte) erro
 			return err
 		}
 	}
+}
+
+// Publish sends body (JSON) to exchange with routing key key on the
+// server's live connection, mandatory and confirmed: ErrMessageUndeliverable
+// when no queue is bound for the key, ErrUnavailable while disconnected or
+// when the broker refused it (e.g. its topic permission). Not retried here.
+func (s *Server) Publish(ctx context.Context, exchange, key string, body []byte) error {
+	s.mu.Lock()
+	sess := s.sess
+	s.mu.Unlock()
+	if sess == nil {
+		return fmt.Errorf("no broker connection: %w", errdefs.ErrUnavailable)
+	}
+	return sess.publish(ctx, exchange, key, true, publishing(body, 0))
 }
 
 // publishOnce sends a heartbeat; a lost heartbeat is harmless.

@@ -59,9 +59,17 @@ func (r *Reconciler) checkConfigDrive(c *nodestate.ConfigDrive) error {
 	if c == nil {
 		return nil
 	}
+	if c.URL != "" {
+		// Fetched by the reconcile (fetchConfigDrive), not here: admission
+		// stays quick and a download failure never refuses the state.
+		if c.Size > int64(r.o.Storage.ConfigDriveMaxBytes) {
+			return r.tooBig()
+		}
+		return nil
+	}
 	if c.Data == "" {
 		if _, err := os.Stat(r.imagePath(c.SHA256)); err != nil {
-			return fmt.Errorf("%w: config_drive %s: the agent holds no such image; send it in config_drive.data",
+			return fmt.Errorf("%w: config_drive %s: the agent holds no such image; send config_drive.url (or data)",
 				errdefs.ErrInvalidArgument, c.SHA256)
 		}
 		return nil
@@ -154,14 +162,36 @@ func (r *Reconciler) gcImages(d *nodestate.Desired) {
 		return
 	}
 	for _, e := range ents {
-		if !isoName.MatchString(e.Name()) || (d.ConfigDrive != nil && e.Name() == d.ConfigDrive.SHA256+".iso") {
+		// .fetch-*: a download cut short by a crash (one in progress is
+		// younger than the fetch deadline).
+		partial := strings.HasPrefix(e.Name(), ".fetch-")
+		if !partial && (!isoName.MatchString(e.Name()) || (d.ConfigDrive != nil && e.Name() == d.ConfigDrive.SHA256+".iso")) {
 			continue
 		}
-		if fi, err := e.Info(); err != nil || time.Since(fi.ModTime()) < time.Minute {
+		age := time.Minute
+		if partial {
+			age += r.fetch.Timeout
+		}
+		if fi, err := e.Info(); err != nil || time.Since(fi.ModTime()) < age {
 			continue
 		}
 		if err := os.Remove(filepath.Join(r.o.Storage.ConfigDriveDir, e.Name())); err == nil {
 			r.log.Info("old config drive image removed", zap.String("file", e.Name()))
 		}
 	}
+}
+
+// ensureImage makes sure the config drive's image file is there, fetching
+// it when the state names a URL. A missing image without one (the file
+// removed behind the agent's back) is an error of the item, as before.
+func (r *Reconciler) ensureImage(ctx context.Context, it *item) error {
+	if _, err := os.Stat(it.file); err == nil {
+		return nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: config drive %s: %v", errdefs.ErrUnavailable, it.sha, err)
+	}
+	if it.drive == nil || it.drive.URL == "" {
+		return fmt.Errorf("%w: config drive %s: no image file and no url to fetch it from", errdefs.ErrNotFound, it.sha)
+	}
+	return r.fetchConfigDrive(ctx, it.drive, it.file)
 }

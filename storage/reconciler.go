@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"net/http"
 	"os"
 	"sort"
 	"strings"
@@ -68,6 +69,7 @@ type Reconciler struct {
 	be      *backend.Backend
 	log     *zap.Logger
 	targets *targets // parsed connection info
+	fetch   *http.Client
 
 	// runMu keeps reconciles from overlapping: SPDK refuses a second
 	// bdev_set_qos_limit on a bdev while one is in progress.
@@ -108,7 +110,11 @@ func New(o Options) (*Reconciler, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Reconciler{o: o, be: be, log: o.Logger.With(zap.String("component", "storage")), targets: newTargets()}
+	fetch, err := newFetchClient(o.Storage.ConfigDriveCAFile, o.Storage.ConfigDriveTimeout)
+	if err != nil {
+		return nil, err
+	}
+	r := &Reconciler{o: o, be: be, log: o.Logger.With(zap.String("component", "storage")), targets: newTargets(), fetch: fetch}
 	if r.lastNSID, err = r.loadNSIDs(); err != nil {
 		return nil, err
 	}
@@ -199,6 +205,7 @@ type item struct {
 	boot     bool
 	file     string // config drive image
 	sha      string // config drive sha256
+	drive    *nodestate.ConfigDrive
 
 	bdev string
 	nsid int
@@ -284,7 +291,7 @@ func (r *Reconciler) plan(d *nodestate.Desired, admit bool) ([]*item, error) {
 	// nsids to new volumes.
 	sort.SliceStable(items, func(i, j int) bool { return items[i].boot && !items[j].boot })
 	if c := d.ConfigDrive; c != nil {
-		items = append(items, &item{fn: pf0, file: r.imagePath(c.SHA256), sha: c.SHA256, bdev: ConfigDriveBdevName(c.SHA256)})
+		items = append(items, &item{fn: pf0, file: r.imagePath(c.SHA256), sha: c.SHA256, drive: c, bdev: ConfigDriveBdevName(c.SHA256)})
 	}
 	return items, nil
 }
@@ -600,6 +607,9 @@ func (r *Reconciler) ensureItem(ctx context.Context, it *item, snap *snapshot) (
 	changed, fresh := false, false
 	if it.file != "" {
 		if _, ok := snap.byName[it.bdev]; !ok {
+			if err := r.ensureImage(ctx, it); err != nil {
+				return false, err
+			}
 			if err := r.be.EnsureAIO(ctx, it.bdev, it.file, false); err != nil {
 				return true, fmt.Errorf("config drive %s: %w", it.sha, err)
 			}

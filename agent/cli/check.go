@@ -22,6 +22,7 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/tlsconf"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/rpcapi"
+	"github.com/ironic-dpu/ironic-dpu-agent/storage"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 )
 
@@ -72,6 +73,10 @@ state as apply takes it), what the agent would create or adopt for it.`,
 			cfg, notices, err := g.loadWithNotices()
 			if err == nil {
 				err = cfg.Validate()
+			}
+			if err == nil {
+				// the agent would not start with a bad CA file either
+				err = storage.ValidateConfigDriveOpts(cfg.Storage)
 			}
 			if err != nil {
 				return &ExitError{Code: CheckConfigInvalid, Err: fmt.Errorf("config invalid: %w", err)}

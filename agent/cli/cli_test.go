@@ -20,7 +20,7 @@ func run(args ...string) (int, string, string) {
 
 func TestVersionAndGenconfig(t *testing.T) {
 	code, out, _ := run("version")
-	if code != 0 || !strings.Contains(out, "rpc api 1.1") {
+	if code != 0 || !strings.Contains(out, "rpc api 1.2") {
 		t.Fatalf("version: %d %q", code, out)
 	}
 	code, out, _ = run("genconfig")
@@ -58,6 +58,17 @@ func TestBadConfigIsAClearError(t *testing.T) {
 	if code != cli.CheckConfigInvalid || !strings.Contains(out+errOut, "node_uuid") {
 		t.Fatalf("check with invalid config: %d", code)
 	}
+	// a config-drive CA file that holds no certificate: the agent would not
+	// start (storage.New), so check says so before probing anything
+	ca := filepath.Join(dir, "ca.pem")
+	_ = os.WriteFile(ca, []byte("not PEM\n"), 0o600)
+	badCA := filepath.Join(dir, "badca.conf")
+	_ = os.WriteFile(badCA, []byte("[DEFAULT]\nnode_uuid = 1be26c0b-03f2-4d2e-ae87-c02d7f33c123\nstate_dir = "+dir+
+		"\n[storage]\nconfig_drive_ca_file = "+ca+"\n"), 0o600)
+	code, out, errOut = run("check", "--config-file", badCA)
+	if code != cli.CheckConfigInvalid || !strings.Contains(out+errOut, "config_drive_ca_file") {
+		t.Fatalf("check with a bad config_drive_ca_file: %d %q", code, out+errOut)
+	}
 }
 
 func TestCheckReportsEachUnreachableComponent(t *testing.T) {
@@ -71,12 +82,22 @@ transport_url = rabbit://guest:s3cret@127.0.0.1:1/
 rpc_socket = `+dir+`/none.sock
 [ovs]
 ovsdb_connection = unix:`+dir+`/none.db.sock
+[ironic]
+api_url = http://ironic:6385
+password = hunter2
 `), 0o600)
 	code, out, errOut := run("check", "--config-file", cfg, "--timeout", "3s")
 	if code != cli.CheckRabbitDown|cli.CheckSPDKDown|cli.CheckOVSDBDown {
 		t.Fatalf("exit %d, want 14\n%s%s", code, out, errOut)
 	}
-	if strings.Contains(out+errOut, "s3cret") {
-		t.Fatal("check printed the broker password")
+	if strings.Contains(out+errOut, "s3cret") || strings.Contains(out+errOut, "hunter2") {
+		t.Fatal("check printed a password")
+	}
+	// An N-1 config's Ironic credentials: named, not fatal (the exit code
+	// above is the unreachable components only, no CheckConfigUnknown).
+	for _, opt := range []string{"api_url", "password"} {
+		if !strings.Contains(out, "config: WARNING: "+cfg+": [ironic] "+opt+" is ignored: no longer used") {
+			t.Fatalf("check does not warn about [ironic] %s:\n%s", opt, out)
+		}
 	}
 }

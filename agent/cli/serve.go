@@ -34,8 +34,11 @@ func serveCmd(g *globals) *cobra.Command {
 func logNotices(log *zap.Logger, notices []config.Notice) {
 	for _, n := range notices {
 		msg := "config: option name is deprecated"
-		if n.Kind == config.NoticeUnknown {
+		switch n.Kind {
+		case config.NoticeUnknown:
 			msg = "config: unknown section or option, ignored"
+		case config.NoticeRemoved:
+			msg = "config: option no longer used, ignored"
 		}
 		log.Warn(msg, zap.String("file", n.File), zap.String("section", n.Section), zap.String("option", n.Key), zap.String("detail", n.Msg))
 	}

@@ -13,8 +13,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent"
+	"github.com/ironic-dpu/ironic-dpu-agent/agent/hello"
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/httpapi"
-	"github.com/ironic-dpu/ironic-dpu-agent/agent/ironicsync"
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/liveness"
@@ -23,6 +23,12 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/rpcapi"
 )
+
+// OversizeHint ends the answer to a request over [agent] max_message_bytes:
+// with the 1 MiB default, what exceeds it is almost always a config drive
+// sent inline by a conductor older than RPC API 1.2 (or capped below it).
+const OversizeHint = "[agent] max_message_bytes; a conductor before agent RPC API 1.2, or with rpc_version_cap below it, " +
+	"sends the config drive inline in apply_state: raise max_message_bytes on the agent while such conductors remain, or upgrade them"
 
 // Run serves the agent until ctx is done. Components that cannot reach their
 // backend (SPDK, OVSDB, the broker) start anyway, report unhealthy and retry.
@@ -60,16 +66,7 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		return err
 	}
 	defer comps.close()
-	var pull func(context.Context) (*nodestate.Desired, error)
-	if cfg.Ironic.APIURL != "" {
-		src, err := ironicsync.New(ctx, cfg.Ironic, cfg.Default.NodeUUID, log.Named("ironicsync"))
-		if err != nil {
-			return err
-		}
-		pull = src.Fetch
-	}
 	a, err := agent.New(agent.Options{
-		Pull:           pull,
 		NodeUUID:       cfg.Default.NodeUUID,
 		DriverName:     cfg.DPU.Driver,
 		Store:          store,
@@ -96,19 +93,36 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		methods = append(methods, name)
 	}
 	metrics := httpapi.NewMetrics(a, methods, link)
-	srv, err := rpcapi.NewServer(rpcapi.ServerConfig{
+	// After every connection the agent announces itself with the generation
+	// it restored; a conductor that recorded a newer one pushes it (the
+	// casts lost while the DPU was away). The broker authenticates the
+	// node by the routing key its user may publish: no Ironic credentials.
+	var srv *rpcapi.Server
+	ann := hello.New(hello.Options{
+		Publisher:     publisherFunc(func(ctx context.Context, x, k string, b []byte) error { return srv.Publish(ctx, x, k, b) }),
+		Exchange:      cfg.Agent.Exchange,
+		NodeUUID:      cfg.Default.NodeUUID,
+		Generation:    func() int64 { return a.Desired().Generation },
+		RPCAPIVersion: version.RPCAPIVersion,
+		AgentVersion:  version.String(),
+		RetryMax:      cfg.Default.ReconcileInterval,
+		Logger:        log.Named("hello"),
+	})
+	srv, err = rpcapi.NewServer(rpcapi.ServerConfig{
 		URL:          cfg.Default.TransportURL,
 		Rabbit:       RabbitOptions(cfg.Rabbit),
 		Target:       rpcapi.Target{Exchange: cfg.Agent.Exchange, Topic: cfg.Agent.Topic, Server: cfg.Default.NodeUUID},
 		ListenShared: cfg.Agent.ListenSharedTopic,
 		Dispatcher:   disp,
 		Classify:     Classify,
-		OnConnect:    wake.Request,
+		OnConnect:    func() { wake.Request(); ann.Connected() },
 		Link:         link,
 		Observe:      metrics.ObserveRPC,
 		Beat:         live.Register("rpc/server"),
-		// apply_state carries the config drive: see the option's help
+		// Since RPC API 1.2 the config drive comes by URL; an older
+		// conductor still sends it inline: see the option's help.
 		MaxMessageBytes: cfg.Agent.MaxMessageBytes,
+		LimitHint:       OversizeHint,
 		Logger:          log.Named("rpc"),
 	})
 	if err != nil {
@@ -136,6 +150,7 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		wg.Go(func() { run(ctx) })
 	}
 	errc := make(chan error, 3)
+	wg.Go(func() { ann.Run(ctx) })
 	wg.Go(func() { errc <- a.Run(ctx) })
 	wg.Go(func() { errc <- srv.Run(ctx) })
 	if ln != nil {
@@ -167,6 +182,13 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	}
 	log.Info("ironic-dpu-agent stopped", zap.Error(err))
 	return err
+}
+
+// publisherFunc makes a function a hello.Publisher.
+type publisherFunc func(ctx context.Context, exchange, key string, body []byte) error
+
+func (f publisherFunc) Publish(ctx context.Context, exchange, key string, body []byte) error {
+	return f(ctx, exchange, key, body)
 }
 
 // adapt serves m with the call's request ids and version in ctx: the

@@ -3,13 +3,11 @@ package daemon_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,8 +16,10 @@ import (
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/daemon"
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/httpapi"
+	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/sdnotify/sdnotifytest"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk/spdktest"
 )
 
@@ -61,18 +61,20 @@ func TestDaemonNotifiesSystemdAndFeedsTheWatchdogOnlyWhileAlive(t *testing.T) {
 	t.Setenv("WATCHDOG_USEC", "300000")
 	t.Setenv("WATCHDOG_PID", "")
 
-	// Ironic has no state for the node until serve is set: then generation 1,
-	// which the agent pulls on its next period and reconciles (into SPDK).
-	var serve atomic.Bool
-	ironic := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !serve.Load() {
-			http.Error(w, "{}", http.StatusServiceUnavailable)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"uuid":"`+node+`","driver":"dpu","driver_internal_info":{"dpu_desired_state":{"generation":1,"node_uuid":"`+node+`","volumes":[],"vifs":[]}}}`)
-	}))
-	defer ironic.Close()
+	// The node has a desired state (generation 1) from the start, but no
+	// SPDK answers: the storage reconcile fails at once and is retried.
+	// Once the wedged SPDK appears at the socket path, the next retry hangs.
+	if err := os.MkdirAll(filepath.Join(dir, "state"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	store, err := state.NewStore(filepath.Join(dir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Save(&nodestate.Desired{Generation: 1, NodeUUID: node, Volumes: []nodestate.Volume{}, VIFs: []nodestate.VIF{}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	sockPath := filepath.Join(dir, "spdk.sock")
 
 	cfg := config.Defaults()
 	cfg.Default.NodeUUID = node
@@ -83,11 +85,10 @@ func TestDaemonNotifiesSystemdAndFeedsTheWatchdogOnlyWhileAlive(t *testing.T) {
 	cfg.Default.LivenessTimeout = time.Second
 	cfg.Default.HealthListen = freeAddr(t)
 	cfg.Rabbit.RetryInterval, cfg.Rabbit.RetryBackoff, cfg.Rabbit.IntervalMax = 0.2, 0.2, 0.5
-	cfg.SPDK.RPCSocket = spdkSock
+	cfg.SPDK.RPCSocket = sockPath
 	cfg.SPDK.RPCTimeout = time.Hour // wedged for good
 	cfg.OVS.OVSDBConnection = "unix:" + filepath.Join(dir, "no-ovsdb.sock")
 	cfg.Storage.ConfigDriveDir = filepath.Join(dir, "config-drive")
-	cfg.Ironic.APIURL = ironic.URL
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -130,7 +131,10 @@ func TestDaemonNotifiesSystemdAndFeedsTheWatchdogOnlyWhileAlive(t *testing.T) {
 		t.Fatalf("healthz (the old name of readyz) with the broker down: %d %v", code, st)
 	}
 
-	serve.Store(true) // the storage loop now reconciles into the wedged SPDK
+	// the storage loop now reconciles into the wedged SPDK
+	if err := os.Symlink(spdkSock, sockPath); err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		live = httpapi.Liveness{}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
+	"github.com/ironic-dpu/ironic-dpu-agent/storage"
 )
 
 // backends are listeners standing in for SPDK, OVSDB and the broker: each
@@ -80,6 +81,7 @@ func TestNewerStateFileTouchesNothing(t *testing.T) {
 		state.FileName: `{"schema_version":"3.0","desired":{"generation":7,"volumes":[],"vifs":[]}}`,
 		"nsids.json":   `{"schema_version":"3.0","nsids":{}}`,
 	} {
+		ours := map[string]string{state.FileName: state.SchemaVersion, "nsids.json": storage.NSIDSchemaVersion}[name]
 		t.Run(name, func(t *testing.T) {
 			var b backends
 			cfg := testConfig(t, &b)
@@ -89,7 +91,7 @@ func TestNewerStateFileTouchesNothing(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			err := Run(ctx, cfg, zap.NewNop())
-			if err == nil || !strings.Contains(err.Error(), "schema version 3.0 is newer than this agent's 2.0") {
+			if err == nil || !strings.Contains(err.Error(), "schema version 3.0 is newer than this agent's "+ours) {
 				t.Fatalf("Run = %v", err)
 			}
 			if ctx.Err() != nil {

@@ -25,7 +25,11 @@ const FileName = "desired.json"
 // any minor of this major (a newer minor only adds fields: they are
 // reported in Loaded.Unknown and dropped by the next save); a newer major
 // changes meaning and is refused.
-const SchemaVersion = "2.0"
+const SchemaVersion = "2.1"
+
+// History: 2.0 (RPC API 1.1) wraps the state with its admission record;
+// 2.1 (RPC API 1.2) adds config_drive.size and config_drive.url, kept until
+// the image is fetched (a 2.0 agent drops them and needs the image on disk).
 
 // SchemaMajor is SchemaVersion's major.
 const SchemaMajor = 2

@@ -193,7 +193,7 @@ func TestRefusesNewerSchemaMajor(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := st.Load()
-	if !errors.Is(err, errdefs.ErrConflict) || !strings.Contains(err.Error(), "schema version 3.0 is newer than this agent's 2.0") ||
+	if !errors.Is(err, errdefs.ErrConflict) || !strings.Contains(err.Error(), "schema version 3.0 is newer than this agent's 2.1") ||
 		!strings.Contains(err.Error(), "touches nothing on the DPU") {
 		t.Fatalf("err = %v", err)
 	}

@@ -21,5 +21,6 @@ func String() string {
 // same major, server minor >= requested). History (README "RPC API"):
 // 1.0 at d75592a; 1.1 adds apply_state's wait argument and the admission
 // record in get_state/apply_state answers, and ignores (and logs) fields it
-// does not know instead of refusing them.
-const RPCAPIVersion = "1.1"
+// does not know instead of refusing them; 1.2 adds config_drive.url and
+// config_drive.size (the agent fetches the image; data stays accepted).
+const RPCAPIVersion = "1.2"

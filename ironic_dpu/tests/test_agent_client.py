@@ -47,7 +47,7 @@ class ClientWiringTests(base.TestCase):
         self.assertTrue(opts.at_least_once)
         self.get_client.return_value.prepare.assert_called_once_with(
             version='1.0', timeout=17, call_monitor_timeout=9, retry=1)
-        self.assertEqual('1.1', self.get_client.call_args.kwargs['version_cap'])
+        self.assertEqual('1.2', self.get_client.call_args.kwargs['version_cap'])
         ctxt, method = self.prepared.call.call_args.args
         self.assertEqual('apply_state', method)
         self.assertEqual({'state': {'generation': 1}},
@@ -205,7 +205,7 @@ class VersionTests(base.TestCase):
                               None, 'x', version='1.1')
         self.assertEqual('UnsupportedVersion', e.remote_class)
         self.assertIn('(UnsupportedVersion; called at RPC API 1.1, driver '
-                      'speaks up to 1.1, rpc_version_cap 1.1)', str(e))
+                      'speaks up to 1.2, rpc_version_cap 1.2)', str(e))
 
 
 class TranslateTests(base.TestCase):

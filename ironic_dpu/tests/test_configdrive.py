@@ -170,6 +170,8 @@ class DesiredConfigDriveTests(base.TestCase):
                                    self.target('boot', boot_index=0)])
         self.client = mock.Mock()
         self.client.apply_state.return_value = {'observed': {}}
+        # an agent older than API 1.2 (or capped below it): inline data
+        self.client.can_send_version.return_value = False
 
     def test_build_and_push_send_data_record_sha_only(self):
         state = desired.build(self.task)

@@ -131,8 +131,14 @@ case_deploy() {
   bm node vif attach n1 "$VIF1" || return 1     # not active yet: recorded only
   agent_start "$NODE1" || return 1
   local t0=$SECONDS
-  # the config drive as a JSON object: Ironic's conductor builds the ISO
-  bm node deploy n1 --config-drive "$(jq -nc '{meta_data:{hostname:"n1"}, user_data:"#cloud-config\n# e2e-ironic\n"}')" || return 1
+  # The config drive as a JSON object: Ironic's conductor builds the ISO.
+  # Its user data carries 1.1 MB of random bytes (base64): the drive's gzip
+  # is over 1 MiB, so it cannot travel inline in apply_state (the agent's
+  # max_message_bytes default): the agent fetches it by URL (RPC API 1.2).
+  # Too big for argv: the REST API with a body file, as Nova would call it.
+  { printf '#cloud-config\n# e2e-ironic\n# '; head -c 1100000 /dev/urandom | base64 -w0; printf '\n'; } > "$BASE/user-data"
+  jq -nc --rawfile u "$BASE/user-data" '{target:"active", configdrive:{meta_data:{hostname:"n1"}, user_data:$u}}' > "$BASE/deploy.json"
+  curl -sS -f "${IRONIC_H[@]}" -X PUT "$API/v1/nodes/$NODE1/states/provision" -d @"$BASE/deploy.json" || return 1
   wait_state "$NODE1" active 90 || return 1
   th_log "  deploy -> active in $((SECONDS - t0))s"
   expect "power on" [ "$(node_field "$NODE1" power_state)" = "power on" ] &&
@@ -153,19 +159,39 @@ case_deploy() {
 
 # The JSON config drive reached the host: the agent holds Ironic's ISO
 # (label config-2, the user data, meta_data uuid = the node); Ironic's
-# driver_internal_info keeps its sha256 only.
+# driver_internal_info keeps its sha256 only. It went by URL: the
+# conductor published its gzip (over 1 MiB) under [deploy] http_root, the
+# agent fetched it from http_url, apply_state stayed a few KiB, the URL's
+# random name is in no log of the agent or the conductor, and the
+# published copy is gone once the deploy converged.
 config_drive_ok() {
-  local cd iso out
+  local cd iso gzbytes maxreq name
   expect "agent: config drive attached" th_wait 15 "config drive" drive_attached "$NODE1" || return 1
+  gzbytes=$(grep -o "Node $NODE1: config drive [0-9a-f]* ([0-9]* bytes, [0-9]* gzip'd) published at http://127.0.0.1:$HTTP_PORT/\.\.\." \
+    "$IRONIC_DIR"/log/ironic-conductor.log | tail -1 | sed -E "s/.* ([0-9]+) gzip'd.*/\1/")
+  th_log "  config drive gzip: ${gzbytes:-?} bytes"
+  expect "conductor published it under http_root (gzip over 1 MiB)" [ "${gzbytes:-0}" -gt 1048576 ] || return 1
+  maxreq=$(jq -Rr 'fromjson? | select(.msg == "rpc method done" and .method == "apply_state") | .bytes' \
+    "$BASE/log/agent-$NODE1.out" | sort -n | tail -1)
+  th_log "  largest apply_state request: ${maxreq:-?} bytes"
+  expect "apply_state stayed small (< 16 KiB)" [ -n "$maxreq" ] && [ "$maxreq" -lt 16384 ] &&
+  expect "agent fetched it from the conductor's http_url" \
+    grep -q "\"msg\":\"config drive fetched\".*\"from\":\"http://127.0.0.1:$HTTP_PORT/\.\.\.\"" "$BASE/log/agent-$NODE1.out" || return 1
+  name=$(grep -o "GET /dpu-configdrive/$NODE1-[A-Za-z0-9_-]*\.gz HTTP/1.[01]\" 200" "$BASE/log/ironic-http.out" | tail -1 | cut -d/ -f3 | cut -d' ' -f1)
+  expect "the web server served the node's image once" [ -n "$name" ] &&
+  expect "its random name is in no agent or conductor log" \
+    bash -c "! grep -qF -- '${name#"$NODE1"-}' '$BASE/log/agent-$NODE1.out' '$IRONIC_DIR/log/ironic-conductor.log'" &&
+  expect "published copy removed once the deploy converged" \
+    [ -z "$(ls -A "$IRONIC_DIR/httpboot/dpu-configdrive" 2>/dev/null)" ] || return 1
   cd=$(agent_state "$NODE1" | jq -c .observed.config_drive)
   iso=$(find "$BASE/agent-$NODE1/config-drive" -type f -name '*.iso' | head -1)
   [ -n "$iso" ] || iso=$(find "$BASE/agent-$NODE1/config-drive" -type f | head -1)
   expect "an image file under config_drive_dir with the agent's sha256" \
     [ -n "$iso" ] && [ "$(sha256sum "$iso" | cut -d' ' -f1)" = "$(jq -r .sha256 <<<"$cd")" ] || return 1
-  out=$(/usr/bin/python3 "$TH_REPO/tests/python/read_configdrive.py" "$iso") || return 1
+  /usr/bin/python3 "$TH_REPO/tests/python/read_configdrive.py" "$iso" > "$BASE/iso.json" || return 1
   # shellcheck disable=SC2016   # jq variables
   expect "ISO label config-2, meta_data uuid = node, the user data" jq -e --arg n "$NODE1" \
-    --arg u $'#cloud-config\n# e2e-ironic\n' '.label == "config-2" and .uuid == $n and .user_data == $u' <<<"$out" >/dev/null &&
+    --rawfile u "$BASE/user-data" '.label == "config-2" and .uuid == $n and .user_data == $u' "$BASE/iso.json" >/dev/null &&
   expect "driver_internal_info: config drive by sha256 only" \
     [ "$(api GET "/nodes/$NODE1" | jq -c .driver_internal_info.dpu_desired_state.config_drive)" = "$(jq -c '{sha256}' <<<"$cd")" ]
 }
@@ -248,25 +274,64 @@ case_restore_after_dpu_down() {
   expect "boot restored as nsid 1" th_wait 30 "boot restored" vol_attached "$NODE1" "$BOOT_VOL" 1 &&
   expect "data restored" vol_attached "$NODE1" "$DATA_VOL" &&
   expect "VIF1 still plugged" th_wait 15 "VIF1" vif_plugged "$NODE1" "$VIF1" &&
-  expect "restored from its own state (generation $gen_before)" \
-    [ "$(agent_state "$NODE1" | jq -r .desired.generation)" = "$gen_before" ]
+  # It restored its own state (generation $gen_before) and announced it; the
+  # conductor recorded newer ones while it was down and pushed the latest.
+  expect "caught up past its own generation $gen_before" th_wait 15 "agent generation" agent_gen_current "$NODE1" "$gen_before"
 }
 
-case_catch_up_from_ironic() {
+# publish_raw URL EXCHANGE ROUTING_KEY JSON: a plain AMQP publish
+publish_raw() {
+  $PY - "$1" "$2" "$3" "$4" <<'PY'
+import sys
+import kombu
+url, exchange, key, body = sys.argv[1:]
+with kombu.Connection(url.replace('rabbit://', 'amqp://', 1)) as conn:
+    conn.Producer().publish(body.encode(), exchange=exchange, routing_key=key,
+                            content_type='application/json')
+PY
+}
+# the broker URL of NODE's DPU: what a compromised DPU holds
+dpu_url() { sed -n 's/^transport_url = //p' "$BASE/agent-$1/agent.conf" | head -1; }
+recorded_gen() { api GET "/nodes/$1" | jq -r .driver_internal_info.dpu_desired_state.generation; }
+no_ironic_creds() { ! grep -qE '^\[ironic\]|api_url|password' "$BASE/agent-$1/agent.conf"; }
+
+case_catch_up_after_hello() {
   # While the DPU is down the conductor decides something (power off
-  # detaches the volumes) that the agent never hears; with [ironic] api_url
-  # the agent pulls the recorded state at start and catches up.
+  # detaches the volumes) that the agent never hears: the cast is lost. The
+  # agent holds no Ironic credentials; at start it announces the generation
+  # it restored on the broker, and the conductor pushes the recorded state.
+  expect "the agent's config holds no Ironic API credentials" no_ironic_creds "$NODE1" || return 1
   agent_stop "$NODE1"
   bm node power off n1 && wait_power "$NODE1" "power off" || return 1
-  local gen; gen=$(api GET "/nodes/$NODE1" | jq -r .driver_internal_info.dpu_desired_state.generation)
-  printf '\n[ironic]\napi_url = %s\nauth_type = none\n' "$API" >> "$BASE/agent-$NODE1/agent.conf"
+  local gen; gen=$(recorded_gen "$NODE1")
+  th_log "  recorded generation $gen while the agent was down"
   agent_start "$NODE1" || return 1
-  expect "agent adopted the recorded generation $gen" th_wait 15 "generation $gen" agent_gen_is "$NODE1" "$gen" &&
+  expect "the agent announced itself and the conductor pushed" th_wait 15 "conductor answered the announcement" \
+    grep -q "Node $NODE1: its DPU agent announced generation [0-9]*; pushed the recorded state" "$IRONIC_DIR"/log/ironic-conductor.log &&
+  expect "agent holds Ironic's recorded generation (newer than $gen)" th_wait 15 "agent generation" agent_gen_current "$NODE1" "$gen" &&
   expect "boot volume detached as recorded" th_wait 15 "boot detached" vol_absent "$NODE1" "$BOOT_VOL" &&
   expect "VIF1 kept" vif_plugged "$NODE1" "$VIF1" || return 1
+  # A forged announcement straight into the conductor's queue (the default
+  # exchange, which every DPU may write to reply), with the DPU's own broker
+  # credentials, is refused: nothing pushed.
+  local now; now=$(recorded_gen "$NODE1")
+  publish_raw "$(dpu_url "$NODE1")" "" "ironic-dpu-conductor.hello_dpu-test-conductor" \
+    "{\"version\": \"1.0\", \"generation\": 0, \"node_uuid\": \"$NODE1\"}" || return 1
+  expect "conductor refused the announcement from the default exchange" th_wait 15 "refusal logged" \
+    grep -q "Refused a DPU announcement (exchange '', routing key 'ironic-dpu-conductor.hello_dpu-test-conductor'): not published to exchange ironic_dpu" "$IRONIC_DIR"/log/ironic-conductor.log &&
+  # an accepted one would be answered once the node's 10 s gap since the
+  # last push has passed (hello.MIN_GAP): look after it
+  sleep 11
+  expect "nothing pushed for it" [ "$(recorded_gen "$NODE1")" = "$now" ] &&
+  expect "agent unchanged" agent_gen_is "$NODE1" "$now" || return 1
   bm node power on n1 && wait_power "$NODE1" "power on" || return 1
   expect "boot back as nsid 1 at power on" th_wait 15 "boot attached" vol_attached "$NODE1" "$BOOT_VOL" 1 &&
   expect "data back" vol_attached "$NODE1" "$DATA_VOL"
+}
+# agent_gen_current NODE GEN: the agent holds what Ironic recorded, past GEN
+agent_gen_current() {
+  local r; r=$(recorded_gen "$1")
+  [ "$r" -gt "$2" ] && agent_gen_is "$1" "$r"
 }
 
 case_undeploy() {
@@ -381,8 +446,8 @@ main() {
   run_case "1 deploy: boot+data volumes and a VIF, node active" case_deploy
   run_case "2 vif attach/detach on an active node (hot-plug)" case_vif_hotplug
   run_case "3 data volume add (sync_state hot-plug) and remove (power cycle)" case_volume_hotplug
-  run_case "4 power off/on while the agent is down; agent restores by itself" case_restore_after_dpu_down
-  run_case "4b DPU down during power off; agent catches up from the Ironic API" case_catch_up_from_ironic
+  run_case "4 power off/on while the agent is down; agent restores by itself, then catches up" case_restore_after_dpu_down
+  run_case "4b DPU down during power off; the agent announces itself, the conductor pushes" case_catch_up_after_hello
   run_case "5 undeploy: volumes detached, VIFs unplugged, available" case_undeploy
   run_case "6a agent not running: deploy fails fast with a clear last_error" case_agent_missing
   run_case "6b agent refuses bad connection data: deploy failed with its text" case_agent_error

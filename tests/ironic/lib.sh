@@ -48,7 +48,7 @@ th_init() {
   BASE=${TH_BASE:-$(mktemp -d /tmp/ironic-dpu-e2e.XXXXXX)}
   mkdir -p "$BASE"/{pids,log,bin}
   local p; p=$(th_free_base) || th_die "no free port range"
-  RMQ_PORT=$p; IRONIC_API_PORT=$((p + 21)); SPDK_NVMF_PORT=$((p + 22))
+  RMQ_PORT=$p; IRONIC_API_PORT=$((p + 21)); SPDK_NVMF_PORT=$((p + 22)); HTTP_PORT=$((p + 23))
   TRANSPORT_URL="rabbit://guest:guest@127.0.0.1:$RMQ_PORT/"
   API="http://127.0.0.1:$IRONIC_API_PORT"
   export XDG_CACHE_HOME=$BASE/cache          # stevedore's entry-point cache
@@ -204,9 +204,17 @@ state_poll_interval = 0.2
 inline_wait = ${DPU_INLINE_WAIT:-5}
 # a deploy in DEPLOYWAIT: the conductor checks the agent this often
 state_check_interval = 0.5
+# announcements of restarted agents: read this often
+hello_interval = 0.5
 
 [dpu]
 neutron_binding = false
+
+[deploy]
+# The conductor's HTTP server, as for iPXE / virtual media: the config drive
+# is published here for the agent to fetch (agent RPC API 1.2).
+http_root = $IRONIC_DIR/httpboot
+http_url = http://127.0.0.1:$HTTP_PORT
 CONF
 }
 
@@ -218,6 +226,9 @@ ironic_db_url() {
 ironic_up() {
   ironic_conf
   local conf=$IRONIC_DIR/ironic.conf
+  # the conductor's web server ([deploy] http_root at http_url)
+  mkdir -p "$IRONIC_DIR/httpboot"
+  th_spawn ironic-http $PY -m http.server --bind 127.0.0.1 --directory "$IRONIC_DIR/httpboot" "$HTTP_PORT"
   if [ "$IRONIC_DB" = postgresql ]; then
     pg_cluster_up "$BASE/pg" ironic ironic || th_die "postgresql did not start"
   fi
@@ -269,6 +280,7 @@ ironic_down() {
   local n
   th_stop ironic-api 10
   for n in "$BASE"/pids/ironic-conductor*; do [ -e "$n" ] && th_stop "$(basename "$n")" 20; done
+  th_stop ironic-http 5
   [ "$IRONIC_DB" = postgresql ] && pg_cluster_down "$BASE/pg"
   return 0
 }

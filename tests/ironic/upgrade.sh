@@ -49,8 +49,10 @@ loaded_schema_1() {   # the agent's last start read a schema 1 (unversioned) sta
 upgrade_deploy() {
   # undeploy detached the VIFs (Nova attaches them again before a boot)
   bm node vif list n4 -f value -c ID | grep -q "$UP_VIF1" || bm node vif attach n4 "$UP_VIF1" || return 1
-  bm node deploy n4 || return 1
+  # with a config drive: by URL to an agent of API 1.2, inline to an older one
+  bm node deploy n4 --config-drive '{"meta_data": {"hostname": "n4"}, "user_data": "#cloud-config\n# n4\n"}' || return 1
   wait_state "$NODE4" active 90 || return 1
+  expect "config drive attached" th_wait 15 "n4 config drive" drive_attached "$NODE4" || return 1
   expect "boot volume nsid 1" th_wait 15 "n4 boot attached" vol_attached "$NODE4" "$UP_BOOT_VOL" 1 &&
   expect "data volume attached" vol_attached "$NODE4" "$UP_DATA_VOL" &&
   expect "VIF1 plugged+bound" th_wait 15 "n4 VIF1 bound" vif_plugged "$NODE4" "$UP_VIF1" &&
@@ -102,6 +104,9 @@ case_upgrade_old_agent() {
   # UnsupportedVersion and the conductor sent the 1.0 call instead.
   expect "the conductor fell back to apply_state 1.0" \
     grep -q "Node $NODE4: the DPU agent is older than RPC API 1.1 (UnsupportedVersion)" "$IRONIC_DIR"/log/ironic-conductor.log &&
+  # The config drive went by URL first (1.2): refused the same way, then inline.
+  expect "the conductor sent the config drive inline after the agent refused 1.2" \
+    grep -q "Node $NODE4: the DPU agent is older than RPC API 1.2 (UnsupportedVersion); sending its config drive inline" "$IRONIC_DIR"/log/ironic-conductor.log &&
   upgrade_hotplug && upgrade_undeploy && upgrade_deploy
 }
 
@@ -114,7 +119,7 @@ case_upgrade_old_conductor() {
   # the old agent's state_dir. Nothing on the DPU may change.
   agent_stop "$NODE4"
   agent_start "$NODE4" || return 1
-  expect "the upgraded agent serves RPC API 1.1" [ "$(agent_rpc_version "$NODE4")" = 1.1 ] &&
+  expect "the upgraded agent serves RPC API 1.2" [ "$(agent_rpc_version "$NODE4")" = 1.2 ] &&
   expect "it read the old state (generation $gen)" agent_gen_is "$NODE4" "$gen" &&
   expect "it loaded schema 1" loaded_schema_1 &&
   expect "volumes at the same nsids" th_wait 10 "n4 nsids" nsids_are "$nsids" &&
@@ -123,7 +128,7 @@ case_upgrade_old_conductor() {
   conductor_restart "$OLD_SRC" || return 1
   local rc=0
   { upgrade_hotplug &&
-    expect "the first admission wrote schema 2.0" [ "$(state_schema)" = 2.0 ] &&
+    expect "the first admission wrote schema 2.1" [ "$(state_schema)" = 2.1 ] &&
     upgrade_undeploy && upgrade_deploy; } || rc=1
   conductor_restart "$BASE/site" || rc=1   # this tree's conductor again for whatever follows
   return $rc

@@ -392,7 +392,9 @@ case_config_drive() {
   expect "user data = the file given to server create" [ "$(jq -r .user_data <<<"$out")" = "$(cat "$BASE/user-data")" ] &&
   expect "public key key01 in meta_data" [ "$(jq -r .public_keys.key01 <<<"$out")" = "$(cat "$BASE/key01.pub")" ] &&
   expect "Ironic's driver_internal_info holds the config drive by sha256 only" \
-    [ "$(ir GET "/nodes/$NODE" | jq -c .driver_internal_info.dpu_desired_state.config_drive)" = "{\"sha256\":\"$sha\"}" ]
+    [ "$(ir GET "/nodes/$NODE" | jq -c .driver_internal_info.dpu_desired_state.config_drive)" = "{\"sha256\":\"$sha\"}" ] &&
+  expect "the agent fetched it from the conductor's http_url (not inline in apply_state)" \
+    grep -q "\"msg\":\"config drive fetched\",.*\"sha256\":\"$sha\".*\"from\":\"http://127.0.0.1:$IRONIC_HTTP_PORT/\.\.\.\"" "$BASE/log/agent.out"
 }
 
 VOL2="" VOL2_NSID="" VOL2_BDEV="" VOL2_NQN="" T_ADDVOL="" T_EXTEND=""

@@ -73,11 +73,12 @@ os_init() {
   CINDER_PORT=$((p + 25)) NOVA_PORT=$((p + 26)) SPDK_HTTP_PORT=$((p + 27))
   NVMF_PORT=$((p + 28))      # Cinder's NVMe/TCP target (emulated: no socket is opened)
   HOST_NVMF_PORT=$((p + 29)) # the sim driver's host-facing controllers (emulated too)
+  IRONIC_HTTP_PORT=$((p + 30)) # the conductor's web server ([deploy] http_root): config drives for the agent
   OS_GOCACHE=$(go env GOCACHE)               # before XDG_CACHE_HOME moves it
   export XDG_CACHE_HOME=$BASE/cache          # stevedore's entry-point cache
   local v
   for v in RMQ_PORT NEUTRON_PORT GLANCE_PORT PLACEMENT_PORT IRONIC_API_PORT CINDER_PORT NOVA_PORT \
-    SPDK_HTTP_PORT NVMF_PORT HOST_NVMF_PORT; do echo "$v=${!v}"; done > "$BASE/ports.sh"
+    SPDK_HTTP_PORT NVMF_PORT HOST_NVMF_PORT IRONIC_HTTP_PORT; do echo "$v=${!v}"; done > "$BASE/ports.sh"
   os_vars
   os_log "base $BASE, ports $p..$((p + 29))"
 }
@@ -344,6 +345,12 @@ state_check_interval = 0.5
 [dpu]
 # bind each VIF's Neutron port to the DPU's OVN chassis (driver_info dpu_hostname)
 neutron_binding = true
+
+[deploy]
+# the conductor's web server, as for iPXE / virtual media: Nova's config drive
+# is published here and the agent fetches it (agent RPC API 1.2)
+http_root = $d/httpboot
+http_url = http://127.0.0.1:$IRONIC_HTTP_PORT
 CONF
 }
 
@@ -574,6 +581,8 @@ services_up() {
     --lazy-apps --env "OS_PLACEMENT_CONFIG_DIR=$BASE/placement" --logto "$BASE/placement/log/uwsgi.log"
   local s
   driver_install || return 1
+  mkdir -p "$BASE/ironic/httpboot"
+  os_spawn ironic-http $PY -m http.server --bind 127.0.0.1 --directory "$BASE/ironic/httpboot" "$IRONIC_HTTP_PORT"
   for s in conductor api; do
     os_spawn "ironic-$s" PYTHONPATH="$(PYPATH_DPU)" $PY "/usr/bin/ironic-$s" --config-file "$BASE/ironic/ironic.conf"
   done
@@ -609,7 +618,7 @@ services_up() {
 
 services_down() {
   os_stop nova-api nova-compute nova-scheduler nova-conductor cinder-api cinder-volume cinder-scheduler \
-    ironic-api ironic-conductor glance-api neutron-server placement
+    ironic-api ironic-conductor ironic-http glance-api neutron-server placement
 }
 
 # ---------------------------------------------------------------- the agent

@@ -8,10 +8,14 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -151,14 +155,150 @@ func TestConfigDriveDataDiskQoSOverRPC(t *testing.T) {
 	if err := apply(3, []any{}, nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "everything removed", 15*time.Second, func() bool { return len(exposedBdevs(t)) == 0 && len(backends(t)) == 0 })
+	// The reconcile detaches the controllers before it deletes the config
+	// drive's AIO bdev: wait for all of it, not for the first part.
+	waitFor(t, "everything removed", 15*time.Second, func() bool {
+		return len(exposedBdevs(t)) == 0 && len(backends(t)) == 0 && len(agentBdevs(t)) == 0
+	})
+}
+
+// agentBdevs lists the bdevs the agent made (idpu-*) that SPDK still has.
+func agentBdevs(t *testing.T) []string {
+	t.Helper()
 	var bs []struct {
 		Name string `json:"name"`
 	}
 	spdkCall(t, "bdev_get_bdevs", nil, &bs)
+	var out []string
 	for _, b := range bs {
 		if strings.HasPrefix(b.Name, "idpu-") {
-			t.Fatalf("bdev %s left after undeploy", b.Name)
+			out = append(out, b.Name)
 		}
 	}
+	return out
+}
+
+// Agent RPC API 1.2 next to a conductor before it, on the real agent over
+// oslo.messaging with its default [agent] max_message_bytes (1 MiB):
+//   - 1.2: apply_state names the config drive by {sha256, size, url}; the
+//     agent fetches it (gzip) over HTTP, the request stays a few hundred
+//     bytes, and neither the log nor get_state shows the URL's secret;
+//   - an older conductor's inline drive that fits is still taken (see
+//     TestConfigDriveDataDiskQoSOverRPC); one over 1 MiB is refused at once
+//     with InvalidParameterValue saying which option to raise for the
+//     upgrade window, and admitted once it is raised.
+func TestConfigDriveByURLAndAnOlderConductorsInlineDrive(t *testing.T) {
+	const secret = "c2VjcmV0LXJhbmRvbS10b2tlbi1vZi10aGUtY29uZHVjdG9y"
+	img := make([]byte, 300000)
+	copy(img[32769:], "CD001")
+	for i := 40000; i < len(img); i++ {
+		img[i] = byte(i * 7)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write(img)
+	_ = zw.Close()
+	sum := sha256.Sum256(img)
+	sha := hex.EncodeToString(sum[:])
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/dpu-configdrive/"+node+"-"+secret+".gz" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write(gz.Bytes())
+	}))
+	defer srv.Close()
+
+	p := startAgent(t)
+	c := pyClient(t)
+	apply := func(version string, gen int, cd map[string]any) error {
+		st := map[string]any{"generation": gen, "node_uuid": node, "volumes": []any{}, "vifs": []any{}}
+		args := map[string]any{"state": st}
+		if cd != nil {
+			st["config_drive"] = cd
+		}
+		if version != "1.0" {
+			args["wait"] = 10
+		}
+		return c.Call(osloclient.Req{Method: "apply_state", Version: version, Args: args}, nil)
+	}
+	url := srv.URL + "/dpu-configdrive/" + node + "-" + secret + ".gz"
+	if err := apply("1.2", 1, map[string]any{"sha256": sha, "size": len(img), "url": url}); err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		Desired struct {
+			ConfigDrive map[string]any `json:"config_drive"`
+		} `json:"desired"`
+		Observed struct {
+			ConfigDrive *struct {
+				SHA256 string `json:"sha256"`
+				State  string `json:"state"`
+			} `json:"config_drive"`
+		} `json:"observed"`
+	}
+	waitFor(t, "config drive fetched and attached", 15*time.Second, func() bool {
+		_ = c.Call(osloclient.Req{Method: "get_state"}, &v)
+		return v.Observed.ConfigDrive != nil && v.Observed.ConfigDrive.State == "attached" && v.Observed.ConfigDrive.SHA256 == sha
+	})
+	if got := v.Desired.ConfigDrive["url"]; got != srv.URL+"/..." {
+		t.Fatalf("get_state shows the config drive URL as %v, want %s/...", got, srv.URL)
+	}
+	log := p.Log()
+	if strings.Contains(log, secret) {
+		t.Fatalf("the URL's secret is in the agent's log")
+	}
+	var reqBytes int
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, `"msg":"rpc method done"`) && strings.Contains(line, `"method":"apply_state"`) {
+			var e struct {
+				Bytes int `json:"bytes"`
+			}
+			if err := json.Unmarshal([]byte(line), &e); err == nil {
+				reqBytes = max(reqBytes, e.Bytes)
+			}
+		}
+	}
+	if reqBytes == 0 || reqBytes > 2048 {
+		t.Fatalf("apply_state of a %d-byte config drive by URL was %d bytes on the wire", gz.Len(), reqBytes)
+	}
+
+	// A conductor before 1.2 sends the drive inline: 1.3 MB of base64 is
+	// over the 1 MiB default, refused before parsing with the way out.
+	big := make([]byte, 1<<20)
+	copy(big[32769:], "CD001")
+	for i := 40000; i < len(big); i++ {
+		big[i] = byte(i*131 + i>>8)
+	}
+	bsum := sha256.Sum256(big)
+	inline := map[string]any{"sha256": hex.EncodeToString(bsum[:]), "data": base64.StdEncoding.EncodeToString(big)}
+	err := apply("1.1", 2, inline)
+	var re *osloclient.RemoteErr
+	if !errors.As(err, &re) || re.Class != "InvalidParameterValue" ||
+		!strings.Contains(re.Message, "[agent] max_message_bytes") || !strings.Contains(re.Message, "RPC API 1.2") {
+		t.Fatalf("oversize inline drive: %v", err)
+	}
+	if err := c.Call(osloclient.Req{Method: "get_state"}, &v); err != nil || v.Observed.ConfigDrive == nil || v.Observed.ConfigDrive.SHA256 != sha {
+		t.Fatalf("state changed by the refused call: %+v %v", v, err)
+	}
+	if err := apply("1.0", 3, nil); err != nil { // remove it: the next agent starts from an empty SPDK
+		t.Fatal(err)
+	}
+	waitFor(t, "config drive removed", 15*time.Second, func() bool { return len(exposedBdevs(t)) == 0 && len(agentBdevs(t)) == 0 })
+	p.Stop(syscall.SIGTERM)
+
+	// The upgrade window: max_message_bytes raised on the agent.
+	startAgentWith(t, map[string]map[string]string{"agent": {"max_message_bytes": "90527064"}})
+	c = pyClient(t)
+	if err := apply("1.1", 2, inline); err != nil {
+		t.Fatalf("inline drive with max_message_bytes raised: %v", err)
+	}
+	waitFor(t, "inline drive attached", 15*time.Second, func() bool {
+		_ = c.Call(osloclient.Req{Method: "get_state"}, &v)
+		return v.Observed.ConfigDrive != nil && v.Observed.ConfigDrive.State == "attached" && v.Observed.ConfigDrive.SHA256 == inline["sha256"]
+	})
+	if err := apply("1.0", 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "config drive removed", 15*time.Second, func() bool { return len(exposedBdevs(t)) == 0 && len(agentBdevs(t)) == 0 })
 }

@@ -110,6 +110,9 @@ func startAgentWith(t *testing.T, over map[string]map[string]string) *agentproc.
 		"spdk_nvmf": {"transport": "TCP", "listen_address": "127.0.0.1", "listen_port": "4430"},
 	}
 	for group, kv := range over {
+		if conf[group] == nil {
+			conf[group] = map[string]string{}
+		}
 		for k, v := range kv {
 			conf[group][k] = v
 		}
