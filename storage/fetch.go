@@ -20,7 +20,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/logctx"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
@@ -62,7 +61,7 @@ func newFetchClient(caFile string, timeout time.Duration) (*http.Client, error) 
 
 // ValidateConfigDriveOpts checks the download options the way New uses them,
 // for `check` and start-up.
-func ValidateConfigDriveOpts(o config.StorageOpts) error {
+func ValidateConfigDriveOpts(o Settings) error {
 	_, err := newFetchClient(o.ConfigDriveCAFile, o.ConfigDriveTimeout)
 	return err
 }

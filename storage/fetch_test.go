@@ -26,7 +26,6 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage"
@@ -62,7 +61,7 @@ type fetchRig struct {
 	logs *observer.ObservedLogs
 }
 
-func newFetchRig(t *testing.T, edit func(*config.StorageOpts)) *fetchRig {
+func newFetchRig(t *testing.T, edit func(*storage.Settings)) *fetchRig {
 	t.Helper()
 	emu := newEmu(t)
 	dir := filepath.Join(t.TempDir(), "cd")
@@ -307,13 +306,13 @@ func TestConfigDriveFetchHTTPSWithCAFile(t *testing.T) {
 	defer srv.Close()
 	url := srv.URL + "/dpu-configdrive/" + token
 
-	g := newFetchRig(t, func(o *config.StorageOpts) { o.ConfigDriveCAFile = writeCA(t, srv.Certificate().Raw) })
+	g := newFetchRig(t, func(o *storage.Settings) { o.ConfigDriveCAFile = writeCA(t, srv.Certificate().Raw) })
 	if cd, err := g.drive(withURL(desired(bootVol()), img, url)); err != nil || cd.State != nodestate.StateAttached {
 		t.Fatalf("with the server's CA: %+v %v", cd, err)
 	}
 
 	for name, ca := range map[string]string{"another CA": writeCA(t, otherCA(t)), "system roots": ""} {
-		g := newFetchRig(t, func(o *config.StorageOpts) { o.ConfigDriveCAFile = ca })
+		g := newFetchRig(t, func(o *storage.Settings) { o.ConfigDriveCAFile = ca })
 		cd, err := g.drive(withURL(desired(bootVol()), img, url))
 		if !errors.Is(err, errdefs.ErrUnavailable) || !strings.Contains(err.Error(), "certificate") || cd.State != nodestate.StateError {
 			t.Fatalf("%s: %v %+v, want a certificate error", name, err, cd)
@@ -367,7 +366,7 @@ func TestConfigDriveFetchFailuresNameTheHostOnly(t *testing.T) {
 		"refused":  {closedURL + "/" + token + "?temp_url_sig=" + sig, "refused"},
 	}
 	for name, c := range cases {
-		g := newFetchRig(t, func(o *config.StorageOpts) { o.ConfigDriveTimeout = 500 * time.Millisecond })
+		g := newFetchRig(t, func(o *storage.Settings) { o.ConfigDriveTimeout = 500 * time.Millisecond })
 		cd, err := g.drive(withURL(desired(bootVol()), img, c.url))
 		if !errors.Is(err, errdefs.ErrUnavailable) || !strings.Contains(err.Error(), c.want) || cd.State != nodestate.StateError {
 			t.Fatalf("%s: %v %+v, want %q", name, err, cd, c.want)

@@ -61,6 +61,11 @@ type Settings struct {
 	// ConfigDriveMaxBytes is the largest decoded image accepted
 	// (DefaultConfigDriveMaxBytes when not positive).
 	ConfigDriveMaxBytes int
+	// ConfigDriveCAFile (PEM; empty: the system roots) verifies an https
+	// config-drive URL's server; ConfigDriveTimeout bounds one download
+	// (DefaultConfigDriveTimeout when not positive).
+	ConfigDriveCAFile  string
+	ConfigDriveTimeout time.Duration
 }
 
 // Reconciler implements agent.Reconciler for storage.

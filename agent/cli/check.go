@@ -76,7 +76,7 @@ state as apply takes it), what the agent would create or adopt for it.`,
 			}
 			if err == nil {
 				// the agent would not start with a bad CA file either
-				err = storage.ValidateConfigDriveOpts(cfg.Storage)
+				err = storage.ValidateConfigDriveOpts(daemon.StorageSettings(cfg.Storage))
 			}
 			if err != nil {
 				return &ExitError{Code: CheckConfigInvalid, Err: fmt.Errorf("config invalid: %w", err)}

@@ -30,5 +30,6 @@ func StorageSettings(c config.StorageOpts) storage.Settings {
 		HostNQN: c.HostNQN, CtrlrLossTimeoutSec: c.CtrlrLossTimeoutSec, ReconnectDelaySec: c.ReconnectDelaySec,
 		FastIOFailTimeoutSec: c.FastIOFailTimeoutSec, Multipath: c.Multipath,
 		ConfigDriveDir: c.ConfigDriveDir, ConfigDriveMaxBytes: c.ConfigDriveMaxBytes,
+		ConfigDriveCAFile: c.ConfigDriveCAFile, ConfigDriveTimeout: c.ConfigDriveTimeout,
 	}
 }
