@@ -72,6 +72,7 @@ type Server struct {
 	opts        config.RabbitOpts
 	log         *zap.Logger
 	fanoutQueue string
+	fanoutOn    atomic.Bool // the fanout queue is declared and consumed
 	seen        *dedupe
 	link        *Link
 	running     atomic.Bool
@@ -133,7 +134,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	return &Server{
 		cfg: cfg, url: u, opts: opts, log: log, link: cfg.Link,
-		fanoutQueue:       cfg.Target.Topic + "_fanout_" + newID(),
+		fanoutQueue:       FanoutQueueName(cfg.Target.Topic, cfg.Target.Server),
 		seen:              newDedupe(cfg.DedupeSize),
 		sessSet:           make(chan struct{}),
 		classifyMalformed: classifyMalformed,
@@ -148,6 +149,13 @@ func (s *Server) ServerQueue() string { return s.cfg.Target.Topic + "." + s.cfg.
 
 // FanoutQueue is this server's fanout queue name.
 func (s *Server) FanoutQueue() string { return s.fanoutQueue }
+
+// FanoutQueueName is the fanout queue of server: <topic>_fanout_<server>.
+// oslo adds a random suffix instead; naming it after the server lets a broker
+// permission confine each DPU's user to its own queue (see agent/brokeracl),
+// and a restarted agent takes over its predecessor's queue instead of leaving
+// one behind until x-expires.
+func FanoutQueueName(topic, server string) string { return topic + "_fanout_" + server }
 
 func (s *Server) setSession(sess *session) {
 	s.mu.Lock()
@@ -242,8 +250,8 @@ func (s *Server) setup(sess *session) (*amqp.Channel, []<-chan amqp.Delivery, er
 	}
 	t, o := s.cfg.Target, s.opts
 	d := durable(o)
-	if err := ch.ExchangeDeclare(t.Exchange, amqp.ExchangeTopic, d, o.AMQPAutoDelete, false, false, nil); err != nil {
-		return nil, nil, declareErr(s.log, "exchange", t.Exchange, err)
+	if ch, err = s.declareExchange(sess, ch, t.Exchange, amqp.ExchangeTopic, d, o.AMQPAutoDelete); err != nil {
+		return nil, nil, err
 	}
 	type q struct {
 		name, key, exchange string
@@ -255,10 +263,22 @@ func (s *Server) setup(sess *session) (*amqp.Channel, []<-chan amqp.Delivery, er
 		qs = append(qs, q{t.Topic, t.Topic, t.Exchange, d, o.AMQPAutoDelete, serverQueueArgs(o)})
 	}
 	fanoutEx := t.Topic + "_fanout"
-	if err := ch.ExchangeDeclare(fanoutEx, amqp.ExchangeFanout, false, true, false, false, nil); err != nil {
-		return nil, nil, declareErr(s.log, "exchange", fanoutEx, err)
+	ch, err = s.declareExchange(sess, ch, fanoutEx, amqp.ExchangeFanout, false, true)
+	switch {
+	case err == nil:
+		qs = append(qs, q{s.fanoutQueue, t.Topic, fanoutEx, false, false, transientQueueArgs(o)})
+	case errors.Is(err, ErrAccessRefused):
+		// A per-DPU broker user may not create the shared fanout exchange
+		// (it could delete it too); it exists only while a conductor keeps
+		// it, and the dpu driver never sends fanout casts.
+		s.log.Warn("fanout exchange absent and this broker user may not create it; not consuming fanout casts",
+			zap.String("exchange", fanoutEx), zap.Error(err))
+		if ch, err = sess.conn.Channel(); err != nil {
+			return nil, nil, fmt.Errorf("open channel: %v: %w", err, errdefs.ErrUnavailable)
+		}
+	default:
+		return nil, nil, err
 	}
-	qs = append(qs, q{s.fanoutQueue, t.Topic, fanoutEx, false, false, transientQueueArgs(o)})
 	// Bound what the broker pushes ahead: requests are acked on receipt but
 	// wait for a handler slot, and each may be MaxMessageBytes.
 	if err := ch.Qos(o.QosPrefetchCount, 0, false); err != nil {
@@ -278,7 +298,37 @@ func (s *Server) setup(sess *session) (*amqp.Channel, []<-chan amqp.Delivery, er
 		}
 		dels = append(dels, dc)
 	}
+	s.fanoutOn.Store(qs[len(qs)-1].name == s.fanoutQueue)
 	return ch, dels, nil
+}
+
+// declareExchange makes sure a shared exchange exists without needing the
+// right to create it: a passive declare first (no permission needed, no
+// flags compared), and only when the exchange is missing a real declare with
+// oslo's flags. A DPU's broker user has no configure permission on the shared
+// exchanges, which would let it delete them for every agent. A failed
+// declare closes the channel, so the channel to go on with is returned.
+func (s *Server) declareExchange(sess *session, ch *amqp.Channel, name, kind string, durable, autoDelete bool) (*amqp.Channel, error) {
+	err := ch.ExchangeDeclarePassive(name, kind, durable, autoDelete, false, false, nil)
+	if err == nil {
+		return ch, nil
+	}
+	var ae *amqp.Error
+	if !errors.As(err, &ae) || ae.Code != amqp.NotFound {
+		return nil, fmt.Errorf("declare exchange %s (passive): %v: %w", name, err, errdefs.ErrUnavailable)
+	}
+	if ch, err = sess.conn.Channel(); err != nil {
+		return nil, fmt.Errorf("open channel: %v: %w", err, errdefs.ErrUnavailable)
+	}
+	err = ch.ExchangeDeclare(name, kind, durable, autoDelete, false, false, nil)
+	if errors.As(err, &ae) && ae.Code == amqp.AccessRefused {
+		return nil, fmt.Errorf("exchange %s does not exist and broker user may not create it (the conductor side declares it): %s: %w",
+			name, ae.Reason, ErrAccessRefused)
+	}
+	if err != nil {
+		return nil, declareErr(s.log, "exchange", name, err)
+	}
+	return ch, nil
 }
 
 // consume feeds deliveries to handlers until ctx ends or the connection is lost.
@@ -332,6 +382,13 @@ func (s *Server) consume(ctx, hctx context.Context, sess *session, dels []<-chan
 				s.log.Warn("discarding RPC request: ack failed", zap.Error(err))
 				continue
 			}
+			if why := s.foreign(d); why != "" {
+				// never answered: the reply address is the sender's choice
+				s.log.Warn("dropping RPC request that did not come through the control exchange",
+					zap.String("reason", why), zap.String("exchange", d.Exchange),
+					zap.String("routing_key", d.RoutingKey), zap.Int("bytes", len(d.Body)))
+				continue
+			}
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
@@ -347,8 +404,41 @@ func (s *Server) consume(ctx, hctx context.Context, sess *session, dels []<-chan
 	}
 }
 
+// foreign says why a delivery must not be served, or "" when it came the
+// way the conductor sends requests: published to the control exchange with
+// this server's routing key, or to the fanout exchange. Every broker user
+// that can reply (write on the default exchange) can also publish straight
+// into any queue by name, and a user with write on the control exchange can
+// dead-letter a message into it under any routing key (the broker applies
+// topic permissions to neither); the exchange a delivery names is the one
+// its publisher chose, and dead-lettering leaves x-death headers.
+func (s *Server) foreign(d amqp.Delivery) string {
+	for _, h := range []string{"x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason"} {
+		if _, ok := d.Headers[h]; ok {
+			return "dead-lettered (" + h + " header)"
+		}
+	}
+	t := s.cfg.Target
+	switch d.Exchange {
+	case t.Topic + "_fanout":
+		return ""
+	case t.Exchange:
+		if d.RoutingKey == s.ServerQueue() || (s.cfg.ListenShared && d.RoutingKey == t.Topic) {
+			return ""
+		}
+		return "routing key is not this server's"
+	case "":
+		return "published straight to the queue (default exchange)"
+	default:
+		return "published to another exchange"
+	}
+}
+
 func (s *Server) shutdown(sess *session, ch *amqp.Channel, hcancel context.CancelFunc) {
-	tags := []string{s.ServerQueue(), s.fanoutQueue} // consumer tag = queue name
+	tags := []string{s.ServerQueue()} // consumer tag = queue name
+	if s.fanoutOn.Load() {
+		tags = append(tags, s.fanoutQueue)
+	}
 	if s.cfg.ListenShared {
 		tags = append(tags, s.cfg.Target.Topic)
 	}
@@ -356,9 +446,11 @@ func (s *Server) shutdown(sess *session, ch *amqp.Channel, hcancel context.Cance
 		_ = ch.Cancel(tag, false)
 	}
 	s.waitInflight(s.cfg.ShutdownGrace, hcancel)
-	if dch, err := sess.conn.Channel(); err == nil {
-		if _, err := dch.QueueDelete(s.fanoutQueue, false, false, false); err != nil {
-			s.log.Warn("could not delete fanout queue", zap.String("queue", s.fanoutQueue), zap.Error(err))
+	if s.fanoutOn.Load() {
+		if dch, err := sess.conn.Channel(); err == nil {
+			if _, err := dch.QueueDelete(s.fanoutQueue, false, false, false); err != nil {
+				s.log.Warn("could not delete fanout queue", zap.String("queue", s.fanoutQueue), zap.Error(err))
+			}
 		}
 	}
 	s.setSession(nil)
