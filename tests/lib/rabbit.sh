@@ -19,6 +19,13 @@ log.console = false
 log.file.level = info
 disk_free_limit.absolute = 50MB
 CONF
+  rabbit_env_vars "$r" "$port" "$node"
+}
+
+# rabbit_env_vars DIR PORT NODENAME: sets RMQ_ENV only (for a shell other
+# than the one that started the broker).
+rabbit_env_vars() {
+  local r=$1 port=$2 node=$3
   RMQ_ENV=(HOME="$r/home" RABBITMQ_CONF_ENV_FILE="$r/etc/rabbitmq-env.conf"
     RABBITMQ_CONFIG_FILE="$r/etc/rabbitmq.conf" RABBITMQ_ENABLED_PLUGINS_FILE="$r/etc/enabled_plugins"
     RABBITMQ_MNESIA_BASE="$r/mnesia" RABBITMQ_LOG_BASE="$r/log" RABBITMQ_PID_FILE="$r/rabbit.pid"
@@ -67,5 +74,6 @@ rabbit_dpu_user() {
   local bin=$1 conf=$2 user=$3 pw=$4 cmds
   rabbit_add_user "$user" "$pw"
   cmds=$("$bin" broker-acl --config-file "$conf" --user "$user") || return 1
-  env "${RMQ_ENV[@]}" PATH="/usr/lib/rabbitmq/bin:$PATH" bash -euo pipefail <<<"$cmds" >/dev/null
+  # -c, not stdin: the first rabbitmqctl would read the rest of the script
+  env "${RMQ_ENV[@]}" PATH="/usr/lib/rabbitmq/bin:$PATH" bash -euo pipefail -c "$cmds" >/dev/null </dev/null
 }
