@@ -363,7 +363,9 @@ func TestCompromisedDPU(t *testing.T) {
 	if err := cch.ExchangeDeclare(control, amqp.ExchangeTopic, false, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	condA, condB := conductor(t, nodeA), conductor(t, nodeB)
+	// both agents serve the conductor with nothing but their own users' rights
+	conductor(t, nodeA)
+	condB := conductor(t, nodeB)
 	out := ctl(t, "list_queues", "-p", vhost, "name")
 	for _, q := range []string{topic + "." + nodeA, topic + "_fanout_" + nodeA, topic + "." + nodeB, topic + "_fanout_" + nodeB} {
 		if !strings.Contains(out, q+"\n") {
@@ -603,7 +605,7 @@ func TestCompromisedDPU(t *testing.T) {
 	if err := pA.Start(); err != nil {
 		t.Fatal(err)
 	}
-	condA = conductor(t, nodeA)
+	condA := conductor(t, nodeA)
 	var applied struct{ Generation int }
 	if err := condA.Call(osloclient.Req{Method: "apply_state", Args: map[string]any{"state": map[string]any{
 		"generation": 1, "node_uuid": nodeA, "volumes": []any{}, "vifs": []any{}}}}, &applied); err != nil || applied.Generation != 1 {
