@@ -211,8 +211,10 @@ func (c *Client) route(t Target) (exchange, kind, key string, err error) {
 	return exchange, amqp.ExchangeTopic, key, nil
 }
 
-// declareExchange declares like an oslo publisher does, on a throwaway
-// channel so a 406 cannot close the publish channel.
+// declareExchange makes sure the exchange exists like an oslo publisher
+// does, on throwaway channels so a 406 cannot close the publish channel;
+// passively first, so a user without the right to create it (a DPU's own
+// broker user) can still publish to it.
 func (c *Client) declareExchange(sess *session, name, kind string) error {
 	c.mu.Lock()
 	done := c.declared[name]
@@ -225,13 +227,16 @@ func (c *Client) declareExchange(sess *session, name, kind string) error {
 		return fmt.Errorf("open channel: %v: %w", err, errdefs.ErrUnavailable)
 	}
 	defer ch.Close()
+	durableX, autoDelete := durable(c.opts), c.opts.AMQPAutoDelete
 	if kind == amqp.ExchangeFanout {
-		err = ch.ExchangeDeclare(name, kind, false, true, false, false, nil)
-	} else {
-		err = ch.ExchangeDeclare(name, kind, durable(c.opts), c.opts.AMQPAutoDelete, false, false, nil)
+		durableX, autoDelete = false, true
 	}
+	used, err := sess.ensureExchange(ch, c.log, name, kind, durableX, autoDelete)
 	if err != nil {
-		return declareErr(c.log, "exchange", name, err)
+		return err
+	}
+	if used != ch {
+		_ = used.Close()
 	}
 	c.mu.Lock()
 	c.declared[name] = true

@@ -250,7 +250,7 @@ func (s *Server) setup(sess *session) (*amqp.Channel, []<-chan amqp.Delivery, er
 	}
 	t, o := s.cfg.Target, s.opts
 	d := durable(o)
-	if ch, err = s.declareExchange(sess, ch, t.Exchange, amqp.ExchangeTopic, d, o.AMQPAutoDelete); err != nil {
+	if ch, err = sess.ensureExchange(ch, s.log, t.Exchange, amqp.ExchangeTopic, d, o.AMQPAutoDelete); err != nil {
 		return nil, nil, err
 	}
 	type q struct {
@@ -263,7 +263,7 @@ func (s *Server) setup(sess *session) (*amqp.Channel, []<-chan amqp.Delivery, er
 		qs = append(qs, q{t.Topic, t.Topic, t.Exchange, d, o.AMQPAutoDelete, serverQueueArgs(o)})
 	}
 	fanoutEx := t.Topic + "_fanout"
-	ch, err = s.declareExchange(sess, ch, fanoutEx, amqp.ExchangeFanout, false, true)
+	ch, err = sess.ensureExchange(ch, s.log, fanoutEx, amqp.ExchangeFanout, false, true)
 	switch {
 	case err == nil:
 		qs = append(qs, q{s.fanoutQueue, t.Topic, fanoutEx, false, false, transientQueueArgs(o)})
@@ -300,35 +300,6 @@ func (s *Server) setup(sess *session) (*amqp.Channel, []<-chan amqp.Delivery, er
 	}
 	s.fanoutOn.Store(qs[len(qs)-1].name == s.fanoutQueue)
 	return ch, dels, nil
-}
-
-// declareExchange makes sure a shared exchange exists without needing the
-// right to create it: a passive declare first (no permission needed, no
-// flags compared), and only when the exchange is missing a real declare with
-// oslo's flags. A DPU's broker user has no configure permission on the shared
-// exchanges, which would let it delete them for every agent. A failed
-// declare closes the channel, so the channel to go on with is returned.
-func (s *Server) declareExchange(sess *session, ch *amqp.Channel, name, kind string, durable, autoDelete bool) (*amqp.Channel, error) {
-	err := ch.ExchangeDeclarePassive(name, kind, durable, autoDelete, false, false, nil)
-	if err == nil {
-		return ch, nil
-	}
-	var ae *amqp.Error
-	if !errors.As(err, &ae) || ae.Code != amqp.NotFound {
-		return nil, fmt.Errorf("declare exchange %s (passive): %v: %w", name, err, errdefs.ErrUnavailable)
-	}
-	if ch, err = sess.conn.Channel(); err != nil {
-		return nil, fmt.Errorf("open channel: %v: %w", err, errdefs.ErrUnavailable)
-	}
-	err = ch.ExchangeDeclare(name, kind, durable, autoDelete, false, false, nil)
-	if errors.As(err, &ae) && ae.Code == amqp.AccessRefused {
-		return nil, fmt.Errorf("exchange %s does not exist and broker user may not create it (the conductor side declares it): %s: %w",
-			name, ae.Reason, ErrAccessRefused)
-	}
-	if err != nil {
-		return nil, declareErr(s.log, "exchange", name, err)
-	}
-	return ch, nil
 }
 
 // consume feeds deliveries to handlers until ctx ends or the connection is lost.

@@ -26,6 +26,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/agentproc"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/osloclient"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/ovn"
@@ -295,6 +296,24 @@ func request(t *testing.T, method string, args map[string]any) []byte {
 	return b
 }
 
+// rssMiB is a process's resident set size.
+func rssMiB(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			var kb int
+			fmt.Sscan(f[1], &kb)
+			return kb >> 10
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
 type snapshot struct {
 	state json.RawMessage // B's desired state, as the conductor reads it
 	ovs   string          // every Interface row on the DPU's OVS
@@ -413,6 +432,7 @@ func TestCompromisedDPU(t *testing.T) {
 	before := snap(t, condB)
 	emuB.ResetCalls()
 	logBefore := len(pB.Log())
+	rssBefore := rssMiB(t, pB.PID())
 	replyQs := slices.DeleteFunc(strings.Fields(ctl(t, "list_queues", "-p", vhost, "name")), func(q string) bool { return !strings.HasPrefix(q, "reply_") })
 	if len(replyQs) == 0 {
 		t.Fatal("no conductor reply queue on the DPU vhost")
@@ -568,6 +588,46 @@ func TestCompromisedDPU(t *testing.T) {
 		table = append(table, fmt.Sprintf("| %s | %s |", at.name, got))
 	}
 	t.Logf("attack table:\n| attack with DPU A's credentials | outcome |\n|---|---|\n%s", strings.Join(table, "\n"))
+
+	// The size bound is the broker's, whoever publishes: the conductor's own
+	// 100 MiB request is nacked too, and B never holds such a message.
+	if o := publish(t, cc, control, qB, big); o.err != nil || o.acked {
+		t.Errorf("conductor's 100 MiB request to B: %s, want a nack", o)
+	}
+	if rss := rssMiB(t, pB.PID()); rss > rssBefore+32 {
+		t.Errorf("B's RSS grew from %d to %d MiB", rssBefore, rss)
+	}
+
+	// What A may do: announce itself (issue 15 item 2), through the Go
+	// client a DPU uses, with nothing but its own rights.
+	hello, err := cch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cch.QueueBind(hello.Name, "ironic-dpu-conductor.hello.*", control, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	hellos, err := cch.Consume(hello.Name, "", true, true, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := rpcapi.NewClient(ctx, rpcapi.ClientConfig{URL: url(userOf(nodeA)), Rabbit: config.Defaults().Rabbit, Exchange: control, Name: "dpu-a-hello"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.Cast(ctx, rpcapi.Target{Exchange: control, Topic: "ironic-dpu-conductor", Server: "hello." + nodeA}, "hello",
+		map[string]any{"node_uuid": nodeA}, rpcapi.CallOptions{AtLeastOnce: true}); err != nil {
+		t.Fatalf("A's own announcement: %v", err)
+	}
+	select {
+	case d := <-hellos:
+		if d.Exchange != control || d.RoutingKey != "ironic-dpu-conductor.hello."+nodeA {
+			t.Errorf("announcement arrived via %q/%q", d.Exchange, d.RoutingKey)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("A's announcement never reached the conductor")
+	}
 
 	// B dropped each request that reached its queue, with a log line saying why.
 	wctx, cancel = context.WithTimeout(ctx, 10*time.Second)
