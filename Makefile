@@ -34,7 +34,7 @@ functional: build ## functional tests against real RabbitMQ, oslo.messaging, OVS
 fuzz: ## bounded fuzzing of the oslo envelope decoder
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME) ./rpcapi
 
-python-unit: ## unit tests of the ironic_dpu driver and the Nova driver (nova/virt/ironic_dpu) with Debian's python3
+python-unit: ## unit tests of the ironic_dpu driver and the Nova driver (nova/virt/ironic_dpu) with Debian's python3, and pip install . into a fresh virtualenv
 	$(PY) -m unittest discover -s ironic_dpu/tests -t .
 	$(PY) -m unittest discover -s tests/nova_driver -t tests/nova_driver
 
@@ -44,7 +44,9 @@ e2e: build ## Ironic end to end: real ironic-api/conductor, RabbitMQ, OVS/OVN, a
 e2e-openstack: build ## whole OpenStack Zed (Nova, Neutron ML2/OVN, Cinder, Glance, Placement, Ironic) with the dpu driver and the agent
 	IRONIC_DPU_AGENT_BIN=$(BIN)/ironic-dpu-agent bash tests/openstack/e2e.sh
 
-lint: ## gofmt, go vet, staticcheck, shellcheck, python byte-compile
+UNIT    := etc/ironic-dpu-agent/ironic-dpu-agent.service
+
+lint: ## gofmt, go vet, staticcheck, shellcheck, python byte-compile, systemd-analyze verify of the unit
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags functional ./...
@@ -53,6 +55,16 @@ lint: ## gofmt, go vet, staticcheck, shellcheck, python byte-compile
 	bash -n devstack/plugin.sh
 	shellcheck -x devstack/plugin.sh devstack/settings .ci/run .ci/deps.sh $$(git ls-files 'tests/*.sh' 'scripts/*.sh')
 	$(PY) -m compileall -q ironic_dpu nova tests/python tests/nova_driver
+	@# The unit's binary is not installed here: verify a copy running /bin/true.
+	@# verify exits 0 on unknown keys and bad values, so any line about the
+	@# unit fails; lines about the machine's other units (loaded through
+	@# multi-user.target) are not ours to judge.
+	@if command -v systemd-analyze >/dev/null; then tmp=$$(mktemp -d); u=$$(basename $(UNIT)); \
+	  sed 's|^ExecStart=/usr/bin/ironic-dpu-agent |ExecStart=/bin/true |' $(UNIT) > $$tmp/$$u; \
+	  all=$$(systemd-analyze verify --man=no --recursive-errors=no $$tmp/$$u 2>&1); rc=$$?; rm -rf $$tmp; \
+	  out=$$(grep -F "$$u" <<<"$$all"); \
+	  if [ $$rc -ne 0 ] || [ -n "$$out" ]; then echo "systemd-analyze verify $(UNIT):"; echo "$$out"; exit 1; fi; \
+	  else echo "systemd-analyze not installed: $(UNIT) not verified"; fi
 
 genconfig: ## regenerate the sample config in etc/
 	$(GO) run ./cmd/ironic-dpu-agent genconfig -o $(SAMPLE)

@@ -1,4 +1,5 @@
-"""Packaging for the ironic_dpu driver (metadata lives in setup.cfg)."""
+"""Packaging for the ironic_dpu driver and its Nova driver (metadata lives in
+setup.cfg)."""
 import setuptools
 
 setuptools.setup()

@@ -12,7 +12,9 @@ PKGS=(rabbitmq-server python3-oslo.messaging openvswitch-switch ovn-central ovn-
       postgresql-15 neutron-server placement-api nova-api nova-conductor nova-scheduler
       nova-compute-ironic cinder-api cinder-scheduler cinder-volume glance-api
       # config drives: Nova and Ironic build the ISO, the suite reads it back
-      genisoimage python3-pycdlib)
+      genisoimage python3-pycdlib
+      # pip install of the driver distribution, offline (suites and make python-unit)
+      python3-pip python3-venv python3-setuptools python3-wheel)
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/liveness"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/nvmeof"
 )
@@ -58,7 +59,10 @@ type Options struct {
 	Pull func(ctx context.Context) (*nodestate.Desired, error)
 	// PullTimeout bounds one Pull (default 30s): the loop waits for it.
 	PullTimeout time.Duration
-	Logger      *zap.Logger
+	// Liveness, when set, gets one beat per component loop, named
+	// "reconcile/<component>" (/livez and the systemd watchdog read it).
+	Liveness *liveness.Monitor
+	Logger   *zap.Logger
 }
 
 // Agent is the daemon core. Its methods are safe for concurrent use.
@@ -108,7 +112,11 @@ func New(opts Options) (*Agent, error) {
 		byName:  map[string]*loop{},
 	}
 	for _, r := range opts.Reconcilers {
-		l := newLoop(r, a.Desired, a.log, opts.RetryBase, opts.Interval)
+		var beat *liveness.Beat
+		if opts.Liveness != nil {
+			beat = opts.Liveness.Register("reconcile/" + r.Name())
+		}
+		l := newLoop(r, a.Desired, a.log, opts.RetryBase, opts.Interval, beat)
 		a.loops = append(a.loops, l)
 		a.byName[r.Name()] = l
 	}

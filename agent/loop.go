@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/backoff"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/liveness"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
@@ -21,6 +22,10 @@ type loop struct {
 	log     *zap.Logger
 	base    time.Duration // first retry delay
 	max     time.Duration // retry delay cap (the reconcile period)
+	// beat is fed while the loop waits and after each run, never during a
+	// Reconcile: a Reconcile that hangs past the liveness bound is a stuck
+	// loop (nil: no liveness monitor).
+	beat *liveness.Beat
 
 	kick chan struct{} // buffered 1: a request while running means "once more"
 
@@ -33,9 +38,9 @@ type loop struct {
 	loopStatus                    // the record status() copies
 }
 
-func newLoop(r Reconciler, desired func() *nodestate.Desired, log *zap.Logger, base, max time.Duration) *loop {
+func newLoop(r Reconciler, desired func() *nodestate.Desired, log *zap.Logger, base, max time.Duration, beat *liveness.Beat) *loop {
 	return &loop{r: r, desired: desired, log: log.With(zap.String("component", r.Name())), base: base, max: max,
-		kick: make(chan struct{}, 1), done: make(chan struct{})}
+		beat: beat, kick: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // request asks for a run soon and returns a ticket that wait accepts: the
@@ -75,10 +80,15 @@ func (l *loop) run(ctx context.Context) {
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
+	tick, stopTick := l.beat.Ticker()
+	defer stopTick()
 	for {
+		l.beat.Beat()
 		select {
 		case <-ctx.Done():
 			return
+		case <-tick:
+			continue
 		case <-l.kick:
 		case <-retry.C:
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/agent"
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/agenttest"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/liveness"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
@@ -200,4 +201,32 @@ func TestSingleItemWaitIsBounded(t *testing.T) {
 			t.Fatalf("plug_vif reported %+v before the network reconcile finished", st)
 		}
 	})
+}
+
+// A reconcile that hangs past the liveness bound makes its loop stuck, by
+// name; the idle loop beside it (and a loop that finished) stays alive, and
+// the stuck one is alive again once its reconcile returns.
+func TestHungReconcileIsReportedStuckByItsLoopOnly(t *testing.T) {
+	mon := liveness.New(500 * time.Millisecond)
+	a, stor, _ := twoComponents(t, agent.Options{Liveness: mon})
+	if got := strings.Join(mon.Names(), ","); got != "reconcile/network,reconcile/storage" {
+		t.Fatalf("loops %s", got)
+	}
+	time.Sleep(1500 * time.Millisecond) // idle loops, longer than the bound
+	if err := mon.Check(); err != nil {
+		t.Fatalf("idle loops reported stuck: %v", err)
+	}
+	hung := make(chan struct{})
+	stor.SetBlock(hung)
+	if _, err := call(t, a, "apply_state", stateJSON(1, bootVol, "")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return stor.Started() >= 1 })
+	time.Sleep(1200 * time.Millisecond)
+	var se *liveness.StuckError
+	if err := mon.Check(); !errors.As(err, &se) || len(se.Loops) != 1 || se.Loops[0].Name != "reconcile/storage" {
+		t.Fatalf("Check = %v, want reconcile/storage stuck alone", err)
+	}
+	close(hung)
+	waitFor(t, func() bool { return mon.Check() == nil })
 }

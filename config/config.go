@@ -42,7 +42,8 @@ type DefaultOpts struct {
 	HealthInterval    time.Duration `ini:"health_interval" default:"5s" help:"How often SPDK and OVSDB reachability is probed; a component that comes back triggers a reconcile at once."`
 	RetryBase         time.Duration `ini:"retry_base" default:"1s" help:"First retry delay after a failed reconcile of a component; it doubles per consecutive failure up to reconcile_interval, with jitter."`
 	ItemWait          time.Duration `ini:"item_wait" default:"20s" help:"How long attach_volume/detach_volume/plug_vif/unplug_vif wait for their own component (storage or network, never the other) to converge before answering with the item pending. apply_state never waits."`
-	HealthListen      string        `ini:"health_listen" default:"" help:"host:port of the HTTP /healthz and /metrics endpoint; empty disables it."`
+	HealthListen      string        `ini:"health_listen" default:"" help:"host:port of the HTTP endpoint: /livez (the agent's loops are alive), /readyz (broker, SPDK and OVSDB reachable; /healthz is the same, kept for older probes) and /metrics. Empty disables it."`
+	LivenessTimeout   time.Duration `ini:"liveness_timeout" default:"300s" help:"A reconcile loop or the RPC server loop that makes no progress for longer than this is stuck: /livez answers 503 naming it and the systemd watchdog is no longer fed (systemd restarts the agent). Keep it above the longest legitimate reconcile (several [spdk] rpc_timeout against a wedged SPDK) and the initial [ironic] pull."`
 	Debug             bool          `ini:"debug" default:"false" help:"Log at debug level."`
 }
 
@@ -62,6 +63,7 @@ type RabbitOpts struct {
 	RetryInterval            float64 `ini:"rabbit_retry_interval" default:"1" help:"Seconds before the first reconnect attempt."`
 	RetryBackoff             float64 `ini:"rabbit_retry_backoff" default:"2" help:"Seconds added to the reconnect delay after each failure (jittered)."`
 	IntervalMax              float64 `ini:"rabbit_interval_max" default:"30" help:"Upper bound of the reconnect delay in seconds."`
+	KombuFailoverStrategy    string  `ini:"kombu_failover_strategy" default:"round-robin" help:"How the next broker of a multi-host transport_url is chosen when the current one is lost: round-robin (the next in the list) or shuffle (a random one each time). As in oslo.messaging, the list is shuffled once per connection first, so a fleet spreads over the brokers instead of all starting on the first."`
 	QosPrefetchCount         int     `ini:"rabbit_qos_prefetch_count" default:"8" help:"AMQP basic.qos prefetch count of each consumer: how many requests the broker pushes before they are taken. Bounds the agent's memory under a flood (each request may be up to [agent] max_message_bytes). oslo's default is 0 (unlimited); 0 here means unlimited too."`
 }
 
@@ -207,6 +209,14 @@ func (c *Config) Validate() error {
 	// nodestate.MaxPF / MaxVF are the generic bounds of a host function
 	if c.DPU.PFs < 1 || c.DPU.PFs > nodestate.MaxPF+1 || c.DPU.MaxVFsPerPF < 0 || c.DPU.MaxVFsPerPF > nodestate.MaxVF+1 {
 		errs = append(errs, fmt.Errorf("[dpu] pfs must be 1..%d and max_vfs_per_pf 0..%d", nodestate.MaxPF+1, nodestate.MaxVF+1))
+	}
+	switch c.Rabbit.KombuFailoverStrategy {
+	case "round-robin", "shuffle":
+	default:
+		errs = append(errs, fmt.Errorf("[oslo_messaging_rabbit] kombu_failover_strategy %q must be round-robin or shuffle", c.Rabbit.KombuFailoverStrategy))
+	}
+	if c.Default.LivenessTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("[DEFAULT] liveness_timeout %s must be at least 1s", c.Default.LivenessTimeout))
 	}
 	if c.Rabbit.QosPrefetchCount < 0 {
 		errs = append(errs, errors.New("[oslo_messaging_rabbit] rabbit_qos_prefetch_count must be >= 0"))

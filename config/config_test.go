@@ -67,6 +67,8 @@ func TestBadValuesAndMissingFile(t *testing.T) {
 		"pfs":                       func(c *config.Config) { c.DPU.PFs = 0 },
 		"max_vfs_per_pf":            func(c *config.Config) { c.DPU.MaxVFsPerPF = -1 },
 		"rabbit_qos_prefetch_count": func(c *config.Config) { c.Rabbit.QosPrefetchCount = -1 },
+		"kombu_failover_strategy":   func(c *config.Config) { c.Rabbit.KombuFailoverStrategy = "random" },
+		"liveness_timeout":          func(c *config.Config) { c.Default.LivenessTimeout = time.Millisecond },
 	} {
 		c := config.Defaults()
 		c.Default.NodeUUID = "1be26c0b-03f2-4d2e-ae87-c02d7f33c123"

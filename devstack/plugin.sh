@@ -26,21 +26,18 @@ function install_ironic_dpu {
     sudo install -m 0755 "$IRONIC_DPU_DIR/bin/ironic-dpu-agent" "$IRONIC_DPU_AGENT_BIN"
     sudo install -m 0755 "$IRONIC_DPU_DIR/bin/spdk-emulator" "$IRONIC_DPU_SPDK_EMULATOR_BIN"
 
-    echo_summary "Installing the ironic_dpu driver"
-    # setup.cfg carries the entry points (ironic.hardware.types dpu, ...).
+    echo_summary "Installing the ironic_dpu driver and its Nova driver"
+    # One distribution: setup.cfg carries the Ironic entry points
+    # (ironic.hardware.types dpu, ...) and installs nova/virt/ironic_dpu with
+    # the nova and nova.virt namespace portions that join it to Nova's tree.
     setup_develop "$IRONIC_DPU_DIR"
 }
 
 # Nova loads compute drivers from its own package only (compute_driver = X
-# imports nova.virt.X): link nova/virt/ironic_dpu into Nova's tree, as
-# out-of-tree drivers (nova-powervm's powervm_ext) install themselves.
-function install_ironic_dpu_nova_driver {
-    local virt
-    virt=$("$PYTHON" -c 'import os, nova.virt; print(os.path.dirname(nova.virt.__file__))') \
-        || die $LINENO "nova is not importable with $PYTHON"
-    echo_summary "Linking the ironic_dpu Nova driver into $virt"
-    sudo ln -sfn "$IRONIC_DPU_DIR/nova/virt/ironic_dpu" "$virt/ironic_dpu"
-    "$PYTHON" -c 'import nova.virt.ironic_dpu' || die $LINENO "nova.virt.ironic_dpu does not import"
+# imports nova.virt.X): check that it finds the installed driver there.
+function verify_ironic_dpu_nova_driver {
+    "$PYTHON" -c 'import nova.virt.ironic_dpu' \
+        || die $LINENO "nova.virt.ironic_dpu does not import with $PYTHON after installing $IRONIC_DPU_DIR"
 }
 
 function configure_ironic_dpu_nova {
@@ -171,15 +168,22 @@ function configure_ironic_dpu_agent {
         iniset "$IRONIC_DPU_CONF" ironic password "$SERVICE_PASSWORD"
         iniset "$IRONIC_DPU_CONF" ironic project_name "$SERVICE_PROJECT_NAME"
     fi
+    # The unit runs as root without CAP_DAC_OVERRIDE: root must own it.
+    sudo chown root:root "$IRONIC_DPU_CONF"
 }
 
 function install_ironic_dpu_units {
     echo_summary "Installing the systemd units"
-    # The agent's unit is etc/ironic-dpu-agent.service; only paths change.
+    # The agent's unit is etc/ironic-dpu-agent/ironic-dpu-agent.service; only paths change.
     sed -e "s|/usr/bin/ironic-dpu-agent|$IRONIC_DPU_AGENT_BIN|g" \
         -e "s|/etc/ironic-dpu-agent|$IRONIC_DPU_CONF_DIR|g" \
-        "$IRONIC_DPU_DIR/etc/ironic-dpu-agent.service" \
+        "$IRONIC_DPU_DIR/etc/ironic-dpu-agent/ironic-dpu-agent.service" \
         | sudo tee "/etc/systemd/system/$IRONIC_DPU_UNIT" > /dev/null
+    # ProtectSystem=strict leaves only /var/lib/ironic-dpu-agent writable;
+    # devstack keeps the state (and the emulator's socket) under $DATA_DIR.
+    sudo install -d "/etc/systemd/system/$IRONIC_DPU_UNIT.d"
+    printf '[Service]\nReadWritePaths=%s\n' "$IRONIC_DPU_STATE_DIR" \
+        | sudo tee "/etc/systemd/system/$IRONIC_DPU_UNIT.d/devstack.conf" > /dev/null
     if [[ "$IRONIC_DPU_RUN_SPDK_EMULATOR" == True ]]; then
         sudo tee /etc/systemd/system/ironic-dpu-spdk-emulator.service > /dev/null <<UNIT
 [Unit]
@@ -227,6 +231,7 @@ function stop_ironic_dpu {
 function cleanup_ironic_dpu {
     stop_ironic_dpu
     sudo rm -f "/etc/systemd/system/$IRONIC_DPU_UNIT" /etc/systemd/system/ironic-dpu-spdk-emulator.service
+    sudo rm -rf "/etc/systemd/system/$IRONIC_DPU_UNIT.d"
     sudo rm -f "$IRONIC_DPU_AGENT_BIN" "$IRONIC_DPU_SPDK_EMULATOR_BIN"
     sudo rm -rf "$IRONIC_DPU_CONF_DIR" "$IRONIC_DPU_STATE_DIR"
     $SYSTEMCTL daemon-reload
@@ -241,7 +246,7 @@ if is_service_enabled ironic-dpu-agent; then
         configure_ironic_dpu_agent
         install_ironic_dpu_units
         if [[ "$IRONIC_DPU_NOVA_DRIVER" == True ]] && is_service_enabled n-cpu; then
-            install_ironic_dpu_nova_driver
+            verify_ironic_dpu_nova_driver
             configure_ironic_dpu_nova
         fi
     elif [[ "$1" == "stack" && "$2" == "extra" ]]; then

@@ -61,6 +61,13 @@ agent_opts = [
                       'deploy resumes once the agent converged. 0 disables '
                       'the check (deploys then wait until Ironic\'s '
                       'deploy_callback_timeout). Read at conductor start.'),
+    cfg.IntOpt('state_check_workers', default=100, min=1,
+               help='Most get_state calls the DEPLOYWAIT check has in '
+                    'flight at once (green threads waiting on replies). '
+                    'The check starts no call later than ping_timeout '
+                    'after it began, so as many unreachable agents as '
+                    'this cost it one ping_timeout, more cost it two; '
+                    'nodes it did not ask go first in the next check.'),
 ]
 
 dpu_opts = [

@@ -6,8 +6,10 @@ node's agent, which admits it at once, and polls get_state for a bounded
 the agent converged on the pushed generation (boot disk attached) the step
 sets the boot device to disk and powers the host on, in the same worker.
 Otherwise the step returns DEPLOYWAIT: nothing waits longer under the node
-lock. A periodic task polls the agent for nodes in DEPLOYWAIT; once the
-agent converged it resumes the deploy, which runs the step again
+lock. A periodic task finds the nodes in DEPLOYWAIT from the database, asks
+their agents concurrently (a dead DPU costs the pass one ping_timeout, not
+one each), and locks only those with news; once an agent converged it
+resumes the deploy, which runs the step again
 (skip_current_deploy_step False, as Ironic's own async steps do) and the
 step boots the host. The host then boots its cloud disk through the DPU's
 emulated NVMe controller. An agent error, or no convergence within
@@ -19,11 +21,15 @@ DB writes).
 """
 import time
 
+from eventlet import patcher
+import futurist
+from futurist import waiters
 from oslo_log import log
 
 from ironic.common import exception as ir_exc
 from ironic.common import states
 from ironic.conductor import periodics
+from ironic.conductor import task_manager
 from ironic.conductor import utils as manager_utils
 from ironic.conf import CONF
 from ironic.drivers import base
@@ -38,6 +44,11 @@ LOG = log.getLogger(__name__)
 
 
 class DPUDeploy(base.DeployInterface):
+
+    def __init__(self):
+        super().__init__()
+        # node uuid -> clock() when check_waiting last asked its agent.
+        self._last_asked = {}
 
     def get_properties(self):
         return {}
@@ -80,7 +91,7 @@ class DPUDeploy(base.DeployInterface):
         node = task.node
         wait = node.driver_internal_info.get(desired.WAIT_KEY)
         if wait and wait.get('converged'):
-            # Resumed by check_convergence: the agent is there already.
+            # Resumed by the periodic: the agent is there already.
             node.del_driver_internal_info(desired.WAIT_KEY)
             self.boot_host(task)
             return None
@@ -140,29 +151,97 @@ class DPUDeploy(base.DeployInterface):
                  node.uuid, len(state.get('volumes') or []),
                  len(state.get('vifs') or []))
 
-    @periodics.node_periodic(
-        purpose='checking DPU agent convergence',
-        spacing=CONF.dpu_agent.state_check_interval,
-        filters={'provision_state': states.DEPLOYWAIT, 'reserved': False,
-                 'maintenance': False},
-        predicate_extra_fields=['driver_internal_info'],
-        predicate=lambda n: _due(n.uuid, n.driver_internal_info),
-    )
-    def _check_dpu_convergence(self, task, manager, context):
-        self.check_convergence(task)
+    @periodics.periodic(spacing=CONF.dpu_agent.state_check_interval)
+    def _check_dpu_convergence(self, manager, context):
+        """Resume or fail the deploys waiting on their agent (DEPLOYWAIT).
 
-    def check_convergence(self, task):
-        """Resume, fail, or keep waiting for a node in DEPLOYWAIT."""
+        Which nodes wait comes from the database alone (the wait record in
+        driver_internal_info); their agents are then asked at once, each
+        answer judged as it arrives, and only a node whose agent converged
+        or failed, or whose wait expired, is locked.
+        """
+        waiting = [(uuid, info) for uuid, _drv, _grp, info in
+                   manager.iter_nodes(filters=_WAITING_FILTERS,
+                                      fields=['driver_internal_info'])
+                   if _waiting(info)]
+        self.check_waiting(context, waiting)
+
+    def check_waiting(self, context, waiting, clock=None):
+        """One pass over waiting, a list of (node uuid, driver_internal_info).
+
+        At most [dpu_agent] state_check_workers get_state calls are in
+        flight, each bounded by ping_timeout, and none starts later than
+        one ping_timeout after the pass began: unreachable agents cost the
+        pass about one ping_timeout (two when they outnumber the workers),
+        not one each. Nodes not asked this pass go first in the next
+        (returned, for the tests). A failure on one node is logged and the
+        node is retried next pass.
+        """
+        clock = clock or time.monotonic
+        last = self._last_asked
+        # Never asked or asked longest ago first, then the oldest wait.
+        waiting = sorted(waiting, key=lambda w: (
+            last.get(w[0], float('-inf')),
+            _number(w[1][desired.WAIT_KEY].get('since'))))
+        timeout = CONF.dpu_agent.ping_timeout
+        deadline = clock() + timeout
+        asked, unasked = {}, []
+        workers = max(1, min(CONF.dpu_agent.state_check_workers,
+                             len(waiting)))
+        with _executor(workers) as pool:
+            futures = {pool.submit(_ask, uuid, info, context, timeout,
+                                   deadline, clock): (uuid, info)
+                       for uuid, info in waiting}
+            pending = set(futures)
+            while pending:
+                done, pending = waiters.wait_for_any(pending)
+                for fut in done:
+                    uuid, info = futures[fut]
+                    asked[uuid] = clock()
+                    try:
+                        verdict = fut.result()
+                        if verdict is None:
+                            unasked.append(uuid)
+                            asked[uuid] = last.get(uuid, float('-inf'))
+                        elif _needs_lock(info, verdict):
+                            self._settle_node(context, uuid, info, verdict)
+                    except Exception:
+                        LOG.exception('Node %s: checking its DPU agent\'s '
+                                      'convergence failed; retrying next '
+                                      'pass', uuid)
+        if unasked:
+            LOG.warning('%d of %d nodes in DEPLOYWAIT not asked within '
+                        'ping_timeout (%ss; [dpu_agent] state_check_workers '
+                        '%s): first in the next pass', len(unasked),
+                        len(waiting), timeout,
+                        CONF.dpu_agent.state_check_workers)
+        # Only nodes still waiting: the record does not outgrow them.
+        self._last_asked = asked
+        return unasked
+
+    def _settle_node(self, context, node_uuid, info, verdict):
+        try:
+            with task_manager.acquire(context, node_uuid, shared=True,
+                                      purpose=_PURPOSE) as task:
+                if not isinstance(task.driver.deploy, DPUDeploy):
+                    return
+                self.settle(task, info[desired.WAIT_KEY], verdict)
+        except (ir_exc.NodeNotFound, ir_exc.NodeLocked) as e:
+            LOG.info('Node %s: %s; its DPU agent\'s convergence is '
+                     'checked again next pass', node_uuid, e)
+
+    def settle(self, task, wait, verdict):
+        """Act on the agent's verdict (errors, blocking, unbound) on the
+        wait record wait, under the node's exclusive lock."""
         node = task.node
-        errors, blocking, unbound, expired = _poll(
-            node.uuid, node.driver_internal_info, task.context)
-        if not errors and (blocking or unbound) and not expired:
-            return
+        errors, blocking, unbound = verdict
         task.upgrade_lock(purpose='resuming a deploy on a DPU')
-        wait = node.driver_internal_info.get(desired.WAIT_KEY)
-        if (node.provision_state != states.DEPLOYWAIT or not wait
-                or wait.get('converged')):
-            return  # someone else moved it on while we waited for the lock
+        current = node.driver_internal_info.get(desired.WAIT_KEY)
+        if (node.provision_state != states.DEPLOYWAIT or not current
+                or current.get('converged')
+                or current.get('generation') != wait['generation']
+                or current.get('since') != wait['since']):
+            return  # moved on (or pushed again) while we asked and locked
         reason = desired.failure_reason(errors, blocking)
         if reason:
             node.del_driver_internal_info(desired.WAIT_KEY)
@@ -213,38 +292,65 @@ class DPUDeploy(base.DeployInterface):
             LOG.warning('Take-over of node %s: %s', task.node.uuid, e)
 
 
-def _poll(node_uuid, info, context):
-    """(errors, blocking, unbound, expired) of the wait recorded in info
-    (driver_internal_info), from one get_state."""
-    wait = info[desired.WAIT_KEY]
+_PURPOSE = 'checking DPU agent convergence'
+_WAITING_FILTERS = {'provision_state': states.DEPLOYWAIT, 'reserved': False,
+                    'maintenance': False}
+
+
+def _executor(workers):
+    """A pool for the get_state calls: green threads in the conductor
+    (eventlet monkey-patched), OS threads elsewhere."""
+    if patcher.is_monkey_patched('thread'):
+        return futurist.GreenThreadPoolExecutor(max_workers=workers)
+    return futurist.ThreadPoolExecutor(max_workers=workers)
+
+
+def _number(value):
+    return value if isinstance(value, (int, float)) else 0
+
+
+def _waiting(info):
+    """The wait record of a node whose deploy waits on its agent, or None.
+
+    Database fields only (driver_internal_info; the record is ours alone):
+    the periodic's filter before any RPC, lock or node load. A node already
+    resumed (converged) waits for its step, not for the agent.
+    """
+    wait = (info or {}).get(desired.WAIT_KEY)
+    if not isinstance(wait, dict) or wait.get('converged'):
+        return None
+    return wait
+
+
+def _ask(node_uuid, info, context, timeout, deadline=None, clock=None):
+    """(errors, blocking, unbound) of the wait recorded in info
+    (driver_internal_info), from one get_state bounded by timeout; None
+    when deadline (of clock) passed before the call could start."""
+    if deadline is not None and (clock or time.monotonic)() >= deadline:
+        return None
+    generation = info[desired.WAIT_KEY]['generation']
     state = info.get(desired.STATE_KEY) or {}
-    expired = (time.time() - wait['since']
-               >= CONF.dpu_agent.state_wait_timeout)
     client = agent_client.AgentClient(node_uuid)
     try:
         # Short: get_state calls no backend, and a dead DPU must not hold
         # the periodic for the full RPC timeout.
-        answer = client.get_state(context, timeout=CONF.dpu_agent.ping_timeout)
+        answer = client.get_state(context, timeout=timeout)
     except exception.DPUAgentUnreachable as e:
         # The agent may be restarting: keep waiting until the deadline.
-        return [], [str(e)], [], expired
+        return [], [str(e)], []
     except exception.DPUAgentError as e:
-        return [str(e)], [], [], expired
-    errors, blocking, unbound = desired.judge(
-        state, wait['generation'], (answer or {}).get('observed'))
-    return errors, blocking, unbound, expired
+        return [str(e)], [], []
+    return desired.judge(state, generation, (answer or {}).get('observed'))
 
 
-def _due(node_uuid, info):
-    """The periodic's lock-free pre-check: does this node need its lock?
+def _expired(wait):
+    return (time.time() - wait['since']
+            >= CONF.dpu_agent.state_wait_timeout)
 
-    Only a node waiting on its agent (the wait record is ours alone) whose
-    agent converged or failed, or whose wait expired: a still-pending node
-    costs one get_state, no lock, no node load and no DB write. A node
-    already resumed (converged) waits for its step, not for the agent.
-    """
-    wait = (info or {}).get(desired.WAIT_KEY)
-    if not wait or wait.get('converged'):
-        return False
-    errors, blocking, unbound, expired = _poll(node_uuid, info, None)
-    return bool(errors or expired or not (blocking or unbound))
+
+def _needs_lock(info, verdict):
+    """Does the verdict (errors, blocking, unbound) on info's wait call for
+    the node's lock: converged, failed, or the wait expired?"""
+    errors, blocking, unbound = verdict
+    return bool(errors or not (blocking or unbound)
+                or _expired(info[desired.WAIT_KEY]))

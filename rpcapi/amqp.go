@@ -154,6 +154,7 @@ func (b *blockState) wait(ctx context.Context) error {
 type session struct {
 	conn   *amqp.Connection
 	host   Host
+	addr   string // host:port, never the credentials: safe to log and export
 	log    *zap.Logger
 	blocks blockState
 	lost   chan struct{} // closed when the connection is gone
@@ -164,12 +165,67 @@ type session struct {
 	returns chan amqp.Return
 }
 
-// openSession dials the hosts round-robin from *next, once each.
-func openSession(ctx context.Context, u *TransportURL, o config.RabbitOpts, connName string, next *int, log *zap.Logger) (*session, error) {
+// hostOrder chooses the broker of each connection attempt the way
+// oslo.messaging 14 with kombu does: the hosts are shuffled once when the
+// connection is made (impl_rabbit's Connection shuffles url.hosts), so a
+// fleet sharing one transport_url spreads over the brokers; on failover
+// [oslo_messaging_rabbit] kombu_failover_strategy picks the next one:
+// round-robin walks the shuffled list, shuffle draws a random host every
+// time (kombu's shufflecycle, which may draw the same host again).
+type hostOrder struct {
+	hosts   []Host
+	shuffle bool
+	next    int
+	rnd     func(n int) int
+}
+
+// Failover strategies of kombu_failover_strategy.
+const (
+	FailoverRoundRobin = "round-robin"
+	FailoverShuffle    = "shuffle"
+)
+
+func newHostOrder(hosts []Host, strategy string, rnd func(n int) int) (*hostOrder, error) {
+	if rnd == nil {
+		rnd = rand.IntN
+	}
+	o := &hostOrder{hosts: append([]Host(nil), hosts...), rnd: rnd}
+	switch strategy {
+	case "", FailoverRoundRobin:
+	case FailoverShuffle:
+		o.shuffle = true
+	default:
+		return nil, fmt.Errorf("kombu_failover_strategy %q: want %s or %s: %w", strategy, FailoverRoundRobin, FailoverShuffle, errdefs.ErrInvalidArgument)
+	}
+	for i := len(o.hosts) - 1; i > 0; i-- { // Fisher-Yates, like random.shuffle
+		j := rnd(i + 1)
+		o.hosts[i], o.hosts[j] = o.hosts[j], o.hosts[i]
+	}
+	return o, nil
+}
+
+// pick returns the host of the next attempt.
+func (o *hostOrder) pick() Host {
+	if o.shuffle && o.next > 0 { // the first connection takes the shuffled list's head, as kombu does
+		return o.hosts[o.rnd(len(o.hosts))]
+	}
+	h := o.hosts[o.next%len(o.hosts)]
+	o.next = (o.next + 1) % len(o.hosts)
+	if o.shuffle {
+		o.next = 1
+	}
+	return h
+}
+
+// openSession makes one pass of len(hosts) attempts in order's sequence;
+// beat (may be nil) is called before each, as a dial may take dialTimeout.
+func openSession(ctx context.Context, u *TransportURL, order *hostOrder, o config.RabbitOpts, connName string, beat func(), log *zap.Logger) (*session, error) {
 	var errs []error
-	for range u.Hosts {
-		h := u.Hosts[*next%len(u.Hosts)]
-		*next = (*next + 1) % len(u.Hosts)
+	for range order.hosts {
+		if beat != nil {
+			beat()
+		}
+		h := order.pick()
 		s, err := dialHost(ctx, u, h, o, connName, log)
 		if err == nil {
 			return s, nil
@@ -218,7 +274,7 @@ func dialHost(ctx context.Context, u *TransportURL, h Host, o config.RabbitOpts,
 		// amqp091 errors never contain the password (it is sent in SASL only)
 		return nil, fmt.Errorf("%s: %w", addr, err)
 	}
-	s := &session{conn: conn, host: h, log: log.With(zap.String("broker", addr)), lost: make(chan struct{})}
+	s := &session{conn: conn, host: h, addr: addr, log: log.With(zap.String("broker", addr)), lost: make(chan struct{})}
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
 	blocked := conn.NotifyBlocked(make(chan amqp.Blocking, 4))
 	s.wg.Add(1)

@@ -50,10 +50,10 @@ type Client struct {
 	log    *zap.Logger
 	replyQ string
 
-	mu       sync.Mutex // guards sess, next, declared, closed
+	mu       sync.Mutex // guards sess, order, declared, closed
 	sess     *session
 	readDone chan struct{}
-	next     int
+	order    *hostOrder
 	declared map[string]bool
 	closed   bool
 
@@ -83,7 +83,11 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, url: u, opts: opts, log: cfg.Logger.With(zap.String("transport_url", u.Redacted())),
+	order, err := newHostOrder(u.Hosts, opts.KombuFailoverStrategy, nil)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: cfg, url: u, opts: opts, order: order, log: cfg.Logger.With(zap.String("transport_url", u.Redacted())),
 		replyQ: "reply_" + newID(), pending: map[string]chan *replyMsg{}}
 	if _, err := c.session(ctx); err != nil {
 		return nil, err
@@ -106,7 +110,7 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 		<-c.readDone
 		c.sess = nil
 	}
-	sess, err := openSession(ctx, c.url, c.opts, "ironic-dpu-agent:"+c.cfg.Name, &c.next, c.log)
+	sess, err := openSession(ctx, c.url, c.order, c.opts, "ironic-dpu-agent:"+c.cfg.Name, nil, c.log)
 	if err != nil {
 		return nil, err
 	}
@@ -125,6 +129,7 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 		sess.close()
 		return nil, fmt.Errorf("reply queue %s: %w", c.replyQ, err)
 	}
+	c.log.Debug("rpc client connected", zap.String("broker", sess.addr))
 	c.sess, c.declared, c.readDone = sess, map[string]bool{}, make(chan struct{})
 	go c.readReplies(sess, dels, c.readDone) // ends when the connection closes
 	return sess, nil

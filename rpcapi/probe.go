@@ -19,8 +19,11 @@ func Probe(ctx context.Context, rawURL string, o config.RabbitOpts) error {
 	if err != nil {
 		return err
 	}
-	next := 0
-	s, err := openSession(ctx, u, opts, "ironic-dpu-agent:check", &next, zap.NewNop())
+	order, err := newHostOrder(u.Hosts, opts.KombuFailoverStrategy, nil)
+	if err != nil {
+		return err
+	}
+	s, err := openSession(ctx, u, order, opts, "ironic-dpu-agent:check", nil, zap.NewNop())
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/liveness"
 )
 
 // DefaultExchange is the agent's own control exchange (never the conductor's).
@@ -48,6 +49,10 @@ type ServerConfig struct {
 	// (see Link); nil: the server keeps its own.
 	Link   *Link
 	Logger *zap.Logger
+	// Beat, when set, is fed by the connection loop while it consumes,
+	// dials or waits to reconnect (a broker outage is no hang); a loop
+	// blocked past the liveness bound stops feeding it.
+	Beat *liveness.Beat
 	// Observe, when set, is told how long each dispatched request took and
 	// its error (metrics). Malformed requests are not dispatched.
 	Observe func(method string, took time.Duration, err error)
@@ -69,6 +74,7 @@ type ServerConfig struct {
 type Server struct {
 	cfg         ServerConfig
 	url         *TransportURL
+	order       *hostOrder // used by Run only
 	opts        config.RabbitOpts
 	log         *zap.Logger
 	fanoutQueue string
@@ -128,12 +134,16 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	order, err := newHostOrder(u.Hosts, opts.KombuFailoverStrategy, nil)
+	if err != nil {
+		return nil, err
+	}
 	log := cfg.Logger.With(zap.String("transport_url", u.Redacted()), zap.String("topic", cfg.Target.Topic), zap.String("server", cfg.Target.Server))
 	if len(unknown) > 0 {
 		log.Warn("ignoring unknown transport_url options", zap.Strings("options", unknown))
 	}
 	return &Server{
-		cfg: cfg, url: u, opts: opts, log: log, link: cfg.Link,
+		cfg: cfg, url: u, order: order, opts: opts, log: log, link: cfg.Link,
 		fanoutQueue:       FanoutQueueName(cfg.Target.Topic, cfg.Target.Server),
 		seen:              newDedupe(cfg.DedupeSize),
 		sessSet:           make(chan struct{}),
@@ -197,30 +207,33 @@ func (s *Server) Run(ctx context.Context) error {
 	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hcancel()
 	sem := make(chan struct{}, s.cfg.MaxConcurrent)
-	next, attempt := 0, 0
+	attempt := 0
+	beat := s.cfg.Beat
 	for {
-		sess, err := openSession(ctx, s.url, s.opts, "ironic-dpu-agent:"+s.cfg.Target.Server, &next, s.log)
+		beat.Beat()
+		sess, err := openSession(ctx, s.url, s.order, s.opts, "ironic-dpu-agent:"+s.cfg.Target.Server, beat.Beat, s.log)
 		if err == nil {
 			var ch *amqp.Channel
-			var dels []<-chan amqp.Delivery
+			var dels []consumer
 			ch, dels, err = s.setup(sess)
 			if err == nil {
 				attempt = 0
 				s.setSession(sess)
-				s.link.set(true)
-				s.log.Info("rpc server consuming", zap.String("queue", s.ServerQueue()), zap.String("fanout_queue", s.fanoutQueue))
+				s.link.connected(sess.addr)
+				s.log.Info("rpc server consuming", zap.String("broker", sess.addr), zap.Uint64("reconnects", s.link.Reconnects()),
+					zap.String("queue", s.ServerQueue()), zap.String("fanout_queue", s.fanoutQueue))
 				if s.cfg.OnConnect != nil {
 					s.cfg.OnConnect()
 				}
 				s.consume(ctx, hctx, sess, dels, sem)
-				s.link.set(false)
+				s.link.down()
 				if ctx.Err() != nil {
 					s.shutdown(sess, ch, hcancel)
 					return nil
 				}
 				s.setSession(nil)
 				sess.close()
-				s.log.Warn("broker connection lost; reconnecting")
+				s.log.Warn("broker connection lost; reconnecting", zap.String("broker", sess.addr))
 			} else {
 				sess.close()
 			}
@@ -233,7 +246,7 @@ func (s *Server) Run(ctx context.Context) error {
 		if err != nil {
 			s.log.Warn("rpc server not connected", zap.Error(err), zap.Int("attempt", attempt))
 		}
-		if sleepCtx(ctx, retryDelay(s.opts, attempt)) != nil {
+		if sleepBeating(ctx, retryDelay(s.opts, attempt), beat) != nil {
 			hcancel()
 			s.waitInflight(0, hcancel)
 			return nil
@@ -242,8 +255,33 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 }
 
+// sleepBeating is sleepCtx that keeps feeding beat: waiting out a broker
+// outage is progress, not a hang.
+func sleepBeating(ctx context.Context, d time.Duration, beat *liveness.Beat) error {
+	tick, stop := beat.Ticker()
+	defer stop()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		beat.Beat()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			return nil
+		case <-tick:
+		}
+	}
+}
+
+// consumer is one started basic.consume: its queue and its deliveries.
+type consumer struct {
+	queue string
+	dels  <-chan amqp.Delivery
+}
+
 // setup declares oslo's server topology and starts the consumers.
-func (s *Server) setup(sess *session) (*amqp.Channel, []<-chan amqp.Delivery, error) {
+func (s *Server) setup(sess *session) (*amqp.Channel, []consumer, error) {
 	ch, err := sess.conn.Channel()
 	if err != nil {
 		return nil, nil, fmt.Errorf("open channel: %v: %w", err, errdefs.ErrUnavailable)
@@ -284,7 +322,7 @@ func (s *Server) setup(sess *session) (*amqp.Channel, []<-chan amqp.Delivery, er
 	if err := ch.Qos(o.QosPrefetchCount, 0, false); err != nil {
 		return nil, nil, fmt.Errorf("basic.qos prefetch %d: %v: %w", o.QosPrefetchCount, err, errdefs.ErrUnavailable)
 	}
-	var dels []<-chan amqp.Delivery
+	var dels []consumer
 	for _, q := range qs {
 		if _, err := ch.QueueDeclare(q.name, q.durable, q.autoDelete, false, false, q.args); err != nil {
 			return nil, nil, declareErr(s.log, "queue", q.name, err)
@@ -296,27 +334,32 @@ func (s *Server) setup(sess *session) (*amqp.Channel, []<-chan amqp.Delivery, er
 		if err != nil {
 			return nil, nil, fmt.Errorf("consume %s: %v: %w", q.name, err, errdefs.ErrUnavailable)
 		}
-		dels = append(dels, dc)
+		dels = append(dels, consumer{queue: q.name, dels: dc})
 	}
 	s.fanoutOn.Store(qs[len(qs)-1].name == s.fanoutQueue)
 	return ch, dels, nil
 }
 
 // consume feeds deliveries to handlers until ctx ends or the connection is lost.
-func (s *Server) consume(ctx, hctx context.Context, sess *session, dels []<-chan amqp.Delivery, sem chan struct{}) {
+func (s *Server) consume(ctx, hctx context.Context, sess *session, dels []consumer, sem chan struct{}) {
 	merged := make(chan amqp.Delivery)
 	done := make(chan struct{})
 	// A broker-side basic.cancel (queue deleted, its cluster node gone)
-	// closes one delivery channel while the connection lives on.
-	oneClosed := make(chan struct{})
-	var closeOnce sync.Once
+	// closes one delivery channel while the connection lives on; the first
+	// queue whose consumer ended is sent on cancelled.
+	cancelled := make(chan string, 1)
 	var fwd sync.WaitGroup
-	for _, dc := range dels {
+	for _, c := range dels {
 		fwd.Add(1)
 		go func() { // ends when the consumer is cancelled or the channel closes
 			defer fwd.Done()
-			defer closeOnce.Do(func() { close(oneClosed) })
-			for d := range dc {
+			defer func() {
+				select {
+				case cancelled <- c.queue:
+				default:
+				}
+			}()
+			for d := range c.dels {
 				select {
 				case merged <- d:
 				case <-done:
@@ -334,16 +377,20 @@ func (s *Server) consume(ctx, hctx context.Context, sess *session, dels []<-chan
 			<-allClosed // connection lost: forwarders end with their channels
 		}
 	}()
+	tick, stopTick := s.cfg.Beat.Ticker()
+	defer stopTick()
 	for {
+		s.cfg.Beat.Beat()
 		select {
 		case <-ctx.Done():
 			return
 		case <-sess.lost:
 			return
-		case <-oneClosed:
+		case <-tick:
+		case q := <-cancelled:
 			if ctx.Err() == nil && sess.alive() {
 				// like oslo on ConsumerCancelled: reconnect and redeclare
-				s.log.Warn("broker cancelled a consumer; reconnecting")
+				s.log.Warn("broker cancelled a consumer; reconnecting", zap.String("queue", q), zap.String("broker", sess.addr))
 				_ = sess.conn.Close() // ends the other consumers too
 			}
 			return

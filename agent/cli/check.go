@@ -8,9 +8,16 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
 
+	"github.com/ironic-dpu/ironic-dpu-agent/agent/hwcheck"
+	"github.com/ironic-dpu/ironic-dpu-agent/config"
+	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
+	"github.com/ironic-dpu/ironic-dpu-agent/drivers/bluefield"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/oneshot"
+	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/rpcapi"
+	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 )
 
 // Exit codes of `check`: a config problem stops at once; otherwise the code is
@@ -20,16 +27,29 @@ const (
 	CheckRabbitDown    = 2
 	CheckSPDKDown      = 4
 	CheckOVSDBDown     = 8
+	// CheckHardware is added when `check --hardware` found a problem: the
+	// card lacks what the agent needs, or the state could not be served.
+	CheckHardware = 16
 )
 
 func checkCmd(g *globals) *cobra.Command {
-	var timeout time.Duration
+	var (
+		timeout   time.Duration
+		hardware  bool
+		stateFile string
+	)
 	c := &cobra.Command{
 		Use:   "check",
 		Short: "Validate the config and reach RabbitMQ, SPDK and OVSDB",
 		Long: `Validate the configuration, then try RabbitMQ (AMQP login), SPDK (spdk_get_version)
 and OVSDB (list_dbs). Exit code: 0 all good; 1 config invalid; otherwise the sum of
-2 (RabbitMQ unreachable), 4 (SPDK unreachable) and 8 (OVSDB unreachable).`,
+2 (RabbitMQ unreachable), 4 (SPDK unreachable), 8 (OVSDB unreachable) and
+16 (--hardware found a problem).
+
+--hardware is the first step on new hardware: it lists, changing nothing, what
+the DPU has (SNAP version and NVMe emulation functions, representors per host
+function, OVS bridges and uplinks, SF support) and, with --state FILE (a desired
+state as apply takes it), what the agent would create or adopt for it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.load()
@@ -54,14 +74,68 @@ and OVSDB (list_dbs). Exit code: 0 all good; 1 config invalid; otherwise the sum
 			report("rabbitmq "+rpcapi.RedactURL(cfg.Default.TransportURL), CheckRabbitDown, rpcapi.Probe(ctx, cfg.Default.TransportURL, cfg.Rabbit))
 			report("spdk "+cfg.SPDK.RPCSocket, CheckSPDKDown, probeSPDK(ctx, cfg.SPDK.RPCSocket))
 			report("ovsdb "+cfg.OVS.OVSDBConnection, CheckOVSDBDown, probeOVSDB(ctx, cfg.OVS.OVSDBConnection))
+			msg := "some components are unreachable"
+			if hardware {
+				problems, err := g.checkHardware(ctx, cfg, stateFile)
+				if err != nil {
+					return &ExitError{Code: code | CheckHardware, Err: err}
+				}
+				if problems > 0 {
+					code |= CheckHardware
+					msg = fmt.Sprintf("%d hardware problem(s)", problems)
+				}
+			}
 			if code != 0 {
-				return &ExitError{Code: code, Err: errors.New("some components are unreachable")}
+				return &ExitError{Code: code, Err: errors.New(msg)}
 			}
 			return nil
 		},
 	}
 	c.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "overall time limit for the reachability checks")
+	c.Flags().BoolVar(&hardware, "hardware", false, "also list what the DPU has and, with --state, what the agent would do (read-only)")
+	c.Flags().StringVar(&stateFile, "state", "", "with --hardware: a desired state JSON file (- for stdin) to plan against the hardware")
 	return c
+}
+
+// checkHardware prints the hardware report and returns its problem count.
+func (g *globals) checkHardware(ctx context.Context, cfg *config.Config, stateFile string) (int, error) {
+	var desired *nodestate.Desired
+	if stateFile != "" {
+		b, err := readFileOrStdin(stateFile)
+		if err != nil {
+			return 0, err
+		}
+		desired = &nodestate.Desired{}
+		if err := json.Unmarshal(b, desired); err != nil {
+			return 0, fmt.Errorf("%s: %w", stateFile, err)
+		}
+		desired.Normalize()
+		if err := desired.Validate(); err != nil {
+			return 0, fmt.Errorf("%s: %w", stateFile, err)
+		}
+	}
+	log := zap.NewNop()
+	card := drivers.Card{PFs: cfg.DPU.PFs, VFsPerPF: cfg.DPU.MaxVFsPerPF}
+	o := hwcheck.Options{OVSDB: cfg.OVS.OVSDBConnection, Bridge: cfg.OVS.IntegrationBridge, Desired: desired}
+	switch cfg.DPU.Driver {
+	case "bluefield":
+		client := spdk.NewUnix(cfg.SPDK.RPCSocket, log)
+		defer client.Close()
+		st, err := bluefield.NewStorage(bluefield.StorageOptions{Client: client, NodeUUID: cfg.Default.NodeUUID, Logger: log})
+		if err != nil {
+			return 0, err
+		}
+		o.Storage = st
+		o.Network = bluefield.NewNetwork(cfg.OVS.SysfsRoot, card, log)
+	case "spdk-generic", "spdk-nvmf":
+		o.Network = bluefield.NewLocalNetwork(cfg.OVS.SysfsRoot, card, log)
+	default:
+		return 0, fmt.Errorf("--hardware looks at a real card: [dpu] driver %q has none (use bluefield or spdk-generic)", cfg.DPU.Driver)
+	}
+	fmt.Fprintf(g.stdout, "hardware (driver %s, sysfs %s, read-only):\n", cfg.DPU.Driver, cfg.OVS.SysfsRoot)
+	r := hwcheck.Collect(ctx, o)
+	r.Print(g.stdout)
+	return len(r.Problems), nil
 }
 
 func probeSPDK(ctx context.Context, sock string) error {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"sync"
 
 	"go.uber.org/zap"
@@ -15,6 +16,8 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/ironicsync"
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/liveness"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/sdnotify"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/version"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/rpcapi"
@@ -42,6 +45,9 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	// reads it.
 	wake := agent.NewWakeup()
 	link := &rpcapi.Link{}
+	// Every loop that must keep making progress beats here; /livez and the
+	// systemd watchdog read the same verdict.
+	live := liveness.New(cfg.Default.LivenessTimeout)
 	comps, err := buildComponents(cfg, log, wake.Request)
 	if err != nil {
 		return err
@@ -69,6 +75,7 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		ItemWait:       cfg.Default.ItemWait,
 		SFBase:         cfg.Agent.SFBase,
 		Limits:         nodestate.Limits{MaxVIFs: cfg.Agent.MaxVIFs, MaxVolumes: cfg.Agent.MaxVolumes},
+		Liveness:       live,
 		Logger:         log,
 	})
 	if err != nil {
@@ -81,7 +88,7 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		disp.Register(name, adapt(m))
 		methods = append(methods, name)
 	}
-	metrics := httpapi.NewMetrics(a, methods)
+	metrics := httpapi.NewMetrics(a, methods, link)
 	srv, err := rpcapi.NewServer(rpcapi.ServerConfig{
 		URL:          cfg.Default.TransportURL,
 		Rabbit:       cfg.Rabbit,
@@ -92,12 +99,29 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		OnConnect:    wake.Request,
 		Link:         link,
 		Observe:      metrics.ObserveRPC,
+		Beat:         live.Register("rpc/server"),
 		// apply_state carries the config drive: see the option's help
 		MaxMessageBytes: cfg.Agent.MaxMessageBytes,
 		Logger:          log.Named("rpc"),
 	})
 	if err != nil {
 		return err
+	}
+	var ln net.Listener
+	if cfg.Default.HealthListen != "" {
+		// bound before READY=1: a probe right after start finds it
+		if ln, err = httpapi.Listen(cfg.Default.HealthListen); err != nil {
+			return err
+		}
+	}
+	notify, err := sdnotify.FromEnv()
+	if err != nil {
+		log.Warn("not notifying systemd", zap.Error(err))
+	}
+	defer func() { _ = notify.Close() }()
+	watchdog, err := sdnotify.WatchdogTimeout()
+	if err != nil {
+		log.Warn("systemd watchdog off", zap.Error(err))
 	}
 	var wg sync.WaitGroup
 	// Every goroutine of the daemon is started here and waited for below.
@@ -107,11 +131,22 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	errc := make(chan error, 3)
 	wg.Go(func() { errc <- a.Run(ctx) })
 	wg.Go(func() { errc <- srv.Run(ctx) })
-	if cfg.Default.HealthListen != "" {
-		wg.Go(func() { errc <- httpapi.Serve(ctx, cfg.Default.HealthListen, metrics, log) })
+	if ln != nil {
+		wg.Go(func() { errc <- httpapi.Serve(ctx, ln, httpapi.Handler(metrics, live), log) })
+	}
+	// Ready once it serves: the loops run and the probes answer. The broker
+	// may still be down (the RPC server retries; /readyz says so).
+	if err := notify.Notify("READY=1", "STATUS=serving"); err != nil {
+		log.Warn("systemd notification failed", zap.Error(err))
+	}
+	if watchdog > 0 && notify != nil {
+		log.Info("feeding the systemd watchdog while the loops are alive", zap.Duration("watchdog", watchdog),
+			zap.Duration("liveness_timeout", live.Bound()), zap.Strings("loops", live.Names()))
+		wg.Go(func() { sdnotify.Watchdog(ctx, notify, watchdog, live.Check, log) })
 	}
 	// The first to stop (normally on ctx cancel) stops the other.
 	first := <-errc
+	_ = notify.Notify("STOPPING=1", "STATUS=stopping")
 	cancel()
 	wg.Wait()
 	close(errc)

@@ -1,10 +1,13 @@
-// Package httpapi serves the agent's health and metrics over HTTP for
-// systemd/Kubernetes-style probes and Prometheus scraping.
+// Package httpapi serves the agent's probes and metrics over HTTP:
+// /livez (the agent's loops are alive; restart it when not), /readyz (the
+// broker, SPDK and OVSDB are reachable; /healthz is the same, kept for
+// probes written against older agents) and /metrics (Prometheus).
 package httpapi
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -16,11 +19,27 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/liveness"
 )
 
-// StatusSource is what the endpoints read (the agent).
+// StatusSource is what /readyz and the status metrics read (the agent).
 type StatusSource interface {
 	Status(ctx context.Context) agent.Status
+}
+
+// LivenessSource tells whether the daemon's loops are alive (a
+// liveness.Monitor): Check is nil, or an error naming the stuck loops.
+type LivenessSource interface {
+	Check() error
+	Names() []string
+}
+
+// BrokerSource is the RPC server's connection (an rpcapi.Link).
+type BrokerSource interface {
+	Connected() bool
+	// Broker is host:port of the current (or last) broker, "" before any.
+	Broker() string
+	Reconnects() uint64
 }
 
 // statusTimeout bounds the Status call of one scrape (Status only probes
@@ -41,7 +60,8 @@ type Metrics struct {
 // NewMetrics builds the registry. methods are the RPC method names that get
 // their own histogram label; any other name a caller sends is counted as
 // "other", so a flood of made-up names cannot grow the series without bound.
-func NewMetrics(src StatusSource, methods []string) *Metrics {
+// broker, when set, adds the current broker and the reconnect counter.
+func NewMetrics(src StatusSource, methods []string, broker BrokerSource) *Metrics {
 	m := &Metrics{src: src, reg: prometheus.NewRegistry(), methods: map[string]bool{}}
 	for _, n := range methods {
 		m.methods[n] = true
@@ -53,6 +73,9 @@ func NewMetrics(src StatusSource, methods []string) *Metrics {
 	}, []string{"method", "outcome"})
 	m.reg.MustRegister(statusCollector{src}, m.rpc,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if broker != nil {
+		m.reg.MustRegister(brokerCollector{broker})
+	}
 	return m
 }
 
@@ -78,6 +101,30 @@ var (
 	descLastDur    = prometheus.NewDesc("ironic_dpu_agent_last_reconcile_seconds", "Duration of the last reconcile.", nil, nil)
 	descHealthy    = prometheus.NewDesc("ironic_dpu_agent_component_healthy", "1 when the component (rpc, storage, network) is reachable.", []string{"component"}, nil)
 )
+
+var (
+	descBroker     = prometheus.NewDesc("ironic_dpu_agent_rpc_broker_connected", "The broker (host:port) the RPC server consumes from: 1 while connected, 0 while it reconnects (the last one). Absent before the first connection.", []string{"broker"}, nil)
+	descReconnects = prometheus.NewDesc("ironic_dpu_agent_rpc_reconnects_total", "Broker connections made by the RPC server after its first one.", nil, nil)
+)
+
+// brokerCollector reads the RPC link at scrape time.
+type brokerCollector struct{ src BrokerSource }
+
+func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descBroker
+	ch <- descReconnects
+}
+
+func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
+	if b := c.src.Broker(); b != "" {
+		v := 0.0
+		if c.src.Connected() {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descBroker, prometheus.GaugeValue, v, b)
+	}
+	ch <- prometheus.MustNewConstMetric(descReconnects, prometheus.CounterValue, float64(c.src.Reconnects()))
+}
 
 // statusCollector turns one Status into metrics at scrape time, so the
 // values are never stale and the agent needs no metrics bookkeeping.
@@ -106,30 +153,70 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// Handler returns the mux: /healthz (200 healthy, 503 otherwise, with the
-// status JSON) and /metrics (Prometheus exposition of m's registry).
-func Handler(m *Metrics) http.Handler {
+// Liveness is /livez's body.
+type Liveness struct {
+	Alive bool     `json:"alive"`
+	Loops []string `json:"loops"`
+	// Stuck are the loops past the bound, with seconds since their last beat.
+	Stuck map[string]float64 `json:"stuck,omitempty"`
+	Error string             `json:"error,omitempty"`
+}
+
+// Handler returns the mux: /livez (200 while live's loops are alive, 503
+// naming the stuck ones), /readyz and its older name /healthz (200 when the
+// broker, SPDK and OVSDB are reachable, 503 otherwise, with the status
+// JSON) and /metrics (Prometheus exposition of m's registry). A nil live
+// serves /livez as alive: the process answers.
+func Handler(m *Metrics, live LivenessSource) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	ready := func(w http.ResponseWriter, r *http.Request) {
 		st := m.src.Status(r.Context())
 		w.Header().Set("Content-Type", "application/json")
 		if !st.Healthy {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 		_ = json.NewEncoder(w).Encode(st)
+	}
+	mux.HandleFunc("GET /readyz", ready)
+	mux.HandleFunc("GET /healthz", ready)
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
+		body := Liveness{Alive: true, Loops: []string{}}
+		if live != nil {
+			body.Loops = live.Names()
+			if err := live.Check(); err != nil {
+				body.Alive, body.Error = false, err.Error()
+				var se *liveness.StuckError
+				if errors.As(err, &se) {
+					body.Stuck = map[string]float64{}
+					for _, l := range se.Loops {
+						body.Stuck[l.Name] = l.Since.Seconds()
+					}
+				}
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if !body.Alive {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(body)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	return mux
 }
 
-// Serve listens on addr until ctx is done.
-func Serve(ctx context.Context, addr string, m *Metrics, log *zap.Logger) error {
+// Listen opens the health_listen socket (before the agent says it is ready).
+func Listen(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("health_listen %s: %w", addr, err)
+		return nil, fmt.Errorf("health_listen %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: Handler(m), ReadHeaderTimeout: 5 * time.Second}
-	log.Info("health and metrics endpoint listening", zap.String("addr", ln.Addr().String()))
+	return ln, nil
+}
+
+// Serve serves h on ln until ctx is done; it closes ln.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *zap.Logger) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	log.Info("probes and metrics endpoint listening", zap.String("addr", ln.Addr().String()))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

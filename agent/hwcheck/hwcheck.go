@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ironic-dpu/ironic-dpu-agent/drivers/bluefield"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/representor"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/sf"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
@@ -25,12 +26,12 @@ type Network interface {
 	ProbeSF(ctx context.Context) (sf.Support, error)
 }
 
-// Storage is the read-only part of the vendor storage driver the check uses
-// (drivers/bluefield.Storage): an inventory of the emulation layer and what
+// Storage is the read-only part of the SNAP storage driver the check uses
+// (drivers/bluefield.Storage): the emulation functions SNAP reports and what
 // exposing volumes on the given functions would create.
 type Storage interface {
-	HardwareInventory(ctx context.Context) ([]string, error)
-	HardwarePlan(ctx context.Context, fns []nodestate.Function) ([]string, error)
+	Inventory(ctx context.Context) (bluefield.Inventory, error)
+	Plan(ctx context.Context, fns []nodestate.Function) ([]bluefield.PlanStep, error)
 }
 
 // Options say where to look.
@@ -65,11 +66,15 @@ func (r *Report) problem(format string, a ...any) {
 func Collect(ctx context.Context, o Options) *Report {
 	r := &Report{}
 	if o.Storage != nil {
-		lines, err := o.Storage.HardwareInventory(ctx)
+		inv, err := o.Storage.Inventory(ctx)
 		if err != nil {
-			r.problem("storage: %v", err)
+			r.problem("snap: %v", err)
+		} else {
+			r.Storage = storageLines(inv)
+			if !slices.ContainsFunc(inv.Functions, func(f bluefield.EmulationFunction) bool { return f.Type == bluefield.EmulationTypeNVMe }) {
+				r.problem("snap: no NVMe emulation function: volumes cannot be exposed (is NVMe emulation enabled in the card's firmware?)")
+			}
 		}
-		r.Storage = lines
 	}
 	inv, invErr := o.Network.Inventory()
 	if invErr != nil {
@@ -96,11 +101,17 @@ func Collect(ctx context.Context, o Options) *Report {
 	}
 	if o.Desired != nil {
 		if o.Storage != nil {
-			lines, err := o.Storage.HardwarePlan(ctx, volumeFunctions(o.Desired))
+			steps, err := o.Storage.Plan(ctx, volumeFunctions(o.Desired))
 			if err != nil {
-				r.problem("plan: %v", err)
+				r.problem("plan: snap: %v", err)
 			}
-			r.Plan = append(r.Plan, lines...)
+			for _, st := range steps {
+				if st.Problem {
+					r.problem("volumes on %s", st.Text)
+					continue
+				}
+				r.Plan = append(r.Plan, "volumes on "+st.Text)
+			}
 		}
 		if invErr == nil {
 			r.Plan = append(r.Plan, planVIFs(r, o, inv, view, ovsErr == nil)...)
@@ -130,6 +141,22 @@ func volumeFunctions(d *nodestate.Desired) []nodestate.Function {
 	}
 	if d.ConfigDrive != nil {
 		add(nodestate.Function{PF: 0})
+	}
+	return out
+}
+
+func storageLines(inv bluefield.Inventory) []string {
+	out := []string{"snap version " + inv.Version}
+	for _, f := range inv.Functions {
+		ctrl := "no controller"
+		if f.CtrlID != "" {
+			ctrl = "controller " + f.CtrlID
+		}
+		hot := ""
+		if f.Hotplugged {
+			hot = ", hot-plugged"
+		}
+		out = append(out, fmt.Sprintf("%s function %s: pci %s, vuid %s, %s%s", f.Type, f.Function(), f.PCIBDF, f.VUID, ctrl, hot))
 	}
 	return out
 }

@@ -28,10 +28,12 @@ const HostController = 1
 // sfnum >= 1000 for virtio-net-controller's hot-plugged devices.
 const MaxSF = 999
 
-// SFManager is the SF lifecycle the driver needs (network/sf.Manager).
+// SFManager is the devlink side the driver needs (network/sf.Manager): the
+// SF lifecycle and the host VFs' MACs.
 type SFManager interface {
 	Create(ctx context.Context, pf, sfnum int, mac string) (string, error)
 	Delete(ctx context.Context, pf, sfnum int) error
+	SetVFMAC(ctx context.Context, rep, mac string) error
 }
 
 // Network is the BlueField drivers.NetworkDriver.
@@ -96,7 +98,10 @@ func (n *Network) Representor(_ context.Context, f nodestate.Function) (string, 
 }
 
 // Prepare implements drivers.NetworkDriver: SFs are created and activated
-// with the VIF's MAC; VFs and PFs belong to the host and are only looked up.
+// with the VIF's MAC; a VF (the host makes it) gets the VIF's MAC through
+// its devlink port function, so the server keeps its Neutron MAC on any
+// machine; a PF is only looked up (re-MACing the host's PF under a running
+// OS is not the agent's call).
 func (n *Network) Prepare(ctx context.Context, f nodestate.Function, mac string) (string, error) {
 	if err := n.ValidateFunction(f); err != nil {
 		return "", err
@@ -104,7 +109,11 @@ func (n *Network) Prepare(ctx context.Context, f nodestate.Function, mac string)
 	if f.SF != nil {
 		return n.sfs.Create(ctx, f.PF, *f.SF, mac)
 	}
-	return n.finder.Lookup(f)
+	rep, err := n.finder.Lookup(f)
+	if err != nil || f.VF == nil {
+		return rep, err
+	}
+	return rep, n.sfs.SetVFMAC(ctx, rep, mac)
 }
 
 // Inventory lists, read-only, what the driver sees on the card: uplinks,

@@ -164,3 +164,42 @@ type fakeSFs struct{}
 
 func (fakeSFs) Create(context.Context, int, int, string) (string, error) { return "", nil }
 func (fakeSFs) Delete(context.Context, int, int) error                   { return nil }
+func (fakeSFs) SetVFMAC(context.Context, string, string) error           { return nil }
+
+// A host VF gets the VIF's (Neutron port's) MAC from the DPU through its
+// devlink port function, once: a second Prepare with the same MAC sends
+// nothing (no touch of a running host's NIC), a new MAC is set, a PF is
+// never re-MAC'd, and the DPU's own VF-less SF is left alone.
+func TestVFGetsTheVIFsMAC(t *testing.T) {
+	ctx := context.Background()
+	n, fake := newCard(t, representortest.Options{})
+	if err := fake.Card.EnableVFs(0, 2); err != nil {
+		t.Fatal(err)
+	}
+	vf1 := nodestate.Function{PF: 0, VF: nodestate.IntPtr(1)}
+	rep, err := n.Prepare(ctx, vf1, "fa:16:3e:00:00:11")
+	if err != nil || rep != "pf0vf1" {
+		t.Fatalf("Prepare(pf0vf1) = %q, %v", rep, err)
+	}
+	port, ok := fake.Port(rep)
+	if !ok || port.Fn == nil || port.Fn.HwAddr.String() != "fa:16:3e:00:00:11" {
+		t.Fatalf("pf0vf1 devlink function = %+v", port)
+	}
+	calls := len(fake.Calls())
+	if _, err := n.Prepare(ctx, vf1, "FA:16:3E:00:00:11"); err != nil || len(fake.Calls()) != calls {
+		t.Fatalf("same MAC again: %v, devlink calls %q", err, fake.Calls()[calls:])
+	}
+	if _, err := n.Prepare(ctx, vf1, "fa:16:3e:00:00:12"); err != nil {
+		t.Fatal(err)
+	}
+	if port, _ := fake.Port(rep); port.Fn.HwAddr.String() != "fa:16:3e:00:00:12" {
+		t.Fatalf("new MAC not set: %+v", port.Fn)
+	}
+	calls = len(fake.Calls())
+	if _, err := n.Prepare(ctx, nodestate.Function{PF: 0}, "fa:16:3e:00:00:13"); err != nil || len(fake.Calls()) != calls {
+		t.Fatalf("host PF: %v, devlink calls %q", err, fake.Calls()[calls:])
+	}
+	if _, err := n.Prepare(ctx, vf1, "not-a-mac"); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("bad MAC: %v", err)
+	}
+}

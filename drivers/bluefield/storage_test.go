@@ -180,7 +180,7 @@ func TestInventoryAndPlan(t *testing.T) {
 	if blk.Type == bluefield.EmulationTypeNVMe {
 		t.Fatalf("virtio-blk function = %+v", blk)
 	}
-	lines, err := d.Plan(ctx, []nodestate.Function{{PF: 0}, {PF: 1}, vf(1, 0), vf(0, 0), {PF: 0, SF: nodestate.IntPtr(0)}, {PF: 0}})
+	steps, err := d.Plan(ctx, []nodestate.Function{{PF: 0}, {PF: 1}, vf(1, 0), vf(0, 0), {PF: 0, SF: nodestate.IntPtr(0)}, {PF: 0}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,12 +191,15 @@ func TestInventoryAndPlan(t *testing.T) {
 		"pf0vf0: refused: invalid argument: function pf0vf0: SNAP does not emulate it",
 		"pf0sf0: refused: SNAP emulates NVMe on PFs and VFs, not SFs",
 	}
-	if len(lines) != len(want) {
-		t.Fatalf("plan = %q", lines)
+	if len(steps) != len(want) {
+		t.Fatalf("plan = %+v", steps)
 	}
 	for i := range want {
-		if !strings.HasPrefix(lines[i], want[i]) {
-			t.Errorf("plan[%d] = %q, want prefix %q", i, lines[i], want[i])
+		if !strings.HasPrefix(steps[i].Text, want[i]) {
+			t.Errorf("plan[%d] = %q, want prefix %q", i, steps[i].Text, want[i])
+		}
+		if refused := strings.Contains(want[i], ": refused: "); steps[i].Problem != refused {
+			t.Errorf("plan[%d] problem = %v, want %v", i, steps[i].Problem, refused)
 		}
 	}
 	if emu.MutatingCalls() != 0 {

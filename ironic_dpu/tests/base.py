@@ -50,6 +50,12 @@ class TestCase(unittest.TestCase):
             self.addCleanup(p.stop)
         self.addCleanup(CONF.reset)
 
+    def patch(self, target, attribute, **kwargs):
+        """mock.patch.object for the rest of the test; returns the mock."""
+        p = mock.patch.object(target, attribute, **kwargs)
+        self.addCleanup(p.stop)
+        return p.start()
+
     def node(self, **kw):
         fields = dict(uuid=NODE_UUID, driver_internal_info={},
                       driver_info={}, provision_state='deploying',

@@ -1,3 +1,4 @@
+import contextlib
 from unittest import mock
 
 from ironic.common import boot_devices
@@ -77,18 +78,25 @@ class DeployTests(AgentTestCase):
             p = mock.patch.object(deploy.time, name, fn)
             p.start()
             self.addCleanup(p.stop)
-        p = mock.patch.object(manager_utils, 'notify_conductor_resume_deploy',
-                              autospec=True)
-        self.resume = p.start()
-        self.addCleanup(p.stop)
-        p = mock.patch.object(deploy.deploy_utils, 'set_failed_state',
-                              autospec=True)
-        self.failed = p.start()
-        self.addCleanup(p.stop)
+        self.resume = self.patch(manager_utils,
+                                 'notify_conductor_resume_deploy',
+                                 autospec=True)
+        self.failed = self.patch(deploy.deploy_utils, 'set_failed_state',
+                                 autospec=True)
 
     def sleep(self, seconds):
         self.slept.append(seconds)
         self.now[0] += seconds
+
+    def check(self, task):
+        """One pass of the convergence periodic over task's node, which the
+        pass locks as task."""
+        iface = deploy.DPUDeploy()
+        task.driver.deploy = iface
+        with mock.patch.object(deploy.task_manager, 'acquire',
+                               return_value=contextlib.nullcontext(task)):
+            iface.check_waiting(task.context, [
+                (task.node.uuid, task.node.driver_internal_info)])
 
     def deploying(self, **kw):
         """A task whose deploy step ran: the node waits in DEPLOYWAIT."""
@@ -193,7 +201,7 @@ class DeployTests(AgentTestCase):
     def test_converged_resumes(self):
         task = self.deploying()
         self.now[0] += 2.5
-        deploy.DPUDeploy().check_convergence(task)
+        self.check(task)
         self.client.get_state.assert_called_once_with(
             task.context, timeout=CONF.dpu_agent.ping_timeout)
         task.upgrade_lock.assert_called_once()
@@ -205,9 +213,8 @@ class DeployTests(AgentTestCase):
         self.failed.assert_not_called()
         self.node_power_action.assert_not_called()
         # Already resumed: the periodic leaves it to the step.
-        self.assertFalse(deploy._due(task.node.uuid,
-                                     task.node.driver_internal_info))
-        deploy.DPUDeploy().check_convergence(task)
+        self.assertIsNone(deploy._waiting(task.node.driver_internal_info))
+        self.check(task)
         self.resume.assert_called_once_with(task)
         # The resumed step boots the host without pushing again.
         self.client.apply_state.reset_mock()
@@ -231,7 +238,7 @@ class DeployTests(AgentTestCase):
         task = self.deploying()
         behind = {'observed': dict(ATTACHED['observed'], generation=0)}
         self.client.get_state.return_value = behind
-        deploy.DPUDeploy().check_convergence(task)
+        self.check(task)
         self.resume.assert_not_called()
         self.failed.assert_not_called()
         task.upgrade_lock.assert_not_called()
@@ -244,11 +251,11 @@ class DeployTests(AgentTestCase):
             'generation': 1, 'volumes': [{'volume_id': 'boot',
                                           'state': 'pending'}],
             'vifs': [{'port_id': 'vif-1', 'state': 'plugged'}]}}
-        deploy.DPUDeploy().check_convergence(task)
+        self.check(task)
         self.resume.assert_not_called()
         self.failed.assert_not_called()
         self.now[0] += 31
-        deploy.DPUDeploy().check_convergence(task)
+        self.check(task)
         self.resume.assert_not_called()
         msg = self.failed.call_args.args[1]
         self.assertIn('not converged after 30s: volume boot', msg)
@@ -261,7 +268,7 @@ class DeployTests(AgentTestCase):
                 {'volume_id': 'boot', 'state': 'error',
                  'last_error': 'bdev_nvme_attach_controller: no route'}],
             'vifs': []}}
-        deploy.DPUDeploy().check_convergence(task)
+        self.check(task)
         self.resume.assert_not_called()
         self.failed.assert_called_once()
         self.assertIn('volume boot: bdev_nvme_attach_controller: no route',
@@ -276,7 +283,7 @@ class DeployTests(AgentTestCase):
             'vifs': [{'port_id': 'vif-1', 'state': 'plugged'}],
             'components': {'storage': {'generation': 1,
                                        'last_error': 'spdk: remove nsid 2'}}}}
-        deploy.DPUDeploy().check_convergence(task)
+        self.check(task)
         self.assertIn('storage: spdk: remove nsid 2',
                       self.failed.call_args.args[1])
 
@@ -284,10 +291,10 @@ class DeployTests(AgentTestCase):
         CONF.set_override('state_wait_timeout', 30, group='dpu_agent')
         task = self.deploying()
         self.client.get_state.side_effect = unreachable()
-        deploy.DPUDeploy().check_convergence(task)
+        self.check(task)
         self.failed.assert_not_called()
         self.now[0] += 30
-        deploy.DPUDeploy().check_convergence(task)
+        self.check(task)
         self.assertIn('no agent listening', self.failed.call_args.args[1])
 
     def test_unbound_vif_waits_then_continues(self):
@@ -297,10 +304,10 @@ class DeployTests(AgentTestCase):
             'generation': 1, 'volumes': [{'volume_id': 'boot',
                                           'state': 'attached'}],
             'vifs': [{'port_id': 'vif-1', 'state': 'pending'}]}}
-        deploy.DPUDeploy().check_convergence(task)
+        self.check(task)
         self.resume.assert_not_called()
         self.now[0] += 30
-        deploy.DPUDeploy().check_convergence(task)
+        self.check(task)
         self.resume.assert_called_once_with(task)
         self.failed.assert_not_called()
 
@@ -308,34 +315,34 @@ class DeployTests(AgentTestCase):
         task = self.deploying()
         task.upgrade_lock.side_effect = lambda **k: setattr(
             task.node, 'provision_state', states.DEPLOYFAIL)
-        deploy.DPUDeploy().check_convergence(task)
+        self.check(task)
         self.resume.assert_not_called()
         self.failed.assert_not_called()
 
-    def test_periodic_locks_only_nodes_with_news(self):
-        # The predicate runs before any lock or node load: a pending agent
-        # costs one get_state; converged, failed or expired nodes are taken.
+    def test_pending_agent_is_not_locked(self):
+        # A pending agent costs one get_state, no lock; converged, failed
+        # or expired nodes are locked.
         CONF.set_override('state_wait_timeout', 30, group='dpu_agent')
         task = self.deploying()
         info = task.node.driver_internal_info
         pending = {'observed': {'generation': 1, 'volumes': [
             {'volume_id': 'boot', 'state': 'pending'}], 'vifs': []}}
         self.client.get_state.return_value = pending
-        self.assertFalse(deploy._due(task.node.uuid, info))
-        self.client.get_state.assert_called_once_with(
-            None, timeout=CONF.dpu_agent.ping_timeout)
+        verdict = deploy._ask(task.node.uuid, info, None, 5)
+        self.client.get_state.assert_called_once_with(None, timeout=5)
+        self.assertFalse(deploy._needs_lock(info, verdict))
         self.client.get_state.return_value = ATTACHED
-        self.assertTrue(deploy._due(task.node.uuid, info))
+        self.assertTrue(deploy._needs_lock(
+            info, deploy._ask(task.node.uuid, info, None, 5)))
         self.client.get_state.return_value = {'observed': {
             'generation': 1, 'volumes': [{'volume_id': 'boot',
                                           'state': 'error'}]}}
-        self.assertTrue(deploy._due(task.node.uuid, info))
+        self.assertTrue(deploy._needs_lock(
+            info, deploy._ask(task.node.uuid, info, None, 5)))
         self.client.get_state.return_value = pending
         self.now[0] += 30
-        self.assertTrue(deploy._due(task.node.uuid, info))
-        self.client.get_state.reset_mock()
-        self.assertFalse(deploy._due(task.node.uuid, {}))
-        self.client.get_state.assert_not_called()
+        self.assertTrue(deploy._needs_lock(
+            info, deploy._ask(task.node.uuid, info, None, 5)))
 
     def test_boot_host_boots_from_disk(self):
         task = self.make_task()
@@ -370,7 +377,7 @@ class DeployTests(AgentTestCase):
 
     def test_periodic_is_registered_for_deploywait(self):
         # Ironic collects an interface's periodics from these attributes.
-        fn = deploy.DPUDeploy._check_dpu_convergence
+        fn = deploy.DPUDeploy()._check_dpu_convergence
         self.assertTrue(getattr(fn, '_is_periodic', False))
         self.assertEqual(CONF.dpu_agent.state_check_interval,
                          fn._periodic_spacing)

@@ -13,10 +13,12 @@
 package sf
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -124,6 +126,43 @@ func (m *Manager) Delete(ctx context.Context, pf, sfnum int) error {
 	if err := m.NL.DevLinkPortDel(port.BusName, port.DeviceName, port.PortIndex); err != nil {
 		return fmt.Errorf("%w: devlink port del %s/%s/%d: %w", errdefs.ErrNetwork, port.BusName, port.DeviceName, port.PortIndex, err)
 	}
+	return nil
+}
+
+// SetVFMAC gives the host VF represented by rep the MAC mac through its
+// devlink port function (hw_addr), so the host's NIC carries the Neutron
+// port's MAC whatever machine it runs on: the host cannot set it itself (it
+// does not own the eswitch). Nothing is sent when the function already has
+// it, so a running host's VF is not touched again.
+func (m *Manager) SetVFMAC(ctx context.Context, rep, mac string) error {
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		return fmt.Errorf("%w: vf mac %q: %w", errdefs.ErrInvalidArgument, mac, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ports, err := m.NL.DevLinkGetAllPortList()
+	if err != nil {
+		return fmt.Errorf("%w: devlink port list: %w", errdefs.ErrNetwork, err)
+	}
+	i := slices.IndexFunc(ports, func(p *netlink.DevlinkPort) bool {
+		return p.NetdeviceName == rep && p.PortFlavour == nl.DEVLINK_PORT_FLAVOUR_PCI_VF
+	})
+	if i < 0 {
+		return fmt.Errorf("%w: no devlink vf port has netdev %s", errdefs.ErrNotFound, rep)
+	}
+	port := ports[i]
+	if port.Fn != nil && bytes.Equal(port.Fn.HwAddr, hw) {
+		return nil
+	}
+	if err := m.NL.DevlinkPortFnSet(port.BusName, port.DeviceName, port.PortIndex, netlink.DevlinkPortFnSetAttrs{
+		FnAttrs: netlink.DevlinkPortFn{HwAddr: hw}, HwAddrValid: true,
+	}); err != nil {
+		return fmt.Errorf("%w: devlink port function set %s/%s/%d hw_addr %s: %w",
+			errdefs.ErrNetwork, port.BusName, port.DeviceName, port.PortIndex, hw, err)
+	}
+	m.Log.Info("set host vf mac", zap.String("representor", rep), zap.String("mac", hw.String()))
 	return nil
 }
 

@@ -10,6 +10,8 @@ PY=/usr/bin/python3          # Debian's python: the pyenv one cannot import iron
 TH_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=tests/lib/rabbit.sh
 . "$TH_REPO/tests/lib/rabbit.sh"
+# shellcheck source=tests/lib/pyinstall.sh
+. "$TH_REPO/tests/lib/pyinstall.sh"
 
 th_log() { printf '[%6.2fs] %s\n' "$(th_elapsed)" "$*" >&2; }
 th_die() { th_log "FATAL: $*"; exit 1; }
@@ -308,8 +310,11 @@ ironic_up() {
   local conf=$IRONIC_DIR/ironic.conf
   $PY /usr/bin/ironic-dbsync --config-file "$conf" create_schema > "$BASE/log/dbsync.out" 2>&1 \
     || { cat "$BASE/log/dbsync.out" >&2; th_die "ironic-dbsync failed"; }
-  th_spawn ironic-conductor env PYTHONPATH="$TH_REPO" $PY /usr/bin/ironic-conductor --config-file "$conf"
-  th_spawn ironic-api env PYTHONPATH="$TH_REPO" $PY /usr/bin/ironic-api --config-file "$conf"
+  # The driver as pip installs it (entry points included), into this run's dir.
+  [ -d "$BASE/site" ] || pyinstall_dpu "$TH_REPO" "$BASE/site" "$BASE/log/pip-install.out" \
+    || th_die "pip install of the ironic_dpu driver failed"
+  th_spawn ironic-conductor env PYTHONPATH="$BASE/site" $PY /usr/bin/ironic-conductor --config-file "$conf"
+  th_spawn ironic-api env PYTHONPATH="$BASE/site" $PY /usr/bin/ironic-api --config-file "$conf"
   local i hosts
   for ((i = 0; i < 600; i++)); do
     hosts=$(curl -sf -H 'X-OpenStack-Ironic-API-Version: latest' "$API/v1/drivers/dpu" 2>/dev/null | jq -r '.hosts | length' 2>/dev/null)

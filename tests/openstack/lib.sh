@@ -15,7 +15,10 @@ OS_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OS_REPO=$(cd "$OS_HERE/../.." && pwd)
 # shellcheck source=tests/lib/rabbit.sh
 . "$OS_REPO/tests/lib/rabbit.sh"
-# Where ironic_dpu/ and its dist-info live (override to test a patched driver).
+# shellcheck source=tests/lib/pyinstall.sh
+. "$OS_REPO/tests/lib/pyinstall.sh"
+# The checkout whose Python distribution (ironic_dpu + the Nova driver) is
+# pip-installed into $BASE/site (override to test a patched driver).
 IRONIC_DPU_ROOT=${IRONIC_DPU_ROOT:-$OS_REPO}
 PGBIN=/usr/lib/postgresql/15/bin
 DPU_HOST=dpu1                  # the DPU's OVN chassis hostname (Neutron binding host)
@@ -514,7 +517,7 @@ nova_conf() {
 host = nova-ironic-1
 transport_url = $TRANSPORT_URL
 # Nova's ironic driver + volume attach/detach/extend through the DPU
-# (nova/virt/ironic_dpu, installed into Nova's tree by nova_driver_install)
+# (nova.virt.ironic_dpu, pip-installed into $BASE/site by driver_install)
 compute_driver = ironic_dpu.IronicDPUDriver
 my_ip = 127.0.0.1
 state_path = $d/state
@@ -645,21 +648,21 @@ schemas() {   # 3 parallel chains (CPU bound); nova's is the long pole
   return $rc
 }
 
-# Nova imports compute drivers from its own package only (compute_driver = X
-# loads nova.virt.X): the out-of-tree driver goes into Debian's nova/virt/ as
-# a symlink to this checkout (re-pointed when another checkout left one).
-NOVA_VIRT=/usr/lib/python3/dist-packages/nova/virt
-nova_driver_install() {
-  local src=$IRONIC_DPU_ROOT/nova/virt/ironic_dpu dst=$NOVA_VIRT/ironic_dpu
-  [ -f "$src/driver.py" ] || { os_log "no Nova driver at $src"; return 1; }
-  if [ -e "$dst" ] && [ ! -L "$dst" ]; then os_log "$dst exists and is not a symlink: not replacing it"; return 1; fi
-  [ "$(readlink "$dst" 2>/dev/null)" = "$src" ] || ln -sfn "$src" "$dst" || return 1
-  $PY -c 'import nova.virt.ironic_dpu' || { os_log "nova.virt.ironic_dpu does not import"; return 1; }
+# The dpu hardware type and the Nova driver as `pip install` lays them out
+# (entry points; nova/virt/ironic_dpu beside the nova namespace portions),
+# into this run's $BASE/site: Nova's tree and the checkout stay untouched.
+driver_install() {
+  [ -d "$BASE/site" ] && return 0
+  pyinstall_dpu "$IRONIC_DPU_ROOT" "$BASE/site" "$BASE/log/pip-install.out" || return 1
+  # (from $BASE: python -c puts the working directory, maybe a checkout, first)
+  local f; f=$(cd "$BASE" && PYTHONPATH=$BASE/site $PY -c 'import nova.virt.ironic_dpu as m; print(m.__file__)')
+  [ "$f" = "$BASE/site/nova/virt/ironic_dpu/__init__.py" ] \
+    || { os_log "nova.virt.ironic_dpu does not import from $BASE/site (${f:-no module})"; return 1; }
 }
 
-# The paste filters (pymod/) for nova and cinder; ironic_dpu + its dist-info.
+# The paste filters (pymod/) for nova and cinder; the pip-installed driver.
 PYPATH_OS() { echo "$OS_HERE/pymod"; }
-PYPATH_IRONIC() { echo "$IRONIC_DPU_ROOT"; }
+PYPATH_DPU() { echo "$BASE/site"; }
 
 services_up() {
   os_spawn neutron-server PYTHONPATH="$(PYPATH_OS)" $PY /usr/bin/neutron-server --config-file "$BASE/neutron/neutron.conf"
@@ -668,16 +671,16 @@ services_up() {
     --wsgi-file /usr/bin/placement-api --master --processes 1 --threads 4 --die-on-term --enable-threads \
     --lazy-apps --env "OS_PLACEMENT_CONFIG_DIR=$BASE/placement" --logto "$BASE/placement/log/uwsgi.log"
   local s
+  driver_install || return 1
   for s in conductor api; do
-    os_spawn "ironic-$s" PYTHONPATH="$(PYPATH_IRONIC)" $PY "/usr/bin/ironic-$s" --config-file "$BASE/ironic/ironic.conf"
+    os_spawn "ironic-$s" PYTHONPATH="$(PYPATH_DPU)" $PY "/usr/bin/ironic-$s" --config-file "$BASE/ironic/ironic.conf"
   done
   for s in api scheduler volume; do
     os_spawn "cinder-$s" PYTHONPATH="$(PYPATH_OS)" $PY "/usr/bin/cinder-$s" --config-file "$BASE/cinder/cinder.conf"
   done
   os_wait 60 placement curl -sf -o /dev/null "$PLACEMENT/" || return 1
-  nova_driver_install || return 1
   for s in api conductor scheduler compute; do
-    os_spawn "nova-$s" PYTHONPATH="$(PYPATH_OS)" $PY "/usr/bin/nova-$s" --config-file "$BASE/nova/nova.conf"
+    os_spawn "nova-$s" PYTHONPATH="$(PYPATH_OS):$(PYPATH_DPU)" $PY "/usr/bin/nova-$s" --config-file "$BASE/nova/nova.conf"
   done
   local i n
   for ((i = 0; i < 1200; i++)); do

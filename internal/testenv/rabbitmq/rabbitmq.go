@@ -26,6 +26,11 @@ const BinDir = "/usr/lib/rabbitmq/bin"
 type Broker struct {
 	Dir  string
 	Port int // AMQP; Port+1 distribution, Port+2 epmd, Port+10..20 CLI
+	// EpmdPort is Port+2, or the first node's for every node of a Cluster
+	// (nodes find each other through one epmd).
+	EpmdPort int
+	// sharedEpmd: the epmd belongs to the cluster, which stops it last.
+	sharedEpmd bool
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -46,7 +51,7 @@ func New(dir string) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Broker{Dir: dir, Port: port}
+	b := &Broker{Dir: dir, Port: port, EpmdPort: port + 2}
 	for _, d := range []string{"home", "mnesia", "log", "etc"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return nil, err
@@ -143,7 +148,7 @@ func (b *Broker) Env() []string {
 		"RABBITMQ_NODE_IP_ADDRESS=127.0.0.1",
 		"RABBITMQ_NODE_PORT=" + strconv.Itoa(b.Port),
 		"RABBITMQ_DIST_PORT=" + strconv.Itoa(b.Port+1),
-		"ERL_EPMD_PORT=" + strconv.Itoa(b.Port+2),
+		"ERL_EPMD_PORT=" + strconv.Itoa(b.EpmdPort),
 		"ERL_EPMD_ADDRESS=127.0.0.1",
 		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}",
 		"RABBITMQ_CTL_DIST_PORT_MIN=" + strconv.Itoa(b.Port+10),
@@ -218,7 +223,13 @@ func (b *Broker) Stop() {
 		b.cmd = nil
 		_ = os.Remove(filepath.Join(b.Dir, "rabbit.pid"))
 	}
-	kill := exec.Command("epmd", "-port", strconv.Itoa(b.Port+2), "-kill")
+	if !b.sharedEpmd {
+		b.killEpmd()
+	}
+}
+
+func (b *Broker) killEpmd() {
+	kill := exec.Command("epmd", "-port", strconv.Itoa(b.EpmdPort), "-kill")
 	kill.Env = b.Env()
 	_ = kill.Run()
 }

@@ -3,8 +3,11 @@ package spdktest
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 )
 
@@ -83,4 +86,46 @@ func LvolExport(id string, sizeMiB int, port string) []RPC {
 		{"nvmf_subsystem_add_ns", map[string]any{"nqn": nqn, "namespace": map[string]any{"bdev_name": "cinder-volumes/volume-" + id, "uuid": id}}},
 		{"nvmf_subsystem_add_listener", map[string]any{"nqn": nqn, "listen_address": map[string]any{"trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": port}}},
 	}
+}
+
+// HungT is SPDK wedged, not dead: a socket that accepts connections and
+// reads requests but never answers, so every call waits its timeout. It
+// returns the socket path (in a short temp dir) and stops in t.Cleanup.
+func HungT(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "spdk-hung")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "spdk.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	var wg sync.WaitGroup
+	wg.Go(func() { // ends when l is closed
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Go(func() { _, _ = io.Copy(io.Discard, c) }) // swallow, never reply; ends when c is closed
+		}
+	})
+	t.Cleanup(func() {
+		_ = l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+		_ = os.RemoveAll(dir)
+	})
+	return sock
 }

@@ -165,6 +165,15 @@ func TestAgentOverOsloMessaging(t *testing.T) {
 			t.Fatalf("/healthz with backends down: %v %v", resp, err)
 		}
 		resp.Body.Close()
+		// /readyz is /healthz's new name; /livez is about the agent's own
+		// loops, which run fine with SPDK and OVSDB down.
+		for path, want := range map[string]int{"/readyz": http.StatusServiceUnavailable, "/livez": http.StatusOK} {
+			resp, err := http.Get("http://" + healthAddr + path)
+			if err != nil || resp.StatusCode != want {
+				t.Fatalf("%s with backends down: %v %v, want %d", path, resp, err, want)
+			}
+			resp.Body.Close()
+		}
 		resp, err = http.Get("http://" + healthAddr + "/metrics")
 		if err != nil {
 			t.Fatal(err)

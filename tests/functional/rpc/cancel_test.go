@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/ironic-dpu/ironic-dpu-agent/rpcapi"
 )
 
@@ -19,8 +22,9 @@ func TestConsumerCancelledByBrokerRecovers(t *testing.T) {
 	var connects atomic.Int32
 	d := rpcapi.NewDispatcher("1.0", "")
 	d.Register("echo", func(ctx context.Context, req *rpcapi.Request) (any, error) { return "ok", nil })
+	core, logs := observer.New(zap.InfoLevel)
 	srv := startServer(t, rpcapi.ServerConfig{Target: rpcapi.Target{Server: "node-cancelled"}, Dispatcher: d,
-		OnConnect: func() { connects.Add(1) }})
+		OnConnect: func() { connects.Add(1) }, Logger: zap.New(core)})
 	c := newClient(t)
 	tgt := rpcapi.Target{Topic: topic, Server: "node-cancelled"}
 	if _, err := c.Call(context.Background(), tgt, "echo", map[string]any{}, rpcapi.CallOptions{Timeout: 5 * time.Second}); err != nil {
@@ -38,4 +42,12 @@ func TestConsumerCancelledByBrokerRecovers(t *testing.T) {
 		_, err := c.Call(context.Background(), tgt, "echo", map[string]any{}, rpcapi.CallOptions{Timeout: time.Second, AtLeastOnce: true})
 		return err == nil
 	})
+	// The log says which queue lost its consumer and on which broker.
+	cancelled := logs.FilterMessage("broker cancelled a consumer; reconnecting").All()
+	if len(cancelled) != 1 {
+		t.Fatalf("%d 'broker cancelled a consumer' lines, want 1", len(cancelled))
+	}
+	if f := cancelled[0].ContextMap(); f["queue"] != srv.ServerQueue() || f["broker"] != broker.Addr() {
+		t.Fatalf("cancelled consumer logged with %v, want queue %s on %s", f, srv.ServerQueue(), broker.Addr())
+	}
 }

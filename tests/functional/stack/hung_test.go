@@ -4,54 +4,14 @@ package stack_test
 
 import (
 	"context"
-	"net"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/osloclient"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk/spdktest"
 )
-
-// hungSPDK is a unix socket that accepts connections and reads requests but
-// never answers: SPDK wedged (not dead), so every call waits its rpc_timeout.
-func hungSPDK(t *testing.T) string {
-	t.Helper()
-	sock := filepath.Join(t.TempDir(), "hung-spdk.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			go func() { _, _ = c.Read(make([]byte, 1<<20)) }() // swallow, never reply
-		}
-	}()
-	t.Cleanup(func() {
-		_ = l.Close()
-		<-done
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-	})
-	return sock
-}
 
 // A hung SPDK stalls neither apply_state nor a NIC hot-plug: storage and
 // network reconcile in their own loops, and plug_vif waits for the network
@@ -60,7 +20,7 @@ func hungSPDK(t *testing.T) string {
 func TestHungSPDKDelaysNeitherApplyStateNorPlugVIF(t *testing.T) {
 	ctx := context.Background()
 	p := startAgentWith(t, map[string]map[string]string{
-		"spdk":    {"rpc_socket": hungSPDK(t), "rpc_timeout": "60s"},
+		"spdk":    {"rpc_socket": spdktest.HungT(t), "rpc_timeout": "60s"},
 		"DEFAULT": {"reconcile_interval": "60s"},
 	})
 	c := pyClient(t)
