@@ -216,10 +216,8 @@ func (c *Client) route(t Target) (exchange, kind, key string, err error) {
 	return exchange, amqp.ExchangeTopic, key, nil
 }
 
-// declareExchange makes sure the exchange exists like an oslo publisher
-// does, on throwaway channels so a 406 cannot close the publish channel;
-// passively first, so a user without the right to create it (a DPU's own
-// broker user) can still publish to it.
+// declareExchange declares like an oslo publisher does, on a throwaway
+// channel so a 406 cannot close the publish channel.
 func (c *Client) declareExchange(sess *session, name, kind string) error {
 	c.mu.Lock()
 	done := c.declared[name]
@@ -232,16 +230,13 @@ func (c *Client) declareExchange(sess *session, name, kind string) error {
 		return fmt.Errorf("open channel: %v: %w", err, errdefs.ErrUnavailable)
 	}
 	defer ch.Close()
-	durableX, autoDelete := durable(c.opts), c.opts.AMQPAutoDelete
 	if kind == amqp.ExchangeFanout {
-		durableX, autoDelete = false, true
+		err = ch.ExchangeDeclare(name, kind, false, true, false, false, nil)
+	} else {
+		err = ch.ExchangeDeclare(name, kind, durable(c.opts), c.opts.AMQPAutoDelete, false, false, nil)
 	}
-	used, err := sess.ensureExchange(ch, c.log, name, kind, durableX, autoDelete)
 	if err != nil {
-		return err
-	}
-	if used != ch {
-		_ = used.Close()
+		return declareErr(c.log, "exchange", name, err)
 	}
 	c.mu.Lock()
 	c.declared[name] = true
