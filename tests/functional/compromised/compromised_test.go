@@ -657,10 +657,19 @@ func TestCompromisedDPU(t *testing.T) {
 	}
 
 	// The conductor's user still drives both agents: A restarted, B as is.
+	// The fanout exchange is gone by then (nobody uses it and it may be
+	// auto-deleted): A, which may not create it, serves without it.
+	if err := cch.ExchangeDelete(fanoutX, false, false); err != nil {
+		t.Fatal(err)
+	}
+	logA := len(pA.Log())
 	if err := pA.Start(); err != nil {
 		t.Fatal(err)
 	}
 	condA := conductor(t, nodeA)
+	if !strings.Contains(pA.Log()[logA:], "not consuming fanout casts") {
+		t.Error("A restarted without the fanout exchange did not say it serves without fanout")
+	}
 	var applied struct{ Generation int }
 	if err := condA.Call(osloclient.Req{Method: "apply_state", Args: map[string]any{"state": map[string]any{
 		"generation": 1, "node_uuid": nodeA, "volumes": []any{}, "vifs": []any{}}}}, &applied); err != nil || applied.Generation != 1 {
