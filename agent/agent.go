@@ -18,6 +18,7 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/liveness"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/logctx"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/nvmeof"
 )
@@ -82,6 +83,9 @@ type Agent struct {
 
 	mu      sync.RWMutex // guards the fields below
 	desired *nodestate.Desired
+	// admission records what admitted desired's generation (nil: unknown,
+	// e.g. a state migrated from schema 1).
+	admission *state.Admission
 	// health is the last background probe of each component (nil = healthy).
 	health map[string]error
 }
@@ -95,10 +99,11 @@ func New(opts Options) (*Agent, error) {
 		return nil, fmt.Errorf("agent: node_uuid %q is not a UUID", opts.NodeUUID)
 	}
 	opts = withDefaults(opts)
-	d, err := opts.Store.Load()
+	loaded, err := opts.Store.Load()
 	if err != nil {
 		return nil, fmt.Errorf("agent: load desired state: %w", err)
 	}
+	d := loaded.Desired
 	// Another node's state (node_uuid changed, state_dir kept) would expose
 	// that node's volumes and ports to this host: touch nothing, say why.
 	if d.NodeUUID != "" && !strings.EqualFold(d.NodeUUID, opts.NodeUUID) {
@@ -106,21 +111,28 @@ func New(opts Options) (*Agent, error) {
 			errdefs.ErrConflict, opts.Store.Path(), d.NodeUUID, opts.NodeUUID)
 	}
 	a := &Agent{
-		opts:    opts,
-		log:     opts.Logger,
-		desired: d,
-		byName:  map[string]*loop{},
+		opts:      opts,
+		log:       opts.Logger,
+		desired:   d,
+		admission: loaded.Admission,
+		byName:    map[string]*loop{},
 	}
 	for _, r := range opts.Reconcilers {
 		var beat *liveness.Beat
 		if opts.Liveness != nil {
 			beat = opts.Liveness.Register("reconcile/" + r.Name())
 		}
-		l := newLoop(r, a.Desired, a.log, opts.RetryBase, opts.Interval, beat)
+		l := newLoop(r, a.snapshot, a.log, opts.RetryBase, opts.Interval, beat)
 		a.loops = append(a.loops, l)
 		a.byName[r.Name()] = l
 	}
-	a.log.Info("desired state loaded", zap.Int64("generation", d.Generation),
+	if len(loaded.Unknown) > 0 {
+		// A newer agent of the same schema major added them; the next
+		// save drops them (README "RPC API", fields from a newer peer).
+		a.log.Warn("ignoring fields of the state file this agent does not know", zap.String("file", opts.Store.Path()),
+			zap.String("schema_version", loaded.Schema), zap.Strings("fields", loaded.Unknown))
+	}
+	a.log.Info("desired state loaded", zap.Int64("generation", d.Generation), zap.String("schema_version", loaded.Schema),
 		zap.Int("volumes", len(d.Volumes)), zap.Int("vifs", len(d.VIFs)))
 	return a, nil
 }
@@ -284,7 +296,7 @@ func (a *Agent) pull(ctx context.Context) bool {
 		return true
 	}
 	a.log.Info("adopting newer desired state from Ironic", zap.Int64("generation", d.Generation), zap.Int64("had", cur.Generation))
-	if _, err := a.ApplyState(ctx, d); err != nil {
+	if _, err := a.ApplyState(WithCaller(ctx, Caller{Method: "ironic"}), d, 0); err != nil {
 		// Invalid recorded state is final: say so, keep ours.
 		a.log.Warn("applying the state pulled from Ironic", zap.Error(err))
 	}
@@ -304,19 +316,36 @@ func (a *Agent) Desired() *nodestate.Desired {
 	return a.desired.Clone()
 }
 
+// snapshot is the desired state and the record of its admission, read
+// together so a reconcile logs the ids of the request behind the
+// generation it applies.
+func (a *Agent) snapshot() (*nodestate.Desired, *state.Admission) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	var adm *state.Admission
+	if a.admission != nil {
+		c := *a.admission
+		adm = &c
+	}
+	return a.desired.Clone(), adm
+}
+
 // View is what get_state and apply_state return.
 type View struct {
 	Desired  *nodestate.Desired `json:"desired"`
 	Observed nodestate.Observed `json:"observed"`
 	// Generation is the desired generation the agent holds (admitted).
 	Generation int64 `json:"generation"`
+	// Admission is what admitted Generation: method, request ids, time
+	// (RPC API 1.1; absent when unknown).
+	Admission *state.Admission `json:"admission,omitempty"`
 }
 
 // State returns the desired and observed state. Only storage's Observe
 // touches a backend (one bdev_get_bdevs for the volumes' sizes, bounded).
 func (a *Agent) State(ctx context.Context) View {
-	d := a.Desired()
-	v := View{Desired: d, Generation: d.Generation, Observed: nodestate.Observed{Volumes: []nodestate.VolumeStatus{}, VIFs: []nodestate.VIFStatus{},
+	d, adm := a.snapshot()
+	v := View{Desired: d, Generation: d.Generation, Admission: adm, Observed: nodestate.Observed{Volumes: []nodestate.VolumeStatus{}, VIFs: []nodestate.VIFStatus{},
 		Components: map[string]nodestate.ComponentObserved{}}}
 	for i, l := range a.loops {
 		l.r.Observe(ctx, &v.Observed)
@@ -334,14 +363,28 @@ func (a *Agent) State(ctx context.Context) View {
 }
 
 // ApplyState replaces the desired state: it validates and persists next,
-// asks every component loop to reconcile, and returns at once with the
-// admitted generation (the observed part may not have converged yet;
-// callers poll get_state until observed.generation reaches it).
-func (a *Agent) ApplyState(ctx context.Context, next *nodestate.Desired) (View, error) {
+// asks every component loop to reconcile, and returns with the admitted
+// generation: at once when wait is 0 (the observed part may not have
+// converged yet; callers poll get_state until observed.generation reaches
+// it), else once every loop reconciled it or wait (at most ItemWait)
+// passed, whichever is first (RPC API 1.1: one call instead of polls).
+func (a *Agent) ApplyState(ctx context.Context, next *nodestate.Desired, wait time.Duration) (View, error) {
 	if err := a.admitState(ctx, next); err != nil {
 		return View{}, err
 	}
-	a.RequestReconcile()
+	tickets := make([]uint64, len(a.loops))
+	for i, l := range a.loops {
+		tickets[i] = l.request()
+	}
+	if wait > 0 {
+		wctx, cancel := context.WithTimeout(ctx, min(wait, a.opts.ItemWait))
+		for i, l := range a.loops {
+			if !l.wait(wctx, tickets[i]) {
+				break // still converging: the caller sees it and may poll
+			}
+		}
+		cancel()
+	}
 	return a.State(ctx), nil
 }
 
@@ -493,13 +536,16 @@ func (a *Agent) admitLocked(ctx context.Context, cur, next *nodestate.Desired) e
 	if next.ConfigDrive != nil {
 		next.ConfigDrive.Data = "" // the image file is the durable copy
 	}
-	if err := a.opts.Store.Save(next); err != nil {
+	c := callerOf(ctx)
+	adm := &state.Admission{Generation: next.Generation, Method: c.Method, RequestID: c.RequestID,
+		GlobalRequestID: c.GlobalRequestID, Time: time.Now().UTC()}
+	if err := a.opts.Store.Save(next, adm); err != nil {
 		return fmt.Errorf("%w: persist desired state: %v", errdefs.ErrUnavailable, err)
 	}
 	a.mu.Lock()
-	a.desired = next
+	a.desired, a.admission = next, adm
 	a.mu.Unlock()
-	a.log.Info("desired state admitted", zap.Int64("generation", next.Generation),
+	logctx.Logger(ctx, a.log).Info("desired state admitted", zap.Int64("generation", next.Generation), zap.String("method", c.Method),
 		zap.Int("volumes", len(next.Volumes)), zap.Int("vifs", len(next.VIFs)))
 	return nil
 }

@@ -138,32 +138,33 @@ func TestInvalidInputChangesNothing(t *testing.T) {
 	badVIF := `{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a02","mac":"fa:16:3e:00:00:02","function":{"pf":0,"vf":3}}`
 	twoBoots := `{"volume_id":"a2d4c6e8-1f3b-4d5a-8c7e-9b0a1c2d3e4f","boot_index":0,"connection_info":{"driver_volume_type":"nvmeof","data":{"target_nqn":"nqn.2010-10.org.openstack:v","portals":[["127.0.0.1",4420,"tcp"]]}}}`
 	cases := map[string][2]string{
-		"bad mac":            {"plug_vif", `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"fa:16:3e:00:00"}}`},
-		"multicast mac":      {"plug_vif", `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"01:16:3e:00:00:01"}}`},
-		"port not uuid":      {"plug_vif", `{"vif":{"port_id":"port-1","mac":"fa:16:3e:00:00:01"}}`},
-		"negative vf":        {"plug_vif", `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"fa:16:3e:00:00:01","function":{"pf":0,"vf":-1}}}`},
-		"huge sf":            {"plug_vif", `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"fa:16:3e:00:00:01","function":{"pf":0,"sf":99999999}}}`},
-		"vf and sf":          {"plug_vif", `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"fa:16:3e:00:00:01","function":{"pf":0,"vf":1,"sf":1}}}`},
-		"unknown field":      {"plug_vif", `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"fa:16:3e:00:00:01","colour":"red"}}`},
-		"unexpected kwarg":   {"plug_vif", `{"vif":` + vif1 + `,"force":true}`},
-		"missing kwarg":      {"plug_vif", `{}`},
-		"wrong type":         {"detach_volume", `{"volume_id":42}`},
-		"bad nqn":            {"attach_volume", `{"volume":{"volume_id":"a2d4c6e8-1f3b-4d5a-8c7e-9b0a1c2d3e4f","connection_info":{"driver_volume_type":"nvmeof","data":{"nqn":"not-an-nqn","target_portal":"127.0.0.1","target_port":4420}}}}`},
-		"port zero":          {"attach_volume", `{"volume":{"volume_id":"a2d4c6e8-1f3b-4d5a-8c7e-9b0a1c2d3e4f","connection_info":{"driver_volume_type":"nvmeof","data":{"nqn":"nqn.2010-10.org.openstack:v","target_portal":"127.0.0.1","target_port":0}}}}`},
-		"port too big":       {"attach_volume", `{"volume":{"volume_id":"a2d4c6e8-1f3b-4d5a-8c7e-9b0a1c2d3e4f","connection_info":{"driver_volume_type":"nvmeof","data":{"target_nqn":"nqn.2010-10.org.openstack:v","portals":[["127.0.0.1",65536,"tcp"]]}}}}`},
-		"unknown transport":  {"attach_volume", `{"volume":{"volume_id":"a2d4c6e8-1f3b-4d5a-8c7e-9b0a1c2d3e4f","connection_info":{"driver_volume_type":"nvmeof","data":{"nqn":"nqn.2010-10.org.openstack:v","target_portal":"127.0.0.1","target_port":4420,"transport_type":"fc"}}}}`},
-		"missing target":     {"attach_volume", `{"volume":{"volume_id":"a2d4c6e8-1f3b-4d5a-8c7e-9b0a1c2d3e4f","connection_info":{"driver_volume_type":"nvmeof","data":{"target_portal":"127.0.0.1","target_port":4420}}}}`},
-		"iscsi":              {"attach_volume", `{"volume":{"volume_id":"a2d4c6e8-1f3b-4d5a-8c7e-9b0a1c2d3e4f","connection_info":{"driver_volume_type":"iscsi","data":{}}}}`},
-		"duplicate boot":     {"apply_state", stateJSON(1, bootVol+","+twoBoots, "")},
-		"duplicate function": {"apply_state", stateJSON(1, "", vif1+","+badVIF)},
-		"other node":         {"apply_state", `{"state":{"generation":1,"node_uuid":"00000000-0000-4000-8000-000000000000","volumes":[],"vifs":[]}}`},
-		"state not object":   {"apply_state", `{"state":[1,2]}`},
-		"zero mac":           {"plug_vif", `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"00:00:00:00:00:00"}}`},
-		"broadcast mac":      {"plug_vif", `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"FF:FF:FF:FF:FF:FF"}}`},
-		"zero mac in state":  {"apply_state", stateJSON(1, "", `{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"00:00:00:00:00:00"}`)},
-		"20000 vifs":         {"apply_state", stateJSON(1, "", manyVIFs(20000))},
-		"65 vifs":            {"apply_state", stateJSON(1, "", manyVIFs(nodestate.DefaultMaxVIFs+1))},
-		"33 volumes":         {"apply_state", stateJSON(1, manyVolumes(nodestate.DefaultMaxVolumes+1), "")},
+		"bad mac":                 {"plug_vif", `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"fa:16:3e:00:00"}}`},
+		"multicast mac":           {"plug_vif", `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"01:16:3e:00:00:01"}}`},
+		"port not uuid":           {"plug_vif", `{"vif":{"port_id":"port-1","mac":"fa:16:3e:00:00:01"}}`},
+		"negative vf":             {"plug_vif", `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"fa:16:3e:00:00:01","function":{"pf":0,"vf":-1}}}`},
+		"huge sf":                 {"plug_vif", `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"fa:16:3e:00:00:01","function":{"pf":0,"sf":99999999}}}`},
+		"vf and sf":               {"plug_vif", `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"fa:16:3e:00:00:01","function":{"pf":0,"vf":1,"sf":1}}}`},
+		"known field, wrong type": {"plug_vif", `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"fa:16:3e:00:00:01","mtu":"big"}}`},
+		"negative wait":           {"apply_state", `{"state":{"generation":1,"volumes":[],"vifs":[]},"wait":-1}`},
+		"wait not a number":       {"apply_state", `{"state":{"generation":1,"volumes":[],"vifs":[]},"wait":"soon"}`},
+		"missing kwarg":           {"plug_vif", `{}`},
+		"wrong type":              {"detach_volume", `{"volume_id":42}`},
+		"bad nqn":                 {"attach_volume", `{"volume":{"volume_id":"a2d4c6e8-1f3b-4d5a-8c7e-9b0a1c2d3e4f","connection_info":{"driver_volume_type":"nvmeof","data":{"nqn":"not-an-nqn","target_portal":"127.0.0.1","target_port":4420}}}}`},
+		"port zero":               {"attach_volume", `{"volume":{"volume_id":"a2d4c6e8-1f3b-4d5a-8c7e-9b0a1c2d3e4f","connection_info":{"driver_volume_type":"nvmeof","data":{"nqn":"nqn.2010-10.org.openstack:v","target_portal":"127.0.0.1","target_port":0}}}}`},
+		"port too big":            {"attach_volume", `{"volume":{"volume_id":"a2d4c6e8-1f3b-4d5a-8c7e-9b0a1c2d3e4f","connection_info":{"driver_volume_type":"nvmeof","data":{"target_nqn":"nqn.2010-10.org.openstack:v","portals":[["127.0.0.1",65536,"tcp"]]}}}}`},
+		"unknown transport":       {"attach_volume", `{"volume":{"volume_id":"a2d4c6e8-1f3b-4d5a-8c7e-9b0a1c2d3e4f","connection_info":{"driver_volume_type":"nvmeof","data":{"nqn":"nqn.2010-10.org.openstack:v","target_portal":"127.0.0.1","target_port":4420,"transport_type":"fc"}}}}`},
+		"missing target":          {"attach_volume", `{"volume":{"volume_id":"a2d4c6e8-1f3b-4d5a-8c7e-9b0a1c2d3e4f","connection_info":{"driver_volume_type":"nvmeof","data":{"target_portal":"127.0.0.1","target_port":4420}}}}`},
+		"iscsi":                   {"attach_volume", `{"volume":{"volume_id":"a2d4c6e8-1f3b-4d5a-8c7e-9b0a1c2d3e4f","connection_info":{"driver_volume_type":"iscsi","data":{}}}}`},
+		"duplicate boot":          {"apply_state", stateJSON(1, bootVol+","+twoBoots, "")},
+		"duplicate function":      {"apply_state", stateJSON(1, "", vif1+","+badVIF)},
+		"other node":              {"apply_state", `{"state":{"generation":1,"node_uuid":"00000000-0000-4000-8000-000000000000","volumes":[],"vifs":[]}}`},
+		"state not object":        {"apply_state", `{"state":[1,2]}`},
+		"zero mac":                {"plug_vif", `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"00:00:00:00:00:00"}}`},
+		"broadcast mac":           {"plug_vif", `{"vif":{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"FF:FF:FF:FF:FF:FF"}}`},
+		"zero mac in state":       {"apply_state", stateJSON(1, "", `{"port_id":"0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01","mac":"00:00:00:00:00:00"}`)},
+		"20000 vifs":              {"apply_state", stateJSON(1, "", manyVIFs(20000))},
+		"65 vifs":                 {"apply_state", stateJSON(1, "", manyVIFs(nodestate.DefaultMaxVIFs+1))},
+		"33 volumes":              {"apply_state", stateJSON(1, manyVolumes(nodestate.DefaultMaxVolumes+1), "")},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -316,7 +317,7 @@ func TestReconcileErrorIsClassifiedAndStateKept(t *testing.T) {
 func seeded(t *testing.T) *state.Store {
 	t.Helper()
 	st, _ := state.NewStore(t.TempDir())
-	if err := st.Save(&nodestate.Desired{Generation: 1, NodeUUID: node, Volumes: []nodestate.Volume{}, VIFs: []nodestate.VIF{}}); err != nil {
+	if err := st.Save(&nodestate.Desired{Generation: 1, NodeUUID: node, Volumes: []nodestate.Volume{}, VIFs: []nodestate.VIF{}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	return st
@@ -376,14 +377,11 @@ func TestStatusReportsComponentHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := res.(agent.Status)
-	if st.NodeUUID != node || st.RPCAPIVersion != "1.0" || st.Driver != "sim" || st.Healthy {
+	if st.NodeUUID != node || st.RPCAPIVersion != "1.1" || st.Driver != "sim" || st.Healthy {
 		t.Fatalf("status %+v", st)
 	}
 	if !st.Components["rpc"].Healthy || st.Components["network"].Healthy || st.Components["network"].Detail == "" {
 		t.Fatalf("components %+v", st.Components)
-	}
-	if _, err := call(t, a, "get_status", `{"verbose":true}`); !errors.Is(err, errdefs.ErrInvalidArgument) {
-		t.Fatalf("unexpected kwarg accepted: %v", err)
 	}
 }
 
@@ -422,8 +420,8 @@ func TestRunAdoptsNewerStateFromIronic(t *testing.T) {
 		t.Fatalf("adopted state %+v", d)
 	}
 	// Persisted, like any other admitted state.
-	if got, _ := st.Load(); got.Generation != 9 {
-		t.Fatalf("pulled state not persisted: %d", got.Generation)
+	if got, _ := st.Load(); got.Desired.Generation != 9 || got.Admission == nil || got.Admission.Method != "ironic" {
+		t.Fatalf("pulled state not persisted: %+v %+v", got.Desired, got.Admission)
 	}
 }
 

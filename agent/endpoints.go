@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,7 +10,11 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/jsonx"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/logctx"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/version"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
@@ -19,7 +22,8 @@ import (
 // Method is one RPC endpoint method: oslo keyword arguments in, JSON-able out.
 type Method func(ctx context.Context, args map[string]json.RawMessage) (any, error)
 
-// Methods returns the RPC API 1.0 endpoint methods by name.
+// Methods returns the endpoint methods of RPC API version.RPCAPIVersion by
+// name (README "RPC API" has each method's history).
 func (a *Agent) Methods() map[string]Method {
 	return map[string]Method{
 		"get_status":    a.rpcGetStatus,
@@ -32,23 +36,28 @@ func (a *Agent) Methods() map[string]Method {
 	}
 }
 
-// kwargs checks that args has exactly the named keyword arguments, like a
-// Python signature would, and decodes each into its target.
-func kwargs(method string, args map[string]json.RawMessage, names map[string]any) error {
-	return kwargsOpt(method, args, names, nil)
+// kwargs checks that args has the named keyword arguments, like a Python
+// signature would, and decodes each into its target.
+func (a *Agent) kwargs(ctx context.Context, method string, args map[string]json.RawMessage, names map[string]any) error {
+	return a.kwargsOpt(ctx, method, args, names, nil)
 }
 
 // kwargsOpt is kwargs with optional keyword arguments too: an optional one
-// that is absent leaves its target alone.
-func kwargsOpt(method string, args map[string]json.RawMessage, names, optional map[string]any) error {
+// that is absent leaves its target alone. Arguments and fields this agent
+// does not know are ignored and logged, not refused: the dispatcher has
+// already refused a call of a newer API version than the agent serves, so
+// they come from a newer peer of a compatible version and are additive by
+// the API's policy (README "RPC API"). Known fields stay strictly typed.
+func (a *Agent) kwargsOpt(ctx context.Context, method string, args map[string]json.RawMessage, names, optional map[string]any) error {
 	all := maps.Clone(names)
 	if all == nil {
 		all = map[string]any{}
 	}
 	maps.Copy(all, optional)
+	var unknown []string
 	for k := range args {
 		if _, ok := all[k]; !ok {
-			return fmt.Errorf("%w: %s() got an unexpected keyword argument '%s'", errdefs.ErrInvalidArgument, method, k)
+			unknown = append(unknown, k)
 		}
 	}
 	keys := slices.Sorted(maps.Keys(all))
@@ -61,12 +70,19 @@ func kwargsOpt(method string, args map[string]json.RawMessage, names, optional m
 		if !ok {
 			return fmt.Errorf("%w: %s() missing required argument '%s'", errdefs.ErrInvalidArgument, method, k)
 		}
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.UseNumber()
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(all[k]); err != nil {
+		unk, err := jsonx.Decode(raw, all[k])
+		if err != nil {
 			return fmt.Errorf("%w: %s(): argument '%s': %s", errdefs.ErrInvalidArgument, method, k, decodeMsg(err))
 		}
+		for _, u := range unk {
+			unknown = append(unknown, k+"."+u)
+		}
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		logctx.Logger(ctx, a.log).Warn("ignoring arguments this agent does not know (from a newer peer)",
+			zap.String("method", method), zap.String("version", callerOf(ctx).Version),
+			zap.String("agent_version", version.RPCAPIVersion), zap.Strings("fields", unknown))
 	}
 	return nil
 }
@@ -78,6 +94,10 @@ func decodeMsg(err error) string {
 	}
 	return strings.TrimPrefix(err.Error(), "json: ")
 }
+
+// maxWaitSeconds bounds apply_state's wait argument; the agent waits at
+// most its item_wait anyway.
+const maxWaitSeconds = 3600
 
 // Status is get_status's result.
 type Status struct {
@@ -165,14 +185,14 @@ func (a *Agent) Status(ctx context.Context) Status {
 }
 
 func (a *Agent) rpcGetStatus(ctx context.Context, args map[string]json.RawMessage) (any, error) {
-	if err := kwargs("get_status", args, nil); err != nil {
+	if err := a.kwargs(ctx, "get_status", args, nil); err != nil {
 		return nil, err
 	}
 	return a.Status(ctx), nil
 }
 
 func (a *Agent) rpcGetState(ctx context.Context, args map[string]json.RawMessage) (any, error) {
-	if err := kwargs("get_state", args, nil); err != nil {
+	if err := a.kwargs(ctx, "get_state", args, nil); err != nil {
 		return nil, err
 	}
 	return a.State(ctx), nil
@@ -180,10 +200,18 @@ func (a *Agent) rpcGetState(ctx context.Context, args map[string]json.RawMessage
 
 func (a *Agent) rpcApplyState(ctx context.Context, args map[string]json.RawMessage) (any, error) {
 	var d nodestate.Desired
-	if err := kwargs("apply_state", args, map[string]any{"state": &d}); err != nil {
+	var wait *float64 // seconds (API 1.1)
+	if err := a.kwargsOpt(ctx, "apply_state", args, map[string]any{"state": &d}, map[string]any{"wait": &wait}); err != nil {
 		return nil, err
 	}
-	v, err := a.ApplyState(ctx, &d)
+	var w time.Duration
+	if wait != nil {
+		if *wait < 0 || *wait > maxWaitSeconds {
+			return nil, fmt.Errorf("%w: apply_state(): wait must be 0 to %d seconds, not %v", errdefs.ErrInvalidArgument, maxWaitSeconds, *wait)
+		}
+		w = time.Duration(*wait * float64(time.Second))
+	}
+	v, err := a.ApplyState(ctx, &d, w)
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +221,7 @@ func (a *Agent) rpcApplyState(ctx context.Context, args map[string]json.RawMessa
 func (a *Agent) rpcAttachVolume(ctx context.Context, args map[string]json.RawMessage) (any, error) {
 	var v nodestate.Volume
 	var expected *int64
-	if err := kwargsOpt("attach_volume", args, map[string]any{"volume": &v}, map[string]any{"expected_generation": &expected}); err != nil {
+	if err := a.kwargsOpt(ctx, "attach_volume", args, map[string]any{"volume": &v}, map[string]any{"expected_generation": &expected}); err != nil {
 		return nil, err
 	}
 	return a.AttachVolume(ctx, v, expected)
@@ -202,7 +230,7 @@ func (a *Agent) rpcAttachVolume(ctx context.Context, args map[string]json.RawMes
 func (a *Agent) rpcDetachVolume(ctx context.Context, args map[string]json.RawMessage) (any, error) {
 	var id string
 	var expected *int64
-	if err := kwargsOpt("detach_volume", args, map[string]any{"volume_id": &id}, map[string]any{"expected_generation": &expected}); err != nil {
+	if err := a.kwargsOpt(ctx, "detach_volume", args, map[string]any{"volume_id": &id}, map[string]any{"expected_generation": &expected}); err != nil {
 		return nil, err
 	}
 	return a.DetachVolume(ctx, id, expected)
@@ -211,7 +239,7 @@ func (a *Agent) rpcDetachVolume(ctx context.Context, args map[string]json.RawMes
 func (a *Agent) rpcPlugVIF(ctx context.Context, args map[string]json.RawMessage) (any, error) {
 	var v nodestate.VIF
 	var expected *int64
-	if err := kwargsOpt("plug_vif", args, map[string]any{"vif": &v}, map[string]any{"expected_generation": &expected}); err != nil {
+	if err := a.kwargsOpt(ctx, "plug_vif", args, map[string]any{"vif": &v}, map[string]any{"expected_generation": &expected}); err != nil {
 		return nil, err
 	}
 	return a.PlugVIF(ctx, v, expected)
@@ -220,7 +248,7 @@ func (a *Agent) rpcPlugVIF(ctx context.Context, args map[string]json.RawMessage)
 func (a *Agent) rpcUnplugVIF(ctx context.Context, args map[string]json.RawMessage) (any, error) {
 	var id string
 	var expected *int64
-	if err := kwargsOpt("unplug_vif", args, map[string]any{"port_id": &id}, map[string]any{"expected_generation": &expected}); err != nil {
+	if err := a.kwargsOpt(ctx, "unplug_vif", args, map[string]any{"port_id": &id}, map[string]any{"expected_generation": &expected}); err != nil {
 		return nil, err
 	}
 	return a.UnplugVIF(ctx, id, expected)

@@ -8,8 +8,10 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/ironic-dpu/ironic-dpu-agent/agent/state"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/backoff"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/liveness"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/logctx"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
@@ -17,8 +19,9 @@ import (
 // goroutine, so a hung SPDK never holds up an OVSDB plug (and the reverse),
 // and retries a failed reconcile with backoff without waiting for a trigger.
 type loop struct {
-	r       Reconciler
-	desired func() *nodestate.Desired
+	r Reconciler
+	// desired is the state to reconcile and the record of what admitted it.
+	desired func() (*nodestate.Desired, *state.Admission)
 	log     *zap.Logger
 	base    time.Duration // first retry delay
 	max     time.Duration // retry delay cap (the reconcile period)
@@ -38,7 +41,7 @@ type loop struct {
 	loopStatus                    // the record status() copies
 }
 
-func newLoop(r Reconciler, desired func() *nodestate.Desired, log *zap.Logger, base, max time.Duration, beat *liveness.Beat) *loop {
+func newLoop(r Reconciler, desired func() (*nodestate.Desired, *state.Admission), log *zap.Logger, base, max time.Duration, beat *liveness.Beat) *loop {
 	return &loop{r: r, desired: desired, log: log.With(zap.String("component", r.Name())), base: base, max: max,
 		beat: beat, kick: make(chan struct{}, 1), done: make(chan struct{})}
 }
@@ -93,9 +96,9 @@ func (l *loop) run(ctx context.Context) {
 		case <-retry.C:
 		}
 		retry.Stop()
-		if err := l.once(ctx); err != nil && ctx.Err() == nil {
+		if log, err := l.once(ctx); err != nil && ctx.Err() == nil {
 			d := l.backoff()
-			l.log.Warn("reconcile incomplete; retrying", zap.Duration("in", d), zap.Error(err))
+			log.Warn("reconcile incomplete; retrying", zap.Duration("in", d), zap.Error(err))
 			retry.Reset(d)
 		}
 	}
@@ -120,23 +123,29 @@ func (l *loop) backoff() time.Duration {
 // minRetry keeps a hint in the past from spinning the loop.
 const minRetry = 10 * time.Millisecond
 
-// once runs one reconcile against the current desired state and records it.
-func (l *loop) once(ctx context.Context) error {
+// once runs one reconcile against the current desired state and records
+// it. It returns the logger of the run: the ids of the request that
+// admitted the generation go into every line the reconcile logs (through
+// ctx: storage, network, drivers) so one request can be followed from the
+// conductor to the SPDK and OVSDB changes it made.
+func (l *loop) once(ctx context.Context) (*zap.Logger, error) {
 	l.mu.Lock()
 	covers := l.reqSeq
 	l.mu.Unlock()
-	d := l.desired()
+	d, adm := l.desired()
+	fields := admissionFields(adm)
+	log := l.log.With(fields...)
 	var err error
 	start := time.Now()
 	if d.Generation == 0 {
 		// Generation 0 means "never told" (admitted states start at 1), not
 		// "nothing": leave whatever the DPU holds alone until a desired state
 		// arrives over RPC or from Ironic.
-		l.log.Info("no desired state yet; leaving the DPU as it is")
+		log.Info("no desired state yet; leaving the DPU as it is")
 	} else {
-		err = l.r.Reconcile(ctx, d)
+		err = l.r.Reconcile(logctx.With(ctx, fields...), d)
 		if ctx.Err() != nil {
-			return nil // stopping: the run did not complete
+			return log, nil // stopping: the run did not complete
 		}
 	}
 	l.mu.Lock()
@@ -154,8 +163,8 @@ func (l *loop) once(ctx context.Context) error {
 	close(l.done)
 	l.done = make(chan struct{})
 	l.mu.Unlock()
-	l.log.Debug("reconciled", zap.Int64("generation", d.Generation), zap.Duration("took", time.Since(start)), zap.Error(err))
-	return err
+	log.Debug("reconciled", zap.Int64("generation", d.Generation), zap.Duration("took", time.Since(start)), zap.Error(err))
+	return log, err
 }
 
 // loopStatus is a loop's record of its last completed run.

@@ -6,15 +6,10 @@ package config
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"reflect"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
-
-	"gopkg.in/ini.v1"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
@@ -50,18 +45,19 @@ type DefaultOpts struct {
 // RabbitOpts is [oslo_messaging_rabbit]; names and defaults are oslo.messaging 14's.
 type RabbitOpts struct {
 	AMQPDurableQueues        bool    `ini:"amqp_durable_queues" default:"false" help:"Use durable queues and exchanges (oslo amqp_durable_queues)."`
-	AMQPAutoDelete           bool    `ini:"amqp_auto_delete" default:"false" help:"Auto-delete queues and exchanges (oslo amqp_auto_delete)."`
+	AMQPAutoDelete           bool    `ini:"amqp_auto_delete" deprecated:"DEFAULT/amqp_auto_delete" default:"false" help:"Auto-delete queues and exchanges (oslo amqp_auto_delete)."`
 	RabbitQuorumQueue        bool    `ini:"rabbit_quorum_queue" default:"false" help:"Declare the server queues as quorum queues (implies durable)."`
-	RabbitHAQueues           bool    `ini:"rabbit_ha_queues" default:"false" help:"Add x-ha-policy=all to the queues (classic mirrored queues)."`
+	RabbitHAQueues           bool    `ini:"rabbit_ha_queues" deprecated:"DEFAULT/rabbit_ha_queues" default:"false" help:"Add x-ha-policy=all to the queues (classic mirrored queues)."`
 	RabbitTransientQueuesTTL int     `ini:"rabbit_transient_queues_ttl" default:"1800" help:"x-expires (seconds) of the fanout and reply queues; 0 disables it."`
-	SSL                      bool    `ini:"ssl" default:"false" help:"Connect over TLS (amqps)."`
-	SSLCAFile                string  `ini:"ssl_ca_file" default:"" help:"CA bundle to verify the broker."`
-	SSLCertFile              string  `ini:"ssl_cert_file" default:"" help:"Client certificate for TLS."`
-	SSLKeyFile               string  `ini:"ssl_key_file" default:"" help:"Client key for TLS."`
+	SSL                      bool    `ini:"ssl" deprecated:"rabbit_use_ssl" default:"false" help:"Connect over TLS (amqps)."`
+	SSLVersion               string  `ini:"ssl_version" deprecated:"kombu_ssl_version" default:"" help:"TLS protocol, oslo's spellings: empty or SSLv23 negotiates (TLS 1.2 or newer here), TLSv1_2 pins TLS 1.2. TLSv1, TLSv1_1, SSLv2 and SSLv3 are refused: the agent speaks no TLS below 1.2."`
+	SSLCAFile                string  `ini:"ssl_ca_file" deprecated:"kombu_ssl_ca_certs" default:"" help:"CA bundle to verify the broker."`
+	SSLCertFile              string  `ini:"ssl_cert_file" deprecated:"kombu_ssl_certfile" default:"" help:"Client certificate for TLS."`
+	SSLKeyFile               string  `ini:"ssl_key_file" deprecated:"kombu_ssl_keyfile" default:"" help:"Client key for TLS."`
 	SSLEnforceHostname       bool    `ini:"ssl_enforce_hostname_verification" default:"false" help:"Verify the broker's certificate host name."`
 	HeartbeatTimeout         int     `ini:"heartbeat_timeout_threshold" default:"60" help:"AMQP heartbeat timeout in seconds (0 disables heartbeats)."`
 	RetryInterval            float64 `ini:"rabbit_retry_interval" default:"1" help:"Seconds before the first reconnect attempt."`
-	RetryBackoff             float64 `ini:"rabbit_retry_backoff" default:"2" help:"Seconds added to the reconnect delay after each failure (jittered)."`
+	RetryBackoff             float64 `ini:"rabbit_retry_backoff" deprecated:"DEFAULT/rabbit_retry_backoff" default:"2" help:"Seconds added to the reconnect delay after each failure (jittered)."`
 	IntervalMax              float64 `ini:"rabbit_interval_max" default:"30" help:"Upper bound of the reconnect delay in seconds."`
 	KombuFailoverStrategy    string  `ini:"kombu_failover_strategy" default:"round-robin" help:"How the next broker of a multi-host transport_url is chosen when the current one is lost: round-robin (the next in the list) or shuffle (a random one each time). As in oslo.messaging, the list is shuffled once per connection first, so a fleet spreads over the brokers instead of all starting on the first."`
 	QosPrefetchCount         int     `ini:"rabbit_qos_prefetch_count" default:"8" help:"AMQP basic.qos prefetch count of each consumer: how many requests the broker pushes before they are taken. Bounds the agent's memory under a flood (each request may be up to [agent] max_message_bytes). oslo's default is 0 (unlimited); 0 here means unlimited too."`
@@ -87,7 +83,10 @@ type DPUOpts struct {
 
 // OVSOpts is [ovs]; names follow Neutron's.
 type OVSOpts struct {
-	OVSDBConnection   string        `ini:"ovsdb_connection" default:"unix:/var/run/openvswitch/db.sock" help:"OVSDB server of the DPU's Open vSwitch."`
+	OVSDBConnection   string        `ini:"ovsdb_connection" default:"unix:/var/run/openvswitch/db.sock" help:"OVSDB server of the DPU's Open vSwitch: unix:PATH, tcp:HOST:PORT or ssl:HOST:PORT (IPv6 as [ADDR])."`
+	SSLKeyFile        string        `ini:"ssl_key_file" default:"" help:"Private key (PEM) the agent presents to an ssl: ovsdb_connection, as Neutron's OVS agent names it (ovs-vsctl/ovn-controller: --private-key). Required with ssl:."`
+	SSLCertFile       string        `ini:"ssl_cert_file" default:"" help:"Certificate (PEM) for ssl_key_file (ovn-controller: --certificate). Required with ssl:."`
+	SSLCACertFile     string        `ini:"ssl_ca_cert_file" default:"" help:"CA certificate(s) (PEM) the OVSDB server's certificate must chain to (ovn-controller: --ca-cert); as in OVS, the host name is not checked. Required with ssl:."`
 	IntegrationBridge string        `ini:"integration_bridge" default:"br-int" help:"The OVN integration bridge."`
 	BindTimeout       time.Duration `ini:"bind_timeout" default:"10s" help:"How long plug_vif waits for ovn-installed before answering pending."`
 	SysfsRoot         string        `ini:"sysfs_root" default:"/sys" help:"Root of sysfs for representor lookup (tests use a fake tree)."`
@@ -142,52 +141,6 @@ func Defaults() *Config {
 	return c
 }
 
-// Load reads files (in order, later wins) then every *.conf in dirs.
-func Load(files []string, dirs []string) (*Config, error) {
-	var sources []any
-	for _, f := range files {
-		if _, err := os.Stat(f); err != nil {
-			return nil, fmt.Errorf("config file %s: %w", f, err)
-		}
-		sources = append(sources, f)
-	}
-	for _, d := range dirs {
-		matches, err := filepath.Glob(filepath.Join(d, "*.conf"))
-		if err != nil {
-			return nil, err
-		}
-		if st, err := os.Stat(d); err != nil || !st.IsDir() {
-			return nil, fmt.Errorf("config dir %s: not a directory", d)
-		}
-		sort.Strings(matches)
-		for _, m := range matches {
-			sources = append(sources, m)
-		}
-	}
-	c := Defaults()
-	if len(sources) == 0 {
-		return c, nil
-	}
-	f, err := ini.LoadSources(ini.LoadOptions{IgnoreInlineComment: true, Insensitive: false}, sources[0], sources[1:]...)
-	if err != nil {
-		return nil, fmt.Errorf("parse config: %w", err)
-	}
-	err = walk(c, func(fl field) error {
-		sec, err := f.GetSection(fl.group)
-		if err != nil || !sec.HasKey(fl.name) {
-			return nil
-		}
-		if err := fl.set(strings.TrimSpace(sec.Key(fl.name).String())); err != nil {
-			return fmt.Errorf("[%s] %s: %w", fl.group, fl.name, err)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
-}
-
 // Validate checks what the agent cannot run without.
 func (c *Config) Validate() error {
 	var errs []error
@@ -227,13 +180,17 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("[storage] multipath %q must be multipath or failover", c.Storage.Multipath))
 	}
 	errs = append(errs, c.NVMf.validate(c.DPU.Driver)...)
+	errs = append(errs, c.validateTLS()...)
 	return errors.Join(errs...)
 }
 
 type field struct {
 	group, name, def, help string
 	secret                 bool
-	v                      reflect.Value
+	// deprecated are older names oslo still reads for this option, newest
+	// first (tag deprecated:"name,group/name"; a bare name is in group).
+	deprecated []optKey
+	v          reflect.Value
 }
 
 func (f field) set(s string) error {
@@ -302,7 +259,8 @@ func walk(c *Config, fn func(field) error) error {
 		for j := 0; j < st.NumField(); j++ {
 			sf := st.Field(j)
 			f := field{group: group, name: sf.Tag.Get("ini"), def: sf.Tag.Get("default"),
-				help: sf.Tag.Get("help"), secret: sf.Tag.Get("secret") == "true", v: sv.Field(j)}
+				help: sf.Tag.Get("help"), secret: sf.Tag.Get("secret") == "true", v: sv.Field(j),
+				deprecated: parseDeprecated(group, sf.Tag.Get("deprecated"))}
 			if err := fn(f); err != nil {
 				return err
 			}

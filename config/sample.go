@@ -17,6 +17,9 @@ func Sample() string {
 			fmt.Fprintf(&b, "\n[%s]\n", group)
 		}
 		fmt.Fprintf(&b, "\n# %s", wrap(f.help, 76))
+		for _, d := range f.deprecated {
+			fmt.Fprintf(&b, "\n# Deprecated name (still read, with a warning): %s", d)
+		}
 		fmt.Fprintf(&b, "\n# (%s) default: %q\n#%s = %s\n", typeName(f.v.Type().String()), f.def, f.name, f.def)
 		return nil
 	})

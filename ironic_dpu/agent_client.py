@@ -8,6 +8,12 @@ Differences from Ironic's client, on purpose:
   waiting out the timeout;
 * a sanitised dict context: request ids only, never tokens;
 * no serializer: arguments are plain JSON dicts, not Ironic objects.
+
+Versions (README "RPC API"): each call goes at the lowest API version that
+carries what it sends, never above [dpu_agent] rpc_version_cap (oslo's
+version_cap: the pin_release_version habit while older agents remain). An
+agent older than the call answers UnsupportedVersion before doing anything:
+calls with a fallback retry in the older form, the rest fail saying so.
 """
 import threading
 
@@ -22,7 +28,12 @@ from ironic_dpu import exception
 
 LOG = log.getLogger(__name__)
 
-RPC_API_VERSION = '1.0'
+# The newest agent API this driver speaks. 1.0: d75592a. 1.1: apply_state
+# takes wait (seconds to wait for convergence before answering); answers
+# carry the admission record; unknown fields are ignored and logged.
+RPC_API_VERSION = '1.1'
+BASE_VERSION = '1.0'
+APPLY_WAIT_VERSION = '1.1'
 ALLOWED_EXMODS = ['ironic.common.exception']
 
 # One transport (one AMQP connection pool and one reply queue) per conductor
@@ -66,27 +77,42 @@ class AgentClient(object):
         self._transport = transport
         self.target = messaging.Target(
             exchange=CONF.dpu_agent.exchange, topic=CONF.dpu_agent.topic,
-            server=node_uuid, version=RPC_API_VERSION)
+            server=node_uuid, version=BASE_VERSION)
+        self.version_cap = CONF.dpu_agent.rpc_version_cap or RPC_API_VERSION
 
-    def _client(self, timeout=None):
+    def can_send_version(self, version):
+        """Whether [dpu_agent] rpc_version_cap allows a call at version
+        (oslo's rule: same major, minor not above the cap's)."""
+        cap = [int(x) for x in self.version_cap.split('.')]
+        want = [int(x) for x in version.split('.')]
+        return cap[0] == want[0] and want[1:] <= cap[1:]
+
+    def _client(self, timeout=None, version=BASE_VERSION):
         transport = self._transport or get_transport()
         client = messaging.get_rpc_client(
-            transport, self.target,
+            transport, self.target, version_cap=self.version_cap,
             transport_options=messaging.TransportOptions(at_least_once=True))
         cm = CONF.dpu_agent.call_monitor_timeout or None
         retry = CONF.dpu_agent.retry
-        return client.prepare(timeout=timeout or CONF.dpu_agent.timeout,
+        return client.prepare(version=version,
+                              timeout=timeout or CONF.dpu_agent.timeout,
                               call_monitor_timeout=cm,
                               retry=None if retry < 0 else retry)
 
-    def call(self, context, method, timeout=None, **kwargs):
+    def call(self, context, method, timeout=None, version=BASE_VERSION,
+             **kwargs):
         try:
-            return self._client(timeout).call(sanitised_context(context),
-                                              method, **kwargs)
+            return self._client(timeout, version).call(
+                sanitised_context(context), method, **kwargs)
         except Exception as exc:
-            raise self._translate(method, exc, timeout) from exc
+            raise self._translate(method, exc, timeout, version) from exc
 
-    def _translate(self, method, exc, timeout=None):
+    def _translate(self, method, exc, timeout=None, version=BASE_VERSION):
+        # The agent's exception class: oslo rebuilds allowed modules' as
+        # <class>_Remote, others (oslo's dispatcher errors from the Go
+        # agent) arrive as RemoteError naming it.
+        remote_class = (exc.exc_type if isinstance(exc, messaging.RemoteError)
+                        else type(exc).__name__.replace('_Remote', ''))
         where = {'node': self.node_uuid, 'exchange': self.target.exchange,
                  'topic': '%s.%s' % (self.target.topic, self.node_uuid)}
         if isinstance(exc, messaging.MessageUndeliverable):
@@ -102,18 +128,18 @@ class AgentClient(object):
             err = exception.DPUAgentUnreachable(
                 reason='message broker unavailable', error=str(exc),
                 **where)
-        elif (isinstance(exc, messaging.RemoteError)
-              and exc.exc_type in ('NoSuchMethod', 'UnsupportedVersion')):
+        elif remote_class in ('NoSuchMethod', 'UnsupportedVersion'):
             err = exception.DPUAgentError(
                 node=self.node_uuid, method=method,
-                error='the agent does not support it (%s; driver speaks '
-                      'RPC API %s): %s' % (exc.exc_type, RPC_API_VERSION,
-                                           exc.value))
+                error='the agent does not support it (%s; called at RPC API '
+                      '%s, driver speaks up to %s, rpc_version_cap %s): %s'
+                      % (remote_class, version, RPC_API_VERSION,
+                         self.version_cap, getattr(exc, 'value', exc)))
         else:
             err = exception.DPUAgentError(node=self.node_uuid, method=method,
                                           error=_remote_message(exc))
         # Kept so callers can tell the agent's class (e.g. Conflict).
-        err.remote_class = type(exc).__name__.replace('_Remote', '')
+        err.remote_class = remote_class
         LOG.warning('%s', err)
         return err
 
@@ -129,9 +155,27 @@ class AgentClient(object):
     def get_state(self, context, timeout=None):
         return self.call(context, 'get_state', timeout=timeout)
 
-    def apply_state(self, context, state):
-        """Admit state; the agent answers at once with the admitted
-        generation (poll get_state for convergence)."""
+    def apply_state(self, context, state, wait=None):
+        """Admit state; the agent answers with the admitted generation.
+
+        wait (seconds, API 1.1): the agent answers once it converged on it,
+        or after wait; one call instead of get_state polls. Sent only when
+        rpc_version_cap allows 1.1; an older agent's UnsupportedVersion (it
+        admitted nothing) falls back to the 1.0 call, which answers at once
+        (the caller polls get_state as before).
+        """
+        if wait is None or not self.can_send_version(APPLY_WAIT_VERSION):
+            return self.call(context, 'apply_state', state=state)
+        try:
+            return self.call(context, 'apply_state', state=state, wait=wait,
+                             version=APPLY_WAIT_VERSION)
+        except exception.DPUAgentError as e:
+            if getattr(e, 'remote_class', None) != 'UnsupportedVersion':
+                raise
+            LOG.warning('Node %s: the DPU agent is older than RPC API %s '
+                        '(UnsupportedVersion); apply_state at %s without '
+                        'wait', self.node_uuid, APPLY_WAIT_VERSION,
+                        BASE_VERSION)
         return self.call(context, 'apply_state', state=state)
 
     # Single-item edits: expected_generation is the generation the caller

@@ -19,6 +19,16 @@ agent_opts = [
                     'own exchange.'),
     cfg.StrOpt('topic', default='ironic-dpu-agent',
                help='RPC topic; each agent listens as <topic>.<node uuid>.'),
+    cfg.StrOpt('rpc_version_cap', regex=r'^\d+\.\d+$',
+               help='Highest agent RPC API version (major.minor) this '
+                    'conductor sends, like Ironic\'s pin_release_version: '
+                    'set it to the oldest agent\'s version (1.0 for agents '
+                    'of d75592a) while a rolling upgrade of the DPUs is '
+                    'under way, unset it once every agent is upgraded. '
+                    'Empty: the newest version this driver speaks. A call '
+                    'that needs a newer version than the cap is sent in '
+                    'its older form (apply_state without wait) or fails '
+                    'saying so.'),
     cfg.IntOpt('timeout', default=60, min=1,
                help='Seconds to wait for an agent\'s reply to a call.'),
     cfg.IntOpt('call_monitor_timeout', default=30, min=0,

@@ -102,12 +102,16 @@ class DPUDeploy(base.DeployInterface):
         # Not saved here: every way out of this step saves the node (the
         # next step, the DEPLOYWAIT transition, a failure): one DB write
         # per deploy less.
-        result = desired.push(task, state, client=client, save=False)
+        # An agent of API 1.1 answers once converged (or inline_wait ran
+        # out): usually no get_state poll at all.
+        wait = CONF.dpu_agent.inline_wait
+        result = desired.push(task, state, client=client, save=False,
+                              wait=wait or None)
         state = node.driver_internal_info[desired.STATE_KEY]
         generation = state['generation']
         try:
             errors, blocking, unbound, _ = desired.poll(
-                task, state, result, CONF.dpu_agent.inline_wait,
+                task, state, result, max(0.0, wait - (time.time() - since)),
                 client=client, timeout=CONF.dpu_agent.ping_timeout)
         except exception.DPUAgentUnreachable as e:
             # Restarting agent: the periodic keeps asking until the deadline.

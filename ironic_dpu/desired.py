@@ -214,8 +214,11 @@ def _store(task, state, save=True):
         task.node.save()
 
 
-def push(task, state, client=None, save=True):
+def push(task, state, client=None, save=True, wait=None):
     """Record state, then apply_state on the agent; return its answer.
+
+    wait: seconds the agent may take to converge before it answers (API
+    1.1; AgentClient.apply_state sends it only when the agent can take it).
 
     An agent that holds a newer generation (edited by plug_vif or the
     agent CLI), or this one with other content, refuses ours with Conflict:
@@ -227,14 +230,15 @@ def push(task, state, client=None, save=True):
     client = client or agent_client.AgentClient(task.node.uuid)
     state = record(task, state, save=save)
     try:
-        return client.apply_state(task.context, state)
+        return client.apply_state(task.context, state, wait=wait)
     except exception.DPUAgentError as e:
         if _drive_unknown(state, e):
             # A new or wiped DPU lacks the image we named by sha256 only.
             state = dict(state, config_drive=configdrive.for_node(
                 task.node, fresh=True))
             return client.apply_state(task.context,
-                                      record(task, state, save=save))
+                                      record(task, state, save=save),
+                                      wait=wait)
         if getattr(e, 'remote_class', None) != 'Conflict':
             raise
         current = client.get_state(task.context) or {}
@@ -243,7 +247,7 @@ def push(task, state, client=None, save=True):
         _store(task, state, save)
         LOG.info('Node %s: agent held generation %s; pushing again as %s',
                  task.node.uuid, floor, state['generation'])
-        return client.apply_state(task.context, state)
+        return client.apply_state(task.context, state, wait=wait)
 
 
 def _drive_unknown(state, err):

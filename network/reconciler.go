@@ -6,6 +6,7 @@ package network
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -22,6 +23,8 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/backoff"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/logctx"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/tlsconf"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/ovs"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
@@ -92,11 +95,19 @@ func New(o Options) (*Reconciler, error) {
 	if o.Trigger == nil {
 		o.Trigger = func() {}
 	}
+	oc := o.Config
+	tlsConfig := func() (*tls.Config, error) {
+		return tlsconf.OVSDB(oc.OVSDBConnection, oc.SSLKeyFile, oc.SSLCertFile, oc.SSLCACertFile)
+	}
+	// unreadable or missing files fail here, not at every reconnect
+	if _, err := tlsConfig(); err != nil {
+		return nil, fmt.Errorf("%w: network: %w", errdefs.ErrInvalidArgument, err)
+	}
 	log := o.Logger.Named("network")
 	r := &Reconciler{
 		cfg: o.Config, node: o.NodeUUID, drv: o.Driver, log: log,
 		retryBase: o.RetryBase, retryMax: max(o.RetryMax, o.RetryBase),
-		ovs: ovs.NewClient(o.Config.OVSDBConnection, log, o.Trigger),
+		ovs: ovs.NewClient(o.Config.OVSDBConnection, tlsConfig, log, o.Trigger),
 	}
 	return r, nil
 }
@@ -338,7 +349,7 @@ func (r *Reconciler) plugs(ctx context.Context, p *plan) []bindWait {
 		for _, name := range p.snap.Replaced(j.spec) {
 			p.snap.Forget(name)
 		}
-		r.log.Info("plugged vif", zap.String("port_id", v.PortID), zap.String("representor", j.spec.Name),
+		logctx.Logger(ctx, r.log).Info("plugged vif", zap.String("port_id", v.PortID), zap.String("representor", j.spec.Name),
 			zap.String("function", j.spec.Function), zap.Duration("txn", j.took))
 		waits = append(waits, bindWait{idx: j.idx, iface: j.iface, sent: j.sent})
 	}
@@ -371,7 +382,7 @@ func (r *Reconciler) planPlug(ctx context.Context, p *plan, i int) (plugJob, boo
 			p.fail(i, err)
 			return plugJob{}, false
 		}
-		r.log.Info("changed vif mtu in place", zap.String("port_id", v.PortID), zap.String("representor", spec.Name), zap.Int("mtu", spec.MTU))
+		logctx.Logger(ctx, r.log).Info("changed vif mtu in place", zap.String("port_id", v.PortID), zap.String("representor", spec.Name), zap.Int("mtu", spec.MTU))
 		p.statuses[i].installed = p.snap.Iface(spec.Name).Installed()
 		return plugJob{}, false
 	}
@@ -482,7 +493,7 @@ func (r *Reconciler) unplug(ctx context.Context, snap *ovs.Snapshot, name string
 		return err
 	}
 	snap.Forget(name)
-	r.log.Info("unplugged vif", zap.String("port_id", f.ExternalIDs[ovs.KeyIfaceID]), zap.String("representor", name))
+	logctx.Logger(ctx, r.log).Info("unplugged vif", zap.String("port_id", f.ExternalIDs[ovs.KeyIfaceID]), zap.String("representor", name))
 	key := f.ExternalIDs[ovs.KeyFunction]
 	fn, err := nodestate.ParseFunction(key)
 	if err != nil || wantFns[key] {

@@ -152,3 +152,22 @@ func TestTLSVerification(t *testing.T) {
 		t.Error("missing CA file accepted")
 	}
 }
+
+// ssl_version (oslo's kombu_ssl_version) pins TLS 1.2 with TLSv1_2; older
+// protocols are refused rather than silently upgraded.
+func TestSSLVersion(t *testing.T) {
+	o := config.Defaults().Rabbit
+	for v, maxV := range map[string]uint16{"": 0, "SSLv23": 0, "TLSv1_2": tls.VersionTLS12, "tlsv1_2": tls.VersionTLS12} {
+		o.SSLVersion = v
+		c, err := tlsConfig(o, "h")
+		if err != nil || c.MaxVersion != maxV || c.MinVersion != tls.VersionTLS12 {
+			t.Errorf("ssl_version %q: %+v %v", v, c, err)
+		}
+	}
+	for _, v := range []string{"TLSv1", "TLSv1_1", "SSLv3", "TLSv1_3"} {
+		o.SSLVersion = v
+		if _, err := tlsConfig(o, "h"); err == nil {
+			t.Errorf("ssl_version %q accepted", v)
+		}
+	}
+}

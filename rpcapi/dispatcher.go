@@ -84,3 +84,12 @@ func (d *Dispatcher) Dispatch(ctx context.Context, req *Request) (any, error) {
 	}
 	return h(ctx, req)
 }
+
+// RequestIDs returns the request_id and global_request_id of a call's
+// context (oslo's _context_request_id / _context_global_request_id keys;
+// Ironic sends both), "" for one that is absent or not a string.
+func RequestIDs(ctx map[string]any) (requestID, globalRequestID string) {
+	requestID, _ = ctx["request_id"].(string)
+	globalRequestID, _ = ctx["global_request_id"].(string)
+	return requestID, globalRequestID
+}

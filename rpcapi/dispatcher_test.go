@@ -51,3 +51,17 @@ func TestDispatcher(t *testing.T) {
 		t.Errorf("default classify: %+v", f)
 	}
 }
+
+func TestRequestIDs(t *testing.T) {
+	rid, grid := RequestIDs(map[string]any{"request_id": "req-a", "global_request_id": "req-g", "user": "u"})
+	if rid != "req-a" || grid != "req-g" {
+		t.Fatalf("got %q %q", rid, grid)
+	}
+	// oslo sends None (JSON null) for an absent global id.
+	if rid, grid := RequestIDs(map[string]any{"request_id": "req-a", "global_request_id": nil}); rid != "req-a" || grid != "" {
+		t.Fatalf("null global id: %q %q", rid, grid)
+	}
+	if rid, grid := RequestIDs(nil); rid != "" || grid != "" {
+		t.Fatalf("no context: %q %q", rid, grid)
+	}
+}

@@ -522,9 +522,13 @@ func (s *Server) process(ctx context.Context, d amqp.Delivery) {
 		s.log.Info("ignoring duplicate message", zap.String("unique_id", in.UniqueID), zap.String("method", in.Method))
 		return
 	}
-	log := s.log.With(zap.String("method", in.Method), zap.String("msg_id", in.MsgID))
-	if rid, ok := in.Context["request_id"].(string); ok {
+	log := s.log.With(zap.String("method", in.Method), zap.String("msg_id", in.MsgID), zap.String("version", in.Version))
+	rid, grid := RequestIDs(in.Context)
+	if rid != "" {
 		log = log.With(zap.String("request_id", rid))
+	}
+	if grid != "" {
+		log = log.With(zap.String("global_request_id", grid))
 	}
 	isCall := in.MsgID != "" && in.ReplyQ != ""
 	stopBeats := func() {}

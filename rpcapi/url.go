@@ -2,17 +2,16 @@ package rpcapi
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"reflect"
 	"strconv"
 	"strings"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/tlsconf"
 )
 
 // Host is one broker of a transport URL.
@@ -236,41 +235,20 @@ func parseOsloBool(s string) (bool, error) {
 
 // tlsConfig builds the client TLS config from the ssl_* options. Like oslo,
 // the host name is only checked when ssl_enforce_hostname_verification is set;
-// the chain is always verified.
+// the chain is always verified. ssl_version TLSv1_2 pins TLS 1.2 (older
+// versions are refused by config validation and here).
 func tlsConfig(o config.RabbitOpts, serverName string) (*tls.Config, error) {
-	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
-	if o.SSLCAFile != "" {
-		pem, err := os.ReadFile(o.SSLCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("ssl_ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ssl_ca_file %s: no certificates: %w", o.SSLCAFile, errdefs.ErrInvalidArgument)
-		}
-		c.RootCAs = pool
+	c, err := tlsconf.Client(tlsconf.Files{CA: o.SSLCAFile, Cert: o.SSLCertFile, Key: o.SSLKeyFile,
+		CAOpt: "ssl_ca_file", CertOpt: "ssl_cert_file", KeyOpt: "ssl_key_file"}, serverName, o.SSLEnforceHostname)
+	if err != nil {
+		return nil, err
 	}
-	if o.SSLCertFile != "" || o.SSLKeyFile != "" {
-		cert, err := tls.LoadX509KeyPair(o.SSLCertFile, o.SSLKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("ssl_cert_file/ssl_key_file: %w", err)
-		}
-		c.Certificates = []tls.Certificate{cert}
-	}
-	if !o.SSLEnforceHostname {
-		roots := c.RootCAs
-		c.InsecureSkipVerify = true // replaced by the chain-only check below
-		c.VerifyConnection = func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return fmt.Errorf("broker sent no certificate: %w", errdefs.ErrUnavailable)
-			}
-			inter := x509.NewCertPool()
-			for _, ic := range cs.PeerCertificates[1:] {
-				inter.AddCert(ic)
-			}
-			_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter})
-			return err
-		}
+	switch strings.ToLower(o.SSLVersion) {
+	case "", "sslv23":
+	case "tlsv1_2":
+		c.MaxVersion = tls.VersionTLS12
+	default:
+		return nil, fmt.Errorf("ssl_version %q: want empty, SSLv23 or TLSv1_2: %w", o.SSLVersion, errdefs.ErrInvalidArgument)
 	}
 	return c, nil
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/atomicfile"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/logctx"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/backend"
 )
@@ -113,7 +114,7 @@ func (r *Reconciler) decodeConfigDrive(data string) ([]byte, error) {
 // writes the image atomically under config_drive_dir and drops the data from
 // d, so the persisted state holds the sha256 only. Nothing is written unless
 // the image matches its sha256.
-func (r *Reconciler) Admit(_ context.Context, d *nodestate.Desired) error {
+func (r *Reconciler) Admit(ctx context.Context, d *nodestate.Desired) error {
 	c := d.ConfigDrive
 	if err := r.checkConfigDrive(c); err != nil || c == nil || c.Data == "" {
 		return err
@@ -139,7 +140,7 @@ func (r *Reconciler) Admit(_ context.Context, d *nodestate.Desired) error {
 		if err := atomicfile.Write(path, iso, 0o600); err != nil {
 			return fmt.Errorf("%w: write config drive: %v", errdefs.ErrUnavailable, err)
 		}
-		r.log.Info("config drive stored", zap.String("sha256", c.SHA256), zap.Int("bytes", len(iso)))
+		logctx.Logger(ctx, r.log).Info("config drive stored", zap.String("sha256", c.SHA256), zap.Int("bytes", len(iso)))
 	}
 	c.Data = ""
 	return nil

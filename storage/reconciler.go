@@ -23,6 +23,8 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/atomicfile"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/jsonx"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/logctx"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/backend"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/nvmeof"
@@ -92,36 +94,74 @@ func New(o Options) (*Reconciler, error) {
 		return nil, err
 	}
 	r := &Reconciler{o: o, be: be, log: o.Logger.With(zap.String("component", "storage")), targets: newTargets()}
-	r.lastNSID = r.loadNSIDs()
+	if r.lastNSID, err = r.loadNSIDs(); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
+// NSIDSchemaVersion is the layout of NSIDFile that saveNSIDs writes,
+// "major.minor", versioned like the desired-state file (agent/state, internal/jsonx): 1 is
+// the bare map of d75592a and before, read as is; a newer minor's extra
+// fields are ignored; a newer major is refused.
+const NSIDSchemaVersion = "2.0"
+
+const nsidSchemaMajor = 2
+
+// nsidFile is NSIDFile's schema 2 layout.
+type nsidFile struct {
+	SchemaVersion string `json:"schema_version"`
+	// NSIDs maps "<volume id or config-drive>/<function>" to its nsid.
+	NSIDs map[string]int `json:"nsids"`
+}
+
 // loadNSIDs reads NSIDFile; a missing or unreadable file means no memory
-// (nsids are then allocated afresh), never a failure to start.
-func (r *Reconciler) loadNSIDs() map[string]int {
+// (nsids are then allocated afresh), never a failure to start. A file of a
+// newer schema major is an error: nsids allocated afresh could move a
+// running host's disks, so the agent does not start with it.
+func (r *Reconciler) loadNSIDs() (map[string]int, error) {
 	if r.o.NSIDFile == "" {
-		return nil
+		return nil, nil
 	}
 	b, err := os.ReadFile(r.o.NSIDFile)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+		return nil, nil
 	}
 	var m map[string]int
+	var ver string
 	if err == nil {
+		ver, err = jsonx.ReadSchemaVersion(b)
+	}
+	switch {
+	case err != nil:
+	case ver == "": // schema 1: the bare map
 		err = json.Unmarshal(b, &m)
+	default:
+		if cerr := jsonx.CheckSchema(ver, nsidSchemaMajor, NSIDSchemaVersion); cerr != nil {
+			return nil, fmt.Errorf("storage: %s: %w", r.o.NSIDFile, cerr)
+		}
+		var f nsidFile
+		var unknown []string
+		if unknown, err = jsonx.Decode(b, &f); err == nil {
+			m = f.NSIDs
+			if len(unknown) > 0 {
+				r.log.Warn("ignoring fields of the nsids file this agent does not know", zap.String("file", r.o.NSIDFile),
+					zap.String("schema_version", ver), zap.Strings("fields", unknown))
+			}
+		}
 	}
 	if err != nil {
 		r.log.Warn("ignoring the remembered nsids", zap.String("file", r.o.NSIDFile), zap.Error(err))
-		return nil
+		return nil, nil
 	}
-	return m
+	return m, nil
 }
 
 func (r *Reconciler) saveNSIDs(m map[string]int) {
 	if r.o.NSIDFile == "" {
 		return
 	}
-	b, err := json.Marshal(m)
+	b, err := json.Marshal(nsidFile{SchemaVersion: NSIDSchemaVersion, NSIDs: m})
 	if err == nil {
 		err = atomicfile.Write(r.o.NSIDFile, b, 0o600)
 	}
@@ -396,7 +436,7 @@ func (p *pass) removeNamespaces(ctx context.Context) {
 				kept = append(kept, ns) // the whole controller goes below, with these
 				continue
 			}
-			r.log.Info("removing namespace", zap.String("function", key), zap.Int("nsid", ns.NSID), zap.String("bdev", ns.Bdev))
+			logctx.Logger(ctx, r.log).Info("removing namespace", zap.String("function", key), zap.Int("nsid", ns.NSID), zap.String("bdev", ns.Bdev))
 			if err := r.o.Driver.RemoveNamespace(ctx, *hc, ns.NSID); err != nil {
 				p.errs = append(p.errs, fmt.Errorf("remove nsid %d from %s: %w", ns.NSID, key, err))
 				kept = append(kept, ns)
@@ -405,7 +445,7 @@ func (p *pass) removeNamespaces(ctx context.Context) {
 		}
 		hc.Namespaces = kept
 		if !p.wantFn[key] {
-			r.log.Info("removing host controller", zap.String("function", key))
+			logctx.Logger(ctx, r.log).Info("removing host controller", zap.String("function", key))
 			if err := r.o.Driver.RemoveController(ctx, *hc); err != nil {
 				p.errs = append(p.errs, fmt.Errorf("remove host controller %s: %w", key, err))
 			} else {
@@ -442,7 +482,7 @@ func (p *pass) removeBackends(ctx context.Context) {
 		if !strings.HasPrefix(name, ConfigDrivePrefix) || b.DriverSpecific.AIO == nil || want[name] {
 			continue
 		}
-		r.log.Info("removing config drive bdev", zap.String("bdev", name))
+		logctx.Logger(ctx, r.log).Info("removing config drive bdev", zap.String("bdev", name))
 		if err := r.o.Client.AIODelete(ctx, name); err != nil {
 			p.errs = append(p.errs, fmt.Errorf("delete config drive bdev %s: %w", name, err))
 		}
@@ -585,7 +625,7 @@ func (r *Reconciler) ensureItem(ctx context.Context, it *item, snap *snapshot) (
 			}
 		}
 	}
-	r.log.Info("exposing", zap.String("volume", it.volumeID), zap.String("bdev", it.bdev),
+	logctx.Logger(ctx, r.log).Info("exposing", zap.String("volume", it.volumeID), zap.String("bdev", it.bdev),
 		zap.String("function", it.fn.String()), zap.Int("nsid", it.nsid))
 	if err := r.o.Driver.AddNamespace(ctx, *hc, drivers.HostNamespace{NSID: it.nsid, Bdev: it.bdev}); err != nil {
 		return true, fmt.Errorf("expose %s as nsid %d on %s: %w", it.bdev, it.nsid, it.fn.String(), err)
@@ -605,7 +645,7 @@ func (r *Reconciler) applyQoS(ctx context.Context, it *item, cur spdk.QoSLimits)
 	if want == cur {
 		return false, nil
 	}
-	r.log.Info("setting QoS", zap.String("volume", it.volumeID), zap.String("bdev", it.bdev), zap.Any("limits", want))
+	logctx.Logger(ctx, r.log).Info("setting QoS", zap.String("volume", it.volumeID), zap.String("bdev", it.bdev), zap.Any("limits", want))
 	if err := r.o.Client.SetQoSLimit(ctx, it.bdev, want); err != nil {
 		return true, fmt.Errorf("bdev_set_qos_limit %s: %w", it.bdev, err)
 	}

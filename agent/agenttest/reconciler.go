@@ -4,9 +4,13 @@ package agenttest
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/logctx"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
@@ -20,6 +24,7 @@ type Reconciler struct {
 	ValidateErr  error
 	HealthErr    error
 	Reconciles   []*nodestate.Desired
+	fields       []map[string]string
 	Validates    int
 	last         *nodestate.Desired
 	// Block, when set, is waited on inside Reconcile (to test slow calls).
@@ -75,8 +80,25 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *nodestate.Desired) error 
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.Reconciles = append(r.Reconciles, d.Clone())
+	r.fields = append(r.fields, fieldMap(logctx.Fields(ctx)))
 	r.last = d.Clone()
 	return r.ReconcileErr
+}
+
+func fieldMap(fields []zap.Field) map[string]string {
+	m := map[string]string{}
+	for _, f := range fields {
+		m[f.Key] = f.String
+	}
+	return m
+}
+
+// LogFields returns, per completed reconcile, the string log fields its
+// context carried (internal/logctx: the ids of the admitting request).
+func (r *Reconciler) LogFields() []map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.fields)
 }
 
 // Observe implements agent.Reconciler.

@@ -62,15 +62,22 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // load reads the config files; with none given it tries the packaged path.
 func (g *globals) load() (*config.Config, error) {
+	c, _, err := g.loadWithNotices()
+	return c, err
+}
+
+// loadWithNotices is load that also returns the unknown and deprecated
+// names found, for serve to log and check to print.
+func (g *globals) loadWithNotices() (*config.Config, []config.Notice, error) {
 	files := g.configFiles
 	if len(files) == 0 && len(g.configDirs) == 0 {
 		const def = "/etc/ironic-dpu-agent/ironic-dpu-agent.conf"
 		if _, err := os.Stat(def); err != nil {
-			return nil, fmt.Errorf("no --config-file given and %s not found", def)
+			return nil, nil, fmt.Errorf("no --config-file given and %s not found", def)
 		}
 		files = []string{def}
 	}
-	return config.Load(files, g.configDirs)
+	return config.LoadWithNotices(files, g.configDirs)
 }
 
 func (g *globals) logger(debug bool) (*zap.Logger, error) {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 
@@ -37,6 +38,12 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	// Read the state before anything that could reach SPDK, OVSDB or the
+	// broker is built: a file this agent cannot read (a newer agent's
+	// schema) stops it here, with the DPU untouched.
+	if _, err := store.Load(); err != nil {
+		return fmt.Errorf("agent: load desired state: %w", err)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -55,7 +62,7 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	defer comps.close()
 	var pull func(context.Context) (*nodestate.Desired, error)
 	if cfg.Ironic.APIURL != "" {
-		src, err := ironicsync.New(ctx, cfg.Ironic, cfg.Default.NodeUUID)
+		src, err := ironicsync.New(ctx, cfg.Ironic, cfg.Default.NodeUUID, log.Named("ironicsync"))
 		if err != nil {
 			return err
 		}
@@ -85,7 +92,7 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	disp := rpcapi.NewDispatcher(version.RPCAPIVersion, "")
 	methods := []string{rpcapi.PingMethod}
 	for name, m := range a.Methods() {
-		disp.Register(name, adapt(m))
+		disp.Register(name, adapt(name, m))
 		methods = append(methods, name)
 	}
 	metrics := httpapi.NewMetrics(a, methods, link)
@@ -162,12 +169,16 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	return err
 }
 
-func adapt(m agent.Method) rpcapi.Handler {
+// adapt serves m with the call's request ids and version in ctx: the
+// admission logs and records them, its reconciles log them.
+func adapt(name string, m agent.Method) rpcapi.Handler {
 	return func(ctx context.Context, req *rpcapi.Request) (any, error) {
 		args := req.Args
 		if args == nil {
 			args = map[string]json.RawMessage{}
 		}
+		rid, grid := rpcapi.RequestIDs(req.Context)
+		ctx = agent.WithCaller(ctx, agent.Caller{Method: name, Version: req.Version, RequestID: rid, GlobalRequestID: grid})
 		return m(ctx, args)
 	}
 }

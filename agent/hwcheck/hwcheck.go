@@ -7,6 +7,7 @@ package hwcheck
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"slices"
@@ -39,7 +40,9 @@ type Options struct {
 	// OVSDB is the [ovs] ovsdb_connection endpoint, Bridge the integration
 	// bridge.
 	OVSDB, Bridge string
-	Network       Network
+	// OVSDBTLS is the client TLS config of an ssl: OVSDB, else nil.
+	OVSDBTLS *tls.Config
+	Network  Network
 	// Storage may be nil (a driver without a hardware view).
 	Storage Storage
 	// Desired, when set, is planned against what was found.
@@ -90,7 +93,7 @@ func Collect(ctx context.Context, o Options) *Report {
 	} else {
 		r.SF = sfLines(sup)
 	}
-	view, ovsErr := ReadOVS(ctx, o.OVSDB)
+	view, ovsErr := ReadOVS(ctx, o.OVSDB, o.OVSDBTLS)
 	if ovsErr != nil {
 		r.problem("ovsdb %s: %v", o.OVSDB, ovsErr)
 	} else {

@@ -2,6 +2,7 @@ package hwcheck
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -42,14 +43,17 @@ func (v OVSView) Bridge(name string) *Bridge {
 	return nil
 }
 
-// ReadOVS selects Bridge and Port rows from the OVSDB at endpoint (unix:PATH
-// or tcp:HOST:PORT) in one read-only transaction.
-func ReadOVS(ctx context.Context, endpoint string) (OVSView, error) {
-	network, addr, err := oneshot.OVSDBAddr(endpoint)
+// ReadOVS selects Bridge and Port rows from the OVSDB at endpoint (unix:PATH,
+// tcp:HOST:PORT or ssl:HOST:PORT with tc) in one read-only transaction.
+func ReadOVS(ctx context.Context, endpoint string, tc *tls.Config) (OVSView, error) {
+	network, addr, secure, err := oneshot.OVSDBAddr(endpoint)
 	if err != nil {
 		return OVSView{}, err
 	}
-	res, err := oneshot.Call(ctx, network, addr, map[string]any{"id": 1, "method": "transact", "params": []any{
+	if secure != (tc != nil) {
+		return OVSView{}, fmt.Errorf("ovsdb %s: a TLS config is needed with ssl: and only then", endpoint)
+	}
+	res, err := oneshot.CallTLS(ctx, network, addr, tc, map[string]any{"id": 1, "method": "transact", "params": []any{
 		"Open_vSwitch",
 		map[string]any{"op": "select", "table": "Bridge", "where": []any{}, "columns": []string{"name", "ports"}},
 		map[string]any{"op": "select", "table": "Port", "where": []any{}, "columns": []string{"_uuid", "name"}},

@@ -5,7 +5,6 @@
 package ironicsync
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,9 +15,11 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/baremetal/noauth"
 	"github.com/gophercloud/gophercloud/v2/openstack/baremetal/v1/nodes"
+	"go.uber.org/zap"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/jsonx"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
@@ -34,12 +35,18 @@ type Source struct {
 	// DPU boot must not keep the agent (RPC, reconciles) from starting.
 	connect func(ctx context.Context) (*gophercloud.ServiceClient, error)
 
+	log *zap.Logger
+
 	mu     sync.Mutex
 	client *gophercloud.ServiceClient
 }
 
 // New builds a client for cfg; it contacts neither Ironic nor Keystone yet.
-func New(ctx context.Context, cfg config.IronicOpts, node string) (*Source, error) {
+// log (nil: none) reports recorded fields this agent does not know.
+func New(ctx context.Context, cfg config.IronicOpts, node string, log *zap.Logger) (*Source, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
 	if cfg.APIURL == "" {
 		return nil, fmt.Errorf("%w: [ironic] api_url is not set", errdefs.ErrInvalidArgument)
 	}
@@ -70,7 +77,7 @@ func New(ctx context.Context, cfg config.IronicOpts, node string) (*Source, erro
 	default:
 		return nil, fmt.Errorf("%w: [ironic] auth_type %q: want none or password", errdefs.ErrInvalidArgument, cfg.AuthType)
 	}
-	return &Source{node: node, connect: connect}, nil
+	return &Source{node: node, connect: connect, log: log}, nil
 }
 
 func (s *Source) serviceClient(ctx context.Context) (*gophercloud.ServiceClient, error) {
@@ -107,21 +114,31 @@ func (s *Source) Fetch(ctx context.Context) (*nodestate.Desired, error) {
 	if !ok || raw == nil {
 		return nil, nil
 	}
-	return Decode(raw)
-}
-
-// Decode turns the recorded value (a JSON object) into a desired state.
-func Decode(raw any) (*nodestate.Desired, error) {
-	b, err := json.Marshal(raw)
+	d, unknown, err := Decode(raw)
 	if err != nil {
 		return nil, err
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	dec.DisallowUnknownFields()
-	var d nodestate.Desired
-	if err := dec.Decode(&d); err != nil {
-		return nil, fmt.Errorf("%w: driver_internal_info.%s: %v", errdefs.ErrInvalidArgument, StateKey, err)
+	if len(unknown) > 0 {
+		s.log.Warn("ignoring fields of the state recorded in Ironic that this agent does not know (from a newer conductor)",
+			zap.Strings("fields", unknown))
 	}
-	return &d, nil
+	return d, nil
+}
+
+// Decode turns the recorded value (a JSON object) into a desired state. It
+// is apply_state's argument as the conductor recorded it, read by the same
+// policy (README "RPC API"): fields this agent does not know were added by
+// a newer conductor, are returned in unknown for the caller to log, and are
+// ignored; known fields stay strictly typed.
+func Decode(raw any) (d *nodestate.Desired, unknown []string, err error) {
+	b, err := json.Marshal(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	d = &nodestate.Desired{}
+	unknown, err = jsonx.Decode(b, d)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: driver_internal_info.%s: %v", errdefs.ErrInvalidArgument, StateKey, err)
+	}
+	return d, unknown, nil
 }

@@ -3,10 +3,15 @@ package ironicsync_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/ironicsync"
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
@@ -39,7 +44,7 @@ func TestFetch(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	src, err := ironicsync.New(context.Background(), config.IronicOpts{APIURL: srv.URL, AuthType: "none"}, node)
+	src, err := ironicsync.New(context.Background(), config.IronicOpts{APIURL: srv.URL, AuthType: "none"}, node, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,15 +58,43 @@ func TestFetch(t *testing.T) {
 	if err := d.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	other, _ := ironicsync.New(context.Background(), config.IronicOpts{APIURL: srv.URL}, "00000000-0000-4000-8000-000000000000")
+	other, _ := ironicsync.New(context.Background(), config.IronicOpts{APIURL: srv.URL}, "00000000-0000-4000-8000-000000000000", nil)
 	if _, err := other.Fetch(context.Background()); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("unknown node: %v", err)
 	}
 }
 
-func TestDecodeRejectsUnknownFields(t *testing.T) {
-	if _, err := ironicsync.Decode(map[string]any{"generation": 1, "disks": []any{}}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+// Fields a newer conductor recorded are reported and ignored; a known
+// field of the wrong type is still refused.
+func TestDecodeIgnoresUnknownFieldsAndKeepsKnownOnesStrict(t *testing.T) {
+	d, unknown, err := ironicsync.Decode(map[string]any{"generation": 1, "disks": []any{},
+		"vifs": []any{map[string]any{"port_id": "0b9d1c5e-8d0e-4a34-9d0a-4c7d1c2f0a01", "mac": "fa:16:3e:00:00:01", "trunk": true}}})
+	if err != nil || d.Generation != 1 || len(d.VIFs) != 1 || strings.Join(unknown, ",") != "disks,vifs[0].trunk" {
+		t.Fatalf("got %+v %v %v", d, unknown, err)
+	}
+	if _, _, err := ironicsync.Decode(map[string]any{"generation": "one"}); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// Fetch logs what it ignored.
+func TestFetchLogsUnknownFields(t *testing.T) {
+	body := strings.Replace(nodeJSON, `"generation"`, `"priority": 3, "generation"`, 1)
+	if body == nodeJSON {
+		t.Fatal("fixture has no generation key")
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(body))
+	}))
+	defer srv.Close()
+	core, logs := observer.New(zap.WarnLevel)
+	src, _ := ironicsync.New(context.Background(), config.IronicOpts{APIURL: srv.URL}, node, zap.New(core))
+	if _, err := src.Fetch(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if l := logs.All(); len(l) != 1 || fmt.Sprint(l[0].ContextMap()["fields"]) != "[priority]" {
+		t.Fatalf("logged %+v", l)
 	}
 }
 
@@ -98,7 +131,7 @@ func TestPasswordAuthIsLazy(t *testing.T) {
 	})
 	src, err := ironicsync.New(context.Background(), config.IronicOpts{APIURL: srv.URL + "/baremetal", AuthType: "password",
 		AuthURL: srv.URL + "/identity/v3", Username: "ironic", Password: "pw", ProjectName: "service",
-		UserDomainName: "Default", ProjectDomainName: "Default"}, node)
+		UserDomainName: "Default", ProjectDomainName: "Default"}, node, nil)
 	if err != nil {
 		t.Fatalf("New must not need Keystone: %v", err)
 	}

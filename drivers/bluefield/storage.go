@@ -30,6 +30,7 @@ import (
 
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/logctx"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/backend"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
@@ -456,7 +457,7 @@ func (s *Storage) EnsureController(ctx context.Context, f nodestate.Function, cu
 	}
 	s.forget(res.CtrlID) // a new controller: SNAP may reuse the name of one it lost
 	s.remember(res.CtrlID, nqn)
-	s.log.Info("created SNAP NVMe controller", zap.String("nqn", nqn), zap.String("ctrl_id", res.CtrlID),
+	logctx.Logger(ctx, s.log).Info("created SNAP NVMe controller", zap.String("nqn", nqn), zap.String("ctrl_id", res.CtrlID),
 		zap.String("function", fn.describe()))
 	return drivers.HostController{Function: f, ID: res.CtrlID}, nil
 }
@@ -618,6 +619,6 @@ func (s *Storage) RemoveController(ctx context.Context, c drivers.HostController
 	if err != nil && !spdk.HasCode(err, spdk.CodeENODEV) {
 		return err
 	}
-	s.log.Info("removed SNAP NVMe controller", zap.String("nqn", nqn), zap.String("ctrl_id", c.ID))
+	logctx.Logger(ctx, s.log).Info("removed SNAP NVMe controller", zap.String("nqn", nqn), zap.String("ctrl_id", c.ID))
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/logctx"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 )
 
@@ -80,7 +81,7 @@ func (s *Storage) ensureACL(ctx context.Context, sub spdk.Subsystem) error {
 			}
 		}
 	}
-	s.log.Info("host NVMe subsystem access set", zap.String("nqn", sub.NQN),
+	logctx.Logger(ctx, s.log).Info("host NVMe subsystem access set", zap.String("nqn", sub.NQN),
 		zap.Bool("allow_any_host", anyHost), zap.Strings("hosts", s.o.AllowedHosts))
 	return nil
 }

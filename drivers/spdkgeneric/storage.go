@@ -17,6 +17,7 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/config"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/logctx"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 )
@@ -170,7 +171,7 @@ func (s *Storage) EnsureController(ctx context.Context, f nodestate.Function, cu
 	if err != nil {
 		return drivers.HostController{}, err
 	}
-	s.log.Info("created host NVMe subsystem", zap.String("nqn", nqn))
+	logctx.Logger(ctx, s.log).Info("created host NVMe subsystem", zap.String("nqn", nqn))
 	return drivers.HostController{Function: f, ID: nqn}, nil
 }
 
@@ -249,7 +250,7 @@ func (s *Storage) listen(ctx context.Context, c drivers.HostController) error {
 	if !removed {
 		return err
 	}
-	s.log.Warn("removed a stale vfio-user socket left by a killed SPDK; retrying the listener",
+	logctx.Logger(ctx, s.log).Warn("removed a stale vfio-user socket left by a killed SPDK; retrying the listener",
 		zap.String("path", filepath.Join(l.Traddr, cntrlName)))
 	return s.o.Client.AddListener(ctx, c.ID, l)
 }
@@ -263,6 +264,6 @@ func (s *Storage) RemoveController(ctx context.Context, c drivers.HostController
 		}
 		return err
 	}
-	s.log.Info("deleted host NVMe subsystem", zap.String("nqn", c.ID))
+	logctx.Logger(ctx, s.log).Info("deleted host NVMe subsystem", zap.String("nqn", c.ID))
 	return nil
 }

@@ -6,6 +6,7 @@ package oneshot
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -15,6 +16,11 @@ import (
 // Call dials network/addr, writes req as JSON and returns the reply's result.
 // An error member in the reply is an error.
 func Call(ctx context.Context, network, addr string, req any) (json.RawMessage, error) {
+	return CallTLS(ctx, network, addr, nil, req)
+}
+
+// CallTLS is Call over TLS when tc is not nil (the handshake is bounded by ctx).
+func CallTLS(ctx context.Context, network, addr string, tc *tls.Config, req any) (json.RawMessage, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, network, addr)
 	if err != nil {
@@ -23,6 +29,13 @@ func Call(ctx context.Context, network, addr string, req any) (json.RawMessage, 
 	defer conn.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
+	}
+	if tc != nil {
+		tconn := tls.Client(conn, tc)
+		if err := tconn.HandshakeContext(ctx); err != nil {
+			return nil, fmt.Errorf("TLS handshake: %w", err)
+		}
+		conn = tconn
 	}
 	if err := json.NewEncoder(conn).Encode(req); err != nil {
 		return nil, err
@@ -40,12 +53,16 @@ func Call(ctx context.Context, network, addr string, req any) (json.RawMessage, 
 	return resp.Result, nil
 }
 
-// OVSDBAddr splits an OVS-style endpoint (unix:PATH, tcp:HOST:PORT) into a
-// dialable network and address.
-func OVSDBAddr(endpoint string) (network, addr string, err error) {
-	network, addr, ok := strings.Cut(endpoint, ":")
-	if !ok || (network != "unix" && network != "tcp") {
-		return "", "", fmt.Errorf("unsupported OVSDB endpoint %q (want unix:PATH or tcp:HOST:PORT)", endpoint)
+// OVSDBAddr splits an OVS-style endpoint (unix:PATH, tcp:HOST:PORT,
+// ssl:HOST:PORT; an IPv6 HOST in brackets) into a dialable network and
+// address; secure is true for ssl:, which must be dialled with CallTLS.
+func OVSDBAddr(endpoint string) (network, addr string, secure bool, err error) {
+	scheme, addr, ok := strings.Cut(endpoint, ":")
+	switch {
+	case ok && scheme == "unix":
+		return "unix", addr, false, nil
+	case ok && (scheme == "tcp" || scheme == "ssl"):
+		return "tcp", addr, scheme == "ssl", nil
 	}
-	return network, addr, nil
+	return "", "", false, fmt.Errorf("unsupported OVSDB endpoint %q (want unix:PATH, tcp:HOST:PORT or ssl:HOST:PORT)", endpoint)
 }

@@ -18,5 +18,8 @@ func String() string {
 }
 
 // RPCAPIVersion is the agent's RPC API version (oslo compatibility rule:
-// same major, server minor >= requested).
-const RPCAPIVersion = "1.0"
+// same major, server minor >= requested). History (README "RPC API"):
+// 1.0 at d75592a; 1.1 adds apply_state's wait argument and the admission
+// record in get_state/apply_state answers, and ignores (and logs) fields it
+// does not know instead of refusing them.
+const RPCAPIVersion = "1.1"

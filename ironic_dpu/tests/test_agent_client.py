@@ -46,7 +46,8 @@ class ClientWiringTests(base.TestCase):
         opts = self.get_client.call_args.kwargs['transport_options']
         self.assertTrue(opts.at_least_once)
         self.get_client.return_value.prepare.assert_called_once_with(
-            timeout=17, call_monitor_timeout=9, retry=1)
+            version='1.0', timeout=17, call_monitor_timeout=9, retry=1)
+        self.assertEqual('1.1', self.get_client.call_args.kwargs['version_cap'])
         ctxt, method = self.prepared.call.call_args.args
         self.assertEqual('apply_state', method)
         self.assertEqual({'state': {'generation': 1}},
@@ -99,7 +100,7 @@ class ClientWiringTests(base.TestCase):
         CONF.set_override('retry', -1, group='dpu_agent')
         agent_client.AgentClient(base.NODE_UUID, self.transport).get_status(None)
         self.get_client.return_value.prepare.assert_called_once_with(
-            timeout=60, call_monitor_timeout=None, retry=None)
+            version='1.0', timeout=60, call_monitor_timeout=None, retry=None)
 
     def test_own_transport_url(self):
         CONF.set_override('transport_url', 'rabbit://dpu:pw@10.0.0.1:5672/dpu',
@@ -112,6 +113,99 @@ class ClientWiringTests(base.TestCase):
         grt.assert_called_once_with(
             CONF, url='rabbit://dpu:pw@10.0.0.1:5672/dpu',
             allowed_remote_exmods=['ironic.common.exception'])
+
+
+class VersionTests(base.TestCase):
+    """Each call at the lowest version carrying what it sends, capped by
+    [dpu_agent] rpc_version_cap; an older agent's UnsupportedVersion makes
+    apply_state fall back to its 1.0 form."""
+
+    def setUp(self):
+        super().setUp()
+        p = mock.patch.object(messaging, 'get_rpc_client', autospec=True)
+        self.get_client = p.start()
+        self.addCleanup(p.stop)
+        self.prepare = self.get_client.return_value.prepare
+        self.call = self.prepare.return_value.call
+        self.call.return_value = {'observed': {}}
+
+    def sent(self):
+        return [(c.kwargs['version'], cl.args[1], cl.kwargs) for c, cl in
+                zip(self.prepare.call_args_list, self.call.call_args_list)]
+
+    def client(self):
+        return agent_client.AgentClient(base.NODE_UUID, mock.sentinel.t)
+
+    def test_apply_state_with_wait_goes_at_1_1(self):
+        self.client().apply_state(None, {'generation': 1}, wait=2.0)
+        self.assertEqual([('1.1', 'apply_state',
+                           {'state': {'generation': 1}, 'wait': 2.0})],
+                         self.sent())
+
+    def test_everything_else_goes_at_1_0(self):
+        c = self.client()
+        c.apply_state(None, {'generation': 1})
+        c.get_state(None)
+        c.plug_vif(None, {'port_id': 'p'}, 3)
+        self.assertEqual(['1.0', '1.0', '1.0'],
+                         [v for v, _, _ in self.sent()])
+
+    def test_cap_keeps_wait_back(self):
+        CONF.set_override('rpc_version_cap', '1.0', group='dpu_agent')
+        c = self.client()
+        self.assertFalse(c.can_send_version('1.1'))
+        self.assertTrue(c.can_send_version('1.0'))
+        c.apply_state(None, {'generation': 1}, wait=2.0)
+        self.assertEqual([('1.0', 'apply_state',
+                           {'state': {'generation': 1}})], self.sent())
+        self.assertEqual('1.0', self.get_client.call_args.kwargs['version_cap'])
+
+    def test_cap_rule_is_oslos(self):
+        c = self.client()
+        for cap, version, ok in (('1.1', '1.0', True), ('1.1', '1.1', True),
+                                 ('1.1', '1.2', False), ('1.1', '2.0', False),
+                                 ('2.3', '1.0', False)):
+            c.version_cap = cap
+            self.assertEqual(ok, c.can_send_version(version), (cap, version))
+
+    def test_cap_must_be_major_minor(self):
+        self.assertRaises(ValueError, CONF.set_override, 'rpc_version_cap',
+                          'latest', group='dpu_agent')
+
+    def test_older_agent_falls_back_to_1_0(self):
+        self.call.side_effect = [
+            remote('UnsupportedVersion', 'oslo_messaging.rpc.dispatcher',
+                   'Endpoint does not support RPC version 1.1. Attempted '
+                   'method: apply_state'),
+            {'observed': {}, 'generation': 1}]
+        with self.assertLogs('ironic_dpu.agent_client', 'WARNING') as logs:
+            res = self.client().apply_state(None, {'generation': 1}, wait=2.0)
+        self.assertEqual(1, res['generation'])
+        self.assertEqual([('1.1', 'apply_state',
+                           {'state': {'generation': 1}, 'wait': 2.0}),
+                          ('1.0', 'apply_state', {'state': {'generation': 1}})],
+                         self.sent())
+        self.assertIn('older than RPC API 1.1 (UnsupportedVersion)',
+                      logs.output[-1])
+
+    def test_other_failures_do_not_fall_back(self):
+        self.call.side_effect = remote('Conflict', 'ironic.common.exception',
+                                       'generation 1 is older than 5')
+        e = self.raises(exception.DPUAgentError,
+                              self.client().apply_state, None,
+                              {'generation': 1}, wait=2.0)
+        self.assertEqual('Conflict', e.remote_class)
+        self.assertEqual(1, self.call.call_count)
+
+    def test_unsupported_version_says_why(self):
+        self.call.side_effect = remote(
+            'UnsupportedVersion', 'oslo_messaging.rpc.dispatcher',
+            'Endpoint does not support RPC version 1.1. Attempted method: x')
+        e = self.raises(exception.DPUAgentError, self.client().call,
+                              None, 'x', version='1.1')
+        self.assertEqual('UnsupportedVersion', e.remote_class)
+        self.assertIn('(UnsupportedVersion; called at RPC API 1.1, driver '
+                      'speaks up to 1.1, rpc_version_cap 1.1)', str(e))
 
 
 class TranslateTests(base.TestCase):

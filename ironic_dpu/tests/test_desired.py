@@ -143,7 +143,7 @@ class PushTests(base.TestCase):
         saved = []
         objects.Node.save.side_effect = lambda node, *a: saved.append(
             node.driver_internal_info['dpu_generation'])
-        self.client.apply_state.side_effect = lambda *a: self.assertEqual(
+        self.client.apply_state.side_effect = lambda *a, **kw: self.assertEqual(
             [1], saved)
         desired.push(self.task, desired.build(self.task), client=self.client)
         self.assertEqual([1], saved)

@@ -11,6 +11,7 @@ from ironic.conf import CONF
 
 from ironic_dpu import agent_client
 from ironic_dpu import desired
+from ironic_dpu import exception
 from ironic_dpu.tests import base
 
 
@@ -33,7 +34,21 @@ class StandInAgent(object):
         return {'desired': {'generation': self.generation}}
 
 
+class StandInAgent11(StandInAgent):
+    """An agent of API 1.1: apply_state takes wait."""
+    target = messaging.Target(version='1.1')
+
+    def __init__(self):
+        super().__init__()
+        self.waits = []
+
+    def apply_state(self, ctxt, state, wait=None):
+        self.waits.append(wait)
+        return super().apply_state(ctxt, state)
+
+
 class WireTests(base.TestCase):
+    agent_class = StandInAgent
 
     def setUp(self):
         super().setUp()
@@ -43,7 +58,7 @@ class WireTests(base.TestCase):
         self.transport = messaging.get_rpc_transport(
             CONF, url='fake://', allowed_remote_exmods=agent_client.ALLOWED_EXMODS)
         self.addCleanup(self.transport.cleanup)
-        self.agent = StandInAgent()
+        self.agent = self.agent_class()
         server = messaging.get_rpc_server(
             self.transport, messaging.Target(exchange='ironic_dpu',
                                              topic='ironic-dpu-agent',
@@ -72,3 +87,49 @@ class WireTests(base.TestCase):
             self.assertEqual({'request_id': 'req-abc',
                               'global_request_id': 'req-global'}, ctxt)
             self.assertNotIn('SECRET-TOKEN', repr(ctxt))
+
+    def test_old_agent_gets_apply_state_without_wait(self):
+        # StandInAgent serves 1.0 (d75592a's agent): oslo's dispatcher
+        # refuses the 1.1 call with UnsupportedVersion, the client sends
+        # the 1.0 form (a wait argument would be a TypeError there).
+        task = base.FakeTask(self.node(), [], [self.target('boot',
+                                                           boot_index=0)])
+        client = agent_client.AgentClient(base.NODE_UUID, self.transport)
+        with self.assertLogs('ironic_dpu.agent_client', 'WARNING') as logs:
+            result = desired.push(task, desired.build(task), client=client,
+                                  wait=2)
+        self.assertEqual(1, result['desired']['generation'])
+        self.assertEqual(1, self.agent.generation)
+        self.assertIn('older than RPC API 1.1 (UnsupportedVersion)',
+                      '\n'.join(logs.output))
+
+    def test_old_agent_refuses_a_newer_call_with_the_reason(self):
+        client = agent_client.AgentClient(base.NODE_UUID, self.transport)
+        e = self.raises(exception.DPUAgentError, client.call,
+                              None, 'get_state', version='1.1')
+        self.assertEqual('UnsupportedVersion', e.remote_class)
+        self.assertIn('called at RPC API 1.1', str(e))
+
+
+class NewAgentTests(WireTests):
+    agent_class = StandInAgent11
+
+    # the 1.0 agent's expectations do not hold for a 1.1 agent (not
+    # callable: the loader skips them)
+    test_old_agent_gets_apply_state_without_wait = None
+    test_old_agent_refuses_a_newer_call_with_the_reason = None
+
+    def _push(self):
+        task = base.FakeTask(self.node(), [], [self.target('boot',
+                                                           boot_index=0)])
+        client = agent_client.AgentClient(base.NODE_UUID, self.transport)
+        return desired.push(task, desired.build(task), client=client, wait=2)
+
+    def test_wait_reaches_a_new_agent(self):
+        self.assertEqual(1, self._push()['desired']['generation'])
+        self.assertEqual([2], self.agent.waits)
+
+    def test_cap_holds_wait_back(self):
+        CONF.set_override('rpc_version_cap', '1.0', group='dpu_agent')
+        self.assertEqual(1, self._push()['desired']['generation'])
+        self.assertEqual([None], self.agent.waits)

@@ -6,8 +6,10 @@ package ovs
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,7 +28,10 @@ import (
 // Client keeps one libovsdb connection to the Open_vSwitch database alive.
 // Run owns the connection; everything else is safe for concurrent use.
 type Client struct {
-	endpoint  string
+	endpoint string
+	// tlsConfig, when set, gives the TLS config of an ssl: endpoint; it is
+	// called on every connect so renewed certificate files are picked up.
+	tlsConfig func() (*tls.Config, error)
 	log       *zap.Logger
 	onConnect func()
 
@@ -45,12 +50,13 @@ type Client struct {
 // NewClient prepares a client; nothing connects until Run. onConnect is
 // called after every successful (re)connect, once the cache is filled:
 // libovsdb replays ADDs but not DELETEs across a reconnect, so the owner must
-// re-reconcile from a fresh snapshot.
-func NewClient(endpoint string, log *zap.Logger, onConnect func()) *Client {
+// re-reconcile from a fresh snapshot. tlsConfig is needed for an ssl:
+// endpoint and ignored otherwise.
+func NewClient(endpoint string, tlsConfig func() (*tls.Config, error), log *zap.Logger, onConnect func()) *Client {
 	if onConnect == nil {
 		onConnect = func() {}
 	}
-	return &Client{endpoint: endpoint, log: log, onConnect: onConnect, changed: make(chan struct{}), installed: map[string]time.Time{},
+	return &Client{endpoint: endpoint, tlsConfig: tlsConfig, log: log, onConnect: onConnect, changed: make(chan struct{}), installed: map[string]time.Time{},
 		lastErr: fmt.Errorf("%w: ovsdb %s: not connected yet", errdefs.ErrUnavailable, endpoint)}
 }
 
@@ -122,7 +128,19 @@ func (c *Client) connect(ctx context.Context) (client.Client, error) {
 		return nil, err
 	}
 	lg := logr.New(&zapSink{l: c.log.Named("libovsdb")})
-	cl, err := client.NewOVSDBClient(dbm, client.WithEndpoint(c.endpoint), client.WithLogger(&lg))
+	opts := []client.Option{client.WithEndpoint(c.endpoint), client.WithLogger(&lg)}
+	if strings.HasPrefix(c.endpoint, "ssl:") {
+		if c.tlsConfig == nil {
+			return nil, fmt.Errorf("%w: ssl: endpoint without a TLS config", errdefs.ErrInvalidArgument)
+		}
+		tc, err := c.tlsConfig()
+		if err != nil {
+			return nil, err
+		}
+		// libovsdb dials ssl: with tls.Dialer and this config
+		opts = append(opts, client.WithTLSConfig(tc))
+	}
+	cl, err := client.NewOVSDBClient(dbm, opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/logctx"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/nvmeof"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 )
@@ -174,7 +175,7 @@ func (b *Backend) Ensure(ctx context.Context, name string, t nvmeof.Target, cur 
 	var res Result
 	if cur != nil {
 		if b.Stale(cur, t) {
-			b.log.Info("volume target changed; re-attaching", zap.String("controller", name))
+			logctx.Logger(ctx, b.log).Info("volume target changed; re-attaching", zap.String("controller", name))
 			if err := b.Detach(ctx, name); err != nil {
 				return res, err
 			}
@@ -219,7 +220,7 @@ func (b *Backend) Ensure(ctx context.Context, name string, t nvmeof.Target, cur 
 		}
 		if err != nil {
 			err = fmt.Errorf("attach %s via %s:%d/%s: %w", name, p.Address, p.Port, p.Transport, err)
-			b.log.Warn("attach path failed", zap.String("controller", name), zap.Error(err))
+			logctx.Logger(ctx, b.log).Warn("attach path failed", zap.String("controller", name), zap.Error(err))
 			if firstErr == nil {
 				firstErr = err
 			}
@@ -258,7 +259,7 @@ func (b *Backend) Detach(ctx context.Context, name string) error {
 	if err := b.o.Client.DetachController(ctx, spdk.DetachControllerParams{Name: name}); err != nil {
 		return err
 	}
-	b.log.Info("detached volume controller", zap.String("controller", name))
+	logctx.Logger(ctx, b.log).Info("detached volume controller", zap.String("controller", name))
 	return nil
 }
 

@@ -10,6 +10,8 @@ set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
+# shellcheck source=upgrade.sh
+. "$HERE/upgrade.sh"
 
 PASSED=0; FAILED=0; FAILURES=()
 run_case() {   # run_case NAME FUNCTION
@@ -28,7 +30,7 @@ cleanup() {
   set +e
   local n
   for n in "$BASE"/pids/agent-*; do [ -e "$n" ] && th_stop "$(basename "$n")" 10; done
-  ironic_down; th_stop spdk 5; ovn_down; rabbit_down
+  ironic_down; th_stop spdk 5; ovn_down; rabbit_down; th_stop go-build-old 2
   if [ "${TH_KEEP:-0}" = 1 ] || [ "$FAILED" -gt 0 ]; then th_log "logs kept in $BASE"; else rm -rf "$BASE"; fi
 }
 
@@ -37,6 +39,9 @@ uuidgen_() { cat /proc/sys/kernel/random/uuid; }
 NODE1=$(uuidgen_); NODE2=$(uuidgen_); NODE3=$(uuidgen_)
 VIF1=$(uuidgen_); VIF2=$(uuidgen_); VIF3=$(uuidgen_)
 BOOT_VOL=$(uuidgen_); DATA_VOL=$(uuidgen_); DATA2_VOL=$(uuidgen_); BAD_VOL=$(uuidgen_)
+# the rolling-upgrade node (upgrade.sh): its own volumes, VIFs and PF
+NODE4=$(uuidgen_); UP_VIF1=$(uuidgen_); UP_VIF2=$(uuidgen_)
+UP_BOOT_VOL=$(uuidgen_); UP_DATA_VOL=$(uuidgen_); UP_HOT_VOL=$(uuidgen_)
 NQN_BASE=nqn.2010-10.org.openstack
 
 # SPDK remotes: the "storage array" holding the three volumes.
@@ -44,7 +49,7 @@ write_remotes() {
   local v
   {
     echo '['
-    for v in "$BOOT_VOL" "$DATA_VOL" "$DATA2_VOL"; do
+    for v in "$BOOT_VOL" "$DATA_VOL" "$DATA2_VOL" "$UP_BOOT_VOL" "$UP_DATA_VOL" "$UP_HOT_VOL"; do
       [ "$v" = "$BOOT_VOL" ] || echo ','
       remote_json "$NQN_BASE:volume-$v" "$v"
     done
@@ -86,15 +91,16 @@ went_async() { grep -q "on node $1 being executed asynchronously" "$IRONIC_DIR"/
 not_async() { ! went_async "$1"; }
 in_state() { [ "$(node_field "$1" provision_state)" = "$2" ]; }
 
-enroll_node() {   # UUID NAME MAC1 MAC2
+enroll_node() {   # UUID NAME MAC1 MAC2 [PF]: the ports on PF's VFs 1 and 2 (default pf0)
+  local pf=${5:-pf0}
   bm node create --driver dpu --uuid "$1" --name "$2" \
     --deploy-interface dpu --boot-interface dpu --storage-interface dpu \
     --network-interface dpu --vendor-interface dpu \
     --power-interface fake --management-interface fake >/dev/null || return 1
   # The CLI only offers Ironic's in-tree connector types; the API takes 'nqn'.
   api POST /volume/connectors "$(jq -nc --arg n "$1" '{node_uuid:$n, type:"nqn", connector_id:("nqn.2014-08.org.nvmexpress:uuid:" + $n)}')" >/dev/null || return 1
-  bm port create "$3" --node "$1" --extra dpu_function=pf0vf1 >/dev/null || return 1
-  bm port create "$4" --node "$1" --extra dpu_function=pf0vf2 >/dev/null || return 1
+  bm port create "$3" --node "$1" --extra "dpu_function=${pf}vf1" >/dev/null || return 1
+  bm port create "$4" --node "$1" --extra "dpu_function=${pf}vf2" >/dev/null || return 1
 }
 # Boot volume in Cinder's old NVMe-oF format, through the CLI.
 add_boot_target() {   # NODE VOLUME_ID
@@ -182,6 +188,24 @@ case_vif_hotplug() {
   expect "VIF1 untouched (same Interface row)" [ "$(ovs_iface_uuid "$VIF1")" = "$vif1_before" ] &&
   expect "VIF1 still bound" ovn_bound "$VIF1" &&
   expect "power untouched" [ "$(node_field "$NODE1" power_state)" = "power on" ]
+}
+
+# One request followed from the Ironic API to the DPU: the global request id
+# a caller (Nova) sends as X-OpenStack-Request-ID reaches the agent in the
+# RPC context and is on its admission line and on the OVSDB change it made.
+case_request_traced() {
+  local gid vif=$UP_VIF2
+  gid="req-$(uuidgen_)"
+  curl -sS -f "${IRONIC_H[@]}" -H "X-OpenStack-Request-ID: $gid" -X POST "$API/v1/nodes/$NODE4/vifs" \
+    -d "$(jq -nc --arg v "$vif" '{id:$v}')" || return 1
+  expect "VIF plugged" th_wait 15 "traced VIF plugged" vif_plugged "$NODE4" "$vif" &&
+  expect "agent: admission line with the global request id" \
+    grep -q "\"desired state admitted\".*\"global_request_id\":\"$gid\"" "$BASE/log/agent-$NODE4.out" &&
+  expect "agent: the OVSDB change with the global request id" \
+    grep -q "\"plugged vif\".*\"global_request_id\":\"$gid\"" "$BASE/log/agent-$NODE4.out" &&
+  expect "get_state: the generation's admission record" \
+    [ "$(agent_state "$NODE4" | jq -r .admission.global_request_id)" = "$gid" ] || return 1
+  bm node vif detach n4 "$vif" && th_wait 10 "traced VIF gone" vif_absent "$NODE4" "$vif"
 }
 
 case_volume_hotplug() {
@@ -335,6 +359,7 @@ main() {
   rabbit_up
   ovn_up
   go_build
+  upgrade_build_start   # the agent of $UPGRADE_FROM for cases 7a/7b, in the background
   write_remotes
   spdk_up || th_die "spdk emulator did not start"
   ironic_up
@@ -348,6 +373,9 @@ main() {
   run_case "6b agent refuses bad connection data: deploy failed with its text" case_agent_error
   run_case "6c agent cannot attach the boot volume: deploy fails with its reason" case_agent_converge_error
   run_case "6d agent still pending (VIF not bound yet): DEPLOYWAIT, resumed by the periodic" case_agent_pending
+  run_case "7a rolling upgrade: this conductor with the agent of $UPGRADE_FROM" case_upgrade_old_agent
+  run_case "7b rolling upgrade: agent upgraded in place, with the conductor of $UPGRADE_FROM" case_upgrade_old_conductor
+  run_case "8 a request id from the Ironic API on the agent's admission and OVSDB lines" case_request_traced
   [ ${#FAILURES[@]} -eq 0 ] || th_log "failed: ${FAILURES[*]}"
   cleanup; trap - EXIT
   echo "$PASSED passed, $FAILED failed"

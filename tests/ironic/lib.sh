@@ -232,9 +232,9 @@ CONF
 }
 agent_cli() { local n=$1; shift; "$BASE/bin/ironic-dpu-agent" "$@" --config-file "$BASE/agent-$n/cli.conf"; }
 agent_state() { agent_cli "$1" status --state 2>>"$BASE/log/agent-cli.err"; }
-agent_start() {   # NODE : ready once it answers get_status over RPC
+agent_start() {   # NODE : ready once it answers get_status over RPC; AGENT_BIN picks another build
   [ -f "$BASE/agent-$1/agent.conf" ] || agent_conf "$1"
-  th_spawn "agent-$1" "$BASE/bin/ironic-dpu-agent" serve --config-file "$BASE/agent-$1/agent.conf"
+  th_spawn "agent-$1" "${AGENT_BIN:-$BASE/bin/ironic-dpu-agent}" serve --config-file "$BASE/agent-$1/agent.conf"
   th_wait 30 "agent $1 answering" agent_cli "$1" status || { tail -20 "$BASE/log/agent-$1.out" >&2; return 1; }
 }
 agent_stop() { th_stop "agent-$1" 15; }
@@ -327,6 +327,21 @@ ironic_up() {
 }
 
 ironic_down() { th_stop ironic-api 10; th_stop ironic-conductor 20; }
+
+# conductor_restart SRC: restart ironic-conductor alone, with the dpu driver
+# (ironic_dpu and its entry points) from the source tree SRC.
+conductor_restart() {
+  th_stop ironic-conductor 20
+  th_spawn ironic-conductor env PYTHONPATH="$1" $PY /usr/bin/ironic-conductor --config-file "$IRONIC_DIR/ironic.conf"
+  local i hosts
+  for ((i = 0; i < 600; i++)); do
+    hosts=$(curl -sf -H 'X-OpenStack-Ironic-API-Version: latest' "$API/v1/drivers/dpu" 2>/dev/null | jq -r '.hosts | length' 2>/dev/null)
+    [ "${hosts:-0}" -ge 1 ] && { th_log "ironic-conductor restarted with the dpu driver of $1"; return 0; }
+    th_alive ironic-conductor || { tail -40 "$BASE/log/ironic-conductor.out" >&2; return 1; }
+    sleep 0.1
+  done
+  th_log "ironic-conductor did not register the dpu hardware type in 60 s"; return 1
+}
 
 # REST helpers (the CLI's --wait polls every 10 s; poll ourselves).
 IRONIC_H=(-H 'Content-Type: application/json' -H 'X-OpenStack-Ironic-API-Version: 1.78')

@@ -45,7 +45,8 @@ def main():
         if req.get('call_monitor_timeout'):
             prep['call_monitor_timeout'] = req['call_monitor_timeout']
         client = clients[key].prepare(**prep)
-        ctxt = {'request_id': req.get('request_id', 'req-test'), 'global_request_id': None}
+        ctxt = {'request_id': req.get('request_id', 'req-test'),
+                'global_request_id': req.get('global_request_id')}
         try:
             if req.get('cast'):
                 client.cast(ctxt, req['method'], **req.get('args', {}))

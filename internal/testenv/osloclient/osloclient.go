@@ -37,6 +37,10 @@ type Req struct {
 	CallMonitorTimeout float64        `json:"call_monitor_timeout,omitempty"`
 	Cast               bool           `json:"cast,omitempty"`
 	AtLeastOnce        *bool          `json:"at_least_once,omitempty"`
+	// RequestID and GlobalRequestID go into the message context (oslo's
+	// _context_* keys), as Ironic sends them; default "req-test" and none.
+	RequestID       string `json:"request_id,omitempty"`
+	GlobalRequestID string `json:"global_request_id,omitempty"`
 }
 
 // RemoteErr is the exception the Python caller saw.

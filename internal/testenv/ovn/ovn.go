@@ -43,7 +43,14 @@ type Options struct {
 	Bridge string
 	// SystemID is the chassis name ovn-controller registers (default dpu-chassis-1).
 	SystemID string
+	// SSL, when set, adds a pssl: remote on 127.0.0.1 to the Open_vSwitch
+	// ovsdb-server with these PEM files (Env.OVSDBSSL); the unix socket stays.
+	SSL *SSLFiles
 }
+
+// SSLFiles are ovsdb-server's --private-key, --certificate and --ca-cert:
+// clients must present a certificate signed by CA.
+type SSLFiles struct{ PrivateKey, Certificate, CACert string }
 
 // Env is a running stack.
 type Env struct {
@@ -53,8 +60,12 @@ type Env struct {
 	Datapath string
 	// OVSDB is the Open_vSwitch database endpoint, e.g. unix:/tmp/x/db.sock.
 	OVSDB string
-	NBDB  string
-	SBDB  string
+	// OVSDBSSL is the same database's ssl:127.0.0.1:PORT endpoint when
+	// Options.SSL is set, else empty.
+	OVSDBSSL string
+	ssl      *SSLFiles
+	NBDB     string
+	SBDB     string
 
 	mu    sync.Mutex
 	procs map[string]*proc
@@ -101,6 +112,15 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 		NBDB:  "unix:" + filepath.Join(d, "ovnnb_db.sock"),
 		SBDB:  "unix:" + filepath.Join(d, "ovnsb_db.sock"),
 		procs: map[string]*proc{},
+	}
+	if o.SSL != nil {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		e.OVSDBSSL = "ssl:" + l.Addr().String()
+		_ = l.Close() // ovsdb-server binds it again; kept across restarts
+		e.ssl = o.SSL
 	}
 	if e.Datapath == "netdev" {
 		// vswitchd makes a tap per bridge plus "ovs-netdev"; never adopt (and
@@ -204,12 +224,40 @@ func (e *Env) StartOVSDB(ctx context.Context) error {
 	sock := filepath.Join(e.Dir, "db.sock")
 	// A SIGKILLed server leaves its socket behind.
 	_ = os.Remove(sock)
-	if err := e.spawn("ovsdb-server", "ovsdb-server", filepath.Join(e.Dir, "conf.db"),
-		"--remote=punix:"+sock, "--remote=db:Open_vSwitch,Open_vSwitch,manager_options",
-		"--unixctl="+filepath.Join(e.Dir, "ovsdb-server.ctl"), "--no-chdir"); err != nil {
+	args := []string{filepath.Join(e.Dir, "conf.db"),
+		"--remote=punix:" + sock, "--remote=db:Open_vSwitch,Open_vSwitch,manager_options",
+		"--unixctl=" + filepath.Join(e.Dir, "ovsdb-server.ctl"), "--no-chdir"}
+	if e.ssl != nil {
+		host, port, _ := net.SplitHostPort(strings.TrimPrefix(e.OVSDBSSL, "ssl:"))
+		args = append(args, "--remote=pssl:"+port+":"+host, "--private-key="+e.ssl.PrivateKey,
+			"--certificate="+e.ssl.Certificate, "--ca-cert="+e.ssl.CACert)
+	}
+	if err := e.spawn("ovsdb-server", "ovsdb-server", args...); err != nil {
 		return err
 	}
-	return waitSocket(ctx, sock)
+	if err := waitSocket(ctx, sock); err != nil {
+		return err
+	}
+	if e.ssl != nil {
+		return waitTCP(ctx, strings.TrimPrefix(e.OVSDBSSL, "ssl:"))
+	}
+	return nil
+}
+
+func waitTCP(ctx context.Context, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for {
+		var d net.Dialer
+		if c, err := d.DialContext(ctx, "tcp", addr); err == nil {
+			return c.Close()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("testenv/ovn: nothing listens on %s: %w", addr, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // KillOVSDB SIGKILLs the Open_vSwitch ovsdb-server (a crash, not a clean stop).

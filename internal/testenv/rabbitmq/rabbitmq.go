@@ -17,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/testpki"
 )
 
 // BinDir holds the real broker scripts (the /usr/sbin wrappers su to rabbitmq).
@@ -249,4 +251,25 @@ func (b *Broker) Ctl(ctx context.Context, args ...string) (string, error) {
 		return string(out), fmt.Errorf("rabbitmqctl %s: %w: %s", strings.Join(args, " "), err, out)
 	}
 	return string(out), nil
+}
+
+// StartTLS is Start with an AMQPS listener (TLSPort) too, its certificate
+// from a fresh testpki under dir/pki; it returns the PEM files.
+func StartTLS(ctx context.Context, dir string) (*Broker, testpki.Files, error) {
+	b, err := New(dir)
+	if err != nil {
+		return nil, testpki.Files{}, err
+	}
+	pki, err := testpki.Write(filepath.Join(dir, "pki"))
+	if err == nil {
+		err = b.EnableTLS(pki.ServerCert, pki.ServerKey, pki.CA)
+	}
+	if err == nil {
+		err = b.Start(ctx)
+	}
+	if err != nil {
+		b.Stop()
+		return nil, testpki.Files{}, err
+	}
+	return b, pki, nil
 }

@@ -119,7 +119,7 @@ func (l *lifecycle) saveCost(dir string, n int) (time.Duration, error) {
 	d := l.ag.Desired()
 	var ds []time.Duration
 	for i := 0; i < n; i++ {
-		t, err := timed(func() error { return st.Save(d) })
+		t, err := timed(func() error { return st.Save(d, nil) })
 		if err != nil {
 			return 0, err
 		}

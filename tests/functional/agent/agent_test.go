@@ -24,6 +24,7 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/agentproc"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/osloclient"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/rabbitmq"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/testpki"
 )
 
 const node = "1be26c0b-03f2-4d2e-ae87-c02d7f33c123"
@@ -31,6 +32,8 @@ const node = "1be26c0b-03f2-4d2e-ae87-c02d7f33c123"
 var (
 	broker *rabbitmq.Broker
 	bin    string
+	// pki signed the broker's AMQPS listener (broker.TLSPort()).
+	pki testpki.Files
 )
 
 func TestMain(m *testing.M) {
@@ -50,7 +53,7 @@ func run(m *testing.M) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	broker, err = rabbitmq.Start(ctx, filepath.Join(dir, "rabbit"))
+	broker, pki, err = rabbitmq.StartTLS(ctx, filepath.Join(dir, "rabbit"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start rabbitmq:", err)
 		return 1
@@ -128,7 +131,7 @@ func TestAgentOverOsloMessaging(t *testing.T) {
 	c := client(t)
 
 	st := waitServing(t, c)
-	if st["node_uuid"] != node || st["rpc_api_version"] != "1.0" || st["driver"] != "sim" || st["agent_version"] == "" {
+	if st["node_uuid"] != node || st["rpc_api_version"] != "1.1" || st["driver"] != "sim" || st["agent_version"] == "" {
 		t.Fatalf("get_status: %v", st)
 	}
 	comps, _ := st["components"].(map[string]any)
@@ -269,10 +272,11 @@ func TestAgentOverOsloMessaging(t *testing.T) {
 		if re.Class != "UnsupportedVersion" || re.Module != "oslo_messaging.rpc.dispatcher" {
 			t.Fatalf("version 2.0: %+v", re)
 		}
-		// 1.0 is what the agent serves; a future 1.1 caller is refused too.
-		re = remoteErr(t, c.Call(osloclient.Req{Method: "get_status", Version: "1.1"}, nil))
-		if re.Class != "UnsupportedVersion" {
-			t.Fatalf("version 1.1: %+v", re)
+		// 1.1 is what the agent serves; a caller of a newer minor is
+		// refused with oslo's UnsupportedVersion (the conductor falls back).
+		re = remoteErr(t, c.Call(osloclient.Req{Method: "get_status", Version: "1.2"}, nil))
+		if re.Class != "UnsupportedVersion" || !strings.Contains(re.Message, "Endpoint does not support RPC version 1.2") {
+			t.Fatalf("version 1.2: %+v", re)
 		}
 	})
 

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -26,11 +27,16 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/ovn"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/testpki"
 	"github.com/ironic-dpu/ironic-dpu-agent/network"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
-var env *ovn.Env
+var (
+	env *ovn.Env
+	// pki signed the shared stack's ssl: OVSDB remote (env.OVSDBSSL).
+	pki testpki.Files
+)
 
 var _ agent.Reconciler = (*network.Reconciler)(nil)
 
@@ -40,7 +46,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	env, err = ovn.Start(context.Background(), ovn.Options{Dir: dir})
+	pki, err = testpki.Write(filepath.Join(dir, "pki"))
+	if err == nil {
+		env, err = ovn.Start(context.Background(), ovn.Options{Dir: dir,
+			SSL: &ovn.SSLFiles{PrivateKey: pki.ServerKey, Certificate: pki.ServerCert, CACert: pki.CA}})
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL: start OVS/OVN stack:", err)
 		_ = os.RemoveAll(dir)

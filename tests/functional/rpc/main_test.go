@@ -55,21 +55,9 @@ func run(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	start := time.Now()
-	broker, err = rabbitmq.New(dir)
-	if err == nil {
-		tlsFiles, err = writeTLSFiles(filepath.Join(dir, "tls"))
-	}
-	if err == nil {
-		err = broker.EnableTLS(tlsFiles.cert, tlsFiles.key, tlsFiles.ca)
-	}
-	if err == nil {
-		err = broker.Start(ctx)
-	}
+	broker, tlsFiles, err = rabbitmq.StartTLS(ctx, dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL: start rabbitmq:", err)
-		if broker != nil {
-			broker.Stop()
-		}
 		return 1
 	}
 	defer broker.Stop()

@@ -4,18 +4,8 @@ package rpc
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,74 +14,13 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/osloclient"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/testpki"
 	"github.com/ironic-dpu/ironic-dpu-agent/rpcapi"
 )
 
-// tlsFiles are the broker's certificate, its key, the CA that signed it, and
+// tlsFiles are the broker's certificate and key, the CA that signed it, and
 // a second CA that did not.
-var tlsFiles struct{ cert, key, ca, otherCA string }
-
-// writeTLSFiles makes a throwaway CA and a server certificate for 127.0.0.1.
-func writeTLSFiles(dir string) (f struct{ cert, key, ca, otherCA string }, err error) {
-	if err = os.MkdirAll(dir, 0o755); err != nil {
-		return f, err
-	}
-	write := func(name, typ string, der []byte) (string, error) {
-		p := filepath.Join(dir, name)
-		// The broker runs as root here but reads as itself; 0644 keeps it simple.
-		return p, os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o644)
-	}
-	newCA := func(cn string) (*x509.Certificate, *ecdsa.PrivateKey, []byte, error) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		tpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-			IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-		der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, &key.PublicKey, key)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		cert, err := x509.ParseCertificate(der)
-		return cert, key, der, err
-	}
-	ca, caKey, caDER, err := newCA("ironic-dpu-agent test CA")
-	if err != nil {
-		return f, err
-	}
-	_, _, otherDER, err := newCA("some other CA")
-	if err != nil {
-		return f, err
-	}
-	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return f, err
-	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(2),
-		Subject: pkix.Name{CommonName: "127.0.0.1"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}},
-		ca, &srvKey.PublicKey, caKey)
-	if err != nil {
-		return f, err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(srvKey)
-	if err != nil {
-		return f, err
-	}
-	for _, w := range []struct {
-		dst       *string
-		name, typ string
-		der       []byte
-	}{{&f.ca, "ca.pem", "CERTIFICATE", caDER}, {&f.otherCA, "other-ca.pem", "CERTIFICATE", otherDER},
-		{&f.cert, "server.pem", "CERTIFICATE", srvDER}, {&f.key, "server.key", "EC PRIVATE KEY", keyDER}} {
-		if *w.dst, err = write(w.name, w.typ, w.der); err != nil {
-			return f, err
-		}
-	}
-	return f, nil
-}
+var tlsFiles testpki.Files
 
 func tlsURL() string { return fmt.Sprintf("rabbit://guest:guest@127.0.0.1:%d/", broker.TLSPort()) }
 
@@ -102,11 +31,11 @@ func TestTLSWithRealBrokerAndOslo(t *testing.T) {
 	d.Register("echo", func(_ context.Context, req *rpcapi.Request) (any, error) { return req.Args, nil })
 	opts := fastRetry()
 	opts.SSL = true
-	opts.SSLCAFile = tlsFiles.ca
+	opts.SSLCAFile = tlsFiles.CA
 	startServer(t, rpcapi.ServerConfig{URL: tlsURL(), Rabbit: opts, Dispatcher: d,
 		Target: rpcapi.Target{Exchange: "ironic_dpu", Topic: topic, Server: "node-tls"}})
 
-	py, err := osloclient.Start(tlsURL()+"?ssl=1&ssl_ca_file="+tlsFiles.ca, "ironic_dpu", topic, "node-tls")
+	py, err := osloclient.Start(tlsURL()+"?ssl=1&ssl_ca_file="+tlsFiles.CA, "ironic_dpu", topic, "node-tls")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +68,7 @@ func TestTLSRefusesUnknownCA(t *testing.T) {
 	core, logs := observer.New(zap.WarnLevel)
 	opts := fastRetry()
 	opts.SSL = true
-	opts.SSLCAFile = tlsFiles.otherCA
+	opts.SSLCAFile = tlsFiles.OtherCA
 	s, err := rpcapi.NewServer(rpcapi.ServerConfig{URL: tlsURL(), Rabbit: opts, Dispatcher: rpcapi.NewDispatcher("1.0", ""),
 		Target: rpcapi.Target{Topic: topic, Server: "node-badca"}, Logger: zap.New(core)})
 	if err != nil {

@@ -38,7 +38,7 @@ func startAgentProc(t *testing.T, sock string, d *nodestate.Desired, extra map[s
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := store.Save(d); err != nil {
+	if err := store.Save(d, nil); err != nil {
 		t.Fatal(err)
 	}
 	sections := map[string]map[string]string{
