@@ -193,13 +193,15 @@ spdk_up() {   # serves $BASE/spdk.sock with the remotes in $BASE/spdk-remotes.js
 }
 
 # ---------------------------------------------------------------- agent (sim driver)
-agent_conf() {   # NODE : its config and its own broker user (broker-acl)
-  local d=$BASE/agent-$1 user=dpu-$1 pw
+# agent_conf NODE: its config and its own broker user (broker-acl).
+# AGENT_BROKER=shared: the conductor side's user instead, as every agent had
+# before per-DPU users (an agent that old cannot run with its own user).
+agent_conf() {
+  local d=$BASE/agent-$1
   mkdir -p "$d/state"
-  pw=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
   cat > "$d/agent.conf" <<CONF
 [DEFAULT]
-transport_url = rabbit://$user:$pw@127.0.0.1:$RMQ_PORT/$DPU_VHOST
+transport_url = $DPU_COND_URL
 node_uuid = $1
 state_dir = $d/state
 reconcile_interval = 5s
@@ -225,10 +227,18 @@ transport = TCP
 listen_address = 127.0.0.1
 listen_port = $SPDK_NVMF_PORT
 CONF
-  rabbit_dpu_user "$BASE/bin/ironic-dpu-agent" "$d/agent.conf" "$user" "$pw" || th_die "broker user of $1"
+  [ "${AGENT_BROKER:-own}" = shared ] || agent_broker_own "$1" || th_die "broker user of $1"
   # the operator's CLI asks the agent with the conductor side's user: a
   # DPU's own user may not publish requests to any agent, its own included
   printf '[DEFAULT]\ntransport_url = %s\nnode_uuid = %s\n' "$DPU_COND_URL" "$1" > "$d/cli.conf"
+}
+# agent_broker_own NODE: the agent's own broker user, with the rights
+# broker-acl prints for its config, and its transport_url switched to it.
+agent_broker_own() {
+  local conf=$BASE/agent-$1/agent.conf user=dpu-$1 pw
+  pw=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+  sed -i "s#^transport_url = .*#transport_url = rabbit://$user:$pw@127.0.0.1:$RMQ_PORT/$DPU_VHOST#" "$conf"
+  rabbit_dpu_user "$BASE/bin/ironic-dpu-agent" "$conf" "$user" "$pw"
 }
 agent_cli() { local n=$1; shift; "$BASE/bin/ironic-dpu-agent" "$@" --config-file "$BASE/agent-$n/cli.conf"; }
 agent_state() { agent_cli "$1" status --state 2>>"$BASE/log/agent-cli.err"; }
