@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 PKGS=(rabbitmq-server python3-oslo.messaging openvswitch-switch ovn-central ovn-host
       ironic-api ironic-conductor python3-ironicclient python3-openstackclient
       jq curl shellcheck iproute2 iputils-ping procps psmisc make
+      # the database of both end-to-end suites (Ironic's conductors share it)
+      postgresql-15 python3-psycopg2
       # the whole-OpenStack suite (tests/openstack): Nova, Neutron ML2/OVN, Cinder, Glance, Placement
-      postgresql-15 neutron-server placement-api nova-api nova-conductor nova-scheduler
+      neutron-server placement-api nova-api nova-conductor nova-scheduler
       nova-compute-ironic cinder-api cinder-scheduler cinder-volume glance-api
       # config drives: Nova and Ironic build the ISO, the suite reads it back
       genisoimage python3-pycdlib

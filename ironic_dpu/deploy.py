@@ -164,11 +164,31 @@ class DPUDeploy(base.DeployInterface):
         answer judged as it arrives, and only a node whose agent converged
         or failed, or whose wait expired, is locked.
         """
-        waiting = [(uuid, info) for uuid, _drv, _grp, info in
-                   manager.iter_nodes(filters=_WAITING_FILTERS,
-                                      fields=['driver_internal_info'])
-                   if _waiting(info)]
+        waiting, lost = [], []
+        for uuid, _drv, _grp, info in manager.iter_nodes(
+                filters=_WAITING_FILTERS, fields=['driver_internal_info']):
+            if _waiting(info):
+                waiting.append((uuid, info))
+            elif _resume_lost(info):
+                lost.append(uuid)
+        for uuid in lost:
+            self._resume_lost_node(context, uuid)
         self.check_waiting(context, waiting)
+
+    def _resume_lost_node(self, context, node_uuid):
+        """Resume again a node whose converged deploy's resume was lost
+        (_resume_lost); one node's failure does not end the pass."""
+        try:
+            with task_manager.acquire(context, node_uuid, shared=True,
+                                      purpose=_PURPOSE) as task:
+                if isinstance(task.driver.deploy, DPUDeploy):
+                    self._resume_again(task)
+        except (ir_exc.NodeNotFound, ir_exc.NodeLocked) as e:
+            LOG.info('Node %s: %s; its lost resume is retried next pass',
+                     node_uuid, e)
+        except Exception:
+            LOG.exception('Node %s: resuming its deploy again failed; '
+                          'retrying next pass', node_uuid)
 
     def check_waiting(self, context, waiting, clock=None):
         """One pass over waiting, a list of (node uuid, driver_internal_info).
@@ -252,12 +272,39 @@ class DPUDeploy(base.DeployInterface):
             self._fail(task, wait['generation'], reason)
             return
         # The resumed step reads this and boots the host.
-        node.set_driver_internal_info(desired.WAIT_KEY,
-                                      dict(wait, converged=True))
+        node.set_driver_internal_info(
+            desired.WAIT_KEY, dict(wait, converged=True, resumed=time.time()))
         node.save()
         desired.warn_unbound(task, unbound)
         self._converged(task, wait['generation'], wait['since'],
                         'in DEPLOYWAIT')
+        manager_utils.notify_conductor_resume_deploy(task)
+
+    def _resume_again(self, task):
+        """Resume a converged deploy whose resume never ran.
+
+        The resume is a cast to this conductor's own queue: a conductor
+        killed after it saved the converged wait and before its worker took
+        the cast leaves the node in DEPLOYWAIT with nothing to move it on.
+        Once heartbeat_timeout passed, that conductor is off the hash ring
+        and the node's new owner resumes it here (a live one runs its cast
+        within seconds; a late duplicate finds the node moved on).
+        """
+        if not _resume_lost(task.node.driver_internal_info):
+            return
+        task.upgrade_lock(purpose='resuming a deploy on a DPU')
+        node = task.node
+        if (node.provision_state != states.DEPLOYWAIT
+                or not _resume_lost(node.driver_internal_info)):
+            return
+        wait = node.driver_internal_info[desired.WAIT_KEY]
+        LOG.warning('Node %s: its deploy was resumed (DPU agent converged '
+                    'on generation %s) but is still waiting after %ss; '
+                    'resuming it again', node.uuid, wait['generation'],
+                    CONF.conductor.heartbeat_timeout)
+        node.set_driver_internal_info(desired.WAIT_KEY,
+                                      dict(wait, resumed=time.time()))
+        node.save()
         manager_utils.notify_conductor_resume_deploy(task)
 
     def tear_down(self, task):
@@ -284,15 +331,18 @@ class DPUDeploy(base.DeployInterface):
     def take_over(self, task):
         """Another conductor owns the node now: re-assert its state.
 
-        An unreachable agent is not fatal; it restores its persisted state
-        and the recorded one is in driver_internal_info.
+        The agent's answer is not fatal: an unreachable agent restores its
+        persisted state and the recorded one is in driver_internal_info; a
+        refusal is logged. Raising would leave the node's
+        conductor_affinity unchanged, and every sync_local_state pass
+        would take it over again, minting a generation each time.
         """
         if task.node.provision_state != states.ACTIVE:
             return
         state = desired.build(task)
         try:
             desired.push(task, state)
-        except exception.DPUAgentUnreachable as e:
+        except exception.DPUAgentError as e:
             LOG.warning('Take-over of node %s: %s', task.node.uuid, e)
 
 
@@ -358,3 +408,14 @@ def _needs_lock(info, verdict):
     errors, blocking, unbound = verdict
     return bool(errors or not (blocking or unbound)
                 or _expired(info[desired.WAIT_KEY]))
+
+
+def _resume_lost(info):
+    """Whether the wait in info (driver_internal_info) was resumed more
+    than heartbeat_timeout ago and the node still waits: the conductor that
+    resumed it died before its own resume cast ran (database fields only)."""
+    wait = (info or {}).get(desired.WAIT_KEY)
+    if not isinstance(wait, dict) or not wait.get('converged'):
+        return False
+    resumed = wait.get('resumed', wait.get('since', 0))
+    return time.time() - _number(resumed) >= CONF.conductor.heartbeat_timeout

@@ -57,6 +57,14 @@ def _edit_vif(task, vif=None, remove_vif=None):
     desired.note_item_change(task, vif=vif, remove_vif=remove_vif)
 
 
+def _port_of_vif(task, vif_id):
+    """The port of task.node that carries vif_id, or None."""
+    for port in task.ports:
+        if desired.port_vif_id(port) == vif_id:
+            return port
+    return None
+
+
 def binding_attrs(node, port):
     """Neutron port update binding the VIF to the DPU's OVN chassis."""
     return {'port': {
@@ -122,6 +130,10 @@ class DPUNetwork(common.VIFPortIDMixin, base.NetworkInterface):
     # -- VIFs --
     def vif_attach(self, task, vif_info):
         vif_id = vif_info['id']
+        port = _port_of_vif(task, vif_id)
+        if port is not None and task.node.provision_state == states.ACTIVE:
+            self._replug(task, port, vif_id)
+            return
         port = common.get_free_port_like_object(task, vif_id, set(),
                                                 vif_info)
         if isinstance(port, objects.Portgroup):
@@ -139,6 +151,28 @@ class DPUNetwork(common.VIFPortIDMixin, base.NetworkInterface):
         except Exception as e:
             self._clear_vif_from_port_like_obj(port)
             self._unbind(task, vif_id)
+            raise ir_exc.NetworkError(
+                'Could not hot-plug VIF %s on node %s: %s'
+                % (vif_id, task.node.uuid, e))
+
+    def _replug(self, task, port, vif_id):
+        """Attach of a VIF a port of this running node already carries.
+
+        vif_attach saves the VIF on the port before it calls the agent: a
+        conductor that died in between (SIGKILL, host loss) leaves the VIF
+        recorded but perhaps never plugged, and the operator's retry lands
+        on the conductor that took the node over. Plug it again instead of
+        refusing with VifAlreadyAttached: the agent's generation check makes
+        a plug it already did a push of the whole state. A failed retry
+        keeps the VIF recorded, as it was before.
+        """
+        vif = desired.vif_for_port(port, vif_id)
+        LOG.info('Node %s: VIF %s is already on port %s; plugging it again',
+                 task.node.uuid, vif_id, port.uuid)
+        try:
+            self._bind(task, port, vif_id)
+            _edit_vif(task, vif=vif)
+        except Exception as e:
             raise ir_exc.NetworkError(
                 'Could not hot-plug VIF %s on node %s: %s'
                 % (vif_id, task.node.uuid, e))

@@ -98,6 +98,18 @@ class DeployTests(AgentTestCase):
             iface.check_waiting(task.context, [
                 (task.node.uuid, task.node.driver_internal_info)])
 
+    def periodic(self, task):
+        """One whole pass of the convergence periodic, with task's node the
+        only one this conductor maps, locked as task."""
+        iface = deploy.DPUDeploy()
+        task.driver.deploy = iface
+        manager = mock.Mock()
+        manager.iter_nodes.return_value = [
+            (task.node.uuid, 'dpu', '', task.node.driver_internal_info)]
+        with mock.patch.object(deploy.task_manager, 'acquire',
+                               return_value=contextlib.nullcontext(task)):
+            iface._check_dpu_convergence(manager, task.context)
+
     def deploying(self, **kw):
         """A task whose deploy step ran: the node waits in DEPLOYWAIT."""
         CONF.set_override('inline_wait', 0, group='dpu_agent')
@@ -207,7 +219,7 @@ class DeployTests(AgentTestCase):
         task.upgrade_lock.assert_called_once()
         self.resume.assert_called_once_with(task)
         self.assertEqual({'generation': 1, 'since': 1000.0,
-                          'converged': True},
+                          'converged': True, 'resumed': 1002.5},
                          task.node.driver_internal_info['dpu_wait'])
         self.assertEqual(1, objects.Node.save.call_count)
         self.failed.assert_not_called()
@@ -222,6 +234,44 @@ class DeployTests(AgentTestCase):
         self.client.apply_state.assert_not_called()
         self.node_power_action.assert_called_once_with(task, states.POWER_ON)
         self.assertNotIn('dpu_wait', task.node.driver_internal_info)
+
+    def test_lost_resume_is_resumed_again(self):
+        # The conductor that resumed the deploy died before it ran its own
+        # continue_node_deploy cast: once it is off the hash ring
+        # (heartbeat_timeout), the node's new owner resumes it again.
+        CONF.set_override('heartbeat_timeout', 10, group='conductor')
+        task = self.deploying()
+        self.periodic(task)
+        self.resume.assert_called_once_with(task)
+        info = task.node.driver_internal_info
+        self.client.get_state.reset_mock()
+        self.now[0] += 9
+        self.assertFalse(deploy._resume_lost(info))
+        self.periodic(task)
+        self.resume.assert_called_once_with(task)
+        self.now[0] += 1
+        self.assertTrue(deploy._resume_lost(info))
+        self.periodic(task)
+        self.assertEqual(2, self.resume.call_count)
+        self.assertEqual(2, task.upgrade_lock.call_count)
+        self.assertEqual({'generation': 1, 'since': 1000.0,
+                          'converged': True, 'resumed': 1010.0},
+                         task.node.driver_internal_info['dpu_wait'])
+        # The agent converged already: no RPC for a lost resume.
+        self.client.get_state.assert_not_called()
+        self.failed.assert_not_called()
+        # Stamped again: not before another heartbeat_timeout.
+        self.assertFalse(deploy._resume_lost(info))
+
+    def test_lost_resume_of_a_node_moved_on(self):
+        CONF.set_override('heartbeat_timeout', 10, group='conductor')
+        task = self.deploying()
+        self.periodic(task)
+        self.now[0] += 10
+        task.upgrade_lock.side_effect = lambda **k: setattr(
+            task.node, 'provision_state', states.DEPLOYING)
+        self.periodic(task)
+        self.resume.assert_called_once_with(task)
 
     def test_prepare_forgets_a_wait_of_an_earlier_deploy(self):
         # A resumed-but-aborted deploy must not make the next one boot
@@ -414,6 +464,25 @@ class DeployTests(AgentTestCase):
         self.assertEqual(1, task.node.driver_internal_info['dpu_desired_state']
                          ['generation'])
 
+    def test_take_over_survives_a_refusal(self):
+        # Raising would keep the old conductor_affinity: every
+        # sync_local_state pass would take the node over again and mint a
+        # generation.
+        task = self.make_task(provision_state=states.ACTIVE,
+                              driver_internal_info={'dpu_generation': 4})
+        self.client.apply_state.side_effect = agent_error(
+            'volume boot: unknown NVMe-oF transport', 'InvalidParameterValue')
+        with self.assertLogs('ironic_dpu.deploy', 'WARNING') as logs:
+            deploy.DPUDeploy().take_over(task)
+        self.assertIn('unknown NVMe-oF transport', logs.output[0])
+        self.client.apply_state.assert_called_once()
+        self.assertEqual(5, task.node.driver_internal_info['dpu_generation'])
+
+    def test_take_over_of_a_node_not_active_pushes_nothing(self):
+        task = self.make_task(provision_state=states.DEPLOYWAIT)
+        deploy.DPUDeploy().take_over(task)
+        self.client.apply_state.assert_not_called()
+
     def test_validate_requires_boot_volume(self):
         task = self.make_task()
         task.volume_targets = [self.target('data')]
@@ -574,8 +643,47 @@ class NetworkTests(AgentTestCase):
         task.ports = task.ports[:1]
         self.assertRaises(ir_exc.NoFreePhysicalPorts, self.net.vif_attach,
                           task, {'id': 'vif-2'})
+
+    def test_attach_twice_before_deploy_is_refused(self):
+        # Nothing to plug yet: Ironic's answer (Nova takes it as attached).
+        task = self.make_task(provision_state=states.AVAILABLE)
         self.assertRaises(ir_exc.VifAlreadyAttached, self.net.vif_attach,
                           task, {'id': 'vif-1'})
+        self.client.plug_vif.assert_not_called()
+
+    def test_attach_retry_on_a_running_node_plugs_again(self):
+        # The conductor that saved vif-2 on the port died before the agent
+        # call returned; the retry reaches the one that took the node over.
+        # The agent did take the dead conductor's plug (generation 7): the
+        # retry's plug names 6, is refused, and the whole state goes as 8.
+        task = self.make_task(provision_state=states.ACTIVE,
+                              driver_internal_info={'dpu_generation': 6})
+        task.ports[1].internal_info = {'tenant_vif_port_id': 'vif-2'}
+        self.client.plug_vif.side_effect = agent_error(
+            'expected generation 6 but the agent holds 7', 'Conflict')
+        self.client.apply_state.side_effect = [
+            agent_error('generation 7 was already applied with other '
+                        'content', 'Conflict'), ATTACHED]
+        self.client.get_state.return_value = {'desired': {'generation': 7}}
+        self.net.vif_attach(task, {'id': 'vif-2'})
+        self.assertEqual({'port_id': 'vif-2', 'mac': '52:54:00:12:34:02'},
+                         self.client.plug_vif.call_args.args[1])
+        state = self.client.apply_state.call_args.args[1]
+        self.assertEqual(8, state['generation'])
+        self.assertEqual(['vif-1', 'vif-2'],
+                         [v['port_id'] for v in state['vifs']])
+        rec = task.node.driver_internal_info
+        self.assertEqual(8, rec['dpu_generation'])
+        self.assertEqual(8, rec['dpu_desired_state']['generation'])
+
+    def test_attach_retry_failure_keeps_the_vif(self):
+        task = self.make_task(provision_state=states.ACTIVE)
+        self.client.plug_vif.side_effect = unreachable()
+        e = self.raises(ir_exc.NetworkError, self.net.vif_attach, task,
+                        {'id': 'vif-1'})
+        self.assertIn('no agent listening', str(e))
+        self.assertEqual('vif-1',
+                         task.ports[0].internal_info['tenant_vif_port_id'])
 
     def test_detach_active_unplugs(self):
         task = self.make_task(provision_state=states.ACTIVE)

@@ -115,8 +115,10 @@ class PeriodicTests(base.TestCase):
 
     def test_predicate_reads_the_database_only(self):
         waiting = self.add(waiting_info())
+        # Converged and resumed a moment ago: its step runs, no lost resume.
         self.add(dict(waiting_info(), dpu_wait={'generation': 1, 'since': 1,
-                                                'converged': True}))
+                                                'converged': True,
+                                                'resumed': time.time()}))
         self.add({})
         self.add({'dpu_wait': 'garbage'})
         manager = FakeManager(self.rows())

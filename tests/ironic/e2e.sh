@@ -12,6 +12,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/lib.sh"
 # shellcheck source=upgrade.sh
 . "$HERE/upgrade.sh"
+# shellcheck source=takeover.sh
+. "$HERE/takeover.sh"
 
 PASSED=0; FAILED=0; FAILURES=()
 run_case() {   # run_case NAME FUNCTION
@@ -49,7 +51,7 @@ write_remotes() {
   local v
   {
     echo '['
-    for v in "$BOOT_VOL" "$DATA_VOL" "$DATA2_VOL" "$UP_BOOT_VOL" "$UP_DATA_VOL" "$UP_HOT_VOL"; do
+    for v in "$BOOT_VOL" "$DATA_VOL" "$DATA2_VOL" "$UP_BOOT_VOL" "$UP_DATA_VOL" "$UP_HOT_VOL" "$TAKE_VOL"; do
       [ "$v" = "$BOOT_VOL" ] || echo ','
       remote_json "$NQN_BASE:volume-$v" "$v"
     done
@@ -353,7 +355,20 @@ case_agent_pending() {
   expect "wait state cleared" [ "$(node_field "$NODE3" driver_internal_info.dpu_wait)" = null ]
 }
 
+# The suite's stack (the demo, which sources this file, keeps lib.sh's):
+# one PostgreSQL database, so that a second conductor can join it for the
+# takeover cases; short heartbeats so that the hash ring drops a dead
+# conductor, and the other takes its nodes and locks over, within seconds.
+e2e_settings() {
+  IRONIC_DB=postgresql
+  : "${IRONIC_HEARTBEAT_INTERVAL:=1}" "${IRONIC_HEARTBEAT_TIMEOUT:=8}" "${IRONIC_RING_RESET:=1}"
+  : "${IRONIC_PROVISION_CHECK:=1}" "${IRONIC_SYNC_LOCAL_STATE:=1}" "${IRONIC_RPC_TIMEOUT:=15}"
+  # a deploy waiting in DEPLOYWAIT outlives a takeover (heartbeat_timeout + ring refresh)
+  : "${DPU_STATE_WAIT:=40}"
+}
+
 main() {
+  e2e_settings
   th_init
   trap cleanup EXIT
   rabbit_up
@@ -376,6 +391,9 @@ main() {
   run_case "7a rolling upgrade: this conductor with the agent of $UPGRADE_FROM" case_upgrade_old_agent
   run_case "7b rolling upgrade: agent upgraded in place, with the conductor of $UPGRADE_FROM" case_upgrade_old_conductor
   run_case "8 a request id from the Ironic API on the agent's admission and OVSDB lines" case_request_traced
+  run_case "9a SIGKILL the conductor of a node in DEPLOYWAIT: the other takes it over, deploy completes" case_takeover_deploywait
+  run_case "9b SIGKILL the conductor inside a VIF hot-plug: retried on the survivor, completes" case_takeover_hotplug
+  run_case "9c a deploy whose resume was lost with its conductor: resumed again after heartbeat_timeout" case_lost_resume
   [ ${#FAILURES[@]} -eq 0 ] || th_log "failed: ${FAILURES[*]}"
   cleanup; trap - EXIT
   echo "$PASSED passed, $FAILED failed"

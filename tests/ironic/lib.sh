@@ -12,6 +12,11 @@ TH_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 . "$TH_REPO/tests/lib/rabbit.sh"
 # shellcheck source=tests/lib/pyinstall.sh
 . "$TH_REPO/tests/lib/pyinstall.sh"
+# shellcheck source=tests/lib/postgres.sh
+. "$TH_REPO/tests/lib/postgres.sh"
+# Ironic's database: sqlite (one conductor) or postgresql (a private cluster
+# that several conductors share: the takeover cases).
+IRONIC_DB=${IRONIC_DB:-sqlite}
 
 th_log() { printf '[%6.2fs] %s\n' "$(th_elapsed)" "$*" >&2; }
 th_die() { th_log "FATAL: $*"; exit 1; }
@@ -31,6 +36,7 @@ th_init() {
   th_require "$PY" /usr/lib/rabbitmq/bin/rabbitmq-server epmd ovsdb-tool ovsdb-server ovs-vswitchd \
     ovs-vsctl ovn-nbctl ovn-sbctl ovn-northd ovn-controller ironic-api ironic-conductor \
     ironic-dbsync openstack jq curl go
+  [ "$IRONIC_DB" = postgresql ] && th_require "${PG_BINARIES[@]}"
   BASE=${TH_BASE:-$(mktemp -d /tmp/ironic-dpu-e2e.XXXXXX)}
   mkdir -p "$BASE"/{pids,log,bin}
   local p; p=$(th_free_base) || th_die "no free port range"
@@ -256,6 +262,10 @@ ironic_conf() {
 [DEFAULT]
 host = dpu-test-conductor
 auth_strategy = noauth
+# a call to a conductor that died fails after this long, not a minute
+rpc_response_timeout = ${IRONIC_RPC_TIMEOUT:-60}
+# how stale the node-to-conductor ring may be (takeover: seconds)
+hash_ring_reset_interval = ${IRONIC_RING_RESET:-15}
 rpc_transport = oslo
 transport_url = $TRANSPORT_URL
 state_path = $IRONIC_DIR/state
@@ -285,10 +295,17 @@ api_workers = 1
 [conductor]
 automated_clean = false
 sync_power_state_interval = -1
-heartbeat_interval = 5
+heartbeat_interval = ${IRONIC_HEARTBEAT_INTERVAL:-5}
+# a conductor silent this long is offline: its nodes move on the hash ring
+# and the others clear its locks (_check_orphan_nodes, every
+# check_provision_state_interval) and take its ACTIVE nodes over
+# (_sync_local_state, every sync_local_state_interval)
+heartbeat_timeout = ${IRONIC_HEARTBEAT_TIMEOUT:-60}
+check_provision_state_interval = ${IRONIC_PROVISION_CHECK:-60}
+sync_local_state_interval = ${IRONIC_SYNC_LOCAL_STATE:-180}
 
 [database]
-connection = sqlite:///$IRONIC_DIR/ironic.sqlite
+connection = $(ironic_db_url)
 
 [dhcp]
 dhcp_provider = none
@@ -315,42 +332,77 @@ neutron_binding = false
 CONF
 }
 
+ironic_db_url() {
+  if [ "$IRONIC_DB" = postgresql ]; then pg_cluster_url "$BASE/pg" ironic ironic
+  else echo "sqlite:///$IRONIC_DIR/ironic.sqlite"; fi
+}
+
 ironic_up() {
   ironic_conf
   local conf=$IRONIC_DIR/ironic.conf
+  if [ "$IRONIC_DB" = postgresql ]; then
+    pg_cluster_up "$BASE/pg" ironic ironic || th_die "postgresql did not start"
+  fi
   $PY /usr/bin/ironic-dbsync --config-file "$conf" create_schema > "$BASE/log/dbsync.out" 2>&1 \
     || { cat "$BASE/log/dbsync.out" >&2; th_die "ironic-dbsync failed"; }
   # The driver as pip installs it (entry points included), into this run's dir.
   [ -d "$BASE/site" ] || pyinstall_dpu "$TH_REPO" "$BASE/site" "$BASE/log/pip-install.out" \
     || th_die "pip install of the ironic_dpu driver failed"
-  th_spawn ironic-conductor env PYTHONPATH="$BASE/site" $PY /usr/bin/ironic-conductor --config-file "$conf"
+  conductor_start ironic-conductor
   th_spawn ironic-api env PYTHONPATH="$BASE/site" $PY /usr/bin/ironic-api --config-file "$conf"
-  local i hosts
+  wait_conductors 1 || th_die "ironic did not register the dpu hardware type in 60 s"
+  th_log "ironic up (dpu hardware type registered)"
+}
+
+# conductor_start NAME [HOST]: an ironic-conductor on the shared config; a
+# second one gets its own [DEFAULT] host and log_dir (NAME.conf on top). The
+# dpu driver comes from CONDUCTOR_PYTHONPATH (default: this run's pip install).
+conductor_start() {
+  local name=$1 args=(--config-file "$IRONIC_DIR/ironic.conf")
+  if [ -n "${2:-}" ]; then
+    mkdir -p "$IRONIC_DIR/log-$name"
+    printf '[DEFAULT]\nhost = %s\nlog_dir = %s\n' "$2" "$IRONIC_DIR/log-$name" > "$IRONIC_DIR/$name.conf"
+    args+=(--config-file "$IRONIC_DIR/$name.conf")
+  fi
+  th_spawn "$name" env PYTHONPATH="${CONDUCTOR_PYTHONPATH:-$BASE/site}" $PY /usr/bin/ironic-conductor "${args[@]}"
+}
+conductor_log() {   # NAME: its log file
+  if [ -f "$IRONIC_DIR/$1.conf" ]; then echo "$IRONIC_DIR/log-$1/ironic-conductor.log"
+  else echo "$IRONIC_DIR/log/ironic-conductor.log"; fi
+}
+
+# wait_conductors N: the API sees N conductors serving the dpu hardware type.
+wait_conductors() {
+  local i hosts n
   for ((i = 0; i < 600; i++)); do
     hosts=$(curl -sf -H 'X-OpenStack-Ironic-API-Version: latest' "$API/v1/drivers/dpu" 2>/dev/null | jq -r '.hosts | length' 2>/dev/null)
-    [ "${hosts:-0}" -ge 1 ] && { th_log "ironic up (dpu hardware type registered)"; return 0; }
-    th_alive ironic-conductor || { tail -40 "$IRONIC_DIR"/log/*.log "$BASE/log/ironic-conductor.out" >&2; th_die "ironic-conductor died"; }
+    [ "${hosts:-0}" -ge "$1" ] && return 0
+    for n in "$BASE"/pids/ironic-conductor*; do
+      [ -e "$n" ] || continue
+      th_alive "$(basename "$n")" || { tail -40 "$(conductor_log "$(basename "$n")")" "$BASE/log/$(basename "$n").out" >&2; th_die "$(basename "$n") died"; }
+    done
     th_alive ironic-api || { tail -40 "$BASE/log/ironic-api.out" >&2; th_die "ironic-api died"; }
     sleep 0.1
   done
-  th_die "ironic did not register the dpu hardware type in 60 s"
+  return 1
 }
 
-ironic_down() { th_stop ironic-api 10; th_stop ironic-conductor 20; }
+ironic_down() {
+  local n
+  th_stop ironic-api 10
+  for n in "$BASE"/pids/ironic-conductor*; do [ -e "$n" ] && th_stop "$(basename "$n")" 20; done
+  [ "$IRONIC_DB" = postgresql ] && pg_cluster_down "$BASE/pg"
+  return 0
+}
 
 # conductor_restart SRC: restart ironic-conductor alone, with the dpu driver
-# (ironic_dpu and its entry points) from the source tree SRC.
+# (ironic_dpu and its entry points) from SRC: a pip install dir such as
+# $BASE/site, or an old tree that carries its dist-info (d75592a).
 conductor_restart() {
   th_stop ironic-conductor 20
-  th_spawn ironic-conductor env PYTHONPATH="$1" $PY /usr/bin/ironic-conductor --config-file "$IRONIC_DIR/ironic.conf"
-  local i hosts
-  for ((i = 0; i < 600; i++)); do
-    hosts=$(curl -sf -H 'X-OpenStack-Ironic-API-Version: latest' "$API/v1/drivers/dpu" 2>/dev/null | jq -r '.hosts | length' 2>/dev/null)
-    [ "${hosts:-0}" -ge 1 ] && { th_log "ironic-conductor restarted with the dpu driver of $1"; return 0; }
-    th_alive ironic-conductor || { tail -40 "$BASE/log/ironic-conductor.out" >&2; return 1; }
-    sleep 0.1
-  done
-  th_log "ironic-conductor did not register the dpu hardware type in 60 s"; return 1
+  CONDUCTOR_PYTHONPATH=$1 conductor_start ironic-conductor
+  wait_conductors 1 || { th_log "ironic-conductor did not register the dpu hardware type in 60 s"; return 1; }
+  th_log "ironic-conductor restarted with the dpu driver of $1"
 }
 
 # REST helpers (the CLI's --wait polls every 10 s; poll ourselves).

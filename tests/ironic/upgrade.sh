@@ -129,6 +129,6 @@ case_upgrade_old_conductor() {
   { upgrade_hotplug &&
     expect "the first admission wrote schema 2.0" [ "$(state_schema)" = 2.0 ] &&
     upgrade_undeploy && upgrade_deploy; } || rc=1
-  conductor_restart "$TH_REPO" || rc=1   # this tree's conductor again for whatever follows
+  conductor_restart "$BASE/site" || rc=1   # this tree's conductor again for whatever follows
   return $rc
 }

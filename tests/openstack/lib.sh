@@ -17,10 +17,11 @@ OS_REPO=$(cd "$OS_HERE/../.." && pwd)
 . "$OS_REPO/tests/lib/rabbit.sh"
 # shellcheck source=tests/lib/pyinstall.sh
 . "$OS_REPO/tests/lib/pyinstall.sh"
+# shellcheck source=tests/lib/postgres.sh
+. "$OS_REPO/tests/lib/postgres.sh"
 # The checkout whose Python distribution (ironic_dpu + the Nova driver) is
 # pip-installed into $BASE/site (override to test a patched driver).
 IRONIC_DPU_ROOT=${IRONIC_DPU_ROOT:-$OS_REPO}
-PGBIN=/usr/lib/postgresql/15/bin
 DPU_HOST=dpu1                  # the DPU's OVN chassis hostname (Neutron binding host)
 DPU_CHASSIS=dpu-chassis-1      # its OVN system-id
 OS_APT="rabbitmq-server postgresql-15 openvswitch-switch ovn-central ovn-host neutron-server placement-api \
@@ -35,7 +36,7 @@ os_since() { awk -v s="$1" -v e="$(date +%s.%N)" 'BEGIN{printf "%.2f", e-s}'; }
 
 os_require() {
   local b missing=()
-  for b in "$PY" /usr/lib/rabbitmq/bin/rabbitmq-server epmd "$PGBIN/initdb" "$PGBIN/pg_ctl" "$PGBIN/psql" \
+  for b in "$PY" /usr/lib/rabbitmq/bin/rabbitmq-server epmd "${PG_BINARIES[@]}" \
     ovsdb-tool ovsdb-server ovs-vswitchd ovs-vsctl ovn-nbctl ovn-sbctl ovn-northd ovn-controller ovn-trace \
     /usr/bin/neutron-server /usr/bin/neutron-db-manage /usr/bin/glance-api /usr/bin/glance-manage \
     /usr/bin/placement-api /usr/bin/placement-manage /usr/bin/uwsgi /usr/bin/nova-api /usr/bin/nova-conductor \
@@ -56,7 +57,6 @@ os_init() {
   OS_T0=$(os_now)
   os_require
   BASE=${OS_BASE:-$(mktemp -d /tmp/ironic-dpu-os.XXXXXX)}
-  chmod 755 "$BASE"          # the private PostgreSQL runs as user postgres
   mkdir -p "$BASE"/{pids,log,bin}
   local p; p=$(os_free_base) || os_die "no free port range"
   RMQ_PORT=$p                # RabbitMQ uses P..P+20
@@ -80,7 +80,6 @@ os_vars() {
   # one user per DPU from `ironic-dpu-agent broker-acl` (agent_conf).
   DPU_VHOST=ironic-dpu DPU_COND_USER=dpu-conductor DPU_COND_PW=dpu-conductor-secret
   DPU_COND_URL="rabbit://$DPU_COND_USER:$DPU_COND_PW@127.0.0.1:$RMQ_PORT/$DPU_VHOST"
-  PG_SOCK=$BASE/pg/sock
   OVN_DIR=$BASE/ovn OVSDB=unix:$BASE/ovn/db.sock NBDB=unix:$BASE/ovn/ovnnb_db.sock SBDB=unix:$BASE/ovn/ovnsb_db.sock
   SPDK_DIR=$BASE/spdk SPDK_PASS=$BASE/spdk/http.pass
   NEUTRON=http://127.0.0.1:$NEUTRON_PORT NOVA=http://127.0.0.1:$NOVA_PORT/v2.1
@@ -162,34 +161,12 @@ rabbit_down() {
 }
 
 # ---------------------------------------------------------------- PostgreSQL
-pg_up() {   # private cluster, unix socket only, trust auth, no fsync
-  local d=$BASE/pg
-  mkdir -p "$d/sock"; chown -R postgres:postgres "$d"; chmod 700 "$d"
-  su postgres -s /bin/sh -c "$PGBIN/initdb -D $d/data -A trust -U postgres --no-sync -E UTF8 --locale=C.UTF-8" \
-    > "$BASE/log/pg-initdb.out" 2>&1 || { cat "$BASE/log/pg-initdb.out" >&2; return 1; }
-  cat >> "$d/data/postgresql.conf" <<CONF
-listen_addresses = ''
-unix_socket_directories = '$d/sock'
-fsync = off
-synchronous_commit = off
-full_page_writes = off
-max_connections = 300
-shared_buffers = 64MB
-CONF
-  su postgres -s /bin/sh -c "$PGBIN/pg_ctl -D $d/data -l $d/postgres.log -w start" > /dev/null || return 1
-  head -1 "$d/data/postmaster.pid" > "$BASE/pids/postgres"
-  su postgres -s /bin/sh -c "$PGBIN/psql -h $d/sock -U postgres -qc 'CREATE ROLE os SUPERUSER LOGIN'" || return 1
-  local db
-  for db in neutron placement nova_api nova_cell0 nova cinder; do
-    "$PGBIN/psql" -h "$PG_SOCK" -U os -d postgres -qc "CREATE DATABASE $db" || return 1
-  done
+pg_up() {   # tests/lib/postgres.sh: private cluster, unix socket only
+  pg_cluster_up "$BASE/pg" os neutron placement nova_api nova_cell0 nova cinder || return 1
+  pg_cluster_pid "$BASE/pg" > "$BASE/pids/postgres"
 }
-pg_down() {
-  [ -f "$BASE/pg/data/postmaster.pid" ] || return 0
-  su postgres -s /bin/sh -c "$PGBIN/pg_ctl -D $BASE/pg/data -m fast -w stop" > /dev/null 2>&1
-  os_stop postgres
-}
-pgdb() { echo "postgresql+psycopg2://os@/$1?host=$PG_SOCK"; }
+pg_down() { pg_cluster_down "$BASE/pg"; os_stop postgres; }
+pgdb() { pg_cluster_url "$BASE/pg" os "$1"; }
 
 # ---------------------------------------------------------------- OVS / OVN
 # OVN central + the DPU's own OVS (dummy datapath) and ovn-controller.
