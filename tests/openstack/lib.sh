@@ -78,6 +78,10 @@ os_init() {
 # os_vars: everything derived from BASE and the ports.
 os_vars() {
   TRANSPORT_URL="rabbit://guest:guest@127.0.0.1:$RMQ_PORT/"
+  # The agent's RPC: the DPUs' own vhost, the conductor side's user there and
+  # one user per DPU from `ironic-dpu-agent broker-acl` (agent_conf).
+  DPU_VHOST=ironic-dpu DPU_COND_USER=dpu-conductor DPU_COND_PW=dpu-conductor-secret
+  DPU_COND_URL="rabbit://$DPU_COND_USER:$DPU_COND_PW@127.0.0.1:$RMQ_PORT/$DPU_VHOST"
   OVN_DIR=$BASE/ovn OVSDB=unix:$BASE/ovn/db.sock NBDB=unix:$BASE/ovn/ovnnb_db.sock SBDB=unix:$BASE/ovn/ovnsb_db.sock
   SPDK_DIR=$BASE/spdk SPDK_PASS=$BASE/spdk/http.pass
   NEUTRON=http://127.0.0.1:$NEUTRON_PORT NOVA=http://127.0.0.1:$NOVA_PORT/v2.1
@@ -143,7 +147,9 @@ rabbit_up() {
   os_spawn rabbit "${RMQ_ENV[@]}" /usr/lib/rabbitmq/bin/rabbitmq-server
   local i
   for ((i = 0; i < 600; i++)); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$RMQ_PORT") 2>/dev/null; then return 0; fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$RMQ_PORT") 2>/dev/null; then
+      rabbit_dpu_vhost "$DPU_VHOST" "$DPU_COND_USER" "$DPU_COND_PW" "127.0.0.1:$RMQ_PORT"; return
+    fi
     os_alive rabbit || { tail -30 "$BASE/log/rabbit.out" >&2; os_log "rabbit died"; return 1; }
     sleep 0.1
   done
@@ -550,8 +556,8 @@ $(ks_auth ironic)
 lock_path = $d/lock
 
 [dpu_agent]
-# same broker here; production: a separate vhost for the DPUs
-transport_url = $TRANSPORT_URL
+# the DPUs' own vhost, with the conductor side's user
+transport_url = $DPU_COND_URL
 timeout = 30
 call_monitor_timeout = 10
 state_wait_timeout = 20
@@ -831,11 +837,12 @@ services_down() {
 }
 
 # ---------------------------------------------------------------- the agent
-agent_conf() {   # NODE_UUID
-  local d=$BASE/agent; mkdir -p "$d/state"
+agent_conf() {   # NODE_UUID : its config and its own broker user (broker-acl)
+  local d=$BASE/agent user=dpu-$1 pw; mkdir -p "$d/state"
+  pw=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
   cat > "$d/agent.conf" <<CONF
 [DEFAULT]
-transport_url = $TRANSPORT_URL
+transport_url = rabbit://$user:$pw@127.0.0.1:$RMQ_PORT/$DPU_VHOST
 node_uuid = $1
 state_dir = $d/state
 reconcile_interval = 10s
@@ -861,12 +868,16 @@ transport = TCP
 listen_address = 127.0.0.1
 listen_port = $HOST_NVMF_PORT
 CONF
+  rabbit_env_vars "$BASE/rmq" "$RMQ_PORT" "rmqos$RMQ_PORT@localhost"   # rabbit_up ran in a subshell
+  rabbit_dpu_user "$BASE/bin/ironic-dpu-agent" "$d/agent.conf" "$user" "$pw" || { os_log "broker user of $1 failed"; return 1; }
+  # the operator's CLI asks the agent with the conductor side's user
+  printf '[DEFAULT]\ntransport_url = %s\nnode_uuid = %s\n' "$DPU_COND_URL" "$1" > "$d/cli.conf"
 }
 agent_start() {
   os_spawn agent "$BASE/bin/ironic-dpu-agent" serve --config-file "$BASE/agent/agent.conf"
   os_wait 30 "agent answering get_status" agent_cli status || { tail -20 "$BASE/log/agent.out" >&2; return 1; }
 }
-agent_cli() { "$BASE/bin/ironic-dpu-agent" "$@" --config-file "$BASE/agent/agent.conf"; }
+agent_cli() { "$BASE/bin/ironic-dpu-agent" "$@" --config-file "$BASE/agent/cli.conf"; }
 agent_state() { agent_cli status --state 2>>"$BASE/log/agent-cli.err"; }
 
 # ---------------------------------------------------------------- whole stack
