@@ -13,6 +13,8 @@ PKGS=(rabbitmq-server python3-oslo.messaging openvswitch-switch ovn-central ovn-
       # the whole-OpenStack suite (tests/openstack): Nova, Neutron ML2/OVN, Cinder, Glance, Placement
       neutron-server placement-api nova-api nova-conductor nova-scheduler
       nova-compute-ironic cinder-api cinder-scheduler cinder-volume glance-api
+      # ... behind Keystone (keystonemiddleware comes with each API)
+      keystone
       # config drives: Nova and Ironic build the ISO, the suite reads it back
       genisoimage python3-pycdlib
       # pip install of the driver distribution, offline (suites and make python-unit)

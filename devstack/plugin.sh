@@ -60,9 +60,7 @@ function configure_ironic_dpu_conductor {
     _ironic_dpu_add_to_list DEFAULT enabled_power_interfaces "$IRONIC_DPU_POWER_INTERFACE"
     _ironic_dpu_add_to_list DEFAULT enabled_management_interfaces "$IRONIC_DPU_MANAGEMENT_INTERFACE"
 
-    if [[ -n "$IRONIC_DPU_TRANSPORT_URL" ]]; then
-        iniset "$IRONIC_CONF_FILE" dpu_agent transport_url "$IRONIC_DPU_TRANSPORT_URL"
-    fi
+    iniset "$IRONIC_CONF_FILE" dpu_agent transport_url "$(_ironic_dpu_transport_url)"
     iniset "$IRONIC_CONF_FILE" dpu_agent exchange ironic_dpu
     iniset "$IRONIC_CONF_FILE" dpu_agent topic ironic-dpu-agent
 
@@ -74,12 +72,65 @@ function configure_ironic_dpu_conductor {
     iniset "$IRONIC_CONF_FILE" dpu neutron_binding "$binding"
 }
 
+# The conductor side's transport_url of the agents' RPC.
 function _ironic_dpu_transport_url {
     if [[ -n "$IRONIC_DPU_TRANSPORT_URL" ]]; then
         echo "$IRONIC_DPU_TRANSPORT_URL"
     else
-        get_transport_url
+        echo "rabbit://$IRONIC_DPU_RABBIT_CONDUCTOR_USER:$IRONIC_DPU_RABBIT_CONDUCTOR_PASSWORD@$RABBIT_HOST:5672/$IRONIC_DPU_RABBIT_VHOST"
     fi
+}
+
+# Idempotent rabbitmq user with PASSWORD.
+function _ironic_dpu_rabbit_user {
+    local user=$1 password=$2
+    if sudo rabbitmqctl -q list_users | awk '{print $1}' | grep -qxF -- "$user"; then
+        sudo rabbitmqctl change_password "$user" "$password"
+    else
+        sudo rabbitmqctl add_user "$user" "$password"
+    fi
+}
+
+# The DPUs' vhost, the conductor side's user there, and the agents' control
+# exchange, declared by that user: a DPU's user may not create it (whoever may
+# create an exchange may delete it). Flags as oslo declares it
+# (amqp_durable_queues of ironic.conf).
+function configure_ironic_dpu_rabbit {
+    [[ -z "$IRONIC_DPU_TRANSPORT_URL" ]] || return 0
+    echo_summary "Creating RabbitMQ vhost $IRONIC_DPU_RABBIT_VHOST for the DPUs"
+    sudo rabbitmqctl -q list_vhosts name | grep -qxF -- "$IRONIC_DPU_RABBIT_VHOST" \
+        || sudo rabbitmqctl add_vhost "$IRONIC_DPU_RABBIT_VHOST"
+    _ironic_dpu_rabbit_user "$IRONIC_DPU_RABBIT_CONDUCTOR_USER" "$IRONIC_DPU_RABBIT_CONDUCTOR_PASSWORD"
+    sudo rabbitmqctl set_permissions -p "$IRONIC_DPU_RABBIT_VHOST" "$IRONIC_DPU_RABBIT_CONDUCTOR_USER" '.*' '.*' '.*'
+    local durable
+    durable=$(iniget "$IRONIC_CONF_FILE" oslo_messaging_rabbit amqp_durable_queues)
+    "$PYTHON" - "amqp://$IRONIC_DPU_RABBIT_CONDUCTOR_USER:$IRONIC_DPU_RABBIT_CONDUCTOR_PASSWORD@$RABBIT_HOST:5672/$IRONIC_DPU_RABBIT_VHOST" \
+        "${durable:-False}" <<'PY' || die $LINENO "could not declare the ironic_dpu exchange"
+import sys
+import kombu
+with kombu.Connection(sys.argv[1]) as conn:
+    kombu.Exchange('ironic_dpu', 'topic', durable=sys.argv[2].lower() == 'true',
+                   auto_delete=False)(conn.channel()).declare()
+PY
+}
+
+# The agent's own broker user for NODE_UUID, with broker-acl's rights; prints
+# the agent's transport_url.
+function _ironic_dpu_agent_transport_url {
+    local node_uuid=$1 user password
+    if [[ -n "$IRONIC_DPU_TRANSPORT_URL" ]]; then
+        echo "$IRONIC_DPU_AGENT_TRANSPORT_URL"
+        return
+    fi
+    local cmds
+    user=dpu-$node_uuid
+    password=$(openssl rand -hex 16)
+    _ironic_dpu_rabbit_user "$user" "$password" >&2
+    cmds=$("$IRONIC_DPU_AGENT_BIN" broker-acl --config-file "$IRONIC_DPU_CONF" --node "$node_uuid" --user "$user" \
+        --vhost "$IRONIC_DPU_RABBIT_VHOST") || die $LINENO "broker-acl failed"
+    # -c, not stdin: the first rabbitmqctl would read the rest of the script
+    sudo bash -ec "$cmds" </dev/null >&2 || die $LINENO "setting the DPU's broker permissions failed"
+    echo "rabbit://$user:$password@$RABBIT_HOST:5672/$IRONIC_DPU_RABBIT_VHOST"
 }
 
 function configure_ironic_dpu_agent {
@@ -88,7 +139,6 @@ function configure_ironic_dpu_agent {
     sudo install -d -m 0700 "$IRONIC_DPU_CONF_DIR" "$IRONIC_DPU_CONF_DIR/conf.d" "$IRONIC_DPU_STATE_DIR"
     sudo install -m 0600 "$IRONIC_DPU_DIR/etc/ironic-dpu-agent/ironic-dpu-agent.conf.sample" "$IRONIC_DPU_CONF"
     sudo chown "$STACK_USER" "$IRONIC_DPU_CONF"
-    iniset "$IRONIC_DPU_CONF" DEFAULT transport_url "$(_ironic_dpu_transport_url)"
     iniset "$IRONIC_DPU_CONF" DEFAULT state_dir "$IRONIC_DPU_STATE_DIR"
     if [[ -n "$node_uuid" ]]; then
         iniset "$IRONIC_DPU_CONF" DEFAULT node_uuid "$node_uuid"
@@ -103,6 +153,11 @@ function configure_ironic_dpu_agent {
     iniset "$IRONIC_DPU_CONF" spdk_nvmf transport TCP
     iniset "$IRONIC_DPU_CONF" spdk_nvmf listen_address 127.0.0.1
     iniset "$IRONIC_DPU_CONF" spdk_nvmf listen_port "$IRONIC_DPU_NVMF_PORT"
+    if [[ -n "$node_uuid" ]]; then
+        # its own broker user (rights from broker-acl on the config above):
+        # never the conductor's credentials on a DPU
+        iniset "$IRONIC_DPU_CONF" DEFAULT transport_url "$(_ironic_dpu_agent_transport_url "$node_uuid")"
+    fi
     # No [ironic] section: the agent holds no Ironic API credentials. After a
     # restart it announces itself on the broker and the conductor pushes the
     # node's recorded state (ironic_dpu/hello.py).
@@ -180,6 +235,7 @@ if is_service_enabled ironic-dpu-agent; then
         install_ironic_dpu
     elif [[ "$1" == "stack" && "$2" == "post-config" ]]; then
         configure_ironic_dpu_conductor
+        configure_ironic_dpu_rabbit
         configure_ironic_dpu_agent
         install_ironic_dpu_units
         if [[ "$IRONIC_DPU_NOVA_DRIVER" == True ]] && is_service_enabled n-cpu; then

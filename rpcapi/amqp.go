@@ -86,6 +86,35 @@ func declareErr(log *zap.Logger, what, name string, err error) error {
 	return fmt.Errorf("declare %s %s: %v: %w", what, name, err, errdefs.ErrUnavailable)
 }
 
+// ensureExchange makes sure a shared exchange exists without needing the
+// right to create it: a passive declare first (no permission needed, no
+// flags compared), and only when the exchange is missing a real declare with
+// oslo's flags. A DPU's broker user has no configure permission on the shared
+// exchanges, which would let it delete them for every agent. A failed
+// declare closes the channel, so the channel to go on with is returned.
+func (sess *session) ensureExchange(ch *amqp.Channel, log *zap.Logger, name, kind string, durable, autoDelete bool) (*amqp.Channel, error) {
+	err := ch.ExchangeDeclarePassive(name, kind, durable, autoDelete, false, false, nil)
+	if err == nil {
+		return ch, nil
+	}
+	var ae *amqp.Error
+	if !errors.As(err, &ae) || ae.Code != amqp.NotFound {
+		return nil, fmt.Errorf("declare exchange %s (passive): %v: %w", name, err, errdefs.ErrUnavailable)
+	}
+	if ch, err = sess.conn.Channel(); err != nil {
+		return nil, fmt.Errorf("open channel: %v: %w", err, errdefs.ErrUnavailable)
+	}
+	err = ch.ExchangeDeclare(name, kind, durable, autoDelete, false, false, nil)
+	if errors.As(err, &ae) && ae.Code == amqp.AccessRefused {
+		return nil, fmt.Errorf("exchange %s does not exist and broker user may not create it (the conductor side declares it): %s: %w",
+			name, ae.Reason, ErrAccessRefused)
+	}
+	if err != nil {
+		return nil, declareErr(log, "exchange", name, err)
+	}
+	return ch, nil
+}
+
 // blockState tracks connection.blocked: publishing waits while the broker
 // is in a resource alarm instead of blocking inside the socket write.
 type blockState struct {

@@ -4,7 +4,12 @@
 //
 // Server: topic exchange (default "ironic_dpu"), queue <topic>.<server>
 // (optionally the shared <topic>), fanout exchange <topic>_fanout with a
-// private <topic>_fanout_<32hex> queue deleted on clean shutdown. Requests
+// private <topic>_fanout_<server> queue deleted on clean shutdown. Shared
+// exchanges are declared passively first, so a broker user without the
+// right to create them still serves. Only requests that came through the
+// control exchange with this server's key, or the fanout exchange, and were
+// not dead-lettered are served; anything published straight into the queue
+// (default exchange) is dropped with a log line. Requests
 // are acked on receipt (at-most-once, like oslo), deduplicated by
 // _unique_id, checked against oslo's version/namespace rules and answered
 // with one ending=true reply on the default exchange, mandatory, retried

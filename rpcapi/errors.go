@@ -17,6 +17,9 @@ var (
 	// ErrMessageUndeliverable is oslo's MessageUndeliverable: an at-least-once
 	// publish was returned by the broker because no queue is bound.
 	ErrMessageUndeliverable = fmt.Errorf("message undeliverable: %w", errdefs.ErrUnavailable)
+	// ErrAccessRefused: the broker refused this user an operation (AMQP 403),
+	// e.g. creating a shared exchange a per-DPU user has no configure right on.
+	ErrAccessRefused = fmt.Errorf("access refused by the broker: %w", errdefs.ErrUnavailable)
 )
 
 // DispatchError is an error the dispatcher itself raises (NoSuchMethod,

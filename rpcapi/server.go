@@ -81,6 +81,7 @@ type Server struct {
 	opts        RabbitOptions
 	log         *zap.Logger
 	fanoutQueue string
+	fanoutOn    atomic.Bool // the fanout queue is declared and consumed
 	seen        *dedupe
 	link        *Link
 	running     atomic.Bool
@@ -138,7 +139,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	return &Server{
 		cfg: cfg, url: b.url, order: b.order, opts: b.opts, log: log, link: cfg.Link,
-		fanoutQueue:       cfg.Target.Topic + "_fanout_" + newID(),
+		fanoutQueue:       FanoutQueueName(cfg.Target.Topic, cfg.Target.Server),
 		seen:              newDedupe(cfg.DedupeSize),
 		sessSet:           make(chan struct{}),
 		classifyMalformed: classifyMalformed,
@@ -153,6 +154,13 @@ func (s *Server) ServerQueue() string { return s.cfg.Target.Topic + "." + s.cfg.
 
 // FanoutQueue is this server's fanout queue name.
 func (s *Server) FanoutQueue() string { return s.fanoutQueue }
+
+// FanoutQueueName is the fanout queue of server: <topic>_fanout_<server>.
+// oslo adds a random suffix instead; naming it after the server lets a broker
+// permission confine each DPU's user to its own queue (see agent/brokeracl),
+// and a restarted agent takes over its predecessor's queue instead of leaving
+// one behind until x-expires.
+func FanoutQueueName(topic, server string) string { return topic + "_fanout_" + server }
 
 func (s *Server) setSession(sess *session) {
 	s.mu.Lock()
@@ -264,8 +272,8 @@ func (s *Server) setup(sess *session) (*amqp.Channel, []consumer, error) {
 	}
 	t, o := s.cfg.Target, s.opts
 	d := durable(o)
-	if err := ch.ExchangeDeclare(t.Exchange, amqp.ExchangeTopic, d, o.AMQPAutoDelete, false, false, nil); err != nil {
-		return nil, nil, declareErr(s.log, "exchange", t.Exchange, err)
+	if ch, err = sess.ensureExchange(ch, s.log, t.Exchange, amqp.ExchangeTopic, d, o.AMQPAutoDelete); err != nil {
+		return nil, nil, err
 	}
 	type q struct {
 		name, key, exchange string
@@ -277,10 +285,22 @@ func (s *Server) setup(sess *session) (*amqp.Channel, []consumer, error) {
 		qs = append(qs, q{t.Topic, t.Topic, t.Exchange, d, o.AMQPAutoDelete, serverQueueArgs(o)})
 	}
 	fanoutEx := t.Topic + "_fanout"
-	if err := ch.ExchangeDeclare(fanoutEx, amqp.ExchangeFanout, false, true, false, false, nil); err != nil {
-		return nil, nil, declareErr(s.log, "exchange", fanoutEx, err)
+	ch, err = sess.ensureExchange(ch, s.log, fanoutEx, amqp.ExchangeFanout, false, true)
+	switch {
+	case err == nil:
+		qs = append(qs, q{s.fanoutQueue, t.Topic, fanoutEx, false, false, transientQueueArgs(o)})
+	case errors.Is(err, ErrAccessRefused):
+		// A per-DPU broker user may not create the shared fanout exchange
+		// (it could delete it too); it exists only while a conductor keeps
+		// it, and the dpu driver never sends fanout casts.
+		s.log.Warn("fanout exchange absent and this broker user may not create it; not consuming fanout casts",
+			zap.String("exchange", fanoutEx), zap.Error(err))
+		if ch, err = sess.conn.Channel(); err != nil {
+			return nil, nil, fmt.Errorf("open channel: %v: %w", err, errdefs.ErrUnavailable)
+		}
+	default:
+		return nil, nil, err
 	}
-	qs = append(qs, q{s.fanoutQueue, t.Topic, fanoutEx, false, false, transientQueueArgs(o)})
 	// Bound what the broker pushes ahead: requests are acked on receipt but
 	// wait for a handler slot, and each may be MaxMessageBytes.
 	if err := ch.Qos(o.QosPrefetchCount, 0, false); err != nil {
@@ -300,6 +320,7 @@ func (s *Server) setup(sess *session) (*amqp.Channel, []consumer, error) {
 		}
 		dels = append(dels, consumer{queue: q.name, dels: dc})
 	}
+	s.fanoutOn.Store(qs[len(qs)-1].name == s.fanoutQueue)
 	return ch, dels, nil
 }
 
@@ -363,6 +384,13 @@ func (s *Server) consume(ctx, hctx context.Context, sess *session, dels []consum
 				s.log.Warn("discarding RPC request: ack failed", zap.Error(err))
 				continue
 			}
+			if why := s.foreign(d); why != "" {
+				// never answered: the reply address is the sender's choice
+				s.log.Warn("dropping RPC request that did not come through the control exchange",
+					zap.String("reason", why), zap.String("exchange", d.Exchange),
+					zap.String("routing_key", d.RoutingKey), zap.Int("bytes", len(d.Body)))
+				continue
+			}
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
@@ -378,8 +406,41 @@ func (s *Server) consume(ctx, hctx context.Context, sess *session, dels []consum
 	}
 }
 
+// foreign says why a delivery must not be served, or "" when it came the
+// way the conductor sends requests: published to the control exchange with
+// this server's routing key, or to the fanout exchange. Every broker user
+// that can reply (write on the default exchange) can also publish straight
+// into any queue by name, and a user with write on the control exchange can
+// dead-letter a message into it under any routing key (the broker applies
+// topic permissions to neither); the exchange a delivery names is the one
+// its publisher chose, and dead-lettering leaves x-death headers.
+func (s *Server) foreign(d amqp.Delivery) string {
+	for _, h := range []string{"x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason"} {
+		if _, ok := d.Headers[h]; ok {
+			return "dead-lettered (" + h + " header)"
+		}
+	}
+	t := s.cfg.Target
+	switch d.Exchange {
+	case t.Topic + "_fanout":
+		return ""
+	case t.Exchange:
+		if d.RoutingKey == s.ServerQueue() || (s.cfg.ListenShared && d.RoutingKey == t.Topic) {
+			return ""
+		}
+		return "routing key is not this server's"
+	case "":
+		return "published straight to the queue (default exchange)"
+	default:
+		return "published to another exchange"
+	}
+}
+
 func (s *Server) shutdown(sess *session, ch *amqp.Channel, hcancel context.CancelFunc) {
-	tags := []string{s.ServerQueue(), s.fanoutQueue} // consumer tag = queue name
+	tags := []string{s.ServerQueue()} // consumer tag = queue name
+	if s.fanoutOn.Load() {
+		tags = append(tags, s.fanoutQueue)
+	}
 	if s.cfg.ListenShared {
 		tags = append(tags, s.cfg.Target.Topic)
 	}
@@ -387,9 +448,11 @@ func (s *Server) shutdown(sess *session, ch *amqp.Channel, hcancel context.Cance
 		_ = ch.Cancel(tag, false)
 	}
 	s.waitInflight(s.cfg.ShutdownGrace, hcancel)
-	if dch, err := sess.conn.Channel(); err == nil {
-		if _, err := dch.QueueDelete(s.fanoutQueue, false, false, false); err != nil {
-			s.log.Warn("could not delete fanout queue", zap.String("queue", s.fanoutQueue), zap.Error(err))
+	if s.fanoutOn.Load() {
+		if dch, err := sess.conn.Channel(); err == nil {
+			if _, err := dch.QueueDelete(s.fanoutQueue, false, false, false); err != nil {
+				s.log.Warn("could not delete fanout queue", zap.String("queue", s.fanoutQueue), zap.Error(err))
+			}
 		}
 	}
 	s.setSession(nil)

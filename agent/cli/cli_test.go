@@ -101,3 +101,33 @@ password = hunter2
 		}
 	}
 }
+
+// broker-acl takes node, vhost and size from the agent's config unless given.
+func TestBrokerACLFromConfig(t *testing.T) {
+	if code, _, errOut := run("broker-acl", "--node", "1be26c0b-03f2-4d2e-ae87-c02d7f33c123"); code != 1 || !strings.Contains(errOut, "user") {
+		t.Fatalf("without --user: %d %q", code, errOut)
+	}
+	cfg := filepath.Join(t.TempDir(), "a.conf")
+	_ = os.WriteFile(cfg, []byte("[DEFAULT]\nnode_uuid = 1be26c0b-03f2-4d2e-ae87-c02d7f33c123\n"+
+		"transport_url = rabbit://dpu-a:secret@broker:5672/dpus\n[agent]\nmax_message_bytes = 1048576\n"), 0o600)
+	code, out, errOut := run("broker-acl", "--config-file", cfg, "--user", "dpu-a")
+	if code != 0 {
+		t.Fatalf("broker-acl: %d %q", code, errOut)
+	}
+	for _, want := range []string{
+		`rabbitmqctl set_permissions -p dpus dpu-a '^(ironic-dpu-agent\.1be26c0b-03f2-4d2e-ae87-c02d7f33c123|`,
+		`rabbitmqctl set_topic_permissions -p dpus dpu-a ironic_dpu '^(ironic-dpu-conductor\.hello\.1be26c0b-03f2-4d2e-ae87-c02d7f33c123)$'`,
+		`'{"max-length-bytes": 1048576, "overflow": "reject-publish"}'`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %s:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "secret") {
+		t.Fatal("password printed")
+	}
+	code, out, _ = run("broker-acl", "--config-file", cfg, "--user", "dpu-a", "--vhost", "other", "--max-message-bytes", "2048")
+	if code != 0 || !strings.Contains(out, "set_permissions -p other ") || !strings.Contains(out, `"max-length-bytes": 2048,`) {
+		t.Fatalf("flags do not win over the config: %d\n%s", code, out)
+	}
+}

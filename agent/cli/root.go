@@ -48,7 +48,7 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	pf.StringArrayVar(&g.configFiles, "config-file", nil, "config file (repeatable; later files win)")
 	pf.StringArrayVar(&g.configDirs, "config-dir", nil, "directory of *.conf files read after --config-file (repeatable)")
 	pf.StringVar(&g.logFormat, "log-format", "json", "log format: json or console")
-	root.AddCommand(serveCmd(g), statusCmd(g), versionCmd(g), genconfigCmd(g), checkCmd(g))
+	root.AddCommand(serveCmd(g), statusCmd(g), versionCmd(g), genconfigCmd(g), checkCmd(g), brokerACLCmd(g))
 	root.AddCommand(editCmds(g)...)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(stderr, "ironic-dpu-agent: %v\n", err)

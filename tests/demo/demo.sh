@@ -54,7 +54,7 @@ say "Neutron's port for the VPC (an OVN logical switch port), attached to the no
 ovn_lsp_add "$VIF1" 52:54:00:00:01:01
 run bm node vif attach n1 "$VIF1" || fail "vif attach"
 agent_start "$NODE1" || fail "agent start"
-run "$BASE/bin/ironic-dpu-agent" status --config-file "$BASE/agent-$NODE1/agent.conf" | jq -c '{node_uuid, driver, healthy, components}'
+run "$BASE/bin/ironic-dpu-agent" status --config-file "$BASE/agent-$NODE1/cli.conf" | jq -c '{node_uuid, driver, healthy, components}'
 
 say "openstack baremetal node deploy: no PXE, no image written: the agent attaches the cloud disks and plugs the NIC
     (the deploy step pushes the state and polls the agent for up to [dpu_agent] inline_wait; converged, the deploy goes on

@@ -50,6 +50,10 @@ th_init() {
   local p; p=$(th_free_base) || th_die "no free port range"
   RMQ_PORT=$p; IRONIC_API_PORT=$((p + 21)); SPDK_NVMF_PORT=$((p + 22)); HTTP_PORT=$((p + 23))
   TRANSPORT_URL="rabbit://guest:guest@127.0.0.1:$RMQ_PORT/"
+  # The agents' RPC: a vhost of their own; the conductor side's user there,
+  # and one user per DPU made by `ironic-dpu-agent broker-acl` (agent_conf).
+  DPU_VHOST=ironic-dpu DPU_COND_USER=dpu-conductor DPU_COND_PW=dpu-conductor-secret
+  DPU_COND_URL="rabbit://$DPU_COND_USER:$DPU_COND_PW@127.0.0.1:$RMQ_PORT/$DPU_VHOST"
   API="http://127.0.0.1:$IRONIC_API_PORT"
   export XDG_CACHE_HOME=$BASE/cache          # stevedore's entry-point cache
   export OS_AUTH_TYPE=none OS_ENDPOINT=$API OS_BAREMETAL_API_VERSION=1.78
@@ -63,7 +67,14 @@ th_stop() { proc_stop -t "${2:-20}" "$1"; }   # NAME [SECONDS]: SIGTERM, then SI
 th_wait() { proc_wait "$@"; }                 # SECONDS DESCRIPTION CMD...
 
 # ---------------------------------------------------------------- RabbitMQ
-rabbit_up() { rabbit_start "rmqdpu$RMQ_PORT@localhost" || th_die "rabbit"; th_log "rabbit up"; }
+rabbit_env() { rabbit_env_for "$BASE/rmq" "$RMQ_PORT" "rmqdpu$RMQ_PORT@localhost"; }
+
+rabbit_up() {
+  rabbit_start "rmqdpu$RMQ_PORT@localhost" || th_die "rabbit"
+  rabbit_dpu_vhost "$DPU_VHOST" "$DPU_COND_USER" "$DPU_COND_PW" "127.0.0.1:$RMQ_PORT" || th_die "DPU vhost setup failed"
+  th_log "rabbit up"
+}
+
 rabbit_down() { rabbit_stop; }
 
 # ---------------------------------------------------------------- OVS / OVN
@@ -121,10 +132,26 @@ spdk_up() {   # serves $BASE/spdk.sock with the remotes in $BASE/spdk-remotes.js
 }
 
 # ---------------------------------------------------------------- agent (sim driver)
-agent_conf() {   # NODE
-  agent_conf_write "$BASE/agent-$1" "$1" "$BASE/spdk.sock" "$SPDK_NVMF_PORT" 5s true
+# agent_conf NODE: its config and its own broker user (broker-acl).
+# AGENT_BROKER=shared: the conductor side's user instead, as every agent had
+# before per-DPU users (an agent that old cannot run with its own user).
+agent_conf() {
+  local d=$BASE/agent-$1
+  TRANSPORT_URL=$DPU_COND_URL agent_conf_write "$d" "$1" "$BASE/spdk.sock" "$SPDK_NVMF_PORT" 5s true
+  [ "${AGENT_BROKER:-own}" = shared ] || agent_broker_own "$1" || th_die "broker user of $1"
+  # the operator's CLI asks the agent with the conductor side's user: a
+  # DPU's own user may not publish requests to any agent, its own included
+  printf '[DEFAULT]\ntransport_url = %s\nnode_uuid = %s\n' "$DPU_COND_URL" "$1" > "$d/cli.conf"
 }
-agent_cli() { local n=$1; shift; "$BASE/bin/ironic-dpu-agent" "$@" --config-file "$BASE/agent-$n/agent.conf"; }
+# agent_broker_own NODE: the agent's own broker user, with the rights
+# broker-acl prints for its config, and its transport_url switched to it.
+agent_broker_own() {
+  local conf=$BASE/agent-$1/agent.conf user=dpu-$1 pw
+  pw=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+  sed -i "s#^transport_url = .*#transport_url = rabbit://$user:$pw@127.0.0.1:$RMQ_PORT/$DPU_VHOST#" "$conf"
+  rabbit_dpu_user "$BASE/bin/ironic-dpu-agent" "$conf" "$user" "$pw"
+}
+agent_cli() { local n=$1; shift; "$BASE/bin/ironic-dpu-agent" "$@" --config-file "$BASE/agent-$n/cli.conf"; }
 agent_state() { agent_cli "$1" status --state 2>>"$BASE/log/agent-cli.err"; }
 agent_start() {   # NODE : ready once it answers get_status over RPC; AGENT_BIN picks another build
   [ -f "$BASE/agent-$1/agent.conf" ] || agent_conf "$1"
@@ -192,8 +219,8 @@ dhcp_provider = none
 lock_path = $IRONIC_DIR/lock
 
 [dpu_agent]
-# same broker here; production: a separate vhost for the DPUs
-transport_url = $TRANSPORT_URL
+# the DPUs' own vhost, with the conductor side's user
+transport_url = $DPU_COND_URL
 timeout = 30
 call_monitor_timeout = 10
 state_wait_timeout = ${DPU_STATE_WAIT:-20}

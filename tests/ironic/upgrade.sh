@@ -97,7 +97,8 @@ case_upgrade_old_agent() {
   add_boot_target "$NODE4" "$UP_BOOT_VOL" && add_data_target "$NODE4" "$UP_DATA_VOL" 1 || return 1
   make_available "$NODE4" || return 1
   ovn_lsp_add "$UP_VIF1" 52:54:00:00:04:01; ovn_lsp_add "$UP_VIF2" 52:54:00:00:04:02
-  AGENT_BIN=$OLD_AGENT agent_start "$NODE4" || return 1
+  # with the conductor side's broker user, as agents ran before per-DPU users
+  AGENT_BIN=$OLD_AGENT AGENT_BROKER=shared agent_start "$NODE4" || return 1
   expect "the agent of $UPGRADE_FROM serves RPC API 1.0" [ "$(agent_rpc_version "$NODE4")" = 1.0 ] || return 1
   upgrade_deploy || return 1
   # The deploy step asked for apply_state 1.1 (wait); the old agent said
@@ -117,9 +118,12 @@ case_upgrade_old_conductor() {
   gen=$(agent_state "$NODE4" | jq -r .desired.generation); vif1_row=$(ovs_iface_uuid "$UP_VIF1"); nsids=$(volume_nsids)
   # Upgrade the agent in place under a running host: this tree's binary on
   # the old agent's state_dir. Nothing on the DPU may change.
+  # With the new agent it moves to a broker user of its own (broker-acl).
   agent_stop "$NODE4"
+  agent_broker_own "$NODE4" || return 1
   agent_start "$NODE4" || return 1
   expect "the upgraded agent serves RPC API 1.2" [ "$(agent_rpc_version "$NODE4")" = 1.2 ] &&
+  expect "with its own broker user" grep -q "rabbit://dpu-$NODE4:\*\*\*@" "$BASE/log/agent-$NODE4.out" &&
   expect "it read the old state (generation $gen)" agent_gen_is "$NODE4" "$gen" &&
   expect "it loaded schema 1" loaded_schema_1 &&
   expect "volumes at the same nsids" th_wait 10 "n4 nsids" nsids_are "$nsids" &&

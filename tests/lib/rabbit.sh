@@ -20,6 +20,13 @@ log.console = false
 log.file.level = info
 disk_free_limit.absolute = 50MB
 CONF
+  rabbit_env_vars "$r" "$port" "$node"
+}
+
+# rabbit_env_vars DIR PORT NODENAME: sets RMQ_ENV only (for a shell other
+# than the one that started the broker).
+rabbit_env_vars() {
+  local r=$1 port=$2 node=$3
   RMQ_ENV=(HOME="$r/home" RABBITMQ_CONF_ENV_FILE="$r/etc/rabbitmq-env.conf"
     RABBITMQ_CONFIG_FILE="$r/etc/rabbitmq.conf" RABBITMQ_ENABLED_PLUGINS_FILE="$r/etc/enabled_plugins"
     RABBITMQ_MNESIA_BASE="$r/mnesia" RABBITMQ_LOG_BASE="$r/log" RABBITMQ_PID_FILE="$r/rabbit.pid"
@@ -56,4 +63,46 @@ rabbit_stop() {
   fi
   proc_stop -t 5 rabbit
   ERL_EPMD_PORT=$((RMQ_PORT + 2)) epmd -port "$((RMQ_PORT + 2))" -kill >/dev/null 2>&1 || true
+}
+
+# rabbit_ctl ARGS...: rabbitmqctl against the broker of RMQ_ENV.
+rabbit_ctl() { env "${RMQ_ENV[@]}" /usr/lib/rabbitmq/bin/rabbitmqctl -q "$@"; }
+
+# rabbit_add_user USER PASSWORD: idempotent (a restarted broker keeps its users).
+rabbit_add_user() {
+  if rabbit_ctl list_users | awk '{print $1}' | grep -qxF -- "$1"; then
+    rabbit_ctl change_password "$1" "$2" >/dev/null
+  else
+    rabbit_ctl add_user "$1" "$2" >/dev/null
+  fi
+}
+
+# rabbit_dpu_vhost VHOST USER PASSWORD HOST:PORT: the DPUs' own vhost (never
+# the one of Ironic's own RPC: write on its default exchange, which every
+# agent needs for replies, reaches every queue of a vhost), the conductor
+# side's user with every right on it, and the agents' control exchange
+# declared by that user: a DPU's user may not create (so not delete) it.
+# Flags as oslo declares it with amqp_durable_queues = false.
+rabbit_dpu_vhost() {
+  local vhost=$1 user=$2 pw=$3 addr=$4
+  rabbit_ctl list_vhosts name | grep -qxF -- "$vhost" || rabbit_ctl add_vhost "$vhost" >/dev/null
+  rabbit_add_user "$user" "$pw"
+  rabbit_ctl set_permissions -p "$vhost" "$user" '.*' '.*' '.*' >/dev/null
+  "${PY:-/usr/bin/python3}" - "amqp://$user:$pw@$addr/$vhost" ironic_dpu <<'PY'
+import sys
+import kombu
+with kombu.Connection(sys.argv[1]) as conn:
+    kombu.Exchange(sys.argv[2], 'topic', durable=False, auto_delete=False)(conn.channel()).declare()
+PY
+}
+
+# rabbit_dpu_user AGENT_BIN AGENT_CONF USER PASSWORD: a DPU's own broker user
+# with exactly the rights `ironic-dpu-agent broker-acl` prints for the agent
+# of AGENT_CONF (node, vhost, exchange, topic and size from that file).
+rabbit_dpu_user() {
+  local bin=$1 conf=$2 user=$3 pw=$4 cmds
+  rabbit_add_user "$user" "$pw"
+  cmds=$("$bin" broker-acl --config-file "$conf" --user "$user") || return 1
+  # -c, not stdin: the first rabbitmqctl would read the rest of the script
+  env "${RMQ_ENV[@]}" PATH="/usr/lib/rabbitmq/bin:$PATH" bash -euo pipefail -c "$cmds" >/dev/null </dev/null
 }

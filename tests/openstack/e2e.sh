@@ -1,7 +1,7 @@
 #!/bin/bash
 # shellcheck source-path=SCRIPTDIR
 # Whole-OpenStack end-to-end suite: the user's own `openstack` commands on a
-# private noauth OpenStack Zed (Nova + ironic driver, Neutron ML2/OVN, Cinder
+# private OpenStack Zed behind Keystone (Nova + ironic driver, Neutron ML2/OVN, Cinder
 # SPDK/NVMe-TCP, Glance, Placement, Ironic with the project's dpu hardware
 # type) and the real Go agent (sim driver) on the "DPU" chassis. Every flow is
 # asserted from OpenStack's own APIs and from OVN / OVS / SPDK state.
@@ -51,6 +51,7 @@ main() {
   else
     run_case "0 setup: net01, image, flavor; dpu node enrolled and schedulable; agent up" case_setup
     if [ "$FAILED" -eq 0 ]; then
+      run_case "0b Keystone: every API 401 without a valid token; the tenant (member) neither sees nor enrolls nodes, nor creates flavors" case_keystone
       run_case "1 server create --image --network net01: ACTIVE; agent plugs the port, OVN binds it on the DPU, ACTIVE" case_network_boot
       run_case "7 config drive: Nova's ISO under config_drive_dir, PF0 namespace (read-only AIO), label config-2, user data + key; Ironic keeps the sha256 only" case_config_drive
       run_case "3a server add port (with a security group): hot-plugged and bound, first port untouched" case_port_add
@@ -59,6 +60,7 @@ main() {
       run_case "6 bare-metal port reaches a VM port on net01: same switch, ovn-trace output (spoofed MAC dropped)" case_trace_to_vm
       run_case "8 QoS + server add volume: front-end QoS type, attached on the DPU as a PF0 namespace, rate limits on the DPU bdev" case_volume_add_qos
       run_case "9 volume extend (in-use, 3.42): Cinder, Nova event, agent and the DPU bdev at 2 GiB, same nsid" case_volume_extend
+      run_case "14 service users: the tenant's requests ran as the tenant; Nova's driver, Ironic's dpu interfaces, Cinder called the next service as their own Keystone users" case_service_users
       run_case "10 reboot --hard, stop/start, rebuild: same OVS Interface row, same nsid and QoS, config drive" case_lifecycle
       run_case "11 server remove volume: namespace, bdev, controller, Ironic target gone; volume available" case_volume_remove
       run_case "12a server add volume with a malformed QoS value: refused, the agent's reason in the instance action event" case_bad_qos_attach

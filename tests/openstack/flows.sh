@@ -15,16 +15,18 @@ expect() {     # expect DESCRIPTION CMD... : log and fail the case if CMD fails
 }
 
 # ---------------------------------------------------------------- REST helpers
+# The checks read every API as the operator (ADMIN_TOKEN, from lib.sh's ks_tokens).
 IR_H=(-H 'Content-Type: application/json' -H 'X-OpenStack-Ironic-API-Version: 1.78')
-NOVA_H=(-H 'X-Auth-Token: admin:admin' -H 'X-OpenStack-Nova-API-Version: latest')
-CINDER_H=(-H 'X-Auth-Token: admin:admin' -H 'OpenStack-API-Version: volume 3.60')
+NOVA_H=(-H 'X-OpenStack-Nova-API-Version: latest')
+CINDER_H=(-H 'OpenStack-API-Version: volume 3.60')
+adm() { curl -H "X-Auth-Token: $ADMIN_TOKEN" "$@"; }   # curl as the operator
 ir() {   # ir METHOD PATH [JSON]
-  if [ $# -ge 3 ]; then curl -sS -f "${IR_H[@]}" -X "$1" "$IRONIC/v1$2" -d "$3"
-  else curl -sS -f "${IR_H[@]}" -X "$1" "$IRONIC/v1$2"; fi
+  if [ $# -ge 3 ]; then adm -sS -f "${IR_H[@]}" -X "$1" "$IRONIC/v1$2" -d "$3"
+  else adm -sS -f "${IR_H[@]}" -X "$1" "$IRONIC/v1$2"; fi
 }
-nv() { curl -sf "${NOVA_H[@]}" "$NOVA$1"; }
-nt() { curl -sf "$NEUTRON/v2.0$1"; }
-cv() { curl -sf "${CINDER_H[@]}" "$CINDER$1"; }
+nv() { adm -sf "${NOVA_H[@]}" "$NOVA$1"; }
+nt() { adm -sf "$NEUTRON/v2.0$1"; }
+cv() { adm -sf "${CINDER_H[@]}" "$CINDER$1"; }
 
 server_field() { nv "/servers/$1" | jq -r ".server.$2"; }
 wait_server() {   # SID STATUS [SECONDS] -> 0 when reached, 1 on ERROR/timeout
@@ -40,7 +42,7 @@ wait_server() {   # SID STATUS [SECONDS] -> 0 when reached, 1 on ERROR/timeout
 wait_server_gone() {
   local i
   for ((i = 0; i < ${2:-120} * 5; i++)); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "${NOVA_H[@]}" "$NOVA/servers/$1")" = 404 ] && return 0
+    [ "$(adm -s -o /dev/null -w '%{http_code}' "${NOVA_H[@]}" "$NOVA/servers/$1")" = 404 ] && return 0
     sleep 0.2
   done; return 1
 }
@@ -48,6 +50,7 @@ port_of() { nt "/ports?device_id=$1" | jq -r '.ports[0].id // empty'; }
 port_field() { nt "/ports/$1" | jq -r ".port.\"$2\""; }
 port_active() { [ "$(port_field "$1" status)" = ACTIVE ]; }
 port_down() { [ "$(port_field "$1" status)" = DOWN ]; }
+port_unbound() { local h; h=$(port_field "$1" binding:host_id) && [ -z "$h" ]; }
 volume_status() { cv "/volumes/$1" | jq -r .volume.status; }
 volume_is() { [ "$(volume_status "$1")" = "$2" ]; }
 node_field() { ir GET "/nodes/$NODE" | jq -r ".$1"; }
@@ -56,7 +59,7 @@ node_is() { [ "$(node_field provision_state)" = "$1" ]; }
 # available in Ironic and unreserved in Placement = Nova can schedule on it
 node_free() {
   [ "$(node_field provision_state)" = available ] &&
-  [ "$(curl -sf -H 'X-Auth-Token: admin' "$PLACEMENT/resource_providers/$NODE/inventories" \
+  [ "$(adm -sf "$PLACEMENT/resource_providers/$NODE/inventories" \
        | jq -r '.inventories.CUSTOM_BAREMETAL.reserved // empty')" = 0 ]
 }
 
@@ -145,8 +148,9 @@ case_setup() {
   openstack network create "$NET" -f value -c id > /dev/null &&
   openstack subnet create --network "$NET" --subnet-range 10.0.0.0/24 sub01 -f value -c id > /dev/null &&
   head -c 1048576 /dev/urandom > "$BASE/fake.img" &&
-  openstack image create --disk-format raw --container-format bare --file "$BASE/fake.img" "$IMAGE" -f value -c id > /dev/null &&
-  openstack flavor create --ram 8192 --disk 10 --vcpus 4 --property resources:CUSTOM_BAREMETAL=1 \
+  as_admin openstack image create --public --disk-format raw --container-format bare --file "$BASE/fake.img" "$IMAGE" \
+    -f value -c id > /dev/null &&
+  as_admin openstack flavor create --ram 8192 --disk 10 --vcpus 4 --property resources:CUSTOM_BAREMETAL=1 \
     --property resources:VCPU=0 --property resources:MEMORY_MB=0 --property resources:DISK_GB=0 "$FLAVOR" \
     -f value -c id > /dev/null || return 1
   # the tenant's key and user data (flow 1 puts them on a config drive)
@@ -182,6 +186,69 @@ case_setup() {
   # fake power has no state until set; Nova keeps a stateless node reserved
   ir PUT "/nodes/$NODE/states/power" '{"target":"power off"}' || return 1
   expect "node schedulable (available, unreserved in Placement)" os_wait 90 "node in placement" node_free
+}
+
+# ---------------------------------------------------------------- Keystone
+http_code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
+ks_id() { ks GET "/$1s?name=$2" | jq -r ".$1s[0].id // empty"; }   # KIND NAME -> id
+APIS=()   # one authenticated GET per API
+apis() { APIS=("$NOVA/servers" "$NEUTRON/v2.0/networks" "$CINDER/volumes" "$GLANCE/v2/images"
+               "$PLACEMENT/resource_providers" "$IRONIC/v1/nodes"); }
+
+# Every API sits behind keystonemiddleware; the tenant is not the operator.
+case_keystone() {
+  local api
+  apis
+  for api in "${APIS[@]}"; do
+    expect "$api: 401 without a token" [ "$(http_code "$api")" = 401 ] &&
+    expect "$api: 401 with the token the noauth suite used (admin:admin)" \
+      [ "$(http_code -H 'X-Auth-Token: admin:admin' "$api")" = 401 ] || return 1
+  done
+  # Ironic Zed scopes a project member's node list to the nodes its project
+  # owns or leases: the operator's node is not in it, and is not found by id
+  expect "the tenant's 'openstack baremetal node list' does not show the operator's node" \
+    [ -z "$(openstack baremetal node list -f value -c UUID)" ] &&
+  expect "tenant: GET /v1/nodes/$NODE is 404" \
+    [ "$(http_code -H "X-Auth-Token: $TENANT_TOKEN" "$IRONIC/v1/nodes/$NODE")" = 404 ] &&
+  expect "tenant: baremetal node create is 403" [ "$(http_code -H "X-Auth-Token: $TENANT_TOKEN" \
+    -H 'Content-Type: application/json' -X POST "$IRONIC/v1/nodes" -d '{"driver":"dpu"}')" = 403 ] &&
+  expect "tenant: baremetal driver list is 403" \
+    [ "$(http_code -H "X-Auth-Token: $TENANT_TOKEN" "$IRONIC/v1/drivers")" = 403 ] &&
+  expect "tenant: placement resource providers 403" \
+    [ "$(http_code -H "X-Auth-Token: $TENANT_TOKEN" "$PLACEMENT/resource_providers")" = 403 ] &&
+  expect "tenant: flavor create 403" [ "$(http_code -H "X-Auth-Token: $TENANT_TOKEN" -H 'Content-Type: application/json' \
+    -X POST "$NOVA/flavors" -d '{"flavor":{"name":"not-mine","ram":1,"vcpus":1,"disk":1}}')" = 403 ] &&
+  expect "the operator sees the node" [ "$(node_field uuid)" = "$NODE" ]
+}
+
+# logged_as LOG USER PROJECT REGEX: a request line matching REGEX whose
+# oslo.log context names Keystone user USER scoped to PROJECT
+logged_as() {
+  local uid pid; uid=$(ks_id user "$2") && pid=$(ks_id project "$3") && [ -n "$uid" ] && [ -n "$pid" ] &&
+  grep -E "$4" "$1" | grep -Eq "req-[0-9a-f-]+ $uid $pid "
+}
+# Each service called the next as its own Keystone user (the services' own
+# request logs), and the tenant's requests ran as the tenant.
+case_service_users() {
+  local N=$BASE/nova/log/nova-api.log I=$BASE/ironic/log/ironic-api.log
+  need_bm01 || return 1
+  expect "bm-01 belongs to project demo, user demo" [ "$(nv "/servers/$SID1" | jq -r '.server.tenant_id + " " + .server.user_id')" = \
+    "$(ks_id project demo) $(ks_id user demo)" ] &&
+  expect "nova-api: the tenant's server create ran as demo/demo" \
+    logged_as "$N" demo demo '"POST /v2.1/servers HTTP' &&
+  expect "ironic-api: Nova's ironic_dpu driver pushed and polled the volume attach (vendor passthru) as user nova" \
+    logged_as "$I" nova service "\"POST /v1/nodes/$NODE/vendor_passthru/sync_state HTTP" &&
+  logged_as "$I" nova service "\"GET /v1/nodes/$NODE/vendor_passthru/agent_state HTTP" &&
+  expect "ironic-api: Nova created vol02's volume target as user nova" \
+    logged_as "$I" nova service '"POST /v1/volume/targets HTTP' &&
+  expect "neutron: Ironic's dpu network interface bound $PORT1 to the DPU as user ironic ([neutron])" \
+    logged_as "$BASE/neutron/log/neutron-server.log" ironic service "\"PUT /v2.0/ports/$PORT1 HTTP" &&
+  expect "nova-api: Cinder's volume-extended event came as user cinder ([nova])" \
+    logged_as "$N" cinder service '"POST /v2.1/os-server-external-events HTTP' &&
+  expect "nova-api: Ironic's power events came as user ironic ([nova])" \
+    logged_as "$N" ironic service '"POST /v2.1/os-server-external-events HTTP' &&
+  expect "placement: nova-compute reported the node as user nova ([placement])" \
+    logged_as "$BASE/placement/log/placement-api.log" nova service '"(POST|PUT) /resource_providers'
 }
 
 SID1="" PORT1="" T_ACTIVE1="" T_PORT1=""
@@ -241,8 +308,7 @@ case_port_remove() {
   openstack server remove port bm-01 port02 || return 1
   port_unwired "$PORT2" &&
   expect "port02 DOWN again" os_wait 20 "port02 DOWN" port_down "$PORT2" &&
-  expect "port02 unbound in Neutron" os_wait 20 "port02 unbound" bash -c \
-    "[ \"\$(curl -sf $NEUTRON/v2.0/ports/$PORT2 | jq -r '.port.\"binding:host_id\"')\" = '' ]" &&
+  expect "port02 unbound in Neutron" os_wait 20 "port02 unbound" port_unbound "$PORT2" &&
   expect "first port's OVS Interface untouched" [ "$(iface_uuid "$PORT1")" = "$IF1_BEFORE" ] &&
   expect "first port still ACTIVE and installed" port_active "$PORT1" &&
   expect "first port still ovn-installed" ovs_installed "$PORT1" &&
@@ -402,10 +468,10 @@ VOL2="" VOL2_NSID="" VOL2_BDEV="" VOL2_NQN="" T_ADDVOL="" T_EXTEND=""
 case_volume_add_qos() {
   local t0 tgt vol
   need_bm01 || return 1
-  openstack volume qos create --consumer front-end --property total_iops_sec=2500 \
+  as_admin openstack volume qos create --consumer front-end --property total_iops_sec=2500 \
     --property total_bytes_sec=10485760 q1 -f value -c id > /dev/null &&
-  openstack volume type create gold -f value -c id > /dev/null &&
-  openstack volume qos associate q1 gold &&
+  as_admin openstack volume type create gold -f value -c id > /dev/null &&
+  as_admin openstack volume qos associate q1 gold &&
   VOL2=$(openstack volume create --size 1 --type gold vol02 -f value -c id) || return 1
   expect "vol02 available" os_wait 60 "vol02 available" volume_is "$VOL2" available || return 1
   t0=$(os_now)
@@ -495,10 +561,10 @@ case_volume_remove() {
 
 # A QoS value the agent refuses: the tenant reads the agent's reason.
 bad_qos_type() {
-  openstack volume type show bad -f value -c id > /dev/null 2>&1 && return 0
-  openstack volume qos create --consumer front-end --property total_iops_sec=lots qbad -f value -c id > /dev/null &&
-  openstack volume type create bad -f value -c id > /dev/null &&
-  openstack volume qos associate qbad bad
+  as_admin openstack volume type show bad -f value -c id > /dev/null 2>&1 && return 0
+  as_admin openstack volume qos create --consumer front-end --property total_iops_sec=lots qbad -f value -c id > /dev/null &&
+  as_admin openstack volume type create bad -f value -c id > /dev/null &&
+  as_admin openstack volume qos associate qbad bad
 }
 case_bad_qos_attach() {
   local vol ev

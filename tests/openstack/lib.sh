@@ -1,7 +1,8 @@
 #!/bin/bash
 # Harness library for the whole-OpenStack end-to-end suite and benchmark
 # (sourced). Brings up, under one temp dir and on loopback / unix sockets
-# only, a private noauth OpenStack Zed from Debian: RabbitMQ, PostgreSQL, OVN
+# only, a private OpenStack Zed from Debian: RabbitMQ, PostgreSQL, Keystone
+# (every API behind keystonemiddleware, each service with its own user), OVN
 # with one DPU chassis, Neutron ML2/OVN, Glance, Placement, Nova (ironic virt
 # driver), Ironic (the project's dpu hardware type), Cinder (its SPDK driver,
 # NVMe/TCP), the SPDK emulator pair (Cinder's target + the DPU's SPDK) and the
@@ -30,7 +31,7 @@ OS_REPO=$(cd "$OS_HERE/../.." && pwd)
 IRONIC_DPU_ROOT=${IRONIC_DPU_ROOT:-$OS_REPO}
 DPU_HOST=dpu1                  # the DPU's OVN chassis hostname (Neutron binding host)
 DPU_CHASSIS=dpu-chassis-1      # its OVN system-id
-OS_APT="rabbitmq-server postgresql-15 openvswitch-switch ovn-central ovn-host neutron-server placement-api \
+OS_APT="rabbitmq-server postgresql-15 keystone openvswitch-switch ovn-central ovn-host neutron-server placement-api \
 nova-api nova-conductor nova-scheduler nova-compute-ironic cinder-api cinder-scheduler cinder-volume glance-api \
 ironic-api ironic-conductor python3-openstackclient python3-ironicclient jq curl genisoimage python3-pycdlib"
 
@@ -50,7 +51,7 @@ os_require() {
     /usr/bin/neutron-server /usr/bin/neutron-db-manage /usr/bin/glance-api /usr/bin/glance-manage \
     /usr/bin/placement-api /usr/bin/placement-manage /usr/bin/uwsgi /usr/bin/nova-api /usr/bin/nova-conductor \
     /usr/bin/nova-scheduler /usr/bin/nova-compute /usr/bin/nova-manage /usr/bin/cinder-api /usr/bin/cinder-scheduler \
-    /usr/bin/cinder-volume /usr/bin/cinder-manage /usr/bin/ironic-api /usr/bin/ironic-conductor /usr/bin/ironic-dbsync \
+    /usr/bin/cinder-volume /usr/bin/cinder-manage /usr/bin/keystone-manage /usr/bin/keystone-wsgi-public /usr/bin/ironic-api /usr/bin/ironic-conductor /usr/bin/ironic-dbsync \
     openstack jq curl go setsid genisoimage; do
     command -v "$b" >/dev/null 2>&1 || missing+=("$b")
   done
@@ -70,7 +71,7 @@ os_init() {
   local p; p=$(os_free_base) || os_die "no free port range"
   RMQ_PORT=$p                # RabbitMQ uses P..P+20
   NEUTRON_PORT=$((p + 21)) GLANCE_PORT=$((p + 22)) PLACEMENT_PORT=$((p + 23)) IRONIC_API_PORT=$((p + 24))
-  CINDER_PORT=$((p + 25)) NOVA_PORT=$((p + 26)) SPDK_HTTP_PORT=$((p + 27))
+  CINDER_PORT=$((p + 25)) NOVA_PORT=$((p + 26)) SPDK_HTTP_PORT=$((p + 27)) KEYSTONE_PORT=$((p + 31))
   NVMF_PORT=$((p + 28))      # Cinder's NVMe/TCP target (emulated: no socket is opened)
   HOST_NVMF_PORT=$((p + 29)) # the sim driver's host-facing controllers (emulated too)
   IRONIC_HTTP_PORT=$((p + 30)) # the conductor's web server ([deploy] http_root): config drives for the agent
@@ -78,20 +79,28 @@ os_init() {
   export XDG_CACHE_HOME=$BASE/cache          # stevedore's entry-point cache
   local v
   for v in RMQ_PORT NEUTRON_PORT GLANCE_PORT PLACEMENT_PORT IRONIC_API_PORT CINDER_PORT NOVA_PORT \
-    SPDK_HTTP_PORT NVMF_PORT HOST_NVMF_PORT IRONIC_HTTP_PORT; do echo "$v=${!v}"; done > "$BASE/ports.sh"
+    SPDK_HTTP_PORT NVMF_PORT HOST_NVMF_PORT IRONIC_HTTP_PORT KEYSTONE_PORT; do echo "$v=${!v}"; done > "$BASE/ports.sh"
   os_vars
-  os_log "base $BASE, ports $p..$((p + 29))"
+  os_log "base $BASE, ports $p..$((p + 31))"
 }
 
 # os_vars: everything derived from BASE and the ports.
 os_vars() {
   TRANSPORT_URL="rabbit://guest:guest@127.0.0.1:$RMQ_PORT/"
+  # The agent's RPC: the DPUs' own vhost, the conductor side's user there and
+  # one user per DPU from `ironic-dpu-agent broker-acl` (agent_conf).
+  DPU_VHOST=ironic-dpu DPU_COND_USER=dpu-conductor DPU_COND_PW=dpu-conductor-secret
+  DPU_COND_URL="rabbit://$DPU_COND_USER:$DPU_COND_PW@127.0.0.1:$RMQ_PORT/$DPU_VHOST"
   OVN_DIR=$BASE/ovn OVSDB=unix:$BASE/ovn/db.sock NBDB=unix:$BASE/ovn/ovnnb_db.sock SBDB=unix:$BASE/ovn/ovnsb_db.sock
   SPDK_DIR=$BASE/spdk SPDK_PASS=$BASE/spdk/http.pass
   NEUTRON=http://127.0.0.1:$NEUTRON_PORT NOVA=http://127.0.0.1:$NOVA_PORT/v2.1
-  IRONIC=http://127.0.0.1:$IRONIC_API_PORT CINDER=http://127.0.0.1:$CINDER_PORT/v3/admin
+  # Cinder >= 3.67 routes URLs without a project id too
+  IRONIC=http://127.0.0.1:$IRONIC_API_PORT CINDER=http://127.0.0.1:$CINDER_PORT/v3
   PLACEMENT=http://127.0.0.1:$PLACEMENT_PORT GLANCE=http://127.0.0.1:$GLANCE_PORT
-  export OS_CLIENT_CONFIG_FILE=$BASE/clouds.yaml OS_CLOUD=noauth
+  KEYSTONE=http://127.0.0.1:$KEYSTONE_PORT
+  # plain `openstack` is the tenant (user demo, role member in project demo);
+  # the operator's commands run as_admin
+  export OS_CLIENT_CONFIG_FILE=$BASE/clouds.yaml OS_CLOUD=tenant
 }
 
 # os_attach DIR: use a stack that another shell brought up (debugging).
@@ -100,6 +109,7 @@ os_attach() {
   # shellcheck disable=SC1091
   . "$BASE/ports.sh"; os_vars
   export XDG_CACHE_HOME=$BASE/cache
+  ks_tokens
 }
 
 # os_spawn NAME [ENV=V...] CMD... : own session, record the PID; the log
@@ -111,12 +121,15 @@ os_stop() { proc_stop "$@"; }   # NAME... : SIGTERM to all, up to 20 s, then SIG
 os_wait() { proc_wait "$@"; }   # SECONDS DESCRIPTION CMD...
 
 # ---------------------------------------------------------------- RabbitMQ
-rabbit_up() { rabbit_start "rmqos$RMQ_PORT@localhost"; }
+rabbit_up() {
+  rabbit_start "rmqos$RMQ_PORT@localhost" &&
+    rabbit_dpu_vhost "$DPU_VHOST" "$DPU_COND_USER" "$DPU_COND_PW" "127.0.0.1:$RMQ_PORT"
+}
 rabbit_down() { rabbit_stop; }
 
 # ---------------------------------------------------------------- PostgreSQL
 pg_up() {   # tests/lib/postgres.sh: private cluster, unix socket only
-  pg_cluster_up "$BASE/pg" os neutron placement nova_api nova_cell0 nova cinder || return 1
+  pg_cluster_up "$BASE/pg" os keystone neutron placement nova_api nova_cell0 nova cinder || return 1
   pg_cluster_pid "$BASE/pg" > "$BASE/pids/postgres"
 }
 pg_down() { pg_cluster_down "$BASE/pg"; os_stop postgres; }
@@ -176,20 +189,149 @@ spdk_up() {
   spdk_rpc nvmf_create_transport '{"trtype":"TCP"}' | jq -e '.result == true' >/dev/null
 }
 
+# ---------------------------------------------------------------- Keystone
+# Keystone Zed under uwsgi like placement (one process), fernet token and
+# credential keys under $BASE/keystone, its DB in the suite's PostgreSQL.
+# Each service has its own user in project 'service' with roles admin and
+# service (Cinder lets only a 'service' token delete an in-use attachment);
+# the tenant is user demo, role member in project demo; the operator is the
+# bootstrap admin. Services cache validated tokens in process (no memcached).
+KS_SERVICES="nova neutron cinder glance placement ironic"
+ks_secrets() {   # the run's passwords, made once (0600), re-read by os_attach
+  local f=$BASE/keystone/secrets.sh v
+  if [ ! -f "$f" ]; then
+    mkdir -p "$BASE/keystone"
+    (umask 077; for v in KS_ADMIN_PASS KS_TENANT_PASS KS_SERVICE_PASS; do
+       echo "$v=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')"; done > "$f")
+  fi
+  # shellcheck disable=SC1090
+  . "$f"
+}
+
+keystone_conf() {
+  local d=$BASE/keystone; mkdir -p "$d/log"; mkdir -m 700 "$d"/{fernet-keys,credential-keys}
+  ks_secrets
+  cat > "$d/keystone.conf" <<CONF
+[DEFAULT]
+log_dir = $d/log
+debug = false
+[database]
+connection = $(pgdb keystone)
+[token]
+provider = fernet
+[fernet_tokens]
+key_repository = $d/fernet-keys
+[credential]
+key_repository = $d/credential-keys
+[identity]
+# bcrypt's minimum cost: every CLI call logs in with a password
+password_hash_rounds = 4
+# bcrypt's own limit (a larger one logs a warning at each login)
+max_password_length = 72
+[cache]
+# roles, assignments, the catalog: in process (one uwsgi process)
+enabled = true
+backend = dogpile.cache.memory
+CONF
+  chmod 600 "$d/keystone.conf"
+}
+km() { $PY /usr/bin/keystone-manage --config-file "$BASE/keystone/keystone.conf" "$@"; }
+keystone_db() {   # schema, keys, the admin user/project/roles and the identity endpoint
+  km db_sync && km fernet_setup --keystone-user root --keystone-group root &&
+  km credential_setup --keystone-user root --keystone-group root &&
+  km bootstrap --bootstrap-password "$KS_ADMIN_PASS" --bootstrap-region-id RegionOne \
+    --bootstrap-admin-url "$KEYSTONE/v3" --bootstrap-internal-url "$KEYSTONE/v3" --bootstrap-public-url "$KEYSTONE/v3"
+}
+
+ks_token() {   # USER PASSWORD PROJECT -> a project-scoped token
+  curl -sf -D - -o /dev/null -H 'Content-Type: application/json' "$KEYSTONE/v3/auth/tokens" \
+    -d "$(jq -nc --arg u "$1" --arg p "$2" --arg j "$3" '{auth:{identity:{methods:["password"],
+      password:{user:{name:$u, domain:{id:"default"}, password:$p}}}, scope:{project:{name:$j, domain:{id:"default"}}}}}')" \
+    | tr -d '\r' | awk 'tolower($1) == "x-subject-token:" {print $2}'
+}
+# ADMIN_TOKEN (operator) and TENANT_TOKEN (demo member) for the REST checks
+ks_tokens() {
+  ks_secrets
+  ADMIN_TOKEN=$(ks_token admin "$KS_ADMIN_PASS" admin) && TENANT_TOKEN=$(ks_token demo "$KS_TENANT_PASS" demo) &&
+  [ -n "$ADMIN_TOKEN" ] && [ -n "$TENANT_TOKEN" ]
+}
+ks() {   # ks METHOD PATH [JSON] : Keystone's API as admin
+  local a=(-sf -H "X-Auth-Token: $ADMIN_TOKEN" -H 'Content-Type: application/json' -X "$1" "$KEYSTONE/v3$2")
+  [ $# -ge 3 ] && a+=(-d "$3")
+  curl "${a[@]}"
+}
+ks_create() { ks POST "/$1s" "{\"$1\":$2}" | jq -er ".$1.id"; }   # KIND JSON -> id
+
+keystone_up() {
+  # uwsgi's http-socket closes each connection after its answer without
+  # saying so; a client reusing it raced the close (RemoteDisconnected)
+  os_spawn keystone /usr/bin/uwsgi --plugins python3 --http-socket "127.0.0.1:$KEYSTONE_PORT" \
+    --wsgi-file /usr/bin/keystone-wsgi-public --master --processes 1 --threads 4 --die-on-term --enable-threads \
+    --lazy-apps --env "OS_KEYSTONE_CONFIG_DIR=$BASE/keystone" --logto "$BASE/keystone/log/uwsgi.log" \
+    --add-header 'Connection: close'
+  os_wait 60 keystone curl -sf -o /dev/null "$KEYSTONE/v3" || { tail -20 "$BASE/keystone/log/uwsgi.log" >&2; return 1; }
+  ks_setup
+}
+ks_setup() {   # projects, users, roles, the catalog
+  local r_admin r_member r_service p_service p_demo u t url id
+  ADMIN_TOKEN=$(ks_token admin "$KS_ADMIN_PASS" admin)
+  [ -n "$ADMIN_TOKEN" ] || { os_log "no admin token"; return 1; }
+  r_admin=$(ks GET "/roles?name=admin" | jq -er '.roles[0].id') &&
+  r_member=$(ks GET "/roles?name=member" | jq -er '.roles[0].id') &&
+  r_service=$(ks_create role '{"name":"service"}') &&
+  p_service=$(ks_create project '{"name":"service","domain_id":"default"}') &&
+  p_demo=$(ks_create project '{"name":"demo","domain_id":"default"}') &&
+  id=$(ks_create user "$(jq -nc --arg p "$KS_TENANT_PASS" '{name:"demo", domain_id:"default", password:$p}')") &&
+  ks PUT "/projects/$p_demo/users/$id/roles/$r_member" || return 1
+  for u in $KS_SERVICES; do
+    id=$(ks_create user "$(jq -nc --arg n "$u" --arg p "$KS_SERVICE_PASS" '{name:$n, domain_id:"default", password:$p}')") &&
+    ks PUT "/projects/$p_service/users/$id/roles/$r_admin" && ks PUT "/projects/$p_service/users/$id/roles/$r_service" || return 1
+  done
+  # Nova finds Neutron, Cinder, Glance, Placement and Ironic here; so does the CLI
+  while read -r u t url; do
+    id=$(ks_create service "$(jq -nc --arg n "$u" --arg t "$t" '{name:$n, type:$t}')") &&
+    ks_create endpoint "$(jq -nc --arg s "$id" --arg u "$url" '{service_id:$s, interface:"public", region_id:"RegionOne", url:$u}')" \
+      > /dev/null || return 1
+  done <<EOF
+nova compute $NOVA
+neutron network $NEUTRON
+cinderv3 volumev3 http://127.0.0.1:$CINDER_PORT/v3/%(project_id)s
+glance image $GLANCE
+placement placement $PLACEMENT
+ironic baremetal $IRONIC
+EOF
+  ks_tokens
+}
+
+# Config snippets: a service user's keystoneauth options (calls it makes to
+# another service) and its keystonemiddleware section (tokens it accepts).
+ks_auth() {   # USER
+  cat <<A
+auth_type = password
+auth_url = $KEYSTONE/v3
+username = $1
+password = $KS_SERVICE_PASS
+user_domain_name = Default
+project_name = service
+project_domain_name = Default
+region_name = RegionOne
+A
+}
+ks_authtoken() {   # USER
+  printf '[keystone_authtoken]\nwww_authenticate_uri = %s\nservice_token_roles_required = true\n' "$KEYSTONE"
+  ks_auth "$1"
+}
+
 # ---------------------------------------------------------------- configs
 neutron_conf() {
   local d=$BASE/neutron; mkdir -p "$d"/{log,state,lock}
-  # noauth pipeline + the filter that takes the project from the token (pymod/)
-  sed -e 's/ request_id fake_project_id / request_id tokenproject fake_project_id /' \
-    /etc/neutron/api-paste.ini > "$d/api-paste.ini"
-  printf '\n[filter:tokenproject]\npaste.filter_factory = noauth_token:neutron_filter_factory\n' >> "$d/api-paste.ini"
   cat > "$d/neutron.conf" <<CONF
 [DEFAULT]
 core_plugin = ml2
 # the OVN MaintenanceWorker crashes without the router plugin
 service_plugins = ovn-router
-auth_strategy = noauth
-api_paste_config = $d/api-paste.ini
+auth_strategy = keystone
+api_paste_config = /etc/neutron/api-paste.ini
 bind_host = 127.0.0.1
 bind_port = $NEUTRON_PORT
 api_workers = 1
@@ -229,7 +371,13 @@ dns_servers =
 
 [oslo_concurrency]
 lock_path = $d/lock
+
+$(ks_authtoken neutron)
+
+[nova]
+$(ks_auth neutron)
 CONF
+  chmod 600 "$d/neutron.conf"
 }
 
 glance_conf() {
@@ -245,8 +393,7 @@ enabled_backends = file1:file
 [database]
 connection = sqlite:///$d/glance.sqlite
 [paste_deploy]
-# empty flavor = the unauthenticated-context pipeline
-flavor =
+flavor = keystone
 config_file = $d/glance-api-paste.ini
 [glance_store]
 default_backend = file1
@@ -258,7 +405,9 @@ filesystem_store_datadir = $d/staging
 filesystem_store_datadir = $d/staging
 [oslo_concurrency]
 lock_path = $d/lock
+$(ks_authtoken glance)
 CONF
+  chmod 600 "$d/glance-api.conf"
 }
 
 placement_conf() {
@@ -267,10 +416,12 @@ placement_conf() {
 [DEFAULT]
 log_dir = $d/log
 [api]
-auth_strategy = noauth2
+auth_strategy = keystone
 [placement_database]
 connection = $(pgdb placement)
+$(ks_authtoken placement)
 CONF
+  chmod 600 "$d/placement.conf"
 }
 
 ironic_conf() {
@@ -278,7 +429,7 @@ ironic_conf() {
   cat > "$d/ironic.conf" <<CONF
 [DEFAULT]
 host = os-e2e-conductor
-auth_strategy = noauth
+auth_strategy = keystone
 rpc_transport = oslo
 transport_url = $TRANSPORT_URL
 state_path = $d/state
@@ -316,24 +467,29 @@ connection = sqlite:///$d/ironic.sqlite
 [dhcp]
 dhcp_provider = none
 
+$(ks_authtoken ironic)
+
+# Ironic's calls to other services (the dpu network interface binds ports
+# through [neutron]), as its own user, endpoints from the catalog
 [neutron]
-auth_type = none
-endpoint_override = $NEUTRON
+$(ks_auth ironic)
 
 [glance]
-auth_type = none
-endpoint_override = $GLANCE
+$(ks_auth ironic)
 
 [cinder]
-auth_type = none
-endpoint_override = $CINDER
+$(ks_auth ironic)
+
+[nova]
+# power state change notifications to Nova
+$(ks_auth ironic)
 
 [oslo_concurrency]
 lock_path = $d/lock
 
 [dpu_agent]
-# same broker here; production: a separate vhost for the DPUs
-transport_url = $TRANSPORT_URL
+# the DPUs' own vhost, with the conductor side's user
+transport_url = $DPU_COND_URL
 timeout = 30
 call_monitor_timeout = 10
 state_wait_timeout = 20
@@ -352,24 +508,17 @@ neutron_binding = true
 http_root = $d/httpboot
 http_url = http://127.0.0.1:$IRONIC_HTTP_PORT
 CONF
+  chmod 600 "$d/ironic.conf"
 }
 
 cinder_conf() {
   local d=$BASE/cinder; mkdir -p "$d"/{log,state,lock}
-  # noauth pipeline + the filters that refuse token-less requests (as Keystone
-  # would) and map X-Service-Token to the service role (pymod/)
-  sed -e 's/ noauth_include_project_id apiv3/ needtoken noauth_include_project_id servicetoken apiv3/' \
-    /etc/cinder/api-paste.ini > "$d/api-paste.ini"
-  printf '\n[filter:servicetoken]\npaste.filter_factory = noauth_token:cinder_filter_factory\n' >> "$d/api-paste.ini"
-  printf '\n[filter:needtoken]\npaste.filter_factory = noauth_token:cinder_token_filter_factory\n' >> "$d/api-paste.ini"
   cat > "$d/cinder.conf" <<CONF
 [DEFAULT]
 host = cinder-1
 transport_url = $TRANSPORT_URL
-auth_strategy = noauth_include_project_id
-# noauth project ids come from the token "user:project" ("admin"); the default regex allows hex only
-project_id_regex = [0-9a-zA-Z_\-]+
-api_paste_config = $d/api-paste.ini
+auth_strategy = keystone
+api_paste_config = /etc/cinder/api-paste.ini
 osapi_volume_listen = 127.0.0.1
 osapi_volume_listen_port = $CINDER_PORT
 osapi_volume_workers = 1
@@ -378,7 +527,6 @@ state_path = $d/state
 log_dir = $d/log
 debug = false
 enabled_backends = spdk
-glance_api_servers = $GLANCE
 backend_stats_polling_interval = 10
 
 [database]
@@ -390,11 +538,11 @@ lock_path = $d/lock
 [oslo_messaging_notifications]
 driver = noop
 
+$(ks_authtoken cinder)
+
 [nova]
-# fixed endpoint + token: there is no service catalog
-auth_type = admin_token
-endpoint = $NOVA
-token = admin:admin
+# Cinder's events to Nova (volume extended), as its own user
+$(ks_auth cinder)
 
 [spdk]
 volume_driver = cinder.volume.drivers.spdk.SPDKDriver
@@ -416,11 +564,6 @@ CONF
 
 nova_conf() {
   local d=$BASE/nova; mkdir -p "$d"/{log,state,lock,instances}
-  # noauth2 pipeline + the filter that puts X-Auth-Token into the context
-  sed -e 's/ noauth2 osapi_compute_app_v21/ noauth2 injecttoken osapi_compute_app_v21/' \
-      -e 's/ noauth2 legacy_v2_compatible/ noauth2 injecttoken legacy_v2_compatible/' \
-      /etc/nova/api-paste.ini > "$d/api-paste.ini"
-  printf '\n[filter:injecttoken]\npaste.filter_factory = noauth_token:filter_factory\n' >> "$d/api-paste.ini"
   cat > "$d/nova.conf" <<CONF
 [DEFAULT]
 host = nova-ironic-1
@@ -447,10 +590,12 @@ disk_allocation_ratio = 1.0
 cpu_allocation_ratio = 1.0
 
 [api]
-auth_strategy = noauth2
+auth_strategy = keystone
 
 [wsgi]
-api_paste_config = $d/api-paste.ini
+api_paste_config = /etc/nova/api-paste.ini
+
+$(ks_authtoken nova)
 
 [api_database]
 connection = $(pgdb nova_api)
@@ -475,35 +620,26 @@ poll_interval = 0.2
 [filter_scheduler]
 track_instance_changes = false
 
+# Nova's calls to other services as its own user, endpoints from the
+# catalog. Glance and Cinder calls carry the tenant's token (+ Nova's as
+# the service token); [cinder]'s user serves calls without a tenant token.
 [placement]
-# placement's noauth2 wants a token
-auth_type = admin_token
-endpoint = $PLACEMENT
-token = admin
-endpoint_override = $PLACEMENT
+$(ks_auth nova)
 
 [ironic]
-auth_type = none
-endpoint_override = $IRONIC
+$(ks_auth nova)
 api_retry_interval = 1
 
 [neutron]
-auth_type = none
-endpoint_override = $NEUTRON
-
-[glance]
-endpoint_override = $GLANCE
+$(ks_auth nova)
 
 [cinder]
-endpoint_template = http://127.0.0.1:$CINDER_PORT/v3/%(project_id)s
-auth_type = none
+$(ks_auth nova)
 
 [service_user]
-# cinder lets only services delete in-use attachments
+# Cinder lets only a service delete an in-use attachment
 send_service_user_token = true
-auth_type = admin_token
-endpoint = $NOVA
-token = nova-service
+$(ks_auth nova)
 
 [oslo_concurrency]
 lock_path = $d/lock
@@ -520,30 +656,40 @@ enabled = false
 [serial_console]
 enabled = false
 CONF
+  chmod 600 "$d/nova.conf"
 }
 
-clouds_yaml() {
-  cat > "$BASE/clouds.yaml" <<Y
-clouds:
-  noauth:
-    auth_type: admin_token
+clouds_yaml() {   # the operator (admin) and the tenant (demo, role member); endpoints from the catalog
+  local cloud user pass
+  {
+    echo "clouds:"
+    while read -r cloud user pass; do
+      cat <<Y
+  $cloud:
     auth:
-      endpoint: $NOVA
-      token: "admin:admin"
-    compute_endpoint_override: $NOVA
-    network_endpoint_override: $NEUTRON
-    image_endpoint_override: $GLANCE
-    baremetal_endpoint_override: $IRONIC
-    placement_endpoint_override: $PLACEMENT
-    volume_endpoint_override: $CINDER
-    block_storage_endpoint_override: $CINDER
+      auth_url: $KEYSTONE/v3
+      username: $user
+      password: "$pass"
+      project_name: $user
+      user_domain_name: Default
+      project_domain_name: Default
+    region_name: RegionOne
+    identity_api_version: 3
     baremetal_api_version: "1.78"
 Y
+    done <<C
+admin admin $KS_ADMIN_PASS
+tenant demo $KS_TENANT_PASS
+C
+  } > "$BASE/clouds.yaml"
+  chmod 600 "$BASE/clouds.yaml"
 }
+as_admin() { env OS_CLOUD=admin "$@"; }   # as_admin openstack ... : the operator's commands
 
 # ---------------------------------------------------------------- services
-schemas() {   # 3 parallel chains (CPU bound); nova's is the long pole
-  local N="$PY /usr/bin/nova-manage --config-file $BASE/nova/nova.conf" p1 p2 p3 rc=0
+schemas() {   # 4 parallel chains (CPU bound); nova's is the long pole
+  local N="$PY /usr/bin/nova-manage --config-file $BASE/nova/nova.conf" p1 p2 p3 p4 rc=0
+  keystone_db > "$BASE/log/db-keystone.out" 2>&1 & p4=$!
   $PY /usr/bin/neutron-db-manage --config-file "$BASE/neutron/neutron.conf" upgrade heads > "$BASE/log/db-neutron.out" 2>&1 & p1=$!
   { $N api_db sync && $N cell_v2 map_cell0 --database_connection "$(pgdb nova_cell0)" &&
     $N cell_v2 create_cell --name cell1 && $N db sync; } > "$BASE/log/db-nova.out" 2>&1 & p2=$!
@@ -554,6 +700,7 @@ schemas() {   # 3 parallel chains (CPU bound); nova's is the long pole
   wait $p1 || { tail -20 "$BASE/log/db-neutron.out" >&2; rc=1; }
   wait $p2 || { tail -20 "$BASE/log/db-nova.out" >&2; rc=1; }
   wait $p3 || { tail -20 "$BASE/log/db-small.out" >&2; rc=1; }
+  wait $p4 || { tail -20 "$BASE/log/db-keystone.out" >&2; rc=1; }
   return $rc
 }
 
@@ -569,12 +716,11 @@ driver_install() {
     || { os_log "nova.virt.ironic_dpu does not import from $BASE/site (${f:-no module})"; return 1; }
 }
 
-# The paste filters (pymod/) for nova and cinder; the pip-installed driver.
-PYPATH_OS() { echo "$OS_HERE/pymod"; }
+# The pip-installed driver (ironic_dpu, the Nova driver).
 PYPATH_DPU() { echo "$BASE/site"; }
 
 services_up() {
-  os_spawn neutron-server PYTHONPATH="$(PYPATH_OS)" $PY /usr/bin/neutron-server --config-file "$BASE/neutron/neutron.conf"
+  os_spawn neutron-server $PY /usr/bin/neutron-server --config-file "$BASE/neutron/neutron.conf"
   os_spawn glance-api $PY /usr/bin/glance-api --config-file "$BASE/glance/glance-api.conf"
   os_spawn placement /usr/bin/uwsgi --plugins python3 --http-socket "127.0.0.1:$PLACEMENT_PORT" \
     --wsgi-file /usr/bin/placement-api --master --processes 1 --threads 4 --die-on-term --enable-threads \
@@ -587,27 +733,27 @@ services_up() {
     os_spawn "ironic-$s" PYTHONPATH="$(PYPATH_DPU)" $PY "/usr/bin/ironic-$s" --config-file "$BASE/ironic/ironic.conf"
   done
   for s in api scheduler volume; do
-    os_spawn "cinder-$s" PYTHONPATH="$(PYPATH_OS)" $PY "/usr/bin/cinder-$s" --config-file "$BASE/cinder/cinder.conf"
+    os_spawn "cinder-$s" $PY "/usr/bin/cinder-$s" --config-file "$BASE/cinder/cinder.conf"
   done
   os_wait 60 placement curl -sf -o /dev/null "$PLACEMENT/" || return 1
   for s in api conductor scheduler compute; do
-    os_spawn "nova-$s" PYTHONPATH="$(PYPATH_OS):$(PYPATH_DPU)" $PY "/usr/bin/nova-$s" --config-file "$BASE/nova/nova.conf"
+    os_spawn "nova-$s" PYTHONPATH="$(PYPATH_DPU)" $PY "/usr/bin/nova-$s" --config-file "$BASE/nova/nova.conf"
   done
-  local i n
+  local i n ready T
   for ((i = 0; i < 1200; i++)); do
-    for s in neutron-server glance-api placement ironic-conductor ironic-api cinder-api cinder-scheduler \
+    for s in keystone neutron-server glance-api placement ironic-conductor ironic-api cinder-api cinder-scheduler \
       cinder-volume nova-api nova-conductor nova-scheduler nova-compute; do
       os_alive "$s" || { tail -30 "$BASE/log/$s.out" >&2; os_log "$s died"; return 1; }
     done
-    ready=1
-    curl -sf -o /dev/null "$NEUTRON/v2.0/networks" || ready=0
-    curl -sf -o /dev/null "$GLANCE/v2/images" || ready=0
-    n=$(curl -sf -H 'X-OpenStack-Ironic-API-Version: latest' "$IRONIC/v1/drivers/dpu" 2>/dev/null | jq -r '.hosts | length' 2>/dev/null)
+    ready=1 T="X-Auth-Token: $ADMIN_TOKEN"
+    curl -sf -o /dev/null -H "$T" "$NEUTRON/v2.0/networks" || ready=0
+    curl -sf -o /dev/null -H "$T" "$GLANCE/v2/images" || ready=0
+    n=$(curl -sf -H "$T" -H 'X-OpenStack-Ironic-API-Version: latest' "$IRONIC/v1/drivers/dpu" 2>/dev/null | jq -r '.hosts | length' 2>/dev/null)
     [ "${n:-0}" -ge 1 ] || ready=0
-    n=$(curl -sf -H 'X-Auth-Token: admin:admin' -H 'OpenStack-API-Version: volume 3.0' "$CINDER/os-services" 2>/dev/null \
+    n=$(curl -sf -H "$T" -H 'OpenStack-API-Version: volume 3.0' "$CINDER/os-services" 2>/dev/null \
       | jq '[.services[] | select(.state=="up")] | length' 2>/dev/null)
     [ "${n:-0}" -ge 2 ] || ready=0
-    n=$(curl -sf -H 'X-Auth-Token: admin:admin' "$NOVA/os-services" 2>/dev/null \
+    n=$(curl -sf -H "$T" "$NOVA/os-services" 2>/dev/null \
       | jq '[.services[] | select(.state=="up")] | length' 2>/dev/null)
     [ "${n:-0}" -ge 3 ] || ready=0
     [ $ready = 1 ] && return 0
@@ -619,17 +765,25 @@ services_up() {
 services_down() {
   os_stop nova-api nova-compute nova-scheduler nova-conductor cinder-api cinder-volume cinder-scheduler \
     ironic-api ironic-conductor ironic-http glance-api neutron-server placement
+  os_stop keystone
 }
 
 # ---------------------------------------------------------------- the agent
-agent_conf() {   # NODE_UUID
-  agent_conf_write "$BASE/agent" "$1" "$SPDK_DIR/dpu.sock" "$HOST_NVMF_PORT" 10s "${AGENT_DEBUG:-false}"
+agent_conf() {   # NODE_UUID : its config and its own broker user (broker-acl)
+  local d=$BASE/agent user=dpu-$1 pw
+  pw=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+  TRANSPORT_URL="rabbit://$user:$pw@127.0.0.1:$RMQ_PORT/$DPU_VHOST" \
+    agent_conf_write "$d" "$1" "$SPDK_DIR/dpu.sock" "$HOST_NVMF_PORT" 10s "${AGENT_DEBUG:-false}"
+  rabbit_env_vars "$BASE/rmq" "$RMQ_PORT" "rmqos$RMQ_PORT@localhost"   # rabbit_up ran in a subshell
+  rabbit_dpu_user "$BASE/bin/ironic-dpu-agent" "$d/agent.conf" "$user" "$pw" || { os_log "broker user of $1 failed"; return 1; }
+  # the operator's CLI asks the agent with the conductor side's user
+  printf '[DEFAULT]\ntransport_url = %s\nnode_uuid = %s\n' "$DPU_COND_URL" "$1" > "$d/cli.conf"
 }
 agent_start() {
   os_spawn agent "$BASE/bin/ironic-dpu-agent" serve --config-file "$BASE/agent/agent.conf"
   os_wait 30 "agent answering get_status" agent_cli status || { tail -20 "$BASE/log/agent.out" >&2; return 1; }
 }
-agent_cli() { "$BASE/bin/ironic-dpu-agent" "$@" --config-file "$BASE/agent/agent.conf"; }
+agent_cli() { "$BASE/bin/ironic-dpu-agent" "$@" --config-file "$BASE/agent/cli.conf"; }
 agent_state() { agent_cli status --state 2>>"$BASE/log/agent-cli.err"; }
 
 # ---------------------------------------------------------------- whole stack
@@ -641,10 +795,11 @@ stack_up() {
   ovn_up || { os_log "OVN failed"; return 1; }
   spdk_up || { os_log "SPDK emulator failed"; return 1; }
   os_log "postgres, OVN (chassis $DPU_CHASSIS/$DPU_HOST), SPDK pair up"
-  neutron_conf; glance_conf; placement_conf; ironic_conf; cinder_conf; nova_conf; clouds_yaml
+  keystone_conf; neutron_conf; glance_conf; placement_conf; ironic_conf; cinder_conf; nova_conf; clouds_yaml
   schemas || { os_log "schema creation failed"; return 1; }
+  keystone_up || { os_log "keystone failed"; return 1; }
   wait $rpid || { cat "$BASE/log/rabbit-up.out" >&2; os_log "rabbit failed"; return 1; }
-  os_log "schemas created, rabbit up"
+  os_log "schemas created, keystone and rabbit up"
   services_up || return 1
   os_log "stack ready"
 }

@@ -140,6 +140,16 @@ func (p *Proc) Running() bool {
 	}
 }
 
+// PID is the running process's PID, 0 when stopped.
+func (p *Proc) PID() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // Log returns the process's log so far.
 func (p *Proc) Log() string {
 	b, _ := os.ReadFile(p.LogFile)

@@ -26,8 +26,10 @@ export AGENT_DEBUG=true
 cleanup() { set +e; [ -n "${BASE:-}" ] && { stack_down; [ "${OS_KEEP:-0}" = 1 ] || rm -rf "$BASE"; }; }
 trap cleanup EXIT
 
-nova_post() { curl -sf "${NOVA_H[@]}" -H 'Content-Type: application/json' -X POST "$NOVA$1" -d "$2"; }
-nova_delete() { curl -sf "${NOVA_H[@]}" -X DELETE "$NOVA/servers/$1"; }
+# the tenant's calls (user demo, role member), with the token lib.sh got
+ten() { curl -H "X-Auth-Token: $TENANT_TOKEN" "$@"; }
+nova_post() { ten -sf "${NOVA_H[@]}" -H 'Content-Type: application/json' -X POST "$NOVA$1" -d "$2"; }
+nova_delete() { ten -sf "${NOVA_H[@]}" -X DELETE "$NOVA/servers/$1"; }
 
 # one_run KIND BODY -> appends "kind t0 t_active t_port" (epoch seconds) to $BASE/bench.raw
 one_run() {
@@ -71,12 +73,12 @@ add_volume() {
   VOLB=$(agent_vol "$2" | jq -r .bdev)
 }
 extend_volume() {
-  curl -sf -H 'X-Auth-Token: admin:admin' -H 'OpenStack-API-Version: volume 3.42' -H 'Content-Type: application/json' \
+  ten -sf -H 'OpenStack-API-Version: volume 3.42' -H 'Content-Type: application/json' \
     -X POST "$CINDER/volumes/$1/action" -d "{\"os-extend\":{\"new_size\":$2}}" &&
   os_wait 60 "new size on the DPU" vol_size_on_dpu "$1" $(($2 << 30))
 }
 remove_volume() {
-  curl -sf "${NOVA_H[@]}" -X DELETE "$NOVA/servers/$1/os-volume_attachments/$2" &&
+  ten -sf "${NOVA_H[@]}" -X DELETE "$NOVA/servers/$1/os-volume_attachments/$2" &&
   os_wait 60 "namespace gone from the DPU" vol_off_dpu "$2"
 }
 volume_runs() {   # NET IMG FLAVOR
@@ -84,7 +86,7 @@ volume_runs() {   # NET IMG FLAVOR
   sid=$(nova_post /servers "$(jq -nc --arg n "$1" --arg i "$2" --arg f "$3" \
     '{server:{name:"bench-vol-host", flavorRef:$f, imageRef:$i, networks:[{uuid:$n}]}}')" | jq -r .server.id) &&
   wait_server "$sid" ACTIVE 120 || return 1
-  vol=$(curl -sf "${CINDER_H[@]}" -H 'Content-Type: application/json' -X POST "$CINDER/volumes" \
+  vol=$(ten -sf "${CINDER_H[@]}" -H 'Content-Type: application/json' -X POST "$CINDER/volumes" \
     -d '{"volume":{"size":1, "name":"bench-data"}}' | jq -r .volume.id) &&
   os_wait 60 "data volume" volume_is "$vol" available || return 1
   for ((i = 1; i <= RUNS; i++)); do
@@ -174,9 +176,9 @@ main() {
   case_setup || os_die "setup failed"
   local net img flavor vol i
   net=$(nt "/networks?name=$NET" | jq -r '.networks[0].id')
-  img=$(curl -sf "$GLANCE/v2/images?name=$IMAGE" | jq -r '.images[0].id')
+  img=$(ten -sf "$GLANCE/v2/images?name=$IMAGE" | jq -r '.images[0].id')
   flavor=$(nv "/flavors" | jq -r --arg f "$FLAVOR" '.flavors[] | select(.name == $f) | .id')
-  vol=$(curl -sf "${CINDER_H[@]}" -H 'Content-Type: application/json' -X POST "$CINDER/volumes" \
+  vol=$(ten -sf "${CINDER_H[@]}" -H 'Content-Type: application/json' -X POST "$CINDER/volumes" \
     -d "$(jq -nc --arg i "$img" '{volume:{size:1, name:"bench-vol", imageRef:$i}}')" | jq -r .volume.id)
   os_wait 120 "bench volume" volume_is "$vol" available || os_die "volume not available"
   os_log "stack + setup ready; $RUNS runs per case"

@@ -194,8 +194,10 @@ func TestMalformedInput(t *testing.T) {
 	}
 }
 
-// A foreign exchange with other flags is a 406 that is logged with the
-// broker's text and never "fixed" by redeclaring.
+// A shared exchange someone else declared with other flags is used as it is
+// (declared passively: the agent needs no right to create it, and never
+// redeclares it); a queue of the agent's that exists with other flags is a
+// 406 that is logged with the broker's text and never "fixed".
 func TestPreconditionFailedIsLoggedNotFixed(t *testing.T) {
 	t.Parallel()
 	p := newRawPeer(t)
@@ -203,36 +205,53 @@ func TestPreconditionFailedIsLoggedNotFixed(t *testing.T) {
 	if err := p.ch.ExchangeDeclare(ex, "topic", true, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	core, logs := observer.New(zapcore.WarnLevel)
-	s, err := rpcapi.NewServer(rpcapi.ServerConfig{URL: broker.URL(), Rabbit: fastRetry(), Logger: zap.New(core),
-		Target: rpcapi.Target{Exchange: ex, Topic: topic, Server: "node-406"}, Dispatcher: rpcapi.NewDispatcher("1.0", "")})
-	if err != nil {
-		t.Fatal(err)
+	serve := func(server string) (*rpcapi.Server, *observer.ObservedLogs, func()) {
+		core, logs := observer.New(zapcore.WarnLevel)
+		s, err := rpcapi.NewServer(rpcapi.ServerConfig{URL: broker.URL(), Rabbit: fastRetry(), Logger: zap.New(core),
+			Target: rpcapi.Target{Exchange: ex, Topic: topic, Server: server}, Dispatcher: rpcapi.NewDispatcher("1.0", "")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		return s, logs, func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	waitFor(t, 10*time.Second, "406 logged", func() bool {
-		return logs.FilterMessageSnippet("not redeclaring").FilterField(zap.String("name", ex)).Len() > 0
-	})
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if s.Connected() {
-		t.Error("server claims to be connected")
-	}
-	e := logs.FilterMessageSnippet("not redeclaring").All()[0]
-	if broker := fmt.Sprint(e.ContextMap()["broker"]); !strings.Contains(broker, "inequivalent arg 'durable'") {
-		t.Errorf("broker text not logged: %q", broker)
-	}
-	// the exchange still has its owner's flags: a durable passive-compatible redeclare succeeds
+	s, _, stop := serve("node-durable-ex")
+	waitFor(t, 10*time.Second, "server consuming on the durable exchange", s.Connected)
+	stop()
+	// the exchange still has its owner's flags: a durable redeclare succeeds
 	ch, err := p.conn.Channel()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := ch.ExchangeDeclare(ex, "topic", true, false, false, false, nil); err != nil {
 		t.Errorf("exchange was changed: %v", err)
+	}
+
+	q := topic + ".node-406"
+	if _, err := ch.QueueDeclare(q, false, true, false, false, nil); err != nil { // auto_delete, unlike the agent's
+		t.Fatal(err)
+	}
+	s, logs, stop := serve("node-406")
+	waitFor(t, 10*time.Second, "406 logged", func() bool {
+		return logs.FilterMessageSnippet("not redeclaring").FilterField(zap.String("name", q)).Len() > 0
+	})
+	stop()
+	if s.Connected() {
+		t.Error("server claims to be connected")
+	}
+	e := logs.FilterMessageSnippet("not redeclaring").All()[0]
+	if broker := fmt.Sprint(e.ContextMap()["broker"]); !strings.Contains(broker, "inequivalent arg 'auto_delete'") {
+		t.Errorf("broker text not logged: %q", broker)
+	}
+	if _, err := ch.QueueDeclarePassive(q, false, true, false, false, nil); err != nil {
+		t.Errorf("queue was changed: %v", err)
 	}
 }
 
