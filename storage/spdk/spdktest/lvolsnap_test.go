@@ -184,3 +184,100 @@ func TestLvolSnapshotCinderSequence(t *testing.T) {
 		t.Fatalf("free at the end: %d", got)
 	}
 }
+
+// TestLvolSnapshotErrors: each refusal with the code and text SPDK v24.09's
+// handlers send, and no state change after one.
+func TestLvolSnapshotErrors(t *testing.T) {
+	_, c := startLvolEmu(t, Options{})
+	lvsUUID := newLvs(t, c)
+	var vol, other, snap string
+	call(t, c, "bdev_lvol_create", map[string]any{"lvol_name": "volume-1", "uuid": lvsUUID, "size_in_mib": 64}, &vol)
+	call(t, c, "bdev_lvol_create", map[string]any{"lvol_name": "volume-2", "uuid": lvsUUID, "size_in_mib": 64}, &other)
+
+	decode := "spdk_json_decode_object failed"
+	for _, tc := range []struct {
+		method string
+		params map[string]any
+	}{
+		{"bdev_lvol_snapshot", map[string]any{"lvol_name": vol, "snapshot_name": "s", "thin": true}},
+		{"bdev_lvol_snapshot", map[string]any{"lvol_name": vol}},
+		{"bdev_lvol_snapshot", map[string]any{"snapshot_name": "s"}},
+		{"bdev_lvol_clone", map[string]any{"clone_name": "c"}},
+		{"bdev_lvol_clone", map[string]any{"snapshot_name": vol, "clone_name": "c", "lvs_name": "lvs0"}},
+		{"bdev_lvol_inflate", map[string]any{"name": vol, "async": true}},
+		{"bdev_lvol_inflate", map[string]any{}},
+		{"bdev_lvol_decouple_parent", map[string]any{"lvol_name": vol}},
+	} {
+		callErrMsg(t, c, tc.method, tc.params, -32603, decode)
+	}
+
+	// Unknown bdev, or a bdev that is not an lvol: -ENODEV before anything.
+	for _, m := range []struct {
+		method string
+		params map[string]any
+	}{
+		{"bdev_lvol_snapshot", map[string]any{"lvol_name": "nope", "snapshot_name": "s"}},
+		{"bdev_lvol_snapshot", map[string]any{"lvol_name": "Malloc0", "snapshot_name": "s"}},
+		{"bdev_lvol_clone", map[string]any{"snapshot_name": "nope", "clone_name": "c"}},
+		{"bdev_lvol_inflate", map[string]any{"name": "nope"}},
+		{"bdev_lvol_decouple_parent", map[string]any{"name": "Malloc0"}},
+	} {
+		callErrMsg(t, c, m.method, m.params, -19, "No such device")
+	}
+
+	// Name checks run in the lvol operation: -32602 with the errno text.
+	callErrMsg(t, c, "bdev_lvol_snapshot", map[string]any{"lvol_name": vol, "snapshot_name": "volume-2"}, -32602, "File exists")
+	callErrMsg(t, c, "bdev_lvol_snapshot", map[string]any{"lvol_name": vol, "snapshot_name": ""}, -32602, "Invalid argument")
+	callErrMsg(t, c, "bdev_lvol_snapshot", map[string]any{"lvol_name": vol, "snapshot_name": strings.Repeat("x", 64)}, -32602, "Invalid argument")
+	// Clone of a writable lvol: the blobstore wants a read-only parent.
+	callErrMsg(t, c, "bdev_lvol_clone", map[string]any{"snapshot_name": vol, "clone_name": "c"}, -32602, "Invalid argument")
+	// Decouple of an lvol with no parent.
+	callErrMsg(t, c, "bdev_lvol_decouple_parent", map[string]any{"name": vol}, -32602, "Invalid argument")
+	// Inflate of a thick lvol has nothing to do.
+	call(t, c, "bdev_lvol_inflate", map[string]any{"name": vol}, nil)
+	if got := freeClusters(t, c); got != 511-32 {
+		t.Fatalf("free after refusals: %d", got)
+	}
+
+	call(t, c, "bdev_lvol_snapshot", map[string]any{"lvol_name": "lvs0/volume-1", "snapshot_name": "snap"}, &snap)
+	// clone_name is optional in the decoder but the name check wants one.
+	callErrMsg(t, c, "bdev_lvol_clone", map[string]any{"snapshot_name": snap}, -32602, "Invalid argument")
+	callErrMsg(t, c, "bdev_lvol_clone", map[string]any{"snapshot_name": snap, "clone_name": "volume-1"}, -32602, "File exists")
+	// A snapshot is read-only: no snapshot of it.
+	callErrMsg(t, c, "bdev_lvol_snapshot", map[string]any{"lvol_name": snap, "snapshot_name": "s2"}, -32602, "Invalid argument")
+	if got := lvolInfo(t, c, snap).DriverSpecific.Lvol.Clones; !reflect.DeepEqual(got, []string{"volume-1"}) {
+		t.Fatalf("clones after refusals: %v", got)
+	}
+}
+
+// TestLvolDecoupleAndMerge: decouple_parent keeps a clone thin but takes the
+// parent's clusters; deleting a snapshot with a single clone merges it into
+// that clone instead of refusing.
+func TestLvolDecoupleAndMerge(t *testing.T) {
+	_, c := startLvolEmu(t, Options{})
+	lvsUUID := newLvs(t, c)
+	var vol, snap, cl string
+	call(t, c, "bdev_lvol_create", map[string]any{"lvol_name": "volume-1", "uuid": lvsUUID, "size_in_mib": 64}, &vol)
+	call(t, c, "bdev_lvol_snapshot", map[string]any{"lvol_name": vol, "snapshot_name": "snap"}, &snap)
+	call(t, c, "bdev_lvol_clone", map[string]any{"snapshot_name": "lvs0/snap", "clone_name": "clone-1"}, &cl)
+
+	call(t, c, "bdev_lvol_decouple_parent", map[string]any{"name": cl}, nil)
+	l := lvolInfo(t, c, cl).DriverSpecific.Lvol
+	if l.Clone || !l.ThinProvision || l.NumAllocatedClusters != 16 || l.BaseSnapshot != nil {
+		t.Fatalf("decoupled clone: %+v", l)
+	}
+	if got := freeClusters(t, c); got != 511-32 {
+		t.Fatalf("free after decouple: %d", got)
+	}
+
+	// volume-1 is now the snapshot's only clone: deleting the snapshot hands
+	// its clusters to volume-1, which stops being a clone.
+	call(t, c, "bdev_lvol_delete", map[string]any{"name": snap}, nil)
+	l = lvolInfo(t, c, vol).DriverSpecific.Lvol
+	if l.Clone || !l.ThinProvision || l.NumAllocatedClusters != 16 || l.BaseSnapshot != nil {
+		t.Fatalf("volume after merging its snapshot: %+v", l)
+	}
+	if got := freeClusters(t, c); got != 511-32 {
+		t.Fatalf("free after merge: %d", got)
+	}
+}
