@@ -4,7 +4,7 @@ package spdktest
 // Cinder's SPDK volume driver calls when the emulator stands in for the
 // Cinder storage target (create/delete/resize, lvstore listing), plus
 // bdev_lvol_create_lvstore and bdev_lvol_delete_lvstore to set one up.
-// Snapshots, clones and inflate are not emulated.
+// Snapshots, clones, inflate and decouple_parent are in lvolsnap.go.
 
 import (
 	"encoding/json"
@@ -25,22 +25,43 @@ type lvstore struct {
 	total       int64 // data clusters
 	clear       string
 	lvols       map[string]*lvol // bdev name (= lvol uuid) -> lvol
+	seq         int64            // creation counter: clone lists keep blobstore order
 }
 
 type lvol struct {
 	name     string // lvol name; the bdev alias is "<lvs>/<name>"
 	clusters int64
 	thin     bool
+	alloc    int64  // allocated clusters of a thin lvol (a thick one has all)
+	snapshot bool   // made by bdev_lvol_snapshot: read-only
+	parent   string // bdev name of the snapshot this lvol is a clone of
+	seq      int64
+}
+
+func (v *lvol) allocated() int64 {
+	if v.thin {
+		return v.alloc
+	}
+	return v.clusters
 }
 
 func (l *lvstore) free() int64 {
 	used := int64(0)
 	for _, v := range l.lvols {
-		if !v.thin {
-			used += v.clusters
-		}
+		used += v.allocated()
 	}
 	return l.total - used
+}
+
+// add registers a new lvol and its bdev; the caller holds e.mu.
+func (s *state) addLvol(l *lvstore, v *lvol) string {
+	id := uuid.NewString()
+	l.seq++
+	v.seq = l.seq
+	l.lvols[id] = v
+	s.bdevs = append(s.bdevs, &bdev{name: id, uuid: id, aliases: []string{l.name + "/" + v.name}, product: "Logical Volume",
+		blockSize: l.blockSize, numBlocks: v.clusters * l.clusterSize / int64(l.blockSize), kind: "lvol"})
+	return id
 }
 
 // lvstoreBy finds an lvstore by uuid xor name, SPDK's
@@ -75,22 +96,29 @@ func (s *state) lvolOf(name string) (*lvstore, *bdev) {
 // lvolDriverSpecific is bdev_get_bdevs' driver_specific of an lvol bdev.
 func (s *state) lvolDriverSpecific(b *bdev) any {
 	type lvolJSON struct {
-		LvolStoreUUID        string `json:"lvol_store_uuid"`
-		BaseBdev             string `json:"base_bdev"`
-		ThinProvision        bool   `json:"thin_provision"`
-		NumAllocatedClusters int64  `json:"num_allocated_clusters"`
-		Snapshot             bool   `json:"snapshot"`
-		Clone                bool   `json:"clone"`
-		EsnapClone           bool   `json:"esnap_clone"`
+		LvolStoreUUID        string   `json:"lvol_store_uuid"`
+		BaseBdev             string   `json:"base_bdev"`
+		ThinProvision        bool     `json:"thin_provision"`
+		NumAllocatedClusters int64    `json:"num_allocated_clusters"`
+		Snapshot             bool     `json:"snapshot"`
+		Clone                bool     `json:"clone"`
+		BaseSnapshot         string   `json:"base_snapshot,omitempty"`
+		Clones               []string `json:"clones,omitempty"`
+		EsnapClone           bool     `json:"esnap_clone"`
 	}
 	for _, l := range s.lvstores {
 		if v, ok := l.lvols[b.name]; ok {
-			alloc := v.clusters
-			if v.thin {
-				alloc = 0 // nothing written yet
+			j := lvolJSON{LvolStoreUUID: l.uuid, BaseBdev: l.baseBdev, ThinProvision: v.thin,
+				NumAllocatedClusters: v.allocated(), Snapshot: v.snapshot, Clone: v.parent != ""}
+			// vbdev_lvol_dump_info_json names the parent and the clones by
+			// their lvol names (not bdev names); "clones" only when there are.
+			if p, ok := l.lvols[v.parent]; ok {
+				j.BaseSnapshot = p.name
 			}
-			return map[string]any{"lvol": lvolJSON{LvolStoreUUID: l.uuid, BaseBdev: l.baseBdev,
-				ThinProvision: v.thin, NumAllocatedClusters: alloc}}
+			for _, c := range l.clonesOf(b.name) {
+				j.Clones = append(j.Clones, l.lvols[c].name)
+			}
+			return map[string]any{"lvol": j}
 		}
 	}
 	return struct{}{}
@@ -254,11 +282,7 @@ func bdevLvolCreate(e *Emulator, params json.RawMessage, _ bool) (any, error) {
 	if !p.ThinProvision && n > l.free() {
 		return nil, errf(-28, "No space left on device")
 	}
-	id := uuid.NewString()
-	l.lvols[id] = &lvol{name: *p.LvolName, clusters: n, thin: p.ThinProvision}
-	e.st.bdevs = append(e.st.bdevs, &bdev{name: id, uuid: id, aliases: []string{alias}, product: "Logical Volume",
-		blockSize: l.blockSize, numBlocks: n * l.clusterSize / int64(l.blockSize), kind: "lvol"})
-	return id, nil
+	return e.st.addLvol(l, &lvol{name: *p.LvolName, clusters: n, thin: p.ThinProvision}), nil
 }
 
 func bdevLvolDelete(e *Emulator, params json.RawMessage, _ bool) (any, error) {
@@ -273,6 +297,9 @@ func bdevLvolDelete(e *Emulator, params json.RawMessage, _ bool) (any, error) {
 	l, b := e.st.lvolOf(*p.Name)
 	if b == nil {
 		return nil, errENODEV
+	}
+	if err := l.mergeSnapshot(b.name); err != nil {
+		return nil, err
 	}
 	// Unregistering hot-removes any namespace exporting it, as for other bdevs.
 	delete(l.lvols, b.name)

@@ -36,6 +36,11 @@ var handlers = map[string]handler{
 	"bdev_lvol_create":         bdevLvolCreate,
 	"bdev_lvol_delete":         bdevLvolDelete,
 	"bdev_lvol_resize":         bdevLvolResize,
+	// lvolsnap.go: Cinder's snapshots and volumes from snapshots.
+	"bdev_lvol_snapshot":        bdevLvolSnapshot,
+	"bdev_lvol_clone":           bdevLvolClone,
+	"bdev_lvol_inflate":         bdevLvolInflate,
+	"bdev_lvol_decouple_parent": bdevLvolDecoupleParent,
 
 	"spdk_get_version":               spdkGetVersion,
 	"rpc_get_methods":                rpcGetMethods,
