@@ -43,6 +43,17 @@ func Build(dir, name string) (string, error) {
 	return bin, nil
 }
 
+// BuildInTemp makes a temporary directory named after prefix and builds the
+// agent into it: what every functional suite's TestMain starts with. The
+// caller removes dir (also when err is set and dir is not empty).
+func BuildInTemp(prefix string) (dir, bin string, err error) {
+	if dir, err = os.MkdirTemp("", prefix); err != nil {
+		return "", "", err
+	}
+	bin, err = Build(dir, "ironic-dpu-agent")
+	return dir, bin, err
+}
+
 // Proc is one running agent.
 type Proc struct {
 	Bin        string

@@ -41,16 +41,15 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "agent-functional-")
+	dir, b, err := agentproc.BuildInTemp("agent-functional-")
+	if dir != "" {
+		defer os.RemoveAll(dir)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	if bin, err = agentproc.Build(dir, "ironic-dpu-agent"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
+	bin = b
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	broker, pki, err = rabbitmq.StartTLS(ctx, filepath.Join(dir, "rabbit"))

@@ -23,6 +23,7 @@ import (
 
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/agentproc"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/osloclient"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/poll"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/rabbitmq"
 	"github.com/ironic-dpu/ironic-dpu-agent/rpcapi"
 )
@@ -42,16 +43,15 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "cluster-functional-")
+	dir, b, err := agentproc.BuildInTemp("cluster-functional-")
+	if dir != "" {
+		defer os.RemoveAll(dir)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	if bin, err = agentproc.Build(dir, "ironic-dpu-agent"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
+	bin = b
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -74,13 +74,7 @@ func fastRetry() rpcapi.RabbitOptions {
 
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	poll.Until(t, d, 50*time.Millisecond, what, cond)
 }
 
 // The cluster's nodes are all joined: each lists three running nodes.

@@ -60,12 +60,11 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
 	var err error
-	if tmp, err = os.MkdirTemp("", "compromised-functional-"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	tmp, bin, err = agentproc.BuildInTemp("compromised-functional-")
+	if tmp != "" {
+		defer os.RemoveAll(tmp)
 	}
-	defer os.RemoveAll(tmp)
-	if bin, err = agentproc.Build(tmp, "ironic-dpu-agent"); err != nil {
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

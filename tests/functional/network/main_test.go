@@ -26,6 +26,7 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/ovn"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/poll"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/testpki"
 	"github.com/ironic-dpu/ironic-dpu-agent/network"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
@@ -133,13 +134,7 @@ func (h *harness) observe() map[string]nodestate.VIFStatus {
 
 func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.Until(t, d, 20*time.Millisecond, what, ok)
 }
 
 var seq atomic.Int64

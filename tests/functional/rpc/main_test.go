@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/poll"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/rabbitmq"
 	"github.com/ironic-dpu/ironic-dpu-agent/rpcapi"
 )
@@ -112,13 +113,7 @@ func startServer(t *testing.T, cfg rpcapi.ServerConfig) *rpcapi.Server {
 
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.Until(t, d, 20*time.Millisecond, what, cond)
 }
 
 // pyResult is one line printed by oslo_client.py.

@@ -21,6 +21,7 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/agentproc"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/osloclient"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/ovn"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/poll"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/rabbitmq"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk/spdktest"
@@ -50,13 +51,11 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
 	var err error
-	tmp, err = os.MkdirTemp("", "stack-functional-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	tmp, bin, err = agentproc.BuildInTemp("stack-functional-")
+	if tmp != "" {
+		defer os.RemoveAll(tmp)
 	}
-	defer os.RemoveAll(tmp)
-	if bin, err = agentproc.Build(tmp, "ironic-dpu-agent"); err != nil {
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -243,13 +242,7 @@ type volStatus struct {
 
 func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	poll.Until(t, d, 100*time.Millisecond, what, cond)
 }
 
 func TestStorageOverRPC(t *testing.T) {
