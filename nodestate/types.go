@@ -153,7 +153,12 @@ type VIFStatus struct {
 	Function    *Function `json:"function,omitempty"`
 	OFPort      int       `json:"ofport,omitempty"`
 	Bound       bool      `json:"bound"`
-	LastError   string    `json:"last_error,omitempty"`
+	// MAC is the MAC the DPU gave the host function (what the host's NIC
+	// carries), as the DPU driver reads it now; empty when the driver cannot
+	// tell (a host PF, a driver without the read). Added without an RPC API
+	// bump: an output field older conductors ignore.
+	MAC       string `json:"mac,omitempty"`
+	LastError string `json:"last_error,omitempty"`
 }
 
 // QoSLimits are the rate limits SPDK holds on a volume's bdev, with SPDK's
