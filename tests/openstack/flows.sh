@@ -691,7 +691,7 @@ quiesce_brackets() {
   q=$(agent_log_times "$QUIESCE_MSG" | tail -1) r=$(agent_log_times "$RESUME_MSG" | tail -1)
   [ -n "$q" ] && [ -n "$r" ] && awk -v q="$q" -v t="$1" -v r="$r" 'BEGIN{exit !(q < t && t < r)}'
 }
-QUIESCE_MSG="host quiesced" RESUME_MSG="host resumed"
+QUIESCE_MSG=quiesce RESUME_MSG=unquiesce   # the agent's log lines once each call is done
 
 # 18: `server image create` of a volume-backed server quiesces the host on
 # its DPU while Cinder snapshots the root volume on the target; a server
@@ -753,7 +753,9 @@ case_snapshot() {
 image_active() { [ "$(adm -sf "$GLANCE/v2/images/$1" | jq -r .status)" = active ]; }
 snap_is() { [ "$(cv "/snapshots/$1" | jq -r '.snapshot.status + " " + .snapshot.volume_id')" = "$2" ]; }   # SNAP "STATUS VOLUME"
 snap_gone() { [ "$(adm -s -o /dev/null -w '%{http_code}' "${CINDER_H[@]}" "$CINDER/snapshots/$1")" = 404 ]; }
-not_quiesced() { local st; st=$(agent_state) && ! jq -e '.observed.quiesced == true' <<<"$st" >/dev/null; }
+not_quiesced() {   # the agent reports the host's controllers running again, resumed by a call
+  agent_state | jq_true '.observed.quiesce | .quiesced == false and .resumed_at != null'
+}
 # Issue 17 item 5: the binding keeps the port's vnic_type, so nova-compute's
 # network cache refreshes (the periodic heal, server add/remove port) never
 # find it changed ('vnic_type ... changed in neutron from "normal" to ...').
