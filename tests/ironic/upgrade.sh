@@ -122,7 +122,7 @@ case_upgrade_old_conductor() {
   agent_stop "$NODE4"
   agent_broker_own "$NODE4" || return 1
   agent_start "$NODE4" || return 1
-  expect "the upgraded agent serves RPC API 1.2" [ "$(agent_rpc_version "$NODE4")" = 1.2 ] &&
+  expect "the upgraded agent serves RPC API 1.3" [ "$(agent_rpc_version "$NODE4")" = 1.3 ] &&
   expect "with its own broker user" grep -q "rabbit://dpu-$NODE4:\*\*\*@" "$BASE/log/agent-$NODE4.out" &&
   expect "it read the old state (generation $gen)" agent_gen_is "$NODE4" "$gen" &&
   expect "it loaded schema 1" loaded_schema_1 &&
