@@ -54,7 +54,9 @@ class DPUVendor(base.VendorInterface):
     def get_properties(self):
         return {}
 
-    def validate(self, task, method=None, **kwargs):
+    def validate(self, task, method=None, http_method=None, **kwargs):
+        # The conductor passes the request's http_method besides the
+        # method's own arguments.
         if method in ('quiesce', 'unquiesce') and kwargs:
             raise ir_exc.InvalidParameterValue(
                 '%s takes no arguments, got %s'

@@ -861,10 +861,14 @@ class VendorTests(AgentTestCase):
 
     def test_quiesce_takes_no_arguments(self):
         task = self.make_task(provision_state=states.ACTIVE)
-        vendor.DPUVendor().validate(task, method='quiesce')
-        self.assertRaises(ir_exc.InvalidParameterValue,
-                          vendor.DPUVendor().validate, task,
-                          method='unquiesce', hold='forever')
+        # as the conductor's vendor_passthru calls it
+        vendor.DPUVendor().validate(task, method='quiesce',
+                                    http_method='POST')
+        e = self.raises(ir_exc.InvalidParameterValue,
+                        vendor.DPUVendor().validate, task,
+                        method='unquiesce', http_method='POST',
+                        hold='forever')
+        self.assertIn('unquiesce takes no arguments, got hold', str(e))
 
     def test_quiesce_not_supported_is_unsupported_extension(self):
         task = self.make_task(provision_state=states.ACTIVE, driver='dpu')
