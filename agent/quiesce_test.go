@@ -53,7 +53,7 @@ func TestQuiesceEndpoints(t *testing.T) {
 		t.Fatalf("status %+v, observed %+v", st.Quiesce, v.Observed.Quiesce)
 	}
 	b, _ := json.Marshal(st)
-	if !strings.Contains(string(b), `"quiesce":{"quiesced":true,"since":`) || !strings.Contains(string(b), `"until":`) {
+	if !strings.Contains(string(b), `"quiesce":{"quiesced":true,"supported":true,"since":`) || !strings.Contains(string(b), `"until":`) {
 		t.Fatalf("get_status JSON: %s", b)
 	}
 	if _, err := call(t, a, "unquiesce", `{}`); err != nil {

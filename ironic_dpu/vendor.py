@@ -16,8 +16,9 @@
   `... unquiesce` (no arguments; ACTIVE nodes) pause and resume the host's
   emulated NVMe controllers around a volume snapshot (Nova's quiesce and
   unquiesce of the ironic_dpu compute driver). Both answer the agent's
-  quiesce status, {"quiesced": true|false, "since", "until", "functions",
-  "max_hold_seconds", "resumed_at", "resume_reason", "last_error"}; the
+  quiesce status, {"quiesced": true|false, "supported", "since",
+  "until", "functions", "max_hold_seconds", "resumed_at",
+  "resume_reason", "last_error"}; the
   agent resumes by itself at "until" at the latest. An agent that cannot
   pause (older than RPC API 1.3, or a DPU driver without a documented
   pause) makes them fail with UnsupportedDriverExtension (HTTP 400, "Driver

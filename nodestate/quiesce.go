@@ -9,6 +9,9 @@ type QuiesceStatus struct {
 	// Quiesced is true while at least one controller is (or may still be)
 	// paused: host I/O to it stalls, nothing is lost.
 	Quiesced bool `json:"quiesced"`
+	// Supported is false when the DPU driver has no documented pause
+	// (quiesce then answers NotSupported).
+	Supported bool `json:"supported"`
 	// Since is when the pause began; Until is when the agent resumes by
 	// itself at the latest (max hold), whatever the caller does.
 	Since *time.Time `json:"since,omitempty"`

@@ -224,7 +224,7 @@ func (h *Hold) Pauses(fn string) bool {
 func (h *Hold) Status() nodestate.QuiesceStatus {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	st := nodestate.QuiesceStatus{MaxHoldSeconds: h.o.MaxHold.Seconds(), ResumeReason: h.lastWhy, LastError: h.lastErr}
+	st := nodestate.QuiesceStatus{Supported: h.q != nil, MaxHoldSeconds: h.o.MaxHold.Seconds(), ResumeReason: h.lastWhy, LastError: h.lastErr}
 	if !h.resumed.IsZero() {
 		t := h.resumed
 		st.ResumedAt = &t

@@ -105,7 +105,7 @@ func TestQuiesceSNAP(t *testing.T) {
 	if got := states(); !reflect.DeepEqual(got, map[string]string{"pf0": "suspended", "pf0vf2": "suspended"}) {
 		t.Fatalf("after quiesce: %v", got)
 	}
-	if !st.Quiesced || st.Until == nil || st.Since == nil || st.Until.Sub(*st.Since) != time.Minute || st.Since.Before(before.Add(-time.Second)) ||
+	if !st.Quiesced || !st.Supported || st.Until == nil || st.Since == nil || st.Until.Sub(*st.Since) != time.Minute || st.Since.Before(before.Add(-time.Second)) ||
 		!reflect.DeepEqual(st.Functions, []string{"pf0", "pf0vf2"}) || st.MaxHoldSeconds != 60 {
 		t.Fatalf("status: %+v", st)
 	}
@@ -287,6 +287,9 @@ func TestQuiesceNotSupported(t *testing.T) {
 	hold, err := storage.NewHold(storage.HoldOptions{Driver: drv, DriverName: "spdk-generic"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if st := hold.Status(); st.Supported || st.Quiesced {
+		t.Fatalf("status: %+v", st)
 	}
 	emu.ResetCalls()
 	_, err = hold.Quiesce(context.Background(), 0)

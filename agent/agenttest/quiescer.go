@@ -31,7 +31,7 @@ func (q *Quiescer) Quiesce(_ context.Context, hold time.Duration) (nodestate.Qui
 	}
 	now := time.Now()
 	until := now.Add(hold)
-	q.st = nodestate.QuiesceStatus{Quiesced: true, Since: &now, Until: &until, Functions: []string{"pf0"}, MaxHoldSeconds: q.Max.Seconds()}
+	q.st = nodestate.QuiesceStatus{Quiesced: true, Supported: true, Since: &now, Until: &until, Functions: []string{"pf0"}, MaxHoldSeconds: q.Max.Seconds()}
 	return q.st, nil
 }
 
@@ -41,7 +41,7 @@ func (q *Quiescer) Unquiesce(context.Context) (nodestate.QuiesceStatus, error) {
 	if q.Err != nil {
 		return q.st, q.Err
 	}
-	q.st = nodestate.QuiesceStatus{MaxHoldSeconds: q.Max.Seconds(), ResumeReason: "unquiesce"}
+	q.st = nodestate.QuiesceStatus{Supported: true, MaxHoldSeconds: q.Max.Seconds(), ResumeReason: "unquiesce"}
 	return q.st, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"sync"
 
@@ -53,9 +54,9 @@ func (s *Storage) WithPauseFile(path string) *Storage {
 func (s *Storage) Paused() map[string]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]string, len(s.paused))
-	for k, v := range s.paused {
-		out[k] = v
+	out := maps.Clone(s.paused)
+	if out == nil {
+		out = map[string]string{}
 	}
 	return out
 }

@@ -26,6 +26,7 @@ const (
 
 type quiesceStatus struct {
 	Quiesced       bool      `json:"quiesced"`
+	Supported      bool      `json:"supported"`
 	Since          time.Time `json:"since"`
 	Until          time.Time `json:"until"`
 	Functions      []string  `json:"functions"`
@@ -106,7 +107,7 @@ func TestQuiesceOverOsloMessaging(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !st.Quiesced || !reflect.DeepEqual(st.Functions, []string{"pf0"}) || st.MaxHoldSeconds != 20 ||
+		if !st.Quiesced || !st.Supported || !reflect.DeepEqual(st.Functions, []string{"pf0"}) || st.MaxHoldSeconds != 20 ||
 			st.Until.Sub(st.Since) != 20*time.Second {
 			t.Fatalf("quiesce: %+v", st)
 		}
