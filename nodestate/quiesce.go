@@ -22,7 +22,7 @@ type QuiesceStatus struct {
 	// MaxHoldSeconds is the agent's [storage] quiesce_max_hold.
 	MaxHoldSeconds float64 `json:"max_hold_seconds"`
 	// ResumedAt and ResumeReason describe the last resume: "unquiesce",
-	// "max hold reached", "agent restart", "agent stop", "quiesce failed".
+	// "hold expired", "agent restart", "agent stop", "quiesce failed".
 	ResumedAt    *time.Time `json:"resumed_at,omitempty"`
 	ResumeReason string     `json:"resume_reason,omitempty"`
 	// LastError is the last failed pause or resume; a failed resume is

@@ -49,7 +49,7 @@ const DefaultQuiesceMaxHold = 60 * time.Second
 // Resume reasons (nodestate.QuiesceStatus.ResumeReason).
 const (
 	ResumeUnquiesce = "unquiesce"
-	ResumeMaxHold   = "max hold reached"
+	ResumeExpired   = "hold expired"
 	ResumeRestart   = "agent restart"
 	ResumeStop      = "agent stop"
 	ResumeFailed    = "quiesce failed"
@@ -438,8 +438,8 @@ func (h *Hold) act(ctx context.Context) {
 		if time.Now().Before(rec.Until) {
 			return
 		}
-		reason = ResumeMaxHold
-		h.log.Warn("quiesce held for its maximum; resuming the host's controllers", zap.Time("since", rec.Since),
+		reason = ResumeExpired
+		h.log.Warn("quiesce hold expired; resuming the host's controllers", zap.Time("since", rec.Since),
 			zap.Time("until", rec.Until))
 	}
 	_ = h.resume(ctx, reason)

@@ -258,7 +258,7 @@ func TestQuiesceMaxHoldAndStop(t *testing.T) {
 	if took := time.Since(start); took < 350*time.Millisecond {
 		t.Fatalf("resumed after %v, before the hold", took)
 	}
-	if st := hold.Status(); st.Quiesced || st.ResumeReason != storage.ResumeMaxHold {
+	if st := hold.Status(); st.Quiesced || st.ResumeReason != storage.ResumeExpired {
 		t.Fatalf("after max hold: %+v", st)
 	}
 

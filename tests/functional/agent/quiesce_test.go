@@ -158,7 +158,7 @@ func TestQuiesceOverOsloMessaging(t *testing.T) {
 		if took := time.Since(start); took < 1400*time.Millisecond {
 			t.Fatalf("resumed after %v", took)
 		}
-		if s := status(); s.Quiesced || s.ResumeReason != "max hold reached" {
+		if s := status(); s.Quiesced || s.ResumeReason != "hold expired" {
 			t.Fatalf("status: %+v", s)
 		}
 	})
