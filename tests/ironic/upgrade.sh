@@ -108,7 +108,14 @@ case_upgrade_old_agent() {
   # The config drive went by URL first (1.2): refused the same way, then inline.
   expect "the conductor sent the config drive inline after the agent refused 1.2" \
     grep -q "Node $NODE4: the DPU agent is older than RPC API 1.2 (UnsupportedVersion); sending its config drive inline" "$IRONIC_DIR"/log/ironic-conductor.log &&
-  upgrade_hotplug && upgrade_undeploy && upgrade_deploy
+  upgrade_hotplug && upgrade_undeploy && upgrade_deploy || return 1
+  # quiesce needs RPC API 1.3: the old agent's refusal is Ironic's
+  # UnsupportedDriverExtension (HTTP 400), Nova's "quiesce not supported".
+  local err
+  err=$(bm node passthru call --http-method POST n4 quiesce 2>&1 >/dev/null) && return 1
+  expect "quiesce on the old agent: not supported (400)" \
+    grep -q "does not support quiesce" <<<"$err" && grep -q "older than RPC API 1.3 (UnsupportedVersion)" <<<"$err" &&
+    grep -q "HTTP 400" <<<"$err"
 }
 
 case_upgrade_old_conductor() {
