@@ -154,7 +154,7 @@ func TestQuiesceOverOsloMessaging(t *testing.T) {
 		if _, err := call("quiesce", map[string]any{"hold_seconds": 1.5}); err != nil || len(paused()) != 1 {
 			t.Fatalf("quiesce: %v, host %v", err, paused())
 		}
-		poll.Until(t, 10*time.Second, 50*time.Millisecond, "resume at the hold's end", func() bool { return len(paused()) == 0 })
+		poll.Until(t, 10*time.Second, 50*time.Millisecond, "resume at the hold's end", func() bool { return len(paused()) == 0 && !status().Quiesced })
 		if took := time.Since(start); took < 1400*time.Millisecond {
 			t.Fatalf("resumed after %v", took)
 		}
@@ -175,7 +175,7 @@ func TestQuiesceOverOsloMessaging(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitServing(t, c)
-		poll.Until(t, 10*time.Second, 50*time.Millisecond, "resume after restart", func() bool { return len(paused()) == 0 })
+		poll.Until(t, 10*time.Second, 50*time.Millisecond, "resume after restart", func() bool { return len(paused()) == 0 && !status().Quiesced })
 		if s := status(); s.Quiesced || s.ResumeReason != "agent restart" {
 			t.Fatalf("status after restart: %+v", s)
 		}
