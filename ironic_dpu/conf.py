@@ -29,7 +29,8 @@ agent_opts = [
                     'that needs a newer version than the cap is sent in '
                     'its older form (apply_state without wait, or with '
                     'the config drive inline instead of by URL: 1.2) or '
-                    'fails saying so.'),
+                    'fails saying so (quiesce/unquiesce, 1.3: not '
+                    'supported).'),
     cfg.IntOpt('timeout', default=60, min=1,
                help='Seconds to wait for an agent\'s reply to a call.'),
     cfg.IntOpt('call_monitor_timeout', default=30, min=0,

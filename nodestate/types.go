@@ -97,6 +97,9 @@ type Observed struct {
 	// Components is each component's last completed reconcile: a failure
 	// that no item shows (SPDK down while removing a volume) is here.
 	Components map[string]ComponentObserved `json:"components,omitempty"`
+	// Quiesce is whether the host's controllers are paused (RPC API 1.3;
+	// absent when the agent has no quiesce support wired).
+	Quiesce *QuiesceStatus `json:"quiesce,omitempty"`
 }
 
 // ComponentObserved is one component's last completed reconcile.

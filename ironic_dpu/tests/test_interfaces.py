@@ -905,6 +905,66 @@ class VendorTests(AgentTestCase):
                           vendor.DPUVendor().agent_state, task)
 
 
+    def test_quiesce_and_unquiesce_routes(self):
+        routes = vendor.DPUVendor().vendor_routes
+        for name in ('quiesce', 'unquiesce'):
+            self.assertEqual(['POST'], routes[name]['http_methods'])
+            self.assertFalse(routes[name]['async'])
+            self.assertFalse(routes[name]['require_exclusive_lock'])
+
+    def test_quiesce_of_an_active_node(self):
+        task = self.make_task(provision_state=states.ACTIVE)
+        self.client.quiesce.return_value = {
+            'quiesced': True, 'until': '2026-12-07T12:01:00Z',
+            'functions': ['pf0'], 'max_hold_seconds': 60}
+        out = vendor.DPUVendor().quiesce(task)
+        self.assertEqual({'quiesced': True, 'until': '2026-12-07T12:01:00Z',
+                          'functions': ['pf0'], 'max_hold_seconds': 60}, out)
+        self.client.quiesce.assert_called_once_with(task.context)
+        self.client.unquiesce.return_value = {'quiesced': False,
+                                              'resume_reason': 'unquiesce'}
+        out = vendor.DPUVendor().unquiesce(task)
+        self.assertEqual({'quiesced': False, 'resume_reason': 'unquiesce'},
+                         out)
+        self.client_cls.assert_called_with(base.NODE_UUID)
+
+    def test_quiesce_needs_an_active_node(self):
+        task = self.make_task(provision_state=states.DEPLOYING)
+        e = self.raises(ir_exc.InvalidState, vendor.DPUVendor().quiesce, task)
+        self.assertIn('quiesce needs an active node', str(e))
+        self.client.quiesce.assert_not_called()
+
+    def test_quiesce_takes_no_arguments(self):
+        task = self.make_task(provision_state=states.ACTIVE)
+        # as the conductor's vendor_passthru calls it
+        vendor.DPUVendor().validate(task, method='quiesce',
+                                    http_method='POST')
+        e = self.raises(ir_exc.InvalidParameterValue,
+                        vendor.DPUVendor().validate, task,
+                        method='unquiesce', http_method='POST',
+                        hold='forever')
+        self.assertIn('unquiesce takes no arguments, got hold', str(e))
+
+    def test_quiesce_not_supported_is_unsupported_extension(self):
+        task = self.make_task(provision_state=states.ACTIVE, driver='dpu')
+        self.client.quiesce.side_effect = exception.DPUQuiesceNotSupported(
+            node=base.NODE_UUID, reason='the agent is older than RPC API '
+                                        '1.3 (UnsupportedVersion)')
+        e = self.raises(ir_exc.UnsupportedDriverExtension,
+                        vendor.DPUVendor().quiesce, task)
+        self.assertEqual(400, e.code)
+        self.assertTrue(str(e).startswith('Driver dpu does not support '
+                                          'quiesce ('), str(e))
+        self.assertIn('older than RPC API 1.3', str(e))
+
+    def test_quiesce_failure_is_a_passthru_error(self):
+        task = self.make_task(provision_state=states.ACTIVE)
+        self.client.unquiesce.side_effect = agent_error('resume pf0: EIO')
+        e = self.raises(ir_exc.VendorPassthruException,
+                        vendor.DPUVendor().unquiesce, task)
+        self.assertIn('resume pf0: EIO', str(e))
+
+
 class HardwareTests(base.TestCase):
 
     def test_interfaces(self):
