@@ -73,6 +73,7 @@ main() {
       run_case "5b server delete (boot from volume): volume available, detached on DPU and target, unplugged, node available" case_delete
       run_case "12b server create --volume with a malformed QoS value: ERROR, the agent's reason in the server's fault" case_bad_qos_boot
       run_case "13 the deleted server's config drive image is removed from config_drive_dir" case_config_drive_file_gone
+      run_case "18 server image create (volume-backed): the DPU quiesces the host around the Cinder snapshot; a server booted from the image on node 2 gets a clone" case_snapshot
       run_case "19 nova-compute never logged a vnic_type change of a bound port (the binding keeps vnic_type normal)" case_no_vnic_type_flip
     fi
   fi

@@ -227,8 +227,17 @@ enroll_node() {
   ir PUT "/nodes/$node/states/provision" '{"target":"manage"}' || return 1
   os_wait 30 "node $n manageable" node_is manageable || return 1
   ir PUT "/nodes/$node/states/power" '{"target":"power off"}' || return 1
+  expect "node $n is a hypervisor of nova-compute nova-ironic-$n" \
+    os_wait 60 "hypervisor $node" hypervisor_of "$node" "nova-ironic-$n" || return 1
+  # map the new compute host to the cell now, not at the scheduler's next
+  # periodic discovery
+  $PY /usr/bin/nova-manage --config-file "$BASE/nova/nova.conf" cell_v2 discover_hosts >> "$BASE/log/discover-hosts.out" 2>&1 || return 1
   [ "$n" = 1 ] || return 0
   node_provide "$n"
+}
+hypervisor_of() {   # NODE HOST: Nova lists the node as a hypervisor of nova-compute HOST
+  nv /os-hypervisors/detail | jq -e --arg n "$1" --arg h "$2" \
+    '.hypervisors[] | select(.hypervisor_hostname == $n and .service.host == $h)' >/dev/null
 }
 
 # node_provide N: node N available in Ironic and unreserved in Placement
@@ -667,6 +676,86 @@ case_config_drive_file_gone() {
   expect "bm-01's config drive image deleted from config_drive_dir" os_wait 90 "ISO deleted" test ! -e "$CD_FILE"
 }
 
+# ---------------------------------------------------------------- snapshot
+# target_calls METHOD -> the Unix times (one per line) Cinder's target
+# answered METHOD (spdkpair's call log)
+target_calls() { jq -r --arg m "$1" 'select(.req.method == $m and .resp.result != null) | .t' "$BASE/log/spdk.out"; }
+# agent_log_times MSG -> the times (Unix seconds) DPU 1's agent logged MSG
+agent_log_times() {
+  jq -r --arg m "$1" 'select(.msg == $m) | .ts | sub("\\.[0-9]+Z$"; "Z") as $s | (.|capture("\\.(?<f>[0-9]+)Z$").f) as $f
+    | ($s | fromdateiso8601 | tostring) + "." + $f' "$BASE/log/$(dpu_agent_proc "$DPU_N").out" 2>/dev/null
+}
+# quiesce_brackets T: the agent paused the host before T and resumed it after
+quiesce_brackets() {
+  local q r
+  q=$(agent_log_times "$QUIESCE_MSG" | tail -1) r=$(agent_log_times "$RESUME_MSG" | tail -1)
+  [ -n "$q" ] && [ -n "$r" ] && awk -v q="$q" -v t="$1" -v r="$r" 'BEGIN{exit !(q < t && t < r)}'
+}
+QUIESCE_MSG=quiesce RESUME_MSG=unquiesce   # the agent's log lines once each call is done
+
+# 18: `server image create` of a volume-backed server quiesces the host on
+# its DPU while Cinder snapshots the root volume on the target; a server
+# booted from that image (on node 2) gets a volume cloned from the snapshot.
+case_snapshot() {
+  local vol sid img bdm snap tsnap sid2 vol2 port2 n0
+  # 10 GiB: the flavor's disk, which Nova makes the image's min_disk
+  vol=$(openstack volume create --image "$IMAGE" --size 10 snaproot -f value -c id) || return 1
+  expect "snaproot available" os_wait 120 "volume available" volume_is "$vol" available || return 1
+  sid=$(openstack server create --flavor "$FLAVOR" --volume snaproot --network "$NET" bm-snap -f value -c id) || return 1
+  use_dpu 1
+  expect "bm-snap ACTIVE on node 1" wait_server "$sid" ACTIVE 120 &&
+  expect "bm-snap on node 1" [ "$(server_field "$sid" '"OS-EXT-SRV-ATTR:hypervisor_hostname"')" = "$NODE" ] &&
+  expect "agent 1: snaproot attached as nsid 1" os_wait 15 "agent volume" agent_vol_nsid "$vol" 1 || return 1
+  n0=$(target_calls bdev_lvol_snapshot | wc -l)
+  img=$(openstack server image create --name bm-snap-img "$sid" -f value -c id) || return 1
+  expect "image bm-snap-img active" os_wait 60 "image active" image_active "$img" || return 1
+  bdm=$(adm -sf "$GLANCE/v2/images/$img" | jq -r '.block_device_mapping // empty')
+  snap=$(jq -r '.[] | select(.boot_index == 0) | .snapshot_id // empty' <<<"$bdm" 2>/dev/null)
+  expect "image bm-snap-img maps its root disk to a Cinder snapshot (got $bdm)" [ -n "$snap" ] &&
+  expect "snapshot $snap of snaproot available in Cinder" os_wait 60 "snapshot available" snap_is "$snap" "available $vol" &&
+  expect "the target's SPDK took lvol snapshot lvs0/snapshot-$snap (bdev_lvol_snapshot)" \
+    spdk_rpc bdev_get_bdevs "{\"name\":\"lvs0/snapshot-$snap\"}" | jq_true '.result[0].driver_specific.lvol.snapshot == true' || return 1
+  tsnap=$(target_calls bdev_lvol_snapshot | tail -n +$((n0 + 1)) | head -1)
+  expect "the DPU paused the host's controllers before the snapshot and resumed them after (agent log vs target log)" \
+    quiesce_brackets "$tsnap" &&
+  expect "agent 1: snaproot still attached as nsid 1 after the snapshot" agent_vol_nsid "$vol" 1 &&
+  expect "agent 1: host not left quiesced" not_quiesced || return 1
+  # a new server from the image: Nova asks Cinder for a volume from the
+  # snapshot (bdev_lvol_clone + bdev_lvol_inflate on the target), on node 2
+  node_provide 2 || return 1
+  sid2=$(openstack server create --flavor "$FLAVOR" --image bm-snap-img --network "$NET" bm-snap-copy -f value -c id) || return 1
+  expect "bm-snap-copy ACTIVE" wait_server "$sid2" ACTIVE 180 || return 1
+  use_dpu 2
+  vol2=$(nv "/servers/$sid2" | jq -r '.server."os-extended-volumes:volumes_attached"[0].id // empty')
+  port2=$(port_of "$sid2")
+  expect "bm-snap-copy on node 2" [ "$(server_field "$sid2" '"OS-EXT-SRV-ATTR:hypervisor_hostname"')" = "$NODE" ] &&
+  expect "its root volume $vol2 was made from snapshot $snap" [ "$(cv "/volumes/$vol2" | jq -r .volume.snapshot_id)" = "$snap" ] &&
+  expect "the target cloned and inflated lvol volume-$vol2" \
+    spdk_rpc bdev_get_bdevs "{\"name\":\"lvs0/volume-$vol2\"}" | jq_true '.result[0].driver_specific.lvol.clone == false' &&
+  expect "agent 2: $vol2 attached as nsid 1" os_wait 15 "agent volume" agent_vol_nsid "$vol2" 1 &&
+  expect "DPU 2 SPDK: PF0 namespace 1" [ -n "$(pf0_ns_bdev 1)" ] &&
+  port_wired "$port2" || return 1
+  use_dpu 1
+  # release both nodes for the next cases
+  openstack server delete --wait "$sid" "$sid2" || return 1
+  expect "node 1 available again" os_wait 90 "node 1 free" node_free || return 1
+  use_dpu 2
+  expect "node 2 available again" os_wait 90 "node 2 free" node_free; local rc=$?
+  use_dpu 1
+  [ "$rc" = 0 ] || return 1
+  as_admin openstack image delete "$img" &&
+  openstack volume snapshot delete "$snap" &&
+  expect "snaproot available" os_wait 60 "volume available" volume_is "$vol" available &&
+  expect "its copy available" os_wait 60 "volume available" volume_is "$vol2" available &&
+  expect "snapshot gone" os_wait 60 "snapshot deleted" snap_gone "$snap" &&
+  openstack volume delete "$vol" "$vol2"
+}
+image_active() { [ "$(adm -sf "$GLANCE/v2/images/$1" | jq -r .status)" = active ]; }
+snap_is() { [ "$(cv "/snapshots/$1" | jq -r '.snapshot.status + " " + .snapshot.volume_id')" = "$2" ]; }   # SNAP "STATUS VOLUME"
+snap_gone() { [ "$(adm -s -o /dev/null -w '%{http_code}' "${CINDER_H[@]}" "$CINDER/snapshots/$1")" = 404 ]; }
+not_quiesced() {   # the agent reports the host's controllers running again, resumed by a call
+  agent_state | jq_true '.observed.quiesce | .quiesced == false and .resumed_at != null'
+}
 # Issue 17 item 5: the binding keeps the port's vnic_type, so nova-compute's
 # network cache refreshes (the periodic heal, server add/remove port) never
 # find it changed ('vnic_type ... changed in neutron from "normal" to ...').
