@@ -126,9 +126,6 @@ def gone(vol):
 
 # Ironic lets a node in these states be undeployed (Nova's destroy list).
 UNDEPLOY_STATES = ironic_driver._UNPROVISION_STATES
-# Undeployed: the tear down cleared instance_uuid; cleaning may follow.
-RELEASED_STATES = (ironic_states.AVAILABLE, ironic_states.CLEANING,
-                   ironic_states.CLEANWAIT, ironic_states.MANAGEABLE)
 
 
 class MoveError(Exception):
