@@ -76,6 +76,7 @@ main() {
       run_case "16 server migrate + resize confirm (boot volume, data disk, port): VERIFY_RESIZE then ACTIVE on the other node, same volumes at the same nsids and same port (MAC, IP) on its DPU, Cinder attachments with its host NQN; the old node and DPU released, no allocation left" case_migrate
       run_case "16b server resize --flavor bm.large + resize revert: on the other node with bm.large, then back with bm.small, the other node released" case_resize_revert
       run_case "16c server resize --flavor bm.large + resize confirm, then server delete: both nodes and DPUs released, volumes available" case_resize_confirm
+      run_case "16d server migrate of a server booted from an image: refused before any change (the reason in the instance action), still ACTIVE on its node, port wired" case_migrate_image_refused
     fi
   fi
   [ ${#FAILURES[@]} -eq 0 ] || os_log "failed: ${FAILURES[*]}"

@@ -774,5 +774,31 @@ case_resize_confirm() {
   openstack server delete --wait bm-03 || return 1
   expect "mvol01, mdata01 available again" os_wait 60 "volume available" volume_is "$MVOL" available &&
   os_wait 60 "volume available" volume_is "$MVOLD" available &&
-  bm03_not_on "$there" && use_dpu 1
+  bm03_not_on "$there" && use_dpu 1 &&
+  openstack volume delete "$MVOL" "$MVOLD"   # the suite's storage array is finite
+}
+
+# A server booted from an image keeps its disk in its machine: migrate is
+# refused before anything changes, with the reason in the instance action.
+migration_is() { [ "$(nv "/os-migrations?instance_uuid=$1" | jq -r '.migrations[0].status')" = "$2" ]; }
+case_migrate_image_refused() {
+  local sid port n ev
+  node_provide 2 || return 1   # a destination to schedule to (the refusal comes after)
+  sid=$(openstack server create --flavor "$FLAVOR" --image "$IMAGE" --network "$NET" bm-05 -f value -c id) || return 1
+  expect "bm-05 ACTIVE" wait_server "$sid" ACTIVE 180 || return 1
+  port=$(port_of "$sid")
+  use_dpu 1; if [ "$(hyp_node "$sid")" = "$NODE" ]; then n=1; else n=2; fi
+  as_admin openstack server migrate "$sid" || return 1
+  expect "the migration ends in error" os_wait 120 "migration error" migration_is "$sid" error &&
+  expect "Nova's compute_resize_instance event done" os_wait 30 "event" event_done "$sid" migrate compute_resize_instance || return 1
+  ev=$(action_event "$sid" migrate compute_resize_instance); os_log "  compute_resize_instance event: $ev"
+  expect "the event failed with the reason (not booted from a volume)" \
+    jq_true '.result == "Error" and (.details | test("booted from a Cinder volume"))' <<<"$ev" &&
+  expect "bm-05 ACTIVE" wait_server "$sid" ACTIVE 60 &&
+  use_dpu "$n" &&
+  expect "bm-05 still on node $n, its node active with it" \
+    [ "$(hyp_node "$sid") $(ir GET "/nodes/$NODE" | jq -r '.provision_state + " " + .instance_uuid + " " + .power_state')" = "$NODE active $sid power on" ] &&
+  port_wired "$port" || return 1
+  openstack server delete --wait "$sid" &&
+  expect "node $n available and schedulable again" os_wait 90 "node free" node_free && use_dpu 1
 }
