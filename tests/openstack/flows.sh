@@ -115,16 +115,24 @@ action_event() {   # SERVER ACTION EVENT -> {result, details}
 }
 event_done() { [ "$(action_event "$@" | jq -r '.result // empty')" != "" ] && [ "$(action_event "$@" | jq -r .result)" != null ]; }
 
-# The port is wired end to end: Neutron binding to the DPU, OVN LSP pinned to
-# the DPU chassis, the agent's representor in br-int with the iface-id and
-# ovn-installed, SB claimed by the DPU chassis, Neutron ACTIVE.
-port_wired() {   # PORT
-  local p=$1 rep
+# The port is wired end to end: Neutron binding to the DPU (keeping the port's
+# identity: vnic_type normal and its own MAC), OVN LSP pinned to the DPU
+# chassis, the agent's representor in br-int with the iface-id and
+# ovn-installed, SB claimed by the DPU chassis, Neutron ACTIVE, and the host
+# function carrying the Neutron MAC.
+ironic_macs() { ir GET "/ports?fields=address" | jq -r '.ports[].address | ascii_downcase'; }
+own_mac() {   # MAC [WANT]: not an Ironic port's address (the node's hardware); WANT if given
+  local hw; hw=$(ironic_macs) && [ -n "$hw" ] && [ -n "$1" ] &&
+  ! grep -qxF "$1" <<<"$hw" && { [ -z "${2:-}" ] || [ "$1" = "$2" ]; }
+}
+port_wired() {   # PORT [MAC]: MAC = the one Neutron gave the port before it was bound
+  local p=$1 rep mac
   expect "port $p ACTIVE in Neutron" os_wait 30 "port ACTIVE" port_active "$p" &&
-  expect "binding host $DPU_HOST, vnic baremetal, vif ovs" \
-    nt "/ports/$p" | jq -e --arg h "$DPU_HOST" '.port | ."binding:host_id" == $h and
-      ."binding:vnic_type" == "baremetal" and ."binding:vif_type" == "ovs" and
-      (."binding:profile".capabilities | index("switchdev"))' >/dev/null &&
+  expect "binding host $DPU_HOST, vnic_type normal (as created: no flip), vif ovs" \
+    jq_true --arg h "$DPU_HOST" '.port | ."binding:host_id" == $h and
+      ."binding:vnic_type" == "normal" and ."binding:vif_type" == "ovs"' <<<"$(nt "/ports/$p")" &&
+  mac=$(port_field "$p" mac_address) &&
+  expect "Neutron MAC $mac is the port's own${2:+ ($2)}, not an Ironic port's address" own_mac "$mac" "${2:-}" &&
   expect "OVN LSP requested-chassis=$DPU_HOST" [ "$(lsp_opt "$p" requested-chassis)" = "$DPU_HOST" ] &&
   expect "OVN LSP type \"\"" [ "$(nbctl get Logical_Switch_Port "$p" type | tr -d '"')" = "" ] &&
   rep=$(ovs_iface "$p") &&
@@ -132,10 +140,12 @@ port_wired() {   # PORT
   expect "representor on br-int" vsctl port-to-br "$rep" >/dev/null &&
   expect "interface $rep owned by the agent of node $NODE (ironic-node-uuid), attached-mac = Neutron MAC" \
     [ "$(vsctl get Interface "$rep" external_ids:ironic-node-uuid external_ids:attached-mac | tr -d '"' | xargs)" = \
-      "$NODE $(port_field "$p" mac_address)" ] &&
+      "$NODE $mac" ] &&
   expect "iface $rep ovn-installed" os_wait 10 "ovn-installed" ovs_installed "$p" &&
   expect "SB Port_Binding claimed by $DPU_CHASSIS" [ "$(sb_chassis_of "$p")" = "$DPU_CHASSIS" ] &&
-  expect "agent reports $p plugged and bound" os_wait 15 "agent bound" agent_vif_bound "$p"
+  expect "agent reports $p plugged and bound" os_wait 15 "agent bound" agent_vif_bound "$p" &&
+  expect "the host's $rep carries the Neutron MAC $mac (the agent's observed mac)" \
+    [ "$(agent_vif "$p" | jq -r '.mac // empty')" = "$mac" ]
 }
 
 port_unwired() {   # PORT: nothing left on the DPU
@@ -217,8 +227,17 @@ enroll_node() {
   ir PUT "/nodes/$node/states/provision" '{"target":"manage"}' || return 1
   os_wait 30 "node $n manageable" node_is manageable || return 1
   ir PUT "/nodes/$node/states/power" '{"target":"power off"}' || return 1
+  expect "node $n is a hypervisor of nova-compute nova-ironic-$n" \
+    os_wait 60 "hypervisor $node" hypervisor_of "$node" "nova-ironic-$n" || return 1
+  # map the new compute host to the cell now, not at the scheduler's next
+  # periodic discovery
+  $PY /usr/bin/nova-manage --config-file "$BASE/nova/nova.conf" cell_v2 discover_hosts >> "$BASE/log/discover-hosts.out" 2>&1 || return 1
   [ "$n" = 1 ] || return 0
   node_provide "$n"
+}
+hypervisor_of() {   # NODE HOST: Nova lists the node as a hypervisor of nova-compute HOST
+  nv /os-hypervisors/detail | jq -e --arg n "$1" --arg h "$2" \
+    '.hypervisors[] | select(.hypervisor_hostname == $n and .service.host == $h)' >/dev/null
 }
 
 # node_provide N: node N available in Ironic and unreserved in Placement
@@ -315,17 +334,18 @@ need_bm01() {
 
 iface_uuid() { vsctl --bare --columns=_uuid find Interface "external_ids:iface-id=$1"; }
 
-SG="" PORT2="" IF1_BEFORE=""
+SG="" PORT2="" PORT2_MAC="" IF1_BEFORE=""
 case_port_add() {
   need_bm01 || return 1
   SG=$(openstack security group create sg-web -f value -c id) &&
   openstack security group rule create --ingress --protocol tcp --dst-port 22 sg-web -f value -c id > /dev/null &&
-  PORT2=$(openstack port create --network "$NET" --security-group sg-web port02 -f value -c id) || return 1
+  PORT2=$(openstack port create --network "$NET" --security-group sg-web port02 -f value -c id) &&
+  PORT2_MAC=$(port_field "$PORT2" mac_address) || return 1
   IF1_BEFORE=$(iface_uuid "$PORT1")
   expect "port02 DOWN and not on the DPU before the attach" port_down "$PORT2" &&
   expect "port02 has no OVS interface yet" ovs_gone "$PORT2" || return 1
   openstack server add port bm-01 port02 || return 1
-  port_wired "$PORT2" &&
+  port_wired "$PORT2" "$PORT2_MAC" &&
   expect "first port's OVS Interface untouched" [ "$(iface_uuid "$PORT1")" = "$IF1_BEFORE" ] &&
   expect "first port still ACTIVE" port_active "$PORT1"
 }
@@ -351,6 +371,8 @@ case_port_remove() {
   port_unwired "$PORT2" &&
   expect "port02 DOWN again" os_wait 20 "port02 DOWN" port_down "$PORT2" &&
   expect "port02 unbound in Neutron" os_wait 20 "port02 unbound" port_unbound "$PORT2" &&
+  expect "port02 kept its MAC $PORT2_MAC through bind and unbind" [ "$(port_field "$PORT2" mac_address)" = "$PORT2_MAC" ] &&
+  expect "port02 kept vnic_type normal" [ "$(port_field "$PORT2" binding:vnic_type)" = normal ] &&
   expect "first port's OVS Interface untouched" [ "$(iface_uuid "$PORT1")" = "$IF1_BEFORE" ] &&
   expect "first port still ACTIVE and installed" port_active "$PORT1" &&
   expect "first port still ovn-installed" ovs_installed "$PORT1" &&
@@ -376,7 +398,7 @@ case_trace_to_vm() {
     grep -Eq "output\(\"($vm|vm-port)\"\)" <<<"$out" &&
   expect "ovn-trace: the same from a spoofed MAC is dropped (port security)" \
     bash -c '! grep -q output <<<"$1"' _ "$(trace 52:54:00:00:00:99)" &&
-  expect "the bare-metal port's MAC is the Ironic port's" [ "$mac1" = "$MAC1" ]
+  expect "the bare-metal port's MAC is its own Neutron MAC, not the Ironic port's" own_mac "$mac1"
 }
 
 case_delete_network_boot() {
@@ -692,7 +714,7 @@ bm03_on() {   # N
     [ "$(cv "/volumes/$MVOL" | jq -r '.volume.status + " " + .volume.attachments[0].server_id') $(volume_status "$MVOLD")" = "in-use $SIDM in-use" ] &&
   expect "Cinder: both attachments made with node $1's host NQN" \
     [ "$(attachment_nqns "$MVOL") $(attachment_nqns "$MVOLD")" = "$nqn $nqn" ] &&
-  port_wired "$PORTM" &&
+  port_wired "$PORTM" "$MMAC" &&
   expect "port keeps IP $MIP" [ "$(port_ip "$PORTM")" = "$MIP" ] &&
   expect "port keeps MAC $MMAC" [ "$(port_field "$PORTM" mac_address)" = "$MMAC" ] &&
   expect "Ironic: a port of node $1 carries the VIF" \
@@ -801,4 +823,97 @@ case_migrate_image_refused() {
   port_wired "$port" || return 1
   openstack server delete --wait "$sid" &&
   expect "node $n available and schedulable again" os_wait 90 "node free" node_free && use_dpu 1
+}
+
+# ---------------------------------------------------------------- snapshot
+# target_calls METHOD -> the Unix times (one per line) Cinder's target
+# answered METHOD (spdkpair's call log)
+target_calls() { jq -r --arg m "$1" 'select(.req.method == $m and .resp.result != null) | .t' "$BASE/log/spdk.out"; }
+# agent_log_times MSG -> the times (Unix seconds) DPU 1's agent logged MSG
+agent_log_times() {
+  jq -r --arg m "$1" 'select(.msg == $m) | .ts | sub("\\.[0-9]+Z$"; "Z") as $s | (.|capture("\\.(?<f>[0-9]+)Z$").f) as $f
+    | ($s | fromdateiso8601 | tostring) + "." + $f' "$BASE/log/$(dpu_agent_proc "$DPU_N").out" 2>/dev/null
+}
+# quiesce_brackets T: the agent paused the host before T and resumed it after
+quiesce_brackets() {
+  local q r
+  q=$(agent_log_times "$QUIESCE_MSG" | tail -1) r=$(agent_log_times "$RESUME_MSG" | tail -1)
+  [ -n "$q" ] && [ -n "$r" ] && awk -v q="$q" -v t="$1" -v r="$r" 'BEGIN{exit !(q < t && t < r)}'
+}
+QUIESCE_MSG=quiesce RESUME_MSG=unquiesce   # the agent's log lines once each call is done
+
+# 18: `server image create` of a volume-backed server quiesces the host on
+# its DPU while Cinder snapshots the root volume on the target; a server
+# booted from that image (on node 2) gets a volume cloned from the snapshot.
+case_snapshot() {
+  local vol sid img bdm snap tsnap sid2 vol2 port2 n0
+  # 10 GiB: the flavor's disk, which Nova makes the image's min_disk
+  vol=$(openstack volume create --image "$IMAGE" --size 10 snaproot -f value -c id) || return 1
+  expect "snaproot available" os_wait 120 "volume available" volume_is "$vol" available || return 1
+  sid=$(openstack server create --flavor "$FLAVOR" --volume snaproot --network "$NET" bm-snap -f value -c id) || return 1
+  use_dpu 1
+  expect "bm-snap ACTIVE on node 1" wait_server "$sid" ACTIVE 120 &&
+  expect "bm-snap on node 1" [ "$(server_field "$sid" '"OS-EXT-SRV-ATTR:hypervisor_hostname"')" = "$NODE" ] &&
+  expect "agent 1: snaproot attached as nsid 1" os_wait 15 "agent volume" agent_vol_nsid "$vol" 1 || return 1
+  n0=$(target_calls bdev_lvol_snapshot | wc -l)
+  img=$(openstack server image create --name bm-snap-img "$sid" -f value -c id) || return 1
+  expect "image bm-snap-img active" os_wait 60 "image active" image_active "$img" || return 1
+  bdm=$(adm -sf "$GLANCE/v2/images/$img" | jq -r '.block_device_mapping // empty')
+  snap=$(jq -r '.[] | select(.boot_index == 0) | .snapshot_id // empty' <<<"$bdm" 2>/dev/null)
+  expect "image bm-snap-img maps its root disk to a Cinder snapshot (got $bdm)" [ -n "$snap" ] &&
+  expect "snapshot $snap of snaproot available in Cinder" os_wait 60 "snapshot available" snap_is "$snap" "available $vol" &&
+  expect "the target's SPDK took lvol snapshot lvs0/snapshot-$snap (bdev_lvol_snapshot)" \
+    spdk_rpc bdev_get_bdevs "{\"name\":\"lvs0/snapshot-$snap\"}" | jq_true '.result[0].driver_specific.lvol.snapshot == true' || return 1
+  tsnap=$(target_calls bdev_lvol_snapshot | tail -n +$((n0 + 1)) | head -1)
+  expect "the DPU paused the host's controllers before the snapshot and resumed them after (agent log vs target log)" \
+    quiesce_brackets "$tsnap" &&
+  expect "agent 1: snaproot still attached as nsid 1 after the snapshot" agent_vol_nsid "$vol" 1 &&
+  expect "agent 1: host not left quiesced" not_quiesced || return 1
+  # a new server from the image: Nova asks Cinder for a volume from the
+  # snapshot (bdev_lvol_clone + bdev_lvol_inflate on the target), on node 2
+  node_provide 2 || return 1
+  sid2=$(openstack server create --flavor "$FLAVOR" --image bm-snap-img --network "$NET" bm-snap-copy -f value -c id) || return 1
+  expect "bm-snap-copy ACTIVE" wait_server "$sid2" ACTIVE 180 || return 1
+  use_dpu 2
+  vol2=$(nv "/servers/$sid2" | jq -r '.server."os-extended-volumes:volumes_attached"[0].id // empty')
+  port2=$(port_of "$sid2")
+  expect "bm-snap-copy on node 2" [ "$(server_field "$sid2" '"OS-EXT-SRV-ATTR:hypervisor_hostname"')" = "$NODE" ] &&
+  expect "its root volume $vol2 was made from snapshot $snap" [ "$(cv "/volumes/$vol2" | jq -r .volume.snapshot_id)" = "$snap" ] &&
+  expect "the target cloned and inflated lvol volume-$vol2" \
+    spdk_rpc bdev_get_bdevs "{\"name\":\"lvs0/volume-$vol2\"}" | jq_true '.result[0].driver_specific.lvol.clone == false' &&
+  expect "agent 2: $vol2 attached as nsid 1" os_wait 15 "agent volume" agent_vol_nsid "$vol2" 1 &&
+  expect "DPU 2 SPDK: PF0 namespace 1" [ -n "$(pf0_ns_bdev 1)" ] &&
+  port_wired "$port2" || return 1
+  use_dpu 1
+  # release both nodes for the next cases
+  openstack server delete --wait "$sid" "$sid2" || return 1
+  expect "node 1 available again" os_wait 90 "node 1 free" node_free || return 1
+  use_dpu 2
+  expect "node 2 available again" os_wait 90 "node 2 free" node_free; local rc=$?
+  use_dpu 1
+  [ "$rc" = 0 ] || return 1
+  as_admin openstack image delete "$img" &&
+  openstack volume snapshot delete "$snap" &&
+  expect "snaproot available" os_wait 60 "volume available" volume_is "$vol" available &&
+  expect "its copy available" os_wait 60 "volume available" volume_is "$vol2" available &&
+  expect "snapshot gone" os_wait 60 "snapshot deleted" snap_gone "$snap" &&
+  openstack volume delete "$vol" "$vol2"
+}
+image_active() { [ "$(adm -sf "$GLANCE/v2/images/$1" | jq -r .status)" = active ]; }
+snap_is() { [ "$(cv "/snapshots/$1" | jq -r '.snapshot.status + " " + .snapshot.volume_id')" = "$2" ]; }   # SNAP "STATUS VOLUME"
+snap_gone() { [ "$(adm -s -o /dev/null -w '%{http_code}' "${CINDER_H[@]}" "$CINDER/snapshots/$1")" = 404 ]; }
+not_quiesced() {   # the agent reports the host's controllers running again, resumed by a call
+  agent_state | jq_true '.observed.quiesce | .quiesced == false and .resumed_at != null'
+}
+# Issue 17 item 5: the binding keeps the port's vnic_type, so nova-compute's
+# network cache refreshes (the periodic heal, server add/remove port) never
+# find it changed ('vnic_type ... changed in neutron from "normal" to ...').
+case_no_vnic_type_flip() {
+  local logs hits
+  logs=$(ls "$BASE"/nova/log/nova-compute*.log 2>/dev/null)
+  expect "nova-compute logged (${logs//$'\n'/ })" [ -n "$logs" ] || return 1
+  # shellcheck disable=SC2086   # one path per line, no spaces in $BASE
+  hits=$(grep -h ' ERROR .*vnic_type' $logs)
+  [ -z "$hits" ] || os_log "  $(head -c 600 <<<"$hits")"
+  expect "no vnic_type ERROR in nova-compute's log" [ -z "$hits" ]
 }
