@@ -30,11 +30,18 @@ CONN = {'driver_volume_type': 'nvmeof', 'serial': VOL,
 
 
 def target(volume_id, boot_index):
-    return types.SimpleNamespace(volume_id=volume_id, boot_index=boot_index)
+    return types.SimpleNamespace(volume_id=volume_id, boot_index=boot_index,
+                                 uuid='t-' + volume_id)
 
 
 def answer(*vols):
     return {'status': {}, 'state': {'observed': {'volumes': list(vols)}}}
+
+
+def ironic_node(state, instance='inst-1', maintenance=False, last_error=None):
+    return types.SimpleNamespace(
+        provision_state=state, instance_uuid=instance, maintenance=maintenance,
+        last_error=last_error, maintenance_reason=None)
 
 
 class FakeIronic(object):
@@ -45,9 +52,25 @@ class FakeIronic(object):
         self.targets = list(targets)
         self.calls = []
         self.fail = {}                 # passthru method -> exception
+        self.nodes = {}                # node -> successive node.get answers
+        self.vifs = {}                 # node -> VIF ids attached
 
     def call(self, method, *args, **kwargs):
         self.calls.append((method, args, kwargs))
+        if method == 'node.get':
+            seq = self.nodes[args[0]]
+            return seq.pop(0) if len(seq) > 1 else seq[0]
+        if method in ('node.set_provision_state', 'node.update'):
+            return None
+        if method == 'node.vif_list':
+            return [types.SimpleNamespace(id=v)
+                    for v in self.vifs.get(args[0], [])]
+        if method == 'node.vif_detach':
+            self.vifs[args[0]].remove(args[1])
+            return None
+        if method == 'volume_target.delete':
+            self.targets = [t for t in self.targets if t.uuid != args[0]]
+            return None
         if method == 'node.list_volume_targets':
             return list(self.targets)
         if method == 'volume_target.create':
@@ -73,7 +96,7 @@ class FakeIronic(object):
                 and a[1] != 'agent_state']
 
 
-class DriverTests(unittest.TestCase):
+class Base(unittest.TestCase):
 
     def setUp(self):
         super().setUp()
@@ -90,6 +113,14 @@ class DriverTests(unittest.TestCase):
         d = driver.IronicDPUDriver.__new__(driver.IronicDPUDriver)
         d.ironicclient = FakeIronic(states, targets)
         return d
+
+    def assertRaises(self, exc, fn, *args, **kwargs):
+        with super().assertRaises(exc) as cm:
+            fn(*args, **kwargs)
+        return cm.exception
+
+
+class DriverTests(Base):
 
     def test_loaded_as_nova_loads_it(self):
         self.assertIs(ironic_dpu.IronicDPUDriver, driver.IronicDPUDriver)
@@ -289,7 +320,290 @@ class DriverTests(unittest.TestCase):
         self.assertEqual(-3, driver.free_data_index(
             [target('a', -1), target('b', -2), target('c', 0)]))
 
-    def assertRaises(self, exc, fn, *args, **kwargs):
-        with super().assertRaises(exc) as cm:
-            fn(*args, **kwargs)
-        return cm.exception
+
+SRC, DST = 'node-src', 'node-dst'
+NET = [{'id': 'port-1'}]
+AGENT_FAIL = ('DPU agent of node 1be26c0b-03f2-4d2e-ae87-c02d7f33c123 failed '
+              'apply_state: nvmf_subsystem_remove_ns: busy')
+
+
+def bdi(*mappings):
+    """block_device_info with mappings (volume_id, boot_index)."""
+    return {'block_device_mapping': [{'boot_index': i, 'volume_id': v}
+                                     for v, i in mappings]}
+
+
+class MoveTests(Base):
+    """Cold migrate / resize (source then destination), confirm, revert."""
+
+    def setUp(self):
+        super().setUp()
+        self.instance = types.SimpleNamespace(node=SRC, uuid='inst-1',
+                                              image_meta='image-meta')
+        self.events = []
+
+    def drv(self, targets=()):
+        d = super().drv([answer()], targets)
+        ev = self.events
+
+        def rec(name, fail=None):
+            def fn(*args, **kwargs):
+                ev.append((name, args, kwargs))
+                if fail:
+                    raise fail
+            return mock.Mock(side_effect=fn)
+        d.rec = rec
+        d.power_off = rec('power_off')
+        d.prepare_for_spawn = rec('prepare_for_spawn')
+        d._get_node = mock.Mock(side_effect=lambda u: 'node:' + u)
+        d._plug_vifs = rec('plug_vifs')
+        d.spawn = rec('spawn')
+        return d
+
+    def ironic(self, d, skip=('node.get', 'node.list_volume_targets',
+                              'node.vif_list')):
+        return [(m, a) for m, a, k in d.ironicclient.calls if m not in skip]
+
+    # -- source side
+    def test_migrate_refuses_a_server_not_booted_from_a_volume(self):
+        d = self.drv()
+        e = self.assertRaises(exception.InstanceFaultRollback,
+                              d.migrate_disk_and_power_off, None,
+                              self.instance, '10.0.0.2', None, NET,
+                              bdi(('data', -1)))
+        self.assertIsInstance(e.inner_exception,
+                              exception.MigrationPreCheckError)
+        self.assertIn('booted from a Cinder volume', str(e))
+        self.assertEqual([], self.events)             # nothing touched
+        self.assertEqual([], d.ironicclient.calls)
+
+    def test_migrate_powers_off_undeploys_and_releases_the_source(self):
+        d = self.drv(targets=[target('boot', 0), target('data', -1)])
+        d.ironicclient.nodes[SRC] = [ironic_node('active'),
+                                     ironic_node('deleting'),
+                                     ironic_node('cleaning', instance=None)]
+        d.ironicclient.vifs[SRC] = ['port-1', 'other']
+        info = d.migrate_disk_and_power_off(
+            None, self.instance, '10.0.0.2', None, NET,
+            bdi(('boot', 0), ('data', -1)), 30, 2)
+        self.assertEqual({'source_node': SRC}, jsonutils.loads(info))
+        self.assertEqual([('power_off', (self.instance, 30, 2), {})],
+                         self.events)
+        self.assertEqual([('node.set_provision_state', (SRC, 'deleted')),
+                          ('volume_target.delete', ('t-boot',)),
+                          ('volume_target.delete', ('t-data',)),
+                          ('node.vif_detach', (SRC, 'port-1'))],
+                         self.ironic(d))
+        self.assertEqual(['other'], d.ironicclient.vifs[SRC])
+
+    def test_migrate_power_off_failure_changes_nothing(self):
+        d = self.drv()
+        d.power_off = d.rec('power_off', RuntimeError('BMC unreachable'))
+        e = self.assertRaises(exception.InstanceFaultRollback,
+                              d.migrate_disk_and_power_off, None,
+                              self.instance, '10.0.0.2', None, NET,
+                              bdi(('boot', 0)))
+        self.assertIn('powering off failed: BMC unreachable', str(e))
+        self.assertEqual([], d.ironicclient.calls)
+
+    def test_migrate_undeploy_failure_empties_the_dpu_and_says_why(self):
+        d = self.drv(targets=[target('boot', 0)])
+        d.ironicclient.nodes[SRC] = [ironic_node('active'),
+                                     ironic_node('error',
+                                                 last_error=AGENT_FAIL)]
+        d.ironicclient.vifs[SRC] = ['port-1']
+        e = self.assertRaises(exception.MigrationError,
+                              d.migrate_disk_and_power_off, None,
+                              self.instance, '10.0.0.2', None, NET,
+                              bdi(('boot', 0)))
+        self.assertEqual('Migration error: releasing the source node failed: '
+                         'undeploy failed: DPU agent: '
+                         'nvmf_subsystem_remove_ns: busy',
+                         e.format_message())
+        self.assertEqual([('node.set_provision_state', (SRC, 'deleted')),
+                          ('volume_target.delete', ('t-boot',)),
+                          ('node.vif_detach', (SRC, 'port-1')),
+                          ('node.vendor_passthru', (SRC, 'sync_state'))],
+                         self.ironic(d))
+
+    def test_migrate_undeploy_wait_is_bounded(self):
+        d = self.drv()
+        d.ironicclient.nodes[SRC] = [ironic_node('active'),
+                                     ironic_node('deleting')]
+        e = self.assertRaises(exception.MigrationError,
+                              d.migrate_disk_and_power_off, None,
+                              self.instance, '10.0.0.2', None, NET,
+                              bdi(('boot', 0)))
+        self.assertIn('not undeployed within 300s (provision state '
+                      'deleting)', e.format_message())
+        self.assertGreaterEqual(self.now[0], 300)
+
+    # -- destination side
+    def test_finish_migration_deploys_the_destination_node(self):
+        d = self.drv()
+        self.instance.node = DST
+        d.ironicclient.nodes[DST] = [ironic_node('cleaning', instance=None),
+                                     ironic_node('available', instance=None)]
+        info = bdi(('boot', 0))
+        d.finish_migration(None, None, self.instance, '{}', NET, 'img', True,
+                           {'rp': {}}, info, True)
+        self.assertEqual(
+            [('prepare_for_spawn', (self.instance,), {}),
+             ('plug_vifs', ('node:' + DST, self.instance, NET), {}),
+             ('spawn', (None, self.instance, 'img', [], None, {'rp': {}}),
+              {'network_info': NET, 'block_device_info': info})],
+            self.events)
+        self.assertEqual([], self.ironic(d))   # waited for cleaning only
+
+    def test_finish_migration_stopped_server_stays_off(self):
+        d = self.drv()
+        self.instance.node = DST
+        d.ironicclient.nodes[DST] = [ironic_node('available', instance=None)]
+        d.finish_migration(None, None, self.instance, '{}', NET, 'img', False,
+                           {}, bdi(('boot', 0)), False)
+        self.assertEqual(['prepare_for_spawn', 'plug_vifs', 'spawn',
+                          'power_off'], [e[0] for e in self.events])
+
+    def test_finish_migration_refuses_a_node_in_maintenance(self):
+        d = self.drv()
+        self.instance.node = DST
+        d.ironicclient.nodes[DST] = [ironic_node('available', instance=None,
+                                                 maintenance=True)]
+        e = self.assertRaises(exception.InstanceDeployFailure,
+                              d.finish_migration, None, None, self.instance,
+                              '{}', NET, 'img', True, {}, bdi(('boot', 0)))
+        self.assertIn('node-dst: in maintenance', e.format_message())
+        self.assertEqual([], self.events)
+
+    def test_finish_migration_failure_releases_the_destination(self):
+        d = self.drv(targets=[target('boot', 0)])
+        self.instance.node = DST
+        d.ironicclient.nodes[DST] = [
+            ironic_node('available', instance=None),      # the wait
+            ironic_node('deploy failed'),                  # the release
+            ironic_node('available', instance=None)]
+        d.ironicclient.vifs[DST] = ['port-1']
+        err = exception.InstanceDeployFailure('Deploy failed: DPU agent: x')
+        d.spawn = d.rec('spawn', err)
+        e = self.assertRaises(exception.InstanceDeployFailure,
+                              d.finish_migration, None, None, self.instance,
+                              '{}', NET, 'img', True, {}, bdi(('boot', 0)))
+        self.assertIs(err, e)
+        self.assertEqual([('node.set_provision_state', (DST, 'deleted')),
+                          ('volume_target.delete', ('t-boot',)),
+                          ('node.vif_detach', (DST, 'port-1'))],
+                         self.ironic(d))
+
+    def test_finish_migration_other_failure_gets_a_readable_fault(self):
+        d = self.drv()
+        self.instance.node = DST
+        d.ironicclient.nodes[DST] = [ironic_node('available', instance=None)]
+        d._plug_vifs = d.rec('plug_vifs', RuntimeError(
+            'Cannot attach VIF port-1: ' + AGENT_FAIL + ' (HTTP 400)'))
+        e = self.assertRaises(exception.InstanceDeployFailure,
+                              d.finish_migration, None, None, self.instance,
+                              '{}', NET, 'img', True, {}, bdi(('boot', 0)))
+        self.assertEqual('Failed to deploy instance: Cannot attach VIF '
+                         'port-1: DPU agent: nvmf_subsystem_remove_ns: busy',
+                         e.format_message())
+
+    # -- confirm / revert
+    def test_confirm_checks_the_source_is_released(self):
+        d = self.drv()
+        self.instance.node = DST
+        d.ironicclient.nodes[SRC] = [ironic_node('available', instance=None)]
+        mig = types.SimpleNamespace(source_node=SRC, dest_node=DST)
+        d.confirm_migration(None, mig, self.instance, NET)
+        self.assertEqual([], self.ironic(d))
+        self.assertEqual([('node.get', (SRC,)),
+                          ('node.list_volume_targets', (SRC,)),
+                          ('node.vif_list', (SRC,))],
+                         [(m, a) for m, a, k in d.ironicclient.calls])
+
+    def test_confirm_releases_a_source_still_holding_the_instance(self):
+        d = self.drv(targets=[target('boot', 0)])
+        self.instance.node = DST
+        d.ironicclient.nodes[SRC] = [ironic_node('available')]
+        mig = types.SimpleNamespace(source_node=SRC, dest_node=DST)
+        d.confirm_migration(None, mig, self.instance, NET)
+        self.assertEqual([('node.update', (SRC, [
+                              {'op': 'remove', 'path': '/instance_info'},
+                              {'op': 'remove', 'path': '/instance_uuid'}])),
+                          ('volume_target.delete', ('t-boot',))],
+                         self.ironic(d))
+
+    def test_confirm_leaves_a_node_another_instance_took(self):
+        d = self.drv(targets=[target('boot', 0)])
+        d.ironicclient.nodes[SRC] = [ironic_node('active', instance='inst-2')]
+        mig = types.SimpleNamespace(source_node=SRC, dest_node=DST)
+        d.confirm_migration(None, mig, self.instance, NET)
+        self.assertEqual([('node.get', (SRC,))],
+                         [(m, a) for m, a, k in d.ironicclient.calls])
+
+    def test_revert_releases_the_destination_and_redeploys_the_source(self):
+        d = self.drv()
+        d.ironicclient.nodes[DST] = [ironic_node('available', instance=None)]
+        d.ironicclient.nodes[SRC] = [ironic_node('available', instance=None)]
+        mig = types.SimpleNamespace(source_node=SRC, dest_node=DST)
+        info = bdi(('boot', 0))
+        d.finish_revert_migration(None, self.instance, NET, mig, info, True)
+        self.assertEqual(
+            [('prepare_for_spawn', (self.instance,), {}),
+             ('plug_vifs', ('node:' + SRC, self.instance, NET), {}),
+             ('spawn', (None, self.instance, 'image-meta', [], None, None),
+              {'network_info': NET, 'block_device_info': info})],
+            self.events)
+        self.assertEqual(
+            [DST, SRC], [a[0] for m, a, k in d.ironicclient.calls
+                         if m == 'node.get'])
+
+    def test_revert_refuses_while_the_destination_holds_the_server(self):
+        d = self.drv()
+        d.ironicclient.nodes[DST] = [ironic_node('active'),
+                                     ironic_node('error',
+                                                 last_error=AGENT_FAIL)]
+        mig = types.SimpleNamespace(source_node=SRC, dest_node=DST)
+        e = self.assertRaises(exception.MigrationError,
+                              d.finish_revert_migration, None, self.instance,
+                              NET, mig, bdi(('boot', 0)), True)
+        self.assertIn('releasing the destination node failed: undeploy '
+                      'failed: DPU agent: nvmf_subsystem_remove_ns: busy',
+                      e.format_message())
+        self.assertEqual([], self.events)          # the source not touched
+
+    def test_host_ip(self):
+        with mock.patch.object(driver.CONF, 'my_ip', '192.0.2.7'):
+            self.assertEqual('192.0.2.7', self.drv().get_host_ip_addr())
+
+
+class PlacementTests(Base):
+    """A node holding an instance is not reserved (moves rewrite its
+    allocation); one without an instance is, while not available."""
+
+    def inventory(self, node):
+        from nova.compute import provider_tree
+        tree = provider_tree.ProviderTree()
+        tree.new_root(NODE, NODE)
+        d = self.drv([answer()])
+        node.uuid = NODE
+        node.resource_class = 'baremetal'
+        node.properties = {'cpu_arch': 'x86_64'}
+        node.traits = []
+        node.power_state = 'power on'
+        d._node_from_cache = mock.Mock(return_value=node)
+        d.update_provider_tree(tree, NODE)
+        return tree.data(NODE).inventory['CUSTOM_BAREMETAL']
+
+    def test_deployed_node_is_not_reserved(self):
+        inv = self.inventory(ironic_node('active'))
+        self.assertEqual((1, 0), (inv['total'], inv['reserved']))
+
+    def test_node_in_maintenance_with_an_instance_is_not_reserved(self):
+        inv = self.inventory(ironic_node('active', maintenance=True))
+        self.assertEqual(0, inv['reserved'])
+
+    def test_free_node_still_reserved_while_not_available(self):
+        self.assertEqual(1, self.inventory(
+            ironic_node('cleaning', instance=None))['reserved'])
+        self.assertEqual(0, self.inventory(
+            ironic_node('available', instance=None))['reserved'])

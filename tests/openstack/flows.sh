@@ -676,6 +676,155 @@ case_config_drive_file_gone() {
   expect "bm-01's config drive image deleted from config_drive_dir" os_wait 90 "ISO deleted" test ! -e "$CD_FILE"
 }
 
+# ---------------------------------------------------------------- issue 17: a server moves to another node
+# bm-03 boots from mvol01 with data disk mdata01 and one port on one node
+# (MSRC: whichever the scheduler picked), moves to the other (MDST) and back.
+SIDM="" MVOL="" MVOLD="" PORTM="" MMAC="" MIP="" MSRC="" MDST="" T_MIGRATE=""
+hyp_node() { nv "/servers/$1" | jq -r '.server."OS-EXT-SRV-ATTR:hypervisor_hostname"'; }
+server_flavor() { nv "/servers/$1" | jq -r .server.flavor.original_name; }
+port_ip() { nt "/ports/$1" | jq -r '.port.fixed_ips[0].ip_address'; }
+# Cinder keeps each attachment's connector (not shown by its API): the host
+# NQN the volume is attached with.
+attachment_nqns() {   # VOLUME_ID -> the nqn of each live attachment's connector
+  "$PGBIN/psql" -h "$BASE/pg/sock" -U os -d cinder -Atc "SELECT connector FROM volume_attachment
+    WHERE volume_id = '$1' AND deleted = false AND attach_status = 'attached'" | jq -r '.nqn // "none"' | sort -u | xargs
+}
+pf0_ns_count() {
+  dpu_spdk_rpc nvmf_get_subsystems | jq -r --arg q "$(pf0_nqn)" '[.result[] | select(.nqn == $q) | .namespaces[]?] | length'
+}
+rp_allocs() { adm -sf "$PLACEMENT/resource_providers/$NODE/allocations" | jq -c '.allocations | keys'; }
+no_allocs() { [ "$(rp_allocs)" = "[]" ]; }
+need_bm03() {
+  expect "bm-03 from flow 16 with its volumes and port" \
+    bash -c '[ -n "$1" ] && [ -n "$2" ] && [ -n "$3" ] && [ -n "$4" ]' _ "$SIDM" "$MVOL" "$MVOLD" "$PORTM"
+}
+
+# bm-03 runs on node N: its volumes at the same nsids on DPU N's PF0, attached
+# by Cinder with node N's host NQN, its port (same MAC and IP) wired on DPU N.
+bm03_on() {   # N
+  use_dpu "$1"
+  local nqn="nqn.2014-08.org.nvmexpress:uuid:$NODE"
+  expect "bm-03 on node $1 ($NODE)" [ "$(hyp_node "$SIDM")" = "$NODE" ] &&
+  expect "Ironic: node $1 active with bm-03" \
+    [ "$(ir GET "/nodes/$NODE" | jq -r '.provision_state + " " + .instance_uuid')" = "active $SIDM" ] &&
+  expect "agent $1: mvol01 attached as nsid 1" os_wait 20 "agent volume" agent_vol_nsid "$MVOL" 1 &&
+  expect "agent $1: mdata01 attached as nsid 2" os_wait 20 "agent volume" agent_vol_nsid "$MVOLD" 2 &&
+  expect "DPU $1 SPDK: PF0 has namespaces 1 and 2" [ -n "$(pf0_ns_bdev 1)" ] && [ -n "$(pf0_ns_bdev 2)" ] &&
+  expect "Cinder: mvol01 and mdata01 in-use by bm-03" \
+    [ "$(cv "/volumes/$MVOL" | jq -r '.volume.status + " " + .volume.attachments[0].server_id') $(volume_status "$MVOLD")" = "in-use $SIDM in-use" ] &&
+  expect "Cinder: both attachments made with node $1's host NQN" \
+    [ "$(attachment_nqns "$MVOL") $(attachment_nqns "$MVOLD")" = "$nqn $nqn" ] &&
+  port_wired "$PORTM" "$MMAC" &&
+  expect "port keeps IP $MIP" [ "$(port_ip "$PORTM")" = "$MIP" ] &&
+  expect "port keeps MAC $MMAC" [ "$(port_field "$PORTM" mac_address)" = "$MMAC" ] &&
+  expect "Ironic: a port of node $1 carries the VIF" \
+    [ "$(ir GET "/ports?node=$NODE&detail=true" | jq -r --arg p "$PORTM" '[.ports[] | select(.internal_info.tenant_vif_port_id == $p)] | length')" = 1 ]
+}
+
+# Nothing of bm-03 is left on node N or its DPU; Placement may schedule on it.
+bm03_not_on() {   # N
+  use_dpu "$1"
+  expect "agent $1: mvol01 and mdata01 detached" os_wait 20 "agent detach" agent_vol_gone "$MVOL" && agent_vol_gone "$MVOLD" &&
+  expect "agent $1 reports no volume at all" [ "$(agent_state | jq '.observed.volumes // [] | length')" = 0 ] &&
+  port_unwired "$PORTM" &&
+  expect "DPU $1 SPDK: PF0 has no namespace" [ "$(pf0_ns_count)" = 0 ] &&
+  expect "Ironic: node $1 available, no instance" \
+    [ "$(ir GET "/nodes/$NODE" | jq -r '.provision_state + " " + (.instance_uuid // "none")')" = "available none" ] &&
+  expect "Ironic: node $1 has no volume target" [ "$(ir GET "/volume/targets?node=$NODE" | jq '.targets | length')" = 0 ] &&
+  expect "Ironic: no port of node $1 carries the VIF" \
+    [ "$(ir GET "/ports?node=$NODE&detail=true" | jq -r '[.ports[] | select(.internal_info.tenant_vif_port_id)] | length')" = 0 ] &&
+  expect "Placement: node $1 unreserved" os_wait 30 "node free" node_free
+}
+
+case_migrate() {
+  local t0
+  use_dpu 1; expect "node 1 free" os_wait 90 "node free" node_free || return 1
+  MVOL=$(openstack volume create --image "$IMAGE" --size 1 mvol01 -f value -c id) &&
+  MVOLD=$(openstack volume create --size 1 mdata01 -f value -c id) || return 1
+  expect "mvol01, mdata01 available" os_wait 120 "volume available" volume_is "$MVOL" available &&
+  os_wait 60 "volume available" volume_is "$MVOLD" available || return 1
+  SIDM=$(openstack server create --flavor "$FLAVOR" --volume mvol01 --network "$NET" \
+    --block-device "source_type=volume,uuid=$MVOLD,destination_type=volume,boot_index=-1" bm-03 -f value -c id) || return 1
+  expect "bm-03 ACTIVE" wait_server "$SIDM" ACTIVE 180 || return 1
+  # node 2 is provided only now (unless an earlier case did): bm-03 starts on node 1
+  node_provide 2 || return 1
+  PORTM=$(port_of "$SIDM"); MMAC=$(port_field "$PORTM" mac_address); MIP=$(port_ip "$PORTM")
+  use_dpu 1; if [ "$(hyp_node "$SIDM")" = "$NODE" ]; then MSRC=1 MDST=2; else MSRC=2 MDST=1; fi
+  os_log "  bm-03 booted on node $MSRC; port $PORTM $MMAC $MIP"
+  bm03_on "$MSRC" && bm03_not_on "$MDST" || return 1
+  t0=$(os_now)
+  as_admin openstack server migrate "$SIDM" || return 1
+  expect "bm-03 VERIFY_RESIZE" wait_server "$SIDM" VERIFY_RESIZE 300 || return 1
+  T_MIGRATE=$(os_since "$t0"); os_log "  migrate: VERIFY_RESIZE on the other node after ${T_MIGRATE}s"
+  bm03_on "$MDST" && bm03_not_on "$MSRC" || return 1
+  use_dpu "$MSRC"
+  expect "Placement: node $MSRC holds the migration's allocation only (a revert finds it free)" \
+    [ "$(rp_allocs)" = "[\"$(nv "/os-migrations?instance_uuid=$SIDM" | jq -r '.migrations[0].uuid')\"]" ] || return 1
+  openstack server resize confirm bm-03 || return 1
+  expect "bm-03 ACTIVE after confirm" wait_server "$SIDM" ACTIVE 120 || return 1
+  bm03_on "$MDST" && bm03_not_on "$MSRC" &&
+  use_dpu "$MSRC" && expect "Placement: no allocation left on node $MSRC" os_wait 30 "allocations gone" no_allocs
+}
+
+# resize to bm.large moves bm-03 back to the other node; revert returns it
+# (bm.small) where it was; a second resize is confirmed.
+case_resize_revert() {
+  local here there
+  need_bm03 || return 1
+  here=$MDST there=$MSRC
+  openstack server resize --flavor "$FLAVOR_LARGE" bm-03 || return 1
+  expect "bm-03 VERIFY_RESIZE" wait_server "$SIDM" VERIFY_RESIZE 300 &&
+  expect "flavor $FLAVOR_LARGE" [ "$(server_flavor "$SIDM")" = "$FLAVOR_LARGE" ] &&
+  bm03_on "$there" && bm03_not_on "$here" || return 1
+  openstack server resize revert bm-03 || return 1
+  expect "bm-03 ACTIVE after revert" wait_server "$SIDM" ACTIVE 300 &&
+  expect "flavor bm.small again" [ "$(server_flavor "$SIDM")" = "$FLAVOR" ] &&
+  bm03_on "$here" && bm03_not_on "$there" &&
+  use_dpu "$there" && expect "Placement: no allocation left on node $there" os_wait 30 "allocations gone" no_allocs
+}
+
+case_resize_confirm() {
+  local here there
+  need_bm03 || return 1
+  here=$MDST there=$MSRC
+  openstack server resize --flavor "$FLAVOR_LARGE" bm-03 || return 1
+  expect "bm-03 VERIFY_RESIZE" wait_server "$SIDM" VERIFY_RESIZE 300 || return 1
+  openstack server resize confirm bm-03 || return 1
+  expect "bm-03 ACTIVE after confirm" wait_server "$SIDM" ACTIVE 120 &&
+  expect "flavor $FLAVOR_LARGE" [ "$(server_flavor "$SIDM")" = "$FLAVOR_LARGE" ] &&
+  bm03_on "$there" && bm03_not_on "$here" || return 1
+  openstack server delete --wait bm-03 || return 1
+  expect "mvol01, mdata01 available again" os_wait 60 "volume available" volume_is "$MVOL" available &&
+  os_wait 60 "volume available" volume_is "$MVOLD" available &&
+  bm03_not_on "$there" && use_dpu 1 &&
+  openstack volume delete "$MVOL" "$MVOLD"   # the suite's storage array is finite
+}
+
+# A server booted from an image keeps its disk in its machine: migrate is
+# refused before anything changes, with the reason in the instance action.
+migration_is() { [ "$(nv "/os-migrations?instance_uuid=$1" | jq -r '.migrations[0].status')" = "$2" ]; }
+case_migrate_image_refused() {
+  local sid port n ev
+  node_provide 2 || return 1   # a destination to schedule to (the refusal comes after)
+  sid=$(openstack server create --flavor "$FLAVOR" --image "$IMAGE" --network "$NET" bm-05 -f value -c id) || return 1
+  expect "bm-05 ACTIVE" wait_server "$sid" ACTIVE 180 || return 1
+  port=$(port_of "$sid")
+  use_dpu 1; if [ "$(hyp_node "$sid")" = "$NODE" ]; then n=1; else n=2; fi
+  as_admin openstack server migrate "$sid" || return 1
+  expect "the migration ends in error" os_wait 120 "migration error" migration_is "$sid" error &&
+  expect "Nova's compute_resize_instance event done" os_wait 30 "event" event_done "$sid" migrate compute_resize_instance || return 1
+  ev=$(action_event "$sid" migrate compute_resize_instance); os_log "  compute_resize_instance event: $ev"
+  expect "the event failed with the reason (not booted from a volume)" \
+    jq_true '.result == "Error" and (.details | test("booted from a Cinder volume"))' <<<"$ev" &&
+  expect "bm-05 ACTIVE" wait_server "$sid" ACTIVE 60 &&
+  use_dpu "$n" &&
+  expect "bm-05 still on node $n, its node active with it" \
+    [ "$(hyp_node "$sid") $(ir GET "/nodes/$NODE" | jq -r '.provision_state + " " + .instance_uuid + " " + .power_state')" = "$NODE active $sid power on" ] &&
+  port_wired "$port" || return 1
+  openstack server delete --wait "$sid" &&
+  expect "node $n available and schedulable again" os_wait 90 "node free" node_free && use_dpu 1
+}
+
 # ---------------------------------------------------------------- snapshot
 # target_calls METHOD -> the Unix times (one per line) Cinder's target
 # answered METHOD (spdkpair's call log)

@@ -14,6 +14,19 @@ hardware type can, because its DPU emulates the host's NVMe disks:
 * extend: Cinder grew the volume; push the state so the agent looks again,
   then poll until the agent reports at least the new size.
 
+A server booted from a Cinder volume also moves to another node (cold
+migrate, resize to another bare-metal flavor, revert, confirm): nothing of
+it lives in the source machine, its disks are Cinder volumes and its NICs
+Neutron ports, both served by the node's DPU. Ironic keeps a node's
+instance_uuid unique, so the source node is released (host off, undeployed:
+its agent detached the volumes and unplugged the VIFs; volume targets
+deleted, VIFs detached) before the destination node is deployed with the
+same volumes (Cinder attachments re-made by Nova with the destination's
+connector) and ports (rebound to the destination DPU's chassis on VIF
+attach). A node used by an instance is not reserved in Placement (Nova's
+ironic driver reserves it, which makes Placement refuse to move the
+instance's allocation to the migration); see update_provider_tree.
+
 Every wait is bounded ([ironic_dpu] volume_timeout). A refusal or an agent
 error raises Nova's VolumeAttachFailed / VolumeDetachFailed /
 VolumeExtendFailed with the agent's reason: Nova records it as the
@@ -28,9 +41,11 @@ from oslo_log import log as logging
 from oslo_serialization import jsonutils
 
 import nova.conf
+from nova import block_device
 from nova import exception
 from nova.virt import driver as virt_driver
 from nova.virt.ironic import driver as ironic_driver
+from nova.virt.ironic import ironic_states
 
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
@@ -42,6 +57,11 @@ opts = [
                     'new size.'),
     cfg.FloatOpt('poll_interval', default=0.5, min=0.05,
                  help='Seconds between polls of the agent\'s state.'),
+    cfg.IntOpt('move_timeout', default=300, min=1,
+               help='Seconds a cold migration, resize or revert waits for '
+                    'the node it leaves to be undeployed and released, and '
+                    'for the node it goes to to become available (e.g. '
+                    'after automated cleaning).'),
 ]
 CONF.register_opts(opts, group='ironic_dpu')
 
@@ -104,6 +124,50 @@ def gone(vol):
     return vol is None
 
 
+# Ironic lets a node in these states be undeployed (Nova's destroy list).
+UNDEPLOY_STATES = ironic_driver._UNPROVISION_STATES
+
+
+class MoveError(Exception):
+    """A node did not reach the state a move needs (reason inside)."""
+
+
+def vif_ids(network_info):
+    return [str(vif['id']) for vif in network_info or []]
+
+
+def volume_backed(block_device_info):
+    """Whether the server boots from a volume (a boot_index 0 mapping)."""
+    return block_device.get_root_bdm(virt_driver.block_device_info_get_mapping(
+        block_device_info)) is not None
+
+
+def _deployable(node):
+    """Whether node can take an instance now; MoveError if waiting will
+    not make it (maintenance, failed cleaning, another instance)."""
+    if node.maintenance:
+        raise MoveError('in maintenance (%s)' % (node.maintenance_reason or
+                                                 'no reason given'))
+    if node.instance_uuid:
+        raise MoveError('holds instance %s' % node.instance_uuid)
+    if node.provision_state in (ironic_states.CLEANFAIL, ironic_states.ERROR):
+        raise MoveError('provision state %s: %s' % (
+            node.provision_state, tenant_reason(node.last_error)))
+    return node.provision_state == ironic_states.AVAILABLE
+
+
+def _released(instance_uuid):
+    def done(node):
+        if node.instance_uuid != instance_uuid:
+            return True    # Ironic's tear down cleared it
+        if node.provision_state in (ironic_states.ERROR,
+                                    ironic_states.DEPLOYFAIL):
+            raise MoveError('undeploy failed: %s'
+                            % tenant_reason(node.last_error))
+        return False
+    return done
+
+
 def sized(size):
     def done(vol):
         return attached(vol) and int(vol.get('size_bytes') or 0) >= size
@@ -114,6 +178,117 @@ class IronicDPUDriver(ironic_driver.IronicDriver):
 
     capabilities = dict(ironic_driver.IronicDriver.capabilities,
                         supports_extend_volume=True)
+
+    # ---------------------------------- a server onto / off an Ironic node
+    # Shared by the move operations (migrate/resize, revert; unshelve and
+    # evacuate can use them too): a server's disks and NICs live in Cinder
+    # and Neutron, so "moving" it is releasing one node and deploying another.
+    def _deploy_on_node(self, context, instance, image_meta, network_info,
+                        block_device_info, power_on=True, allocations=None,
+                        injected_files=None, admin_password=None):
+        """Deploy instance onto the Ironic node instance.node as a build
+        does: wait (bounded) until the node is available, reserve it
+        (prepare_for_spawn sets its instance_uuid), attach the VIFs (the dpu
+        network interface binds each port to the node's DPU chassis),
+        create the volume targets from block_device_info (whose
+        connection_info Nova made with this node's connector) and deploy.
+
+        A failure after the reservation undoes it all on that node (see
+        _release_node: nothing stays attached on its DPU) and raises
+        InstanceDeployFailure with a reason the tenant can read.
+        """
+        node_uuid = instance.node
+        try:
+            self._wait_node(node_uuid, _deployable, 'available')
+        except MoveError as e:
+            raise exception.InstanceDeployFailure(
+                reason='node %s: %s' % (node_uuid, e)) from e
+        self.prepare_for_spawn(instance)
+        try:
+            self._plug_vifs(self._get_node(node_uuid), instance, network_info)
+            self.spawn(context, instance, image_meta, injected_files or [],
+                       admin_password, allocations, network_info=network_info,
+                       block_device_info=block_device_info)
+            if not power_on:
+                self.power_off(instance)
+        except Exception as e:
+            LOG.error('Deploying node %s failed: %s; releasing it', node_uuid,
+                      e, instance=instance)
+            try:
+                self._release_node(instance, node_uuid, vif_ids(network_info))
+            except Exception as undo:
+                LOG.error('Releasing node %s after its failed deploy failed: '
+                          '%s', node_uuid, undo, instance=instance)
+            if isinstance(e, exception.InstanceDeployFailure):
+                raise
+            raise exception.InstanceDeployFailure(
+                reason=tenant_reason(e)) from e
+
+    def _release_node(self, instance, node_uuid, vifs):
+        """Leave node_uuid without instance: undeployed if it was deployed
+        (the dpu deploy interface's tear down has the agent detach every
+        volume and unplug every VIF, then powers the host off), its
+        instance_uuid unset, its volume targets deleted and the VIFs vifs
+        detached. Idempotent; a node another instance took is left alone.
+
+        If the undeploy fails, the targets and VIFs still go and the node's
+        (now empty) state is pushed to its agent, so that nothing stays
+        attached on the DPU; the error is raised.
+        """
+        node = self.ironicclient.call('node.get', node_uuid)
+        if node.instance_uuid not in (None, instance.uuid):
+            LOG.info('Node %s now holds instance %s: not releasing it',
+                     node_uuid, node.instance_uuid, instance=instance)
+            return
+        failure = None
+        try:
+            if node.instance_uuid and node.provision_state in UNDEPLOY_STATES:
+                self.ironicclient.call('node.set_provision_state', node_uuid,
+                                       'deleted')
+                self._wait_node(node_uuid, _released(instance.uuid),
+                                'undeployed')
+            elif node.instance_uuid:
+                self.ironicclient.call('node.update', node_uuid, [
+                    {'op': 'remove', 'path': '/instance_info'},
+                    {'op': 'remove', 'path': '/instance_uuid'}])
+        except Exception as e:
+            failure = e
+        for t in self.ironicclient.call('node.list_volume_targets',
+                                        node_uuid, detail=True):
+            try:
+                self.ironicclient.call('volume_target.delete', t.uuid)
+            except ironic_exc.NotFound:
+                pass
+        on_node = {v.id for v in self.ironicclient.call('node.vif_list',
+                                                         node_uuid)}
+        for vif in vifs:
+            if vif in on_node:
+                self.ironicclient.call('node.vif_detach', node_uuid, vif)
+        if failure is None:
+            LOG.info('Node %s released', node_uuid, instance=instance)
+            return
+        try:
+            self._passthru(node_uuid, 'sync_state')
+        except Exception as e:
+            LOG.error('Pushing the emptied state of node %s to its agent '
+                      'failed: %s', node_uuid, e, instance=instance)
+        raise failure
+
+    def _wait_node(self, node_uuid, done, what):
+        """Poll node_uuid until done(node) is true (done raises MoveError
+        when the node went where it will not come back from); bounded by
+        [ironic_dpu] move_timeout."""
+        deadline = time.monotonic() + CONF.ironic_dpu.move_timeout
+        while True:
+            node = self.ironicclient.call('node.get', node_uuid)
+            if done(node):
+                return node
+            if time.monotonic() >= deadline:
+                raise MoveError(
+                    'not %s within %ss (provision state %s)'
+                    % (what, CONF.ironic_dpu.move_timeout,
+                       node.provision_state))
+            time.sleep(CONF.ironic_dpu.poll_interval)
 
     # ---------------------------------------------------------- helpers
     def _passthru(self, node, method, args=None, http_method='POST'):
@@ -293,3 +468,104 @@ class IronicDPUDriver(ironic_driver.IronicDriver):
                 raise
             raise exception.InstanceDeployFailure(
                 'Deploy failed: %s' % tenant_reason(msg[len(prefix):])) from e
+
+    # ------------------------------------------ cold migrate / resize
+    def get_host_ip_addr(self):
+        """The resource tracker records it as the migration's dest_host."""
+        return CONF.my_ip
+
+    def migrate_disk_and_power_off(self, context, instance, dest, flavor,
+                                   network_info, block_device_info=None,
+                                   timeout=0, retry_interval=0):
+        """Source side of a cold migration or resize: stop the host and
+        release its node (Ironic lets only one node hold the instance), so
+        that the destination node can be deployed with it.
+
+        Refused before any change for a server not booted from a volume
+        (its disk is the node's own): the server stays ACTIVE with a fault.
+        A failed power off changes nothing either. A failed release leaves
+        the server in ERROR (Nova) with nothing attached on the DPU.
+        """
+        node_uuid = instance.node
+        if not volume_backed(block_device_info):
+            raise exception.InstanceFaultRollback(
+                inner_exception=exception.MigrationPreCheckError(
+                    reason='only a server booted from a Cinder volume moves '
+                           'to another bare-metal node (a local disk stays '
+                           'with its machine)'))
+        try:
+            self.power_off(instance, timeout, retry_interval)
+        except Exception as e:
+            raise exception.InstanceFaultRollback(
+                inner_exception=exception.MigrationError(
+                    reason='powering off failed: %s' % tenant_reason(e))
+            ) from e
+        try:
+            self._release_node(instance, node_uuid, vif_ids(network_info))
+        except Exception as e:
+            raise exception.MigrationError(
+                reason='releasing the source node failed: %s'
+                % tenant_reason(e)) from e
+        # Nova hands this to finish_migration on the destination.
+        return jsonutils.dumps({'source_node': node_uuid})
+
+    def finish_migration(self, context, migration, instance, disk_info,
+                         network_info, image_meta, resize_instance,
+                         allocations, block_device_info=None, power_on=True):
+        """Destination side: deploy instance.node (the destination node,
+        Nova set it) with the server's volumes and ports, in the (new)
+        flavor Nova applied. A failure leaves that node released."""
+        self._deploy_on_node(context, instance, image_meta, network_info,
+                             block_device_info, power_on=power_on,
+                             allocations=allocations)
+
+    def confirm_migration(self, context, migration, instance, network_info):
+        """migrate_disk_and_power_off released the source already; make
+        sure of it (a node still holding the instance, volume targets or
+        VIFs of it is released now)."""
+        try:
+            self._release_node(instance, migration.source_node,
+                               vif_ids(network_info))
+        except Exception as e:
+            raise exception.MigrationError(
+                reason='releasing the source node failed: %s'
+                % tenant_reason(e)) from e
+
+    def finish_revert_migration(self, context, instance, network_info,
+                                migration, block_device_info=None,
+                                power_on=True):
+        """Back on the source: Nova destroyed the server on the destination
+        node and set instance.node to the source node again; make sure the
+        destination is released, then deploy the source node with the old
+        flavor."""
+        try:
+            self._release_node(instance, migration.dest_node,
+                               vif_ids(network_info))
+        except Exception as e:
+            raise exception.MigrationError(
+                reason='releasing the destination node failed: %s'
+                % tenant_reason(e)) from e
+        self._deploy_on_node(context, instance, instance.image_meta,
+                             network_info, block_device_info,
+                             power_on=power_on)
+
+    # ------------------------------------------------------- Placement
+    def update_provider_tree(self, provider_tree, nodename, allocations=None):
+        """Nova's, except that a node holding an instance is not reserved.
+
+        Nova's ironic driver reserves the one unit of a node that is in use
+        or not available (and an ACTIVE node is "not available", so
+        [workarounds] skip_reserve_in_use_ironic_nodes does not change it).
+        The instance's allocation consumes that unit already; reserving it
+        too makes Placement refuse every rewrite of that allocation, which
+        a move makes (cold migrate and resize move it to the migration, a
+        revert moves it back). A node without an instance is still reserved
+        while not available (cleaning, maintenance, errors), as in Nova.
+        """
+        super().update_provider_tree(provider_tree, nodename, allocations)
+        if not self._node_resources_used(self._node_from_cache(nodename)):
+            return
+        inventory = provider_tree.data(nodename).inventory
+        for rc in inventory.values():
+            rc['reserved'] = 0
+        provider_tree.update_inventory(nodename, inventory)
