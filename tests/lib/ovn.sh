@@ -46,6 +46,34 @@ ovn_stack_up() {
     "[ \"\$(ovn-sbctl --db=$SBDB --bare --columns=hostname find Chassis name=$id)\" = $host ]"
 }
 
+# ovn_chassis_up DIR SYSTEM_ID HOSTNAME ENCAP_IP SUFFIX: after ovn_stack_up,
+# one more DPU: its own Open vSwitch (database and daemons under DIR, socket
+# DIR/db.sock, br-int) and ovn-controller as chassis SYSTEM_ID on the same
+# SB database, tunnels from ENCAP_IP. Its daemons are named NAME-SUFFIX
+# (ovn_chassis_down SUFFIX stops them). Returns once the chassis is in SB.
+ovn_chassis_up() {
+  local dir=$1 id=$2 host=$3 ip=$4 sfx=$5 db=unix:$1/db.sock
+  local envs=(OVS_RUNDIR="$dir" OVS_LOGDIR="$dir" OVS_DBDIR="$dir" OVS_SYSCONFDIR="$dir"
+    OVN_RUNDIR="$dir" OVN_LOGDIR="$dir" OVN_DBDIR="$dir" OVN_SYSCONFDIR="$dir")
+  mkdir -p "$dir"
+  ovsdb-tool create "$dir/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+  proc_spawn "ovsdb-server-$sfx" "${envs[@]}" ovsdb-server "$dir/conf.db" --remote="punix:$dir/db.sock" \
+    --remote=db:Open_vSwitch,Open_vSwitch,manager_options --unixctl="$dir/ovsdb-server.ctl" --no-chdir
+  proc_wait 10 "$dir/db.sock" test -S "$dir/db.sock" || return 1
+  ovs-vsctl --db="$db" --timeout=10 --no-wait init
+  proc_spawn "ovs-vswitchd-$sfx" "${envs[@]}" ovs-vswitchd --enable-dummy=override --disable-system "$db" \
+    --unixctl="$dir/ovs-vswitchd.ctl" --no-chdir
+  ovs-vsctl --db="$db" --timeout=10 add-br br-int -- set Bridge br-int datapath_type=dummy fail-mode=secure \
+    other-config:disable-in-band=true
+  ovs-vsctl --db="$db" --timeout=10 set Open_vSwitch . external_ids:system-id="$id" external_ids:hostname="$host" \
+    external_ids:ovn-remote="$SBDB" external_ids:ovn-encap-type=geneve external_ids:ovn-encap-ip="$ip" \
+    external_ids:ovn-bridge=br-int external_ids:ovn-bridge-datapath-type=dummy
+  proc_spawn "ovn-controller-$sfx" "${envs[@]}" ovn-controller "$db" --no-chdir
+  proc_wait 30 "chassis $id" bash -c \
+    "[ \"\$(ovn-sbctl --db=$SBDB --bare --columns=hostname find Chassis name=$id)\" = $host ]"
+}
+ovn_chassis_down() { proc_stop -t 10 "ovn-controller-$1" "ovs-vswitchd-$1"; proc_stop -t 10 "ovsdb-server-$1"; }
+
 # ovn_stack_down: the chassis side first, then the databases.
 ovn_stack_down() {
   proc_stop -t 10 ovn-controller ovn-northd ovs-vswitchd

@@ -271,6 +271,27 @@ class DriverTests(unittest.TestCase):
             props = d.get_volume_connector(self.instance)
         self.assertEqual({'initiator': 'iqn.x', 'nqn': 'nqn.host'}, props)
 
+    def test_quiesce_and_unquiesce_ask_the_dpu(self):
+        d = self.drv([answer()])
+        d.quiesce(None, self.instance, None)
+        d.unquiesce(None, self.instance, None)
+        self.assertEqual([('quiesce', None, 'POST'),
+                          ('unquiesce', None, 'POST')],
+                         d.ironicclient.passthrus())
+
+    def test_quiesce_refused_is_not_supported_with_the_reason(self):
+        # Nova's snapshot goes on without quiescing on a NovaException
+        d = self.drv([answer()])
+        d.ironicclient.fail['quiesce'] = Exception(
+            'DPU agent of node 1be26c0b-03f2-4d2e-ae87-c02d7f33c123 failed '
+            'quiesce: the driver cannot pause controllers (HTTP 400)')
+        e = self.assertRaises(exception.InstanceQuiesceNotSupported,
+                              d.quiesce, None, self.instance, None)
+        self.assertIsInstance(e, exception.NovaException)
+        self.assertIn('DPU agent: the driver cannot pause controllers',
+                      e.format_message())
+        self.assertNotIn('1be26c0b', e.format_message())
+
     def test_deploy_failure_message_keeps_the_reason(self):
         d = self.drv([answer()])
         err = exception.InstanceDeployFailure(

@@ -4,7 +4,7 @@
 # REST APIs (each CLI call costs ~2 s of Python start-up).
 # shellcheck disable=SC2034,SC2153,SC2016   # variables are shared with lib.sh and the sourcing scripts
 
-IMAGE=cirros-fake FLAVOR=bm.small NET=net01
+IMAGE=cirros-fake FLAVOR=bm.small FLAVOR_LARGE=bm.large NET=net01
 NODE=""
 MAC1=52:54:00:00:00:01 MAC2=52:54:00:00:00:02 MAC3=52:54:00:00:00:03
 
@@ -153,39 +153,81 @@ case_setup() {
   as_admin openstack flavor create --ram 8192 --disk 10 --vcpus 4 --property resources:CUSTOM_BAREMETAL=1 \
     --property resources:VCPU=0 --property resources:MEMORY_MB=0 --property resources:DISK_GB=0 "$FLAVOR" \
     -f value -c id > /dev/null || return 1
+  # a bigger flavor of the same bare-metal class, to resize to
+  as_admin openstack flavor create --ram 16384 --disk 20 --vcpus 8 --property resources:CUSTOM_BAREMETAL=1 \
+    --property resources:VCPU=0 --property resources:MEMORY_MB=0 --property resources:DISK_GB=0 "$FLAVOR_LARGE" \
+    -f value -c id > /dev/null || return 1
   # the tenant's key and user data (flow 1 puts them on a config drive)
   ssh-keygen -q -t ed25519 -N '' -C e2e@bm-01 -f "$BASE/key01" &&
   openstack keypair create --public-key "$BASE/key01.pub" key01 -f value -c name > /dev/null &&
   printf '#cloud-config\nruncmd:\n  - [echo, e2e-%s]\n' "$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
     > "$BASE/user-data" || return 1
-  # The operator's enrollment (REST): a dpu node whose DPU is OVN chassis
-  # $DPU_HOST; ports name their host function (pf0vfN); connectors: the DPU's
-  # host NQN (dpu storage interface) and an iqn, because Cinder Zed insists
-  # on an 'initiator' and Nova builds it from iqn connectors only.
-  NODE=$(cat /proc/sys/kernel/random/uuid)
-  ir POST /nodes "$(jq -nc --arg u "$NODE" --arg h "$DPU_HOST" '{uuid:$u, name:"bm-node-1", driver:"dpu",
+  # The operator's enrollment: two dpu nodes, each with its own DPU; node 2
+  # stays manageable until a case that moves a server provides it, so the
+  # single-node cases always land on node 1.
+  enroll_node 1 "$MAC1 $MAC2 $MAC3" &&
+  enroll_node 2 "52:54:00:00:02:01 52:54:00:00:02:02 52:54:00:00:02:03" || return 1
+  use_dpu 1
+}
+
+# node_uuid_for HOST: a fresh node UUID that Nova's hash ring (its ironic
+# driver's: the hosts of the nova-compute services, 32 partitions) gives to
+# the nova-compute service HOST, so each service owns a known node.
+node_uuid_for() {
+  local hosts; read -ra hosts <<< "$NOVA_COMPUTES"
+  $PY - "$1" "${hosts[@]}" <<'PYEOF'
+import sys, uuid
+from tooz import hashring
+ring = hashring.HashRing(set(sys.argv[2:]), partitions=2 ** 5)
+while True:
+    u = str(uuid.uuid4())
+    if ring.get_nodes(u.encode('utf-8')) == {sys.argv[1]}:
+        print(u)
+        break
+PYEOF
+}
+
+# enroll_node N "MAC..." : the operator's enrollment (REST) of node N (name
+# bm-node-N) whose DPU is OVN chassis dpuN, owned by nova-compute
+# nova-ironic-N; ports name their host function (pf0vfN); connectors: the
+# DPU's host NQN (dpu storage interface) and an iqn, because Cinder Zed
+# insists on an 'initiator' and Nova builds it from iqn connectors only.
+# Then its agent starts and the node goes to manageable with power off
+# (fake power has no state until set; Nova keeps a stateless node reserved);
+# node 1 goes on to available.
+enroll_node() {
+  local n=$1 macs=$2 node mac i=0
+  node=$(node_uuid_for "nova-ironic-$n") || return 1
+  NODE_OF[n]=$node
+  use_dpu "$n"
+  ir POST /nodes "$(jq -nc --arg u "$node" --arg h "$DPU_HOST" --arg name "bm-node-$n" '{uuid:$u, name:$name, driver:"dpu",
       resource_class:"baremetal", deploy_interface:"dpu", boot_interface:"dpu", storage_interface:"dpu",
       network_interface:"dpu", vendor_interface:"dpu", power_interface:"fake", management_interface:"fake",
       driver_info:{dpu_hostname:$h},
       properties:{cpus:4, memory_mb:8192, local_gb:10, cpu_arch:"x86_64"}}')" > /dev/null || return 1
-  local mac i=0
-  for mac in $MAC1 $MAC2 $MAC3; do
-    ir POST /ports "$(jq -nc --arg n "$NODE" --arg m "$mac" --arg f "pf0vf$i" \
+  for mac in $macs; do
+    ir POST /ports "$(jq -nc --arg n "$node" --arg m "$mac" --arg f "pf0vf$i" \
       '{node_uuid:$n, address:$m, extra:{dpu_function:$f}}')" > /dev/null || return 1
     i=$((i + 1))
   done
-  ir POST /volume/connectors "$(jq -nc --arg n "$NODE" '{node_uuid:$n, type:"nqn", connector_id:("nqn.2014-08.org.nvmexpress:uuid:" + $n)}')" > /dev/null &&
-  ir POST /volume/connectors "$(jq -nc --arg n "$NODE" '{node_uuid:$n, type:"iqn", connector_id:("iqn.2004-10.org.example:" + $n)}')" > /dev/null || return 1
-  agent_conf "$NODE"
-  agent_start || return 1
-  local t
-  for t in manage:manageable provide:available; do
-    ir PUT "/nodes/$NODE/states/provision" "{\"target\":\"${t%%:*}\"}" || return 1
-    os_wait 30 "node ${t##*:}" node_is "${t##*:}" || return 1
-  done
-  # fake power has no state until set; Nova keeps a stateless node reserved
-  ir PUT "/nodes/$NODE/states/power" '{"target":"power off"}' || return 1
-  expect "node schedulable (available, unreserved in Placement)" os_wait 90 "node in placement" node_free
+  ir POST /volume/connectors "$(jq -nc --arg n "$node" '{node_uuid:$n, type:"nqn", connector_id:("nqn.2014-08.org.nvmexpress:uuid:" + $n)}')" > /dev/null &&
+  ir POST /volume/connectors "$(jq -nc --arg n "$node" '{node_uuid:$n, type:"iqn", connector_id:("iqn.2004-10.org.example:" + $n)}')" > /dev/null || return 1
+  agent_conf "$node" "$n" || return 1
+  agent_start "$n" || return 1
+  ir PUT "/nodes/$node/states/provision" '{"target":"manage"}' || return 1
+  os_wait 30 "node $n manageable" node_is manageable || return 1
+  ir PUT "/nodes/$node/states/power" '{"target":"power off"}' || return 1
+  [ "$n" = 1 ] || return 0
+  node_provide "$n"
+}
+
+# node_provide N: node N available in Ironic and unreserved in Placement
+# (Nova can schedule on it).
+node_provide() {
+  use_dpu "$1"
+  node_is available || ir PUT "/nodes/$NODE/states/provision" '{"target":"provide"}' || return 1
+  os_wait 30 "node $1 available" node_is available &&
+  expect "node $1 schedulable (available, unreserved in Placement)" os_wait 90 "node $1 in placement" node_free
 }
 
 # ---------------------------------------------------------------- Keystone

@@ -3,10 +3,12 @@
 # (sourced). Brings up, under one temp dir and on loopback / unix sockets
 # only, a private OpenStack Zed from Debian: RabbitMQ, PostgreSQL, Keystone
 # (every API behind keystonemiddleware, each service with its own user), OVN
-# with one DPU chassis, Neutron ML2/OVN, Glance, Placement, Nova (ironic virt
-# driver), Ironic (the project's dpu hardware type), Cinder (its SPDK driver,
-# NVMe/TCP), the SPDK emulator pair (Cinder's target + the DPU's SPDK) and the
-# Go agent (sim driver). Every daemon is stopped by the PID it recorded.
+# with two DPU chassis (each its own OVS + ovn-controller), Neutron ML2/OVN,
+# Glance, Placement, Nova (the dpu ironic virt driver, two nova-compute
+# services sharing the Ironic nodes by Nova's hash ring), Ironic (the
+# project's dpu hardware type), Cinder (its SPDK driver, NVMe/TCP), the SPDK
+# emulators (Cinder's target + each DPU's SPDK) and one Go agent per DPU
+# (sim driver). Every daemon is stopped by the PID it recorded.
 # Recipes, settings and their reasons: research/openstack-full-stack.md.
 # Nothing is skipped: a missing binary or package is a failure.
 # shellcheck disable=SC2034   # variables are used by the sourcing scripts
@@ -29,8 +31,10 @@ OS_REPO=$(cd "$OS_HERE/../.." && pwd)
 # The checkout whose Python distribution (ironic_dpu + the Nova driver) is
 # pip-installed into $BASE/site (override to test a patched driver).
 IRONIC_DPU_ROOT=${IRONIC_DPU_ROOT:-$OS_REPO}
-DPU_HOST=dpu1                  # the DPU's OVN chassis hostname (Neutron binding host)
+DPUS="1 2"                     # DPU N: OVN chassis dpu-chassis-N, hostname dpuN, agent N, node N
+DPU_HOST=dpu1                  # the current DPU's (use_dpu) OVN chassis hostname (Neutron binding host)
 DPU_CHASSIS=dpu-chassis-1      # its OVN system-id
+NOVA_COMPUTES="nova-ironic-1 nova-ironic-2"   # nova-compute services (DEFAULT host)
 OS_APT="rabbitmq-server postgresql-15 keystone openvswitch-switch ovn-central ovn-host neutron-server placement-api \
 nova-api nova-conductor nova-scheduler nova-compute-ironic cinder-api cinder-scheduler cinder-volume glance-api \
 ironic-api ironic-conductor python3-openstackclient python3-ironicclient jq curl genisoimage python3-pycdlib"
@@ -73,13 +77,14 @@ os_init() {
   NEUTRON_PORT=$((p + 21)) GLANCE_PORT=$((p + 22)) PLACEMENT_PORT=$((p + 23)) IRONIC_API_PORT=$((p + 24))
   CINDER_PORT=$((p + 25)) NOVA_PORT=$((p + 26)) SPDK_HTTP_PORT=$((p + 27)) KEYSTONE_PORT=$((p + 31))
   NVMF_PORT=$((p + 28))      # Cinder's NVMe/TCP target (emulated: no socket is opened)
-  HOST_NVMF_PORT=$((p + 29)) # the sim driver's host-facing controllers (emulated too)
+  HOST_NVMF_PORT=$((p + 29)) # DPU 1's sim driver's host-facing controllers (emulated too)
+  HOST_NVMF_PORT2=$((p + 32)) # DPU 2's
   IRONIC_HTTP_PORT=$((p + 30)) # the conductor's web server ([deploy] http_root): config drives for the agent
   OS_GOCACHE=$(go env GOCACHE)               # before XDG_CACHE_HOME moves it
   export XDG_CACHE_HOME=$BASE/cache          # stevedore's entry-point cache
   local v
   for v in RMQ_PORT NEUTRON_PORT GLANCE_PORT PLACEMENT_PORT IRONIC_API_PORT CINDER_PORT NOVA_PORT \
-    SPDK_HTTP_PORT NVMF_PORT HOST_NVMF_PORT IRONIC_HTTP_PORT KEYSTONE_PORT; do echo "$v=${!v}"; done > "$BASE/ports.sh"
+    SPDK_HTTP_PORT NVMF_PORT HOST_NVMF_PORT HOST_NVMF_PORT2 IRONIC_HTTP_PORT KEYSTONE_PORT; do echo "$v=${!v}"; done > "$BASE/ports.sh"
   os_vars
   os_log "base $BASE, ports $p..$((p + 31))"
 }
@@ -101,6 +106,24 @@ os_vars() {
   # plain `openstack` is the tenant (user demo, role member in project demo);
   # the operator's commands run as_admin
   export OS_CLIENT_CONFIG_FILE=$BASE/clouds.yaml OS_CLOUD=tenant
+  use_dpu 1
+}
+
+# Per DPU N: its OVS database, agent directory (config, state, CLI config),
+# SPDK socket, agent process name and host-facing NVMe/TCP port.
+dpu_ovsdb() { if [ "$1" = 1 ]; then echo "unix:$BASE/ovn/db.sock"; else echo "unix:$BASE/ovn$1/db.sock"; fi; }
+dpu_agent_dir() { if [ "$1" = 1 ]; then echo "$BASE/agent"; else echo "$BASE/agent$1"; fi; }
+dpu_sock() { if [ "$1" = 1 ]; then echo "$SPDK_DIR/dpu.sock"; else echo "$SPDK_DIR/dpu$1.sock"; fi; }
+dpu_agent_proc() { if [ "$1" = 1 ]; then echo agent; else echo "agent$1"; fi; }
+dpu_nvmf_port() { if [ "$1" = 1 ]; then echo "$HOST_NVMF_PORT"; else echo "$HOST_NVMF_PORT2"; fi; }
+
+# use_dpu N: the checks (vsctl, agent_cli/agent_state, dpu_spdk_rpc, the
+# chassis and host names, NODE once NODE_OF[N] is set) look at DPU N.
+NODE_OF=()   # N -> node UUID (flows.sh enrolls them)
+use_dpu() {
+  DPU_N=$1 DPU_HOST=dpu$1 DPU_CHASSIS=dpu-chassis-$1
+  OVSDB=$(dpu_ovsdb "$1") AGENT_DIR=$(dpu_agent_dir "$1") DPU_SOCK=$(dpu_sock "$1")
+  if [ -n "${NODE_OF[$1]:-}" ]; then NODE=${NODE_OF[$1]}; fi
 }
 
 # os_attach DIR: use a stack that another shell brought up (debugging).
@@ -138,8 +161,22 @@ pgdb() { pg_cluster_url "$BASE/pg" os "$1"; }
 # ---------------------------------------------------------------- OVS / OVN
 # OVN central + the DPU's own OVS (dummy datapath) and ovn-controller:
 # tests/lib/ovn.sh.
-ovn_up() { ovn_env_for "$OVN_DIR"; ovn_stack_up "$DPU_CHASSIS" "$DPU_HOST"; }
-ovn_down() { ovn_stack_down; }
+# DPU 1 with the central databases, each further DPU its own OVS + ovn-controller
+# (tunnel endpoint 127.0.0.N).
+ovn_up() {
+  ovn_env_for "$OVN_DIR"; ovn_stack_up dpu-chassis-1 dpu1 || return 1
+  local n
+  for n in $DPUS; do
+    [ "$n" = 1 ] && continue
+    ovn_chassis_up "$BASE/ovn$n" "dpu-chassis-$n" "dpu$n" "127.0.0.$n" "$n" || return 1
+  done
+  OVSDB=$(dpu_ovsdb "${DPU_N:-1}")   # ovn_env_for reset it
+}
+ovn_down() {
+  local n
+  for n in $DPUS; do [ "$n" = 1 ] || ovn_chassis_down "$n"; done
+  ovn_stack_down
+}
 
 # ---------------------------------------------------------------- Go binaries
 # Builds the agent and spdkpair into $BASE/bin, or uses a prebuilt agent:
@@ -172,13 +209,15 @@ while True:
     if not c: break
     buf+=c
     try: v,_=d.raw_decode(buf.decode()); print(json.dumps(v)); break
-    except ValueError: pass' "$SPDK_DIR/dpu.sock" "$body"
+    except ValueError: pass' "$DPU_SOCK" "$body"
 }
 
 spdk_up() {
   mkdir -p "$SPDK_DIR"; umask 077
   head -c 18 /dev/urandom | base64 > "$SPDK_PASS"; umask 022
-  os_spawn spdk "$BASE/bin/spdkpair" -target-socket "$SPDK_DIR/target.sock" -dpu-socket "$SPDK_DIR/dpu.sock" \
+  local n socks=()
+  for n in $DPUS; do socks+=(-dpu-socket "$(dpu_sock "$n")"); done
+  os_spawn spdk "$BASE/bin/spdkpair" -target-socket "$SPDK_DIR/target.sock" "${socks[@]}" \
     -http "127.0.0.1:$SPDK_HTTP_PORT" -password-file "$SPDK_PASS"
   os_wait 10 "spdk http front" spdk_rpc spdk_get_version || { cat "$BASE/log/spdk.out" >&2; return 1; }
   # The storage array: an 8 GiB malloc bdev (the emulator keeps no data),
@@ -657,6 +696,20 @@ enabled = false
 enabled = false
 CONF
   chmod 600 "$d/nova.conf"
+  # Each nova-compute service: nova.conf, then its own host and log file.
+  # Nova's ironic driver spreads the nodes over the services that are up
+  # (a hash ring of their hosts); a service that is down loses its nodes to
+  # the others.
+  local h
+  for h in $NOVA_COMPUTES; do
+    printf '[DEFAULT]\nhost = %s\nlog_file = %s.log\n' "$h" "$(nova_compute_proc "$h")" > "$d/$h.conf"
+  done
+}
+# nova-compute process name of HOST: nova-compute for the first, then nova-compute-N
+nova_compute_proc() { if [ "$1" = nova-ironic-1 ]; then echo nova-compute; else echo "nova-compute-${1##*-}"; fi; }
+nova_compute_start() {   # HOST
+  os_spawn "$(nova_compute_proc "$1")" PYTHONPATH="$(PYPATH_DPU)" $PY /usr/bin/nova-compute \
+    --config-file "$BASE/nova/nova.conf" --config-file "$BASE/nova/$1.conf"
 }
 
 clouds_yaml() {   # the operator (admin) and the tenant (demo, role member); endpoints from the catalog
@@ -736,13 +789,15 @@ services_up() {
     os_spawn "cinder-$s" $PY "/usr/bin/cinder-$s" --config-file "$BASE/cinder/cinder.conf"
   done
   os_wait 60 placement curl -sf -o /dev/null "$PLACEMENT/" || return 1
-  for s in api conductor scheduler compute; do
+  for s in api conductor scheduler; do
     os_spawn "nova-$s" PYTHONPATH="$(PYPATH_DPU)" $PY "/usr/bin/nova-$s" --config-file "$BASE/nova/nova.conf"
   done
+  local computes=() h
+  for h in $NOVA_COMPUTES; do nova_compute_start "$h"; computes+=("$(nova_compute_proc "$h")"); done
   local i n ready T
   for ((i = 0; i < 1200; i++)); do
     for s in keystone neutron-server glance-api placement ironic-conductor ironic-api cinder-api cinder-scheduler \
-      cinder-volume nova-api nova-conductor nova-scheduler nova-compute; do
+      cinder-volume nova-api nova-conductor nova-scheduler "${computes[@]}"; do
       os_alive "$s" || { tail -30 "$BASE/log/$s.out" >&2; os_log "$s died"; return 1; }
     done
     ready=1 T="X-Auth-Token: $ADMIN_TOKEN"
@@ -755,7 +810,7 @@ services_up() {
     [ "${n:-0}" -ge 2 ] || ready=0
     n=$(curl -sf -H "$T" "$NOVA/os-services" 2>/dev/null \
       | jq '[.services[] | select(.state=="up")] | length' 2>/dev/null)
-    [ "${n:-0}" -ge 3 ] || ready=0
+    [ "${n:-0}" -ge $((2 + ${#computes[@]})) ] || ready=0
     [ $ready = 1 ] && return 0
     sleep 0.2
   done
@@ -763,27 +818,33 @@ services_up() {
 }
 
 services_down() {
-  os_stop nova-api nova-compute nova-scheduler nova-conductor cinder-api cinder-volume cinder-scheduler \
+  local h computes=()
+  for h in $NOVA_COMPUTES; do computes+=("$(nova_compute_proc "$h")"); done
+  os_stop nova-api "${computes[@]}" nova-scheduler nova-conductor cinder-api cinder-volume cinder-scheduler \
     ironic-api ironic-conductor ironic-http glance-api neutron-server placement
   os_stop keystone
 }
 
 # ---------------------------------------------------------------- the agent
-agent_conf() {   # NODE_UUID : its config and its own broker user (broker-acl)
-  local d=$BASE/agent user=dpu-$1 pw
+agent_conf() {   # NODE_UUID [DPU] : its config and its own broker user (broker-acl), on DPU (default 1)
+  local n=${2:-1} d user=dpu-$1 pw
+  d=$(dpu_agent_dir "$n")
   pw=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
-  TRANSPORT_URL="rabbit://$user:$pw@127.0.0.1:$RMQ_PORT/$DPU_VHOST" \
-    agent_conf_write "$d" "$1" "$SPDK_DIR/dpu.sock" "$HOST_NVMF_PORT" 10s "${AGENT_DEBUG:-false}"
+  TRANSPORT_URL="rabbit://$user:$pw@127.0.0.1:$RMQ_PORT/$DPU_VHOST" OVSDB=$(dpu_ovsdb "$n") \
+    agent_conf_write "$d" "$1" "$(dpu_sock "$n")" "$(dpu_nvmf_port "$n")" 10s "${AGENT_DEBUG:-false}"
   rabbit_env_vars "$BASE/rmq" "$RMQ_PORT" "rmqos$RMQ_PORT@localhost"   # rabbit_up ran in a subshell
   rabbit_dpu_user "$BASE/bin/ironic-dpu-agent" "$d/agent.conf" "$user" "$pw" || { os_log "broker user of $1 failed"; return 1; }
   # the operator's CLI asks the agent with the conductor side's user
   printf '[DEFAULT]\ntransport_url = %s\nnode_uuid = %s\n' "$DPU_COND_URL" "$1" > "$d/cli.conf"
 }
-agent_start() {
-  os_spawn agent "$BASE/bin/ironic-dpu-agent" serve --config-file "$BASE/agent/agent.conf"
-  os_wait 30 "agent answering get_status" agent_cli status || { tail -20 "$BASE/log/agent.out" >&2; return 1; }
+agent_start() {   # [DPU] : the agent of DPU (default 1), ready once it answers get_status
+  local n=${1:-1} p; p=$(dpu_agent_proc "$n")
+  os_spawn "$p" "$BASE/bin/ironic-dpu-agent" serve --config-file "$(dpu_agent_dir "$n")/agent.conf"
+  os_wait 30 "agent $n answering get_status" agent_cli_of "$n" status || { tail -20 "$BASE/log/$p.out" >&2; return 1; }
 }
-agent_cli() { "$BASE/bin/ironic-dpu-agent" "$@" --config-file "$BASE/agent/cli.conf"; }
+# the operator's CLI against DPU N's agent / the current DPU's (use_dpu)
+agent_cli_of() { local d; d=$(dpu_agent_dir "$1"); shift; "$BASE/bin/ironic-dpu-agent" "$@" --config-file "$d/cli.conf"; }
+agent_cli() { agent_cli_of "$DPU_N" "$@"; }
 agent_state() { agent_cli status --state 2>>"$BASE/log/agent-cli.err"; }
 
 # ---------------------------------------------------------------- whole stack
@@ -794,7 +855,7 @@ stack_up() {
   pg_up || { os_log "postgres failed"; return 1; }
   ovn_up || { os_log "OVN failed"; return 1; }
   spdk_up || { os_log "SPDK emulator failed"; return 1; }
-  os_log "postgres, OVN (chassis $DPU_CHASSIS/$DPU_HOST), SPDK pair up"
+  os_log "postgres, OVN (chassis $(for n in $DPUS; do printf 'dpu-chassis-%s ' "$n"; done)), SPDK emulators up"
   keystone_conf; neutron_conf; glance_conf; placement_conf; ironic_conf; cinder_conf; nova_conf; clouds_yaml
   schemas || { os_log "schema creation failed"; return 1; }
   keystone_up || { os_log "keystone failed"; return 1; }
@@ -806,7 +867,8 @@ stack_up() {
 
 stack_down() {
   set +e
-  os_stop agent
+  local n
+  for n in $DPUS; do os_stop "$(dpu_agent_proc "$n")"; done
   services_down
   os_stop spdk
   ovn_down

@@ -287,6 +287,35 @@ class IronicDPUDriver(ironic_driver.IronicDriver):
         LOG.info('Volume %s on node %s is now %s bytes', volume_id, node,
                  vol.get('size_bytes'), instance=instance)
 
+    def quiesce(self, context, instance, image_meta):
+        """Before Nova snapshots the server's volumes: the DPU pauses the
+        host's emulated NVMe controllers (vendor passthru ``quiesce``), so
+        no write is in flight while Cinder takes the snapshots. Nova goes
+        on without quiescing when this raises a NovaException (unless the
+        image requires it); the agent resumes by itself after a bounded
+        hold if unquiesce never comes."""
+        self._quiesce_call(instance, 'quiesce')
+
+    def unquiesce(self, context, instance, image_meta):
+        """After the snapshots: the DPU resumes the host's controllers."""
+        self._quiesce_call(instance, 'unquiesce')
+
+    def _quiesce_call(self, instance, method):
+        node = instance.node
+        try:
+            answer = self._passthru(node, method)
+        except Exception as e:
+            reason = tenant_reason(e)
+            LOG.warning('%s of node %s failed: %s', method, node, reason,
+                        instance=instance)
+            # Nova's own class (RPC rebuilds only nova.exception ones), with
+            # the agent's reason instead of its fixed message
+            raise exception.InstanceQuiesceNotSupported(
+                message='%s on the DPU failed: %s' % (method, reason),
+                instance_id=instance.uuid) from e
+        LOG.info('Node %s %sd by its DPU: %s', node, method, answer,
+                 instance=instance)
+
     def _wait_for_active(self, instance):
         """Nova's wait, with a fault message that keeps Ironic's reason:
         Nova cuts fault messages at 255 characters, and its prefix (with

@@ -5,13 +5,16 @@
 //   - the Cinder storage target: Cinder's SPDK volume driver reaches it
 //     through an HTTP JSON-RPC front like SPDK's scripts/rpc_http_proxy.py
 //     (basic auth), and exports lvols over NVMe/TCP;
-//   - the DPU's SPDK, the agent's unix socket, which reaches the target's
-//     TCP listeners as a peer, the way two SPDK processes on one host do.
+//   - each DPU's SPDK (one per -dpu-socket, repeatable: one per node of
+//     the suite), the agent's unix socket, which reaches the target's TCP
+//     listeners as a peer, the way separate SPDK processes on one network
+//     do. DPUs are not peers of each other.
 //
 // The front renames the one parameter Cinder Zed still sends in its old
 // form: bdev_lvol_create/bdev_lvol_resize {"size": bytes} is
 // {"size_in_mib": MiB} in SPDK v24.09 (research/openstack-full-stack.md,
-// step 3). Every forwarded call is logged as one JSON line on stdout.
+// step 3). Every forwarded call is logged as one JSON line on stdout
+// ({t: Unix seconds, req, resp}).
 package main
 
 import (
@@ -44,12 +47,13 @@ func main() {
 
 func run() error {
 	targetSock := flag.String("target-socket", "", "unix socket of the Cinder target SPDK")
-	dpuSock := flag.String("dpu-socket", "", "unix socket of the DPU's SPDK")
+	var dpuSocks socketList
+	flag.Var(&dpuSocks, "dpu-socket", "unix socket of a DPU's SPDK (repeat for several DPUs)")
 	listen := flag.String("http", "127.0.0.1:58000", "HTTP JSON-RPC address for Cinder")
 	user := flag.String("user", "spdk", "basic auth user")
 	passFile := flag.String("password-file", "", "file holding the basic auth password")
 	flag.Parse()
-	if *targetSock == "" || *dpuSock == "" || *passFile == "" {
+	if *targetSock == "" || len(dpuSocks) == 0 || *passFile == "" {
 		return errors.New("-target-socket, -dpu-socket and -password-file are required")
 	}
 	pw, err := os.ReadFile(*passFile)
@@ -64,11 +68,13 @@ func run() error {
 		return err
 	}
 	defer func() { _ = target.Stop() }()
-	dpu := spdktest.New(spdktest.Options{Peers: []*spdktest.Emulator{target}})
-	if err := dpu.Start(*dpuSock); err != nil {
-		return err
+	for _, sock := range dpuSocks {
+		dpu := spdktest.New(spdktest.Options{Peers: []*spdktest.Emulator{target}})
+		if err := dpu.Start(sock); err != nil {
+			return err
+		}
+		defer func() { _ = dpu.Stop() }()
 	}
-	defer func() { _ = dpu.Stop() }()
 
 	p := &proxy{sock: *targetSock, user: *user, pass: strings.TrimSpace(string(pw)), out: json.NewEncoder(os.Stdout)}
 	srv := &http.Server{Addr: *listen, Handler: p, ReadHeaderTimeout: 10 * time.Second}
@@ -86,6 +92,19 @@ func run() error {
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
+	return nil
+}
+
+// socketList is a repeatable string flag.
+type socketList []string
+
+func (l *socketList) String() string { return strings.Join(*l, ",") }
+
+func (l *socketList) Set(v string) error {
+	if v == "" {
+		return errors.New("empty socket path")
+	}
+	*l = append(*l, v)
 	return nil
 }
 
@@ -123,7 +142,10 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.mu.Lock()
-	_ = p.out.Encode(map[string]json.RawMessage{"req": req, "resp": resp})
+	// t: when SPDK answered (Unix seconds), to order the target's calls
+	// against the agents' logs
+	t := json.RawMessage(fmt.Sprintf("%.6f", float64(time.Now().UnixMicro())/1e6))
+	_ = p.out.Encode(map[string]json.RawMessage{"t": t, "req": req, "resp": resp})
 	p.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(resp)
