@@ -698,9 +698,14 @@ gone_from_dpu() {
   port_unwired "$PORT15"
 }
 
+# the operator maps new compute hosts to the cell (the scheduler's own
+# discovery starts up to a minute late)
+discover_hosts() { $PY /usr/bin/nova-manage --config-file "$BASE/nova/nova.conf" cell_v2 discover_hosts >> "$BASE/log/nova-manage.out" 2>&1; }
+
 case_shelve_unshelve() {
   local t0 nqns=()
   use_dpu 1
+  discover_hosts || return 1
   VOL15=$(openstack volume create --image "$IMAGE" --size 1 vol15 -f value -c id) &&
   VOLD15=$(openstack volume create --size 1 data15 -f value -c id) || return 1
   expect "vol15, data15 available" os_wait 120 "volume available" volume_is "$VOL15" available &&
@@ -715,7 +720,7 @@ case_shelve_unshelve() {
   NSID15=$(agent_vol "$VOLD15" | jq -r .nsid)
   disks_on_dpu && port_wired "$PORT15" || return 1
   read -ra nqns <<< "$(dpu_target_nqns)"
-  node_provide 2 || return 1
+  node_provide 2 && discover_hosts || return 1
   use_dpu 1
   t0=$(os_now)
   openstack server shelve bm-15 || return 1
@@ -749,11 +754,6 @@ case_shelve_unshelve() {
 # The spdkpair log lines after line $2 of spdk.out, as one JSON array
 spdk_log_since() { tail -n +"$(($1 + 1))" "$BASE/log/spdk.out" | jq -sc '.'; }
 migration_of() { nv "/os-migrations?instance_uuid=$1&migration_type=evacuation" | jq -r '.migrations[0].status // empty'; }
-evacuated_to() {   # SID NODE HOST: ACTIVE there (ERROR fails the wait at once)
-  local st; st=$(server_field "$1" status)
-  [ "$st" = ERROR ] && { os_log "  $1 ERROR: $(nv "/servers/$1" | jq -c .server.fault)"; return 2; }
-  [ "$st" = ACTIVE ] && on_node "$@"
-}
 service_is() { nv "/os-services?host=$1&binary=nova-compute" | jq -e --arg s "$2" '.services[0].state == $s' >/dev/null; }
 
 case_evacuate() {
@@ -768,9 +768,13 @@ case_evacuate() {
   as_admin openstack --os-compute-api-version 2.11 compute service set --down nova-ironic-2 nova-compute &&
   expect "nova-ironic-2 down" os_wait 30 "service down" service_is nova-ironic-2 down || return 1
   t0=$(os_now)
-  as_admin openstack --os-compute-api-version 2.29 server evacuate "$SID15" > /dev/null || return 1
+  # `openstack server evacuate` of Zed's client sends it, then fails on
+  # Nova's empty answer (2.29+) with 'TupleWithMeta' has no to_dict: REST
+  adm -sSf -X POST "${NOVA_H[@]}" -H 'Content-Type: application/json' "$NOVA/servers/$SID15/action" \
+    -d '{"evacuate": {}}' > /dev/null || return 1
   use_dpu 1
-  expect "bm-15 ACTIVE on node 1 (nova-ironic-1)" os_wait 300 "evacuated" evacuated_to "$SID15" "$NODE" nova-ironic-1 || return 1
+  expect "bm-15 ACTIVE after the evacuation (REBUILD until then)" wait_server "$SID15" ACTIVE 300 &&
+  expect "bm-15 on node 1 (nova-ironic-1)" on_node "$SID15" "$NODE" nova-ironic-1 || return 1
   os_log "  bm-15 evacuated after $(os_since "$t0")s"
   expect "instance action evacuate: event ironic_dpu_fence_node Success" \
     [ "$(action_event "$SID15" evacuate ironic_dpu_fence_node | jq -r .result)" = Success ] || return 1
