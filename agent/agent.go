@@ -45,6 +45,9 @@ type Options struct {
 	HealthInterval time.Duration
 	// SFBase is the lowest SF number allocated for VIFs that name no function.
 	SFBase int
+	// Quiescer, when set, serves quiesce/unquiesce (RPC API 1.3); Run runs
+	// it. Without it both calls are NotSupported.
+	Quiescer HostQuiescer
 	// Limits bound the VIFs and volumes of one desired state.
 	Limits nodestate.Limits
 	// RPCHealth reports the RPC connection's health (nil = healthy), e.g.
@@ -174,6 +177,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Go(func() { a.watchHealth(ctx) })
 	if w := a.opts.Wakeup; w != nil {
 		wg.Go(func() { a.serveWakeup(ctx, w) })
+	}
+	if q := a.opts.Quiescer; q != nil {
+		wg.Go(func() { q.Run(ctx) })
 	}
 	timer := time.NewTimer(a.jittered())
 	defer timer.Stop()
@@ -311,6 +317,7 @@ func (a *Agent) State(ctx context.Context) View {
 			v.Observed.Generation = st.gen
 		}
 	}
+	v.Observed.Quiesce = a.quiesceStatus()
 	return v
 }
 

@@ -372,7 +372,7 @@ func TestStatusReportsComponentHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := res.(agent.Status)
-	if st.NodeUUID != node || st.RPCAPIVersion != "1.2" || st.Driver != "sim" || st.Healthy {
+	if st.NodeUUID != node || st.RPCAPIVersion != "1.3" || st.Driver != "sim" || st.Healthy {
 		t.Fatalf("status %+v", st)
 	}
 	if !st.Components["rpc"].Healthy || st.Components["network"].Healthy || st.Components["network"].Detail == "" {

@@ -33,6 +33,8 @@ func (a *Agent) Methods() map[string]Method {
 		"detach_volume": rpcDrop(a, volumes()),
 		"plug_vif":      rpcPut(a, vifs()),
 		"unplug_vif":    rpcDrop(a, vifs()),
+		"quiesce":       a.rpcQuiesce,
+		"unquiesce":     a.rpcUnquiesce,
 	}
 }
 
@@ -113,6 +115,9 @@ type Status struct {
 	LastDuration  float64              `json:"last_reconcile_seconds"`
 	Components    map[string]Component `json:"components"`
 	Healthy       bool                 `json:"healthy"`
+	// Quiesce is whether the host's controllers are paused and until when
+	// (RPC API 1.3; absent without quiesce support).
+	Quiesce *nodestate.QuiesceStatus `json:"quiesce,omitempty"`
 }
 
 // addLoopStats sums the component loops' reconcile records into st.
@@ -155,6 +160,7 @@ func (a *Agent) Status(ctx context.Context) Status {
 		Generation:    a.desired.Generation,
 		Components:    map[string]Component{},
 		Healthy:       true,
+		Quiesce:       a.quiesceStatus(),
 	}
 	a.mu.RUnlock()
 	a.addLoopStats(&st)

@@ -108,6 +108,7 @@ type StorageOpts struct {
 	ConfigDriveMaxBytes  int           `ini:"config_drive_max_bytes" default:"67108864" help:"Largest config-drive ISO accepted, decoded (default 64 MiB); a larger one is refused with InvalidParameterValue."`
 	ConfigDriveCAFile    string        `ini:"config_drive_ca_file" default:"" help:"PEM file of the CA certificates that an https config-drive URL's server certificate must chain to (the conductor's HTTP server or Swift); empty uses the system roots. There is no option to skip verification."`
 	ConfigDriveTimeout   time.Duration `ini:"config_drive_fetch_timeout" default:"60s" help:"Deadline of one config-drive download (connect, headers and body). A failed or timed-out download marks the config drive in error and is retried by the storage reconcile with backoff; volumes and VIFs are not held up."`
+	QuiesceMaxHold       time.Duration `ini:"quiesce_max_hold" default:"60s" help:"Longest time the host's NVMe controllers stay paused after quiesce (RPC API 1.3, Nova's snapshot of a running server): the agent resumes them by itself then, whether or not unquiesce comes, and on every stop and start. A quiesce may ask for less, never more."`
 }
 
 // NVMfOpts is [spdk_nvmf] (upstream SPDK emulation).
@@ -159,6 +160,10 @@ func (c *Config) Validate() error {
 	}
 	if c.Default.LivenessTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("[DEFAULT] liveness_timeout %s must be at least 1s", c.Default.LivenessTimeout))
+	}
+	if c.Storage.QuiesceMaxHold < time.Second || c.Storage.QuiesceMaxHold > time.Hour {
+		// A paused host stalls every write: never indefinitely.
+		errs = append(errs, fmt.Errorf("[storage] quiesce_max_hold %s must be 1s to 1h", c.Storage.QuiesceMaxHold))
 	}
 	if c.Rabbit.QosPrefetchCount < 0 {
 		errs = append(errs, errors.New("[oslo_messaging_rabbit] rabbit_qos_prefetch_count must be >= 0"))

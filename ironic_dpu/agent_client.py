@@ -32,11 +32,13 @@ LOG = log.getLogger(__name__)
 # takes wait (seconds to wait for convergence before answering); answers
 # carry the admission record; unknown fields are ignored and logged.
 # 1.2: config_drive {sha256, size, url}: the agent fetches the image
-# (inline data stays accepted).
-RPC_API_VERSION = '1.2'
+# (inline data stays accepted). 1.3: quiesce(hold_seconds=None) and
+# unquiesce(): pause/resume the host's NVMe controllers (snapshots).
+RPC_API_VERSION = '1.3'
 BASE_VERSION = '1.0'
 APPLY_WAIT_VERSION = '1.1'
 CONFIG_DRIVE_URL_VERSION = '1.2'
+QUIESCE_VERSION = '1.3'
 ALLOWED_EXMODS = ['ironic.common.exception']
 
 # One transport (one AMQP connection pool and one reply queue) per conductor
@@ -153,8 +155,10 @@ class AgentClient(object):
         else:
             err = exception.DPUAgentError(node=self.node_uuid, method=method,
                                           error=_remote_message(exc))
-        # Kept so callers can tell the agent's class (e.g. Conflict).
+        # Kept so callers can tell the agent's class (e.g. Conflict) and
+        # read its own words.
         err.remote_class = remote_class
+        err.remote_message = _remote_message(exc)
         LOG.warning('%s', err)
         return err
 
@@ -231,3 +235,42 @@ class AgentClient(object):
     def unplug_vif(self, context, port_id, expected_generation=None):
         return self._edit(context, 'unplug_vif', expected_generation,
                           port_id=port_id)
+
+    # Quiesce (API 1.3). Nova's snapshot of a running server pauses the
+    # host's controllers around Cinder's snapshots; an agent that cannot
+    # (older, capped, or a driver without a documented pause) raises
+    # DPUQuiesceNotSupported, which the vendor passthru turns into
+    # UnsupportedDriverExtension for Nova to skip quiescing.
+    def _quiesce_call(self, context, method, **kwargs):
+        if not self.can_send_version(QUIESCE_VERSION):
+            raise exception.DPUQuiesceNotSupported(
+                node=self.node_uuid,
+                reason='[dpu_agent] rpc_version_cap %s is below agent RPC '
+                       'API %s' % (self.version_cap, QUIESCE_VERSION))
+        try:
+            return self.call(context, method, version=QUIESCE_VERSION,
+                             **kwargs)
+        except exception.DPUAgentError as e:
+            remote = getattr(e, 'remote_class', None)
+            if remote in ('UnsupportedVersion', 'NoSuchMethod'):
+                reason = ('the agent is older than RPC API %s (%s)'
+                          % (QUIESCE_VERSION, remote))
+            elif (remote == 'InvalidParameterValue' and
+                    getattr(e, 'remote_message', '').startswith(
+                        'not supported')):
+                reason = e.remote_message  # its DPU driver cannot pause
+            else:
+                raise
+            raise exception.DPUQuiesceNotSupported(
+                node=self.node_uuid, reason=reason) from e
+
+    def quiesce(self, context, hold_seconds=None):
+        """Pause the host's controllers; the agent resumes them itself
+        after hold_seconds (default and at most its quiesce_max_hold)."""
+        kwargs = {}
+        if hold_seconds is not None:
+            kwargs['hold_seconds'] = hold_seconds
+        return self._quiesce_call(context, 'quiesce', **kwargs)
+
+    def unquiesce(self, context):
+        return self._quiesce_call(context, 'unquiesce')

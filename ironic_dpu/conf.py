@@ -29,7 +29,8 @@ agent_opts = [
                     'that needs a newer version than the cap is sent in '
                     'its older form (apply_state without wait, or with '
                     'the config drive inline instead of by URL: 1.2) or '
-                    'fails saying so.'),
+                    'fails saying so (quiesce/unquiesce, 1.3: not '
+                    'supported).'),
     cfg.IntOpt('timeout', default=60, min=1,
                help='Seconds to wait for an agent\'s reply to a call.'),
     cfg.IntOpt('call_monitor_timeout', default=30, min=0,
@@ -95,10 +96,11 @@ agent_opts = [
 dpu_opts = [
     cfg.BoolOpt('neutron_binding', default=False,
                 help='Bind each VIF\'s Neutron port to the DPU\'s OVN '
-                     'chassis (binding:vnic_type=baremetal, '
-                     'binding:profile.capabilities=["switchdev"], '
-                     'binding:host_id=<driver_info dpu_hostname>) on '
-                     'attach, and unbind on detach.'),
+                     'chassis (binding:host_id=<driver_info dpu_hostname>, '
+                     'binding:profile.capabilities=["switchdev"]) on '
+                     'attach, and unbind on detach; the port keeps its '
+                     'vnic_type and MAC, and the agent gives the host '
+                     'function the Neutron port\'s MAC.'),
     cfg.IntOpt('config_drive_max_bytes', default=64 * 1024 * 1024, min=1,
                help='Largest config drive (decoded ISO, bytes) the deploy '
                     'accepts from instance_info; keep it at or below the '

@@ -12,7 +12,11 @@ Sources:
   {sha256, size, url} (published for the agent to fetch; agent API 1.2)
   or {sha256, data} (an older agent); only its sha256 is ever recorded.
 * VIFs: every port with a VIF (internal_info tenant_vif_port_id, or the
-  legacy extra vif_port_id); MAC = port address. The host function comes
+  legacy extra vif_port_id); MAC = the Neutron port's, which the network
+  interface records in internal_info tenant_vif_mac when it attaches the
+  VIF (the DPU gives the host function that MAC, so the server keeps it on
+  any node), else the port address (VIFs attached without Neutron, or by
+  an older conductor, which made the Neutron MAC the port's). The host function comes
   from, in order: port extra 'dpu_function' ({"pf": 0, "vf": 3}, or a
   representor-style string "pf0vf3" / "pf0sf5" / "pf0"), then
   local_link_connection port_id if it is such a name (Ironic's smart-NIC
@@ -41,6 +45,8 @@ LOG = log.getLogger(__name__)
 VOLUME_TYPE = 'nvmeof'
 CONNECTOR_TYPE = 'nqn'
 TENANT_VIF_KEY = 'tenant_vif_port_id'
+# The attached Neutron port's MAC, beside TENANT_VIF_KEY in internal_info.
+VIF_MAC_KEY = 'tenant_vif_mac'
 GENERATION_KEY = 'dpu_generation'
 STATE_KEY = 'dpu_desired_state'
 # What a deploy in DEPLOYWAIT waits for: {'generation': G, 'since': epoch}.
@@ -99,13 +105,26 @@ def port_function(port):
     return None
 
 
+def valid_mac(value):
+    """value as a lower-case colon MAC, or None if it is not one."""
+    mac = value.lower() if isinstance(value, str) else ''
+    return mac if _MAC_RE.match(mac) else None
+
+
+def vif_mac(port):
+    """The MAC the host function must carry for port's VIF."""
+    recorded = port.internal_info.get(VIF_MAC_KEY)
+    mac = valid_mac(recorded or port.address)
+    if mac is None:
+        raise ir_exc.InvalidParameterValue(
+            'port %s has no usable MAC address (%r)'
+            % (port.uuid, recorded or port.address))
+    return mac
+
+
 def vif_for_port(port, vif_id=None):
     vif_id = vif_id or port_vif_id(port)
-    mac = (port.address or '').lower()
-    if not _MAC_RE.match(mac):
-        raise ir_exc.InvalidParameterValue(
-            'port %s has no usable MAC address (%r)' % (port.uuid,
-                                                         port.address))
+    mac = vif_mac(port)
     vif = {'port_id': vif_id, 'mac': mac}
     func = port_function(port)
     if func is not None:

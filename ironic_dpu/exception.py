@@ -18,3 +18,11 @@ class DPUStateError(DPUAgentError):
     """The agent accepted the state but could not realise part of it."""
     _msg_fmt = _("DPU agent of node %(node)s could not realise the desired "
                  "state: %(error)s")
+
+
+class DPUQuiesceNotSupported(DPUAgentError):
+    """The node's agent cannot pause the host's controllers: it is older
+    than agent RPC API 1.3, rpc_version_cap is below 1.3, or its DPU driver
+    has no documented pause (a snapshot is then crash-consistent only)."""
+    _msg_fmt = _("DPU agent of node %(node)s cannot quiesce the host: "
+                 "%(reason)s")

@@ -6,7 +6,14 @@ detach hot-plug through the agent (plug_vif / unplug_vif), and
 port_changed (reached by `baremetal port set`) re-pushes the port's VIF.
 With [dpu] neutron_binding the Neutron port is bound to the DPU's OVN
 chassis (binding:host_id = driver_info dpu_hostname) so OVN lets the DPU
-claim it; a plain baremetal port would become an OVN external port.
+claim it, and its MAC is recorded on the Ironic port (internal_info
+tenant_vif_mac) for the agent to give the host function. The port keeps
+its identity: its vnic_type (Nova makes it 'normal': to ML2/OVN a VM-like
+port, LSP type "" with requested-chassis = the DPU, which is what the DPU's
+representor is; 'baremetal' would make Nova log an ERROR on every cache
+refresh and, without the switchdev capability, an OVN external port) and
+its MAC (the server keeps it on whichever node it runs); unbinding leaves
+the MAC alone too.
 """
 from oslo_log import log
 
@@ -65,14 +72,18 @@ def _port_of_vif(task, vif_id):
     return None
 
 
-def binding_attrs(node, port):
-    """Neutron port update binding the VIF to the DPU's OVN chassis."""
+def binding_attrs(node):
+    """Neutron port update binding the VIF to the DPU's OVN chassis.
+
+    Only the binding: neither vnic_type nor mac_address (see the module
+    docstring). ML2/OVN ignores the profile of a 'normal' port; its
+    switchdev capability keeps a port that an older conductor made
+    'baremetal' from becoming an OVN external port when it is bound again.
+    """
     return {'port': {
-        'binding:vnic_type': 'baremetal',
         'binding:host_id': node.driver_info['dpu_hostname'],
         'binding:profile': {'capabilities': ['switchdev'],
-                            'ironic_node_uuid': node.uuid},
-        'mac_address': port.address}}
+                            'ironic_node_uuid': node.uuid}}}
 
 
 def _recorded_vif(node, vif_id):
@@ -106,12 +117,50 @@ class DPUNetwork(common.VIFPortIDMixin, base.NetworkInterface):
             desired.port_function(port)
 
     # -- Neutron binding (optional) --
+    def _neutron_mac(self, task, vif_id):
+        """The MAC of Neutron port vif_id ([dpu] neutron_binding), or None
+        without Neutron (the Ironic port's address is used then)."""
+        if not CONF.dpu.neutron_binding:
+            return None
+        try:
+            nport = neutron.get_client(context=task.context).get_port(vif_id)
+        except Exception as e:
+            raise ir_exc.NetworkError(
+                'Could not read Neutron port %s for node %s: %s'
+                % (vif_id, task.node.uuid, e))
+        found = getattr(nport, 'mac_address', None)
+        mac = desired.valid_mac(found)
+        if mac is None:
+            raise ir_exc.NetworkError(
+                'Neutron port %s has no usable MAC address (%r)'
+                % (vif_id, found))
+        return mac
+
+    @staticmethod
+    def _record_vif(port, vif_id, mac):
+        """Save vif_id (and its Neutron MAC, if known) on port: one save."""
+        info = port.internal_info
+        info[desired.TENANT_VIF_KEY] = vif_id
+        if mac:
+            info[desired.VIF_MAC_KEY] = mac
+        else:
+            info.pop(desired.VIF_MAC_KEY, None)
+        port.internal_info = info
+        port.save()
+
+    @staticmethod
+    def _clear_vif_from_port_like_obj(port_like_obj):
+        info = port_like_obj.internal_info
+        info.pop(desired.VIF_MAC_KEY, None)
+        port_like_obj.internal_info = info
+        common.VIFPortIDMixin._clear_vif_from_port_like_obj(port_like_obj)
+
     def _bind(self, task, port, vif_id):
         if not CONF.dpu.neutron_binding:
             return
         try:
             neutron.update_neutron_port(task.context, vif_id,
-                                        binding_attrs(task.node, port))
+                                        binding_attrs(task.node))
         except Exception as e:
             raise ir_exc.NetworkError(
                 'Could not bind Neutron port %s to DPU chassis %s of node '
@@ -122,7 +171,9 @@ class DPUNetwork(common.VIFPortIDMixin, base.NetworkInterface):
         if not CONF.dpu.neutron_binding:
             return
         try:
-            neutron.unbind_neutron_port(vif_id, context=task.context)
+            # reset_mac=False: the MAC is the server's, not the node's.
+            neutron.unbind_neutron_port(vif_id, context=task.context,
+                                        reset_mac=False)
         except Exception as e:
             LOG.warning('Could not unbind Neutron port %s of node %s: %s',
                         vif_id, task.node.uuid, e)
@@ -141,8 +192,12 @@ class DPUNetwork(common.VIFPortIDMixin, base.NetworkInterface):
                 node=task.node.uuid, vif=vif_id,
                 reason='the dpu network interface plugs VIFs on ports, not '
                        'portgroups')
-        vif = desired.vif_for_port(port, vif_id)   # validate first
-        self._save_vif_to_port_like_obj(port, vif_id)
+        # validate first (the Neutron port is only read)
+        vif = desired.vif_for_port(port, vif_id)
+        mac = self._neutron_mac(task, vif_id)
+        if mac:
+            vif['mac'] = mac
+        self._record_vif(port, vif_id, mac)
         if task.node.provision_state != states.ACTIVE:
             return
         try:
@@ -166,6 +221,10 @@ class DPUNetwork(common.VIFPortIDMixin, base.NetworkInterface):
         a plug it already did a push of the whole state. A failed retry
         keeps the VIF recorded, as it was before.
         """
+        mac = self._neutron_mac(task, vif_id)
+        if mac and mac != port.internal_info.get(desired.VIF_MAC_KEY):
+            # Recorded by an older conductor (port address), or changed.
+            self._record_vif(port, vif_id, mac)
         vif = desired.vif_for_port(port, vif_id)
         LOG.info('Node %s: VIF %s is already on port %s; plugging it again',
                  task.node.uuid, vif_id, port.uuid)

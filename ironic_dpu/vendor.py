@@ -15,9 +15,22 @@
 * `baremetal node passthru call --http-method POST <node> fence` (Nova's
   ironic_dpu driver, evacuating the node's server): the node keeps no
   volume and no VIF; see DPUVendor.fence.
+* `baremetal node passthru call --http-method POST <node> quiesce` and
+  `... unquiesce` (no arguments; ACTIVE nodes) pause and resume the host's
+  emulated NVMe controllers around a volume snapshot (Nova's quiesce and
+  unquiesce of the ironic_dpu compute driver). Both answer the agent's
+  quiesce status, {"quiesced": true|false, "supported", "since",
+  "until", "functions", "max_hold_seconds", "resumed_at",
+  "resume_reason", "last_error"}; the
+  agent resumes by itself at "until" at the latest. An agent that cannot
+  pause (older than RPC API 1.3, or a DPU driver without a documented
+  pause) makes them fail with UnsupportedDriverExtension (HTTP 400, "Driver
+  dpu does not support quiesce ..."), which Nova maps to "quiesce not
+  supported".
 """
 from oslo_log import log
 from ironic.common import exception as ir_exc
+from ironic.common import states
 from ironic.drivers import base
 
 from ironic_dpu import agent_client
@@ -48,7 +61,13 @@ class DPUVendor(base.VendorInterface):
     def get_properties(self):
         return {}
 
-    def validate(self, task, method=None, **kwargs):
+    def validate(self, task, method=None, http_method=None, **kwargs):
+        # The conductor passes the request's http_method besides the
+        # method's own arguments.
+        if method in ('quiesce', 'unquiesce') and kwargs:
+            raise ir_exc.InvalidParameterValue(
+                '%s takes no arguments, got %s'
+                % (method, ', '.join(sorted(kwargs))))
         if method == 'sync_state':
             desired.build(task)
         if method == 'detach_volume' and not kwargs.get('volume_id'):
@@ -89,6 +108,41 @@ class DPUVendor(base.VendorInterface):
                     'state': client.get_state(task.context)}
         except exception.DPUAgentError as e:
             raise _api_error(e)
+
+    def _quiesce(self, task, method):
+        node = task.node
+        if node.provision_state != states.ACTIVE:
+            raise ir_exc.InvalidState(
+                'Node %s is %s: %s needs an active node'
+                % (node.uuid, node.provision_state, method))
+        client = agent_client.AgentClient(node.uuid)
+        try:
+            status = getattr(client, method)(task.context)
+        except exception.DPUQuiesceNotSupported as e:
+            raise ir_exc.UnsupportedDriverExtension(
+                driver=node.driver, extension='%s (%s)' % (method, e))
+        except exception.DPUAgentError as e:
+            raise _api_error(e)
+        status = dict(status or {})
+        status['quiesced'] = bool(status.get('quiesced'))
+        return status
+
+    @base.passthru(['POST'], async_call=False, require_exclusive_lock=False,
+                   description='Pause the host\'s emulated NVMe controllers '
+                               '(host I/O stalls, nothing is lost) for a '
+                               'block-consistent volume snapshot; the agent '
+                               'resumes them itself at "until" at the '
+                               'latest. No arguments; returns the agent\'s '
+                               'quiesce status {"quiesced": true, ...}.')
+    def quiesce(self, task, **kwargs):
+        return self._quiesce(task, 'quiesce')
+
+    @base.passthru(['POST'], async_call=False, require_exclusive_lock=False,
+                   description='Resume the host\'s NVMe controllers after '
+                               'quiesce (nothing paused is success). No '
+                               'arguments; returns {"quiesced": false, ...}.')
+    def unquiesce(self, task, **kwargs):
+        return self._quiesce(task, 'unquiesce')
 
     @base.passthru(['POST'], async_call=False,
                    description='Drop every volume and VIF of the node (its '

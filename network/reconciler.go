@@ -28,6 +28,14 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
+// MACReader is a DPU network driver that can read the MAC a host function
+// has now (drivers/sim, drivers/bluefield): the observed VIF state reports
+// it, and a function whose MAC drifted from its VIF's gets it again.
+// errdefs.ErrNotSupported: the driver cannot tell for this function.
+type MACReader interface {
+	FunctionMAC(ctx context.Context, f nodestate.Function) (string, error)
+}
+
 // Options configures a Reconciler.
 type Options struct {
 	// OVSDBConnection is the DPU's OVSDB server: unix:PATH, tcp:HOST:PORT
@@ -381,10 +389,16 @@ func (r *Reconciler) planPlug(ctx context.Context, p *plan, i int) (plugJob, boo
 	spec := ovs.IfaceSpec{Name: p.reps[i], IfaceID: v.PortID, MAC: v.MAC, NodeUUID: r.node,
 		Function: v.Function.String(), MTU: v.MTU}
 	if p.snap.Matches(bridge, spec) {
+		if !prepared && !r.keepMAC(ctx, p, i) {
+			return plugJob{}, false
+		}
 		p.statuses[i].installed = p.snap.Iface(spec.Name).Installed()
 		return plugJob{}, false
 	}
 	if p.snap.MTUOnly(bridge, spec) {
+		if !prepared && !r.keepMAC(ctx, p, i) {
+			return plugJob{}, false
+		}
 		if _, err := r.ovs.Transact(ctx, p.snap.MTUOps(spec)); err != nil {
 			p.fail(i, err)
 			return plugJob{}, false
@@ -414,6 +428,28 @@ func (r *Reconciler) planPlug(ctx context.Context, p *plan, i int) (plugJob, boo
 		}
 	}
 	return plugJob{idx: i, spec: spec, ops: ops, prepared: prepared}, true
+}
+
+// keepMAC gives VIF i's function its MAC again when the driver reads
+// another one (a restarted DPU, a reset VF) although the OVSDB row is
+// unchanged; false when that failed (recorded on the VIF).
+func (r *Reconciler) keepMAC(ctx context.Context, p *plan, i int) bool {
+	v := p.vifs[i]
+	mr, ok := r.drv.(MACReader)
+	if !ok {
+		return true
+	}
+	mac, err := mr.FunctionMAC(ctx, *v.Function)
+	if err != nil || strings.EqualFold(mac, v.MAC) {
+		return true // cannot tell (a host PF), or right
+	}
+	if _, err := r.drv.Prepare(ctx, *v.Function, v.MAC); err != nil {
+		p.fail(i, err)
+		return false
+	}
+	logctx.Logger(ctx, r.log).Info("gave the host function its vif's mac again", zap.String("port_id", v.PortID),
+		zap.String("function", v.Function.String()), zap.String("had", mac), zap.String("mac", v.MAC))
+	return true
 }
 
 // awaitBound waits (bounded) for ovn-controller to bind what was just
@@ -524,9 +560,15 @@ func (r *Reconciler) Observe(ctx context.Context, obs *nodestate.Observed) {
 	vifs := slices.Clone(r.vifs)
 	r.mu.Unlock()
 	snap, snapErr := r.ovs.Snapshot(ctx)
+	mr, _ := r.drv.(MACReader)
 	obs.VIFs = obs.VIFs[:0]
 	for _, v := range vifs {
 		st := nodestate.VIFStatus{PortID: v.portID, Representor: v.rep, Function: v.fn, LastError: v.lastErr, Bound: v.installed}
+		if mr != nil && v.fn != nil && v.rep != "" {
+			if mac, err := mr.FunctionMAC(ctx, *v.fn); err == nil {
+				st.MAC = mac
+			}
+		}
 		if snapErr == nil && v.rep != "" {
 			if f := snap.Iface(v.rep); f != nil && strings.EqualFold(f.ExternalIDs[ovs.KeyIfaceID], v.portID) {
 				st.OFPort, st.Bound = f.OFPort, f.Installed()

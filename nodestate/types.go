@@ -97,6 +97,9 @@ type Observed struct {
 	// Components is each component's last completed reconcile: a failure
 	// that no item shows (SPDK down while removing a volume) is here.
 	Components map[string]ComponentObserved `json:"components,omitempty"`
+	// Quiesce is whether the host's controllers are paused (RPC API 1.3;
+	// absent when the agent has no quiesce support wired).
+	Quiesce *QuiesceStatus `json:"quiesce,omitempty"`
 }
 
 // ComponentObserved is one component's last completed reconcile.
@@ -153,7 +156,12 @@ type VIFStatus struct {
 	Function    *Function `json:"function,omitempty"`
 	OFPort      int       `json:"ofport,omitempty"`
 	Bound       bool      `json:"bound"`
-	LastError   string    `json:"last_error,omitempty"`
+	// MAC is the MAC the DPU gave the host function (what the host's NIC
+	// carries), as the DPU driver reads it now; empty when the driver cannot
+	// tell (a host PF, a driver without the read). Added without an RPC API
+	// bump: an output field older conductors ignore.
+	MAC       string `json:"mac,omitempty"`
+	LastError string `json:"last_error,omitempty"`
 }
 
 // QoSLimits are the rate limits SPDK holds on a volume's bdev, with SPDK's

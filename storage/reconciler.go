@@ -42,6 +42,9 @@ type Options struct {
 	// after an agent restart *and* an SPDK restart every namespace still
 	// comes back at the nsid the running host knows.
 	NSIDFile string
+	// Hold, when set, names the controllers held paused by a quiesce: the
+	// reconcile does not activate (resume) them meanwhile.
+	Hold *Hold
 	// Parallel bounds how many volumes are attached at once (default 8):
 	// a real attach takes 60-170 ms, mostly waiting for the target.
 	Parallel int
@@ -591,6 +594,9 @@ func (p *pass) activate(ctx context.Context) {
 	for key, hc := range p.snap.hcs {
 		if !p.wantFn[key] || hc.Active {
 			continue
+		}
+		if h := p.r.o.Hold; h != nil && h.Pauses(key) {
+			continue // quiesced: the hold resumes it
 		}
 		p.mark(true)
 		if err := p.r.o.Driver.Activate(ctx, *hc); err != nil {

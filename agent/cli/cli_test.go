@@ -20,7 +20,7 @@ func run(args ...string) (int, string, string) {
 
 func TestVersionAndGenconfig(t *testing.T) {
 	code, out, _ := run("version")
-	if code != 0 || !strings.Contains(out, "rpc api 1.2") {
+	if code != 0 || !strings.Contains(out, "rpc api 1.3") {
 		t.Fatalf("version: %d %q", code, out)
 	}
 	code, out, _ = run("genconfig")

@@ -33,6 +33,8 @@ func buildDriver(cfg *config.Config, client *spdk.Client, log *zap.Logger) (*dri
 		if err != nil {
 			return nil, err
 		}
+		// What a pause would do to the host, for tests and the demo.
+		st.WithPauseFile(filepath.Join(cfg.Default.StateDir, sim.PauseFileName))
 		return &drivers.Driver{Name: "sim", Network: sim.NewCardNetwork(card), Storage: st}, nil
 	case "bluefield":
 		// SNAP's NVMe functions come from SNAP (emulation_function_list),
@@ -64,7 +66,9 @@ type components struct {
 	reconcilers []agent.Reconciler
 	// runs are the connection watchers (SPDK re-dial, OVSDB connection):
 	// each blocks until its ctx is done.
-	runs  []func(context.Context)
+	runs []func(context.Context)
+	// hold pauses and resumes the host's controllers (quiesce).
+	hold  *storage.Hold
 	close func()
 }
 
@@ -87,15 +91,25 @@ func buildComponents(cfg *config.Config, log *zap.Logger, trigger func()) (*comp
 	if err != nil {
 		return nil, err
 	}
+	// A record of controllers a previous agent left paused is read here,
+	// before anything connects; the agent's Run resumes them.
+	hold, err := storage.NewHold(storage.HoldOptions{
+		Driver: drv.Storage, DriverName: drv.Name, File: filepath.Join(cfg.Default.StateDir, storage.QuiesceFileName),
+		MaxHold: cfg.Storage.QuiesceMaxHold, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
 	st, err := storage.New(storage.Options{
 		Client: client, Storage: StorageSettings(cfg.Storage), NodeUUID: cfg.Default.NodeUUID, Driver: drv.Storage, Logger: log,
-		NSIDFile: filepath.Join(cfg.Default.StateDir, "nsids.json"),
+		NSIDFile: filepath.Join(cfg.Default.StateDir, "nsids.json"), Hold: hold,
 	})
 	if err != nil {
 		return nil, err
 	}
 	return &components{
 		reconcilers: []agent.Reconciler{st, net},
+		hold:        hold,
 		runs:        []func(context.Context){client.Run, net.Run},
 		close:       func() { _ = client.Close() },
 	}, nil

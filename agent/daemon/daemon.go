@@ -79,6 +79,7 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		ItemWait:       cfg.Default.ItemWait,
 		SFBase:         cfg.Agent.SFBase,
 		Limits:         nodestate.Limits{MaxVIFs: cfg.Agent.MaxVIFs, MaxVolumes: cfg.Agent.MaxVolumes},
+		Quiescer:       comps.hold,
 		Liveness:       live,
 		Logger:         log,
 	})

@@ -60,14 +60,15 @@ func mapped(t *testing.T, from, to any, skip ...string) {
 }
 
 // Every option of [ovs], [storage] and [oslo_messaging_rabbit] reaches the
-// package that uses it ([ovs] sysfs_root goes to the DPU drivers).
+// package that uses it ([ovs] sysfs_root goes to the DPU drivers, [storage]
+// quiesce_max_hold to storage.HoldOptions in buildComponents).
 func TestOptionsMapEveryField(t *testing.T) {
 	var ovs config.OVSOpts
 	fill(t, &ovs)
 	mapped(t, ovs, daemon.NetworkOptions(ovs), "SysfsRoot")
 	var st config.StorageOpts
 	fill(t, &st)
-	mapped(t, st, daemon.StorageSettings(st))
+	mapped(t, st, daemon.StorageSettings(st), "QuiesceMaxHold")
 	var rb config.RabbitOpts
 	fill(t, &rb)
 	mapped(t, rb, daemon.RabbitOptions(rb))

@@ -75,13 +75,15 @@ func copyFile(t *testing.T, from, to string) {
 
 // A state file of a newer schema major stops the daemon before it reaches
 // SPDK, OVSDB or the broker: nothing on the DPU is touched, and the error
-// says why. The same holds for a newer nsids file.
+// says why. The same holds for a newer nsids file and quiesce record.
 func TestNewerStateFileTouchesNothing(t *testing.T) {
 	for name, file := range map[string]string{
-		state.FileName: `{"schema_version":"3.0","desired":{"generation":7,"volumes":[],"vifs":[]}}`,
-		"nsids.json":   `{"schema_version":"3.0","nsids":{}}`,
+		state.FileName:          `{"schema_version":"3.0","desired":{"generation":7,"volumes":[],"vifs":[]}}`,
+		"nsids.json":            `{"schema_version":"3.0","nsids":{}}`,
+		storage.QuiesceFileName: `{"schema_version":"3.0","hold":null}`,
 	} {
-		ours := map[string]string{state.FileName: state.SchemaVersion, "nsids.json": storage.NSIDSchemaVersion}[name]
+		ours := map[string]string{state.FileName: state.SchemaVersion, "nsids.json": storage.NSIDSchemaVersion,
+			storage.QuiesceFileName: storage.QuiesceSchemaVersion}[name]
 		t.Run(name, func(t *testing.T) {
 			var b backends
 			cfg := testConfig(t, &b)

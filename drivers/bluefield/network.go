@@ -29,11 +29,12 @@ const HostController = 1
 const MaxSF = 999
 
 // SFManager is the devlink side the driver needs (network/sf.Manager): the
-// SF lifecycle and the host VFs' MACs.
+// SF lifecycle and the host VFs' and SFs' MACs.
 type SFManager interface {
 	Create(ctx context.Context, pf, sfnum int, mac string) (string, error)
 	Delete(ctx context.Context, pf, sfnum int) error
 	SetVFMAC(ctx context.Context, rep, mac string) error
+	FunctionMAC(ctx context.Context, rep string) (string, error)
 }
 
 // Network is the BlueField drivers.NetworkDriver.
@@ -114,6 +115,23 @@ func (n *Network) Prepare(ctx context.Context, f nodestate.Function, mac string)
 		return rep, err
 	}
 	return rep, n.sfs.SetVFMAC(ctx, rep, mac)
+}
+
+// FunctionMAC implements network.MACReader: the hw_addr of a host VF's or
+// SF's devlink port function. errdefs.ErrNotSupported for a host PF (Prepare
+// never sets it), errdefs.ErrNotFound for a function that does not exist.
+func (n *Network) FunctionMAC(ctx context.Context, f nodestate.Function) (string, error) {
+	if err := n.ValidateFunction(f); err != nil {
+		return "", err
+	}
+	if f.VF == nil && f.SF == nil {
+		return "", fmt.Errorf("%w: the DPU does not set host PF %s's MAC", errdefs.ErrNotSupported, f)
+	}
+	rep, err := n.finder.Lookup(f)
+	if err != nil {
+		return "", err
+	}
+	return n.sfs.FunctionMAC(ctx, rep)
 }
 
 // Inventory lists, read-only, what the driver sees on the card: uplinks,

@@ -10,6 +10,7 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers"
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/bluefield"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/network"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/representor"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/representor/representortest"
 	"github.com/ironic-dpu/ironic-dpu-agent/network/sf"
@@ -18,6 +19,9 @@ import (
 )
 
 var _ drivers.NetworkDriver = (*bluefield.Network)(nil)
+
+// The observed VIF state reports the host function's MAC through it.
+var _ network.MACReader = (*bluefield.Network)(nil)
 
 // newCard is the driver over a fake BlueField (representortest) and a fake
 // devlink.
@@ -165,6 +169,7 @@ type fakeSFs struct{}
 func (fakeSFs) Create(context.Context, int, int, string) (string, error) { return "", nil }
 func (fakeSFs) Delete(context.Context, int, int) error                   { return nil }
 func (fakeSFs) SetVFMAC(context.Context, string, string) error           { return nil }
+func (fakeSFs) FunctionMAC(context.Context, string) (string, error)      { return "", nil }
 
 // A host VF gets the VIF's (Neutron port's) MAC from the DPU through its
 // devlink port function, once: a second Prepare with the same MAC sends
@@ -201,5 +206,41 @@ func TestVFGetsTheVIFsMAC(t *testing.T) {
 	}
 	if _, err := n.Prepare(ctx, vf1, "not-a-mac"); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("bad MAC: %v", err)
+	}
+}
+
+// FunctionMAC reads back what the host sees: the VF's or SF's devlink
+// function hw_addr; a host PF's is not the DPU's.
+func TestFunctionMACReadsDevlink(t *testing.T) {
+	ctx := context.Background()
+	n, fake := newCard(t, representortest.Options{})
+	if err := fake.Card.EnableVFs(0, 2); err != nil {
+		t.Fatal(err)
+	}
+	vf0 := nodestate.Function{PF: 0, VF: nodestate.IntPtr(0)}
+	if mac, err := n.FunctionMAC(ctx, vf0); err != nil || mac != "" {
+		t.Fatalf("vf0 before Prepare = %q, %v, want no MAC", mac, err)
+	}
+	if _, err := n.Prepare(ctx, vf0, "fa:16:3e:00:00:20"); err != nil {
+		t.Fatal(err)
+	}
+	if mac, err := n.FunctionMAC(ctx, vf0); err != nil || mac != "fa:16:3e:00:00:20" {
+		t.Fatalf("vf0 = %q, %v", mac, err)
+	}
+	sf3 := nodestate.Function{PF: 1, SF: nodestate.IntPtr(3)}
+	if _, err := n.FunctionMAC(ctx, sf3); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("sf3 before Prepare: %v, want ErrNotFound", err)
+	}
+	if _, err := n.Prepare(ctx, sf3, "fa:16:3e:00:00:23"); err != nil {
+		t.Fatal(err)
+	}
+	if mac, err := n.FunctionMAC(ctx, sf3); err != nil || mac != "fa:16:3e:00:00:23" {
+		t.Fatalf("sf3 = %q, %v", mac, err)
+	}
+	if _, err := n.FunctionMAC(ctx, nodestate.Function{PF: 0}); !errors.Is(err, errdefs.ErrNotSupported) {
+		t.Fatalf("host PF: %v, want ErrNotSupported", err)
+	}
+	if _, err := n.FunctionMAC(ctx, nodestate.Function{PF: 5, VF: nodestate.IntPtr(0)}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("unknown PF: %v, want ErrInvalidArgument", err)
 	}
 }

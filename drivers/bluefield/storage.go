@@ -622,3 +622,31 @@ func (s *Storage) RemoveController(ctx context.Context, c drivers.HostController
 	logctx.Logger(ctx, s.log).Info("removed SNAP NVMe controller", zap.String("nqn", nqn), zap.String("ctrl_id", c.ID))
 	return nil
 }
+
+// SuspendController implements storage.Quiescer: nvme_controller_suspend
+// with the controller alone (docs/bluefield-snap.md §2.2: NVIDIA's scripts
+// name it with --ctrl, which NVIDIA's JSON client sends as "ctrl_id" for
+// resume and attach; none of the live-update flags is sent). c stays
+// "resumed" for Activate: a reconcile must not resume a quiesced host.
+func (s *Storage) SuspendController(ctx context.Context, c drivers.HostController) error {
+	if c.ID == "" {
+		return fmt.Errorf("%w: bluefield: no SNAP controller on %s to suspend", errdefs.ErrInvalidArgument, c.Function)
+	}
+	return s.o.Client.Call(ctx, "nvme_controller_suspend", map[string]any{"ctrl_id": c.ID}, nil)
+}
+
+// ResumeController implements storage.Quiescer: nvme_controller_resume, as
+// Activate sends it; a controller SNAP no longer has (-19) is success.
+func (s *Storage) ResumeController(ctx context.Context, c drivers.HostController) error {
+	err := s.o.Client.Call(ctx, "nvme_controller_resume", map[string]any{"ctrl_id": c.ID}, nil)
+	if spdk.HasCode(err, spdk.CodeENODEV) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.resumed[c.ID] = true
+	s.mu.Unlock()
+	return nil
+}

@@ -17,20 +17,24 @@ const DefaultStoragePort = "4430"
 // controller and namespace is plain nvmf state that the SPDK emulator (or a
 // real SPDK) shows, and nothing needs PCIe. PFs 0..DefaultPFs-1 and their VFs
 // are accepted; each function gets its own subsystem.
-func NewStorage(client *spdk.Client, nodeUUID, listenPort string, log *zap.Logger) (*spdkgeneric.Storage, error) {
+func NewStorage(client *spdk.Client, nodeUUID, listenPort string, log *zap.Logger) (*Storage, error) {
 	return NewCardStorage(client, nodeUUID, listenPort, drivers.Card{PFs: DefaultPFs, VFsPerPF: drivers.DefaultCard.VFsPerPF}, log)
 }
 
 // NewCardStorage is NewStorage for a card shaped like card ([dpu] pfs,
 // max_vfs_per_pf). allowedHosts, when given, restrict the subsystems to those
 // host NQNs ([spdk_nvmf] allowed_host_nqns).
-func NewCardStorage(client *spdk.Client, nodeUUID, listenPort string, card drivers.Card, log *zap.Logger, allowedHosts ...string) (*spdkgeneric.Storage, error) {
+func NewCardStorage(client *spdk.Client, nodeUUID, listenPort string, card drivers.Card, log *zap.Logger, allowedHosts ...string) (*Storage, error) {
 	if listenPort == "" {
 		listenPort = DefaultStoragePort
 	}
-	return spdkgeneric.NewStorage(spdkgeneric.Options{
+	st, err := spdkgeneric.NewStorage(spdkgeneric.Options{
 		Client: client, NodeUUID: nodeUUID, Transport: "TCP",
 		ListenAddress: "127.0.0.1", ListenPort: listenPort,
 		Card: card, AllowedHosts: allowedHosts, Logger: log,
 	})
+	if err != nil {
+		return nil, err
+	}
+	return &Storage{Storage: st}, nil
 }

@@ -22,5 +22,7 @@ func String() string {
 // 1.0 at d75592a; 1.1 adds apply_state's wait argument and the admission
 // record in get_state/apply_state answers, and ignores (and logs) fields it
 // does not know instead of refusing them; 1.2 adds config_drive.url and
-// config_drive.size (the agent fetches the image; data stays accepted).
-const RPCAPIVersion = "1.2"
+// config_drive.size (the agent fetches the image; data stays accepted);
+// 1.3 adds quiesce(hold_seconds=None) and unquiesce() and the "quiesce"
+// status in get_status and get_state's observed state.
+const RPCAPIVersion = "1.3"

@@ -47,7 +47,7 @@ class ClientWiringTests(base.TestCase):
         self.assertTrue(opts.at_least_once)
         self.get_client.return_value.prepare.assert_called_once_with(
             version='1.0', timeout=17, call_monitor_timeout=9, retry=1)
-        self.assertEqual('1.2', self.get_client.call_args.kwargs['version_cap'])
+        self.assertEqual('1.3', self.get_client.call_args.kwargs['version_cap'])
         ctxt, method = self.prepared.call.call_args.args
         self.assertEqual('apply_state', method)
         self.assertEqual({'state': {'generation': 1}},
@@ -205,7 +205,63 @@ class VersionTests(base.TestCase):
                               None, 'x', version='1.1')
         self.assertEqual('UnsupportedVersion', e.remote_class)
         self.assertIn('(UnsupportedVersion; called at RPC API 1.1, driver '
-                      'speaks up to 1.2, rpc_version_cap 1.2)', str(e))
+                      'speaks up to 1.3, rpc_version_cap 1.3)', str(e))
+
+
+class QuiesceTests(VersionTests):
+    """quiesce/unquiesce go at 1.3; an agent that cannot pause (older,
+    capped, or its driver has no documented pause) is one typed error."""
+
+    def test_quiesce_and_unquiesce_go_at_1_3(self):
+        self.call.return_value = {'quiesced': True}
+        c = self.client()
+        self.assertEqual({'quiesced': True}, c.quiesce(None))
+        c.quiesce(None, hold_seconds=5)
+        c.unquiesce(None)
+        self.assertEqual([('1.3', 'quiesce', {}),
+                          ('1.3', 'quiesce', {'hold_seconds': 5}),
+                          ('1.3', 'unquiesce', {})], self.sent())
+
+    def test_cap_below_1_3_sends_nothing(self):
+        CONF.set_override('rpc_version_cap', '1.2', group='dpu_agent')
+        e = self.raises(exception.DPUQuiesceNotSupported,
+                        self.client().quiesce, None)
+        self.assertIn('rpc_version_cap 1.2 is below agent RPC API 1.3', str(e))
+        self.call.assert_not_called()
+
+    def test_older_agent_is_not_supported(self):
+        for cls, msg in (('UnsupportedVersion', 'Endpoint does not support '
+                          'RPC version 1.3. Attempted method: quiesce'),
+                         ('NoSuchMethod', 'Endpoint does not support RPC '
+                          'method quiesce')):
+            self.call.side_effect = remote(
+                cls, 'oslo_messaging.rpc.dispatcher', msg)
+            e = self.raises(exception.DPUQuiesceNotSupported,
+                            self.client().unquiesce, None)
+            self.assertIn('the agent is older than RPC API 1.3 (%s)' % cls,
+                          str(e))
+            self.assertIsInstance(e, exception.DPUAgentError)
+
+    def test_driver_without_pause_is_not_supported(self):
+        self.call.side_effect = remote(
+            'InvalidParameterValue', 'ironic.common.exception',
+            'not supported: the spdk-generic driver has no documented call '
+            'that pauses a host NVMe controller')
+        e = self.raises(exception.DPUQuiesceNotSupported,
+                        self.client().quiesce, None)
+        self.assertIn('cannot quiesce the host: not supported: the '
+                      'spdk-generic driver', str(e))
+
+    def test_other_failures_stay_agent_errors(self):
+        for cls, msg in (('InvalidParameterValue', 'invalid argument: '
+                          'quiesce(): hold_seconds must be ...'),
+                         ('StorageError', 'pause host controller pf0: EIO')):
+            self.call.side_effect = remote(cls, 'ironic.common.exception',
+                                           msg)
+            e = self.raises(exception.DPUAgentError,
+                            self.client().quiesce, None, hold_seconds=99)
+            self.assertNotIsInstance(e, exception.DPUQuiesceNotSupported)
+            self.assertEqual(cls, e.remote_class)
 
 
 class TranslateTests(base.TestCase):

@@ -61,6 +61,19 @@ class BuildTests(base.TestCase):
         self.assertNotIn('generation', state)   # build has no side effect
         self.assertEqual({}, node.driver_internal_info)
 
+    def test_vif_mac_is_the_neutron_ports(self):
+        # Recorded at attach: the host function gets the Neutron port's MAC,
+        # not the Ironic port's (the node's hardware) address.
+        port = self.port(vif='vif-1', extra={'dpu_function': 'pf0vf1'})
+        port.internal_info = dict(port.internal_info,
+                                  tenant_vif_mac='FA:16:3E:AA:BB:CC')
+        task = base.FakeTask(self.node(), [port])
+        self.assertEqual([{'port_id': 'vif-1', 'mac': 'fa:16:3e:aa:bb:cc',
+                           'function': {'pf': 0, 'vf': 1}}],
+                         desired.build(task)['vifs'])
+        port.internal_info = dict(port.internal_info, tenant_vif_mac='junk')
+        self.assertRaises(ir_exc.InvalidParameterValue, desired.build, task)
+
     def test_nested_connection_info(self):
         t = self.target('v', props={'driver_volume_type': 'nvmeof',
                                     'data': base.NEW_FORMAT})

@@ -3,6 +3,7 @@ from unittest import mock
 
 from ironic.common import boot_devices
 from ironic.common import exception as ir_exc
+from ironic.common import neutron
 from ironic.common import states
 from ironic.conductor import utils as manager_utils
 from ironic.conf import CONF
@@ -748,20 +749,93 @@ class NetworkTests(AgentTestCase):
         self.net.port_changed(task, task.ports[0])
         self.client.plug_vif.assert_not_called()
 
-    @mock.patch('ironic.common.neutron.update_neutron_port', autospec=True)
-    def test_neutron_binding(self, update):
+    def neutron(self, mac='fa:16:3e:00:00:02'):
+        """[dpu] neutron_binding on; Neutron's ports have MAC mac."""
         CONF.set_override('neutron_binding', True, group='dpu')
+        client = self.patch(neutron, 'get_client', autospec=True).return_value
+        client.get_port.return_value = mock.Mock(mac_address=mac)
+        return (client,
+                self.patch(neutron, 'update_neutron_port', autospec=True),
+                self.patch(neutron, 'unbind_neutron_port', autospec=True))
+
+    def test_neutron_binding(self):
+        client, update, _ = self.neutron()
         task = self.make_task(provision_state=states.ACTIVE)
         self.assertRaises(ir_exc.MissingParameterValue, self.net.validate, task)
         task.node.driver_info = {'dpu_hostname': 'dpu-chassis-1'}
         self.net.validate(task)
         self.net.vif_attach(task, {'id': 'vif-2'})
+        client.get_port.assert_called_once_with('vif-2')
+        # Only the binding: the port keeps the vnic_type Nova gave it
+        # ('normal': ML2/OVN makes it a VM-like LSP pinned to the DPU) and
+        # its MAC (the server's, not the node's).
         update.assert_called_once_with(task.context, 'vif-2', {'port': {
-            'binding:vnic_type': 'baremetal',
             'binding:host_id': 'dpu-chassis-1',
             'binding:profile': {'capabilities': ['switchdev'],
-                                'ironic_node_uuid': base.NODE_UUID},
-            'mac_address': '52:54:00:12:34:02'}})
+                                'ironic_node_uuid': base.NODE_UUID}}})
+        # The agent gives the host function the Neutron port's MAC.
+        self.client.plug_vif.assert_called_once_with(
+            task.context, {'port_id': 'vif-2', 'mac': 'fa:16:3e:00:00:02'},
+            expected_generation=None)
+        self.assertEqual('fa:16:3e:00:00:02',
+                         task.ports[1].internal_info['tenant_vif_mac'])
+
+    def test_neutron_mac_recorded_before_deploy(self):
+        client, update, _ = self.neutron('FA:16:3E:00:00:09')
+        task = self.make_task(provision_state=states.AVAILABLE,
+                              driver_info={'dpu_hostname': 'dpu-chassis-1'})
+        self.net.vif_attach(task, {'id': 'vif-2'})
+        update.assert_not_called()              # bound by deploy
+        state = desired.build(task)
+        self.assertEqual(['52:54:00:12:34:01', 'fa:16:3e:00:00:09'],
+                         [v['mac'] for v in state['vifs']])
+        self.net.configure_tenant_networks(task)
+        for call in update.call_args_list:
+            self.assertNotIn('mac_address', call.args[2]['port'])
+            self.assertNotIn('binding:vnic_type', call.args[2]['port'])
+
+    def test_unbind_keeps_the_mac(self):
+        _, _, unbind = self.neutron()
+        task = self.make_task(provision_state=states.ACTIVE,
+                              driver_info={'dpu_hostname': 'dpu-chassis-1'})
+        self.net.vif_attach(task, {'id': 'vif-2'})
+        self.net.vif_detach(task, 'vif-2')
+        unbind.assert_called_once_with('vif-2', context=task.context,
+                                       reset_mac=False)
+        self.assertNotIn('tenant_vif_mac', task.ports[1].internal_info)
+        self.assertNotIn('tenant_vif_port_id', task.ports[1].internal_info)
+        self.net.unconfigure_tenant_networks(task)   # vif-1
+        self.assertEqual({'reset_mac': False, 'context': task.context},
+                         unbind.call_args.kwargs)
+
+    def test_neutron_port_unreadable_records_nothing(self):
+        client, update, _ = self.neutron()
+        client.get_port.side_effect = Exception('port vif-2 not found')
+        task = self.make_task(provision_state=states.ACTIVE,
+                              driver_info={'dpu_hostname': 'dpu-chassis-1'})
+        e = self.raises(ir_exc.NetworkError, self.net.vif_attach, task,
+                        {'id': 'vif-2'})
+        self.assertIn('not found', str(e))
+        self.assertEqual({}, task.ports[1].internal_info)
+        update.assert_not_called()
+        self.client.plug_vif.assert_not_called()
+        client.get_port.side_effect = None
+        client.get_port.return_value = mock.Mock(mac_address=None)
+        self.assertRaises(ir_exc.NetworkError, self.net.vif_attach, task,
+                          {'id': 'vif-2'})
+        self.assertEqual({}, task.ports[1].internal_info)
+
+    def test_replug_records_the_neutron_mac(self):
+        # A VIF an older conductor attached (no recorded MAC): the retry
+        # records the Neutron port's and plugs with it.
+        client, _, _ = self.neutron('fa:16:3e:00:00:07')
+        task = self.make_task(provision_state=states.ACTIVE,
+                              driver_info={'dpu_hostname': 'dpu-chassis-1'})
+        self.net.vif_attach(task, {'id': 'vif-1'})
+        self.assertEqual({'port_id': 'vif-1', 'mac': 'fa:16:3e:00:00:07'},
+                         self.client.plug_vif.call_args.args[1])
+        self.assertEqual('fa:16:3e:00:00:07',
+                         task.ports[0].internal_info['tenant_vif_mac'])
 
     @mock.patch('ironic.common.neutron.update_neutron_port', autospec=True)
     def test_no_neutron_by_default(self, update):
@@ -867,6 +941,64 @@ class VendorTests(AgentTestCase):
         recorded = task.node.driver_internal_info[desired.STATE_KEY]
         self.assertEqual(([], []), (recorded['volumes'], recorded['vifs']))
         self.assertEqual([], task.volume_targets)
+    def test_quiesce_and_unquiesce_routes(self):
+        routes = vendor.DPUVendor().vendor_routes
+        for name in ('quiesce', 'unquiesce'):
+            self.assertEqual(['POST'], routes[name]['http_methods'])
+            self.assertFalse(routes[name]['async'])
+            self.assertFalse(routes[name]['require_exclusive_lock'])
+
+    def test_quiesce_of_an_active_node(self):
+        task = self.make_task(provision_state=states.ACTIVE)
+        self.client.quiesce.return_value = {
+            'quiesced': True, 'until': '2026-12-07T12:01:00Z',
+            'functions': ['pf0'], 'max_hold_seconds': 60}
+        out = vendor.DPUVendor().quiesce(task)
+        self.assertEqual({'quiesced': True, 'until': '2026-12-07T12:01:00Z',
+                          'functions': ['pf0'], 'max_hold_seconds': 60}, out)
+        self.client.quiesce.assert_called_once_with(task.context)
+        self.client.unquiesce.return_value = {'quiesced': False,
+                                              'resume_reason': 'unquiesce'}
+        out = vendor.DPUVendor().unquiesce(task)
+        self.assertEqual({'quiesced': False, 'resume_reason': 'unquiesce'},
+                         out)
+        self.client_cls.assert_called_with(base.NODE_UUID)
+
+    def test_quiesce_needs_an_active_node(self):
+        task = self.make_task(provision_state=states.DEPLOYING)
+        e = self.raises(ir_exc.InvalidState, vendor.DPUVendor().quiesce, task)
+        self.assertIn('quiesce needs an active node', str(e))
+        self.client.quiesce.assert_not_called()
+
+    def test_quiesce_takes_no_arguments(self):
+        task = self.make_task(provision_state=states.ACTIVE)
+        # as the conductor's vendor_passthru calls it
+        vendor.DPUVendor().validate(task, method='quiesce',
+                                    http_method='POST')
+        e = self.raises(ir_exc.InvalidParameterValue,
+                        vendor.DPUVendor().validate, task,
+                        method='unquiesce', http_method='POST',
+                        hold='forever')
+        self.assertIn('unquiesce takes no arguments, got hold', str(e))
+
+    def test_quiesce_not_supported_is_unsupported_extension(self):
+        task = self.make_task(provision_state=states.ACTIVE, driver='dpu')
+        self.client.quiesce.side_effect = exception.DPUQuiesceNotSupported(
+            node=base.NODE_UUID, reason='the agent is older than RPC API '
+                                        '1.3 (UnsupportedVersion)')
+        e = self.raises(ir_exc.UnsupportedDriverExtension,
+                        vendor.DPUVendor().quiesce, task)
+        self.assertEqual(400, e.code)
+        self.assertTrue(str(e).startswith('Driver dpu does not support '
+                                          'quiesce ('), str(e))
+        self.assertIn('older than RPC API 1.3', str(e))
+
+    def test_quiesce_failure_is_a_passthru_error(self):
+        task = self.make_task(provision_state=states.ACTIVE)
+        self.client.unquiesce.side_effect = agent_error('resume pf0: EIO')
+        e = self.raises(ir_exc.VendorPassthruException,
+                        vendor.DPUVendor().unquiesce, task)
+        self.assertIn('resume pf0: EIO', str(e))
 
 
 class HardwareTests(base.TestCase):

@@ -47,6 +47,31 @@ class StandInAgent11(StandInAgent):
         return super().apply_state(ctxt, state)
 
 
+class StandInAgent13(StandInAgent11):
+    """An agent of API 1.3: quiesce and unquiesce; driver_pauses False is
+    a DPU driver without a documented pause."""
+    target = messaging.Target(version='1.3')
+    driver_pauses = True
+
+    def __init__(self):
+        super().__init__()
+        self.quiesced = False
+        self.holds = []
+
+    def quiesce(self, ctxt, hold_seconds=None):
+        if not self.driver_pauses:
+            raise ir_exc.InvalidParameterValue(
+                'not supported: the spdk-generic driver has no documented '
+                'call that pauses a host NVMe controller')
+        self.holds.append(hold_seconds)
+        self.quiesced = True
+        return {'quiesced': True, 'functions': ['pf0']}
+
+    def unquiesce(self, ctxt):
+        self.quiesced = False
+        return {'quiesced': False, 'resume_reason': 'unquiesce'}
+
+
 class WireTests(base.TestCase):
     agent_class = StandInAgent
 
@@ -111,6 +136,16 @@ class WireTests(base.TestCase):
         self.assertIn('called at RPC API 1.1', str(e))
 
 
+    def test_old_agent_cannot_quiesce(self):
+        # An agent before 1.3 refuses the call (oslo's UnsupportedVersion)
+        # before doing anything: one typed error, not a generic failure.
+        client = agent_client.AgentClient(base.NODE_UUID, self.transport)
+        for method in (client.quiesce, client.unquiesce):
+            e = self.raises(exception.DPUQuiesceNotSupported, method, None)
+            self.assertIn('older than RPC API 1.3 (UnsupportedVersion)',
+                          str(e))
+
+
 class NewAgentTests(WireTests):
     agent_class = StandInAgent11
 
@@ -133,3 +168,35 @@ class NewAgentTests(WireTests):
         CONF.set_override('rpc_version_cap', '1.0', group='dpu_agent')
         self.assertEqual(1, self._push()['desired']['generation'])
         self.assertEqual([None], self.agent.waits)
+
+
+class QuiesceAgentTests(WireTests):
+    agent_class = StandInAgent13
+
+    test_old_agent_gets_apply_state_without_wait = None
+    test_old_agent_refuses_a_newer_call_with_the_reason = None
+    test_old_agent_cannot_quiesce = None
+
+    def test_quiesce_round_trip(self):
+        client = agent_client.AgentClient(base.NODE_UUID, self.transport)
+        self.assertEqual({'quiesced': True, 'functions': ['pf0']},
+                         client.quiesce(None))
+        self.assertTrue(self.agent.quiesced)
+        client.quiesce(None, hold_seconds=7)
+        self.assertEqual([None, 7], self.agent.holds)
+        self.assertFalse(client.unquiesce(None)['quiesced'])
+        self.assertFalse(self.agent.quiesced)
+
+    def test_cap_below_1_3_never_asks(self):
+        CONF.set_override('rpc_version_cap', '1.2', group='dpu_agent')
+        client = agent_client.AgentClient(base.NODE_UUID, self.transport)
+        self.raises(exception.DPUQuiesceNotSupported, client.quiesce, None)
+        self.assertEqual([], self.agent.holds)
+
+    def test_driver_without_pause(self):
+        self.agent.driver_pauses = False
+        client = agent_client.AgentClient(base.NODE_UUID, self.transport)
+        e = self.raises(exception.DPUQuiesceNotSupported, client.quiesce,
+                        None)
+        self.assertIn('the spdk-generic driver has no documented call',
+                      str(e))

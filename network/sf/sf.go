@@ -166,6 +166,30 @@ func (m *Manager) SetVFMAC(ctx context.Context, rep, mac string) error {
 	return nil
 }
 
+// FunctionMAC returns the hw_addr of the host VF's or SF's devlink port
+// function whose representor is rep: the MAC the host's NIC gets. "" when
+// the function has none set.
+func (m *Manager) FunctionMAC(ctx context.Context, rep string) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	ports, err := m.NL.DevLinkGetAllPortList()
+	if err != nil {
+		return "", fmt.Errorf("%w: devlink port list: %w", errdefs.ErrNetwork, err)
+	}
+	i := slices.IndexFunc(ports, func(p *netlink.DevlinkPort) bool {
+		return p.NetdeviceName == rep &&
+			(p.PortFlavour == nl.DEVLINK_PORT_FLAVOUR_PCI_VF || p.PortFlavour == nl.DEVLINK_PORT_FLAVOUR_PCI_SF)
+	})
+	if i < 0 {
+		return "", fmt.Errorf("%w: no devlink vf or sf port has netdev %s", errdefs.ErrNotFound, rep)
+	}
+	if fn := ports[i].Fn; fn != nil && len(fn.HwAddr) > 0 {
+		return fn.HwAddr.String(), nil
+	}
+	return "", nil
+}
+
 func (m *Manager) activate(port *netlink.DevlinkPort, hw net.HardwareAddr) error {
 	if err := m.NL.DevlinkPortFnSet(port.BusName, port.DeviceName, port.PortIndex, netlink.DevlinkPortFnSetAttrs{
 		FnAttrs:     netlink.DevlinkPortFn{HwAddr: hw, State: nl.DEVLINK_PORT_FN_STATE_ACTIVE},

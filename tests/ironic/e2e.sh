@@ -257,6 +257,30 @@ case_volume_hotplug() {
   expect "data2 gone" vol_absent "$NODE1" "$DATA2_VOL"
 }
 
+# What the sim driver's host sees paused (state_dir/sim-paused.json).
+sim_paused() { jq -c '.paused // {}' "$BASE/agent-$1/state/sim-paused.json" 2>/dev/null || echo '{}'; }
+
+case_quiesce() {
+  # Nova's quiesce/unquiesce around a volume snapshot, through Ironic's API:
+  # the vendor passthru asks the agent (RPC API 1.3) to pause the host's
+  # controller; the agent shows it, and resumes on unquiesce.
+  local out
+  out=$(bm node passthru call --http-method POST n1 quiesce) || return 1
+  expect "quiesce answered quiesced" grep -q "'quiesced': True" <<<"$out" &&
+  expect "the host's pf0 is paused" [ "$(sim_paused "$NODE1" | jq -r 'keys | join(",")')" = pf0 ] &&
+  expect "the agent's status says quiesced until a time" \
+    agent_cli "$NODE1" status 2>/dev/null | jq -e '.quiesce.quiesced and (.quiesce.until | length > 0) and .quiesce.max_hold_seconds > 0' >/dev/null || return 1
+  out=$(bm node passthru call --http-method POST n1 unquiesce) || return 1
+  expect "unquiesce answered not quiesced" grep -q "'quiesced': False" <<<"$out" &&
+  expect "the host runs again" [ "$(sim_paused "$NODE1")" = '{}' ] &&
+  expect "unquiesce again is fine" bm node passthru call --http-method POST n1 unquiesce >/dev/null &&
+  expect "the host stayed on, volumes attached" vol_attached "$NODE1" "$BOOT_VOL" 1 || return 1
+  # Only for an active node, with no arguments.
+  expect "an argument is refused" refused bm node passthru call --http-method POST --arg hold=9 n1 quiesce &&
+  expect "nothing was paused by it" [ "$(sim_paused "$NODE1")" = '{}' ]
+}
+refused() { ! "$@" 2>/dev/null; }
+
 case_restore_after_dpu_down() {
   local gen_before; gen_before=$(agent_state "$NODE1" | jq -r .desired.generation)
   agent_stop "$NODE1"
@@ -446,6 +470,7 @@ main() {
   run_case "1 deploy: boot+data volumes and a VIF, node active" case_deploy
   run_case "2 vif attach/detach on an active node (hot-plug)" case_vif_hotplug
   run_case "3 data volume add (sync_state hot-plug) and remove (power cycle)" case_volume_hotplug
+  run_case "3b quiesce/unquiesce passthru: the host's controller paused and resumed" case_quiesce
   run_case "4 power off/on while the agent is down; agent restores by itself, then catches up" case_restore_after_dpu_down
   run_case "4b DPU down during power off; the agent announces itself, the conductor pushes" case_catch_up_after_hello
   run_case "5 undeploy: volumes detached, VIFs unplugged, available" case_undeploy

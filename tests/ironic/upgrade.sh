@@ -108,7 +108,14 @@ case_upgrade_old_agent() {
   # The config drive went by URL first (1.2): refused the same way, then inline.
   expect "the conductor sent the config drive inline after the agent refused 1.2" \
     grep -q "Node $NODE4: the DPU agent is older than RPC API 1.2 (UnsupportedVersion); sending its config drive inline" "$IRONIC_DIR"/log/ironic-conductor.log &&
-  upgrade_hotplug && upgrade_undeploy && upgrade_deploy
+  upgrade_hotplug && upgrade_undeploy && upgrade_deploy || return 1
+  # quiesce needs RPC API 1.3: the old agent's refusal is Ironic's
+  # UnsupportedDriverExtension (HTTP 400), Nova's "quiesce not supported".
+  local err
+  err=$(bm node passthru call --http-method POST n4 quiesce 2>&1 >/dev/null) && return 1
+  expect "quiesce on the old agent: not supported (400)" \
+    grep -q "does not support quiesce" <<<"$err" && grep -q "older than RPC API 1.3 (UnsupportedVersion)" <<<"$err" &&
+    grep -q "HTTP 400" <<<"$err"
 }
 
 case_upgrade_old_conductor() {
@@ -122,7 +129,7 @@ case_upgrade_old_conductor() {
   agent_stop "$NODE4"
   agent_broker_own "$NODE4" || return 1
   agent_start "$NODE4" || return 1
-  expect "the upgraded agent serves RPC API 1.2" [ "$(agent_rpc_version "$NODE4")" = 1.2 ] &&
+  expect "the upgraded agent serves RPC API 1.3" [ "$(agent_rpc_version "$NODE4")" = 1.3 ] &&
   expect "with its own broker user" grep -q "rabbit://dpu-$NODE4:\*\*\*@" "$BASE/log/agent-$NODE4.out" &&
   expect "it read the old state (generation $gen)" agent_gen_is "$NODE4" "$gen" &&
   expect "it loaded schema 1" loaded_schema_1 &&

@@ -115,16 +115,24 @@ action_event() {   # SERVER ACTION EVENT -> {result, details}
 }
 event_done() { [ "$(action_event "$@" | jq -r '.result // empty')" != "" ] && [ "$(action_event "$@" | jq -r .result)" != null ]; }
 
-# The port is wired end to end: Neutron binding to the DPU, OVN LSP pinned to
-# the DPU chassis, the agent's representor in br-int with the iface-id and
-# ovn-installed, SB claimed by the DPU chassis, Neutron ACTIVE.
-port_wired() {   # PORT
-  local p=$1 rep
+# The port is wired end to end: Neutron binding to the DPU (keeping the port's
+# identity: vnic_type normal and its own MAC), OVN LSP pinned to the DPU
+# chassis, the agent's representor in br-int with the iface-id and
+# ovn-installed, SB claimed by the DPU chassis, Neutron ACTIVE, and the host
+# function carrying the Neutron MAC.
+ironic_macs() { ir GET "/ports?fields=address" | jq -r '.ports[].address | ascii_downcase'; }
+own_mac() {   # MAC [WANT]: not an Ironic port's address (the node's hardware); WANT if given
+  local hw; hw=$(ironic_macs) && [ -n "$hw" ] && [ -n "$1" ] &&
+  ! grep -qxF "$1" <<<"$hw" && { [ -z "${2:-}" ] || [ "$1" = "$2" ]; }
+}
+port_wired() {   # PORT [MAC]: MAC = the one Neutron gave the port before it was bound
+  local p=$1 rep mac
   expect "port $p ACTIVE in Neutron" os_wait 30 "port ACTIVE" port_active "$p" &&
-  expect "binding host $DPU_HOST, vnic baremetal, vif ovs" \
-    nt "/ports/$p" | jq -e --arg h "$DPU_HOST" '.port | ."binding:host_id" == $h and
-      ."binding:vnic_type" == "baremetal" and ."binding:vif_type" == "ovs" and
-      (."binding:profile".capabilities | index("switchdev"))' >/dev/null &&
+  expect "binding host $DPU_HOST, vnic_type normal (as created: no flip), vif ovs" \
+    jq_true --arg h "$DPU_HOST" '.port | ."binding:host_id" == $h and
+      ."binding:vnic_type" == "normal" and ."binding:vif_type" == "ovs"' <<<"$(nt "/ports/$p")" &&
+  mac=$(port_field "$p" mac_address) &&
+  expect "Neutron MAC $mac is the port's own${2:+ ($2)}, not an Ironic port's address" own_mac "$mac" "${2:-}" &&
   expect "OVN LSP requested-chassis=$DPU_HOST" [ "$(lsp_opt "$p" requested-chassis)" = "$DPU_HOST" ] &&
   expect "OVN LSP type \"\"" [ "$(nbctl get Logical_Switch_Port "$p" type | tr -d '"')" = "" ] &&
   rep=$(ovs_iface "$p") &&
@@ -132,10 +140,12 @@ port_wired() {   # PORT
   expect "representor on br-int" vsctl port-to-br "$rep" >/dev/null &&
   expect "interface $rep owned by the agent of node $NODE (ironic-node-uuid), attached-mac = Neutron MAC" \
     [ "$(vsctl get Interface "$rep" external_ids:ironic-node-uuid external_ids:attached-mac | tr -d '"' | xargs)" = \
-      "$NODE $(port_field "$p" mac_address)" ] &&
+      "$NODE $mac" ] &&
   expect "iface $rep ovn-installed" os_wait 10 "ovn-installed" ovs_installed "$p" &&
   expect "SB Port_Binding claimed by $DPU_CHASSIS" [ "$(sb_chassis_of "$p")" = "$DPU_CHASSIS" ] &&
-  expect "agent reports $p plugged and bound" os_wait 15 "agent bound" agent_vif_bound "$p"
+  expect "agent reports $p plugged and bound" os_wait 15 "agent bound" agent_vif_bound "$p" &&
+  expect "the host's $rep carries the Neutron MAC $mac (the agent's observed mac)" \
+    [ "$(agent_vif "$p" | jq -r '.mac // empty')" = "$mac" ]
 }
 
 port_unwired() {   # PORT: nothing left on the DPU
@@ -217,8 +227,17 @@ enroll_node() {
   ir PUT "/nodes/$node/states/provision" '{"target":"manage"}' || return 1
   os_wait 30 "node $n manageable" node_is manageable || return 1
   ir PUT "/nodes/$node/states/power" '{"target":"power off"}' || return 1
+  expect "node $n is a hypervisor of nova-compute nova-ironic-$n" \
+    os_wait 60 "hypervisor $node" hypervisor_of "$node" "nova-ironic-$n" || return 1
+  # map the new compute host to the cell now, not at the scheduler's next
+  # periodic discovery
+  $PY /usr/bin/nova-manage --config-file "$BASE/nova/nova.conf" cell_v2 discover_hosts >> "$BASE/log/discover-hosts.out" 2>&1 || return 1
   [ "$n" = 1 ] || return 0
   node_provide "$n"
+}
+hypervisor_of() {   # NODE HOST: Nova lists the node as a hypervisor of nova-compute HOST
+  nv /os-hypervisors/detail | jq -e --arg n "$1" --arg h "$2" \
+    '.hypervisors[] | select(.hypervisor_hostname == $n and .service.host == $h)' >/dev/null
 }
 
 # node_provide N: node N available in Ironic and unreserved in Placement
@@ -315,17 +334,18 @@ need_bm01() {
 
 iface_uuid() { vsctl --bare --columns=_uuid find Interface "external_ids:iface-id=$1"; }
 
-SG="" PORT2="" IF1_BEFORE=""
+SG="" PORT2="" PORT2_MAC="" IF1_BEFORE=""
 case_port_add() {
   need_bm01 || return 1
   SG=$(openstack security group create sg-web -f value -c id) &&
   openstack security group rule create --ingress --protocol tcp --dst-port 22 sg-web -f value -c id > /dev/null &&
-  PORT2=$(openstack port create --network "$NET" --security-group sg-web port02 -f value -c id) || return 1
+  PORT2=$(openstack port create --network "$NET" --security-group sg-web port02 -f value -c id) &&
+  PORT2_MAC=$(port_field "$PORT2" mac_address) || return 1
   IF1_BEFORE=$(iface_uuid "$PORT1")
   expect "port02 DOWN and not on the DPU before the attach" port_down "$PORT2" &&
   expect "port02 has no OVS interface yet" ovs_gone "$PORT2" || return 1
   openstack server add port bm-01 port02 || return 1
-  port_wired "$PORT2" &&
+  port_wired "$PORT2" "$PORT2_MAC" &&
   expect "first port's OVS Interface untouched" [ "$(iface_uuid "$PORT1")" = "$IF1_BEFORE" ] &&
   expect "first port still ACTIVE" port_active "$PORT1"
 }
@@ -351,6 +371,8 @@ case_port_remove() {
   port_unwired "$PORT2" &&
   expect "port02 DOWN again" os_wait 20 "port02 DOWN" port_down "$PORT2" &&
   expect "port02 unbound in Neutron" os_wait 20 "port02 unbound" port_unbound "$PORT2" &&
+  expect "port02 kept its MAC $PORT2_MAC through bind and unbind" [ "$(port_field "$PORT2" mac_address)" = "$PORT2_MAC" ] &&
+  expect "port02 kept vnic_type normal" [ "$(port_field "$PORT2" binding:vnic_type)" = normal ] &&
   expect "first port's OVS Interface untouched" [ "$(iface_uuid "$PORT1")" = "$IF1_BEFORE" ] &&
   expect "first port still ACTIVE and installed" port_active "$PORT1" &&
   expect "first port still ovn-installed" ovs_installed "$PORT1" &&
@@ -376,7 +398,7 @@ case_trace_to_vm() {
     grep -Eq "output\(\"($vm|vm-port)\"\)" <<<"$out" &&
   expect "ovn-trace: the same from a spoofed MAC is dropped (port security)" \
     bash -c '! grep -q output <<<"$1"' _ "$(trace 52:54:00:00:00:99)" &&
-  expect "the bare-metal port's MAC is the Ironic port's" [ "$mac1" = "$MAC1" ]
+  expect "the bare-metal port's MAC is its own Neutron MAC, not the Ironic port's" own_mac "$mac1"
 }
 
 case_delete_network_boot() {
@@ -702,53 +724,54 @@ gone_from_dpu() {
 # discovery starts up to a minute late)
 discover_hosts() { $PY /usr/bin/nova-manage --config-file "$BASE/nova/nova.conf" cell_v2 discover_hosts >> "$BASE/log/nova-manage.out" 2>&1; }
 
+# bm-15 boots on whichever node Nova picks (F15), is shelved, and unshelved
+# onto the other one (T15) by its compute host.
+F15="" T15=""
 case_shelve_unshelve() {
   local t0 nqns=()
-  use_dpu 1
-  discover_hosts || return 1
+  node_provide 2 && discover_hosts || return 1
   VOL15=$(openstack volume create --image "$IMAGE" --size 1 vol15 -f value -c id) &&
   VOLD15=$(openstack volume create --size 1 data15 -f value -c id) || return 1
   expect "vol15, data15 available" os_wait 120 "volume available" volume_is "$VOL15" available &&
   os_wait 60 "volume available" volume_is "$VOLD15" available || return 1
-  # node 2 is not schedulable yet: bm-15 lands on node 1
   SID15=$(openstack server create --flavor "$FLAVOR" --volume vol15 --network "$NET" \
     --block-device "source_type=volume,uuid=$VOLD15,destination_type=volume,boot_index=-1" bm-15 -f value -c id) || return 1
-  expect "bm-15 ACTIVE" wait_server "$SID15" ACTIVE 180 &&
-  expect "bm-15 on node 1 (nova-ironic-1)" on_node "$SID15" "$NODE" nova-ironic-1 || return 1
+  expect "bm-15 ACTIVE" wait_server "$SID15" ACTIVE 180 || return 1
+  if [ "$(srv_attr "$SID15" hypervisor_hostname)" = "${NODE_OF[1]}" ]; then F15=1 T15=2; else F15=2 T15=1; fi
+  use_dpu "$F15"
+  expect "bm-15 on node $F15 (nova-ironic-$F15)" on_node "$SID15" "$NODE" "nova-ironic-$F15" || return 1
   PORT15=$(port_of "$SID15") IP15=$(port_ip "$PORT15")
-  expect "agent 1: vol15 nsid 1" os_wait 30 "agent volume" agent_vol_nsid "$VOL15" 1 || return 1
+  expect "agent $F15: vol15 nsid 1" os_wait 30 "agent volume" agent_vol_nsid "$VOL15" 1 || return 1
   NSID15=$(agent_vol "$VOLD15" | jq -r .nsid)
   disks_on_dpu && port_wired "$PORT15" || return 1
   read -ra nqns <<< "$(dpu_target_nqns)"
-  node_provide 2 && discover_hosts || return 1
-  use_dpu 1
   t0=$(os_now)
   openstack server shelve bm-15 || return 1
   expect "bm-15 SHELVED_OFFLOADED" wait_server "$SID15" SHELVED_OFFLOADED 180 || return 1
-  os_log "  bm-15 offloaded after $(os_since "$t0")s"
+  os_log "  bm-15 offloaded from node $F15 after $(os_since "$t0")s"
   expect "Cinder: vol15, data15 reserved for bm-15 (no connector)" os_wait 30 "volumes reserved" \
     eval '[ "$(volume_status "$VOL15") $(volume_status "$VOLD15")" = "reserved reserved" ]' &&
   gone_from_dpu &&
   expect "Cinder's target no longer exports ${nqns[*]}" os_wait 20 "exports gone" targets_gone "${nqns[@]}" &&
-  expect "node 1 available, no instance, no volume target, no VIF" os_wait 90 "node 1 released" node_holds available none 0 0 &&
+  expect "node $F15 available, no instance, no volume target, no VIF" os_wait 90 "node released" node_holds available none 0 0 &&
   expect "Placement: no allocation of bm-15" [ -z "$(allocated_rps "$SID15")" ] || return 1
   # the operator unshelves it onto the other node's compute (API 2.91 host)
   t0=$(os_now)
   adm -sSf -X POST "${NOVA_H[@]}" -H 'Content-Type: application/json' "$NOVA/servers/$SID15/action" \
-    -d '{"unshelve": {"host": "nova-ironic-2"}}' || return 1
+    -d "{\"unshelve\": {\"host\": \"nova-ironic-$T15\"}}" || return 1
   expect "bm-15 ACTIVE again" wait_server "$SID15" ACTIVE 240 || return 1
-  os_log "  bm-15 unshelved onto node 2 after $(os_since "$t0")s"
-  use_dpu 2
-  expect "bm-15 on node 2 (nova-ironic-2)" on_node "$SID15" "$NODE" nova-ironic-2 &&
+  os_log "  bm-15 unshelved onto node $T15 after $(os_since "$t0")s"
+  use_dpu "$T15"
+  expect "bm-15 on node $T15 (nova-ironic-$T15)" on_node "$SID15" "$NODE" "nova-ironic-$T15" &&
   expect "Cinder: the same vol15 and data15 in-use by bm-15" vols_in_use_by "$SID15" &&
   disks_on_dpu &&
   expect "the same port $PORT15 with the same IP $IP15" [ "$(port_of "$SID15") $(port_ip "$PORT15")" = "$PORT15 $IP15" ] &&
   port_wired "$PORT15" &&
-  expect "node 2 active with bm-15, its 2 volume targets and 1 VIF" node_holds active "$SID15" 2 1 &&
-  expect "Placement: bm-15 allocated on node 2 only" [ "$(allocated_rps "$SID15")" = "$NODE" ] || return 1
-  use_dpu 1
-  expect "node 1 still available, holding nothing" node_holds available none 0 0 &&
-  expect "DPU 1: nothing of bm-15" agent_empty && dpu_no_ctrl
+  expect "node $T15 active with bm-15, its 2 volume targets and 1 VIF" node_holds active "$SID15" 2 1 &&
+  expect "Placement: bm-15 allocated on node $T15 only" [ "$(allocated_rps "$SID15")" = "$NODE" ] || return 1
+  use_dpu "$F15"
+  expect "node $F15 still available, holding nothing" node_holds available none 0 0 &&
+  expect "DPU $F15: nothing of bm-15" agent_empty && dpu_no_ctrl
 }
 
 # The spdkpair log lines after line $2 of spdk.out, as one JSON array
@@ -756,89 +779,191 @@ spdk_log_since() { tail -n +"$(($1 + 1))" "$BASE/log/spdk.out" | jq -sc '.'; }
 migration_of() { nv "/os-migrations?instance_uuid=$1&migration_type=evacuation" | jq -r '.migrations[0].status // empty'; }
 service_is() { nv "/os-services?host=$1&binary=nova-compute" | jq -e --arg s "$2" '.services[0].state == $s' >/dev/null; }
 
+# bm-15 (on node T15 after case 15) evacuated back to node F15.
 case_evacuate() {
-  local t0 l0 log order
-  expect "bm-15 on node 2 from case 15" [ -n "$SID15" ] && on_node "$SID15" "${NODE_OF[2]}" nova-ironic-2 || return 1
+  local t0 l0 log order old=$T15 new=$F15 oldc oldsock newsock
+  expect "bm-15 from case 15" [ -n "$SID15" ] && [ -n "$old" ] &&
+    on_node "$SID15" "${NODE_OF[$old]}" "nova-ironic-$old" || return 1
+  oldc=$(nova_compute_proc "nova-ironic-$old")
+  oldsock=$(basename "$(dpu_sock "$old")") newsock=$(basename "$(dpu_sock "$new")")
   l0=$(wc -l < "$BASE/log/spdk.out")
-  # Node 2's hardware fails: the operator puts it in maintenance, its
+  # Node $old's hardware fails: the operator puts it in maintenance, its
   # nova-compute is gone (stopped here) and forced down, then evacuates.
-  use_dpu 2
+  use_dpu "$old"
   ir PUT "/nodes/$NODE/maintenance" '{"reason": "e2e: hardware failure"}' &&
-  os_stop nova-compute-2 &&
-  as_admin openstack --os-compute-api-version 2.11 compute service set --down nova-ironic-2 nova-compute &&
-  expect "nova-ironic-2 down" os_wait 30 "service down" service_is nova-ironic-2 down || return 1
+  os_stop "$oldc" &&
+  as_admin openstack --os-compute-api-version 2.11 compute service set --down "nova-ironic-$old" nova-compute &&
+  expect "nova-ironic-$old down" os_wait 30 "service down" service_is "nova-ironic-$old" down || return 1
   t0=$(os_now)
   # `openstack server evacuate` of Zed's client sends it, then fails on
   # Nova's empty answer (2.29+) with 'TupleWithMeta' has no to_dict: REST
   adm -sSf -X POST "${NOVA_H[@]}" -H 'Content-Type: application/json' "$NOVA/servers/$SID15/action" \
     -d '{"evacuate": {}}' > /dev/null || return 1
-  use_dpu 1
+  use_dpu "$new"
   expect "bm-15 ACTIVE after the evacuation (REBUILD until then)" wait_server "$SID15" ACTIVE 300 || return 1
   os_log "  bm-15 ACTIVE on $(srv_attr "$SID15" host) after $(os_since "$t0")s"
-  expect "bm-15 on node 1 (nova-ironic-1)" on_node "$SID15" "$NODE" nova-ironic-1 || return 1
-  os_log "  bm-15 evacuated after $(os_since "$t0")s"
+  expect "bm-15 on node $new (nova-ironic-$new)" on_node "$SID15" "$NODE" "nova-ironic-$new" &&
   expect "instance action evacuate: event ironic_dpu_fence_node Success" \
     [ "$(action_event "$SID15" evacuate ironic_dpu_fence_node | jq -r .result)" = Success ] || return 1
-  # Fencing first, from the SPDK calls' log: DPU 2 detached its controllers,
-  # then Cinder's target deleted the exports, then DPU 1 attached.
+  # Fencing first, from the SPDK calls' log: the old DPU detached its
+  # controllers, then Cinder's target deleted the exports, then the new DPU
+  # attached.
   log=$(spdk_log_since "$l0")
   echo "$log" > "$BASE/log/evacuate-spdk.json"
-  order=$(jq -c '
-    ([.[] | select(.dpu == "dpu2.sock" and .req.method == "bdev_nvme_detach_controller") | .t]) as $old |
-    ([.[] | select(.dpu == "dpu2.sock") | .t] | max) as $oldlast |
+  order=$(jq -c --arg o "$oldsock" --arg n "$newsock" '
+    ([.[] | select(.dpu == $o and .req.method == "bdev_nvme_detach_controller") | .t]) as $old |
+    ([.[] | select(.dpu == $o) | .t] | max) as $oldlast |
     ([.[] | select(.dpu == null and .req.method == "nvmf_delete_subsystem") | .t]) as $del |
-    ([.[] | select(.dpu == "dpu.sock" and .req.method == "bdev_nvme_attach_controller") | .t] | min) as $new |
+    ([.[] | select(.dpu == $n and .req.method == "bdev_nvme_attach_controller") | .t] | min) as $new |
     {old_detaches: ($old | length), old_last: $oldlast, deletes: ($del | length), del_first: ($del | min),
      del_last: ($del | max), new_first_attach: $new}' <<<"$log")
   os_log "  fencing order: $order"
-  expect "DPU 2 detached its controllers, and its last call came before Cinder's target deleted the exports" \
+  expect "DPU $old detached its controllers, and its last call came before Cinder's target deleted the exports" \
     jq_true '.old_detaches >= 1 and .deletes >= 2 and .old_last < .del_first' <<<"$order" &&
-  expect "Cinder's target deleted the old exports before DPU 1 attached any" \
+  expect "Cinder's target deleted the old exports before DPU $new attached any" \
     jq_true '.new_first_attach != null and .del_last < .new_first_attach' <<<"$order" || return 1
   expect "Cinder: the same vol15 and data15 in-use by bm-15" vols_in_use_by "$SID15" &&
   disks_on_dpu &&
   expect "the same port $PORT15 with the same IP $IP15" [ "$(port_of "$SID15") $(port_ip "$PORT15")" = "$PORT15 $IP15" ] &&
   port_wired "$PORT15" &&
-  expect "node 1 active with bm-15, its 2 volume targets and 1 VIF" node_holds active "$SID15" 2 1 || return 1
-  use_dpu 2
+  expect "node $new active with bm-15, its 2 volume targets and 1 VIF" node_holds active "$SID15" 2 1 || return 1
+  use_dpu "$old"
   gone_from_dpu &&
-  expect "node 2 (maintenance) keeps no instance, volume target or VIF" node_holds active none 0 0 &&
-  expect "node 2's recorded desired state is empty (its DPU catches up with it)" \
+  expect "node $old (maintenance) keeps no instance, volume target or VIF" node_holds active none 0 0 &&
+  expect "node $old's recorded desired state is empty (its DPU catches up with it)" \
     jq_true '.maintenance and .driver_internal_info.dpu_desired_state.volumes == [] and
       .driver_internal_info.dpu_desired_state.vifs == []' <<<"$(ir GET "/nodes/$NODE")" || return 1
-  # nova-compute-2 comes back (restarted, still forced down, as Nova asks):
-  # at start it destroys what its driver lists of the servers evacuated
-  # from it, and Ironic lists bm-15 (on node 1 now): the driver must leave
-  # it alone.
-  nova_compute_start nova-ironic-2 &&
-  expect "nova-compute-2 found bm-15 among the servers evacuated from it, and its driver left it alone" \
-    os_wait 120 "destroy skipped" grep -qs "Not destroying: the server belongs to compute nova-ironic-1" \
-    "$BASE"/nova/log/nova-compute-2.log || return 1
+  # nova-compute of node $old comes back (restarted, still forced down, as
+  # Nova asks): at start it destroys what its driver lists of the servers
+  # evacuated from it, and Ironic lists bm-15 (on node $new now): the
+  # driver must leave it alone.
+  nova_compute_start "nova-ironic-$old" &&
+  expect "$oldc found bm-15 among the servers evacuated from it, and its driver left it alone" \
+    os_wait 120 "destroy skipped" grep -qs "Not destroying: the server belongs to compute nova-ironic-$new" \
+    "$BASE/nova/log/$oldc.log" || return 1
   # Nova marks the evacuation completed (and drops bm-15's allocation on
-  # node 2) only if node 2's compute record is still nova-ironic-2's: its
-  # ironic hash ring handed node 2 to nova-ironic-1 while nova-ironic-2 was
-  # down; then the API refuses to force it up ("done" evacuation records).
+  # node $old) only if that node's compute record is still the returning
+  # service's: its ironic hash ring hands the node to the other service
+  # while this one is down; then the API refuses to force it up ("done"
+  # evacuation records).
   if os_wait 15 "evacuation completed" eval '[ "$(migration_of "$SID15")" = completed ]'; then
-    as_admin openstack --os-compute-api-version 2.11 compute service set --up nova-ironic-2 nova-compute &&
-    expect "nova-ironic-2 up again" os_wait 120 "service up" service_is nova-ironic-2 up || return 1
+    as_admin openstack --os-compute-api-version 2.11 compute service set --up "nova-ironic-$old" nova-compute &&
+    expect "nova-ironic-$old up again" os_wait 120 "service up" service_is "nova-ironic-$old" up || return 1
   else
-    os_log "  evacuation record $(migration_of "$SID15"), bm-15 allocated on $(allocated_rps "$SID15"): nova-ironic-2 stays forced down"
+    os_log "  evacuation record $(migration_of "$SID15"), bm-15 allocated on $(allocated_rps "$SID15"): nova-ironic-$old stays forced down"
   fi
-  use_dpu 1
-  expect "bm-15 still ACTIVE on node 1" [ "$(server_field "$SID15" status)" = ACTIVE ] && on_node "$SID15" "$NODE" nova-ironic-1 &&
-  expect "node 1 still active with bm-15" node_holds active "$SID15" 2 1 &&
-  expect "DPU 1 still serves bm-15's disks and port" agent_vol_nsid "$VOL15" 1 && agent_vif_bound "$PORT15" &&
-  expect "SB Port_Binding still on dpu-chassis-1" [ "$(sb_chassis_of "$PORT15")" = dpu-chassis-1 ] || return 1
+  use_dpu "$new"
+  expect "bm-15 still ACTIVE on node $new" [ "$(server_field "$SID15" status)" = ACTIVE ] &&
+    on_node "$SID15" "$NODE" "nova-ironic-$new" &&
+  expect "node $new still active with bm-15" node_holds active "$SID15" 2 1 &&
+  expect "DPU $new still serves bm-15's disks and port" agent_vol_nsid "$VOL15" 1 && agent_vif_bound "$PORT15" &&
+  expect "SB Port_Binding still on $DPU_CHASSIS" [ "$(sb_chassis_of "$PORT15")" = "$DPU_CHASSIS" ] || return 1
   # leave both nodes schedulable for the cases after this one
   openstack server delete --wait bm-15 &&
   expect "vol15, data15 available" os_wait 60 "volumes available" \
     eval '[ "$(volume_status "$VOL15") $(volume_status "$VOLD15")" = "available available" ]' &&
   openstack volume delete "$VOL15" "$VOLD15" || return 1
-  use_dpu 2
+  use_dpu "$old"
   ir DELETE "/nodes/$NODE/maintenance" &&
   ir PUT "/nodes/$NODE/states/provision" '{"target":"deleted"}' &&
-  expect "node 2 undeployed" os_wait 120 "node 2 available" node_is available &&
-  node_provide 2 &&
-  use_dpu 1 &&
-  expect "node 1 schedulable again" os_wait 90 "node free" node_free
+  expect "node $old undeployed" os_wait 120 "node available" node_is available &&
+  node_provide "$old" &&
+  use_dpu "$new" &&
+  expect "node $new schedulable again" os_wait 90 "node free" node_free
+  local rc=$?
+  use_dpu 1
+  return $rc
+}
+
+# ---------------------------------------------------------------- snapshot
+# target_calls METHOD -> the Unix times (one per line) Cinder's target
+# answered METHOD (spdkpair's call log)
+target_calls() { jq -r --arg m "$1" 'select(.req.method == $m and .resp.result != null) | .t' "$BASE/log/spdk.out"; }
+# agent_log_times MSG -> the times (Unix seconds) DPU 1's agent logged MSG
+agent_log_times() {
+  jq -r --arg m "$1" 'select(.msg == $m) | .ts | sub("\\.[0-9]+Z$"; "Z") as $s | (.|capture("\\.(?<f>[0-9]+)Z$").f) as $f
+    | ($s | fromdateiso8601 | tostring) + "." + $f' "$BASE/log/$(dpu_agent_proc "$DPU_N").out" 2>/dev/null
+}
+# quiesce_brackets T: the agent paused the host before T and resumed it after
+quiesce_brackets() {
+  local q r
+  q=$(agent_log_times "$QUIESCE_MSG" | tail -1) r=$(agent_log_times "$RESUME_MSG" | tail -1)
+  [ -n "$q" ] && [ -n "$r" ] && awk -v q="$q" -v t="$1" -v r="$r" 'BEGIN{exit !(q < t && t < r)}'
+}
+QUIESCE_MSG=quiesce RESUME_MSG=unquiesce   # the agent's log lines once each call is done
+
+# 18: `server image create` of a volume-backed server quiesces the host on
+# its DPU while Cinder snapshots the root volume on the target; a server
+# booted from that image (on node 2) gets a volume cloned from the snapshot.
+case_snapshot() {
+  local vol sid img bdm snap tsnap sid2 vol2 port2 n0
+  # 10 GiB: the flavor's disk, which Nova makes the image's min_disk
+  vol=$(openstack volume create --image "$IMAGE" --size 10 snaproot -f value -c id) || return 1
+  expect "snaproot available" os_wait 120 "volume available" volume_is "$vol" available || return 1
+  sid=$(openstack server create --flavor "$FLAVOR" --volume snaproot --network "$NET" bm-snap -f value -c id) || return 1
+  use_dpu 1
+  expect "bm-snap ACTIVE on node 1" wait_server "$sid" ACTIVE 120 &&
+  expect "bm-snap on node 1" [ "$(server_field "$sid" '"OS-EXT-SRV-ATTR:hypervisor_hostname"')" = "$NODE" ] &&
+  expect "agent 1: snaproot attached as nsid 1" os_wait 15 "agent volume" agent_vol_nsid "$vol" 1 || return 1
+  n0=$(target_calls bdev_lvol_snapshot | wc -l)
+  img=$(openstack server image create --name bm-snap-img "$sid" -f value -c id) || return 1
+  expect "image bm-snap-img active" os_wait 60 "image active" image_active "$img" || return 1
+  bdm=$(adm -sf "$GLANCE/v2/images/$img" | jq -r '.block_device_mapping // empty')
+  snap=$(jq -r '.[] | select(.boot_index == 0) | .snapshot_id // empty' <<<"$bdm" 2>/dev/null)
+  expect "image bm-snap-img maps its root disk to a Cinder snapshot (got $bdm)" [ -n "$snap" ] &&
+  expect "snapshot $snap of snaproot available in Cinder" os_wait 60 "snapshot available" snap_is "$snap" "available $vol" &&
+  expect "the target's SPDK took lvol snapshot lvs0/snapshot-$snap (bdev_lvol_snapshot)" \
+    spdk_rpc bdev_get_bdevs "{\"name\":\"lvs0/snapshot-$snap\"}" | jq_true '.result[0].driver_specific.lvol.snapshot == true' || return 1
+  tsnap=$(target_calls bdev_lvol_snapshot | tail -n +$((n0 + 1)) | head -1)
+  expect "the DPU paused the host's controllers before the snapshot and resumed them after (agent log vs target log)" \
+    quiesce_brackets "$tsnap" &&
+  expect "agent 1: snaproot still attached as nsid 1 after the snapshot" agent_vol_nsid "$vol" 1 &&
+  expect "agent 1: host not left quiesced" not_quiesced || return 1
+  # a new server from the image: Nova asks Cinder for a volume from the
+  # snapshot (bdev_lvol_clone + bdev_lvol_inflate on the target), on node 2
+  node_provide 2 || return 1
+  sid2=$(openstack server create --flavor "$FLAVOR" --image bm-snap-img --network "$NET" bm-snap-copy -f value -c id) || return 1
+  expect "bm-snap-copy ACTIVE" wait_server "$sid2" ACTIVE 180 || return 1
+  use_dpu 2
+  vol2=$(nv "/servers/$sid2" | jq -r '.server."os-extended-volumes:volumes_attached"[0].id // empty')
+  port2=$(port_of "$sid2")
+  expect "bm-snap-copy on node 2" [ "$(server_field "$sid2" '"OS-EXT-SRV-ATTR:hypervisor_hostname"')" = "$NODE" ] &&
+  expect "its root volume $vol2 was made from snapshot $snap" [ "$(cv "/volumes/$vol2" | jq -r .volume.snapshot_id)" = "$snap" ] &&
+  expect "the target cloned and inflated lvol volume-$vol2" \
+    spdk_rpc bdev_get_bdevs "{\"name\":\"lvs0/volume-$vol2\"}" | jq_true '.result[0].driver_specific.lvol.clone == false' &&
+  expect "agent 2: $vol2 attached as nsid 1" os_wait 15 "agent volume" agent_vol_nsid "$vol2" 1 &&
+  expect "DPU 2 SPDK: PF0 namespace 1" [ -n "$(pf0_ns_bdev 1)" ] &&
+  port_wired "$port2" || return 1
+  use_dpu 1
+  # release both nodes for the next cases
+  openstack server delete --wait "$sid" "$sid2" || return 1
+  expect "node 1 available again" os_wait 90 "node 1 free" node_free || return 1
+  use_dpu 2
+  expect "node 2 available again" os_wait 90 "node 2 free" node_free; local rc=$?
+  use_dpu 1
+  [ "$rc" = 0 ] || return 1
+  as_admin openstack image delete "$img" &&
+  openstack volume snapshot delete "$snap" &&
+  expect "snaproot available" os_wait 60 "volume available" volume_is "$vol" available &&
+  expect "its copy available" os_wait 60 "volume available" volume_is "$vol2" available &&
+  expect "snapshot gone" os_wait 60 "snapshot deleted" snap_gone "$snap" &&
+  openstack volume delete "$vol" "$vol2"
+}
+image_active() { [ "$(adm -sf "$GLANCE/v2/images/$1" | jq -r .status)" = active ]; }
+snap_is() { [ "$(cv "/snapshots/$1" | jq -r '.snapshot.status + " " + .snapshot.volume_id')" = "$2" ]; }   # SNAP "STATUS VOLUME"
+snap_gone() { [ "$(adm -s -o /dev/null -w '%{http_code}' "${CINDER_H[@]}" "$CINDER/snapshots/$1")" = 404 ]; }
+not_quiesced() {   # the agent reports the host's controllers running again, resumed by a call
+  agent_state | jq_true '.observed.quiesce | .quiesced == false and .resumed_at != null'
+}
+# Issue 17 item 5: the binding keeps the port's vnic_type, so nova-compute's
+# network cache refreshes (the periodic heal, server add/remove port) never
+# find it changed ('vnic_type ... changed in neutron from "normal" to ...').
+case_no_vnic_type_flip() {
+  local logs hits
+  logs=$(ls "$BASE"/nova/log/nova-compute*.log 2>/dev/null)
+  expect "nova-compute logged (${logs//$'\n'/ })" [ -n "$logs" ] || return 1
+  # shellcheck disable=SC2086   # one path per line, no spaces in $BASE
+  hits=$(grep -h ' ERROR .*vnic_type' $logs)
+  [ -z "$hits" ] || os_log "  $(head -c 600 <<<"$hits")"
+  expect "no vnic_type ERROR in nova-compute's log" [ -z "$hits" ]
 }

@@ -220,10 +220,10 @@ spdk_up() {
   os_spawn spdk "$BASE/bin/spdkpair" -target-socket "$SPDK_DIR/target.sock" "${socks[@]}" \
     -http "127.0.0.1:$SPDK_HTTP_PORT" -password-file "$SPDK_PASS"
   os_wait 10 "spdk http front" spdk_rpc spdk_get_version || { cat "$BASE/log/spdk.out" >&2; return 1; }
-  # The storage array: an 8 GiB malloc bdev (the emulator keeps no data),
+  # The storage array: a 64 GiB malloc bdev (the emulator keeps no data),
   # lvstore lvs0 and the NVMe/TCP transport, as an operator sets up SPDK for
   # Cinder (the driver only tries RDMA itself).
-  spdk_rpc bdev_malloc_create '{"name":"Malloc0","num_blocks":2097152,"block_size":4096}' >/dev/null &&
+  spdk_rpc bdev_malloc_create '{"name":"Malloc0","num_blocks":16777216,"block_size":4096}' >/dev/null &&
   spdk_rpc bdev_lvol_create_lvstore '{"bdev_name":"Malloc0","lvs_name":"lvs0"}' >/dev/null &&
   spdk_rpc nvmf_create_transport '{"trtype":"TCP"}' | jq -e '.result == true' >/dev/null
 }

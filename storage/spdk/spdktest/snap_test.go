@@ -62,6 +62,27 @@ func TestSNAPMethods(t *testing.T) {
 	if h := e.SNAPHost(); !h[0].Running {
 		t.Fatalf("host after resume = %+v", h)
 	}
+	// Quiesce: suspend holds the host's I/O until resume; both need the
+	// controller (ctrl_id, the key NVIDIA's client sends for the same CLI
+	// flag), the live-update flags belong to suspend only.
+	code(t, c, -32602, "nvme_controller_suspend", map[string]any{})
+	code(t, c, -32602, "nvme_controller_suspend", map[string]any{"ctrl": res.CtrlID})
+	code(t, c, -32602, "nvme_controller_suspend", map[string]any{"ctrl_id": res.CtrlID, "timeout_ms": "soon"})
+	code(t, c, -19, "nvme_controller_suspend", map[string]any{"ctrl_id": "NVMeCtrl99"})
+	if h := e.SNAPHost(); !h[0].Running {
+		t.Fatalf("a refused suspend suspended: %+v", h)
+	}
+	call(t, c, "nvme_controller_suspend", map[string]any{"ctrl_id": res.CtrlID}, nil)
+	call(t, c, "nvme_controller_suspend", map[string]any{"ctrl_id": res.CtrlID}, nil) // idempotent
+	if h := e.SNAPHost(); h[0].Running {
+		t.Fatalf("host after suspend = %+v", h)
+	}
+	code(t, c, -32602, "nvme_controller_resume", map[string]any{"ctrl_id": res.CtrlID, "timeout_ms": 20})
+	code(t, c, -19, "nvme_controller_resume", map[string]any{"ctrl_id": "NVMeCtrl99"})
+	call(t, c, "nvme_controller_resume", map[string]any{"ctrl_id": res.CtrlID}, nil)
+	if h := e.SNAPHost(); !h[0].Running {
+		t.Fatalf("host after resume = %+v", h)
+	}
 	var subs []struct {
 		Namespaces []struct {
 			NSID        int    `json:"nsid"`

@@ -130,7 +130,7 @@ func TestAgentOverOsloMessaging(t *testing.T) {
 	c := client(t)
 
 	st := waitServing(t, c)
-	if st["node_uuid"] != node || st["rpc_api_version"] != "1.2" || st["driver"] != "sim" || st["agent_version"] == "" {
+	if st["node_uuid"] != node || st["rpc_api_version"] != "1.3" || st["driver"] != "sim" || st["agent_version"] == "" {
 		t.Fatalf("get_status: %v", st)
 	}
 	comps, _ := st["components"].(map[string]any)
@@ -271,11 +271,11 @@ func TestAgentOverOsloMessaging(t *testing.T) {
 		if re.Class != "UnsupportedVersion" || re.Module != "oslo_messaging.rpc.dispatcher" {
 			t.Fatalf("version 2.0: %+v", re)
 		}
-		// 1.2 is what the agent serves; a caller of a newer minor is
+		// 1.3 is what the agent serves; a caller of a newer minor is
 		// refused with oslo's UnsupportedVersion (the conductor falls back).
-		re = remoteErr(t, c.Call(osloclient.Req{Method: "get_status", Version: "1.3"}, nil))
-		if re.Class != "UnsupportedVersion" || !strings.Contains(re.Message, "Endpoint does not support RPC version 1.3") {
-			t.Fatalf("version 1.3: %+v", re)
+		re = remoteErr(t, c.Call(osloclient.Req{Method: "get_status", Version: "1.4"}, nil))
+		if re.Class != "UnsupportedVersion" || !strings.Contains(re.Message, "Endpoint does not support RPC version 1.4") {
+			t.Fatalf("version 1.4: %+v", re)
 		}
 	})
 
