@@ -720,16 +720,12 @@ gone_from_dpu() {
   port_unwired "$PORT15"
 }
 
-# the operator maps new compute hosts to the cell (the scheduler's own
-# discovery starts up to a minute late)
-discover_hosts() { $PY /usr/bin/nova-manage --config-file "$BASE/nova/nova.conf" cell_v2 discover_hosts >> "$BASE/log/nova-manage.out" 2>&1; }
-
 # bm-15 boots on whichever node Nova picks (F15), is shelved, and unshelved
 # onto the other one (T15) by its compute host.
 F15="" T15=""
 case_shelve_unshelve() {
   local t0 nqns=()
-  node_provide 2 && discover_hosts || return 1
+  node_provide 2 || return 1
   VOL15=$(openstack volume create --image "$IMAGE" --size 1 vol15 -f value -c id) &&
   VOLD15=$(openstack volume create --size 1 data15 -f value -c id) || return 1
   expect "vol15, data15 available" os_wait 120 "volume available" volume_is "$VOL15" available &&
