@@ -2,6 +2,8 @@
 the package is loaded from the repository the way Nova loads it once it is
 installed in nova/virt/. A process of its own (make python-unit): Nova and
 Ironic register clashing options on oslo.config's one global CONF."""
+import contextlib
+import copy
 import os
 import types
 import unittest
@@ -10,7 +12,11 @@ from unittest import mock
 import nova.virt
 from oslo_serialization import jsonutils
 
+from nova.compute import task_states
+from nova.compute import utils as compute_utils
+from nova.compute import vm_states
 from nova import exception
+from nova.scheduler.client import report
 from nova.virt import driver as virt_driver
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -54,22 +60,30 @@ class FakeIronic(object):
         self.fail = {}                 # passthru method -> exception
         self.nodes = {}                # node -> successive node.get answers
         self.vifs = {}                 # node -> VIF ids attached
+        self.conn = None               # the FakeConnection beside it
+        self.answers = {}              # passthru method -> its answer
 
     def call(self, method, *args, **kwargs):
         self.calls.append((method, args, kwargs))
         if method == 'node.get':
             seq = self.nodes[args[0]]
             return seq.pop(0) if len(seq) > 1 else seq[0]
-        if method in ('node.set_provision_state', 'node.update'):
-            return None
         if method == 'node.vif_list':
             return [types.SimpleNamespace(id=v)
                     for v in self.vifs.get(args[0], [])]
-        if method == 'node.vif_detach':
-            self.vifs[args[0]].remove(args[1])
-            return None
-        if method == 'volume_target.delete':
-            self.targets = [t for t in self.targets if t.uuid != args[0]]
+        if method in ('node.set_provision_state', 'node.update',
+                      'node.vif_attach', 'node.vif_detach',
+                      'volume_target.delete'):
+            if method in self.fail:
+                raise self.fail[method]
+            if method == 'node.update' and self.conn is not None:
+                if {'path': '/instance_uuid', 'op': 'remove'} in args[1]:
+                    self.conn.nodes[args[0]].instance_id = None
+            if method == 'node.vif_detach' and args[0] in self.vifs:
+                self.vifs[args[0]].remove(args[1])
+            if method == 'volume_target.delete':
+                self.targets = [t for t in self.targets
+                                if getattr(t, 'uuid', None) != args[0]]
             return None
         if method == 'node.list_volume_targets':
             return list(self.targets)
@@ -78,6 +92,9 @@ class FakeIronic(object):
                                        kwargs['boot_index']))
             return None
         if method == 'node.list_volume_connectors':
+            if args[0] == NODE2:
+                return [types.SimpleNamespace(type='nqn',
+                                              connector_id='nqn.host-2')]
             return [types.SimpleNamespace(type='iqn', connector_id='iqn.x'),
                     types.SimpleNamespace(type='nqn', connector_id='nqn.host')]
         if method == 'node.vendor_passthru':
@@ -87,13 +104,58 @@ class FakeIronic(object):
             if name == 'agent_state':
                 st = self.states.pop(0) if len(self.states) > 1 else self.states[0]
                 return mock.Mock(to_dict=mock.Mock(return_value=st))
-            return mock.Mock(to_dict=mock.Mock(return_value={}))
+            return mock.Mock(to_dict=mock.Mock(
+                return_value=self.answers.get(name, {})))
         raise AssertionError('unexpected call %s' % method)
 
     def passthrus(self):
         return [(a[1], k.get('args'), k.get('http_method'))
                 for m, a, k in self.calls if m == 'node.vendor_passthru'
                 and a[1] != 'agent_state']
+
+
+NODE2 = 'node-2'
+
+
+def bm_node(uuid, instance=None, maintenance=False, state='available'):
+    return types.SimpleNamespace(id=uuid, instance_id=instance,
+                                 is_maintenance=maintenance,
+                                 power_state='power off',
+                                 provision_state=state)
+
+
+class FakeConnection(object):
+    """The openstacksdk calls Nova's ironic driver makes; records them in
+    the FakeIronic's list, so one list shows the order of both."""
+
+    def __init__(self, calls, *nodes):
+        self.calls = calls
+        self.nodes = {n.id: n for n in nodes}
+
+    def get_node(self, node_id, fields=None):
+        self.calls.append(('sdk.get_node', (node_id,), {}))
+        return copy.copy(self.nodes[node_id])
+
+    def update_node(self, node, retry_on_conflict=True, **kwargs):
+        self.calls.append(('sdk.update_node', (node.id,), kwargs))
+        self.nodes[node.id].instance_id = kwargs['instance_id']
+
+    def nodes(self, instance_id=None, fields=None):
+        return [copy.copy(n) for n in self.nodes.values()
+                if n.instance_id == instance_id]
+
+
+class FakeInstance(types.SimpleNamespace):
+    """What the driver reads of a Nova Instance; obj_clone as Nova's."""
+
+    def get(self, key, default=None):
+        return getattr(self, key, default)
+
+    def obj_clone(self):
+        return copy.copy(self)
+
+    def save(self, expected_task_state=None):
+        self.saves.append((self.task_state, expected_task_state))
 
 
 class Base(unittest.TestCase):
@@ -112,6 +174,7 @@ class Base(unittest.TestCase):
     def drv(self, states, targets=()):
         d = driver.IronicDPUDriver.__new__(driver.IronicDPUDriver)
         d.ironicclient = FakeIronic(states, targets)
+        d.node_cache = {}
         return d
 
     def assertRaises(self, exc, fn, *args, **kwargs):
@@ -607,3 +670,281 @@ class PlacementTests(Base):
             ironic_node('cleaning', instance=None))['reserved'])
         self.assertEqual(0, self.inventory(
             ironic_node('available', instance=None))['reserved'])
+
+
+OLD_HOST, NEW_HOST = 'nova-ironic-1', 'nova-ironic-2'
+VIFS = [{'id': 'port-a'}, {'id': 'port-b'}]
+
+
+class LandingTests(unittest.TestCase):
+    """unshelve onto another node and evacuate with fencing."""
+
+    def setUp(self):
+        super().setUp()
+        self.now = [0.0]
+        fake_time = types.SimpleNamespace(
+            monotonic=lambda: self.now[0],
+            sleep=lambda s: self.now.__setitem__(0, self.now[0] + s))
+        for target, name, value in (
+                (driver, 'time', fake_time),
+                (compute_utils, 'EventReporter', self.event)):
+            p = mock.patch.object(target, name, value)
+            p.start()
+            self.addCleanup(p.stop)
+        driver.CONF.set_override('host', NEW_HOST)
+        self.addCleanup(driver.CONF.clear_override, 'host')
+        self.d = driver.IronicDPUDriver.__new__(driver.IronicDPUDriver)
+        self.d.node_cache = {}
+        self.ironic = self.d.ironicclient = FakeIronic([answer()])
+        self.conn = self.ironic.conn = self.d._ironic_connection = \
+            FakeConnection(self.ironic.calls, bm_node(NODE2))
+        self.calls = self.ironic.calls
+        self.spawned = []
+        p = mock.patch.object(driver.ironic_driver.IronicDriver, 'spawn',
+                              autospec=True, side_effect=self.fake_spawn)
+        self.spawn = p.start()
+        self.addCleanup(p.stop)
+        p = mock.patch.object(driver.ironic_driver.IronicDriver, 'destroy',
+                              autospec=True, side_effect=self.fake_destroy)
+        self.destroy = p.start()
+        self.addCleanup(p.stop)
+
+    @contextlib.contextmanager
+    def event(self, context, name, host, *uuids, graceful_exit=False):
+        self.calls.append(('event.start', (name, host) + uuids, {}))
+        yield
+        self.calls.append(('event.finish', (name,), {}))
+
+    def fake_spawn(self, drv, context, instance, *args, **kwargs):
+        self.calls.append(('spawn', (instance.node,), {
+            'block_device_info': kwargs.get('block_device_info')}))
+
+    def fake_destroy(self, drv, context, instance, network_info, *a, **k):
+        self.calls.append(('destroy', (instance.uuid,), {}))
+
+    def instance(self, **kw):
+        fields = dict(uuid='inst-1', node=None, host=None, hostname='srv',
+                      vm_state=vm_states.SHELVED_OFFLOADED,
+                      task_state=task_states.SPAWNING, saves=[])
+        fields.update(kw)
+        return FakeInstance(**fields)
+
+    def names(self):
+        out = []
+        for m, a, k in self.calls:
+            if m == 'node.vendor_passthru':
+                out.append('passthru %s %s' % (a[1], a[0]))
+            elif m in ('node.list_volume_targets',
+                       'node.list_volume_connectors'):
+                continue
+            elif m == 'sdk.get_node':
+                continue
+            else:
+                out.append('%s %s' % (m, a[0]))
+        return out
+
+    # ------------------------------------------------------------ unshelve
+    def test_unshelve_connector_uses_the_node_placement_allocated(self):
+        # Nova connects the volumes before the claim records instance.node
+        inst = self.instance()
+        seen = []
+
+        def nova_connector(drv, instance):
+            seen.append(instance.node)
+            return {'host': 'srv'}
+        reports = mock.Mock()
+        reports.get_allocations_for_consumer.return_value = {
+            NODE2: {'resources': {'CUSTOM_BAREMETAL': 1}}}
+        with mock.patch.object(report, 'report_client_singleton',
+                               return_value=reports), \
+                mock.patch.object(driver.ironic_driver.IronicDriver,
+                                  'get_volume_connector', autospec=True,
+                                  side_effect=nova_connector):
+            props = self.d.get_volume_connector(inst)
+        self.assertEqual({'host': 'srv', 'nqn': 'nqn.host-2'}, props)
+        self.assertEqual([NODE2], seen)
+        self.assertIsNone(inst.node)     # the claim records it, not we
+        self.assertEqual('inst-1', reports.get_allocations_for_consumer
+                         .call_args.args[1])
+
+    def test_connector_without_a_single_allocated_node_is_refused(self):
+        reports = mock.Mock()
+        reports.get_allocations_for_consumer.return_value = {}
+        with mock.patch.object(report, 'report_client_singleton',
+                               return_value=reports):
+            e = self.assertRaises(exception.NovaException,
+                                  self.d.get_volume_connector,
+                                  self.instance())
+        self.assertIn('no single Ironic node', e.format_message())
+
+    def test_unshelve_reserves_the_node_and_plugs_vifs_before_deploying(self):
+        inst = self.instance(node=NODE2)
+        self.d.spawn(None, inst, {}, [], None, {}, network_info=VIFS,
+                     block_device_info={'bdi': 1})
+        self.assertEqual(['sdk.update_node node-2',
+                          'node.vif_attach node-2', 'node.vif_attach node-2',
+                          'spawn node-2'], self.names())
+        self.assertEqual('inst-1', self.conn.nodes[NODE2].instance_id)
+        self.assertEqual({'bdi': 1}, self.calls[-1][2]['block_device_info'])
+
+    def test_unshelve_failure_releases_the_node(self):
+        self.spawn.side_effect = exception.InstanceDeployFailure('boom')
+        inst = self.instance(node=NODE2)
+        self.assertRaises(exception.InstanceDeployFailure, self.d.spawn,
+                          None, inst, {}, [], None, {}, network_info=VIFS)
+        self.assertEqual('destroy inst-1', self.names()[-1])
+
+    def test_unshelve_onto_a_busy_node_touches_nothing(self):
+        self.conn.nodes[NODE2].instance_id = 'other'
+        self.assertRaises(exception.ComputeResourcesUnavailable,
+                          self.d.spawn, None, self.instance(node=NODE2), {},
+                          [], None, {}, network_info=VIFS)
+        self.assertEqual([], self.names())
+
+    def test_a_build_spawns_as_nova_does(self):
+        inst = self.instance(node=NODE2, vm_state=vm_states.BUILDING)
+        self.d.spawn(None, inst, {}, [], None, {}, network_info=VIFS)
+        self.assertEqual(['spawn node-2'], self.names())
+
+    def test_cleanup_removes_the_targets_of_the_node_it_cleans(self):
+        # instance.node may name another node while the server moves
+        self.ironic.targets = [types.SimpleNamespace(uuid='t1',
+                                                     volume_id='v')]
+        node = types.SimpleNamespace(uuid=NODE2)
+        self.d._cleanup_deploy(node, self.instance(node=NODE),
+                               remove_instance_info=False)
+        listed = [a[0] for m, a, k in self.calls
+                  if m == 'node.list_volume_targets']
+        self.assertEqual([NODE2], listed)
+        self.assertIn('volume_target.delete t1', self.names())
+
+    # ------------------------------------------------------------ evacuate
+    def evacuate(self, inst, allocations=None):
+        bdms = [types.SimpleNamespace(volume_id='root', is_volume=True),
+                types.SimpleNamespace(volume_id='data', is_volume=True)]
+
+        def detach(context, bdms, detach_root_bdm=True):
+            self.calls.append(('cinder.replace_attachments',
+                               (len(bdms),), {}))
+
+        def attach(context, instance, bdms):
+            self.calls.append(('cinder.connect', (instance.node,), {}))
+            return {'bdi': instance.node}
+        self.d.rebuild(None, inst, {}, [], None, allocations or {
+            NODE: {}, NODE2: {}}, bdms, detach, attach, network_info=VIFS,
+            evacuate=True)
+
+    def evacuee(self):
+        self.conn.nodes[NODE] = bm_node(NODE, instance='inst-1',
+                                        maintenance=True, state='active')
+        self.ironic.answers['fence'] = {'agent': 'dropped'}
+        return self.instance(node=NODE, host=OLD_HOST,
+                             vm_state=vm_states.ACTIVE,
+                             task_state=task_states.REBUILDING)
+
+    def test_evacuate_fences_the_failed_node_before_connecting_elsewhere(self):
+        inst = self.evacuee()
+        self.evacuate(inst)
+        self.assertEqual([
+            'event.start ironic_dpu_fence_node',
+            'passthru fence node-1',
+            'passthru agent_state node-1',      # until it holds no volume
+            'cinder.replace_attachments 2',     # the target drops exports
+            'node.update node-1',               # instance_uuid released
+            'event.finish ironic_dpu_fence_node',
+            'cinder.connect node-2',            # the new DPU's host NQN
+            'sdk.update_node node-2',           # reserved as a build does
+            'node.vif_attach node-2', 'node.vif_attach node-2',
+            'spawn node-2'], self.names())
+        self.assertIsNone(self.conn.nodes[NODE].instance_id)
+        self.assertEqual('inst-1', self.conn.nodes[NODE2].instance_id)
+        self.assertEqual({'bdi': NODE2}, self.calls[-1][2]['block_device_info'])
+        self.assertEqual(NODE, inst.node)   # Nova's claim moves it at the end
+        self.assertEqual([(task_states.REBUILD_BLOCK_DEVICE_MAPPING,
+                           [task_states.REBUILDING]),
+                          (task_states.REBUILD_SPAWNING,
+                           [task_states.REBUILD_BLOCK_DEVICE_MAPPING])],
+                         inst.saves)
+
+    def test_evacuate_waits_until_the_old_dpu_dropped_its_volumes(self):
+        inst = self.evacuee()
+        self.ironic.states = [answer({'volume_id': 'root',
+                                      'state': 'attached'}), answer()]
+        self.evacuate(inst)
+        names = self.names()
+        self.assertEqual(2, names.count('passthru agent_state node-1'))
+        self.assertLess(names.index('passthru agent_state node-1') + 1,
+                        names.index('cinder.replace_attachments 2'))
+
+    def test_evacuate_with_the_old_dpu_unreachable_still_fences_in_cinder(self):
+        inst = self.evacuee()
+        self.ironic.fail['fence'] = ironic_exc_internal('agent unreachable')
+        with self.assertLogs(driver.LOG.logger, 'WARNING') as logs:
+            self.evacuate(inst)
+        names = self.names()
+        self.assertNotIn('passthru agent_state node-1', names)
+        self.assertLess(names.index('cinder.replace_attachments 2'),
+                        names.index('cinder.connect node-2'))
+        self.assertTrue(any('not reached' in line for line in logs.output))
+
+    def test_evacuate_to_an_unavailable_node_fences_nothing(self):
+        inst = self.evacuee()
+        self.conn.nodes[NODE2].is_maintenance = True
+        self.assertRaises(exception.ComputeResourcesUnavailable,
+                          self.evacuate, inst)
+        self.assertEqual([], self.names())
+
+    def test_evacuate_without_a_new_allocation_fences_nothing(self):
+        inst = self.evacuee()
+        self.assertRaises(exception.InstanceDeployFailure, self.evacuate,
+                          inst, {NODE: {}})
+        self.assertEqual([], self.names())
+
+    def test_failed_evacuation_leaves_nothing_attached(self):
+        inst = self.evacuee()
+
+        def failing_spawn(*args, **kwargs):
+            self.fake_spawn(*args, **kwargs)
+            raise exception.InstanceDeployFailure('boom')
+        self.spawn.side_effect = failing_spawn
+        self.assertRaises(exception.InstanceDeployFailure, self.evacuate,
+                          inst)
+        self.assertEqual(['spawn node-2', 'destroy inst-1',
+                          'cinder.replace_attachments 2'],
+                         self.names()[-3:])
+
+    def test_rebuild_in_place_is_novas(self):
+        inst = self.instance(node=NODE2, host=NEW_HOST)
+        with mock.patch.object(driver.ironic_driver.IronicDriver, 'rebuild',
+                               autospec=True) as rebuild:
+            self.d.rebuild(None, inst, {}, [], None, {}, [], None, None)
+        rebuild.assert_called_once()
+        self.assertEqual([], self.names())
+
+    def test_capabilities_allow_evacuate(self):
+        self.assertTrue(driver.IronicDPUDriver.capabilities[
+            'supports_evacuate'])
+
+    def test_returning_compute_leaves_the_evacuated_server_alone(self):
+        # nova-ironic-1 back: Ironic finds the server on its new node
+        driver.CONF.set_override('host', OLD_HOST)
+        inst = self.instance(node=NODE2, host=NEW_HOST,
+                             vm_state=vm_states.ACTIVE)
+        self.conn.nodes[NODE2].instance_id = 'inst-1'
+        self.d.destroy(None, inst, VIFS)
+        self.assertEqual([], self.names())
+        self.assertFalse(self.d.instance_exists(inst))
+
+    def test_destroy_of_its_own_server_is_novas(self):
+        inst = self.instance(node=NODE2, host=NEW_HOST)
+        self.d.destroy(None, inst, VIFS)
+        self.assertEqual(['destroy inst-1'], self.names())
+
+    def assertRaises(self, exc, fn, *args, **kwargs):
+        with super().assertRaises(exc) as cm:
+            fn(*args, **kwargs)
+        return cm.exception
+
+
+def ironic_exc_internal(text):
+    return driver.ironic_exc.InternalServerError(text)

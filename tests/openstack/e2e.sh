@@ -78,6 +78,8 @@ main() {
       run_case "16b server resize --flavor bm.large + resize revert: on the other node with bm.large, then back with bm.small, the other node released" case_resize_revert
       run_case "16c server resize --flavor bm.large + resize confirm, then server delete: both nodes and DPUs released, volumes available" case_resize_confirm
       run_case "16d server migrate of a server booted from an image: refused before any change (the reason in the instance action), still ACTIVE on its node, port wired" case_migrate_image_refused
+      run_case "15 shelve, then unshelve onto the other node: same volumes at the same nsids with its host NQN, same port and IP bound on its DPU's chassis; the first node and DPU released" case_shelve_unshelve
+      run_case "17 evacuate from a failed node (maintenance, compute down): its DPU and the target fenced before the new DPU attaches; the returning compute leaves the server alone" case_evacuate
       run_case "19 nova-compute never logged a vnic_type change of a bound port (the binding keeps vnic_type normal)" case_no_vnic_type_flip
     fi
   fi

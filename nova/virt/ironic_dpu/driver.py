@@ -26,6 +26,17 @@ connector) and ports (rebound to the destination DPU's chassis on VIF
 attach). A node used by an instance is not reserved in Placement (Nova's
 ironic driver reserves it, which makes Placement refuse to move the
 instance's allocation to the migration); see update_provider_tree.
+A server's disks are Cinder volumes and its NICs Neutron ports, so it can
+land on another node (see _land, rebuild):
+
+* unshelve: Nova connects the volumes before the claim names the node (the
+  connector comes from the node Placement allocated) and then only calls
+  spawn: spawn does what a build does first (reserve the node, attach the
+  VIFs to it), and releases the node if the deploy fails;
+* evacuate: fence the failed node first (its DPU told to drop everything,
+  best effort and bounded; its Cinder attachments replaced, so the target
+  removes the exports its DPU used; the node released in Ironic), then
+  connect the volumes for the new node and deploy it as a build would.
 
 Every wait is bounded ([ironic_dpu] volume_timeout). A refusal or an agent
 error raises Nova's VolumeAttachFailed / VolumeDetachFailed /
@@ -39,10 +50,16 @@ from ironicclient import exc as ironic_exc
 from oslo_config import cfg
 from oslo_log import log as logging
 from oslo_serialization import jsonutils
+from oslo_utils import excutils
 
+from nova.compute import task_states
+from nova.compute import utils as compute_utils
+from nova.compute import vm_states
 import nova.conf
 from nova import block_device
+from nova import context as nova_context
 from nova import exception
+from nova.scheduler.client import report
 from nova.virt import driver as virt_driver
 from nova.virt.ironic import driver as ironic_driver
 from nova.virt.ironic import ironic_states
@@ -174,10 +191,26 @@ def sized(size):
     return done
 
 
+def allocated_nodes(allocations, exclude=None):
+    """Resource providers holding the instance's allocations, but exclude:
+    an Ironic node's resource provider has the node's UUID."""
+    return sorted(rp for rp in (allocations or {}) if rp != exclude)
+
+
+def on_node(instance, node):
+    """A copy of instance on node: what the node-specific calls of Nova's
+    driver read (instance.node) before the claim or the evacuation's end
+    record the node on the instance itself."""
+    copy = instance.obj_clone()
+    copy.node = node
+    return copy
+
+
 class IronicDPUDriver(ironic_driver.IronicDriver):
 
     capabilities = dict(ironic_driver.IronicDriver.capabilities,
-                        supports_extend_volume=True)
+                        supports_extend_volume=True,
+                        supports_evacuate=True)
 
     # ---------------------------------- a server onto / off an Ironic node
     # Shared by the move operations (migrate/resize, revert; unshelve and
@@ -355,6 +388,8 @@ class IronicDPUDriver(ironic_driver.IronicDriver):
     def get_volume_connector(self, instance):
         """Nova's connector plus the DPU's host NQN (connector type nqn),
         which NVMe-oF back ends that allow-list hosts need."""
+        if not instance.node:
+            instance = on_node(instance, self._allocated_node(instance))
         props = super().get_volume_connector(instance)
         conns = self.ironicclient.call('node.list_volume_connectors',
                                        instance.node, detail=True)
@@ -569,3 +604,233 @@ class IronicDPUDriver(ironic_driver.IronicDriver):
         for rc in inventory.values():
             rc['reserved'] = 0
         provider_tree.update_inventory(nodename, inventory)
+    # ------------------------------------------- landing on another node
+    def _allocated_node(self, instance):
+        """The node Placement allocated to instance (unshelve: Nova
+        connects the volumes before its claim records the node)."""
+        allocs = report.report_client_singleton().get_allocations_for_consumer(
+            nova_context.get_admin_context(), instance.uuid)
+        nodes = allocated_nodes(allocs)
+        if len(nodes) > 1:
+            nodes = [n for n in nodes if n in self.node_cache]
+        if len(nodes) != 1:
+            raise exception.NovaException(
+                'Instance %s: no single Ironic node among its Placement '
+                'allocations (%s)' % (instance.uuid, ', '.join(
+                    allocated_nodes(allocs)) or 'none'))
+        return nodes[0]
+
+    def spawn(self, context, instance, image_meta, injected_files,
+              admin_password, allocations, network_info=None,
+              block_device_info=None, power_on=True, accel_info=None):
+        if instance.vm_state != vm_states.SHELVED_OFFLOADED:
+            return super().spawn(
+                context, instance, image_meta, injected_files,
+                admin_password, allocations, network_info=network_info,
+                block_device_info=block_device_info, power_on=power_on,
+                accel_info=accel_info)
+        # unshelve: Nova's _unshelve_instance goes straight to spawn
+        LOG.info('Unshelving onto node %s', instance.node, instance=instance)
+        self._land(context, instance, image_meta, injected_files,
+                   admin_password, allocations, network_info,
+                   block_device_info, power_on=power_on,
+                   accel_info=accel_info)
+
+    def _land(self, context, target, image_meta, injected_files,
+              admin_password, allocations, network_info, block_device_info,
+              power_on=True, accel_info=None):
+        """Deploy target on target.node as a build does: reserve the node
+        (prepare_for_spawn), attach the VIFs to it (what a build does
+        before the volumes), then Nova's spawn; on any failure release the
+        node, so nothing of the server stays on it or its DPU (the caller
+        deletes the Cinder attachments)."""
+        self.prepare_for_spawn(target)   # refuses a busy node, touches none
+        try:
+            self.prepare_networks_before_block_device_mapping(target,
+                                                              network_info)
+            super().spawn(context, target, image_meta, injected_files,
+                          admin_password, allocations,
+                          network_info=network_info,
+                          block_device_info=block_device_info,
+                          power_on=power_on, accel_info=accel_info)
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                self._release(context, target, network_info)
+
+    def _release(self, context, instance, network_info):
+        """Nova's destroy of whatever node holds instance (unprovision,
+        volume targets, VIFs, instance_uuid), logged, never raising."""
+        try:
+            super().destroy(context, instance, network_info)
+        except Exception as e:
+            LOG.error('Could not release the node of a failed landing: %s',
+                      e, instance=instance)
+
+    def _cleanup_deploy(self, node, instance, network_info=None,
+                        remove_instance_info=True):
+        """Nova's, but the volume targets removed are those of the node
+        cleaned up, not of instance.node (another node while the server
+        moves)."""
+        self._remove_volume_targets(node.uuid, instance)
+        self._unplug_vifs(node, instance, network_info)
+        if remove_instance_info:
+            self._remove_instance_info_from_node(node, instance)
+
+    def _remove_volume_targets(self, node_uuid, instance):
+        for t in self.ironicclient.call('node.list_volume_targets',
+                                        node_uuid, detail=True):
+            try:
+                self.ironicclient.call('volume_target.delete', t.uuid)
+            except ironic_exc.NotFound:
+                pass
+            except ironic_exc.ClientException as e:
+                LOG.warning('Could not remove volume target %s (volume %s) '
+                            'of node %s: %s', t.uuid, t.volume_id, node_uuid,
+                            e, instance=instance)
+
+    def destroy(self, context, instance, network_info, block_device_info=None,
+                destroy_disks=True, destroy_secrets=True):
+        """Nova's, except for a server another compute owns now: a compute
+        back from a failure destroys what it finds of the servers
+        evacuated from it, and Ironic finds this one on its new node."""
+        if instance.host and instance.host != CONF.host:
+            LOG.warning('Not destroying: the server belongs to compute %s '
+                        'now (node %s); this compute (%s) leaves it alone',
+                        instance.host, instance.node, CONF.host,
+                        instance=instance)
+            return
+        super().destroy(context, instance, network_info,
+                        block_device_info=block_device_info,
+                        destroy_disks=destroy_disks,
+                        destroy_secrets=destroy_secrets)
+
+    def instance_exists(self, instance):
+        """Evacuate refuses a server that exists on this compute: the failed
+        node still holding it belongs to the compute that failed."""
+        if instance.host and instance.host != CONF.host:
+            return False
+        return super().instance_exists(instance)
+
+    def rebuild(self, context, instance, image_meta, injected_files,
+                admin_password, allocations, bdms, detach_block_devices,
+                attach_block_devices, network_info=None, evacuate=False,
+                block_device_info=None, preserve_ephemeral=False,
+                accel_uuids=None, reimage_boot_volume=False):
+        if not evacuate:
+            return super().rebuild(
+                context, instance, image_meta, injected_files,
+                admin_password, allocations, bdms, detach_block_devices,
+                attach_block_devices, network_info=network_info,
+                evacuate=evacuate, block_device_info=block_device_info,
+                preserve_ephemeral=preserve_ephemeral,
+                accel_uuids=accel_uuids,
+                reimage_boot_volume=reimage_boot_volume)
+        self._evacuate(context, instance, image_meta, injected_files,
+                       admin_password, allocations, bdms,
+                       detach_block_devices, attach_block_devices,
+                       network_info)
+
+    def _evacuate(self, context, instance, image_meta, injected_files,
+                  admin_password, allocations, bdms, detach_block_devices,
+                  attach_block_devices, network_info):
+        """Rebuild onto the node Placement allocated on this compute.
+
+        Until the evacuation ends Nova keeps the failed node in
+        instance.node; both nodes hold allocations of the server."""
+        old = instance.node
+        new = allocated_nodes(allocations, exclude=old)
+        if len(new) != 1:
+            raise exception.InstanceDeployFailure(
+                'Evacuation of %s from node %s: no single new node among '
+                'its Placement allocations (%s)' % (instance.uuid, old,
+                                                    ', '.join(new) or 'none'))
+        new = new[0]
+        node = self._get_node(new)
+        if (self._node_resources_used(node)
+                or self._node_resources_unavailable(node)):
+            raise exception.ComputeResourcesUnavailable(
+                reason='Chosen ironic node %s is not available' % new)
+        LOG.warning('Evacuating from node %s to node %s: fencing node %s '
+                    'first', old, new, old, instance=instance)
+        with compute_utils.EventReporter(context, 'ironic_dpu_fence_node',
+                                         CONF.host, instance.uuid,
+                                         graceful_exit=True):
+            self._fence(context, instance, old, bdms, detach_block_devices)
+
+        instance.task_state = task_states.REBUILD_BLOCK_DEVICE_MAPPING
+        instance.save(expected_task_state=[task_states.REBUILDING])
+        try:
+            block_device_info = attach_block_devices(
+                context, on_node(instance, new), bdms)
+            instance.task_state = task_states.REBUILD_SPAWNING
+            instance.save(expected_task_state=[
+                task_states.REBUILD_BLOCK_DEVICE_MAPPING])
+            self._land(context, on_node(instance, new), image_meta,
+                       injected_files, admin_password, allocations,
+                       network_info, block_device_info)
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                # the new node is released (_land); its DPU's attachments
+                # go as the old ones did: nothing stays attached anywhere
+                self._detach_quietly(context, instance, bdms,
+                                     detach_block_devices)
+        LOG.info('Evacuated from node %s to node %s', old, new,
+                 instance=instance)
+
+    def _fence(self, context, instance, old, bdms, detach_block_devices):
+        """Make sure the failed node's host reaches none of the server's
+        volumes before they are connected elsewhere.
+
+        1. Its DPU agent, through Ironic (vendor passthru fence): Ironic
+           forgets the node's volume targets and VIFs and records an empty
+           state, which a DPU that comes back catches up with; a reachable
+           agent drops its controllers and ports now. Best effort: the
+           agent may be as dead as the node; Ironic bounds the call.
+        2. Cinder, whatever 1 gave: each volume's attachment is replaced by
+           a reserved one without connector, so the target removes the
+           export the old DPU used.
+        3. Ironic: the old node no longer holds the server (instance_uuid
+           is unique, and the failed compute must not find it there).
+        """
+        try:
+            agent = (self._passthru(old, 'fence') or {}).get('agent')
+        except Exception as e:
+            agent = 'not reached (%s)' % tenant_reason(e)
+        else:
+            if agent == 'dropped':   # it took the empty state: wait for it
+                try:
+                    self._wait_dropped(old)
+                    agent = 'dropped every volume'
+                except Exception as e:
+                    agent = 'took the empty state, no confirmation (%s)' % (
+                        tenant_reason(e))
+        LOG.warning('Fencing node %s: its DPU agent %s', old, agent,
+                    instance=instance)
+        detach_block_devices(context, bdms)
+        LOG.warning('Fencing node %s: Cinder attachments of volumes %s '
+                    'replaced, their exports removed', old,
+                    ', '.join(b.volume_id for b in bdms if b.is_volume),
+                    instance=instance)
+        self._remove_instance_info_from_node(self._get_node(old), instance)
+
+    def _wait_dropped(self, node):
+        """Poll the agent until it reports no volume (bounded)."""
+        deadline = time.monotonic() + CONF.ironic_dpu.volume_timeout
+        while True:
+            observed = ((self._passthru(node, 'agent_state',
+                                        http_method='GET') or {})
+                        .get('state') or {}).get('observed') or {}
+            if not observed.get('volumes'):
+                return
+            if time.monotonic() >= deadline:
+                raise AgentError('still holds volumes %s after %ss' % (
+                    [v.get('volume_id') for v in observed['volumes']],
+                    CONF.ironic_dpu.volume_timeout))
+            time.sleep(CONF.ironic_dpu.poll_interval)
+
+    def _detach_quietly(self, context, instance, bdms, detach_block_devices):
+        try:
+            detach_block_devices(context, bdms)
+        except Exception as e:
+            LOG.error('Could not delete the new Cinder attachments after a '
+                      'failed evacuation: %s', e, instance=instance)
