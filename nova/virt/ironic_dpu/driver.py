@@ -307,6 +307,16 @@ class IronicDPUDriver(ironic_driver.IronicDriver):
                       'failed: %s', node_uuid, e, instance=instance)
         raise failure
 
+    def _release_for_move(self, instance, node_uuid, network_info, which):
+        """_release_node for a move step: Nova's MigrationError, with the
+        reason the tenant can read."""
+        try:
+            self._release_node(instance, node_uuid, vif_ids(network_info))
+        except Exception as e:
+            raise exception.MigrationError(
+                reason='releasing the %s node failed: %s'
+                % (which, tenant_reason(e))) from e
+
     def _wait_node(self, node_uuid, done, what):
         """Poll node_uuid until done(node) is true (done raises MoveError
         when the node went where it will not come back from); bounded by
@@ -535,12 +545,7 @@ class IronicDPUDriver(ironic_driver.IronicDriver):
                 inner_exception=exception.MigrationError(
                     reason='powering off failed: %s' % tenant_reason(e))
             ) from e
-        try:
-            self._release_node(instance, node_uuid, vif_ids(network_info))
-        except Exception as e:
-            raise exception.MigrationError(
-                reason='releasing the source node failed: %s'
-                % tenant_reason(e)) from e
+        self._release_for_move(instance, node_uuid, network_info, 'source')
         # Nova hands this to finish_migration on the destination.
         return jsonutils.dumps({'source_node': node_uuid})
 
@@ -558,13 +563,8 @@ class IronicDPUDriver(ironic_driver.IronicDriver):
         """migrate_disk_and_power_off released the source already; make
         sure of it (a node still holding the instance, volume targets or
         VIFs of it is released now)."""
-        try:
-            self._release_node(instance, migration.source_node,
-                               vif_ids(network_info))
-        except Exception as e:
-            raise exception.MigrationError(
-                reason='releasing the source node failed: %s'
-                % tenant_reason(e)) from e
+        self._release_for_move(instance, migration.source_node,
+                               network_info, 'source')
 
     def finish_revert_migration(self, context, instance, network_info,
                                 migration, block_device_info=None,
@@ -573,13 +573,8 @@ class IronicDPUDriver(ironic_driver.IronicDriver):
         node and set instance.node to the source node again; make sure the
         destination is released, then deploy the source node with the old
         flavor."""
-        try:
-            self._release_node(instance, migration.dest_node,
-                               vif_ids(network_info))
-        except Exception as e:
-            raise exception.MigrationError(
-                reason='releasing the destination node failed: %s'
-                % tenant_reason(e)) from e
+        self._release_for_move(instance, migration.dest_node, network_info,
+                               'destination')
         self._deploy_on_node(context, instance, instance.image_meta,
                              network_info, block_device_info,
                              power_on=power_on)
