@@ -822,7 +822,11 @@ case_migrate_image_refused() {
     [ "$(hyp_node "$sid") $(ir GET "/nodes/$NODE" | jq -r '.provision_state + " " + .instance_uuid + " " + .power_state')" = "$NODE active $sid power on" ] &&
   port_wired "$port" || return 1
   openstack server delete --wait "$sid" &&
-  expect "node $n available and schedulable again" os_wait 90 "node free" node_free && use_dpu 1
+  expect "node $n available and schedulable again" os_wait 90 "node free" node_free || return 1
+  # node 2 back to manageable, as setup left it: later cases expect their
+  # first server on node 1 and provide node 2 themselves
+  use_dpu 2 && ir PUT "/nodes/$NODE/states/provision" '{"target":"manage"}' &&
+  expect "node 2 manageable again" os_wait 30 "node 2 manageable" node_is manageable && use_dpu 1
 }
 
 # ---------------------------------------------------------------- snapshot
