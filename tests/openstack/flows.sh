@@ -822,14 +822,17 @@ case_migrate_image_refused() {
     [ "$(hyp_node "$sid") $(ir GET "/nodes/$NODE" | jq -r '.provision_state + " " + .instance_uuid + " " + .power_state')" = "$NODE active $sid power on" ] &&
   port_wired "$port" || return 1
   openstack server delete --wait "$sid" &&
-  expect "node $n available and schedulable again" os_wait 90 "node free" node_free && use_dpu 1
+  expect "node $n available and schedulable again" os_wait 90 "node free" node_free || return 1
+  # node 2 back to manageable, as setup left it: later cases expect their
+  # first server on node 1 and provide node 2 themselves
+  use_dpu 2 && ir PUT "/nodes/$NODE/states/provision" '{"target":"manage"}' &&
+  expect "node 2 manageable again" os_wait 30 "node 2 manageable" node_is manageable && use_dpu 1
 }
 
 # ---------------------------------------------------------------- issue 17: a server that moves to other hardware
 SID15="" VOL15="" VOLD15="" PORT15="" IP15="" NSID15=""
 srv_attr() { server_field "$1" "\"OS-EXT-SRV-ATTR:$2\""; }
 on_node() { [ "$(srv_attr "$1" hypervisor_hostname)" = "$2" ] && [ "$(srv_attr "$1" host)" = "$3" ]; }   # SID NODE HOST
-port_ip() { nt "/ports/$1" | jq -r '.port.fixed_ips[0].ip_address'; }
 allocated_rps() { adm -sf "$PLACEMENT/allocations/$1" | jq -r '.allocations | keys | join(" ")'; }
 # the current DPU's controllers to Cinder's target (subsystem NQNs), or nothing
 dpu_target_nqns() { dpu_spdk_rpc bdev_nvme_get_controllers | jq -r '[.result[].ctrlrs[].trid.subnqn] | unique | join(" ")'; }
