@@ -228,7 +228,7 @@ enroll_node() {
   os_wait 30 "node $n manageable" node_is manageable || return 1
   ir PUT "/nodes/$node/states/power" '{"target":"power off"}' || return 1
   expect "node $n is a hypervisor of nova-compute nova-ironic-$n" \
-    os_wait 60 "hypervisor $node" hypervisor_of "$node" "nova-ironic-$n" || return 1
+    os_wait 120 "hypervisor $node" hypervisor_of "$node" "nova-ironic-$n" || return 1
   # map the new compute host to the cell now, not at the scheduler's next
   # periodic discovery
   $PY /usr/bin/nova-manage --config-file "$BASE/nova/nova.conf" cell_v2 discover_hosts >> "$BASE/log/discover-hosts.out" 2>&1 || return 1
@@ -1063,8 +1063,10 @@ case_snapshot() {
   expect "the target's SPDK took lvol snapshot lvs0/snapshot-$snap (bdev_lvol_snapshot)" \
     spdk_rpc bdev_get_bdevs "{\"name\":\"lvs0/snapshot-$snap\"}" | jq_true '.result[0].driver_specific.lvol.snapshot == true' || return 1
   tsnap=$(target_calls bdev_lvol_snapshot | tail -n +$((n0 + 1)) | head -1)
+  # Nova casts unquiesce once the snapshots are done: the resume may come a
+  # moment after the image is active
   expect "the DPU paused the host's controllers before the snapshot and resumed them after (agent log vs target log)" \
-    quiesce_brackets "$tsnap" &&
+    os_wait 30 "agent resumed the host" quiesce_brackets "$tsnap" &&
   expect "agent 1: snaproot still attached as nsid 1 after the snapshot" agent_vol_nsid "$vol" 1 &&
   expect "agent 1: host not left quiesced" not_quiesced || return 1
   # a new server from the image: Nova asks Cinder for a volume from the
