@@ -12,6 +12,9 @@
   ironic_dpu compute driver calls this for `server remove volume`).
 * `baremetal node passthru call --http-method GET <node> agent_state`
   returns the agent's get_status and get_state.
+* `baremetal node passthru call --http-method POST <node> fence` (Nova's
+  ironic_dpu driver, evacuating the node's server): the node keeps no
+  volume and no VIF; see DPUVendor.fence.
 * `baremetal node passthru call --http-method POST <node> quiesce` and
   `... unquiesce` (no arguments; ACTIVE nodes) pause and resume the host's
   emulated NVMe controllers around a volume snapshot (Nova's quiesce and
@@ -25,6 +28,7 @@
   dpu does not support quiesce ..."), which Nova maps to "quiesce not
   supported".
 """
+from oslo_log import log
 from ironic.common import exception as ir_exc
 from ironic.common import states
 from ironic.drivers import base
@@ -32,6 +36,8 @@ from ironic.drivers import base
 from ironic_dpu import agent_client
 from ironic_dpu import desired
 from ironic_dpu import exception
+
+LOG = log.getLogger(__name__)
 
 
 def _api_error(e):
@@ -137,3 +143,49 @@ class DPUVendor(base.VendorInterface):
                                'arguments; returns {"quiesced": false, ...}.')
     def unquiesce(self, task, **kwargs):
         return self._quiesce(task, 'unquiesce')
+
+    @base.passthru(['POST'], async_call=False,
+                   description='Drop every volume and VIF of the node (its '
+                               'server moves to another node): its volume '
+                               'targets and port VIFs are removed, an '
+                               'empty desired state recorded and pushed to '
+                               'its agent if it answers a ping. Returns '
+                               '{volumes, vifs, agent}; agent is "dropped" '
+                               'or why it was not reached.')
+    def fence(self, task, **kwargs):
+        """Fencing for an evacuation: what Ironic holds goes first, so a
+        DPU that was down catches up with the empty state when it comes
+        back; then the agent, bounded by ping_timeout when it is down
+        (best effort: the caller also has Cinder remove the exports).
+        Neutron ports stay bound: they move with the server."""
+        volumes = sorted(t.volume_id for t in task.volume_targets)
+        for target in task.volume_targets:
+            target.destroy()
+        task.volume_targets = []
+        vifs = []
+        for port in task.ports:
+            vif = desired.port_vif_id(port)
+            if not vif:
+                continue
+            vifs.append(vif)
+            info, extra = dict(port.internal_info), dict(port.extra)
+            info.pop(desired.TENANT_VIF_KEY, None)
+            extra.pop('vif_port_id', None)
+            port.internal_info, port.extra = info, extra
+            port.save()
+        state = {'node_uuid': task.node.uuid, 'volumes': [], 'vifs': []}
+        client = agent_client.AgentClient(task.node.uuid)
+        try:
+            client.ping(task.context)
+        except exception.DPUAgentError as e:
+            desired.record(task, state)
+            agent = 'unreachable: %s' % e
+        else:
+            try:
+                desired.push(task, state, client=client)
+                agent = 'dropped'
+            except exception.DPUAgentError as e:
+                agent = 'refused: %s' % e
+        LOG.warning('Node %s fenced: volumes %s and VIFs %s dropped; agent '
+                    '%s', task.node.uuid, volumes, vifs, agent)
+        return {'volumes': volumes, 'vifs': vifs, 'agent': agent}

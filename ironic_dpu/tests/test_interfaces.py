@@ -905,6 +905,42 @@ class VendorTests(AgentTestCase):
                           vendor.DPUVendor().agent_state, task)
 
 
+    def fence_task(self):
+        task = self.make_task(provision_state=states.ACTIVE,
+                              power_state=states.POWER_ON, maintenance=True)
+        task.volume_targets.append(self.target('data-2', boot_index=-1))
+        task.ports[1].extra = {'vif_port_id': 'vif-legacy'}
+        return task
+
+    def test_fence_drops_every_volume_and_vif(self):
+        task = self.fence_task()
+        targets = list(task.volume_targets)
+        with mock.patch.object(type(targets[0]), 'destroy',
+                               autospec=True) as d:
+            out = vendor.DPUVendor().fence(task)
+        self.assertEqual(targets, [c.args[0] for c in d.call_args_list])
+        self.assertEqual({'volumes': ['boot', 'data-2'],
+                          'vifs': ['vif-1', 'vif-legacy'],
+                          'agent': 'dropped'}, out)
+        self.assertEqual([{}, {}], [p.internal_info for p in task.ports])
+        self.assertEqual([{}, {}], [p.extra for p in task.ports])
+        state = self.client.apply_state.call_args.args[1]
+        self.assertEqual(([], []), (state['volumes'], state['vifs']))
+        # Neutron ports stay bound: they move with the server
+        self.assertIn('fence', vendor.DPUVendor().vendor_routes)
+
+    def test_fence_of_an_unreachable_agent_records_the_empty_state(self):
+        # a DPU that comes back catches up with what Ironic recorded
+        task = self.fence_task()
+        self.client.ping.side_effect = unreachable()
+        with mock.patch.object(objects.VolumeTarget, 'destroy',
+                               autospec=True):
+            out = vendor.DPUVendor().fence(task)
+        self.assertTrue(out['agent'].startswith('unreachable: '), out)
+        self.client.apply_state.assert_not_called()
+        recorded = task.node.driver_internal_info[desired.STATE_KEY]
+        self.assertEqual(([], []), (recorded['volumes'], recorded['vifs']))
+        self.assertEqual([], task.volume_targets)
     def test_quiesce_and_unquiesce_routes(self):
         routes = vendor.DPUVendor().vendor_routes
         for name in ('quiesce', 'unquiesce'):

@@ -2,6 +2,8 @@
 the package is loaded from the repository the way Nova loads it once it is
 installed in nova/virt/. A process of its own (make python-unit): Nova and
 Ironic register clashing options on oslo.config's one global CONF."""
+import contextlib
+import copy
 import os
 import types
 import unittest
@@ -10,7 +12,11 @@ from unittest import mock
 import nova.virt
 from oslo_serialization import jsonutils
 
+from nova.compute import task_states
+from nova.compute import utils as compute_utils
+from nova.compute import vm_states
 from nova import exception
+from nova.scheduler.client import report
 from nova.virt import driver as virt_driver
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -30,11 +36,18 @@ CONN = {'driver_volume_type': 'nvmeof', 'serial': VOL,
 
 
 def target(volume_id, boot_index):
-    return types.SimpleNamespace(volume_id=volume_id, boot_index=boot_index)
+    return types.SimpleNamespace(volume_id=volume_id, boot_index=boot_index,
+                                 uuid='t-' + volume_id)
 
 
 def answer(*vols):
     return {'status': {}, 'state': {'observed': {'volumes': list(vols)}}}
+
+
+def ironic_node(state, instance='inst-1', maintenance=False, last_error=None):
+    return types.SimpleNamespace(
+        provision_state=state, instance_uuid=instance, maintenance=maintenance,
+        last_error=last_error, maintenance_reason=None)
 
 
 class FakeIronic(object):
@@ -45,9 +58,33 @@ class FakeIronic(object):
         self.targets = list(targets)
         self.calls = []
         self.fail = {}                 # passthru method -> exception
+        self.nodes = {}                # node -> successive node.get answers
+        self.vifs = {}                 # node -> VIF ids attached
+        self.conn = None               # the FakeConnection beside it
+        self.answers = {}              # passthru method -> its answer
 
     def call(self, method, *args, **kwargs):
         self.calls.append((method, args, kwargs))
+        if method == 'node.get':
+            seq = self.nodes[args[0]]
+            return seq.pop(0) if len(seq) > 1 else seq[0]
+        if method == 'node.vif_list':
+            return [types.SimpleNamespace(id=v)
+                    for v in self.vifs.get(args[0], [])]
+        if method in ('node.set_provision_state', 'node.update',
+                      'node.vif_attach', 'node.vif_detach',
+                      'volume_target.delete'):
+            if method in self.fail:
+                raise self.fail[method]
+            if method == 'node.update' and self.conn is not None:
+                if {'path': '/instance_uuid', 'op': 'remove'} in args[1]:
+                    self.conn.nodes[args[0]].instance_id = None
+            if method == 'node.vif_detach' and args[0] in self.vifs:
+                self.vifs[args[0]].remove(args[1])
+            if method == 'volume_target.delete':
+                self.targets = [t for t in self.targets
+                                if getattr(t, 'uuid', None) != args[0]]
+            return None
         if method == 'node.list_volume_targets':
             return list(self.targets)
         if method == 'volume_target.create':
@@ -55,6 +92,9 @@ class FakeIronic(object):
                                        kwargs['boot_index']))
             return None
         if method == 'node.list_volume_connectors':
+            if args[0] == NODE2:
+                return [types.SimpleNamespace(type='nqn',
+                                              connector_id='nqn.host-2')]
             return [types.SimpleNamespace(type='iqn', connector_id='iqn.x'),
                     types.SimpleNamespace(type='nqn', connector_id='nqn.host')]
         if method == 'node.vendor_passthru':
@@ -64,7 +104,8 @@ class FakeIronic(object):
             if name == 'agent_state':
                 st = self.states.pop(0) if len(self.states) > 1 else self.states[0]
                 return mock.Mock(to_dict=mock.Mock(return_value=st))
-            return mock.Mock(to_dict=mock.Mock(return_value={}))
+            return mock.Mock(to_dict=mock.Mock(
+                return_value=self.answers.get(name, {})))
         raise AssertionError('unexpected call %s' % method)
 
     def passthrus(self):
@@ -73,7 +114,51 @@ class FakeIronic(object):
                 and a[1] != 'agent_state']
 
 
-class DriverTests(unittest.TestCase):
+NODE2 = 'node-2'
+
+
+def bm_node(uuid, instance=None, maintenance=False, state='available'):
+    return types.SimpleNamespace(id=uuid, instance_id=instance,
+                                 is_maintenance=maintenance,
+                                 power_state='power off',
+                                 provision_state=state)
+
+
+class FakeConnection(object):
+    """The openstacksdk calls Nova's ironic driver makes; records them in
+    the FakeIronic's list, so one list shows the order of both."""
+
+    def __init__(self, calls, *nodes):
+        self.calls = calls
+        self.nodes = {n.id: n for n in nodes}
+
+    def get_node(self, node_id, fields=None):
+        self.calls.append(('sdk.get_node', (node_id,), {}))
+        return copy.copy(self.nodes[node_id])
+
+    def update_node(self, node, retry_on_conflict=True, **kwargs):
+        self.calls.append(('sdk.update_node', (node.id,), kwargs))
+        self.nodes[node.id].instance_id = kwargs['instance_id']
+
+    def nodes(self, instance_id=None, fields=None):
+        return [copy.copy(n) for n in self.nodes.values()
+                if n.instance_id == instance_id]
+
+
+class FakeInstance(types.SimpleNamespace):
+    """What the driver reads of a Nova Instance; obj_clone as Nova's."""
+
+    def get(self, key, default=None):
+        return getattr(self, key, default)
+
+    def obj_clone(self):
+        return copy.copy(self)
+
+    def save(self, expected_task_state=None):
+        self.saves.append((self.task_state, expected_task_state))
+
+
+class Base(unittest.TestCase):
 
     def setUp(self):
         super().setUp()
@@ -89,7 +174,16 @@ class DriverTests(unittest.TestCase):
     def drv(self, states, targets=()):
         d = driver.IronicDPUDriver.__new__(driver.IronicDPUDriver)
         d.ironicclient = FakeIronic(states, targets)
+        d.node_cache = {}
         return d
+
+    def assertRaises(self, exc, fn, *args, **kwargs):
+        with super().assertRaises(exc) as cm:
+            fn(*args, **kwargs)
+        return cm.exception
+
+
+class DriverTests(Base):
 
     def test_loaded_as_nova_loads_it(self):
         self.assertIs(ironic_dpu.IronicDPUDriver, driver.IronicDPUDriver)
@@ -289,7 +383,568 @@ class DriverTests(unittest.TestCase):
         self.assertEqual(-3, driver.free_data_index(
             [target('a', -1), target('b', -2), target('c', 0)]))
 
+
+SRC, DST = 'node-src', 'node-dst'
+NET = [{'id': 'port-1'}]
+AGENT_FAIL = ('DPU agent of node 1be26c0b-03f2-4d2e-ae87-c02d7f33c123 failed '
+              'apply_state: nvmf_subsystem_remove_ns: busy')
+
+
+def bdi(*mappings):
+    """block_device_info with mappings (volume_id, boot_index)."""
+    return {'block_device_mapping': [{'boot_index': i, 'volume_id': v}
+                                     for v, i in mappings]}
+
+
+class MoveTests(Base):
+    """Cold migrate / resize (source then destination), confirm, revert."""
+
+    def setUp(self):
+        super().setUp()
+        self.instance = types.SimpleNamespace(node=SRC, uuid='inst-1',
+                                              image_meta='image-meta')
+        self.events = []
+
+    def drv(self, targets=()):
+        d = super().drv([answer()], targets)
+        ev = self.events
+
+        def rec(name, fail=None):
+            def fn(*args, **kwargs):
+                ev.append((name, args, kwargs))
+                if fail:
+                    raise fail
+            return mock.Mock(side_effect=fn)
+        d.rec = rec
+        d.power_off = rec('power_off')
+        d.prepare_for_spawn = rec('prepare_for_spawn')
+        d._get_node = mock.Mock(side_effect=lambda u: 'node:' + u)
+        d._plug_vifs = rec('plug_vifs')
+        d.spawn = rec('spawn')
+        return d
+
+    def ironic(self, d, skip=('node.get', 'node.list_volume_targets',
+                              'node.vif_list')):
+        return [(m, a) for m, a, k in d.ironicclient.calls if m not in skip]
+
+    # -- source side
+    def test_migrate_refuses_a_server_not_booted_from_a_volume(self):
+        d = self.drv()
+        e = self.assertRaises(exception.InstanceFaultRollback,
+                              d.migrate_disk_and_power_off, None,
+                              self.instance, '10.0.0.2', None, NET,
+                              bdi(('data', -1)))
+        self.assertIsInstance(e.inner_exception,
+                              exception.MigrationPreCheckError)
+        self.assertIn('booted from a Cinder volume', str(e))
+        self.assertEqual([], self.events)             # nothing touched
+        self.assertEqual([], d.ironicclient.calls)
+
+    def test_migrate_powers_off_undeploys_and_releases_the_source(self):
+        d = self.drv(targets=[target('boot', 0), target('data', -1)])
+        d.ironicclient.nodes[SRC] = [ironic_node('active'),
+                                     ironic_node('deleting'),
+                                     ironic_node('cleaning', instance=None)]
+        d.ironicclient.vifs[SRC] = ['port-1', 'other']
+        info = d.migrate_disk_and_power_off(
+            None, self.instance, '10.0.0.2', None, NET,
+            bdi(('boot', 0), ('data', -1)), 30, 2)
+        self.assertEqual({'source_node': SRC}, jsonutils.loads(info))
+        self.assertEqual([('power_off', (self.instance, 30, 2), {})],
+                         self.events)
+        self.assertEqual([('node.set_provision_state', (SRC, 'deleted')),
+                          ('volume_target.delete', ('t-boot',)),
+                          ('volume_target.delete', ('t-data',)),
+                          ('node.vif_detach', (SRC, 'port-1'))],
+                         self.ironic(d))
+        self.assertEqual(['other'], d.ironicclient.vifs[SRC])
+
+    def test_migrate_power_off_failure_changes_nothing(self):
+        d = self.drv()
+        d.power_off = d.rec('power_off', RuntimeError('BMC unreachable'))
+        e = self.assertRaises(exception.InstanceFaultRollback,
+                              d.migrate_disk_and_power_off, None,
+                              self.instance, '10.0.0.2', None, NET,
+                              bdi(('boot', 0)))
+        self.assertIn('powering off failed: BMC unreachable', str(e))
+        self.assertEqual([], d.ironicclient.calls)
+
+    def test_migrate_undeploy_failure_empties_the_dpu_and_says_why(self):
+        d = self.drv(targets=[target('boot', 0)])
+        d.ironicclient.nodes[SRC] = [ironic_node('active'),
+                                     ironic_node('error',
+                                                 last_error=AGENT_FAIL)]
+        d.ironicclient.vifs[SRC] = ['port-1']
+        e = self.assertRaises(exception.MigrationError,
+                              d.migrate_disk_and_power_off, None,
+                              self.instance, '10.0.0.2', None, NET,
+                              bdi(('boot', 0)))
+        self.assertEqual('Migration error: releasing the source node failed: '
+                         'undeploy failed: DPU agent: '
+                         'nvmf_subsystem_remove_ns: busy',
+                         e.format_message())
+        self.assertEqual([('node.set_provision_state', (SRC, 'deleted')),
+                          ('volume_target.delete', ('t-boot',)),
+                          ('node.vif_detach', (SRC, 'port-1')),
+                          ('node.vendor_passthru', (SRC, 'sync_state'))],
+                         self.ironic(d))
+
+    def test_migrate_undeploy_wait_is_bounded(self):
+        d = self.drv()
+        d.ironicclient.nodes[SRC] = [ironic_node('active'),
+                                     ironic_node('deleting')]
+        e = self.assertRaises(exception.MigrationError,
+                              d.migrate_disk_and_power_off, None,
+                              self.instance, '10.0.0.2', None, NET,
+                              bdi(('boot', 0)))
+        self.assertIn('not undeployed within 300s (provision state '
+                      'deleting)', e.format_message())
+        self.assertGreaterEqual(self.now[0], 300)
+
+    # -- destination side
+    def test_finish_migration_deploys_the_destination_node(self):
+        d = self.drv()
+        self.instance.node = DST
+        d.ironicclient.nodes[DST] = [ironic_node('cleaning', instance=None),
+                                     ironic_node('available', instance=None)]
+        info = bdi(('boot', 0))
+        d.finish_migration(None, None, self.instance, '{}', NET, 'img', True,
+                           {'rp': {}}, info, True)
+        self.assertEqual(
+            [('prepare_for_spawn', (self.instance,), {}),
+             ('plug_vifs', ('node:' + DST, self.instance, NET), {}),
+             ('spawn', (None, self.instance, 'img', [], None, {'rp': {}}),
+              {'network_info': NET, 'block_device_info': info})],
+            self.events)
+        self.assertEqual([], self.ironic(d))   # waited for cleaning only
+
+    def test_finish_migration_stopped_server_stays_off(self):
+        d = self.drv()
+        self.instance.node = DST
+        d.ironicclient.nodes[DST] = [ironic_node('available', instance=None)]
+        d.finish_migration(None, None, self.instance, '{}', NET, 'img', False,
+                           {}, bdi(('boot', 0)), False)
+        self.assertEqual(['prepare_for_spawn', 'plug_vifs', 'spawn',
+                          'power_off'], [e[0] for e in self.events])
+
+    def test_finish_migration_refuses_a_node_in_maintenance(self):
+        d = self.drv()
+        self.instance.node = DST
+        d.ironicclient.nodes[DST] = [ironic_node('available', instance=None,
+                                                 maintenance=True)]
+        e = self.assertRaises(exception.InstanceDeployFailure,
+                              d.finish_migration, None, None, self.instance,
+                              '{}', NET, 'img', True, {}, bdi(('boot', 0)))
+        self.assertIn('node-dst: in maintenance', e.format_message())
+        self.assertEqual([], self.events)
+
+    def test_finish_migration_failure_releases_the_destination(self):
+        d = self.drv(targets=[target('boot', 0)])
+        self.instance.node = DST
+        d.ironicclient.nodes[DST] = [
+            ironic_node('available', instance=None),      # the wait
+            ironic_node('deploy failed'),                  # the release
+            ironic_node('available', instance=None)]
+        d.ironicclient.vifs[DST] = ['port-1']
+        err = exception.InstanceDeployFailure('Deploy failed: DPU agent: x')
+        d.spawn = d.rec('spawn', err)
+        e = self.assertRaises(exception.InstanceDeployFailure,
+                              d.finish_migration, None, None, self.instance,
+                              '{}', NET, 'img', True, {}, bdi(('boot', 0)))
+        self.assertIs(err, e)
+        self.assertEqual([('node.set_provision_state', (DST, 'deleted')),
+                          ('volume_target.delete', ('t-boot',)),
+                          ('node.vif_detach', (DST, 'port-1'))],
+                         self.ironic(d))
+
+    def test_finish_migration_other_failure_gets_a_readable_fault(self):
+        d = self.drv()
+        self.instance.node = DST
+        d.ironicclient.nodes[DST] = [ironic_node('available', instance=None)]
+        d._plug_vifs = d.rec('plug_vifs', RuntimeError(
+            'Cannot attach VIF port-1: ' + AGENT_FAIL + ' (HTTP 400)'))
+        e = self.assertRaises(exception.InstanceDeployFailure,
+                              d.finish_migration, None, None, self.instance,
+                              '{}', NET, 'img', True, {}, bdi(('boot', 0)))
+        self.assertEqual('Failed to deploy instance: Cannot attach VIF '
+                         'port-1: DPU agent: nvmf_subsystem_remove_ns: busy',
+                         e.format_message())
+
+    # -- confirm / revert
+    def test_confirm_checks_the_source_is_released(self):
+        d = self.drv()
+        self.instance.node = DST
+        d.ironicclient.nodes[SRC] = [ironic_node('available', instance=None)]
+        mig = types.SimpleNamespace(source_node=SRC, dest_node=DST)
+        d.confirm_migration(None, mig, self.instance, NET)
+        self.assertEqual([], self.ironic(d))
+        self.assertEqual([('node.get', (SRC,)),
+                          ('node.list_volume_targets', (SRC,)),
+                          ('node.vif_list', (SRC,))],
+                         [(m, a) for m, a, k in d.ironicclient.calls])
+
+    def test_confirm_releases_a_source_still_holding_the_instance(self):
+        d = self.drv(targets=[target('boot', 0)])
+        self.instance.node = DST
+        d.ironicclient.nodes[SRC] = [ironic_node('available')]
+        mig = types.SimpleNamespace(source_node=SRC, dest_node=DST)
+        d.confirm_migration(None, mig, self.instance, NET)
+        self.assertEqual([('node.update', (SRC, [
+                              {'op': 'remove', 'path': '/instance_info'},
+                              {'op': 'remove', 'path': '/instance_uuid'}])),
+                          ('volume_target.delete', ('t-boot',))],
+                         self.ironic(d))
+
+    def test_confirm_leaves_a_node_another_instance_took(self):
+        d = self.drv(targets=[target('boot', 0)])
+        d.ironicclient.nodes[SRC] = [ironic_node('active', instance='inst-2')]
+        mig = types.SimpleNamespace(source_node=SRC, dest_node=DST)
+        d.confirm_migration(None, mig, self.instance, NET)
+        self.assertEqual([('node.get', (SRC,))],
+                         [(m, a) for m, a, k in d.ironicclient.calls])
+
+    def test_revert_releases_the_destination_and_redeploys_the_source(self):
+        d = self.drv()
+        d.ironicclient.nodes[DST] = [ironic_node('available', instance=None)]
+        d.ironicclient.nodes[SRC] = [ironic_node('available', instance=None)]
+        mig = types.SimpleNamespace(source_node=SRC, dest_node=DST)
+        info = bdi(('boot', 0))
+        d.finish_revert_migration(None, self.instance, NET, mig, info, True)
+        self.assertEqual(
+            [('prepare_for_spawn', (self.instance,), {}),
+             ('plug_vifs', ('node:' + SRC, self.instance, NET), {}),
+             ('spawn', (None, self.instance, 'image-meta', [], None, None),
+              {'network_info': NET, 'block_device_info': info})],
+            self.events)
+        self.assertEqual(
+            [DST, SRC], [a[0] for m, a, k in d.ironicclient.calls
+                         if m == 'node.get'])
+
+    def test_revert_refuses_while_the_destination_holds_the_server(self):
+        d = self.drv()
+        d.ironicclient.nodes[DST] = [ironic_node('active'),
+                                     ironic_node('error',
+                                                 last_error=AGENT_FAIL)]
+        mig = types.SimpleNamespace(source_node=SRC, dest_node=DST)
+        e = self.assertRaises(exception.MigrationError,
+                              d.finish_revert_migration, None, self.instance,
+                              NET, mig, bdi(('boot', 0)), True)
+        self.assertIn('releasing the destination node failed: undeploy '
+                      'failed: DPU agent: nvmf_subsystem_remove_ns: busy',
+                      e.format_message())
+        self.assertEqual([], self.events)          # the source not touched
+
+    def test_host_ip(self):
+        with mock.patch.object(driver.CONF, 'my_ip', '192.0.2.7'):
+            self.assertEqual('192.0.2.7', self.drv().get_host_ip_addr())
+
+
+class PlacementTests(Base):
+    """A node holding an instance is not reserved (moves rewrite its
+    allocation); one without an instance is, while not available."""
+
+    def inventory(self, node):
+        from nova.compute import provider_tree
+        tree = provider_tree.ProviderTree()
+        tree.new_root(NODE, NODE)
+        d = self.drv([answer()])
+        node.uuid = NODE
+        node.resource_class = 'baremetal'
+        node.properties = {'cpu_arch': 'x86_64'}
+        node.traits = []
+        node.power_state = 'power on'
+        d._node_from_cache = mock.Mock(return_value=node)
+        d.update_provider_tree(tree, NODE)
+        return tree.data(NODE).inventory['CUSTOM_BAREMETAL']
+
+    def test_deployed_node_is_not_reserved(self):
+        inv = self.inventory(ironic_node('active'))
+        self.assertEqual((1, 0), (inv['total'], inv['reserved']))
+
+    def test_node_in_maintenance_with_an_instance_is_not_reserved(self):
+        inv = self.inventory(ironic_node('active', maintenance=True))
+        self.assertEqual(0, inv['reserved'])
+
+    def test_free_node_still_reserved_while_not_available(self):
+        self.assertEqual(1, self.inventory(
+            ironic_node('cleaning', instance=None))['reserved'])
+        self.assertEqual(0, self.inventory(
+            ironic_node('available', instance=None))['reserved'])
+
+
+OLD_HOST, NEW_HOST = 'nova-ironic-1', 'nova-ironic-2'
+VIFS = [{'id': 'port-a'}, {'id': 'port-b'}]
+
+
+class LandingTests(unittest.TestCase):
+    """unshelve onto another node and evacuate with fencing."""
+
+    def setUp(self):
+        super().setUp()
+        self.now = [0.0]
+        fake_time = types.SimpleNamespace(
+            monotonic=lambda: self.now[0],
+            sleep=lambda s: self.now.__setitem__(0, self.now[0] + s))
+        for target, name, value in (
+                (driver, 'time', fake_time),
+                (compute_utils, 'EventReporter', self.event)):
+            p = mock.patch.object(target, name, value)
+            p.start()
+            self.addCleanup(p.stop)
+        driver.CONF.set_override('host', NEW_HOST)
+        self.addCleanup(driver.CONF.clear_override, 'host')
+        self.d = driver.IronicDPUDriver.__new__(driver.IronicDPUDriver)
+        self.d.node_cache = {}
+        self.ironic = self.d.ironicclient = FakeIronic([answer()])
+        self.conn = self.ironic.conn = self.d._ironic_connection = \
+            FakeConnection(self.ironic.calls, bm_node(NODE2))
+        self.calls = self.ironic.calls
+        self.spawned = []
+        p = mock.patch.object(driver.ironic_driver.IronicDriver, 'spawn',
+                              autospec=True, side_effect=self.fake_spawn)
+        self.spawn = p.start()
+        self.addCleanup(p.stop)
+        p = mock.patch.object(driver.ironic_driver.IronicDriver, 'destroy',
+                              autospec=True, side_effect=self.fake_destroy)
+        self.destroy = p.start()
+        self.addCleanup(p.stop)
+
+    @contextlib.contextmanager
+    def event(self, context, name, host, *uuids, graceful_exit=False):
+        self.calls.append(('event.start', (name, host) + uuids, {}))
+        yield
+        self.calls.append(('event.finish', (name,), {}))
+
+    def fake_spawn(self, drv, context, instance, *args, **kwargs):
+        self.calls.append(('spawn', (instance.node,), {
+            'block_device_info': kwargs.get('block_device_info')}))
+
+    def fake_destroy(self, drv, context, instance, network_info, *a, **k):
+        self.calls.append(('destroy', (instance.uuid,), {}))
+
+    def instance(self, **kw):
+        fields = dict(uuid='inst-1', node=None, host=None, hostname='srv',
+                      vm_state=vm_states.SHELVED_OFFLOADED,
+                      task_state=task_states.SPAWNING, saves=[])
+        fields.update(kw)
+        return FakeInstance(**fields)
+
+    def names(self):
+        out = []
+        for m, a, k in self.calls:
+            if m == 'node.vendor_passthru':
+                out.append('passthru %s %s' % (a[1], a[0]))
+            elif m in ('node.list_volume_targets',
+                       'node.list_volume_connectors'):
+                continue
+            elif m == 'sdk.get_node':
+                continue
+            else:
+                out.append('%s %s' % (m, a[0]))
+        return out
+
+    # ------------------------------------------------------------ unshelve
+    def test_unshelve_connector_uses_the_node_placement_allocated(self):
+        # Nova connects the volumes before the claim records instance.node
+        inst = self.instance()
+        seen = []
+
+        def nova_connector(drv, instance):
+            seen.append(instance.node)
+            return {'host': 'srv'}
+        reports = mock.Mock()
+        reports.get_allocations_for_consumer.return_value = {
+            NODE2: {'resources': {'CUSTOM_BAREMETAL': 1}}}
+        with mock.patch.object(report, 'report_client_singleton',
+                               return_value=reports), \
+                mock.patch.object(driver.ironic_driver.IronicDriver,
+                                  'get_volume_connector', autospec=True,
+                                  side_effect=nova_connector):
+            props = self.d.get_volume_connector(inst)
+        self.assertEqual({'host': 'srv', 'nqn': 'nqn.host-2'}, props)
+        self.assertEqual([NODE2], seen)
+        self.assertIsNone(inst.node)     # the claim records it, not we
+        self.assertEqual('inst-1', reports.get_allocations_for_consumer
+                         .call_args.args[1])
+
+    def test_connector_without_a_single_allocated_node_is_refused(self):
+        reports = mock.Mock()
+        reports.get_allocations_for_consumer.return_value = {}
+        with mock.patch.object(report, 'report_client_singleton',
+                               return_value=reports):
+            e = self.assertRaises(exception.NovaException,
+                                  self.d.get_volume_connector,
+                                  self.instance())
+        self.assertIn('no single Ironic node', e.format_message())
+
+    def test_unshelve_reserves_the_node_and_plugs_vifs_before_deploying(self):
+        inst = self.instance(node=NODE2)
+        self.d.spawn(None, inst, {}, [], None, {}, network_info=VIFS,
+                     block_device_info={'bdi': 1})
+        self.assertEqual(['sdk.update_node node-2',
+                          'node.vif_attach node-2', 'node.vif_attach node-2',
+                          'spawn node-2'], self.names())
+        self.assertEqual('inst-1', self.conn.nodes[NODE2].instance_id)
+        self.assertEqual({'bdi': 1}, self.calls[-1][2]['block_device_info'])
+
+    def test_unshelve_failure_releases_the_node(self):
+        self.spawn.side_effect = exception.InstanceDeployFailure('boom')
+        inst = self.instance(node=NODE2)
+        self.assertRaises(exception.InstanceDeployFailure, self.d.spawn,
+                          None, inst, {}, [], None, {}, network_info=VIFS)
+        self.assertEqual('destroy inst-1', self.names()[-1])
+
+    def test_unshelve_onto_a_busy_node_touches_nothing(self):
+        self.conn.nodes[NODE2].instance_id = 'other'
+        self.assertRaises(exception.ComputeResourcesUnavailable,
+                          self.d.spawn, None, self.instance(node=NODE2), {},
+                          [], None, {}, network_info=VIFS)
+        self.assertEqual([], self.names())
+
+    def test_a_build_spawns_as_nova_does(self):
+        inst = self.instance(node=NODE2, vm_state=vm_states.BUILDING)
+        self.d.spawn(None, inst, {}, [], None, {}, network_info=VIFS)
+        self.assertEqual(['spawn node-2'], self.names())
+
+    def test_cleanup_removes_the_targets_of_the_node_it_cleans(self):
+        # instance.node may name another node while the server moves
+        self.ironic.targets = [types.SimpleNamespace(uuid='t1',
+                                                     volume_id='v')]
+        node = types.SimpleNamespace(uuid=NODE2)
+        self.d._cleanup_deploy(node, self.instance(node=NODE),
+                               remove_instance_info=False)
+        listed = [a[0] for m, a, k in self.calls
+                  if m == 'node.list_volume_targets']
+        self.assertEqual([NODE2], listed)
+        self.assertIn('volume_target.delete t1', self.names())
+
+    # ------------------------------------------------------------ evacuate
+    def evacuate(self, inst, allocations=None):
+        bdms = [types.SimpleNamespace(volume_id='root', is_volume=True),
+                types.SimpleNamespace(volume_id='data', is_volume=True)]
+
+        def detach(context, bdms, detach_root_bdm=True):
+            self.calls.append(('cinder.replace_attachments',
+                               (len(bdms),), {}))
+
+        def attach(context, instance, bdms):
+            self.calls.append(('cinder.connect', (instance.node,), {}))
+            return {'bdi': instance.node}
+        self.d.rebuild(None, inst, {}, [], None, allocations or {
+            NODE: {}, NODE2: {}}, bdms, detach, attach, network_info=VIFS,
+            evacuate=True)
+
+    def evacuee(self):
+        self.conn.nodes[NODE] = bm_node(NODE, instance='inst-1',
+                                        maintenance=True, state='active')
+        self.ironic.answers['fence'] = {'agent': 'dropped'}
+        return self.instance(node=NODE, host=OLD_HOST,
+                             vm_state=vm_states.ACTIVE,
+                             task_state=task_states.REBUILDING)
+
+    def test_evacuate_fences_the_failed_node_before_connecting_elsewhere(self):
+        inst = self.evacuee()
+        self.evacuate(inst)
+        self.assertEqual([
+            'event.start ironic_dpu_fence_node',
+            'passthru fence node-1',
+            'passthru agent_state node-1',      # until it holds no volume
+            'cinder.replace_attachments 2',     # the target drops exports
+            'node.update node-1',               # instance_uuid released
+            'event.finish ironic_dpu_fence_node',
+            'cinder.connect node-2',            # the new DPU's host NQN
+            'sdk.update_node node-2',           # reserved as a build does
+            'node.vif_attach node-2', 'node.vif_attach node-2',
+            'spawn node-2'], self.names())
+        self.assertIsNone(self.conn.nodes[NODE].instance_id)
+        self.assertEqual('inst-1', self.conn.nodes[NODE2].instance_id)
+        self.assertEqual({'bdi': NODE2}, self.calls[-1][2]['block_device_info'])
+        self.assertEqual(NODE, inst.node)   # Nova's claim moves it at the end
+        self.assertEqual([(task_states.REBUILD_BLOCK_DEVICE_MAPPING,
+                           [task_states.REBUILDING]),
+                          (task_states.REBUILD_SPAWNING,
+                           [task_states.REBUILD_BLOCK_DEVICE_MAPPING])],
+                         inst.saves)
+
+    def test_evacuate_waits_until_the_old_dpu_dropped_its_volumes(self):
+        inst = self.evacuee()
+        self.ironic.states = [answer({'volume_id': 'root',
+                                      'state': 'attached'}), answer()]
+        self.evacuate(inst)
+        names = self.names()
+        self.assertEqual(2, names.count('passthru agent_state node-1'))
+        self.assertLess(names.index('passthru agent_state node-1') + 1,
+                        names.index('cinder.replace_attachments 2'))
+
+    def test_evacuate_with_the_old_dpu_unreachable_still_fences_in_cinder(self):
+        inst = self.evacuee()
+        self.ironic.fail['fence'] = ironic_exc_internal('agent unreachable')
+        with self.assertLogs(driver.LOG.logger, 'WARNING') as logs:
+            self.evacuate(inst)
+        names = self.names()
+        self.assertNotIn('passthru agent_state node-1', names)
+        self.assertLess(names.index('cinder.replace_attachments 2'),
+                        names.index('cinder.connect node-2'))
+        self.assertTrue(any('not reached' in line for line in logs.output))
+
+    def test_evacuate_to_an_unavailable_node_fences_nothing(self):
+        inst = self.evacuee()
+        self.conn.nodes[NODE2].is_maintenance = True
+        self.assertRaises(exception.ComputeResourcesUnavailable,
+                          self.evacuate, inst)
+        self.assertEqual([], self.names())
+
+    def test_evacuate_without_a_new_allocation_fences_nothing(self):
+        inst = self.evacuee()
+        self.assertRaises(exception.InstanceDeployFailure, self.evacuate,
+                          inst, {NODE: {}})
+        self.assertEqual([], self.names())
+
+    def test_failed_evacuation_leaves_nothing_attached(self):
+        inst = self.evacuee()
+
+        def failing_spawn(*args, **kwargs):
+            self.fake_spawn(*args, **kwargs)
+            raise exception.InstanceDeployFailure('boom')
+        self.spawn.side_effect = failing_spawn
+        self.assertRaises(exception.InstanceDeployFailure, self.evacuate,
+                          inst)
+        self.assertEqual(['spawn node-2', 'destroy inst-1',
+                          'cinder.replace_attachments 2'],
+                         self.names()[-3:])
+
+    def test_rebuild_in_place_is_novas(self):
+        inst = self.instance(node=NODE2, host=NEW_HOST)
+        with mock.patch.object(driver.ironic_driver.IronicDriver, 'rebuild',
+                               autospec=True) as rebuild:
+            self.d.rebuild(None, inst, {}, [], None, {}, [], None, None)
+        rebuild.assert_called_once()
+        self.assertEqual([], self.names())
+
+    def test_capabilities_allow_evacuate(self):
+        self.assertTrue(driver.IronicDPUDriver.capabilities[
+            'supports_evacuate'])
+
+    def test_returning_compute_leaves_the_evacuated_server_alone(self):
+        # nova-ironic-1 back: Ironic finds the server on its new node
+        driver.CONF.set_override('host', OLD_HOST)
+        inst = self.instance(node=NODE2, host=NEW_HOST,
+                             vm_state=vm_states.ACTIVE)
+        self.conn.nodes[NODE2].instance_id = 'inst-1'
+        self.d.destroy(None, inst, VIFS)
+        self.assertEqual([], self.names())
+        self.assertFalse(self.d.instance_exists(inst))
+
+    def test_destroy_of_its_own_server_is_novas(self):
+        inst = self.instance(node=NODE2, host=NEW_HOST)
+        self.d.destroy(None, inst, VIFS)
+        self.assertEqual(['destroy inst-1'], self.names())
+
     def assertRaises(self, exc, fn, *args, **kwargs):
         with super().assertRaises(exc) as cm:
             fn(*args, **kwargs)
         return cm.exception
+
+
+def ironic_exc_internal(text):
+    return driver.ironic_exc.InternalServerError(text)

@@ -228,7 +228,7 @@ enroll_node() {
   os_wait 30 "node $n manageable" node_is manageable || return 1
   ir PUT "/nodes/$node/states/power" '{"target":"power off"}' || return 1
   expect "node $n is a hypervisor of nova-compute nova-ironic-$n" \
-    os_wait 60 "hypervisor $node" hypervisor_of "$node" "nova-ironic-$n" || return 1
+    os_wait 120 "hypervisor $node" hypervisor_of "$node" "nova-ironic-$n" || return 1
   # map the new compute host to the cell now, not at the scheduler's next
   # periodic discovery
   $PY /usr/bin/nova-manage --config-file "$BASE/nova/nova.conf" cell_v2 discover_hosts >> "$BASE/log/discover-hosts.out" 2>&1 || return 1
@@ -676,6 +676,353 @@ case_config_drive_file_gone() {
   expect "bm-01's config drive image deleted from config_drive_dir" os_wait 90 "ISO deleted" test ! -e "$CD_FILE"
 }
 
+# ---------------------------------------------------------------- issue 17: a server moves to another node
+# bm-03 boots from mvol01 with data disk mdata01 and one port on one node
+# (MSRC: whichever the scheduler picked), moves to the other (MDST) and back.
+SIDM="" MVOL="" MVOLD="" PORTM="" MMAC="" MIP="" MSRC="" MDST="" T_MIGRATE=""
+hyp_node() { nv "/servers/$1" | jq -r '.server."OS-EXT-SRV-ATTR:hypervisor_hostname"'; }
+server_flavor() { nv "/servers/$1" | jq -r .server.flavor.original_name; }
+port_ip() { nt "/ports/$1" | jq -r '.port.fixed_ips[0].ip_address'; }
+# Cinder keeps each attachment's connector (not shown by its API): the host
+# NQN the volume is attached with.
+attachment_nqns() {   # VOLUME_ID -> the nqn of each live attachment's connector
+  "$PGBIN/psql" -h "$BASE/pg/sock" -U os -d cinder -Atc "SELECT connector FROM volume_attachment
+    WHERE volume_id = '$1' AND deleted = false AND attach_status = 'attached'" | jq -r '.nqn // "none"' | sort -u | xargs
+}
+pf0_ns_count() {
+  dpu_spdk_rpc nvmf_get_subsystems | jq -r --arg q "$(pf0_nqn)" '[.result[] | select(.nqn == $q) | .namespaces[]?] | length'
+}
+rp_allocs() { adm -sf "$PLACEMENT/resource_providers/$NODE/allocations" | jq -c '.allocations | keys'; }
+no_allocs() { [ "$(rp_allocs)" = "[]" ]; }
+need_bm03() {
+  expect "bm-03 from flow 16 with its volumes and port" \
+    bash -c '[ -n "$1" ] && [ -n "$2" ] && [ -n "$3" ] && [ -n "$4" ]' _ "$SIDM" "$MVOL" "$MVOLD" "$PORTM"
+}
+
+# bm-03 runs on node N: its volumes at the same nsids on DPU N's PF0, attached
+# by Cinder with node N's host NQN, its port (same MAC and IP) wired on DPU N.
+bm03_on() {   # N
+  use_dpu "$1"
+  local nqn="nqn.2014-08.org.nvmexpress:uuid:$NODE"
+  expect "bm-03 on node $1 ($NODE)" [ "$(hyp_node "$SIDM")" = "$NODE" ] &&
+  expect "Ironic: node $1 active with bm-03" \
+    [ "$(ir GET "/nodes/$NODE" | jq -r '.provision_state + " " + .instance_uuid')" = "active $SIDM" ] &&
+  expect "agent $1: mvol01 attached as nsid 1" os_wait 20 "agent volume" agent_vol_nsid "$MVOL" 1 &&
+  expect "agent $1: mdata01 attached as nsid 2" os_wait 20 "agent volume" agent_vol_nsid "$MVOLD" 2 &&
+  expect "DPU $1 SPDK: PF0 has namespaces 1 and 2" [ -n "$(pf0_ns_bdev 1)" ] && [ -n "$(pf0_ns_bdev 2)" ] &&
+  expect "Cinder: mvol01 and mdata01 in-use by bm-03" \
+    [ "$(cv "/volumes/$MVOL" | jq -r '.volume.status + " " + .volume.attachments[0].server_id') $(volume_status "$MVOLD")" = "in-use $SIDM in-use" ] &&
+  expect "Cinder: both attachments made with node $1's host NQN" \
+    [ "$(attachment_nqns "$MVOL") $(attachment_nqns "$MVOLD")" = "$nqn $nqn" ] &&
+  port_wired "$PORTM" "$MMAC" &&
+  expect "port keeps IP $MIP" [ "$(port_ip "$PORTM")" = "$MIP" ] &&
+  expect "port keeps MAC $MMAC" [ "$(port_field "$PORTM" mac_address)" = "$MMAC" ] &&
+  expect "Ironic: a port of node $1 carries the VIF" \
+    [ "$(ir GET "/ports?node=$NODE&detail=true" | jq -r --arg p "$PORTM" '[.ports[] | select(.internal_info.tenant_vif_port_id == $p)] | length')" = 1 ]
+}
+
+# Nothing of bm-03 is left on node N or its DPU; Placement may schedule on it.
+bm03_not_on() {   # N
+  use_dpu "$1"
+  expect "agent $1: mvol01 and mdata01 detached" os_wait 20 "agent detach" agent_vol_gone "$MVOL" && agent_vol_gone "$MVOLD" &&
+  expect "agent $1 reports no volume at all" [ "$(agent_state | jq '.observed.volumes // [] | length')" = 0 ] &&
+  port_unwired "$PORTM" &&
+  expect "DPU $1 SPDK: PF0 has no namespace" [ "$(pf0_ns_count)" = 0 ] &&
+  expect "Ironic: node $1 available, no instance" \
+    [ "$(ir GET "/nodes/$NODE" | jq -r '.provision_state + " " + (.instance_uuid // "none")')" = "available none" ] &&
+  expect "Ironic: node $1 has no volume target" [ "$(ir GET "/volume/targets?node=$NODE" | jq '.targets | length')" = 0 ] &&
+  expect "Ironic: no port of node $1 carries the VIF" \
+    [ "$(ir GET "/ports?node=$NODE&detail=true" | jq -r '[.ports[] | select(.internal_info.tenant_vif_port_id)] | length')" = 0 ] &&
+  expect "Placement: node $1 unreserved" os_wait 30 "node free" node_free
+}
+
+case_migrate() {
+  local t0
+  use_dpu 1; expect "node 1 free" os_wait 90 "node free" node_free || return 1
+  MVOL=$(openstack volume create --image "$IMAGE" --size 1 mvol01 -f value -c id) &&
+  MVOLD=$(openstack volume create --size 1 mdata01 -f value -c id) || return 1
+  expect "mvol01, mdata01 available" os_wait 120 "volume available" volume_is "$MVOL" available &&
+  os_wait 60 "volume available" volume_is "$MVOLD" available || return 1
+  SIDM=$(openstack server create --flavor "$FLAVOR" --volume mvol01 --network "$NET" \
+    --block-device "source_type=volume,uuid=$MVOLD,destination_type=volume,boot_index=-1" bm-03 -f value -c id) || return 1
+  expect "bm-03 ACTIVE" wait_server "$SIDM" ACTIVE 180 || return 1
+  # node 2 is provided only now (unless an earlier case did): bm-03 starts on node 1
+  node_provide 2 || return 1
+  PORTM=$(port_of "$SIDM"); MMAC=$(port_field "$PORTM" mac_address); MIP=$(port_ip "$PORTM")
+  use_dpu 1; if [ "$(hyp_node "$SIDM")" = "$NODE" ]; then MSRC=1 MDST=2; else MSRC=2 MDST=1; fi
+  os_log "  bm-03 booted on node $MSRC; port $PORTM $MMAC $MIP"
+  bm03_on "$MSRC" && bm03_not_on "$MDST" || return 1
+  t0=$(os_now)
+  as_admin openstack server migrate "$SIDM" || return 1
+  expect "bm-03 VERIFY_RESIZE" wait_server "$SIDM" VERIFY_RESIZE 300 || return 1
+  T_MIGRATE=$(os_since "$t0"); os_log "  migrate: VERIFY_RESIZE on the other node after ${T_MIGRATE}s"
+  bm03_on "$MDST" && bm03_not_on "$MSRC" || return 1
+  use_dpu "$MSRC"
+  expect "Placement: node $MSRC holds the migration's allocation only (a revert finds it free)" \
+    [ "$(rp_allocs)" = "[\"$(nv "/os-migrations?instance_uuid=$SIDM" | jq -r '.migrations[0].uuid')\"]" ] || return 1
+  openstack server resize confirm bm-03 || return 1
+  expect "bm-03 ACTIVE after confirm" wait_server "$SIDM" ACTIVE 120 || return 1
+  bm03_on "$MDST" && bm03_not_on "$MSRC" &&
+  use_dpu "$MSRC" && expect "Placement: no allocation left on node $MSRC" os_wait 30 "allocations gone" no_allocs
+}
+
+# resize to bm.large moves bm-03 back to the other node; revert returns it
+# (bm.small) where it was; a second resize is confirmed.
+case_resize_revert() {
+  local here there
+  need_bm03 || return 1
+  here=$MDST there=$MSRC
+  openstack server resize --flavor "$FLAVOR_LARGE" bm-03 || return 1
+  expect "bm-03 VERIFY_RESIZE" wait_server "$SIDM" VERIFY_RESIZE 300 &&
+  expect "flavor $FLAVOR_LARGE" [ "$(server_flavor "$SIDM")" = "$FLAVOR_LARGE" ] &&
+  bm03_on "$there" && bm03_not_on "$here" || return 1
+  openstack server resize revert bm-03 || return 1
+  expect "bm-03 ACTIVE after revert" wait_server "$SIDM" ACTIVE 300 &&
+  expect "flavor bm.small again" [ "$(server_flavor "$SIDM")" = "$FLAVOR" ] &&
+  bm03_on "$here" && bm03_not_on "$there" &&
+  use_dpu "$there" && expect "Placement: no allocation left on node $there" os_wait 30 "allocations gone" no_allocs
+}
+
+case_resize_confirm() {
+  local here there
+  need_bm03 || return 1
+  here=$MDST there=$MSRC
+  openstack server resize --flavor "$FLAVOR_LARGE" bm-03 || return 1
+  expect "bm-03 VERIFY_RESIZE" wait_server "$SIDM" VERIFY_RESIZE 300 || return 1
+  openstack server resize confirm bm-03 || return 1
+  expect "bm-03 ACTIVE after confirm" wait_server "$SIDM" ACTIVE 120 &&
+  expect "flavor $FLAVOR_LARGE" [ "$(server_flavor "$SIDM")" = "$FLAVOR_LARGE" ] &&
+  bm03_on "$there" && bm03_not_on "$here" || return 1
+  openstack server delete --wait bm-03 || return 1
+  expect "mvol01, mdata01 available again" os_wait 60 "volume available" volume_is "$MVOL" available &&
+  os_wait 60 "volume available" volume_is "$MVOLD" available &&
+  bm03_not_on "$there" && use_dpu 1 &&
+  openstack volume delete "$MVOL" "$MVOLD"   # the suite's storage array is finite
+}
+
+# A server booted from an image keeps its disk in its machine: migrate is
+# refused before anything changes, with the reason in the instance action.
+migration_is() { [ "$(nv "/os-migrations?instance_uuid=$1" | jq -r '.migrations[0].status')" = "$2" ]; }
+case_migrate_image_refused() {
+  local sid port n ev
+  node_provide 2 || return 1   # a destination to schedule to (the refusal comes after)
+  sid=$(openstack server create --flavor "$FLAVOR" --image "$IMAGE" --network "$NET" bm-05 -f value -c id) || return 1
+  expect "bm-05 ACTIVE" wait_server "$sid" ACTIVE 180 || return 1
+  port=$(port_of "$sid")
+  use_dpu 1; if [ "$(hyp_node "$sid")" = "$NODE" ]; then n=1; else n=2; fi
+  as_admin openstack server migrate "$sid" || return 1
+  expect "the migration ends in error" os_wait 120 "migration error" migration_is "$sid" error &&
+  expect "Nova's compute_resize_instance event done" os_wait 30 "event" event_done "$sid" migrate compute_resize_instance || return 1
+  ev=$(action_event "$sid" migrate compute_resize_instance); os_log "  compute_resize_instance event: $ev"
+  expect "the event failed with the reason (not booted from a volume)" \
+    jq_true '.result == "Error" and (.details | test("booted from a Cinder volume"))' <<<"$ev" &&
+  expect "bm-05 ACTIVE" wait_server "$sid" ACTIVE 60 &&
+  use_dpu "$n" &&
+  expect "bm-05 still on node $n, its node active with it" \
+    [ "$(hyp_node "$sid") $(ir GET "/nodes/$NODE" | jq -r '.provision_state + " " + .instance_uuid + " " + .power_state')" = "$NODE active $sid power on" ] &&
+  port_wired "$port" || return 1
+  openstack server delete --wait "$sid" &&
+  expect "node $n available and schedulable again" os_wait 90 "node free" node_free || return 1
+  # node 2 back to manageable, as setup left it: later cases expect their
+  # first server on node 1 and provide node 2 themselves
+  use_dpu 2 && ir PUT "/nodes/$NODE/states/provision" '{"target":"manage"}' &&
+  expect "node 2 manageable again" os_wait 30 "node 2 manageable" node_is manageable && use_dpu 1
+}
+
+# ---------------------------------------------------------------- issue 17: a server that moves to other hardware
+SID15="" VOL15="" VOLD15="" PORT15="" IP15="" NSID15=""
+srv_attr() { server_field "$1" "\"OS-EXT-SRV-ATTR:$2\""; }
+on_node() { [ "$(srv_attr "$1" hypervisor_hostname)" = "$2" ] && [ "$(srv_attr "$1" host)" = "$3" ]; }   # SID NODE HOST
+allocated_rps() { adm -sf "$PLACEMENT/allocations/$1" | jq -r '.allocations | keys | join(" ")'; }
+# the current DPU's controllers to Cinder's target (subsystem NQNs), or nothing
+dpu_target_nqns() { dpu_spdk_rpc bdev_nvme_get_controllers | jq -r '[.result[].ctrlrs[].trid.subnqn] | unique | join(" ")'; }
+# every controller of the current DPU connects with its node's host NQN
+dpu_host_nqn_is() {
+  dpu_spdk_rpc bdev_nvme_get_controllers | jq -e --arg h "nqn.2014-08.org.nvmexpress:uuid:$NODE" \
+    '(.result | length) > 0 and all(.result[].ctrlrs[]; .host.nqn == $h and .state == "enabled")' >/dev/null
+}
+targets_gone() { local q; for q in "$@"; do target_gone "$q" || return 1; done; }   # NQN...
+dpu_no_ctrl() { [ -z "$(dpu_target_nqns)" ] && dpu_spdk_rpc bdev_nvme_get_controllers >/dev/null; }
+agent_empty() {   # the current DPU's agent reports no volume and no VIF
+  agent_state | jq -e '(.observed.volumes // []) == [] and (.observed.vifs // []) == []' >/dev/null
+}
+node_holds() {   # the current node: provision state, instance, number of volume targets, ports with a VIF
+  local n; n=$(ir GET "/nodes/$NODE") || return 1
+  [ "$(jq -r '.provision_state + " " + (.instance_uuid // "none")' <<<"$n") $(ir GET "/volume/targets?node=$NODE" |
+      jq '.targets | length') $(ir GET "/ports?node=$NODE&detail=true" |
+      jq '[.ports[] | select(.internal_info.tenant_vif_port_id // .extra.vif_port_id)] | length')" = "$*" ]
+}
+# both volumes in use by SERVER, same ids, attached to it in Cinder
+vols_in_use_by() {
+  [ "$(cv "/volumes/$VOL15" | jq -r '.volume.status + " " + .volume.attachments[0].server_id') $(cv "/volumes/$VOLD15" |
+      jq -r '.volume.status + " " + .volume.attachments[0].server_id')" = "in-use $1 in-use $1" ]
+}
+# the server's disks on the current DPU: root nsid 1, data disk at NSID15, PF0 namespaces, the node's host NQN
+disks_on_dpu() {
+  expect "agent $DPU_N: vol15 attached as nsid 1" os_wait 30 "agent volume" agent_vol_nsid "$VOL15" 1 &&
+  expect "agent $DPU_N: data15 attached as nsid $NSID15" os_wait 30 "agent data volume" agent_vol_nsid "$VOLD15" "$NSID15" &&
+  expect "DPU $DPU_N SPDK: PF0 namespaces 1 and $NSID15" [ -n "$(pf0_ns_bdev 1)" ] && [ -n "$(pf0_ns_bdev "$NSID15")" ] &&
+  expect "DPU $DPU_N SPDK: controllers to the target with node $NODE's host NQN" dpu_host_nqn_is
+}
+# nothing of the server on the current DPU (agent, SPDK, OVS)
+gone_from_dpu() {
+  expect "agent $DPU_N: no volume, no VIF" os_wait 30 "agent empty" agent_empty &&
+  expect "DPU $DPU_N SPDK: no controller to Cinder's target left" os_wait 15 "controllers gone" dpu_no_ctrl &&
+  expect "DPU $DPU_N SPDK: PF0 namespaces gone" pf0_ns_gone 1 && pf0_ns_gone "$NSID15" &&
+  port_unwired "$PORT15"
+}
+
+# bm-15 boots on whichever node Nova picks (F15), is shelved, and unshelved
+# onto the other one (T15) by its compute host.
+F15="" T15=""
+case_shelve_unshelve() {
+  local t0 nqns=()
+  node_provide 2 || return 1
+  VOL15=$(openstack volume create --image "$IMAGE" --size 1 vol15 -f value -c id) &&
+  VOLD15=$(openstack volume create --size 1 data15 -f value -c id) || return 1
+  expect "vol15, data15 available" os_wait 120 "volume available" volume_is "$VOL15" available &&
+  os_wait 60 "volume available" volume_is "$VOLD15" available || return 1
+  SID15=$(openstack server create --flavor "$FLAVOR" --volume vol15 --network "$NET" \
+    --block-device "source_type=volume,uuid=$VOLD15,destination_type=volume,boot_index=-1" bm-15 -f value -c id) || return 1
+  expect "bm-15 ACTIVE" wait_server "$SID15" ACTIVE 180 || return 1
+  if [ "$(srv_attr "$SID15" hypervisor_hostname)" = "${NODE_OF[1]}" ]; then F15=1 T15=2; else F15=2 T15=1; fi
+  use_dpu "$F15"
+  expect "bm-15 on node $F15 (nova-ironic-$F15)" on_node "$SID15" "$NODE" "nova-ironic-$F15" || return 1
+  PORT15=$(port_of "$SID15") IP15=$(port_ip "$PORT15")
+  expect "agent $F15: vol15 nsid 1" os_wait 30 "agent volume" agent_vol_nsid "$VOL15" 1 || return 1
+  NSID15=$(agent_vol "$VOLD15" | jq -r .nsid)
+  disks_on_dpu && port_wired "$PORT15" || return 1
+  read -ra nqns <<< "$(dpu_target_nqns)"
+  t0=$(os_now)
+  openstack server shelve bm-15 || return 1
+  expect "bm-15 SHELVED_OFFLOADED" wait_server "$SID15" SHELVED_OFFLOADED 180 || return 1
+  os_log "  bm-15 offloaded from node $F15 after $(os_since "$t0")s"
+  expect "Cinder: vol15, data15 reserved for bm-15 (no connector)" os_wait 30 "volumes reserved" \
+    eval '[ "$(volume_status "$VOL15") $(volume_status "$VOLD15")" = "reserved reserved" ]' &&
+  gone_from_dpu &&
+  expect "Cinder's target no longer exports ${nqns[*]}" os_wait 20 "exports gone" targets_gone "${nqns[@]}" &&
+  expect "node $F15 available, no instance, no volume target, no VIF" os_wait 90 "node released" node_holds available none 0 0 &&
+  expect "Placement: no allocation of bm-15" [ -z "$(allocated_rps "$SID15")" ] || return 1
+  # the operator unshelves it onto the other node's compute (API 2.91 host)
+  t0=$(os_now)
+  adm -sSf -X POST "${NOVA_H[@]}" -H 'Content-Type: application/json' "$NOVA/servers/$SID15/action" \
+    -d "{\"unshelve\": {\"host\": \"nova-ironic-$T15\"}}" || return 1
+  expect "bm-15 ACTIVE again" wait_server "$SID15" ACTIVE 240 || return 1
+  os_log "  bm-15 unshelved onto node $T15 after $(os_since "$t0")s"
+  use_dpu "$T15"
+  expect "bm-15 on node $T15 (nova-ironic-$T15)" on_node "$SID15" "$NODE" "nova-ironic-$T15" &&
+  expect "Cinder: the same vol15 and data15 in-use by bm-15" vols_in_use_by "$SID15" &&
+  disks_on_dpu &&
+  expect "the same port $PORT15 with the same IP $IP15" [ "$(port_of "$SID15") $(port_ip "$PORT15")" = "$PORT15 $IP15" ] &&
+  port_wired "$PORT15" &&
+  expect "node $T15 active with bm-15, its 2 volume targets and 1 VIF" node_holds active "$SID15" 2 1 &&
+  expect "Placement: bm-15 allocated on node $T15 only" [ "$(allocated_rps "$SID15")" = "$NODE" ] || return 1
+  use_dpu "$F15"
+  expect "node $F15 still available, holding nothing" node_holds available none 0 0 &&
+  expect "DPU $F15: nothing of bm-15" agent_empty && dpu_no_ctrl
+}
+
+# The spdkpair log lines after line $2 of spdk.out, as one JSON array
+spdk_log_since() { tail -n +"$(($1 + 1))" "$BASE/log/spdk.out" | jq -sc '.'; }
+migration_of() { nv "/os-migrations?instance_uuid=$1&migration_type=evacuation" | jq -r '.migrations[0].status // empty'; }
+service_is() { nv "/os-services?host=$1&binary=nova-compute" | jq -e --arg s "$2" '.services[0].state == $s' >/dev/null; }
+
+# bm-15 (on node T15 after case 15) evacuated back to node F15.
+case_evacuate() {
+  local t0 l0 log order old=$T15 new=$F15 oldc oldsock newsock
+  expect "bm-15 from case 15" [ -n "$SID15" ] && [ -n "$old" ] &&
+    on_node "$SID15" "${NODE_OF[$old]}" "nova-ironic-$old" || return 1
+  oldc=$(nova_compute_proc "nova-ironic-$old")
+  oldsock=$(basename "$(dpu_sock "$old")") newsock=$(basename "$(dpu_sock "$new")")
+  l0=$(wc -l < "$BASE/log/spdk.out")
+  # Node $old's hardware fails: the operator puts it in maintenance, its
+  # nova-compute is gone (stopped here) and forced down, then evacuates.
+  use_dpu "$old"
+  ir PUT "/nodes/$NODE/maintenance" '{"reason": "e2e: hardware failure"}' &&
+  os_stop "$oldc" &&
+  as_admin openstack --os-compute-api-version 2.11 compute service set --down "nova-ironic-$old" nova-compute &&
+  expect "nova-ironic-$old down" os_wait 30 "service down" service_is "nova-ironic-$old" down || return 1
+  t0=$(os_now)
+  # `openstack server evacuate` of Zed's client sends it, then fails on
+  # Nova's empty answer (2.29+) with 'TupleWithMeta' has no to_dict: REST
+  adm -sSf -X POST "${NOVA_H[@]}" -H 'Content-Type: application/json' "$NOVA/servers/$SID15/action" \
+    -d '{"evacuate": {}}' > /dev/null || return 1
+  use_dpu "$new"
+  expect "bm-15 ACTIVE after the evacuation (REBUILD until then)" wait_server "$SID15" ACTIVE 300 || return 1
+  os_log "  bm-15 ACTIVE on $(srv_attr "$SID15" host) after $(os_since "$t0")s"
+  expect "bm-15 on node $new (nova-ironic-$new)" on_node "$SID15" "$NODE" "nova-ironic-$new" &&
+  expect "instance action evacuate: event ironic_dpu_fence_node Success" \
+    [ "$(action_event "$SID15" evacuate ironic_dpu_fence_node | jq -r .result)" = Success ] || return 1
+  # Fencing first, from the SPDK calls' log: the old DPU detached its
+  # controllers, then Cinder's target deleted the exports, then the new DPU
+  # attached.
+  log=$(spdk_log_since "$l0")
+  echo "$log" > "$BASE/log/evacuate-spdk.json"
+  order=$(jq -c --arg o "$oldsock" --arg n "$newsock" '
+    ([.[] | select(.dpu == $o and .req.method == "bdev_nvme_detach_controller") | .t]) as $old |
+    ([.[] | select(.dpu == $o) | .t] | max) as $oldlast |
+    ([.[] | select(.dpu == null and .req.method == "nvmf_delete_subsystem") | .t]) as $del |
+    ([.[] | select(.dpu == $n and .req.method == "bdev_nvme_attach_controller") | .t] | min) as $new |
+    {old_detaches: ($old | length), old_last: $oldlast, deletes: ($del | length), del_first: ($del | min),
+     del_last: ($del | max), new_first_attach: $new}' <<<"$log")
+  os_log "  fencing order: $order"
+  expect "DPU $old detached its controllers, and its last call came before Cinder's target deleted the exports" \
+    jq_true '.old_detaches >= 1 and .deletes >= 2 and .old_last < .del_first' <<<"$order" &&
+  expect "Cinder's target deleted the old exports before DPU $new attached any" \
+    jq_true '.new_first_attach != null and .del_last < .new_first_attach' <<<"$order" || return 1
+  expect "Cinder: the same vol15 and data15 in-use by bm-15" vols_in_use_by "$SID15" &&
+  disks_on_dpu &&
+  expect "the same port $PORT15 with the same IP $IP15" [ "$(port_of "$SID15") $(port_ip "$PORT15")" = "$PORT15 $IP15" ] &&
+  port_wired "$PORT15" &&
+  expect "node $new active with bm-15, its 2 volume targets and 1 VIF" node_holds active "$SID15" 2 1 || return 1
+  use_dpu "$old"
+  gone_from_dpu &&
+  expect "node $old (maintenance) keeps no instance, volume target or VIF" node_holds active none 0 0 &&
+  expect "node $old's recorded desired state is empty (its DPU catches up with it)" \
+    jq_true '.maintenance and .driver_internal_info.dpu_desired_state.volumes == [] and
+      .driver_internal_info.dpu_desired_state.vifs == []' <<<"$(ir GET "/nodes/$NODE")" || return 1
+  # nova-compute of node $old comes back (restarted, still forced down, as
+  # Nova asks): at start it destroys what its driver lists of the servers
+  # evacuated from it, and Ironic lists bm-15 (on node $new now): the
+  # driver must leave it alone.
+  nova_compute_start "nova-ironic-$old" &&
+  expect "$oldc found bm-15 among the servers evacuated from it, and its driver left it alone" \
+    os_wait 120 "destroy skipped" grep -qs "Not destroying: the server belongs to compute nova-ironic-$new" \
+    "$BASE/nova/log/$oldc.log" || return 1
+  # Nova marks the evacuation completed (and drops bm-15's allocation on
+  # node $old) only if that node's compute record is still the returning
+  # service's: its ironic hash ring hands the node to the other service
+  # while this one is down; then the API refuses to force it up ("done"
+  # evacuation records).
+  if os_wait 15 "evacuation completed" eval '[ "$(migration_of "$SID15")" = completed ]'; then
+    as_admin openstack --os-compute-api-version 2.11 compute service set --up "nova-ironic-$old" nova-compute &&
+    expect "nova-ironic-$old up again" os_wait 120 "service up" service_is "nova-ironic-$old" up || return 1
+  else
+    os_log "  evacuation record $(migration_of "$SID15"), bm-15 allocated on $(allocated_rps "$SID15"): nova-ironic-$old stays forced down"
+  fi
+  use_dpu "$new"
+  expect "bm-15 still ACTIVE on node $new" [ "$(server_field "$SID15" status)" = ACTIVE ] &&
+    on_node "$SID15" "$NODE" "nova-ironic-$new" &&
+  expect "node $new still active with bm-15" node_holds active "$SID15" 2 1 &&
+  expect "DPU $new still serves bm-15's disks and port" agent_vol_nsid "$VOL15" 1 && agent_vif_bound "$PORT15" &&
+  expect "SB Port_Binding still on $DPU_CHASSIS" [ "$(sb_chassis_of "$PORT15")" = "$DPU_CHASSIS" ] || return 1
+  # leave both nodes schedulable for the cases after this one
+  openstack server delete --wait bm-15 &&
+  expect "vol15, data15 available" os_wait 60 "volumes available" \
+    eval '[ "$(volume_status "$VOL15") $(volume_status "$VOLD15")" = "available available" ]' &&
+  openstack volume delete "$VOL15" "$VOLD15" || return 1
+  use_dpu "$old"
+  ir DELETE "/nodes/$NODE/maintenance" &&
+  ir PUT "/nodes/$NODE/states/provision" '{"target":"deleted"}' &&
+  expect "node $old undeployed" os_wait 120 "node available" node_is available &&
+  node_provide "$old" &&
+  use_dpu "$new" &&
+  expect "node $new schedulable again" os_wait 90 "node free" node_free
+  local rc=$?
+  use_dpu 1
+  return $rc
+}
+
 # ---------------------------------------------------------------- snapshot
 # target_calls METHOD -> the Unix times (one per line) Cinder's target
 # answered METHOD (spdkpair's call log)
@@ -716,8 +1063,10 @@ case_snapshot() {
   expect "the target's SPDK took lvol snapshot lvs0/snapshot-$snap (bdev_lvol_snapshot)" \
     spdk_rpc bdev_get_bdevs "{\"name\":\"lvs0/snapshot-$snap\"}" | jq_true '.result[0].driver_specific.lvol.snapshot == true' || return 1
   tsnap=$(target_calls bdev_lvol_snapshot | tail -n +$((n0 + 1)) | head -1)
+  # Nova casts unquiesce once the snapshots are done: the resume may come a
+  # moment after the image is active
   expect "the DPU paused the host's controllers before the snapshot and resumed them after (agent log vs target log)" \
-    quiesce_brackets "$tsnap" &&
+    os_wait 30 "agent resumed the host" quiesce_brackets "$tsnap" &&
   expect "agent 1: snaproot still attached as nsid 1 after the snapshot" agent_vol_nsid "$vol" 1 &&
   expect "agent 1: host not left quiesced" not_quiesced || return 1
   # a new server from the image: Nova asks Cinder for a volume from the

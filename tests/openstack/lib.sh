@@ -811,10 +811,17 @@ services_up() {
     n=$(curl -sf -H "$T" "$NOVA/os-services" 2>/dev/null \
       | jq '[.services[] | select(.state=="up")] | length' 2>/dev/null)
     [ "${n:-0}" -ge $((2 + ${#computes[@]})) ] || ready=0
-    [ $ready = 1 ] && return 0
+    [ $ready = 1 ] && break
     sleep 0.2
   done
-  os_log "services not ready in 240 s"; return 1
+  [ $ready = 1 ] || { os_log "services not ready in 240 s"; return 1; }
+  # Map every nova-compute service to the cell (Nova's advice for ironic):
+  # the scheduler's periodic discovery maps the host of each new compute
+  # node record, and both services race to create a node's record until
+  # they see each other in the hash ring; the loser's host never gets
+  # mapped ("Host 'nova-ironic-1' is not mapped to any cell").
+  $PY /usr/bin/nova-manage --config-file "$BASE/nova/nova.conf" cell_v2 discover_hosts --by-service \
+    >> "$BASE/log/nova-manage.out" 2>&1
 }
 
 services_down() {

@@ -6,11 +6,16 @@
 # for the network-boot (--image) and boot-from-volume cases; then, on a
 # running server, `server add volume` until the namespace is on the DPU,
 # an in-use `volume extend` until the DPU's bdev has the new size, and
-# `server remove volume` until the namespace is gone (issue 9).
+# `server remove volume` until the namespace is gone (issue 9); and a
+# boot-from-volume server moving between the two DPU nodes (issue 17):
+# `server migrate` until it runs on the other node (VERIFY_RESIZE), the
+# confirm until ACTIVE, and `server unshelve` of the offloaded server until
+# ACTIVE, each against a fresh boot-from-volume create in the same run.
 #
 # The agent's share is measured in the same run from its own log: for each
 # desired state it admitted during the create, the duration of the reconcile
-# that applied it ("reconciled ... took", agent debug log). The rest is
+# that applied it ("reconciled ... took", agent debug log), summed over both
+# DPUs' agents (a move releases one and fills the other). The rest is
 # OpenStack (API, scheduler, Ironic conductor, Cinder, Neutron, OVN).
 # Creates go through the REST APIs (no CLI start-up in the figures).
 # Usage: tests/bench/openstack/bench.sh      (BENCH_RUNS=N, default 3)
@@ -97,30 +102,65 @@ volume_runs() {   # NET IMG FLAVOR
   nova_delete "$sid" && wait_server_gone "$sid" 120
 }
 
+# move_runs NET VOL FLAVOR: a boot-from-volume server on node 1 (node 2
+# free), then per run: migrate (as the operator) to the other node until
+# VERIFY_RESIZE, confirm until ACTIVE, shelve until offloaded, unshelve until
+# ACTIVE (on whichever node the scheduler picks).
+server_action() { adm -sf "${NOVA_H[@]}" -H 'Content-Type: application/json' -X POST "$NOVA/servers/$1/action" -d "$2"; }
+timed_action() {   # KIND SERVER BODY STATUS : append "KIND t0 t1 t1"
+  local t0; t0=$(os_now)
+  server_action "$2" "$3" > /dev/null && wait_server "$2" "$4" 300 || return 1
+  echo "$1 $t0 $(os_now) $(os_now)" >> "$BASE/bench.raw"
+}
+move_runs() {
+  local sid i
+  node_provide 2 && use_dpu 1 || return 1
+  sid=$(nova_post /servers "$(jq -nc --arg n "$1" --arg v "$2" --arg f "$3" \
+    '{server:{name:"bench-move", flavorRef:$f, networks:[{uuid:$n}],
+      block_device_mapping_v2:[{boot_index:0, uuid:$v, source_type:"volume", destination_type:"volume", delete_on_termination:false}]}}')" \
+    | jq -r .server.id) && wait_server "$sid" ACTIVE 120 || return 1
+  for ((i = 1; i <= RUNS; i++)); do
+    timed_action migrate "$sid" '{"migrate":null}' VERIFY_RESIZE &&
+    timed_action confirm "$sid" '{"confirmResize":null}' ACTIVE &&
+    server_action "$sid" '{"shelve":null}' > /dev/null && wait_server "$sid" SHELVED_OFFLOADED 300 &&
+    timed_action unshelve "$sid" '{"unshelve":null}' ACTIVE || return 1
+    os_log "move run $i done"
+  done
+  nova_delete "$sid" && wait_server_gone "$sid" 120 && os_wait 120 "volume available" volume_is "$2" available
+}
+
 report() {
-  $PY - "$BASE/bench.raw" "$BASE/log/agent.out" <<'PYEOF'
+  local n logs=()
+  for n in $DPUS; do logs+=("$BASE/log/$(dpu_agent_proc "$n").out"); done
+  $PY - "$BASE/bench.raw" "${logs[@]}" <<'PYEOF'
 import datetime, json, statistics, sys
 
 runs = [l.split() for l in open(sys.argv[1]) if l.strip()]
-log = []
-for line in open(sys.argv[2]):
-    try:
-        e = json.loads(line)
-    except ValueError:
-        continue
-    e['t'] = datetime.datetime.strptime(e['ts'], '%Y-%m-%dT%H:%M:%S.%fZ').replace(
-        tzinfo=datetime.timezone.utc).timestamp()
-    log.append(e)
+logs = []   # one per DPU's agent: generations are per agent
+for path in sys.argv[2:]:
+    log = []
+    for line in open(path):
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        e['t'] = datetime.datetime.strptime(e['ts'], '%Y-%m-%dT%H:%M:%S.%fZ').replace(
+            tzinfo=datetime.timezone.utc).timestamp()
+        log.append(e)
+    logs.append(log)
 
 def took(v):
     return float(v) if not isinstance(v, str) else float(v.rstrip('s'))
 
 def agent_share(t0, t1):
-    """Seconds the agent spent applying the desired states admitted in [t0, t1].
+    """Seconds the agents spent applying the desired states admitted in [t0, t1].
 
     Storage and network reconcile in their own loops, concurrently: per
     state, the slower component's first reconcile of that generation counts.
     """
+    return sum(one_agent_share(log, t0, t1) for log in logs)
+
+def one_agent_share(log, t0, t1):
     total = 0.0
     for i, e in enumerate(log):
         if e.get('msg') != 'desired state admitted' or not t0 <= e['t'] <= t1:
@@ -134,6 +174,12 @@ def agent_share(t0, t1):
     return total
 
 VOLUME_STEPS = ('add-volume', 'extend', 'remove-volume')
+MOVE_STEPS = ('migrate', 'confirm', 'unshelve')
+moves = {}
+for kind, t0, t1, _ in [r for r in runs if r[0] in MOVE_STEPS]:
+    t0, t1 = float(t0), float(t1)
+    moves.setdefault(kind, []).append((t1 - t0, agent_share(t0, t1)))
+runs = [r for r in runs if r[0] not in MOVE_STEPS]
 steps = {}
 for kind, t0, t1, _ in [r for r in runs if r[0] in VOLUME_STEPS]:
     t0, t1 = float(t0), float(t1)
@@ -168,6 +214,22 @@ if steps:
         ag = statistics.median(x[1] for x in r)
         print('%-16s %4d %18.2f %10.3f %11.1f%%   (all: %s)' % (
             kind, len(r), tot, ag, 100 * ag / tot, ', '.join('%.2f' % x[0] for x in r)))
+if moves:
+    print()
+    base = statistics.median(x[0] for x in rows['boot-from-volume']) if 'boot-from-volume' in rows else None
+    print('%-16s %4s %12s %10s %12s %22s' % ('move', 'runs', 'to state s', 'agents s', 'agents/total',
+                                            'vs boot-from-volume'))
+    for kind in MOVE_STEPS:
+        r = moves.get(kind) or []
+        if not r:
+            continue
+        tot = statistics.median(x[0] for x in r)
+        ag = statistics.median(x[1] for x in r)
+        print('%-16s %4d %12.2f %10.3f %11.1f%% %21s   (all: %s)' % (
+            kind, len(r), tot, ag, 100 * ag / tot, '%.2fx' % (tot / base) if base else '-',
+            ', '.join('%.2f' % x[0] for x in r)))
+    print('(migrate: request to VERIFY_RESIZE, running on the other node; confirm: to ACTIVE, source released;')
+    print(' unshelve: request to ACTIVE on a node; agents: both DPUs\' agents)')
 PYEOF
 }
 
@@ -192,6 +254,7 @@ main() {
     os_log "run $i done"
   done
   volume_runs "$net" "$img" "$flavor" || os_die "volume runs failed"
+  move_runs "$net" "$vol" "$flavor" || os_die "move runs failed"
   report
 }
 main "$@"

@@ -14,7 +14,10 @@
 // form: bdev_lvol_create/bdev_lvol_resize {"size": bytes} is
 // {"size_in_mib": MiB} in SPDK v24.09 (research/openstack-full-stack.md,
 // step 3). Every forwarded call is logged as one JSON line on stdout
-// ({t: Unix seconds, req, resp}).
+// ({t: Unix seconds, req, resp}). Each DPU's emulator listens at
+// <socket>.spdk behind a relay on <socket> that logs the DPU's calls that
+// change something on the same stdout ({t, dpu: socket base name, req} and
+// {t, dpu, resp}).
 package main
 
 import (
@@ -30,8 +33,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -68,15 +71,22 @@ func run() error {
 		return err
 	}
 	defer func() { _ = target.Stop() }()
+	log := &callLog{out: json.NewEncoder(os.Stdout)}
 	for _, sock := range dpuSocks {
+		// the emulator behind a relay that logs the DPU's calls
 		dpu := spdktest.New(spdktest.Options{Peers: []*spdktest.Emulator{target}})
-		if err := dpu.Start(sock); err != nil {
+		if err := dpu.Start(sock + ".spdk"); err != nil {
 			return err
 		}
 		defer func() { _ = dpu.Stop() }()
+		r, err := startRelay(sock, sock+".spdk", filepath.Base(sock), log)
+		if err != nil {
+			return err
+		}
+		defer r.stop()
 	}
 
-	p := &proxy{sock: *targetSock, user: *user, pass: strings.TrimSpace(string(pw)), out: json.NewEncoder(os.Stdout)}
+	p := &proxy{sock: *targetSock, user: *user, pass: strings.TrimSpace(string(pw)), log: log}
 	srv := &http.Server{Addr: *listen, Handler: p, ReadHeaderTimeout: 10 * time.Second}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -110,8 +120,7 @@ func (l *socketList) Set(v string) error {
 
 type proxy struct {
 	sock, user, pass string
-	mu               sync.Mutex // serialises the call log
-	out              *json.Encoder
+	log              *callLog
 }
 
 func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -141,12 +150,9 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
 	}
-	p.mu.Lock()
 	// t: when SPDK answered (Unix seconds), to order the target's calls
-	// against the agents' logs
-	t := json.RawMessage(fmt.Sprintf("%.6f", float64(time.Now().UnixMicro())/1e6))
-	_ = p.out.Encode(map[string]json.RawMessage{"t": t, "req": req, "resp": resp})
-	p.mu.Unlock()
+	// against the DPUs'
+	p.log.write(map[string]json.RawMessage{"req": req, "resp": resp})
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(resp)
 }

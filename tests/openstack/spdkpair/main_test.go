@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -47,7 +48,7 @@ func TestProxyAgainstEmulator(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = e.Stop() })
 	var log bytes.Buffer
-	srv := httptest.NewServer(&proxy{sock: sock, user: "spdk", pass: "pw", out: json.NewEncoder(&log)})
+	srv := httptest.NewServer(&proxy{sock: sock, user: "spdk", pass: "pw", log: &callLog{out: json.NewEncoder(&log)}})
 	t.Cleanup(srv.Close)
 
 	post := func(user, pass, body string) (int, map[string]json.RawMessage) {
@@ -85,5 +86,60 @@ func TestProxyAgainstEmulator(t *testing.T) {
 	}
 	if !bytes.Contains(log.Bytes(), []byte(`"size_in_mib":100`)) {
 		t.Fatalf("call log lacks the translated request:\n%s", log.String())
+	}
+}
+
+// TestRelayLogsTheDPUsCalls: calls through a DPU's relay reach its
+// emulator; those that change something are logged with the DPU's name,
+// reads are not; stop ends open connections.
+func TestRelayLogsTheDPUsCalls(t *testing.T) {
+	dir := t.TempDir()
+	e := spdktest.New(spdktest.Options{})
+	if err := e.Start(filepath.Join(dir, "dpu2.sock.spdk")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Stop() })
+	var buf bytes.Buffer
+	r, err := startRelay(filepath.Join(dir, "dpu2.sock"), filepath.Join(dir, "dpu2.sock.spdk"), "dpu2.sock",
+		&callLog{out: json.NewEncoder(&buf)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("unix", filepath.Join(dir, "dpu2.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(c)
+	for i, req := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"bdev_malloc_create","params":{"name":"m0","num_blocks":8,"block_size":512}}`,
+		`{"jsonrpc":"2.0","id":2,"method":"bdev_get_bdevs","params":{"name":"m0"}}`,
+	} {
+		if _, err := c.Write([]byte(req)); err != nil {
+			t.Fatal(err)
+		}
+		var resp struct {
+			Result json.RawMessage `json:"result"`
+			Error  json.RawMessage `json:"error"`
+		}
+		if err := dec.Decode(&resp); err != nil || resp.Error != nil {
+			t.Fatalf("call %d: %v %s", i, err, resp.Error)
+		}
+	}
+	r.stop() // with c still open
+	if e.Calls("bdev_malloc_create") != 1 || e.Calls("bdev_get_bdevs") != 1 {
+		t.Fatalf("emulator saw %v", e.CallCounts())
+	}
+	var lines []map[string]json.RawMessage
+	d := json.NewDecoder(&buf)
+	for d.More() {
+		var l map[string]json.RawMessage
+		if err := d.Decode(&l); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, l)
+	}
+	if len(lines) != 2 || string(lines[0]["dpu"]) != `"dpu2.sock"` || lines[0]["req"] == nil ||
+		lines[1]["resp"] == nil || lines[0]["t"] == nil || bytes.Contains(buf.Bytes(), []byte("bdev_get_bdevs")) {
+		t.Fatalf("log:\n%s", buf.String())
 	}
 }
