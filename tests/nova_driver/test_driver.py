@@ -66,6 +66,10 @@ class FakeIronic(object):
     def call(self, method, *args, **kwargs):
         self.calls.append((method, args, kwargs))
         if method == 'node.get':
+            if args[0] not in self.nodes and self.conn is not None:
+                n = self.conn.nodes[args[0]]     # one node, two clients
+                return ironic_node(n.provision_state, instance=n.instance_id,
+                                   maintenance=n.is_maintenance)
             seq = self.nodes[args[0]]
             return seq.pop(0) if len(seq) > 1 else seq[0]
         if method == 'node.vif_list':
@@ -81,6 +85,8 @@ class FakeIronic(object):
                     self.conn.nodes[args[0]].instance_id = None
             if method == 'node.vif_detach' and args[0] in self.vifs:
                 self.vifs[args[0]].remove(args[1])
+            if method == 'node.vif_attach':
+                self.vifs.setdefault(args[0], []).append(args[1])
             if method == 'volume_target.delete':
                 self.targets = [t for t in self.targets
                                 if getattr(t, 'uuid', None) != args[0]]
@@ -420,7 +426,14 @@ class MoveTests(Base):
         d.prepare_for_spawn = rec('prepare_for_spawn')
         d._get_node = mock.Mock(side_effect=lambda u: 'node:' + u)
         d._plug_vifs = rec('plug_vifs')
-        d.spawn = rec('spawn')
+        # Nova's ironic spawn (what _land calls after the VIFs), recorded
+        # without the driver itself; a test may swap self.nova_spawn
+        self.nova_spawn = rec('spawn')
+        p = mock.patch.object(
+            driver.ironic_driver.IronicDriver, 'spawn', autospec=True,
+            side_effect=lambda drv, *a, **k: self.nova_spawn(*a, **k))
+        p.start()
+        self.addCleanup(p.stop)
         return d
 
     def ironic(self, d, skip=('node.get', 'node.list_volume_targets',
@@ -514,7 +527,8 @@ class MoveTests(Base):
             [('prepare_for_spawn', (self.instance,), {}),
              ('plug_vifs', ('node:' + DST, self.instance, NET), {}),
              ('spawn', (None, self.instance, 'img', [], None, {'rp': {}}),
-              {'network_info': NET, 'block_device_info': info})],
+              {'network_info': NET, 'block_device_info': info,
+               'power_on': True, 'accel_info': None})],
             self.events)
         self.assertEqual([], self.ironic(d))   # waited for cleaning only
 
@@ -547,7 +561,7 @@ class MoveTests(Base):
             ironic_node('available', instance=None)]
         d.ironicclient.vifs[DST] = ['port-1']
         err = exception.InstanceDeployFailure('Deploy failed: DPU agent: x')
-        d.spawn = d.rec('spawn', err)
+        self.nova_spawn = d.rec('spawn', err)
         e = self.assertRaises(exception.InstanceDeployFailure,
                               d.finish_migration, None, None, self.instance,
                               '{}', NET, 'img', True, {}, bdi(('boot', 0)))
@@ -614,7 +628,8 @@ class MoveTests(Base):
             [('prepare_for_spawn', (self.instance,), {}),
              ('plug_vifs', ('node:' + SRC, self.instance, NET), {}),
              ('spawn', (None, self.instance, 'image-meta', [], None, None),
-              {'network_info': NET, 'block_device_info': info})],
+              {'network_info': NET, 'block_device_info': info,
+               'power_on': True, 'accel_info': None})],
             self.events)
         self.assertEqual(
             [DST, SRC], [a[0] for m, a, k in d.ironicclient.calls
@@ -737,7 +752,7 @@ class LandingTests(unittest.TestCase):
             elif m in ('node.list_volume_targets',
                        'node.list_volume_connectors'):
                 continue
-            elif m == 'sdk.get_node':
+            elif m in ('sdk.get_node', 'node.get', 'node.vif_list'):
                 continue
             else:
                 out.append('%s %s' % (m, a[0]))
@@ -792,14 +807,34 @@ class LandingTests(unittest.TestCase):
         inst = self.instance(node=NODE2)
         self.assertRaises(exception.InstanceDeployFailure, self.d.spawn,
                           None, inst, {}, [], None, {}, network_info=VIFS)
-        self.assertEqual('destroy inst-1', self.names()[-1])
+        self.assertEqual(['node.vif_attach node-2', 'node.update node-2',
+                          'node.vif_detach node-2', 'node.vif_detach node-2'],
+                         self.names()[-4:])
+        self.assertIsNone(self.conn.nodes[NODE2].instance_id)
+        self.assertEqual([], self.ironic.vifs[NODE2])
 
     def test_unshelve_onto_a_busy_node_touches_nothing(self):
         self.conn.nodes[NODE2].instance_id = 'other'
-        self.assertRaises(exception.ComputeResourcesUnavailable,
-                          self.d.spawn, None, self.instance(node=NODE2), {},
-                          [], None, {}, network_info=VIFS)
+        e = self.assertRaises(exception.InstanceDeployFailure,
+                              self.d.spawn, None, self.instance(node=NODE2),
+                              {}, [], None, {}, network_info=VIFS)
+        self.assertIn('node-2: holds instance other', e.format_message())
         self.assertEqual([], self.names())
+        self.assertEqual('other', self.conn.nodes[NODE2].instance_id)
+
+    def test_unshelve_waits_while_the_node_cleans(self):
+        # shelved and unshelved at once onto the node it just left
+        self.conn.nodes[NODE2].provision_state = 'cleaning'
+        waits = []
+
+        def sleep(s):
+            waits.append(s)
+            self.conn.nodes[NODE2].provision_state = 'available'
+        with mock.patch.object(driver.time, 'sleep', sleep):
+            self.d.spawn(None, self.instance(node=NODE2), {}, [], None, {},
+                         network_info=VIFS)
+        self.assertEqual(1, len(waits))
+        self.assertEqual('spawn node-2', self.names()[-1])
 
     def test_a_build_spawns_as_nova_does(self):
         inst = self.instance(node=NODE2, vm_state=vm_states.BUILDING)
@@ -909,9 +944,11 @@ class LandingTests(unittest.TestCase):
         self.spawn.side_effect = failing_spawn
         self.assertRaises(exception.InstanceDeployFailure, self.evacuate,
                           inst)
-        self.assertEqual(['spawn node-2', 'destroy inst-1',
+        self.assertEqual(['spawn node-2', 'node.update node-2',
+                          'node.vif_detach node-2', 'node.vif_detach node-2',
                           'cinder.replace_attachments 2'],
-                         self.names()[-3:])
+                         self.names()[-5:])
+        self.assertIsNone(self.conn.nodes[NODE2].instance_id)
 
     def test_rebuild_in_place_is_novas(self):
         inst = self.instance(node=NODE2, host=NEW_HOST)

@@ -213,50 +213,9 @@ class IronicDPUDriver(ironic_driver.IronicDriver):
                         supports_evacuate=True)
 
     # ---------------------------------- a server onto / off an Ironic node
-    # Shared by the move operations (migrate/resize, revert; unshelve and
-    # evacuate can use them too): a server's disks and NICs live in Cinder
-    # and Neutron, so "moving" it is releasing one node and deploying another.
-    def _deploy_on_node(self, context, instance, image_meta, network_info,
-                        block_device_info, power_on=True, allocations=None,
-                        injected_files=None, admin_password=None):
-        """Deploy instance onto the Ironic node instance.node as a build
-        does: wait (bounded) until the node is available, reserve it
-        (prepare_for_spawn sets its instance_uuid), attach the VIFs (the dpu
-        network interface binds each port to the node's DPU chassis),
-        create the volume targets from block_device_info (whose
-        connection_info Nova made with this node's connector) and deploy.
-
-        A failure after the reservation undoes it all on that node (see
-        _release_node: nothing stays attached on its DPU) and raises
-        InstanceDeployFailure with a reason the tenant can read.
-        """
-        node_uuid = instance.node
-        try:
-            self._wait_node(node_uuid, _deployable, 'available')
-        except MoveError as e:
-            raise exception.InstanceDeployFailure(
-                reason='node %s: %s' % (node_uuid, e)) from e
-        self.prepare_for_spawn(instance)
-        try:
-            self._plug_vifs(self._get_node(node_uuid), instance, network_info)
-            self.spawn(context, instance, image_meta, injected_files or [],
-                       admin_password, allocations, network_info=network_info,
-                       block_device_info=block_device_info)
-            if not power_on:
-                self.power_off(instance)
-        except Exception as e:
-            LOG.error('Deploying node %s failed: %s; releasing it', node_uuid,
-                      e, instance=instance)
-            try:
-                self._release_node(instance, node_uuid, vif_ids(network_info))
-            except Exception as undo:
-                LOG.error('Releasing node %s after its failed deploy failed: '
-                          '%s', node_uuid, undo, instance=instance)
-            if isinstance(e, exception.InstanceDeployFailure):
-                raise
-            raise exception.InstanceDeployFailure(
-                reason=tenant_reason(e)) from e
-
+    # Shared by every move (migrate/resize, revert, unshelve, evacuate): a
+    # server's disks and NICs live in Cinder and Neutron, so "moving" it is
+    # releasing one node (_release_node) and deploying another (_land).
     def _release_node(self, instance, node_uuid, vifs):
         """Leave node_uuid without instance: undeployed if it was deployed
         (the dpu deploy interface's tear down has the agent detach every
@@ -286,12 +245,7 @@ class IronicDPUDriver(ironic_driver.IronicDriver):
                     {'op': 'remove', 'path': '/instance_uuid'}])
         except Exception as e:
             failure = e
-        for t in self.ironicclient.call('node.list_volume_targets',
-                                        node_uuid, detail=True):
-            try:
-                self.ironicclient.call('volume_target.delete', t.uuid)
-            except ironic_exc.NotFound:
-                pass
+        self._remove_volume_targets(node_uuid, instance)
         on_node = {v.id for v in self.ironicclient.call('node.vif_list',
                                                          node_uuid)}
         for vif in vifs:
@@ -555,9 +509,9 @@ class IronicDPUDriver(ironic_driver.IronicDriver):
         """Destination side: deploy instance.node (the destination node,
         Nova set it) with the server's volumes and ports, in the (new)
         flavor Nova applied. A failure leaves that node released."""
-        self._deploy_on_node(context, instance, image_meta, network_info,
-                             block_device_info, power_on=power_on,
-                             allocations=allocations)
+        self._land(context, instance, image_meta, network_info,
+                   block_device_info, power_on=power_on,
+                   allocations=allocations)
 
     def confirm_migration(self, context, migration, instance, network_info):
         """migrate_disk_and_power_off released the source already; make
@@ -575,9 +529,8 @@ class IronicDPUDriver(ironic_driver.IronicDriver):
         flavor."""
         self._release_for_move(instance, migration.dest_node, network_info,
                                'destination')
-        self._deploy_on_node(context, instance, instance.image_meta,
-                             network_info, block_device_info,
-                             power_on=power_on)
+        self._land(context, instance, instance.image_meta, network_info,
+                   block_device_info, power_on=power_on)
 
     # ------------------------------------------------------- Placement
     def update_provider_tree(self, provider_tree, nodename, allocations=None):
@@ -626,40 +579,56 @@ class IronicDPUDriver(ironic_driver.IronicDriver):
                 accel_info=accel_info)
         # unshelve: Nova's _unshelve_instance goes straight to spawn
         LOG.info('Unshelving onto node %s', instance.node, instance=instance)
-        self._land(context, instance, image_meta, injected_files,
-                   admin_password, allocations, network_info,
+        self._land(context, instance, image_meta, network_info,
                    block_device_info, power_on=power_on,
-                   accel_info=accel_info)
+                   allocations=allocations, injected_files=injected_files,
+                   admin_password=admin_password, accel_info=accel_info)
 
-    def _land(self, context, target, image_meta, injected_files,
-              admin_password, allocations, network_info, block_device_info,
-              power_on=True, accel_info=None):
-        """Deploy target on target.node as a build does: reserve the node
-        (prepare_for_spawn), attach the VIFs to it (what a build does
-        before the volumes), then Nova's spawn; on any failure release the
-        node, so nothing of the server stays on it or its DPU (the caller
-        deletes the Cinder attachments)."""
-        self.prepare_for_spawn(target)   # refuses a busy node, touches none
+    def _land(self, context, target, image_meta, network_info,
+              block_device_info, power_on=True, allocations=None,
+              injected_files=None, admin_password=None, accel_info=None):
+        """Deploy target onto the Ironic node target.node as a build does;
+        every move lands here (migrate/resize and revert, unshelve,
+        evacuate). Wait (bounded) until the node is available, reserve it
+        (prepare_for_spawn sets its instance_uuid and refuses a busy node),
+        attach the VIFs (the dpu network interface binds each port to the
+        node's DPU chassis), then Nova's spawn: it creates the volume
+        targets from block_device_info (whose connection_info Nova made
+        with this node's connector) and deploys.
+
+        A failure after the reservation releases that node (see
+        _release_node: nothing of the server stays on it or its DPU; the
+        caller deletes the Cinder attachments) and raises
+        InstanceDeployFailure with a reason the tenant can read.
+        """
+        node_uuid = target.node
         try:
-            self.prepare_networks_before_block_device_mapping(target,
-                                                              network_info)
-            super().spawn(context, target, image_meta, injected_files,
+            self._wait_node(node_uuid, _deployable, 'available')
+        except MoveError as e:
+            raise exception.InstanceDeployFailure(
+                reason='node %s: %s' % (node_uuid, e)) from e
+        self.prepare_for_spawn(target)
+        try:
+            self._plug_vifs(self._get_node(node_uuid), target, network_info)
+            super().spawn(context, target, image_meta, injected_files or [],
                           admin_password, allocations,
                           network_info=network_info,
                           block_device_info=block_device_info,
                           power_on=power_on, accel_info=accel_info)
-        except Exception:
-            with excutils.save_and_reraise_exception():
-                self._release(context, target, network_info)
-
-    def _release(self, context, instance, network_info):
-        """Nova's destroy of whatever node holds instance (unprovision,
-        volume targets, VIFs, instance_uuid), logged, never raising."""
-        try:
-            super().destroy(context, instance, network_info)
+            if not power_on:    # Nova's ironic spawn always powers on
+                self.power_off(target)
         except Exception as e:
-            LOG.error('Could not release the node of a failed landing: %s',
-                      e, instance=instance)
+            LOG.error('Deploying node %s failed: %s; releasing it', node_uuid,
+                      e, instance=target)
+            try:
+                self._release_node(target, node_uuid, vif_ids(network_info))
+            except Exception as undo:
+                LOG.error('Releasing node %s after its failed deploy failed: '
+                          '%s', node_uuid, undo, instance=target)
+            if isinstance(e, exception.InstanceDeployFailure):
+                raise
+            raise exception.InstanceDeployFailure(
+                reason=tenant_reason(e)) from e
 
     def _cleanup_deploy(self, node, instance, network_info=None,
                         remove_instance_info=True):
@@ -761,8 +730,10 @@ class IronicDPUDriver(ironic_driver.IronicDriver):
             instance.save(expected_task_state=[
                 task_states.REBUILD_BLOCK_DEVICE_MAPPING])
             self._land(context, on_node(instance, new), image_meta,
-                       injected_files, admin_password, allocations,
-                       network_info, block_device_info)
+                       network_info, block_device_info,
+                       allocations=allocations,
+                       injected_files=injected_files,
+                       admin_password=admin_password)
         except Exception:
             with excutils.save_and_reraise_exception():
                 # the new node is released (_land); its DPU's attachments
