@@ -15,6 +15,8 @@ refresh and, without the switchdev capability, an OVN external port) and
 its MAC (the server keeps it on whichever node it runs); unbinding leaves
 the MAC alone too.
 """
+import contextlib
+
 from oslo_log import log
 
 from ironic.common import exception as ir_exc
@@ -72,6 +74,37 @@ def _port_of_vif(task, vif_id):
     return None
 
 
+@contextlib.contextmanager
+def neutron_client(context, auth_from_config=False):
+    """Ironic's Neutron client for one operation; its connections are
+    closed when the operation ends.
+
+    Ironic's neutron.get_client makes a new keystoneauth session per call
+    and nothing closes it: its keep-alive connection to Neutron stays open
+    until Python's cycle collector happens to free the session. A conductor
+    that binds and unbinds ports for many nodes piled up ~100 idle
+    connections, a whole Neutron API worker's greenthread pool
+    (wsgi_default_pool_size), and Neutron stopped taking new requests: a
+    port binding hung forever (seen in the whole-OpenStack suite).
+    """
+    client = neutron.get_client(context=context,
+                                auth_from_config=auth_from_config)
+    try:
+        yield client
+    finally:
+        close_client(client)
+
+
+def close_client(client):
+    """Close the HTTP connections of a client neutron.get_client made (its
+    keystoneauth session's requests.Session, which is its own)."""
+    http = getattr(getattr(client, 'session', None), 'session', None)
+    try:
+        http.close()
+    except Exception as e:      # never fail an operation for this
+        LOG.debug('Could not close a Neutron client session: %s', e)
+
+
 def binding_attrs(node):
     """Neutron port update binding the VIF to the DPU's OVN chassis.
 
@@ -123,7 +156,8 @@ class DPUNetwork(common.VIFPortIDMixin, base.NetworkInterface):
         if not CONF.dpu.neutron_binding:
             return None
         try:
-            nport = neutron.get_client(context=task.context).get_port(vif_id)
+            with neutron_client(task.context) as client:
+                nport = client.get_port(vif_id)
         except Exception as e:
             raise ir_exc.NetworkError(
                 'Could not read Neutron port %s for node %s: %s'
@@ -159,8 +193,14 @@ class DPUNetwork(common.VIFPortIDMixin, base.NetworkInterface):
         if not CONF.dpu.neutron_binding:
             return
         try:
-            neutron.update_neutron_port(task.context, vif_id,
-                                        binding_attrs(task.node))
+            # as update_neutron_port does without a client: the caller must
+            # see the port; the update runs with the conductor's own auth
+            with neutron_client(task.context) as client:
+                client.get_port(vif_id)
+            with neutron_client(task.context, auth_from_config=True) as client:
+                neutron.update_neutron_port(task.context, vif_id,
+                                            binding_attrs(task.node),
+                                            client=client)
         except Exception as e:
             raise ir_exc.NetworkError(
                 'Could not bind Neutron port %s to DPU chassis %s of node '
@@ -172,8 +212,10 @@ class DPUNetwork(common.VIFPortIDMixin, base.NetworkInterface):
             return
         try:
             # reset_mac=False: the MAC is the server's, not the node's.
-            neutron.unbind_neutron_port(vif_id, context=task.context,
-                                        reset_mac=False)
+            with neutron_client(task.context, auth_from_config=True) as client:
+                neutron.unbind_neutron_port(vif_id, client=client,
+                                            context=task.context,
+                                            reset_mac=False)
         except Exception as e:
             LOG.warning('Could not unbind Neutron port %s of node %s: %s',
                         vif_id, task.node.uuid, e)

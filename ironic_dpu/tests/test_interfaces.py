@@ -765,14 +765,21 @@ class NetworkTests(AgentTestCase):
         task.node.driver_info = {'dpu_hostname': 'dpu-chassis-1'}
         self.net.validate(task)
         self.net.vif_attach(task, {'id': 'vif-2'})
-        client.get_port.assert_called_once_with('vif-2')
+        # read for its MAC, then as update_neutron_port checks: the caller
+        # sees it (the update runs with the conductor's auth)
+        self.assertEqual([mock.call('vif-2')] * 2,
+                         client.get_port.call_args_list)
+        self.assertEqual([{'context': task.context, 'auth_from_config': a}
+                          for a in (False, False, True)],
+                         [c.kwargs for c in neutron.get_client.call_args_list])
         # Only the binding: the port keeps the vnic_type Nova gave it
         # ('normal': ML2/OVN makes it a VM-like LSP pinned to the DPU) and
         # its MAC (the server's, not the node's).
         update.assert_called_once_with(task.context, 'vif-2', {'port': {
             'binding:host_id': 'dpu-chassis-1',
             'binding:profile': {'capabilities': ['switchdev'],
-                                'ironic_node_uuid': base.NODE_UUID}}})
+                                'ironic_node_uuid': base.NODE_UUID}}},
+            client=client)
         # The agent gives the host function the Neutron port's MAC.
         self.client.plug_vif.assert_called_once_with(
             task.context, {'port_id': 'vif-2', 'mac': 'fa:16:3e:00:00:02'},
@@ -800,13 +807,39 @@ class NetworkTests(AgentTestCase):
                               driver_info={'dpu_hostname': 'dpu-chassis-1'})
         self.net.vif_attach(task, {'id': 'vif-2'})
         self.net.vif_detach(task, 'vif-2')
-        unbind.assert_called_once_with('vif-2', context=task.context,
+        unbind.assert_called_once_with('vif-2', client=mock.ANY,
+                                       context=task.context,
                                        reset_mac=False)
         self.assertNotIn('tenant_vif_mac', task.ports[1].internal_info)
         self.assertNotIn('tenant_vif_port_id', task.ports[1].internal_info)
         self.net.unconfigure_tenant_networks(task)   # vif-1
-        self.assertEqual({'reset_mac': False, 'context': task.context},
+        self.assertEqual({'reset_mac': False, 'context': task.context,
+                          'client': neutron.get_client.return_value},
                          unbind.call_args.kwargs)
+
+    def test_every_neutron_client_is_closed(self):
+        # Ironic's get_client opens a new session per call: left open, a
+        # conductor exhausted Neutron's greenthread pool with idle
+        # keep-alive connections
+        client, update, unbind = self.neutron()
+        http = client.session.session
+        task = self.make_task(provision_state=states.ACTIVE,
+                              driver_info={'dpu_hostname': 'dpu-chassis-1'})
+        self.net.vif_attach(task, {'id': 'vif-2'})
+        self.net.configure_tenant_networks(task)
+        self.net.vif_detach(task, 'vif-2')
+        update.side_effect = Exception('Neutron said no')
+        self.assertRaises(ir_exc.NetworkError, self.net.vif_attach, task,
+                          {'id': 'vif-2'})
+        made = neutron.get_client.call_count
+        self.assertGreaterEqual(made, 9)
+        self.assertEqual(made, http.close.call_count)
+
+    def test_closing_a_client_never_fails_the_operation(self):
+        client = mock.Mock()
+        client.session.session.close.side_effect = OSError('closed already')
+        network.close_client(client)
+        network.close_client(object())      # no session at all
 
     def test_neutron_port_unreadable_records_nothing(self):
         client, update, _ = self.neutron()

@@ -79,15 +79,9 @@ main() {
       run_case "16d server migrate of a server booted from an image: refused before any change (the reason in the instance action), still ACTIVE on its node, port wired" case_migrate_image_refused
       run_case "18 server image create (volume-backed): the DPU quiesces the host around the Cinder snapshot; a server booted from the image on node 2 gets a clone" case_snapshot
       run_case "15 shelve, then unshelve onto the other node: same volumes at the same nsids with its host NQN, same port and IP bound on its DPU's chassis; the first node and DPU released" case_shelve_unshelve
-      # Case 17 hangs in the combined suite: after the fence, Ironic's deploy
-      # step on the new node binds the port (Neutron PUT) and Neutron never
-      # answers (no DB lock held; the OVN NB transaction path is suspected).
-      # It passed alone (OS_CASES="0 15 17 19"); until that is understood it
-      # runs only with OS_EVACUATE=1 (issue 17 stays open for it).
-      if [ "${OS_EVACUATE:-0}" = 1 ]; then
-        run_case "17 evacuate from a failed node (maintenance, compute down): its DPU and the target fenced before the new DPU attaches; the returning compute leaves the server alone" case_evacuate
-      fi
+      run_case "17 evacuate from a failed node (maintenance, compute down): its DPU and the target fenced before the new DPU attaches; the returning compute leaves the server alone" case_evacuate
       run_case "19 nova-compute never logged a vnic_type change of a bound port (the binding keeps vnic_type normal)" case_no_vnic_type_flip
+      run_case "20 ironic-conductor leaves no idle connections to Neutron behind (they filled Neutron's worker pool: bindings hung)" case_no_idle_neutron_connections
     fi
   fi
   [ ${#FAILURES[@]} -eq 0 ] || os_log "failed: ${FAILURES[*]}"

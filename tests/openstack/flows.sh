@@ -1117,3 +1117,17 @@ case_no_vnic_type_flip() {
   [ -z "$hits" ] || os_log "  $(head -c 600 <<<"$hits")"
   expect "no vnic_type ERROR in nova-compute's log" [ -z "$hits" ]
 }
+
+# Ironic's neutron.get_client opens a new session, and with it a keep-alive
+# connection to Neutron, on every call; the dpu network interface closes
+# each one it makes. Left open they piled up until they filled the one
+# Neutron API worker's greenthread pool (wsgi_default_pool_size 100) and a
+# port binding (evacuate, case 17) waited forever for Neutron to accept it.
+case_no_idle_neutron_connections() {
+  local pid conns n
+  pid=$(cat "$BASE/pids/ironic-conductor")
+  conns=$(ss -Htnp state established "( dport = :$NEUTRON_PORT )")
+  n=$(grep -c "pid=$pid," <<<"$conns")
+  os_log "  connections to Neutron: ironic-conductor $n, all clients $(grep -c . <<<"$conns")"
+  expect "ironic-conductor keeps at most 3 connections to Neutron open (has $n)" [ "$n" -le 3 ]
+}

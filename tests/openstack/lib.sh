@@ -383,6 +383,9 @@ state_path = $d/state
 log_dir = $d/log
 debug = false
 dhcp_agent_notification = false
+# OS_BACKDOOR=1: an eventlet console per neutron-server process on
+# $d/backdoor-<pid> (its pgt() prints every greenthread's stack)
+$([ "${OS_BACKDOOR:-0}" = 1 ] && echo "backdoor_socket = $d/backdoor-{pid}")
 
 [database]
 connection = $(pgdb neutron)
