@@ -972,6 +972,67 @@ class LandingTests(unittest.TestCase):
         self.assertEqual([], self.names())
         self.assertFalse(self.d.instance_exists(inst))
 
+    # ------------------------------------- evacuations Nova cannot finish
+    def start(self, migrations, inst_host=NEW_HOST):
+        """The failed node's compute (OLD_HOST) starts again; migrations
+        are its 'done' evacuation records."""
+        driver.CONF.set_override('host', OLD_HOST)
+        reports = mock.Mock()
+        inst = types.SimpleNamespace(host=inst_host, node=NODE2)
+        with mock.patch.object(driver.ironic_driver.IronicDriver,
+                               'init_host', autospec=True) as nova_init, \
+                mock.patch.object(driver.migration_obj.MigrationList,
+                                  'get_by_filters',
+                                  side_effect=migrations) as listed, \
+                mock.patch.object(driver.instance_obj.Instance,
+                                  'get_by_uuid', return_value=inst), \
+                mock.patch.object(report, 'report_client_singleton',
+                                  return_value=reports):
+            self.d.init_host(OLD_HOST)
+        nova_init.assert_called_once_with(self.d, OLD_HOST)
+        return listed, reports.remove_provider_tree_from_instance_allocation
+
+    def evacuation(self):
+        mig = mock.Mock(uuid='mig-1', instance_uuid='inst-1',
+                        source_node=NODE, status='done')
+        return mig
+
+    def test_start_completes_an_evacuation_whose_node_was_fenced(self):
+        self.conn.nodes[NODE] = bm_node(NODE, maintenance=True,
+                                        state='active')   # fenced: no instance
+        mig = self.evacuation()
+        listed, remove = self.start([[mig]])
+        self.assertEqual({'source_compute': OLD_HOST, 'status': 'done',
+                          'migration_type': 'evacuation'},
+                         listed.call_args.args[1])
+        remove.assert_called_once_with(mock.ANY, 'inst-1', NODE)
+        self.assertEqual('completed', mig.status)
+        mig.save.assert_called_once_with()
+
+    def test_start_leaves_an_unfenced_evacuation_to_nova(self):
+        self.conn.nodes[NODE] = bm_node(NODE, instance='inst-1')
+        mig = self.evacuation()
+        _, remove = self.start([[mig]])
+        remove.assert_not_called()
+        self.assertEqual('done', mig.status)
+
+    def test_start_leaves_a_server_not_on_another_compute_to_nova(self):
+        self.conn.nodes[NODE] = bm_node(NODE)
+        for host in (OLD_HOST, None):
+            mig = self.evacuation()
+            _, remove = self.start([[mig]], inst_host=host)
+            remove.assert_not_called()
+            self.assertEqual('done', mig.status)
+
+    def test_start_never_fails_for_an_evacuation(self):
+        mig = self.evacuation()              # its node: unknown to Ironic
+        self.ironic.nodes[NODE] = []         # node.get raises IndexError
+        with self.assertLogs(driver.LOG.logger, 'WARNING') as logs:
+            self.start([[mig]])
+            self.start(RuntimeError('database down'))
+        self.assertEqual('done', mig.status)
+        self.assertEqual(2, len(logs.output))
+
     def test_destroy_of_its_own_server_is_novas(self):
         inst = self.instance(node=NODE2, host=NEW_HOST)
         self.d.destroy(None, inst, VIFS)

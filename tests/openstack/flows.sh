@@ -982,24 +982,21 @@ case_evacuate() {
     jq_true '.maintenance and .driver_internal_info.dpu_desired_state.volumes == [] and
       .driver_internal_info.dpu_desired_state.vifs == []' <<<"$(ir GET "/nodes/$NODE")" || return 1
   # nova-compute of node $old comes back (restarted, still forced down, as
-  # Nova asks): at start it destroys what its driver lists of the servers
-  # evacuated from it, and Ironic lists bm-15 (on node $new now): the
-  # driver must leave it alone.
+  # Nova asks). Nova completes an evacuation (record "completed", bm-15's
+  # allocation on node $old dropped) only for a node the returning service
+  # still owns, and the ironic hash ring gave node $old to the other service
+  # while this one was down: its driver completes it at start, since it
+  # fenced that node, and leaves bm-15 alone. Then the API lets the operator
+  # force the service up again ("done" evacuation records stop that).
   nova_compute_start "nova-ironic-$old" &&
-  expect "$oldc found bm-15 among the servers evacuated from it, and its driver left it alone" \
-    os_wait 120 "destroy skipped" grep -qs "Not destroying: the server belongs to compute nova-ironic-$new" \
-    "$BASE/nova/log/$oldc.log" || return 1
-  # Nova marks the evacuation completed (and drops bm-15's allocation on
-  # node $old) only if that node's compute record is still the returning
-  # service's: its ironic hash ring hands the node to the other service
-  # while this one is down; then the API refuses to force it up ("done"
-  # evacuation records).
-  if os_wait 15 "evacuation completed" eval '[ "$(migration_of "$SID15")" = completed ]'; then
-    as_admin openstack --os-compute-api-version 2.11 compute service set --up "nova-ironic-$old" nova-compute &&
-    expect "nova-ironic-$old up again" os_wait 120 "service up" service_is "nova-ironic-$old" up || return 1
-  else
-    os_log "  evacuation record $(migration_of "$SID15"), bm-15 allocated on $(allocated_rps "$SID15"): nova-ironic-$old stays forced down"
-  fi
+  expect "$oldc completed the evacuation of the fenced node at start" \
+    os_wait 120 "evacuation completed" grep -qs "Evacuation .* of instance $SID15 completed: node ${NODE_OF[$old]} was fenced" \
+    "$BASE/nova/log/$oldc.log" &&
+  expect "the evacuation record is completed" [ "$(migration_of "$SID15")" = completed ] &&
+  expect "bm-15 allocated on node $new only (its allocation on the failed node removed)" \
+    [ "$(allocated_rps "$SID15")" = "${NODE_OF[$new]}" ] &&
+  as_admin openstack --os-compute-api-version 2.11 compute service set --up "nova-ironic-$old" nova-compute &&
+  expect "nova-ironic-$old up again" os_wait 120 "service up" service_is "nova-ironic-$old" up || return 1
   use_dpu "$new"
   expect "bm-15 still ACTIVE on node $new" [ "$(server_field "$SID15" status)" = ACTIVE ] &&
     on_node "$SID15" "$NODE" "nova-ironic-$new" &&

@@ -59,6 +59,9 @@ import nova.conf
 from nova import block_device
 from nova import context as nova_context
 from nova import exception
+from nova.objects import fields as obj_fields
+from nova.objects import instance as instance_obj
+from nova.objects import migration as migration_obj
 from nova.scheduler.client import report
 from nova.virt import driver as virt_driver
 from nova.virt.ironic import driver as ironic_driver
@@ -793,6 +796,73 @@ class IronicDPUDriver(ironic_driver.IronicDriver):
                     [v.get('volume_id') for v in observed['volumes']],
                     CONF.ironic_dpu.volume_timeout))
             time.sleep(CONF.ironic_dpu.poll_interval)
+
+    def init_host(self, host):
+        """Nova's, then complete the evacuations from this compute's nodes
+        that Nova cannot (see _complete_fenced_evacuations)."""
+        super().init_host(host)
+        self._complete_fenced_evacuations(host)
+
+    def _complete_fenced_evacuations(self, host):
+        """Finish the evacuations away from this compute whose failed node
+        was fenced: record 'done' -> 'completed', and the server's
+        allocation on that node removed.
+
+        Nova does this itself when the source compute starts again, but
+        only for a node it still owns; Ironic nodes move between compute
+        services by hash ring, and the other service took the failed node's
+        record over while this one was down. Nova then logs "source node
+        not found" and leaves the record 'done': the API refuses to force
+        this compute up again (with all its other nodes) and the repaired
+        node stays consumed in Placement. An evacuation by this driver
+        released the failed node in Ironic before the server landed
+        elsewhere (see _fence): if that node no longer holds the server and
+        the server runs on another compute, nothing of it is left here.
+        Never fails the start: whatever cannot be checked is left to Nova.
+        """
+        ctx = nova_context.get_admin_context()
+        try:
+            migrations = migration_obj.MigrationList.get_by_filters(ctx, {
+                'source_compute': host, 'status': 'done',
+                'migration_type': obj_fields.MigrationType.EVACUATION})
+        except Exception as e:
+            LOG.warning('Could not list the evacuations from %s: %s', host, e)
+            return
+        for mig in migrations:
+            try:
+                self._complete_evacuation(ctx, host, mig)
+            except Exception as e:
+                LOG.warning('Evacuation %s of instance %s from node %s left '
+                            'to Nova: %s', mig.uuid, mig.instance_uuid,
+                            mig.source_node, e)
+
+    def _complete_evacuation(self, ctx, host, mig):
+        try:
+            node = self.ironicclient.call('node.get', mig.source_node,
+                                          fields=('uuid', 'instance_uuid'))
+        except ironic_exc.NotFound:
+            node = None
+        if node is not None and node.instance_uuid == mig.instance_uuid:
+            LOG.info('Evacuation %s: node %s still holds instance %s (not '
+                     'fenced); left to Nova', mig.uuid, mig.source_node,
+                     mig.instance_uuid)
+            return
+        inst = instance_obj.Instance.get_by_uuid(ctx, mig.instance_uuid)
+        if inst.host in (None, host):
+            LOG.info('Evacuation %s: instance %s is not on another compute '
+                     '(host %s); left to Nova', mig.uuid, mig.instance_uuid,
+                     inst.host)
+            return
+        report.report_client_singleton(
+            ).remove_provider_tree_from_instance_allocation(
+                ctx, mig.instance_uuid, mig.source_node)
+        mig.status = 'completed'
+        mig.save()
+        LOG.warning('Evacuation %s of instance %s completed: node %s was '
+                    'fenced, the instance runs on %s (node %s); its '
+                    'allocation on node %s removed', mig.uuid,
+                    mig.instance_uuid, mig.source_node, inst.host, inst.node,
+                    mig.source_node)
 
     def _detach_quietly(self, context, instance, bdms, detach_block_devices):
         try:
