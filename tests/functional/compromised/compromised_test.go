@@ -27,6 +27,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/agentproc"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/agentstack"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/osloclient"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/ovn"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/rabbitmq"
@@ -70,17 +71,13 @@ func run(m *testing.M) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if broker, err = rabbitmq.Start(ctx, filepath.Join(tmp, "rabbit")); err != nil {
-		fmt.Fprintln(os.Stderr, "rabbitmq:", err)
+	env, err := agentstack.Start(ctx, tmp)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer broker.Stop()
-	_ = os.MkdirAll(filepath.Join(tmp, "ovn"), 0o755)
-	if stack, err = ovn.Start(ctx, ovn.Options{Dir: filepath.Join(tmp, "ovn")}); err != nil {
-		fmt.Fprintln(os.Stderr, "ovn:", err)
-		return 1
-	}
-	defer stack.Stop()
+	defer env.Stop()
+	broker, stack = env.Broker, env.OVN
 	remote := func(vol string) spdktest.RemoteSubsystem {
 		return spdktest.RemoteSubsystem{NQN: nqn(vol), Hosts: []string{hostNQN(nodeB)},
 			Namespaces: []spdktest.RemoteNamespace{{NSID: 1, UUID: vol}},
