@@ -502,6 +502,28 @@ class MoveTests(Base):
                           ('node.vendor_passthru', (SRC, 'sync_state'))],
                          self.ironic(d))
 
+    def test_migrate_refused_target_deletion_fails_the_release(self):
+        # undeployed, but Ironic keeps a volume target: the source is not
+        # released (a stale target would reach the node's next server)
+        d = self.drv(targets=[target('boot', 0), target('data', -1)])
+        d.ironicclient.nodes[SRC] = [ironic_node('active'),
+                                     ironic_node('cleaning', instance=None)]
+        d.ironicclient.vifs[SRC] = ['port-1']
+        d.ironicclient.fail['volume_target.delete'] = ironic_exc_internal(
+            'target busy')
+        e = self.assertRaises(exception.MigrationError,
+                              d.migrate_disk_and_power_off, None,
+                              self.instance, '10.0.0.2', None, NET,
+                              bdi(('boot', 0)))
+        self.assertIn('releasing the source node failed: target busy',
+                      e.format_message())
+        self.assertEqual([('node.set_provision_state', (SRC, 'deleted')),
+                          ('volume_target.delete', ('t-boot',)),
+                          ('volume_target.delete', ('t-data',)),
+                          ('node.vif_detach', (SRC, 'port-1')),
+                          ('node.vendor_passthru', (SRC, 'sync_state'))],
+                         self.ironic(d))
+
     def test_migrate_undeploy_wait_is_bounded(self):
         d = self.drv()
         d.ironicclient.nodes[SRC] = [ironic_node('active'),

@@ -226,9 +226,9 @@ class IronicDPUDriver(ironic_driver.IronicDriver):
         instance_uuid unset, its volume targets deleted and the VIFs vifs
         detached. Idempotent; a node another instance took is left alone.
 
-        If the undeploy fails, the targets and VIFs still go and the node's
-        (now empty) state is pushed to its agent, so that nothing stays
-        attached on the DPU; the error is raised.
+        If the undeploy or a volume target's deletion fails, the rest still
+        goes and the node's (now emptied) state is pushed to its agent, so
+        that nothing stays attached on the DPU; the first error is raised.
         """
         node = self.ironicclient.call('node.get', node_uuid)
         if node.instance_uuid not in (None, instance.uuid):
@@ -248,7 +248,8 @@ class IronicDPUDriver(ironic_driver.IronicDriver):
                     {'op': 'remove', 'path': '/instance_uuid'}])
         except Exception as e:
             failure = e
-        self._remove_volume_targets(node_uuid, instance)
+        refused = self._remove_volume_targets(node_uuid, instance)
+        failure = failure or refused
         on_node = {v.id for v in self.ironicclient.call('node.vif_list',
                                                          node_uuid)}
         for vif in vifs:
@@ -644,6 +645,9 @@ class IronicDPUDriver(ironic_driver.IronicDriver):
             self._remove_instance_info_from_node(node, instance)
 
     def _remove_volume_targets(self, node_uuid, instance):
+        """Delete every volume target of node_uuid; a refusal is logged and
+        the others still go. Returns the first refusal (None if none)."""
+        refused = None
         for t in self.ironicclient.call('node.list_volume_targets',
                                         node_uuid, detail=True):
             try:
@@ -654,6 +658,8 @@ class IronicDPUDriver(ironic_driver.IronicDriver):
                 LOG.warning('Could not remove volume target %s (volume %s) '
                             'of node %s: %s', t.uuid, t.volume_id, node_uuid,
                             e, instance=instance)
+                refused = refused or e
+        return refused
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True):
