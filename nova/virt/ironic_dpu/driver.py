@@ -613,7 +613,8 @@ class IronicDPUDriver(ironic_driver.IronicDriver):
                 reason='node %s: %s' % (node_uuid, e)) from e
         self.prepare_for_spawn(target)
         try:
-            self._plug_vifs(self._get_node(node_uuid), target, network_info)
+            self.prepare_networks_before_block_device_mapping(target,
+                                                              network_info)
             super().spawn(context, target, image_meta, injected_files or [],
                           admin_password, allocations,
                           network_info=network_info,
@@ -865,10 +866,9 @@ class IronicDPUDriver(ironic_driver.IronicDriver):
         mig.status = 'completed'
         mig.save()
         LOG.warning('Evacuation %s of instance %s completed: node %s was '
-                    'fenced, the instance runs on %s (node %s); its '
-                    'allocation on node %s removed', mig.uuid,
-                    mig.instance_uuid, mig.source_node, inst.host, inst.node,
-                    mig.source_node)
+                    'fenced and its allocation removed; the instance runs on '
+                    '%s (node %s)', mig.uuid, mig.instance_uuid,
+                    mig.source_node, inst.host, inst.node)
 
     def _detach_quietly(self, context, instance, bdms, detach_block_devices):
         try:
