@@ -164,15 +164,20 @@ class FakeInstance(types.SimpleNamespace):
         self.saves.append((self.task_state, expected_task_state))
 
 
+def fake_clock(test):
+    """The driver's time module for test: test.now[0] is the clock, which
+    sleep advances (bounded waits end at once)."""
+    test.now = [0.0]
+    return types.SimpleNamespace(
+        monotonic=lambda: test.now[0],
+        sleep=lambda s: test.now.__setitem__(0, test.now[0] + s))
+
+
 class Base(unittest.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.now = [0.0]
-        fake_time = types.SimpleNamespace(
-            monotonic=lambda: self.now[0],
-            sleep=lambda s: self.now.__setitem__(0, self.now[0] + s))
-        p = mock.patch.object(driver, 'time', fake_time)
+        p = mock.patch.object(driver, 'time', fake_clock(self))
         p.start()
         self.addCleanup(p.stop)
         self.instance = types.SimpleNamespace(node=NODE, uuid='inst-1')
@@ -718,12 +723,8 @@ class LandingTests(unittest.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.now = [0.0]
-        fake_time = types.SimpleNamespace(
-            monotonic=lambda: self.now[0],
-            sleep=lambda s: self.now.__setitem__(0, self.now[0] + s))
         for target, name, value in (
-                (driver, 'time', fake_time),
+                (driver, 'time', fake_clock(self)),
                 (compute_utils, 'EventReporter', self.event)):
             p = mock.patch.object(target, name, value)
             p.start()
