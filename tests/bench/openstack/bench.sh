@@ -186,6 +186,10 @@ for kind, t0, t1, _ in [r for r in runs if r[0] in VOLUME_STEPS]:
     steps.setdefault(kind, []).append((t1 - t0, agent_share(t0, t1)))
 runs = [r for r in runs if r[0] not in VOLUME_STEPS]
 
+def medians(r, n):
+    """the median of each of the first n columns of rows r"""
+    return [statistics.median(x[i] for x in r) for i in range(n)]
+
 rows = {}
 for kind, t0, ta, tp in runs:
     t0, ta, tp = float(t0), float(ta), float(tp)
@@ -194,7 +198,7 @@ for kind, t0, ta, tp in runs:
 print('%-16s %4s %12s %12s %12s %14s %14s' % ('case', 'runs', 'to ACTIVE s', 'to port s',
                                               'agent s', 'agent/ACTIVE', 'agent/port'))
 for kind, r in rows.items():
-    med = [statistics.median(x[i] for x in r) for i in range(4)]
+    med = medians(r, 4)
     print('%-16s %4d %12.2f %12.2f %12.3f %13.1f%% %13.1f%%' % (
         kind, len(r), med[0], med[1], med[2], 100 * med[2] / med[0], 100 * med[3] / med[1]))
     print('%-16s      all runs (to ACTIVE / to port / agent): %s' % ('', ', '.join(
@@ -210,8 +214,7 @@ if steps:
         r = steps.get(kind) or []
         if not r:
             continue
-        tot = statistics.median(x[0] for x in r)
-        ag = statistics.median(x[1] for x in r)
+        tot, ag = medians(r, 2)
         print('%-16s %4d %18.2f %10.3f %11.1f%%   (all: %s)' % (
             kind, len(r), tot, ag, 100 * ag / tot, ', '.join('%.2f' % x[0] for x in r)))
 if moves:
@@ -223,8 +226,7 @@ if moves:
         r = moves.get(kind) or []
         if not r:
             continue
-        tot = statistics.median(x[0] for x in r)
-        ag = statistics.median(x[1] for x in r)
+        tot, ag = medians(r, 2)
         print('%-16s %4d %12.2f %10.3f %11.1f%% %21s   (all: %s)' % (
             kind, len(r), tot, ag, 100 * ag / tot, '%.2fx' % (tot / base) if base else '-',
             ', '.join('%.2f' % x[0] for x in r)))
