@@ -264,10 +264,10 @@ func (h *Hold) Quiesce(ctx context.Context, hold time.Duration) (nodestate.Quies
 	}
 	h.opMu.Lock()
 	defer h.opMu.Unlock()
-	if h.isDue() {
+	if reason, due := h.pendingResume(); due {
 		// A resume is still pending: finish it before a new pause, so the
 		// record never mixes the two.
-		if err := h.resume(ctx, h.dueReason()); err != nil {
+		if err := h.resume(ctx, reason); err != nil {
 			return h.Status(), fmt.Errorf("%w: a previous resume is still pending: %w", errdefs.ErrUnavailable, err)
 		}
 	}
@@ -335,16 +335,11 @@ func (h *Hold) Unquiesce(ctx context.Context) (nodestate.QuiesceStatus, error) {
 	return h.Status(), err
 }
 
-func (h *Hold) isDue() bool {
+// pendingResume is the reason of a resume still due, and whether one is.
+func (h *Hold) pendingResume() (string, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.rec != nil && h.due
-}
-
-func (h *Hold) dueReason() string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.reason
+	return h.reason, h.rec != nil && h.due
 }
 
 func (h *Hold) setErr(err error) {
