@@ -189,14 +189,18 @@ class DPUNetwork(common.VIFPortIDMixin, base.NetworkInterface):
         port_like_obj.internal_info = info
         common.VIFPortIDMixin._clear_vif_from_port_like_obj(port_like_obj)
 
-    def _bind(self, task, port, vif_id):
+    def _bind(self, task, port, vif_id, seen=False):
+        """Bind vif_id's Neutron port to the node's DPU chassis. seen: the
+        caller read the port with the requester's auth already
+        (_neutron_mac), which is the check update_neutron_port makes."""
         if not CONF.dpu.neutron_binding:
             return
         try:
             # as update_neutron_port does without a client: the caller must
             # see the port; the update runs with the conductor's own auth
-            with neutron_client(task.context) as client:
-                client.get_port(vif_id)
+            if not seen:
+                with neutron_client(task.context) as client:
+                    client.get_port(vif_id)
             with neutron_client(task.context, auth_from_config=True) as client:
                 neutron.update_neutron_port(task.context, vif_id,
                                             binding_attrs(task.node),
@@ -243,7 +247,7 @@ class DPUNetwork(common.VIFPortIDMixin, base.NetworkInterface):
         if task.node.provision_state != states.ACTIVE:
             return
         try:
-            self._bind(task, port, vif_id)
+            self._bind(task, port, vif_id, seen=True)   # _neutron_mac read it
             _edit_vif(task, vif=vif)
         except Exception as e:
             self._clear_vif_from_port_like_obj(port)
@@ -271,7 +275,7 @@ class DPUNetwork(common.VIFPortIDMixin, base.NetworkInterface):
         LOG.info('Node %s: VIF %s is already on port %s; plugging it again',
                  task.node.uuid, vif_id, port.uuid)
         try:
-            self._bind(task, port, vif_id)
+            self._bind(task, port, vif_id, seen=True)   # _neutron_mac read it
             _edit_vif(task, vif=vif)
         except Exception as e:
             raise ir_exc.NetworkError(

@@ -765,12 +765,12 @@ class NetworkTests(AgentTestCase):
         task.node.driver_info = {'dpu_hostname': 'dpu-chassis-1'}
         self.net.validate(task)
         self.net.vif_attach(task, {'id': 'vif-2'})
-        # read for its MAC, then as update_neutron_port checks: the caller
-        # sees it (the update runs with the conductor's auth)
-        self.assertEqual([mock.call('vif-2')] * 2,
-                         client.get_port.call_args_list)
+        # read once with the caller's auth, for its MAC: that is also the
+        # check update_neutron_port makes (the caller sees the port); the
+        # update runs with the conductor's auth
+        client.get_port.assert_called_once_with('vif-2')
         self.assertEqual([{'context': task.context, 'auth_from_config': a}
-                          for a in (False, False, True)],
+                          for a in (False, True)],
                          [c.kwargs for c in neutron.get_client.call_args_list])
         # Only the binding: the port keeps the vnic_type Nova gave it
         # ('normal': ML2/OVN makes it a VM-like LSP pinned to the DPU) and
@@ -796,7 +796,11 @@ class NetworkTests(AgentTestCase):
         state = desired.build(task)
         self.assertEqual(['52:54:00:12:34:01', 'fa:16:3e:00:00:09'],
                          [v['mac'] for v in state['vifs']])
+        client.get_port.reset_mock()
         self.net.configure_tenant_networks(task)
+        # deploy binds without a MAC read: it checks the caller sees each
+        self.assertEqual([mock.call('vif-1'), mock.call('vif-2')],
+                         client.get_port.call_args_list)
         for call in update.call_args_list:
             self.assertNotIn('mac_address', call.args[2]['port'])
             self.assertNotIn('binding:vnic_type', call.args[2]['port'])
