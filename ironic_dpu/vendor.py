@@ -36,6 +36,7 @@ from ironic.drivers import base
 from ironic_dpu import agent_client
 from ironic_dpu import desired
 from ironic_dpu import exception
+from ironic_dpu import network
 
 LOG = log.getLogger(__name__)
 
@@ -168,11 +169,8 @@ class DPUVendor(base.VendorInterface):
             if not vif:
                 continue
             vifs.append(vif)
-            info, extra = dict(port.internal_info), dict(port.extra)
-            info.pop(desired.TENANT_VIF_KEY, None)
-            extra.pop('vif_port_id', None)
-            port.internal_info, port.extra = info, extra
-            port.save()
+            # as a VIF detach does: VIF id and its recorded Neutron MAC
+            network.DPUNetwork._clear_vif_from_port_like_obj(port)
         state = {'node_uuid': task.node.uuid, 'volumes': [], 'vifs': []}
         client = agent_client.AgentClient(task.node.uuid)
         try:

@@ -947,6 +947,7 @@ class VendorTests(AgentTestCase):
                               power_state=states.POWER_ON, maintenance=True)
         task.volume_targets.append(self.target('data-2', boot_index=-1))
         task.ports[1].extra = {'vif_port_id': 'vif-legacy'}
+        task.ports[0].internal_info['tenant_vif_mac'] = 'fa:16:3e:00:00:01'
         return task
 
     def test_fence_drops_every_volume_and_vif(self):
