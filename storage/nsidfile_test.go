@@ -72,6 +72,10 @@ func TestNSIDFileSchemas(t *testing.T) {
 	if !errors.Is(err, errdefs.ErrConflict) || !strings.Contains(err.Error(), "schema version 3.0 is newer than this agent's 2.0") {
 		t.Fatalf("newer major: %v", err)
 	}
+	// A version that is not major.minor: refused too (who wrote it is unknown).
+	if err := build(`{"schema_version":"2","nsids":{}}`); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("malformed version: %v", err)
+	}
 	// A newer minor and a torn file: start (the latter without memory).
 	for _, ok := range []string{`{"schema_version":"2.4","nsids":{"x/pf0":1},"hint":1}`, `{"x/pf0":`} {
 		if err := build(ok); err != nil {

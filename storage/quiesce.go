@@ -159,15 +159,11 @@ func (h *Hold) load() (*holdRecord, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", h.o.File, err)
 	}
-	ver, err := jsonx.ReadSchemaVersion(b)
-	if err != nil {
-		return nil, fmt.Errorf("decode %s: %w", h.o.File, err)
-	}
-	if err := jsonx.CheckSchema(ver, quiesceSchemaMajor, QuiesceSchemaVersion); err != nil {
-		return nil, fmt.Errorf("%s: %w", h.o.File, err)
-	}
 	var f quiesceFile
-	unknown, err := jsonx.Decode(b, &f)
+	ver, unknown, err := jsonx.DecodeVersioned(b, quiesceSchemaMajor, QuiesceSchemaVersion, &f)
+	if err == nil && ver == "" {
+		err = fmt.Errorf("%w: no schema_version (every version of this file has one)", errdefs.ErrInvalidArgument)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("decode %s: %w", h.o.File, err)
 	}

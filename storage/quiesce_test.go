@@ -340,4 +340,11 @@ func TestQuiesceRecordSchema(t *testing.T) {
 	if !errors.Is(err, errdefs.ErrConflict) || !strings.Contains(err.Error(), "newer than this agent's 1.0") {
 		t.Fatalf("2.0 record: %v", err)
 	}
+	// Every layout of the record is versioned: one without is not ours.
+	if err := os.WriteFile(file, []byte(`{"hold":null}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := storage.NewHold(storage.HoldOptions{Driver: drv, File: file}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("unversioned record: %v", err)
+	}
 }

@@ -157,21 +157,18 @@ func (r *Reconciler) loadNSIDs() (map[string]int, error) {
 		return nil, nil
 	}
 	var m map[string]int
-	var ver string
 	if err == nil {
-		ver, err = jsonx.ReadSchemaVersion(b)
-	}
-	switch {
-	case err != nil:
-	case ver == "": // schema 1: the bare map
-		err = json.Unmarshal(b, &m)
-	default:
-		if cerr := jsonx.CheckSchema(ver, nsidSchemaMajor, NSIDSchemaVersion); cerr != nil {
-			return nil, fmt.Errorf("storage: %s: %w", r.o.NSIDFile, cerr)
-		}
 		var f nsidFile
+		var ver string
 		var unknown []string
-		if unknown, err = jsonx.Decode(b, &f); err == nil {
+		ver, unknown, err = jsonx.DecodeVersioned(b, nsidSchemaMajor, NSIDSchemaVersion, &f)
+		switch {
+		case errors.Is(err, errdefs.ErrConflict), errors.Is(err, errdefs.ErrInvalidArgument): // a newer major, a malformed version
+			return nil, fmt.Errorf("storage: %s: %w", r.o.NSIDFile, err)
+		case err != nil:
+		case ver == "": // schema 1: the bare map
+			err = json.Unmarshal(b, &m)
+		default:
 			m = f.NSIDs
 			if len(unknown) > 0 {
 				r.log.Warn("ignoring fields of the nsids file this agent does not know", zap.String("file", r.o.NSIDFile),

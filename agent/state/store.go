@@ -120,7 +120,8 @@ func (s *Store) Load() (Loaded, error) {
 
 // decode reads any known layout of the file.
 func decode(b []byte) (Loaded, error) {
-	ver, err := jsonx.ReadSchemaVersion(b)
+	var f file
+	ver, unknown, err := jsonx.DecodeVersioned(b, SchemaMajor, SchemaVersion, &f)
 	if err != nil {
 		return Loaded{}, err
 	}
@@ -132,14 +133,6 @@ func decode(b []byte) (Loaded, error) {
 			return Loaded{}, err
 		}
 		return Loaded{Desired: &d, Schema: "1", Unknown: unknown}, nil
-	}
-	if err := jsonx.CheckSchema(ver, SchemaMajor, SchemaVersion); err != nil {
-		return Loaded{}, err
-	}
-	var f file
-	unknown, err := jsonx.Decode(b, &f)
-	if err != nil {
-		return Loaded{}, err
 	}
 	if f.Desired == nil {
 		return Loaded{}, errors.New(`no "desired" object`)

@@ -41,3 +41,18 @@ func CheckSchema(ver string, major int, own string) error {
 	}
 	return nil
 }
+
+// DecodeVersioned reads b's schema_version and, when it has one, checks it
+// with CheckSchema(ver, major, own) and decodes b into v, returning the
+// fields v does not know. An unversioned file (ver "") is left undecoded:
+// its layout predates versioning and only the caller knows it.
+func DecodeVersioned(b []byte, major int, own string, v any) (ver string, unknown []string, err error) {
+	if ver, err = ReadSchemaVersion(b); err != nil || ver == "" {
+		return ver, nil, err
+	}
+	if err := CheckSchema(ver, major, own); err != nil {
+		return ver, nil, err
+	}
+	unknown, err = Decode(b, v)
+	return ver, unknown, err
+}
