@@ -18,3 +18,27 @@ func Until(t testing.TB, within, every time.Duration, what string, cond func() b
 		time.Sleep(every)
 	}
 }
+
+// HangAfter is how long Returns waits before it calls a call hung. It is a
+// watchdog for a call whose blocking dependency never answers, not a
+// performance bound: the call either returns on its own or never does.
+const HangAfter = time.Minute
+
+// Returns runs f and fails t when f has not returned after HangAfter. Use it
+// where the property under test is "does not wait for X" and X is made to
+// block forever: returning at all is the assertion, however long it takes.
+// f runs on another goroutine, so it must not call t.Fatal (record what it
+// saw and check that after Returns).
+func Returns(t testing.TB, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(HangAfter):
+		t.Fatalf("%s hung: no return after %v", what, HangAfter)
+	}
+}
