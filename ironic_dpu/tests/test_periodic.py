@@ -147,14 +147,12 @@ class PeriodicTests(base.TestCase):
         # 100 s; all at once it takes one ping_timeout.
         rpc = FakeRPC()
         self.unreachable_fleet(100, rpc)
-        t0 = time.monotonic()
         self.assertEqual([], self.iface.check_waiting(self.ctx, self.rows()))
-        elapsed = time.monotonic() - t0
         self.assertEqual([('get_state', CONF.dpu_agent.ping_timeout)] * 100,
                          rpc.calls)
-        # One sequential wait: all 100 calls were in flight together.
+        # One sequential wait: all 100 calls were in flight together (what
+        # the pass costs follows from that; the test does not time it).
         self.assertEqual(100, rpc.most_in_flight)
-        self.assertLess(elapsed, 3 * CONF.dpu_agent.ping_timeout)
         # Not expired: nothing to lock, nothing failed.
         self.acquire_mock.assert_not_called()
         self.failed.assert_not_called()
@@ -166,12 +164,9 @@ class PeriodicTests(base.TestCase):
         self.unreachable_fleet(100, rpc)
         with mock.patch.object(deploy.patcher, 'is_monkey_patched',
                                return_value=True):
-            t0 = time.monotonic()
             self.iface.check_waiting(self.ctx, self.rows())
-            elapsed = time.monotonic() - t0
         self.assertEqual(100, len(rpc.calls))
         self.assertEqual(100, rpc.most_in_flight)
-        self.assertLess(elapsed, 3 * CONF.dpu_agent.ping_timeout)
 
     def test_workers_bound_the_calls_and_nobody_starves(self):
         # One worker, three dead agents, a clock each call advances by its
