@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/ironic-dpu/ironic-dpu-agent/agent/agenttest"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/liveness"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/poll"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
@@ -25,50 +27,51 @@ func twoComponents(t *testing.T, o agent.Options) (*agent.Agent, *agenttest.Reco
 	return startAgent(t, t.TempDir(), o), stor, net
 }
 
-// timed runs f and fails the test when it takes longer than bound.
-func timed(t *testing.T, what string, bound time.Duration, f func()) {
+// callReturns is call run under poll.Returns: the tests using it make a
+// dependency block forever, so returning at all is what they check, not how
+// fast (a regression that waits for it hangs and fails the watchdog).
+func callReturns(t *testing.T, a *agent.Agent, method string, args string) (res any, err error) {
 	t.Helper()
-	start := time.Now()
-	f()
-	if took := time.Since(start); took > bound {
-		t.Fatalf("%s took %v, want < %v", what, took, bound)
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(args), &m); err != nil {
+		t.Fatal(err)
 	}
+	fn, ok := a.Methods()[method]
+	if !ok {
+		t.Fatalf("no method %s", method)
+	}
+	poll.Returns(t, method, func() { res, err = fn(context.Background(), m) })
+	return res, err
 }
 
 // A hung SPDK (a storage reconcile that never returns) must not delay a
 // NIC hot-plug, nor apply_state: plug_vif waits for the network loop only.
 func TestHungStorageDelaysNeitherPlugVIFNorApplyState(t *testing.T) {
-	a, stor, net := twoComponents(t, agent.Options{ItemWait: time.Minute})
+	// ItemWait far past poll.HangAfter: a call that waited for storage would
+	// hang, not just answer late.
+	a, stor, net := twoComponents(t, agent.Options{ItemWait: time.Hour})
 	hung := make(chan struct{})
 	defer close(hung)
 	stor.SetBlock(hung)
-	timed(t, "apply_state", time.Second, func() {
-		if _, err := call(t, a, "apply_state", stateJSON(1, bootVol, "")); err != nil {
-			t.Fatal(err)
-		}
-	})
+	if _, err := callReturns(t, a, "apply_state", stateJSON(1, bootVol, "")); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, func() bool { return stor.Started() >= 1 }) // storage is stuck in SPDK now
-	var st nodestate.VIFStatus
-	timed(t, "plug_vif", time.Second, func() {
-		res, err := call(t, a, "plug_vif", `{"vif":`+vif1+`}`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st = res.(nodestate.VIFStatus)
-	})
-	if st.State != nodestate.StatePlugged || net.Calls() == 0 {
+	res, err := callReturns(t, a, "plug_vif", `{"vif":`+vif1+`}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := res.(nodestate.VIFStatus); st.State != nodestate.StatePlugged || net.Calls() == 0 {
 		t.Fatalf("plug_vif answered %+v after %d network reconciles", st, net.Calls())
 	}
 	// A second full state while storage is still hung: admitted at once too.
-	timed(t, "apply_state", time.Second, func() {
-		res, err := call(t, a, "apply_state", stateJSON(5, bootVol, vif1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if v := res.(agent.View); v.Generation != 5 || v.Observed.Generation != 0 {
-			t.Fatalf("apply_state answered generation %d, observed %d", v.Generation, v.Observed.Generation)
-		}
-	})
+	res, err = callReturns(t, a, "apply_state", stateJSON(5, bootVol, vif1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := res.(agent.View); v.Generation != 5 || v.Observed.Generation != 0 {
+		t.Fatalf("apply_state answered generation %d, observed %d", v.Generation, v.Observed.Generation)
+	}
 	waitFor(t, func() bool {
 		return a.State(context.Background()).Observed.Components[agent.ComponentNetwork].Generation == 5
 	})
@@ -191,16 +194,14 @@ func TestSingleItemWaitIsBounded(t *testing.T) {
 	a, _, net := twoComponents(t, agent.Options{ItemWait: 100 * time.Millisecond})
 	slow := make(chan struct{})
 	defer close(slow)
-	net.SetBlock(slow)
-	timed(t, "plug_vif", 2*time.Second, func() {
-		res, err := call(t, a, "plug_vif", `{"vif":`+vif1+`}`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st := res.(nodestate.VIFStatus); st.State == nodestate.StatePlugged {
-			t.Fatalf("plug_vif reported %+v before the network reconcile finished", st)
-		}
-	})
+	net.SetBlock(slow) // the network reconcile never finishes: only ItemWait ends the wait
+	res, err := callReturns(t, a, "plug_vif", `{"vif":`+vif1+`}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := res.(nodestate.VIFStatus); st.State == nodestate.StatePlugged {
+		t.Fatalf("plug_vif reported %+v before the network reconcile finished", st)
+	}
 }
 
 // A reconcile that hangs past the liveness bound makes its loop stuck, by

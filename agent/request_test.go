@@ -115,8 +115,10 @@ func TestRequestIDsFollowTheAdmissionIntoTheReconcile(t *testing.T) {
 // apply_state's wait (API 1.1) answers once every component reconciled the
 // generation, or when wait ran out.
 func TestApplyStateWaitsForConvergence(t *testing.T) {
-	a, stor, net := twoComponents(t, agent.Options{ItemWait: 5 * time.Second})
-	res, err := call(t, a, "apply_state", `{"state":{"generation":2,"volumes":[`+bootVol+`],"vifs":[`+vif1+`]},"wait":5}`)
+	// ItemWait and the first wait far past poll.HangAfter: the first call can
+	// only answer by converging, the second only when its own wait runs out.
+	a, stor, _ := twoComponents(t, agent.Options{ItemWait: time.Hour})
+	res, err := callReturns(t, a, "apply_state", `{"state":{"generation":2,"volumes":[`+bootVol+`],"vifs":[`+vif1+`]},"wait":3600}`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,17 +127,18 @@ func TestApplyStateWaitsForConvergence(t *testing.T) {
 	}
 	slow := make(chan struct{})
 	defer close(slow)
-	stor.SetBlock(slow)
+	stor.SetBlock(slow) // storage never converges on generation 3
 	start := time.Now()
-	res, err = call(t, a, "apply_state", `{"state":{"generation":3,"volumes":[],"vifs":[`+vif1+`]},"wait":0.3}`)
+	res, err = callReturns(t, a, "apply_state", `{"state":{"generation":3,"volumes":[],"vifs":[`+vif1+`]},"wait":0.3}`)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A lower bound only (no load makes it fail): the call waited its 0.3s
+	// rather than answering at once.
 	took := time.Since(start)
-	if v := res.(agent.View); v.Generation != 3 || v.Observed.Generation != 2 || took < 250*time.Millisecond || took > 3*time.Second {
+	if v := res.(agent.View); v.Generation != 3 || v.Observed.Generation != 2 || took < 250*time.Millisecond {
 		t.Fatalf("blocked storage: answered %+v after %v", v.Observed, took)
 	}
-	_ = net
 }
 
 func TestStateFileOfANewerAgentIsRefused(t *testing.T) {

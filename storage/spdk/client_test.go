@@ -10,9 +10,14 @@ import (
 	"time"
 
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/poll"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk"
 	"github.com/ironic-dpu/ironic-dpu-agent/storage/spdk/spdktest"
 )
+
+// bdevWaitForever is a bdev_get_bdevs timeout (ms) no test outlives: the
+// emulator answers such a call only when it stops.
+const bdevWaitForever = 3600 * 1000
 
 const hostNQN = "nqn.2014-08.org.nvmexpress:uuid:0d5e8f2a-4b6c-4d7e-8f90-a1b2c3d4e5f6"
 
@@ -83,21 +88,27 @@ func TestDeadlineKeepsConnectionUsable(t *testing.T) {
 	e := spdktest.StartT(t, spdktest.Options{})
 	c := spdk.NewUnix(e.Socket(), nil)
 	defer c.Close()
+	// bdev_get_bdevs waits for a missing bdev longer than the test runs:
+	// only the context can end the call.
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	start := time.Now()
-	// bdev_get_bdevs waits 2 s for a missing bdev: the context ends first.
-	err := c.Call(ctx, "bdev_get_bdevs", map[string]any{"name": "nope", "timeout": 2000}, nil)
-	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, errdefs.ErrUnavailable) || time.Since(start) > time.Second {
-		t.Fatalf("err = %v after %v", err, time.Since(start))
+	var err error
+	poll.Returns(t, "a call past its ctx deadline", func() {
+		err = c.Call(ctx, "bdev_get_bdevs", map[string]any{"name": "nope", "timeout": bdevWaitForever}, nil)
+	})
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Fatalf("err = %v", err)
 	}
-	// The late reply is dropped by id; the next call works at once.
+	// The abandoned call's reply, when it comes, is dropped by id; the next
+	// call works at once.
 	if _, err := c.GetVersion(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	// The client-wide bound ([spdk] rpc_timeout) applies without a ctx deadline.
 	c.SetCallTimeout(30 * time.Millisecond)
-	err = c.Call(context.Background(), "bdev_get_bdevs", map[string]any{"name": "nope", "timeout": 2000}, nil)
+	poll.Returns(t, "a call past the client's call timeout", func() {
+		err = c.Call(context.Background(), "bdev_get_bdevs", map[string]any{"name": "nope", "timeout": bdevWaitForever}, nil)
+	})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("call timeout: %v", err)
 	}
@@ -169,11 +180,7 @@ func TestOnReconnectAfterQuickRestart(t *testing.T) {
 	}
 	restart(t, e, sock)
 	// No call is made: the client must find out on its own.
-	select {
-	case <-events:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no reconnect event after SPDK restarted")
-	}
+	poll.Returns(t, "waiting for a reconnect event after SPDK restarted", func() { <-events })
 	select {
 	case <-events:
 		t.Fatal("one restart reported twice")
@@ -188,11 +195,7 @@ func TestOnReconnectAfterQuickRestart(t *testing.T) {
 	}
 	time.Sleep(50 * time.Millisecond)
 	stop()
-	select {
-	case <-ran:
-	case <-time.After(2 * time.Second):
-		t.Fatal("Run did not return after its context ended")
-	}
+	poll.Returns(t, "Run after its context ended", func() { <-ran })
 	if err := e.Start(sock); err != nil {
 		t.Fatal(err)
 	}
@@ -253,24 +256,19 @@ func TestPendingCallAtGracefulStopIsUnavailable(t *testing.T) {
 	defer c.Close()
 	done := make(chan error, 1)
 	go func() {
-		done <- c.Call(context.Background(), "bdev_get_bdevs", map[string]any{"name": "NoSuchBdev", "timeout": 10000}, nil)
+		done <- c.Call(context.Background(), "bdev_get_bdevs", map[string]any{"name": "NoSuchBdev", "timeout": bdevWaitForever}, nil)
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for e.Calls("bdev_get_bdevs") == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the request never reached the emulator")
+	poll.Returns(t, "waiting for the request to reach the emulator", func() {
+		for e.Calls("bdev_get_bdevs") == 0 {
+			time.Sleep(time.Millisecond)
 		}
-		time.Sleep(time.Millisecond)
-	}
+	})
 	if err := e.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-done:
-		if !spdk.HasCode(err, spdk.CodeESHUTDOWN) || !errors.Is(err, errdefs.ErrUnavailable) || !errors.Is(err, errdefs.ErrStorage) {
-			t.Fatalf("err = %v (kind %v), want -108 and unavailable", err, errdefs.Kind(err))
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the pending call got no answer when SPDK stopped")
+	var err error
+	poll.Returns(t, "the pending call when SPDK stopped", func() { err = <-done })
+	if !spdk.HasCode(err, spdk.CodeESHUTDOWN) || !errors.Is(err, errdefs.ErrUnavailable) || !errors.Is(err, errdefs.ErrStorage) {
+		t.Fatalf("err = %v (kind %v), want -108 and unavailable", err, errdefs.Kind(err))
 	}
 }
