@@ -222,6 +222,9 @@ lock_path = $IRONIC_DIR/lock
 # the DPUs' own vhost, with the conductor side's user
 transport_url = $DPU_COND_URL
 timeout = 30
+# the power hooks' ping of the agent (and each get_state of the waits):
+# written out because e2e case 4 checks this bound in the conductor's log
+ping_timeout = 5
 call_monitor_timeout = 10
 state_wait_timeout = ${DPU_STATE_WAIT:-20}
 state_poll_interval = 0.2
