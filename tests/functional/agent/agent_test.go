@@ -23,6 +23,7 @@ import (
 
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/agentproc"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/osloclient"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/poll"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/rabbitmq"
 	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/testpki"
 )
@@ -195,13 +196,14 @@ func TestAgentOverOsloMessaging(t *testing.T) {
 				Generation int `json:"generation"`
 			} `json:"observed"`
 		}
-		start := time.Now()
+		// Absent backends fail fast, so not waiting is shown with SPDK hung
+		// instead (stack's TestHungSPDKDelaysNeitherApplyStateNorPlugVIF).
 		if err := c.Call(osloclient.Req{Method: "apply_state", Args: map[string]any{
 			"state": map[string]any{"generation": 5, "node_uuid": node, "volumes": []any{}, "vifs": []any{}}}}, &applied); err != nil {
 			t.Fatalf("apply_state with backends down: %v", err)
 		}
-		if applied.Generation != 5 || time.Since(start) > 5*time.Second {
-			t.Fatalf("apply_state answered %+v after %v", applied, time.Since(start))
+		if applied.Generation != 5 {
+			t.Fatalf("apply_state answered %+v", applied)
 		}
 		var view struct {
 			Desired struct {
@@ -280,10 +282,16 @@ func TestAgentOverOsloMessaging(t *testing.T) {
 	})
 
 	t.Run("no agent for node fails fast", func(t *testing.T) {
-		start := time.Now()
-		re := remoteErr(t, c.Call(osloclient.Req{Method: "get_status", Server: "00000000-0000-4000-8000-000000000000", Timeout: 30}, nil))
-		if re.Class != "MessageUndeliverable" || time.Since(start) > 10*time.Second {
-			t.Fatalf("got %+v after %v", re, time.Since(start))
+		// The broker's mandatory return, not the call timeout (far beyond
+		// the hang watchdog), must end the call. Its own client: a hung call
+		// would hold the shared one.
+		c := client(t)
+		var err error
+		poll.Returns(t, "get_status to a node without an agent", func() {
+			err = c.Call(osloclient.Req{Method: "get_status", Server: "00000000-0000-4000-8000-000000000000", Timeout: 600}, nil)
+		})
+		if re := remoteErr(t, err); re.Class != "MessageUndeliverable" {
+			t.Fatalf("got %+v", re)
 		}
 	})
 

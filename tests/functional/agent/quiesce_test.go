@@ -49,7 +49,7 @@ func TestQuiesceOverOsloMessaging(t *testing.T) {
 		"dpu":       {"driver": "sim"},
 		"spdk":      {"rpc_socket": emu.Socket()},
 		"ovs":       {"ovsdb_connection": "unix:" + filepath.Join(dir, "no-ovsdb.sock")},
-		"storage":   {"host_nqn": quiesceHostNQN, "quiesce_max_hold": "20s"},
+		"storage":   {"host_nqn": quiesceHostNQN, "quiesce_max_hold": "1h"}, // only hold_seconds ends a pause within the test
 		"spdk_nvmf": {"transport": "TCP", "listen_address": "127.0.0.1", "listen_port": "4430"},
 	})
 	c := client(t)
@@ -107,8 +107,8 @@ func TestQuiesceOverOsloMessaging(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !st.Quiesced || !st.Supported || !reflect.DeepEqual(st.Functions, []string{"pf0"}) || st.MaxHoldSeconds != 20 ||
-			st.Until.Sub(st.Since) != 20*time.Second {
+		if !st.Quiesced || !st.Supported || !reflect.DeepEqual(st.Functions, []string{"pf0"}) || st.MaxHoldSeconds != 3600 ||
+			st.Until.Sub(st.Since) != time.Hour {
 			t.Fatalf("quiesce: %+v", st)
 		}
 		if got := paused(); !reflect.DeepEqual(got, map[string]string{"pf0": pf0}) {
@@ -138,7 +138,7 @@ func TestQuiesceOverOsloMessaging(t *testing.T) {
 	})
 
 	t.Run("bad holds refused", func(t *testing.T) {
-		for _, h := range []any{0, 21, "5"} {
+		for _, h := range []any{0, 3601, "5"} {
 			if re := remoteErr(t, func() error { _, err := call("quiesce", map[string]any{"hold_seconds": h}); return err }()); re.Class != "InvalidParameterValue" ||
 				!strings.Contains(re.Message, "hold_seconds") {
 				t.Fatalf("hold %v: %+v", h, re)
@@ -154,7 +154,9 @@ func TestQuiesceOverOsloMessaging(t *testing.T) {
 		if _, err := call("quiesce", map[string]any{"hold_seconds": 1.5}); err != nil || len(paused()) != 1 {
 			t.Fatalf("quiesce: %v, host %v", err, paused())
 		}
-		poll.Until(t, 10*time.Second, 50*time.Millisecond, "resume at the hold's end", func() bool { return len(paused()) == 0 && !status().Quiesced })
+		// A watchdog: the max hold (an hour) cannot resume it within it.
+		poll.Until(t, time.Minute, 50*time.Millisecond, "resume at the hold's end", func() bool { return len(paused()) == 0 && !status().Quiesced })
+		// A lower bound: load can delay the resume, never advance it.
 		if took := time.Since(start); took < 1400*time.Millisecond {
 			t.Fatalf("resumed after %v", took)
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ironic-dpu/ironic-dpu-agent/drivers/sim"
 	"github.com/ironic-dpu/ironic-dpu-agent/errdefs"
+	"github.com/ironic-dpu/ironic-dpu-agent/internal/testenv/poll"
 	"github.com/ironic-dpu/ironic-dpu-agent/nodestate"
 )
 
@@ -197,13 +198,19 @@ func TestRestartWithNothingChangedTouchesNothing(t *testing.T) {
 	}
 	vifs = append(vifs, nodestate.VIF{PortID: uuidN('e'), MAC: macN(0x310), Function: vf(1, 5)}) // no LSP: stays pending
 	h1 := newReconcilerTimeout(t, env, node, nil, time.Second)
+	// The VIF without a logical port is never bound: with no deadline on
+	// the call, only bind_timeout can end the wait.
+	var err error
 	start := time.Now()
-	if err := h1.reconcile(vifs...); err != nil {
+	poll.Returns(t, "plug with an unbindable VIF", func() {
+		err = h1.r.Reconcile(context.Background(), &nodestate.Desired{Generation: 1, NodeUUID: node, VIFs: vifs})
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	// The VIF without a logical port is reported pending after bind_timeout.
-	if d := time.Since(start); d < time.Second || d > 5*time.Second {
-		t.Errorf("plug with an unbindable VIF took %v, want about bind_timeout (1s)", d)
+	// A lower bound: load can lengthen the wait, never shorten it.
+	if d := time.Since(start); d < time.Second {
+		t.Errorf("plug with an unbindable VIF took %v, less than bind_timeout (1s)", d)
 	}
 	if st := h1.observe()[vifs[3].PortID]; st.State != nodestate.StatePending || st.Bound || st.OFPort <= 0 {
 		t.Errorf("unbindable VIF status = %+v, want pending with an ofport", st)

@@ -50,22 +50,27 @@ func (f *failingPrepare) set(sf int, fail bool) (tries int) {
 // tried at once.
 func TestFailedVIFWaitsForItsBackoff(t *testing.T) {
 	drv := &failingPrepare{Network: sim.NewNetwork(0), fail: map[int]bool{71: true}, tries: map[int]int{}}
-	const wait = 400 * time.Millisecond
-	h := newReconcilerWith(t, env, uuidN('a'), drv, 10*time.Second, func(o *network.Options) { o.RetryBase, o.RetryMax = wait, wait })
+	node := uuidN('a')
+	// An hour's backoff: "not retried yet" holds however slow the test runs.
+	const long = time.Hour
+	h := newReconcilerWith(t, env, node, drv, 10*time.Second, func(o *network.Options) { o.RetryBase, o.RetryMax = long, long })
 	bad := nodestate.VIF{PortID: uuidN('b'), MAC: macN(0x710), Function: sf(0, 71)}
 	good := nodestate.VIF{PortID: uuidN('b'), MAC: macN(0x720), Function: sf(0, 72)}
 	addLSP(t, env, "ls-retry", good.PortID, good.MAC, "10.7.0.12")
+	before := time.Now()
 	if err := h.reconcile(bad, good); !errors.Is(err, errdefs.ErrNetwork) {
 		t.Fatalf("first reconcile = %v, want ErrNetwork", err)
 	}
+	after := time.Now()
 	if st := h.observe()[good.PortID]; st.State != nodestate.StatePlugged {
 		t.Fatalf("the healthy VIF was not plugged beside the failing one: %+v", st)
 	}
-	// The agent's loop retries when the VIF is due (agent.RetryHinter).
-	if due := time.Until(h.r.NextRetry()); due <= 0 || due > wait {
-		t.Fatalf("NextRetry in %v, want within (0, %v]", due, wait)
+	// The agent's loop retries when the VIF is due (agent.RetryHinter): one
+	// jittered backoff ([½, 1] of it) after the failure.
+	if next, lo, hi := h.r.NextRetry(), before.Add(long/2), after.Add(long); next.Before(lo) || next.After(hi) {
+		t.Fatalf("NextRetry %v, want within [%v, %v]", next, lo, hi)
 	}
-	// At once again: the failed VIF is not retried yet, and says why.
+	// Again: the failed VIF is not retried yet, and says why.
 	if err := h.reconcile(bad, good); !errors.Is(err, errdefs.ErrNetwork) {
 		t.Fatalf("second reconcile = %v", err)
 	}
@@ -75,23 +80,31 @@ func TestFailedVIFWaitsForItsBackoff(t *testing.T) {
 	if st := h.observe()[bad.PortID]; st.State != nodestate.StateError || !strings.Contains(st.LastError, "no space left") || !strings.Contains(st.LastError, "retrying in") {
 		t.Fatalf("deferred VIF status %+v", st)
 	}
-	time.Sleep(wait)
+	// Changed (new MAC): tried at once, within its backoff.
+	bad.MAC = macN(0x711)
 	if err := h.reconcile(bad, good); err != nil {
-		t.Fatalf("reconcile after the backoff: %v", err)
+		t.Fatalf("changed VIF not retried at once: %v", err)
 	}
 	if got := ifaceExtID(t, env, "pf0sf71", "iface-id"); got != bad.PortID {
-		t.Fatalf("pf0sf71 iface-id %q after the retry", got)
+		t.Fatalf("pf0sf71 iface-id %q after the changed VIF's retry", got)
 	}
-	// Fails again, then the VIF changes (new MAC): tried at once.
+	h.stop()
+
+	// Unchanged, it is tried again once its backoff has passed (a short one).
+	const wait = 400 * time.Millisecond
+	h = newReconcilerWith(t, env, node, drv, 10*time.Second, func(o *network.Options) { o.RetryBase, o.RetryMax = wait, wait })
 	other := nodestate.VIF{PortID: uuidN('b'), MAC: macN(0x730), Function: sf(0, 73)}
 	drv.set(73, true)
 	if err := h.reconcile(bad, good, other); !errors.Is(err, errdefs.ErrNetwork) {
 		t.Fatalf("reconcile = %v", err)
 	}
 	drv.set(73, false)
-	other.MAC = macN(0x731)
+	time.Sleep(wait) // at least the backoff: load can only lengthen it
 	if err := h.reconcile(bad, good, other); err != nil {
-		t.Fatalf("changed VIF not retried at once: %v", err)
+		t.Fatalf("reconcile after the backoff: %v", err)
+	}
+	if got := ifaceExtID(t, env, "pf0sf73", "iface-id"); got != other.PortID {
+		t.Fatalf("pf0sf73 iface-id %q after the retry", got)
 	}
 	if err := h.reconcile(); err != nil {
 		t.Fatal(err)

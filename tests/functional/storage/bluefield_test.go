@@ -68,7 +68,7 @@ func TestAgentBlueFieldSNAP(t *testing.T) {
 	for i, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
 		emu.stop(sig)
 		emu.start()
-		took := waitSNAPHost(t, cl, want, 5*time.Second)
+		took := waitSNAPHost(t, cl, want, restoreWatchdog) // within it, only the reconnect event can (see healthInterval)
 		t.Logf("SNAP restart %d (%v): host disks back %v after SNAP answered again", i+1, sig, took)
 	}
 }
