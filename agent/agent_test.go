@@ -59,6 +59,12 @@ func run(t *testing.T, a *agent.Agent) {
 
 func call(t *testing.T, a *agent.Agent, method string, args string) (any, error) {
 	t.Helper()
+	return endpoint(t, a, method, args)()
+}
+
+// method_ decodes args and returns the endpoint call, made when invoked.
+func endpoint(t *testing.T, a *agent.Agent, method string, args string) func() (any, error) {
+	t.Helper()
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(args), &m); err != nil {
 		t.Fatal(err)
@@ -67,7 +73,7 @@ func call(t *testing.T, a *agent.Agent, method string, args string) (any, error)
 	if !ok {
 		t.Fatalf("no method %s", method)
 	}
-	return fn(context.Background(), m)
+	return func() (any, error) { return fn(context.Background(), m) }
 }
 
 const bootVol = `{"volume_id":"6f1c5e0a-3b7d-4c2e-9a41-2d8f7b9e0c11","boot_index":0,"connection_info":{"driver_volume_type":"nvmeof","data":{"nqn":"nqn.2010-10.org.openstack:volume-6f1c5e0a-3b7d-4c2e-9a41-2d8f7b9e0c11","target_portal":"127.0.0.1","target_port":4420,"transport_type":"tcp","ns_id":1}}}`

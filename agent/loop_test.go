@@ -2,7 +2,6 @@ package agent_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -32,15 +31,8 @@ func twoComponents(t *testing.T, o agent.Options) (*agent.Agent, *agenttest.Reco
 // fast (a regression that waits for it hangs and fails the watchdog).
 func callReturns(t *testing.T, a *agent.Agent, method string, args string) (res any, err error) {
 	t.Helper()
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(args), &m); err != nil {
-		t.Fatal(err)
-	}
-	fn, ok := a.Methods()[method]
-	if !ok {
-		t.Fatalf("no method %s", method)
-	}
-	poll.Returns(t, method, func() { res, err = fn(context.Background(), m) })
+	f := endpoint(t, a, method, args)
+	poll.Returns(t, method, func() { res, err = f() })
 	return res, err
 }
 
