@@ -2,12 +2,9 @@ package bluefield_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -93,68 +90,6 @@ func TestFunctionsComeFromSNAP(t *testing.T) {
 	}
 }
 
-// hungSNAP accepts connections and reads requests but never answers; it
-// sends the method of each request read on the returned channel.
-func hungSNAP(t *testing.T) (string, <-chan string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "hung.sock")
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	asked := make(chan string, 64)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	closed := false
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			if closed {
-				mu.Unlock()
-				_ = c.Close()
-				continue
-			}
-			conns = append(conns, c)
-			wg.Add(1) // the accept loop's count is held: not zero here
-			mu.Unlock()
-			go func() {
-				defer wg.Done()
-				dec := json.NewDecoder(c)
-				for {
-					var req struct {
-						Method string `json:"method"`
-					}
-					if dec.Decode(&req) != nil {
-						return
-					}
-					select {
-					case asked <- req.Method:
-					default:
-					}
-				}
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		closed = true
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return path, asked
-}
-
 // ValidateFunction has no ctx: it must not hang on SNAP. Unreached or hung,
 // the function is admitted (the reconcile reports it: see the storage
 // package's TestBluefieldAdmitsWhileSNAPIsDown), one bounded wait per burst.
@@ -163,7 +98,7 @@ func TestValidateFunctionDoesNotWaitForSNAP(t *testing.T) {
 	if err := down.ValidateFunction(vf(3, 9)); err != nil {
 		t.Fatalf("SNAP down: %v", err)
 	}
-	path, asked := hungSNAP(t) // never answers: only ListTimeout ends the wait
+	path, asked := spdktest.HungMethodsT(t) // never answers: only ListTimeout ends the wait
 	hung := newSNAP(t, path, bluefield.StorageOptions{ListTimeout: 100 * time.Millisecond})
 	var err error
 	start := time.Now()

@@ -2,6 +2,7 @@ package spdktest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -93,6 +94,15 @@ func LvolExport(id string, sizeMiB int, port string) []RPC {
 // returns the socket path (in a short temp dir) and stops in t.Cleanup.
 func HungT(t testing.TB) string {
 	t.Helper()
+	sock, _ := HungMethodsT(t)
+	return sock
+}
+
+// HungMethodsT is HungT that also sends the method of each request it reads
+// on the returned channel (buffered; a method nobody has room for is
+// dropped), for tests that check what was asked of the wedged SPDK.
+func HungMethodsT(t testing.TB) (string, <-chan string) {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "spdk-hung")
 	if err != nil {
 		t.Fatal(err)
@@ -102,6 +112,7 @@ func HungT(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	asked := make(chan string, 64)
 	var mu sync.Mutex
 	var conns []net.Conn
 	var wg sync.WaitGroup
@@ -114,7 +125,7 @@ func HungT(t testing.TB) string {
 			mu.Lock()
 			conns = append(conns, c)
 			mu.Unlock()
-			wg.Go(func() { _, _ = io.Copy(io.Discard, c) }) // swallow, never reply; ends when c is closed
+			wg.Go(func() { swallow(c, asked) }) // ends when c is closed
 		}
 	})
 	t.Cleanup(func() {
@@ -127,5 +138,24 @@ func HungT(t testing.TB) string {
 		wg.Wait()
 		_ = os.RemoveAll(dir)
 	})
-	return sock
+	return sock, asked
+}
+
+// swallow reads c's requests and never replies, reporting each method on
+// asked; what is not JSON is read and dropped all the same.
+func swallow(c net.Conn, asked chan<- string) {
+	dec := json.NewDecoder(c)
+	for {
+		var req struct {
+			Method string `json:"method"`
+		}
+		if dec.Decode(&req) != nil {
+			_, _ = io.Copy(io.Discard, c)
+			return
+		}
+		select {
+		case asked <- req.Method:
+		default:
+		}
+	}
 }
